@@ -1,0 +1,1 @@
+"""Backfleet's runtime: settings, stores, sources, the pipeline and the catalog."""

@@ -1,0 +1,59 @@
+"""The Celery app: broker, queues, routes, reliability settings and the beat schedule.
+
+`celery -A workers.app worker|beat|flower` works as Celery users expect. Nothing
+here connects to anything: SDK clients and DB engines are made after fork.
+"""
+
+from celery import Celery
+from celery.signals import worker_process_init
+from kombu import Queue
+
+from beat_schedule import build_beat_schedule
+from workers.catalog.db import dispose_engines
+from workers.settings import get_settings
+
+QUEUES = ("backup", "restore", "audit", "verify", "maintenance")
+TASK_ROUTES = {
+    "tasks.backup.*": {"queue": "backup"},
+    "tasks.restore.*": {"queue": "restore"},
+    "tasks.audit.*": {"queue": "audit"},
+    "tasks.verify.*": {"queue": "verify"},
+    "tasks.retention.*": {"queue": "maintenance"},
+}
+
+settings = get_settings()
+app = Celery(
+    "backfleet",
+    broker=settings.broker_url,
+    backend=settings.results_url,
+    include=["tasks.backup", "tasks.restore"],
+)
+app.conf.update(
+    task_queues=[Queue(name) for name in QUEUES],
+    task_default_queue="backup",
+    task_routes=TASK_ROUTES,
+    # A task is acknowledged only when it has finished, and a worker holds one
+    # message at a time, so a worker that dies hands its backup back.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    # Flower shows every task as it is sent, starts and ends.
+    worker_send_task_events=True,
+    task_send_sent_event=True,
+    task_track_started=True,
+    result_expires=settings.celery_result_expires,
+    result_extended=True,
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    timezone="UTC",
+    enable_utc=True,
+    broker_connection_retry_on_startup=True,
+    beat_schedule=build_beat_schedule(settings),
+)
+
+
+@worker_process_init.connect
+def _fresh_connections_after_fork(**_: object) -> None:
+    """A forked pool process must not share its parent's database connections."""
+    dispose_engines()

@@ -1,0 +1,138 @@
+"""SQLAlchemy 2 models. Statuses are the API's: Pending, Running, Success, Failed."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+PENDING, RUNNING, SUCCESS, FAILED = "Pending", "Running", "Success", "Failed"
+ACTIVE_STATUSES = (PENDING, RUNNING)
+ACTIVE_WHERE = text("status IN ('Pending', 'Running')")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every database (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use UTC")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Backup(Base):
+    __tablename__ = "backups"
+    __table_args__ = (
+        UniqueConstraint("namespace", "timestamp", name="uq_backups_namespace_timestamp"),
+        # At most one Pending/Running backup per namespace, enforced by the database itself.
+        Index(
+            "uq_backups_one_active_per_namespace",
+            "namespace",
+            unique=True,
+            sqlite_where=ACTIVE_WHERE,
+            postgresql_where=ACTIVE_WHERE,
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(63))
+    timestamp: Mapped[str] = mapped_column(String(19))
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    only_config: Mapped[bool] = mapped_column(default=False)
+    trigger: Mapped[str] = mapped_column(String(32), default="api")
+    services: Mapped[list[str]] = mapped_column(default=list)
+    task_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    requested_by: Mapped[str | None] = mapped_column(String(320))
+    error: Mapped[str | None] = mapped_column(Text)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    artifacts: Mapped[list["Artifact"]] = relationship(
+        back_populates="backup", cascade="all, delete-orphan", order_by="Artifact.service"
+    )
+
+
+class Artifact(Base):
+    """One service of one backup: one object in the store."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("backup_id", "service", name="uq_artifacts_backup_service"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    backup_id: Mapped[int] = mapped_column(ForeignKey("backups.id", ondelete="CASCADE"), index=True)
+    service: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(1024))
+    format: Mapped[str] = mapped_column(String(32))
+    compression: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    source_size: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    facts: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    backup: Mapped[Backup] = relationship(back_populates="artifacts")
+
+
+class Restore(Base):
+    __tablename__ = "restores"
+    __table_args__ = (
+        Index(
+            "uq_restores_one_active_per_namespace",
+            "namespace",
+            unique=True,
+            sqlite_where=ACTIVE_WHERE,
+            postgresql_where=ACTIVE_WHERE,
+        ),
+        Index("ix_restores_timestamp", "timestamp"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(63))  # the namespace restored into
+    source_namespace: Mapped[str] = mapped_column(String(63))  # where the backup lives
+    timestamp: Mapped[str] = mapped_column(String(19))
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    services: Mapped[list[str]] = mapped_column(default=list)
+    skipped: Mapped[list[str]] = mapped_column(default=list)
+    backup_url: Mapped[str] = mapped_column(String(2048))
+    task_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    requested_by: Mapped[str | None] = mapped_column(String(320))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]

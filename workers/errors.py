@@ -1,0 +1,44 @@
+"""One root exception; transient errors may be retried, permanent ones never are.
+
+Messages are written for the operator and must never carry a secret.
+"""
+
+
+class BackfleetError(Exception):
+    """Root of every error Backfleet raises on purpose."""
+
+
+class TransientError(BackfleetError):
+    """May succeed if tried again (a timeout, a reset connection, a busy server)."""
+
+
+class PermanentError(BackfleetError):
+    """Will fail again the same way until a setting or the data is fixed."""
+
+
+class ConfigError(PermanentError):
+    """A setting or the services file is wrong; the message names what to fix."""
+
+
+class NotFoundError(PermanentError):
+    """A backup, restore or object that was asked for does not exist."""
+
+
+class ConflictError(PermanentError):
+    """The request collides with work in progress (e.g. a running backup)."""
+
+    def __init__(self, message: str, *, timestamp: str | None = None) -> None:
+        super().__init__(message)
+        self.timestamp = timestamp
+
+
+class IntegrityError(PermanentError):
+    """Stored bytes do not match what the manifest recorded."""
+
+
+class SourceError(PermanentError):
+    """A dump or restore tool failed; the message is its (redacted) complaint."""
+
+
+class InvalidRequestError(PermanentError):
+    """The caller asked for something that cannot be done as asked (HTTP 422)."""

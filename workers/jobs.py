@@ -1,0 +1,187 @@
+"""Requesting backups and restores: shared by the API, the CLI and scheduled tasks.
+
+A request checks what it can at once (namespace, services, the backup exists,
+nothing collides), records a Pending row, then enqueues the task. If the
+broker cannot take the task, the row is marked Failed: nothing waits forever.
+"""
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from workers.catalog import queries
+from workers.catalog.db import session_scope
+from workers.catalog.models import FAILED, SUCCESS, Backup, Restore
+from workers.errors import ConflictError, InvalidRequestError, NotFoundError, TransientError
+from workers.fleet import Fleet
+from workers.manifest import Manifest, manifest_key
+from workers.redact import redact
+
+log = logging.getLogger(__name__)
+
+# (task name, kwargs, queue) -> task id; the default sends through Celery.
+Enqueue = Callable[[str, dict[str, object], str], str]
+
+
+def celery_enqueue(task: str, kwargs: dict[str, object], queue: str) -> str:
+    from workers.app import app  # imported here so the CLI starts without Celery's cost
+
+    return str(app.send_task(task, kwargs=kwargs, queue=queue).id)
+
+
+def services_for_backup(fleet: Fleet, *, namespace: str, only_config: bool) -> list[str]:
+    specs = fleet.config.services_of(namespace)
+    names = sorted(name for name, spec in specs.items() if spec.config or not only_config)
+    if not names:
+        raise InvalidRequestError(
+            f"namespace {namespace} has no service marked `config = true` for an onlyConfig backup"
+        )
+    return names
+
+
+def request_backup(
+    fleet: Fleet,
+    *,
+    namespace: str,
+    only_config: bool = False,
+    trigger: str = "api",
+    requested_by: str | None = None,
+    enqueue: Enqueue = celery_enqueue,
+) -> Backup:
+    """Record a Pending backup and enqueue it; ConflictError if one is already active."""
+    services = services_for_backup(fleet, namespace=namespace, only_config=only_config)
+    url = fleet.settings.database_url
+    with session_scope(url) as session:
+        backup = queries.create_backup(
+            session,
+            namespace=namespace,
+            services=services,
+            only_config=only_config,
+            trigger=trigger,
+            requested_by=requested_by,
+        )
+    kwargs: dict[str, object] = {"namespace": namespace, "timestamp": backup.timestamp}
+    try:
+        task_id = enqueue("tasks.backup.run_backup", kwargs, "backup")
+    except Exception as exc:
+        _mark_not_enqueued(url, backup_id=backup.id, reason=redact(str(exc), fleet.secrets()))
+        raise TransientError("the broker did not accept the backup task; try again") from None
+    with session_scope(url) as session:
+        row = session.get(Backup, backup.id)
+        if row is not None and row.task_id is None:
+            row.task_id = task_id
+    return backup
+
+
+def _mark_not_enqueued(url: str, *, backup_id: int, reason: str) -> None:
+    with session_scope(url) as session:
+        row = session.get(Backup, backup_id)
+        if row is not None:
+            row.status, row.error = FAILED, f"could not be enqueued: {reason}"
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    source_namespace: str
+    timestamp: str
+    services: list[str]
+    skipped: list[str]
+    backup_url: str
+
+
+def read_manifest(fleet: Fleet, *, namespace: str, timestamp: str) -> Manifest:
+    """The manifest from the store, the source of truth; NotFoundError if absent."""
+    key = manifest_key(namespace, timestamp)
+    if not fleet.store.exists(key):
+        raise NotFoundError(f"no backup {timestamp} of namespace {namespace} in the store")
+    with fleet.store.open_read(key) as handle:
+        return Manifest.from_bytes(handle.read())
+
+
+def plan_restore(
+    fleet: Fleet, *, namespace: str, source_namespace: str, timestamp: str, skip: Iterable[str]
+) -> RestorePlan:
+    """Check that the backup exists and fits the target namespace, before anything is queued."""
+    with session_scope(fleet.settings.database_url) as session:
+        known = queries.get_backup(session, namespace=source_namespace, timestamp=timestamp)
+        if known is not None and known.status != SUCCESS:
+            raise ConflictError(
+                f"backup {timestamp} of namespace {source_namespace} is {known.status}: "
+                "only a successful backup can be restored",
+                timestamp=timestamp,
+            )
+    # Catalog or not, the manifest in the store says what the backup holds.
+    manifest = read_manifest(fleet, namespace=source_namespace, timestamp=timestamp)
+    targets = fleet.config.services_of(namespace)
+    skipped = sorted(set(skip) & {entry.service for entry in manifest.artifacts})
+    services = [entry.service for entry in manifest.artifacts if entry.service not in skipped]
+    if not services:
+        raise InvalidRequestError("every service of the backup is disabled: nothing to restore")
+    for service in services:
+        spec = targets.get(service)
+        if spec is None:
+            raise InvalidRequestError(
+                f"service {service} of the backup is not configured in namespace {namespace}; "
+                "disable it to skip it"
+            )
+        entry = manifest.artifact(service)
+        assert entry is not None
+        if entry.source.get("kind", spec.kind) != spec.kind:
+            raise InvalidRequestError(
+                f"service {service} was backed up as {entry.source.get('kind')} "
+                f"but is configured as {spec.kind} in namespace {namespace}"
+            )
+    return RestorePlan(
+        source_namespace=source_namespace,
+        timestamp=timestamp,
+        services=services,
+        skipped=skipped,
+        backup_url=fleet.store.url_for(source_namespace, timestamp),
+    )
+
+
+def request_restore(
+    fleet: Fleet,
+    *,
+    namespace: str,
+    timestamp: str,
+    source_namespace: str | None = None,
+    skip: Iterable[str] = (),
+    requested_by: str | None = None,
+    enqueue: Enqueue = celery_enqueue,
+) -> Restore:
+    """Record a Pending restore of `timestamp` into `namespace` and enqueue it."""
+    fleet.config.services_of(namespace)  # the target must be configured
+    plan = plan_restore(
+        fleet,
+        namespace=namespace,
+        source_namespace=source_namespace or namespace,
+        timestamp=timestamp,
+        skip=skip,
+    )
+    url = fleet.settings.database_url
+    with session_scope(url) as session:
+        restore = queries.create_restore(
+            session,
+            namespace=namespace,
+            source_namespace=plan.source_namespace,
+            timestamp=timestamp,
+            services=plan.services,
+            skipped=plan.skipped,
+            backup_url=plan.backup_url,
+            requested_by=requested_by,
+        )
+    try:
+        task_id = enqueue("tasks.restore.run_restore", {"restore_id": restore.id}, "restore")
+    except Exception as exc:
+        with session_scope(url) as session:
+            row = session.get(Restore, restore.id)
+            if row is not None:
+                reason = redact(str(exc), fleet.secrets())
+                row.status, row.error = FAILED, f"could not be enqueued: {reason}"
+        raise TransientError("the broker did not accept the restore task; try again") from None
+    with session_scope(url) as session:
+        row = session.get(Restore, restore.id)
+        if row is not None:
+            row.task_id = task_id
+    return restore

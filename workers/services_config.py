@@ -1,0 +1,147 @@
+"""The services file (TOML, BACKFLEET_CONFIG): which namespaces hold which services.
+
+Two shapes are accepted:
+
+    namespace = "app"
+    [services.postgres]
+    kind = "postgres"
+    url = "postgresql://backup@db:5432/app"
+
+or, for one fleet protecting many platform instances,
+
+    [namespaces.team-a.services.postgres]
+    kind = "postgres"
+    url = "…"
+"""
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from workers.cron import parse_cron
+from workers.errors import ConfigError
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DEFAULT_NAMESPACE = "app"
+
+ServiceKind = Literal["postgres", "sqlite", "directory"]
+
+
+def check_dns_label(value: str, what: str) -> str:
+    if not DNS_LABEL.match(value):
+        raise ValueError(
+            f"{what} {value!r} must be a DNS label: lower-case letters, digits and '-', "
+            "1-63 characters, starting and ending with a letter or digit"
+        )
+    return value
+
+
+class ServiceSpec(BaseModel):
+    """One thing to back up. `url` may hold a password: it is never logged or stored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = ""
+    kind: ServiceKind
+    url: str | None = Field(default=None, repr=False)
+    path: Path | None = None
+    password_env: str | None = None
+    config: bool = False
+    schedule: str | None = None
+
+    @model_validator(mode="after")
+    def _location_fits_kind(self) -> "ServiceSpec":
+        if self.kind == "postgres" and not self.url:
+            raise ValueError("a postgres service needs `url`")
+        if self.kind in ("sqlite", "directory") and self.path is None:
+            raise ValueError(f"a {self.kind} service needs `path`")
+        if self.schedule is not None:
+            parse_cron(self.schedule)
+        return self
+
+
+class _NamespaceBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    services: Annotated[dict[str, ServiceSpec], Field(min_length=1)]
+
+
+class _FileBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    namespace: str | None = None
+    services: dict[str, ServiceSpec] | None = None
+    namespaces: dict[str, _NamespaceBody] | None = None
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> "_FileBody":
+        if (self.services is None) == (self.namespaces is None):
+            raise ValueError("give either [services.<name>] or [namespaces.<ns>.services.<name>]")
+        return self
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """Every namespace the fleet protects, with its services by name."""
+
+    default_namespace: str
+    namespaces: dict[str, dict[str, ServiceSpec]]
+
+    def services_of(self, namespace: str) -> dict[str, ServiceSpec]:
+        try:
+            return self.namespaces[namespace]
+        except KeyError:
+            known = ", ".join(sorted(self.namespaces))
+            raise ConfigError(
+                f"namespace {namespace!r} is not configured (known: {known})"
+            ) from None
+
+
+def parse_fleet_config(text: str, *, namespace_override: str | None = None) -> FleetConfig:
+    """Parse the TOML text; ConfigError says which entry is wrong and why."""
+    try:
+        body = _FileBody.model_validate(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"services file is not valid TOML: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']) or 'file'}: "
+            f"{item['msg'].removeprefix('Value error, ')}"
+            for item in exc.errors()
+        )
+        raise ConfigError(f"services file: {problems}") from None
+
+    if body.services is not None:
+        name = namespace_override or body.namespace or DEFAULT_NAMESPACE
+        raw = {name: body.services}
+        default = name
+    else:
+        assert body.namespaces is not None
+        raw = {ns: entry.services for ns, entry in body.namespaces.items()}
+        default = namespace_override or body.namespace or sorted(raw)[0]
+        if default not in raw:
+            raise ConfigError(f"default namespace {default!r} has no [namespaces.{default}] table")
+
+    namespaces: dict[str, dict[str, ServiceSpec]] = {}
+    try:
+        for ns, services in raw.items():
+            check_dns_label(ns, "namespace")
+            namespaces[ns] = {
+                svc: spec.model_copy(update={"name": check_dns_label(svc, "service name")})
+                for svc, spec in services.items()
+            }
+    except ValueError as exc:
+        raise ConfigError(f"services file: {exc}") from None
+    return FleetConfig(default_namespace=default, namespaces=namespaces)
+
+
+def load_fleet_config(path: Path, *, namespace_override: str | None = None) -> FleetConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"services file {path} does not exist (set BACKFLEET_CONFIG to its path)"
+        ) from None
+    return parse_fleet_config(text, namespace_override=namespace_override)

@@ -1,0 +1,148 @@
+"""One typed Settings object read from the environment and validated at start.
+
+Every field's environment variable is its name in upper case (see the README's
+table). Invalid values stop the start with a message naming the variable and
+never echoing a secret.
+"""
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from workers.cron import parse_cron
+from workers.errors import ConfigError
+
+MiB = 1024 * 1024
+StoreType = Literal["local", "s3", "azure-blob-storage"]
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One entry of BACKFLEET_API_KEYS: `key` or `key:owner-email:customer`."""
+
+    key: str
+    owner_email: str = ""
+    customer: str = ""
+
+    def __repr__(self) -> str:  # the key itself is a secret
+        return f"ApiKey(owner_email={self.owner_email!r}, customer={self.customer!r})"
+
+
+def parse_api_keys(raw: str) -> list[ApiKey]:
+    keys: list[ApiKey] = []
+    for position, entry in enumerate(raw.split(","), start=1):
+        entry = entry.strip()
+        if not entry:
+            continue
+        parts = entry.split(":")
+        if len(parts) not in (1, 3) or not parts[0]:
+            raise ValueError(
+                f"entry {position} must be `key` or `key:owner-email:customer` "
+                "(keys contain no `:`)"
+            )
+        keys.append(ApiKey(*parts) if len(parts) == 3 else ApiKey(parts[0]))
+    return keys
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    # --- the existing product's contract (DESIGN.md section 1) ---
+    enable_regular_backups: bool = False
+    enable_user_events: bool = False
+    uevents_schedule: str = "0 0 * * *"
+    uevents_gc_schedule: str = "0 1 * * *"
+    object_store_location_type: StoreType = "local"
+    object_store_location_local: Path = Path("/backup")
+    aws_s3_bucket_name: str = "athena-ondemand-backup"
+    aws_s3_bucket_url_prefix: str = "https://s3.console.aws.amazon.com/s3/buckets/"
+    aws_s3_bucket_url_suffix: str = "&prefix=%v/%v/&showversions=false"
+    aws_s3_region: str = "us-west-2"
+    aws_access_key: SecretStr | None = None
+    aws_secret_key: SecretStr | None = None
+    aws_s3_endpoint_url: str | None = None
+    azure_storage_account_name: str = "prophecyathenabackup"
+    azure_storage_account_service_url: str = "https://prophecyathenabackup.blob.core.windows.net/"
+    azure_storage_container_name: str = "athena-ondemand-backup"
+    azure_storage_access_key: SecretStr | None = None
+
+    # --- Backfleet's own ---
+    broker_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("BROKER_URL", "REDIS_URL"),
+    )
+    result_backend_url: str | None = None
+    database_url: str = "sqlite:///./var/backfleet.db"
+    backfleet_api_keys: SecretStr = SecretStr("")
+    backfleet_config: Path = Path("./backfleet.toml")
+    backfleet_namespace: str | None = None
+    regular_backup_schedule: str = "0 * * * *"
+    backfleet_api_host: str = "127.0.0.1"
+    backfleet_api_port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    backup_part_size: Annotated[int, Field(ge=1 * MiB, le=5 * 1024 * MiB)] = 8 * MiB
+    backup_compression_level: Annotated[int, Field(ge=-7, le=22)] = 1
+    backfleet_work_dir: Path | None = None
+    celery_result_expires: Annotated[int, Field(ge=60)] = 86400
+    backfleet_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("uevents_schedule", "uevents_gc_schedule", "regular_backup_schedule")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        parse_cron(value)
+        return value
+
+    @field_validator("backfleet_api_keys")
+    @classmethod
+    def _valid_api_keys(cls, value: SecretStr) -> SecretStr:
+        parse_api_keys(value.get_secret_value())
+        return value
+
+    @field_validator("broker_url", "result_backend_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "redis+socket://")):
+            raise ValueError("must be a redis://, rediss:// or redis+socket:// URL")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _catalog_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql:", "postgresql+", "postgres:")):
+            raise ValueError("must be a sqlite:///… or postgresql://… URL")
+        return value
+
+    @property
+    def api_keys(self) -> list[ApiKey]:
+        return parse_api_keys(self.backfleet_api_keys.get_secret_value())
+
+    @property
+    def results_url(self) -> str:
+        return self.result_backend_url or self.broker_url
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """Name each bad variable and why, without echoing the value (it may be a secret)."""
+    lines = []
+    for item in error.errors():
+        variable = str(item["loc"][0]).upper() if item["loc"] else "settings"
+        reason = item["msg"].removeprefix("Value error, ")
+        lines.append(f"invalid setting {variable}: {reason}")
+    return "; ".join(lines)
+
+
+def load_settings() -> Settings:
+    """Read the environment now; raise ConfigError naming every bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once (tests call get_settings.cache_clear())."""
+    return load_settings()

@@ -1,0 +1,84 @@
+"""The small protocol every object store implements, and what it returns.
+
+A multipart upload is created, fed parts in order, then completed or aborted;
+callers register the abort the moment the upload exists (see pipeline.py) so
+no failure path leaves one behind. Provider limits are class constants.
+"""
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import BinaryIO, ClassVar, Protocol
+
+from workers.errors import PermanentError
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    modified: datetime | None = None
+
+
+@dataclass(frozen=True)
+class UploadedPart:
+    number: int  # 1-based, in upload order
+    size: int
+    etag: str  # the provider's receipt for the part (ETag, block id, offset…)
+
+
+class ObjectStore(Protocol):
+    kind: ClassVar[str]
+    max_parts: ClassVar[int]
+    min_part_size: ClassVar[int]
+    max_part_size: ClassVar[int]
+
+    def create_upload(self, key: str) -> str:
+        """Start a multipart upload of `key`; returns its upload id."""
+        ...
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart: ...
+
+    def complete_upload(self, key: str, upload_id: str, parts: Sequence[UploadedPart]) -> None:
+        """Make the object visible, all at once, with exactly these parts."""
+        ...
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Discard an unfinished upload; a no-op if it is already gone."""
+        ...
+
+    def put_object(self, key: str, data: bytes) -> None:
+        """Store a small object (a manifest) atomically."""
+        ...
+
+    def open_read(self, key: str) -> BinaryIO:
+        """A stream of the object's bytes; NotFoundError if there is none."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every complete object whose key starts with `prefix`, in key order."""
+        ...
+
+    def delete(self, key: str) -> None: ...
+
+    def url_for(self, namespace: str, timestamp: str) -> str:
+        """Where a person finds the backup (`backupurl` in the API)."""
+        ...
+
+    def check(self) -> None:
+        """Raise ConfigError naming the setting to fix when the store cannot be used."""
+        ...
+
+    def init(self) -> None:
+        """Create the bucket, container or directory (`backfleet store init`)."""
+        ...
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could leave the store's namespace: `..`, absolute, empty parts."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise PermanentError(f"object key {key!r} is not a clean relative path")
+    return key

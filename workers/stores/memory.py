@@ -1,0 +1,68 @@
+"""An in-memory store for fast unit tests of the pipeline (never the only test of a feature)."""
+
+import io
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import BinaryIO, ClassVar
+
+from workers.errors import NotFoundError, PermanentError
+from workers.stores.base import ObjectInfo, UploadedPart, check_key
+
+
+class MemoryStore:
+    kind: ClassVar[str] = "memory"
+    max_parts: ClassVar[int] = 10_000
+    min_part_size: ClassVar[int] = 1
+    max_part_size: ClassVar[int] = 5 * 1024**3
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.uploads: dict[str, dict[int, bytes]] = {}
+
+    def create_upload(self, key: str) -> str:
+        check_key(key)
+        upload_id = uuid.uuid4().hex
+        self.uploads[upload_id] = {}
+        return upload_id
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
+        self.uploads[upload_id][number] = bytes(data)
+        return UploadedPart(number=number, size=len(data), etag=str(number))
+
+    def complete_upload(self, key: str, upload_id: str, parts: Sequence[UploadedPart]) -> None:
+        stored = self.uploads.pop(upload_id)
+        if sorted(stored) != [part.number for part in parts]:
+            raise PermanentError(f"upload of {key} is missing parts")
+        self.objects[key] = b"".join(stored[part.number] for part in parts)
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        self.uploads.pop(upload_id, None)
+
+    def put_object(self, key: str, data: bytes) -> None:
+        self.objects[check_key(key)] = bytes(data)
+
+    def open_read(self, key: str) -> BinaryIO:
+        try:
+            return io.BytesIO(self.objects[key])
+        except KeyError:
+            raise NotFoundError(f"object {key} is not in the store") from None
+
+    def exists(self, key: str) -> bool:
+        return key in self.objects
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        for key in sorted(self.objects):
+            if key.startswith(prefix):
+                yield ObjectInfo(key=key, size=len(self.objects[key]))
+
+    def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+
+    def url_for(self, namespace: str, timestamp: str) -> str:
+        return f"memory://{namespace}/{timestamp}/"
+
+    def check(self) -> None:
+        return None
+
+    def init(self) -> None:
+        return None
