@@ -1,0 +1,1 @@
+"""Celery tasks: thin wrappers from a message to workers.* and back."""

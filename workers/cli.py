@@ -1,0 +1,258 @@
+"""`backfleet`: run the fleet's processes and ask it for backups, restores and lists."""
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import click
+
+from workers.errors import BackfleetError
+
+TERMINAL = ("Success", "Failed")
+ALL_QUEUES = "backup,restore,audit,verify,maintenance"
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _exec_celery(*args: str) -> NoReturn:
+    """Become the Celery process (so signals reach it directly)."""
+    from workers.settings import get_settings
+
+    try:
+        get_settings()  # refuse to start on invalid settings, with a clear message
+    except BackfleetError as exc:
+        _fail(str(exc))
+    argv = [sys.executable, "-m", "celery", "-A", "workers.app", *args]
+    os.execv(sys.executable, argv)
+
+
+class BackfleetGroup(click.Group):
+    """Turns Backfleet's own errors into one clear line and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BackfleetError as exc:
+            _fail(str(exc))
+
+
+@click.group(cls=BackfleetGroup)
+def main() -> None:
+    """Backfleet: backups and audit logs for self-hosted platforms."""
+
+
+@main.command()
+def up() -> None:
+    """Run the whole fleet on this machine (API, worker, beat, Flower, embedded Redis)."""
+    from workers.up import run_up
+
+    sys.exit(run_up())
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address [BACKFLEET_API_HOST, 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port [BACKFLEET_API_PORT, 8080].")
+def api(host: str | None, port: int | None) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    from workers.settings import get_settings
+
+    settings = get_settings()
+    uvicorn.run(
+        "api.main:app",
+        host=host or settings.backfleet_api_host,
+        port=port or settings.backfleet_api_port,
+        log_level=settings.backfleet_log_level.lower(),
+    )
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def worker(ctx: click.Context) -> None:
+    """Run a Celery worker on every queue (extra arguments go to `celery worker`)."""
+    _exec_celery("worker", "-Q", ALL_QUEUES, "-E", *ctx.args)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def beat(ctx: click.Context) -> None:
+    """Run Celery beat, which emits the scheduled jobs."""
+    _exec_celery("beat", *ctx.args)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def flower(ctx: click.Context) -> None:
+    """Run Flower, the live dashboard, on 127.0.0.1:5555 unless told otherwise."""
+    extra = list(ctx.args)
+    if not any(arg.startswith("--address") for arg in extra):
+        extra.insert(0, "--address=127.0.0.1")
+    _exec_celery("flower", *extra)
+
+
+@main.command()
+def migrate() -> None:
+    """Create or upgrade the catalog's tables (DATABASE_URL)."""
+    from workers.catalog.db import normalize_url
+    from workers.catalog.migrate import upgrade_catalog
+    from workers.redact import redact
+    from workers.settings import get_settings
+
+    url = get_settings().database_url
+    upgrade_catalog(url)
+    click.echo(f"catalog migrated: {redact(normalize_url(url))}")
+
+
+@main.group()
+def store() -> None:
+    """Manage the object store."""
+
+
+@store.command("init")
+def store_init() -> None:
+    """Create the bucket, container or directory the settings name."""
+    from workers.settings import get_settings
+    from workers.stores import make_store
+
+    target = make_store(get_settings())
+    target.init()
+    target.check()
+    click.echo(f"{target.kind} store ready")
+
+
+@main.command()
+@click.option("--namespace", default=None, help="Namespace [the configured default].")
+@click.option("--only-config", is_flag=True, help="Only the services marked `config = true`.")
+@click.option("--wait", is_flag=True, help="Wait until it ends; exit 1 if it failed.")
+def backup(namespace: str | None, only_config: bool, wait: bool) -> None:
+    """Request an on-demand backup."""
+    from workers.catalog import queries
+    from workers.fleet import current_fleet
+    from workers.jobs import request_backup
+
+    fleet = current_fleet()
+    namespace = namespace or fleet.config.default_namespace
+    row = request_backup(
+        fleet, namespace=namespace, only_config=only_config, trigger="cli", requested_by="cli"
+    )
+    click.echo(f"backup {row.timestamp} of namespace {namespace} requested")
+    if wait:
+        status, error = _wait_for(
+            fleet.settings.database_url,
+            lambda s: queries.get_backup(s, namespace=namespace, timestamp=row.timestamp),
+        )
+        _report(f"backup {row.timestamp}", status, error)
+
+
+@main.command()
+@click.argument("timestamp")
+@click.option("--namespace", default=None, help="Namespace to restore into [the default].")
+@click.option("--source-namespace", default=None, help="Namespace the backup was taken of.")
+@click.option("--skip", multiple=True, metavar="SERVICE", help="Leave this service alone.")
+@click.option("--wait", is_flag=True, help="Wait until it ends; exit 1 if it failed.")
+def restore(
+    timestamp: str,
+    namespace: str | None,
+    source_namespace: str | None,
+    skip: tuple[str, ...],
+    wait: bool,
+) -> None:
+    """Restore the backup TIMESTAMP (e.g. 2023-02-02t17-03-15)."""
+    from workers.catalog import queries
+    from workers.fleet import current_fleet
+    from workers.jobs import request_restore
+    from workers.timestamps import parse_timestamp
+
+    try:
+        parse_timestamp(timestamp)
+    except ValueError as exc:
+        _fail(str(exc))
+    fleet = current_fleet()
+    namespace = namespace or fleet.config.default_namespace
+    row = request_restore(
+        fleet,
+        namespace=namespace,
+        timestamp=timestamp,
+        source_namespace=source_namespace,
+        skip=skip,
+        requested_by="cli",
+    )
+    click.echo(
+        f"restore of {row.source_namespace}/{timestamp} into {namespace} requested "
+        f"(services: {', '.join(row.services)})"
+    )
+    if wait:
+        status, error = _wait_for(
+            fleet.settings.database_url, lambda s: queries.get_restore(s, restore_id=row.id)
+        )
+        _report(f"restore of {timestamp}", status, error)
+
+
+@main.command("list")
+@click.option("--namespace", default=None, help="Only this namespace.")
+@click.option("--limit", default=50, show_default=True, help="How many, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_backups(namespace: str | None, limit: int, as_json: bool) -> None:
+    """List backups from the catalog, newest first."""
+    from workers.catalog import queries
+    from workers.catalog.db import session_scope
+    from workers.settings import get_settings
+
+    with session_scope(get_settings().database_url) as session:
+        rows = [
+            {
+                "namespace": b.namespace,
+                "timestamp": b.timestamp,
+                "status": b.status,
+                "trigger": b.trigger,
+                "onlyConfig": b.only_config,
+                "services": b.services,
+                "size": b.size,
+                "error": b.error,
+            }
+            for b in queries.list_backups(session, namespace=namespace, limit=limit)
+        ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'NAMESPACE':<16} {'TIMESTAMP':<20} {'STATUS':<8} {'SIZE':>12}  SERVICES")
+    for row in rows:
+        size = "" if row["size"] is None else str(row["size"])
+        services = ",".join(row["services"])
+        name, stamp, status = row["namespace"], row["timestamp"], row["status"]
+        click.echo(f"{name:<16} {stamp:<20} {status:<8} {size:>12}  {services}")
+
+
+def _wait_for(database_url: str, fetch: Callable[[Any], Any]) -> tuple[str, str | None]:
+    """Poll the catalog until the row reaches Success or Failed, echoing each change."""
+    from workers.catalog.db import session_scope
+
+    last = None
+    while True:
+        with session_scope(database_url) as session:
+            row = fetch(session)
+            status, error = row.status, row.error
+        if status != last:
+            click.echo(f"  {status}")
+            last = status
+        if status in TERMINAL:
+            return status, error
+        time.sleep(1)
+
+
+def _report(what: str, status: str, error: str | None) -> None:
+    if status == "Success":
+        click.echo(f"{what}: Success")
+        return
+    _fail(f"{what}: {status}: {error or 'no reason recorded'}", code=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""One restore: each chosen service streamed back from the store, verified, then swapped in.
+
+Services are restored one after another; the first failure stops the restore
+(the services not yet reached are untouched, and a failed service keeps its
+previous data, since every source commits only after verification).
+"""
+
+import logging
+
+from workers.catalog import queries
+from workers.catalog.db import session_scope
+from workers.catalog.models import FAILED, RUNNING, SUCCESS, Restore
+from workers.errors import BackfleetError, NotFoundError, SourceError
+from workers.fleet import Fleet
+from workers.jobs import read_manifest
+from workers.pipeline import restore_artifact
+from workers.redact import redact
+from workers.sources import make_source
+from workers.timestamps import utcnow
+
+log = logging.getLogger(__name__)
+
+
+def run_restore(fleet: Fleet, *, restore_id: int) -> str:
+    url = fleet.settings.database_url
+    with session_scope(url) as session:
+        restore = queries.get_restore(session, restore_id=restore_id)
+        if restore is None:
+            raise NotFoundError(f"restore {restore_id} is not in the catalog")
+        if restore.status in (SUCCESS, FAILED):
+            return restore.status
+        restore.status, restore.started_at = RUNNING, restore.started_at or utcnow()
+        namespace, source_namespace = restore.namespace, restore.source_namespace
+        timestamp, services = restore.timestamp, list(restore.services)
+
+    error: str | None = None
+    try:
+        manifest = read_manifest(fleet, namespace=source_namespace, timestamp=timestamp)
+        targets = fleet.config.services_of(namespace)
+        for service in services:
+            entry, spec = manifest.artifact(service), targets.get(service)
+            if entry is None or spec is None:
+                raise NotFoundError(f"service {service} is missing from the backup or the config")
+            source = make_source(spec, fleet.settings)
+            if source.format != entry.format:
+                raise SourceError(f"{service} is a {entry.format} artifact, not {source.format}")
+            log.info("restore %s: %s from %s/%s", restore_id, service, source_namespace, timestamp)
+            try:
+                restore_artifact(store=fleet.store, entry=entry, source=source)
+            except Exception as exc:
+                raise SourceError(f"{service}: {_reason(exc)}") from exc
+    except Exception as exc:
+        error = redact(_reason(exc), fleet.secrets())
+        log.error("restore %s failed: %s", restore_id, error)
+
+    with session_scope(url) as session:
+        row = session.get(Restore, restore_id)
+        assert row is not None
+        row.status, row.error, row.finished_at = (FAILED if error else SUCCESS), error, utcnow()
+        return row.status
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, BackfleetError) else f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,26 @@
+"""What is backed up and restored; `make_source` builds one from a services-file entry."""
+
+from workers.services_config import ServiceSpec
+from workers.settings import Settings
+from workers.sources.base import Dump, RestoreStream, Source
+
+
+def make_source(spec: ServiceSpec, settings: Settings) -> Source:
+    # Imported here: each source pulls its own dependencies (psycopg, tarfile…).
+    if spec.kind == "postgres":
+        from workers.sources.postgres import PostgresSource
+
+        assert spec.url is not None
+        return PostgresSource(spec.url, password_env=spec.password_env)
+    if spec.kind == "sqlite":
+        from workers.sources.sqlite import SqliteSource
+
+        assert spec.path is not None
+        return SqliteSource(spec.path, settings.backfleet_work_dir)
+    from workers.sources.directory import DirectorySource
+
+    assert spec.path is not None
+    return DirectorySource(spec.path)
+
+
+__all__ = ["Dump", "RestoreStream", "Source", "make_source"]
