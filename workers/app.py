@@ -6,7 +6,7 @@ here connects to anything: SDK clients and DB engines are made after fork.
 
 from celery import Celery
 from celery.signals import worker_process_init
-from kombu import Queue
+from kombu.entity import Queue
 
 from beat_schedule import build_beat_schedule
 from workers.catalog.db import dispose_engines

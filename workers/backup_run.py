@@ -6,6 +6,7 @@ is left alone, and an artifact row is reused rather than duplicated.
 
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 from workers.catalog import queries
 from workers.catalog.db import session_scope
@@ -19,7 +20,7 @@ from workers.sources import make_source
 from workers.timestamps import utcnow
 
 log = logging.getLogger(__name__)
-COMPRESSION = "zstd"
+COMPRESSION: Literal["zstd"] = "zstd"
 
 
 @dataclass(frozen=True)

@@ -206,7 +206,7 @@ def list_backups(namespace: str | None, limit: int, as_json: bool) -> None:
     from workers.settings import get_settings
 
     with session_scope(get_settings().database_url) as session:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "namespace": b.namespace,
                 "timestamp": b.timestamp,

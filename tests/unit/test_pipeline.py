@@ -1,0 +1,124 @@
+"""The pipeline against the in-memory store: parts, hashing, abort, verification."""
+
+import hashlib
+import io
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import ClassVar
+
+import pytest
+
+from workers.errors import IntegrityError, SourceError
+from workers.manifest import ArtifactEntry
+from workers.pipeline import StoredArtifact, VerifyingReader, restore_artifact, store_artifact
+from workers.sources.base import Dump, RestoreStream
+from workers.stores.memory import MemoryStore
+
+KEY = "app/2023-02-02t17-03-15/blob.bin.zst"
+
+
+class BytesSource:
+    """A source over a byte string; `fail_after` makes its dump break part-way."""
+
+    kind: ClassVar[str] = "bytes"
+    format: ClassVar[str] = "bin"
+
+    def __init__(self, data: bytes, fail_after: int | None = None) -> None:
+        self.data, self.fail_after = data, fail_after
+        self.restored: bytes | None = None
+
+    @contextmanager
+    def dump(self) -> Iterator[Dump]:
+        yield Dump(stream=io.BytesIO(self.data), facts={"kind": self.kind})
+        if self.fail_after is not None:
+            raise SourceError("the dump tool failed")
+
+    def restore(self, stream: RestoreStream) -> None:
+        staged = bytearray()
+        while chunk := stream.read(65536):
+            staged += chunk
+        stream.verify()
+        self.restored = bytes(staged)  # "commit" only after verification
+
+
+def entry_for(stored: StoredArtifact) -> ArtifactEntry:
+    return ArtifactEntry(
+        service="blob",
+        key=stored.key,
+        format="bin",
+        compression="zstd",
+        size=stored.size,
+        sha256=stored.sha256,
+        source_size=stored.source_size,
+        source=stored.facts,
+    )
+
+
+def back_up(store: MemoryStore, data: bytes, part_size: int = 1 << 20) -> StoredArtifact:
+    return store_artifact(
+        store=store, key=KEY, source=BytesSource(data), part_size=part_size, compression_level=1
+    )
+
+
+def test_round_trip_in_many_parts() -> None:
+    store = MemoryStore()
+    data = os.urandom(3 * 1024 * 1024) + b"text " * 200_000
+    stored = back_up(store, data, part_size=1 << 20)
+    assert stored.source_size == len(data)
+    assert stored.size == len(store.objects[KEY])
+    assert stored.sha256 == hashlib.sha256(store.objects[KEY]).hexdigest()
+    target = BytesSource(b"")
+    restore_artifact(store=store, entry=entry_for(stored), source=target)
+    assert target.restored == data
+
+
+def test_an_empty_source_is_still_an_artifact() -> None:
+    store = MemoryStore()
+    stored = back_up(store, b"")
+    target = BytesSource(b"x")
+    restore_artifact(store=store, entry=entry_for(stored), source=target)
+    assert target.restored == b""
+
+
+def test_a_failed_dump_aborts_the_upload_and_stores_nothing() -> None:
+    store = MemoryStore()
+    with pytest.raises(SourceError):
+        store_artifact(
+            store=store,
+            key=KEY,
+            source=BytesSource(os.urandom(3 << 20), fail_after=1),
+            part_size=1 << 20,
+            compression_level=1,
+        )
+    assert store.objects == {} and store.uploads == {}
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "append"])
+def test_damaged_bytes_never_reach_the_target(damage: str) -> None:
+    store = MemoryStore()
+    stored = back_up(store, os.urandom(1 << 20) + b"a" * 100_000)
+    data = bytearray(store.objects[KEY])
+    if damage == "flip":
+        data[len(data) // 2] ^= 0x01
+    elif damage == "truncate":
+        del data[-10:]
+    else:
+        data += b"\0"
+    store.objects[KEY] = bytes(data)
+    target = BytesSource(b"")
+    with pytest.raises(IntegrityError):
+        restore_artifact(store=store, entry=entry_for(stored), source=target)
+    assert target.restored is None
+
+
+def test_reader_returns_exactly_what_is_asked() -> None:
+    store = MemoryStore()
+    data = bytes(range(256)) * 4096
+    stored = back_up(store, data)
+    reader = VerifyingReader(store.open_read(KEY), entry_for(stored))
+    assert reader.read(10) == data[:10]
+    assert reader.read(0) == b""
+    assert reader.read() == data[10:]
+    assert reader.read(5) == b""
+    reader.verify()

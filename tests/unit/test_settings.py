@@ -1,0 +1,66 @@
+import pytest
+
+from workers.errors import ConfigError
+from workers.settings import load_settings, parse_api_keys
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("BROKER_URL", "REDIS_URL", "DATABASE_URL", "BACKFLEET_API_KEYS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults_follow_the_contract() -> None:
+    settings = load_settings()
+    assert settings.object_store_location_type == "local"
+    assert str(settings.object_store_location_local) == "/backup"
+    assert settings.aws_s3_bucket_name == "athena-ondemand-backup"
+    assert settings.aws_s3_bucket_url_suffix == "&prefix=%v/%v/&showversions=false"
+    assert settings.uevents_schedule == "0 0 * * *"
+    assert settings.regular_backup_schedule == "0 * * * *"
+    assert settings.enable_regular_backups is False
+    assert settings.backfleet_api_port == 8080
+
+
+def test_redis_url_is_an_alias_and_broker_url_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:7000/1")
+    assert load_settings().broker_url == "redis://127.0.0.1:7000/1"
+    monkeypatch.setenv("BROKER_URL", "redis://127.0.0.1:7001/0")
+    assert load_settings().broker_url == "redis://127.0.0.1:7001/0"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("REGULAR_BACKUP_SCHEDULE", "every hour"),
+        ("UEVENTS_SCHEDULE", "61 * * * *"),
+        ("OBJECT_STORE_LOCATION_TYPE", "ftp"),
+        ("BACKFLEET_API_PORT", "99999"),
+        ("BACKUP_PART_SIZE", "10"),
+        ("DATABASE_URL", "mysql://x"),
+        ("ENABLE_REGULAR_BACKUPS", "perhaps"),
+    ],
+)
+def test_invalid_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=variable):
+        load_settings()
+
+
+def test_a_bad_secret_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BACKFLEET_API_KEYS", "s3cr3t-value:only-two-parts")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "BACKFLEET_API_KEYS" in str(caught.value)
+    assert "s3cr3t-value" not in str(caught.value)
+
+
+def test_api_keys_with_and_without_owner() -> None:
+    keys = parse_api_keys("k1, k2:ops@example.com:acme ,")
+    assert [(k.key, k.owner_email, k.customer) for k in keys] == [
+        ("k1", "", ""),
+        ("k2", "ops@example.com", "acme"),
+    ]
+    assert "k2" not in repr(keys[1])
