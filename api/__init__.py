@@ -1,0 +1,1 @@
+"""Backfleet's HTTP API: enqueue on-demand backups and restores, answer status questions."""

@@ -1,0 +1,254 @@
+"""The API's dependencies: the fleet, the authenticated caller, the enqueue function, bodies.
+
+`create_app` stores the fleet provider and the enqueue function on `app.state`;
+everything here reads them per request, so importing the API needs no
+configured environment and tests inject their own.
+"""
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated, Any, TypeVar, cast
+
+import redis
+from fastapi import Depends, HTTPException, Query, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, ValidationError
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from sqlalchemy import text
+
+from api.schemas import RestoreStatusQuery
+from workers.catalog.db import session_scope
+from workers.errors import BackfleetError, NotFoundError
+from workers.fleet import Fleet
+from workers.jobs import Enqueue
+from workers.redact import redact
+from workers.settings import ApiKey
+
+log = logging.getLogger(__name__)
+
+FleetProvider = Callable[[], Fleet]
+M = TypeVar("M", bound=BaseModel)
+
+BROKER_PING_TIMEOUT = 2.0  # seconds
+
+# --- the fleet and the enqueue function ---
+
+
+def get_fleet(request: Request) -> Fleet:
+    """The process's fleet; 503 (details only in the log) when it cannot be built."""
+    provider = cast(FleetProvider, request.app.state.fleet_provider)
+    try:
+        return provider()
+    except BackfleetError as exc:
+        log.error("the API cannot build the fleet: %s", redact(str(exc)))
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the service is not configured correctly; see its log",
+        ) from None
+
+
+def known_secrets(request: Request) -> list[str]:
+    """Secret values to mask in messages; none when the fleet cannot be built."""
+    try:
+        return cast(FleetProvider, request.app.state.fleet_provider)().secrets()
+    except Exception:
+        return []
+
+
+def get_enqueue(request: Request) -> Enqueue:
+    return cast(Enqueue, request.app.state.enqueue)
+
+
+FleetDep = Annotated[Fleet, Depends(get_fleet)]
+EnqueueDep = Annotated[Enqueue, Depends(get_enqueue)]
+
+
+def resolve_namespace(fleet: Fleet, requested: str | None) -> str:
+    """The namespace asked for (or the default); NotFoundError when not configured."""
+    namespace = requested or fleet.config.default_namespace
+    if namespace not in fleet.config.namespaces:
+        raise NotFoundError(f"namespace {namespace} is not configured in this fleet")
+    return namespace
+
+
+# --- authentication ---
+
+api_key_header = APIKeyHeader(
+    name="Authorization",
+    auto_error=False,
+    description="`<api-key>` or `Bearer <api-key>`: one of BACKFLEET_API_KEYS",
+)
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, message, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def match_api_key(presented: str, keys: list[ApiKey]) -> ApiKey | None:
+    """The configured key equal to `presented`, comparing in constant time against every key."""
+    token = presented.strip()
+    scheme, _, rest = token.partition(" ")
+    if scheme.lower() == "bearer":
+        token = rest.strip()
+    given = token.encode()
+    found: ApiKey | None = None
+    for key in keys:  # no early exit: the time taken says nothing about which key matched
+        if hmac.compare_digest(given, key.key.encode()) and found is None:
+            found = key
+    return found
+
+
+def authenticate(
+    fleet: FleetDep, authorization: Annotated[str | None, Depends(api_key_header)]
+) -> ApiKey:
+    keys = fleet.settings.api_keys
+    if not keys:
+        raise _unauthorized("no API key is configured: BACKFLEET_API_KEYS is empty")
+    if not authorization or not authorization.strip():
+        raise _unauthorized(
+            "missing API key: send `Authorization: <api-key>` or `Authorization: Bearer <api-key>`"
+        )
+    caller = match_api_key(authorization, keys)
+    if caller is None:
+        raise _unauthorized("invalid API key")
+    return caller
+
+
+Caller = Annotated[ApiKey, Depends(authenticate)]
+
+
+def requested_by(caller: ApiKey) -> str:
+    return caller.owner_email or "api-key"
+
+
+# --- JSON bodies, read by hand whatever the Content-Type (`curl -d` sends a form type) ---
+
+
+def _invalid(loc: tuple[str | int, ...], kind: str, message: str) -> RequestValidationError:
+    return RequestValidationError([{"type": kind, "loc": loc, "msg": message, "input": None}])
+
+
+def decode_json_object(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object; no bytes at all is `{}`."""
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise _invalid(("body",), "json_invalid", "request body is not UTF-8 text") from None
+    except RecursionError:
+        raise _invalid(("body",), "json_invalid", "request body is nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise _invalid(
+            ("body",),
+            "json_invalid",
+            f"request body is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})",
+        ) from None
+    if not isinstance(data, dict):
+        raise _invalid(("body",), "json_type", "request body must be a JSON object")
+    return data
+
+
+def validate_body(model: type[M], data: Mapping[str, Any], *, where: str = "body") -> M:
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as exc:
+        errors = [{**error, "loc": (where, *error["loc"])} for error in exc.errors()]
+        raise RequestValidationError(errors) from None
+
+
+def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
+    """A dependency parsing the request body as `model`."""
+
+    async def parse(request: Request) -> M:
+        return validate_body(model, decode_json_object(await request.body()))
+
+    return parse
+
+
+async def restore_status_query(
+    request: Request,
+    timestamp: Annotated[str | None, Query(description="or `timestamp` in a JSON body")] = None,
+    namespace: Annotated[str | None, Query(description="only restores into this namespace")] = None,
+) -> RestoreStatusQuery:
+    """`GET /restorestatus` takes its fields from a JSON body (which wins) or the query."""
+    body = decode_json_object(await request.body())
+    query = {"timestamp": timestamp, "namespace": namespace}
+    merged = {name: value for name, value in query.items() if value is not None} | body
+    return validate_body(RestoreStatusQuery, merged, where="body" if body else "query")
+
+
+RestoreStatusDep = Annotated[RestoreStatusQuery, Depends(restore_status_query)]
+
+
+# --- readiness ---
+
+
+def check_catalog(fleet: Fleet) -> None:
+    with session_scope(fleet.settings.database_url) as session:
+        session.execute(text("SELECT 1"))
+
+
+def _redis_url(url: str) -> str:
+    # Kombu spells a Unix socket `redis+socket:///path?virtual_host=N`; redis-py `unix:///path`.
+    if url.startswith("redis+socket://"):
+        return "unix://" + url.removeprefix("redis+socket://").partition("?")[0]
+    return url
+
+
+def ping_broker(url: str) -> None:
+    client = redis.Redis.from_url(
+        _redis_url(url),
+        socket_connect_timeout=BROKER_PING_TIMEOUT,
+        socket_timeout=BROKER_PING_TIMEOUT,
+        retry=Retry(NoBackoff(), 0),
+    )
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+def check_broker(fleet: Fleet) -> None:
+    ping_broker(fleet.settings.broker_url)
+
+
+def check_store(fleet: Fleet) -> None:
+    fleet.store.check()
+
+
+READINESS_CHECKS: dict[str, Callable[[Fleet], None]] = {
+    "catalog": check_catalog,
+    "broker": check_broker,
+    "store": check_store,
+}
+
+
+def readiness(request: Request) -> dict[str, str]:
+    """Each check's outcome: "ok", or why it failed (redacted)."""
+    provider = cast(FleetProvider, request.app.state.fleet_provider)
+    try:
+        fleet = provider()
+    except Exception as exc:
+        return {"config": f"failed: {redact(str(exc))}"}
+    secrets = [*fleet.secrets(), fleet.settings.broker_url, fleet.settings.database_url]
+    results: dict[str, str] = {}
+    for name, check in READINESS_CHECKS.items():
+        try:
+            check(fleet)
+        except Exception as exc:
+            reason = redact(str(exc), secrets) or type(exc).__name__
+            log.warning("readiness check %s failed: %s", name, reason)
+            results[name] = f"failed: {reason}"
+        else:
+            results[name] = "ok"
+    return results
+
+
+ReadinessDep = Annotated[dict[str, str], Depends(readiness)]

@@ -1,0 +1,45 @@
+"""The FastAPI app.
+
+`create_app` takes the fleet provider and the enqueue function, so tests (and
+other embedders) inject their own. The module-level `app` resolves the fleet
+per request through `workers.fleet.current_fleet`: importing this module needs
+no configured environment, and each process builds its fleet on first use.
+"""
+
+from collections.abc import Mapping
+
+from fastapi import FastAPI
+
+from api.deps import FleetProvider
+from api.errors import install_error_handlers
+from api.limits import DEFAULT_BODY_LIMIT, BodyLimitMiddleware
+from api.routes import athena, health
+from workers.fleet import current_fleet
+from workers.jobs import Enqueue, celery_enqueue
+
+# Paths with their own body limit; every other path gets DEFAULT_BODY_LIMIT (1 MiB).
+BODY_LIMITS: Mapping[str, int] = {}
+
+
+def create_app(
+    fleet_provider: FleetProvider = current_fleet,
+    enqueue: Enqueue = celery_enqueue,
+    *,
+    body_limits: Mapping[str, int] = BODY_LIMITS,
+    default_body_limit: int = DEFAULT_BODY_LIMIT,
+) -> FastAPI:
+    app = FastAPI(
+        title="Backfleet",
+        summary="On-demand backups and restores, and their status.",
+        version="0.1.0",
+    )
+    app.state.fleet_provider = fleet_provider
+    app.state.enqueue = enqueue
+    app.include_router(health)
+    app.include_router(athena)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, default_limit=default_body_limit, limits=body_limits)
+    return app
+
+
+app = create_app()

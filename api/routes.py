@@ -1,0 +1,162 @@
+"""Thin routes: parse, authenticate, call workers.jobs or the catalog queries, shape the answer.
+
+Every /athena route is authenticated before its body or parameters are looked
+at, and nothing is enqueued unless every check of workers.jobs has passed.
+Handlers are plain `def`s: FastAPI runs them in its thread pool, so the
+blocking catalog and store calls never stall the event loop.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+
+from api.deps import (
+    Caller,
+    EnqueueDep,
+    FleetDep,
+    ReadinessDep,
+    RestoreStatusDep,
+    authenticate,
+    json_body,
+    requested_by,
+    resolve_namespace,
+)
+from api.schemas import (
+    BackupDetail,
+    BackupRequest,
+    DnsLabel,
+    Health,
+    Message,
+    Readiness,
+    RestoreRequest,
+    RestoreStatusQuery,
+    Status,
+    Timestamp,
+    openapi_body,
+)
+from workers import jobs
+from workers.catalog import queries
+from workers.catalog.db import session_scope
+from workers.errors import NotFoundError
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Message, "description": description}
+    for code, description in (
+        (401, "Missing or invalid API key"),
+        (404, "Not found"),
+        (413, "Body too large"),
+        (422, "Invalid request"),
+    )
+}
+
+health = APIRouter(tags=["health"])
+athena = APIRouter(
+    prefix="/athena/api/v1",
+    tags=["athena"],
+    dependencies=[Depends(authenticate)],
+    responses=ERRORS,
+)
+
+NamespaceQuery = Annotated[
+    DnsLabel | None, Query(description="defaults to the fleet's default namespace")
+]
+
+
+@health.get("/healthz")
+def healthz() -> Health:
+    return Health(status="ok")
+
+
+@health.get("/readyz", response_model=Readiness, responses={503: {"description": "A check failed"}})
+def readyz(checks: ReadinessDep) -> JSONResponse:
+    failed = sorted(name for name, outcome in checks.items() if outcome != "ok")
+    if not failed:
+        return JSONResponse({"status": "ready", "checks": checks})
+    message = "not ready: " + ", ".join(f"{name} {checks[name]}" for name in failed)
+    return JSONResponse(
+        {"code": 503, "message": message, "status": "not ready", "checks": checks},
+        status_code=503,
+    )
+
+
+@athena.post(
+    "/ondemandbackup",
+    status_code=202,
+    responses={409: {"model": Message, "description": "A backup is already in progress"}},
+    openapi_extra=openapi_body(BackupRequest, required=False),
+)
+def ondemand_backup(
+    fleet: FleetDep,
+    caller: Caller,
+    enqueue: EnqueueDep,
+    body: Annotated[BackupRequest, Depends(json_body(BackupRequest))],
+) -> Message:
+    backup = jobs.request_backup(
+        fleet,
+        namespace=resolve_namespace(fleet, body.namespace),
+        only_config=body.only_config,
+        trigger="api",
+        requested_by=requested_by(caller),
+        enqueue=enqueue,
+    )
+    return Message(code=202, message=f"Request Accepted with timestamp {backup.timestamp}")
+
+
+@athena.get("/backup/latest")
+def latest_backup(fleet: FleetDep, namespace: NamespaceQuery = None) -> Status:
+    ns = resolve_namespace(fleet, namespace)
+    with session_scope(fleet.settings.database_url) as session:
+        backup = queries.latest_backup(session, namespace=ns)
+        if backup is None:
+            raise NotFoundError(f"no backup of namespace {ns} yet")
+        return Status.of_backup(backup, url=fleet.store.url_for(ns, backup.timestamp))
+
+
+@athena.get("/backup/{timestamp}")
+def backup_detail(
+    fleet: FleetDep, timestamp: Timestamp, namespace: NamespaceQuery = None
+) -> BackupDetail:
+    ns = resolve_namespace(fleet, namespace)
+    with session_scope(fleet.settings.database_url) as session:
+        backup = queries.get_backup(session, namespace=ns, timestamp=timestamp)
+        if backup is None:
+            raise NotFoundError(f"no backup {timestamp} of namespace {ns} in the catalog")
+        return BackupDetail.of(backup, url=fleet.store.url_for(ns, timestamp))
+
+
+@athena.post(
+    "/ondemandrestore",
+    status_code=202,
+    responses={409: {"model": Message, "description": "A restore is already in progress"}},
+    openapi_extra=openapi_body(RestoreRequest, required=True),
+)
+def ondemand_restore(
+    fleet: FleetDep,
+    caller: Caller,
+    enqueue: EnqueueDep,
+    body: Annotated[RestoreRequest, Depends(json_body(RestoreRequest))],
+) -> Message:
+    target = resolve_namespace(fleet, body.namespace)
+    jobs.request_restore(
+        fleet,
+        namespace=target,
+        timestamp=body.timestamp,
+        source_namespace=body.source_namespace or target,
+        skip=body.skipped,
+        requested_by=requested_by(caller),
+        enqueue=enqueue,
+    )
+    return Message(code=202, message="Request Accepted")
+
+
+@athena.get("/restorestatus", openapi_extra=openapi_body(RestoreStatusQuery, required=False))
+def restore_status(fleet: FleetDep, asked: RestoreStatusDep) -> Status:
+    with session_scope(fleet.settings.database_url) as session:
+        restore = queries.latest_restore(
+            session, timestamp=asked.timestamp, namespace=asked.namespace
+        )
+        if restore is None:
+            into = f" into namespace {asked.namespace}" if asked.namespace else ""
+            raise NotFoundError(f"no restore of backup {asked.timestamp}{into}")
+        return Status.of_restore(restore)

@@ -1,0 +1,198 @@
+"""Request and response bodies of the HTTP API (DESIGN.md section 1: these names must not drift)."""
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from workers.catalog.models import Artifact, Backup, Restore
+from workers.services_config import DNS_LABEL
+from workers.timestamps import is_timestamp
+
+
+def _dns_label(value: str) -> str:
+    # The message never echoes the value: the caller knows what was sent.
+    if not DNS_LABEL.match(value):
+        raise ValueError(
+            "must be a DNS label: lower-case letters, digits and '-', 1-63 characters, "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _timestamp(value: str) -> str:
+    if not is_timestamp(value):
+        raise ValueError("must be a backup timestamp like 2023-02-02t17-03-15 (UTC)")
+    return value
+
+
+DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+Timestamp = Annotated[str, AfterValidator(_timestamp)]
+
+
+# --- requests: unknown fields are refused, so a typo never passes silently ---
+
+
+class BackupRequest(BaseModel):
+    """`POST /ondemandbackup`: `{}` (every service) or `{"onlyConfig": true}`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    only_config: bool = Field(default=False, alias="onlyConfig")
+    namespace: DnsLabel | None = None
+
+
+class ServiceToggle(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    disable: bool = False
+
+
+class RestoreRequest(BaseModel):
+    """`POST /ondemandrestore`: which backup, from where, and which services to skip."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timestamp: Timestamp
+    source_namespace: DnsLabel | None = Field(default=None, alias="sourceNamespace")
+    svcs: dict[DnsLabel, ServiceToggle] | None = None
+    namespace: DnsLabel | None = None
+
+    @property
+    def skipped(self) -> list[str]:
+        return sorted(name for name, toggle in (self.svcs or {}).items() if toggle.disable)
+
+
+class RestoreStatusQuery(BaseModel):
+    """`GET /restorestatus`: from the JSON body, or else the query string."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timestamp: Timestamp
+    namespace: DnsLabel | None = None
+
+
+# --- responses ---
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class Message(_Response):
+    """Every acknowledgement and every error: `{"code": N, "message": "..."}`."""
+
+    code: int
+    message: str
+
+
+class Status(_Response):
+    """Where a backup lives and how its backup (or restore) went."""
+
+    backupurl: str
+    namespace: str
+    status: str
+    timestamp: str
+
+    @classmethod
+    def of_backup(cls, backup: Backup, *, url: str) -> "Status":
+        return cls(
+            backupurl=url,
+            namespace=backup.namespace,
+            status=backup.status,
+            timestamp=backup.timestamp,
+        )
+
+    @classmethod
+    def of_restore(cls, restore: Restore) -> "Status":
+        # `namespace` and `backupurl` name where the backup lives, not the target.
+        return cls(
+            backupurl=restore.backup_url,
+            namespace=restore.source_namespace,
+            status=restore.status,
+            timestamp=restore.timestamp,
+        )
+
+
+class ArtifactDetail(_Response):
+    service: str
+    key: str
+    status: str
+    size: int | None
+    source_size: int | None
+    sha256: str | None
+    error: str | None
+
+    @classmethod
+    def of(cls, artifact: Artifact) -> "ArtifactDetail":
+        return cls(
+            service=artifact.service,
+            key=artifact.key,
+            status=artifact.status,
+            size=artifact.size,
+            source_size=artifact.source_size,
+            sha256=artifact.sha256,
+            error=artifact.error,
+        )
+
+
+class BackupDetail(Status):
+    services: list[str]
+    only_config: bool
+    trigger: str
+    error: str | None
+    size: int | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    artifacts: list[ArtifactDetail]
+
+    @classmethod
+    def of(cls, backup: Backup, *, url: str) -> "BackupDetail":
+        """Call inside the session: it reads the backup's artifacts."""
+        return cls(
+            backupurl=url,
+            namespace=backup.namespace,
+            status=backup.status,
+            timestamp=backup.timestamp,
+            services=list(backup.services),
+            only_config=backup.only_config,
+            trigger=backup.trigger,
+            error=backup.error,
+            size=backup.size,
+            started_at=backup.started_at,
+            finished_at=backup.finished_at,
+            artifacts=[ArtifactDetail.of(artifact) for artifact in backup.artifacts],
+        )
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]
+
+
+def openapi_body(model: type[BaseModel], *, required: bool) -> dict[str, Any]:
+    """`openapi_extra` documenting a JSON body that a dependency parses by hand.
+
+    Nested models are inlined: their `#/$defs/...` references would not
+    resolve inside an OpenAPI document.
+    """
+    schema = model.model_json_schema(by_alias=True)
+    defs: dict[str, Any] = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    content = {"application/json": {"schema": inline(schema)}}
+    return {"requestBody": {"required": required, "content": content}}
