@@ -6,7 +6,7 @@ here connects to anything: SDK clients and DB engines are made after fork.
 
 from celery import Celery
 from celery.signals import worker_process_init
-from kombu.entity import Queue
+from kombu.entity import Exchange, Queue
 
 from beat_schedule import build_beat_schedule
 from workers.catalog.db import dispose_engines
@@ -21,6 +21,8 @@ TASK_ROUTES = {
     "tasks.retention.*": {"queue": "maintenance"},
 }
 
+FAST_FAIL_RETRIES = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+
 settings = get_settings()
 app = Celery(
     "backfleet",
@@ -29,7 +31,12 @@ app = Celery(
     include=["tasks.backup", "tasks.restore"],
 )
 app.conf.update(
-    task_queues=[Queue(name) for name in QUEUES],
+    # Each queue its own exchange and routing key: a bare Queue(name) would be
+    # bound to the default exchange with the default key, and every message
+    # would then be delivered to all five queues.
+    task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
+    task_default_exchange="backup",
+    task_default_routing_key="backup",
     task_default_queue="backup",
     task_routes=TASK_ROUTES,
     # A task is acknowledged only when it has finished, and a worker holds one
@@ -49,6 +56,14 @@ app.conf.update(
     timezone="UTC",
     enable_utc=True,
     broker_connection_retry_on_startup=True,
+    # An unreachable broker fails a request within seconds (the API answers 503)
+    # instead of hanging it; workers keep reconnecting on their own.
+    broker_transport_options={"socket_connect_timeout": 5},
+    redis_socket_connect_timeout=5,
+    task_publish_retry_policy=FAST_FAIL_RETRIES,
+    # Workers also use this policy when storing results: revisit with the
+    # Redis-restart fault test (issue 4).
+    result_backend_transport_options={"retry_policy": FAST_FAIL_RETRIES},
     beat_schedule=build_beat_schedule(settings),
 )
 
