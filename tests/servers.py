@@ -19,10 +19,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
-import redis
 from psycopg import sql
 
-from workers.embedded_redis import die_with_parent, free_port, redis_executable
+from workers.embedded_redis import answers_ping, die_with_parent, free_port, redis_executable
 
 START_TIMEOUT = 30.0
 STOP_GRACE = 15.0
@@ -97,13 +96,7 @@ class RedisServer:
         wait_until(self.ping, what="redis-server", process=self.process, log=self.log)
 
     def ping(self) -> bool:
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5, socket_timeout=0.5)
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
+        return answers_ping(self.url)
 
     def stop(self) -> None:
         if self.process is not None:

@@ -1,45 +1,17 @@
 """The pipeline against the in-memory store: parts, hashing, abort, verification."""
 
 import hashlib
-import io
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import ClassVar
 
 import pytest
 
+from tests.fakes import BytesSource
 from workers.errors import IntegrityError, SourceError
 from workers.manifest import ArtifactEntry
 from workers.pipeline import StoredArtifact, VerifyingReader, restore_artifact, store_artifact
-from workers.sources.base import Dump, RestoreStream
 from workers.stores.memory import MemoryStore
 
 KEY = "app/2023-02-02t17-03-15/blob.bin.zst"
-
-
-class BytesSource:
-    """A source over a byte string; `fail_after` makes its dump break part-way."""
-
-    kind: ClassVar[str] = "bytes"
-    format: ClassVar[str] = "bin"
-
-    def __init__(self, data: bytes, fail_after: int | None = None) -> None:
-        self.data, self.fail_after = data, fail_after
-        self.restored: bytes | None = None
-
-    @contextmanager
-    def dump(self) -> Iterator[Dump]:
-        yield Dump(stream=io.BytesIO(self.data), facts={"kind": self.kind})
-        if self.fail_after is not None:
-            raise SourceError("the dump tool failed")
-
-    def restore(self, stream: RestoreStream) -> None:
-        staged = bytearray()
-        while chunk := stream.read(65536):
-            staged += chunk
-        stream.verify()
-        self.restored = bytes(staged)  # "commit" only after verification
 
 
 def entry_for(stored: StoredArtifact) -> ArtifactEntry:
@@ -87,7 +59,7 @@ def test_a_failed_dump_aborts_the_upload_and_stores_nothing() -> None:
         store_artifact(
             store=store,
             key=KEY,
-            source=BytesSource(os.urandom(3 << 20), fail_after=1),
+            source=BytesSource(os.urandom(3 << 20), fail_after_dump=True),
             part_size=1 << 20,
             compression_level=1,
         )

@@ -6,18 +6,17 @@ import os
 import stat
 import tarfile
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
+from tests.fakes import BytesSource
 from workers.errors import IntegrityError, SourceError
 from workers.manifest import ArtifactEntry, artifact_key
 from workers.pipeline import restore_artifact, store_artifact
 from workers.sources import directory as directory_module
-from workers.sources.base import Dump, RestoreStream, Source
+from workers.sources.base import Source
 from workers.sources.directory import DirectorySource, check_member
 from workers.stores.memory import MemoryStore
 
@@ -333,21 +332,11 @@ def test_the_checker_refuses_writes_through_an_extracted_link(tmp_path: Path) ->
         check_member(good, str(staging))
 
 
-class TarSource:
-    """Stores a hand-made tar as if it were a directory dump."""
+class TarSource(BytesSource):
+    """A hand-made tar stored as if it were a directory dump."""
 
     kind: ClassVar[str] = "directory"
     format: ClassVar[str] = "tar"
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    @contextmanager
-    def dump(self) -> Iterator[Dump]:
-        yield Dump(stream=io.BytesIO(self.data), facts={})
-
-    def restore(self, stream: RestoreStream) -> None:
-        raise NotImplementedError
 
 
 def test_a_hostile_archive_is_refused_end_to_end(tmp_path: Path) -> None:

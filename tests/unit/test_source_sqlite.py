@@ -1,21 +1,20 @@
 """SqliteSource through the real pipeline and the in-memory store."""
 
 import hashlib
-import io
 import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
+from tests.fakes import BytesSource
 from workers.errors import IntegrityError, SourceError
 from workers.manifest import ArtifactEntry, artifact_key
 from workers.pipeline import restore_artifact, store_artifact
 from workers.sources import sqlite as sqlite_module
-from workers.sources.base import Dump, RestoreStream, Source
+from workers.sources.base import Source
 from workers.sources.sqlite import SqliteSource
 from workers.stores.memory import MemoryStore
 
@@ -158,21 +157,11 @@ def test_tampered_artifact_leaves_the_target_untouched(tmp_path: Path, where: fl
     assert leftovers(tmp_path) == []
 
 
-class BytesSource:
-    """Stores arbitrary bytes as if they were a SQLite dump."""
+class SqliteBytes(BytesSource):
+    """Arbitrary bytes stored as if they were a SQLite dump."""
 
     kind: ClassVar[str] = "sqlite"
     format: ClassVar[str] = "sqlite"
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    @contextmanager
-    def dump(self) -> Iterator[Dump]:
-        yield Dump(stream=io.BytesIO(self.data), facts={})
-
-    def restore(self, stream: RestoreStream) -> None:
-        raise NotImplementedError
 
 
 def test_an_artifact_that_is_not_a_sound_database_is_refused(tmp_path: Path) -> None:
@@ -184,7 +173,7 @@ def test_an_artifact_that_is_not_a_sound_database_is_refused(tmp_path: Path) -> 
 
     for data in (b"not a database at all" * 1000, good[: len(good) // 2]):
         store = MemoryStore()
-        entry = backup(store, BytesSource(data))  # its SHA-256 is right: only SQLite can tell
+        entry = backup(store, SqliteBytes(data))  # its SHA-256 is right: only SQLite can tell
         with pytest.raises(SourceError, match=r"SQLite database|integrity_check"):
             restore_artifact(store=store, entry=entry, source=SqliteSource(target))
         assert digest(target) == before

@@ -1,0 +1,37 @@
+"""Small test doubles shared by the unit tests."""
+
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import ClassVar
+
+from workers.errors import SourceError
+from workers.sources.base import Dump, RestoreStream
+
+
+class BytesSource:
+    """A source whose dump is a fixed byte string; its restore stages, verifies, then keeps.
+
+    `fail_after_dump` makes the dump end like a tool that exited non-zero.
+    Subclass it to pose as another kind (its `kind` and `format`).
+    """
+
+    kind: ClassVar[str] = "bytes"
+    format: ClassVar[str] = "bin"
+
+    def __init__(self, data: bytes, *, fail_after_dump: bool = False) -> None:
+        self.data, self.fail_after_dump = data, fail_after_dump
+        self.restored: bytes | None = None
+
+    @contextmanager
+    def dump(self) -> Iterator[Dump]:
+        yield Dump(stream=io.BytesIO(self.data), facts={"kind": self.kind})
+        if self.fail_after_dump:
+            raise SourceError("the dump tool failed")
+
+    def restore(self, stream: RestoreStream) -> None:
+        staged = bytearray()
+        while chunk := stream.read(65536):
+            staged += chunk
+        stream.verify()
+        self.restored = bytes(staged)  # "commit" only after verification
