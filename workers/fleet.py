@@ -24,6 +24,10 @@ class Fleet:
             self.settings.aws_secret_key,
             self.settings.aws_access_key,
             self.settings.azure_storage_access_key,
+            self.settings.azure_storage_sas_token,
+            self.settings.azure_storage_connection_string,
+            self.settings.backup_encryption_key,
+            self.settings.backup_encryption_old_keys,
         ):
             if secret is not None:
                 values.append(secret.get_secret_value())

@@ -10,7 +10,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workers.cron import parse_cron
@@ -30,6 +37,24 @@ class ApiKey:
 
     def __repr__(self) -> str:  # the key itself is a secret
         return f"ApiKey(owner_email={self.owner_email!r}, customer={self.customer!r})"
+
+
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 10**3, "kb": 10**3, "kib": 2**10,
+    "m": 10**6, "mb": 10**6, "mib": 2**20,
+    "g": 10**9, "gb": 10**9, "gib": 2**30,
+}  # fmt: skip
+
+
+def parse_size(text: str) -> int:
+    """`100MB`, `64MiB`, `1g` or a plain number of bytes."""
+    number = text.strip()
+    digits = number.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ/ ")
+    unit = number[len(digits) :].strip().lower().removesuffix("/s")
+    if unit not in _SIZE_UNITS or not digits.replace(".", "", 1).isdigit():
+        raise ValueError(f"{text!r} is not a size such as 50MB, 64MiB or 1048576")
+    return int(float(digits) * _SIZE_UNITS[unit])
 
 
 def parse_api_keys(raw: str) -> list[ApiKey]:
@@ -70,6 +95,16 @@ class Settings(BaseSettings):
     azure_storage_container_name: str = "athena-ondemand-backup"
     azure_storage_access_key: SecretStr | None = None
 
+    # --- S3 and Azure details beyond the contract ---
+    aws_s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    aws_s3_checksum_algorithm: Literal["CRC32", "CRC32C", "SHA256", "MD5", "none"] = "CRC32"
+    aws_s3_sse: Literal["", "AES256", "aws:kms"] = ""
+    aws_s3_sse_kms_key_id: str | None = None
+    aws_s3_object_lock_mode: Literal["", "GOVERNANCE", "COMPLIANCE"] = ""
+    aws_s3_object_lock_days: Annotated[int, Field(ge=0, le=36500)] = 0
+    azure_storage_sas_token: SecretStr | None = None
+    azure_storage_connection_string: SecretStr | None = None
+
     # --- Backfleet's own ---
     broker_url: str = Field(
         default="redis://127.0.0.1:6379/0",
@@ -86,10 +121,25 @@ class Settings(BaseSettings):
     backup_part_size: Annotated[int, Field(ge=1 * MiB, le=5 * 1024 * MiB)] = 8 * MiB
     backup_compression_level: Annotated[int, Field(ge=-7, le=22)] = 1
     backfleet_work_dir: Path | None = None
+    backup_upload_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    backup_max_bandwidth: str = "0"  # bytes per second, e.g. 50MB or 100MiB; 0 = unlimited
+    backup_retry_attempts: Annotated[int, Field(ge=1, le=100)] = 8
+    backup_retry_base_delay: Annotated[float, Field(ge=0, le=60)] = 0.5
+    backup_retry_max_delay: Annotated[float, Field(ge=0, le=600)] = 30.0
+    backup_volume_size: Annotated[int, Field(ge=1 * MiB)] = 4 * 1024 * MiB
+    backup_encryption_key: SecretStr | None = None
+    backup_encryption_old_keys: SecretStr | None = None
+    stale_upload_age: Annotated[int, Field(ge=60)] = 86400
+    abort_stale_uploads_schedule: str = "30 * * * *"
     celery_result_expires: Annotated[int, Field(ge=60)] = 86400
     backfleet_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("uevents_schedule", "uevents_gc_schedule", "regular_backup_schedule")
+    @field_validator(
+        "uevents_schedule",
+        "uevents_gc_schedule",
+        "regular_backup_schedule",
+        "abort_stale_uploads_schedule",
+    )
     @classmethod
     def _valid_cron(cls, value: str) -> str:
         parse_cron(value)
@@ -114,6 +164,25 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite:", "postgresql:", "postgresql+", "postgres:")):
             raise ValueError("must be a sqlite:///… or postgresql://… URL")
         return value
+
+    @field_validator("backup_max_bandwidth")
+    @classmethod
+    def _valid_bandwidth(cls, value: str) -> str:
+        parse_size(value)
+        return value
+
+    @model_validator(mode="after")
+    def _sse_needs_its_key(self) -> "Settings":
+        if self.aws_s3_sse_kms_key_id and self.aws_s3_sse != "aws:kms":
+            raise ValueError("AWS_S3_SSE_KMS_KEY_ID needs AWS_S3_SSE=aws:kms")
+        if bool(self.aws_s3_object_lock_mode) != bool(self.aws_s3_object_lock_days):
+            raise ValueError("AWS_S3_OBJECT_LOCK_MODE and AWS_S3_OBJECT_LOCK_DAYS go together")
+        return self
+
+    @property
+    def max_bandwidth(self) -> int:
+        """BACKUP_MAX_BANDWIDTH in bytes per second; 0 means unlimited."""
+        return parse_size(self.backup_max_bandwidth)
 
     @property
     def api_keys(self) -> list[ApiKey]:

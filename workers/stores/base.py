@@ -21,10 +21,20 @@ class ObjectInfo:
 
 
 @dataclass(frozen=True)
+class PendingUpload:
+    """A multipart upload that was started and neither completed nor aborted."""
+
+    key: str
+    upload_id: str
+    started: datetime | None = None
+
+
+@dataclass(frozen=True)
 class UploadedPart:
     number: int  # 1-based, in upload order
     size: int
     etag: str  # the provider's receipt for the part (ETag, block id, offset…)
+    sha256: str = ""  # of the part's bytes, so a resumed upload can prove it regenerated them
 
 
 class ObjectStore(Protocol):
@@ -32,6 +42,7 @@ class ObjectStore(Protocol):
     max_parts: ClassVar[int]
     min_part_size: ClassVar[int]
     max_part_size: ClassVar[int]
+    parallel_parts: ClassVar[bool]  # may parts be sent at once, out of order?
 
     def create_upload(self, key: str) -> str:
         """Start a multipart upload of `key`; returns its upload id."""
@@ -47,12 +58,26 @@ class ObjectStore(Protocol):
         """Discard an unfinished upload; a no-op if it is already gone."""
         ...
 
+    def resume_upload(self, key: str, upload_id: str, parts: Sequence[UploadedPart]) -> bool:
+        """True if the upload still holds exactly these parts and can take the next ones.
+
+        False when it is gone or differs: the caller aborts it and starts again.
+        """
+        ...
+
+    def list_uploads(self, prefix: str) -> Iterator[PendingUpload]:
+        """Unfinished multipart uploads under `prefix` (for the stale-upload sweep)."""
+        ...
+
     def put_object(self, key: str, data: bytes) -> None:
         """Store a small object (a manifest) atomically."""
         ...
 
     def open_read(self, key: str) -> BinaryIO:
-        """A stream of the object's bytes; NotFoundError if there is none."""
+        """A stream of the object's bytes; NotFoundError if there is none.
+
+        Network stores resume from the last byte read after a dropped connection.
+        """
         ...
 
     def exists(self, key: str) -> bool: ...

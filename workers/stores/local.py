@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO, ClassVar
 
 from workers.errors import ConfigError, NotFoundError, PermanentError
-from workers.stores.base import ObjectInfo, UploadedPart, check_key
+from workers.stores.base import ObjectInfo, PendingUpload, UploadedPart, check_key
 
 UPLOADS_DIR = ".backfleet-uploads"
 
@@ -31,6 +31,7 @@ class LocalStore:
     max_parts: ClassVar[int] = 1_000_000
     min_part_size: ClassVar[int] = 1
     max_part_size: ClassVar[int] = 5 * 1024**3
+    parallel_parts: ClassVar[bool] = False  # parts are appended in order
 
     def __init__(self, root: Path) -> None:
         self.root = root.absolute()
@@ -39,10 +40,10 @@ class LocalStore:
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    def _upload_path(self, upload_id: str) -> Path:
+    def _upload_path(self, upload_id: str, suffix: str = ".part") -> Path:
         if not upload_id.isalnum():
             raise PermanentError("upload id is not one this store issued")
-        return self.root / UPLOADS_DIR / f"{upload_id}.part"
+        return self.root / UPLOADS_DIR / f"{upload_id}{suffix}"
 
     # --- multipart uploads: parts are appended in order ---
     def create_upload(self, key: str) -> str:
@@ -50,6 +51,7 @@ class LocalStore:
         upload_id = uuid.uuid4().hex
         path = self._upload_path(upload_id)
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._upload_path(upload_id, ".key").write_text(key)  # for list_uploads
         path.touch(exist_ok=False)
         return upload_id
 
@@ -73,9 +75,33 @@ class LocalStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source, target)
         _fsync_dir(target.parent)
+        self._upload_path(upload_id, ".key").unlink(missing_ok=True)
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         self._upload_path(upload_id).unlink(missing_ok=True)
+        self._upload_path(upload_id, ".key").unlink(missing_ok=True)
+
+    def resume_upload(self, key: str, upload_id: str, parts: Sequence[UploadedPart]) -> bool:
+        path = self._upload_path(upload_id)
+        recorded = sum(part.size for part in parts)
+        try:
+            with open(path, "rb+") as handle:
+                if os.fstat(handle.fileno()).st_size < recorded:
+                    return False
+                handle.truncate(recorded)  # drop a part that was being written when we died
+        except FileNotFoundError:
+            return False
+        return True
+
+    def list_uploads(self, prefix: str) -> Iterator[PendingUpload]:
+        folder = self.root / UPLOADS_DIR
+        if not folder.is_dir():
+            return
+        for marker in sorted(folder.glob("*.key")):
+            key = marker.read_text()
+            if key.startswith(prefix):
+                started = datetime.fromtimestamp(marker.stat().st_mtime, UTC)
+                yield PendingUpload(key=key, upload_id=marker.stem, started=started)
 
     # --- whole objects ---
     def put_object(self, key: str, data: bytes) -> None:

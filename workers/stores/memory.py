@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from typing import BinaryIO, ClassVar
 
 from workers.errors import NotFoundError, PermanentError
-from workers.stores.base import ObjectInfo, UploadedPart, check_key
+from workers.stores.base import ObjectInfo, PendingUpload, UploadedPart, check_key
 
 
 class MemoryStore:
@@ -14,15 +14,18 @@ class MemoryStore:
     max_parts: ClassVar[int] = 10_000
     min_part_size: ClassVar[int] = 1
     max_part_size: ClassVar[int] = 5 * 1024**3
+    parallel_parts: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
         self.uploads: dict[str, dict[int, bytes]] = {}
+        self.upload_keys: dict[str, str] = {}
 
     def create_upload(self, key: str) -> str:
         check_key(key)
         upload_id = uuid.uuid4().hex
         self.uploads[upload_id] = {}
+        self.upload_keys[upload_id] = key
         return upload_id
 
     def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
@@ -31,12 +34,27 @@ class MemoryStore:
 
     def complete_upload(self, key: str, upload_id: str, parts: Sequence[UploadedPart]) -> None:
         stored = self.uploads.pop(upload_id)
+        self.upload_keys.pop(upload_id, None)
         if sorted(stored) != [part.number for part in parts]:
             raise PermanentError(f"upload of {key} is missing parts")
         self.objects[key] = b"".join(stored[part.number] for part in parts)
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         self.uploads.pop(upload_id, None)
+        self.upload_keys.pop(upload_id, None)
+
+    def resume_upload(self, key: str, upload_id: str, parts: Sequence[UploadedPart]) -> bool:
+        stored = self.uploads.get(upload_id)
+        if stored is None or any(stored.get(p.number) is None for p in parts):
+            return False
+        for number in set(stored) - {part.number for part in parts}:
+            del stored[number]
+        return True
+
+    def list_uploads(self, prefix: str) -> Iterator[PendingUpload]:
+        for upload_id, key in sorted(self.upload_keys.items()):
+            if key.startswith(prefix) and upload_id in self.uploads:
+                yield PendingUpload(key=key, upload_id=upload_id)
 
     def put_object(self, key: str, data: bytes) -> None:
         self.objects[check_key(key)] = bytes(data)
