@@ -35,7 +35,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based): full jitter."""
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        ceiling: float = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
         return ceiling * rng()
 
 
