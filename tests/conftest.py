@@ -14,6 +14,9 @@ import pytest
 
 from tests.servers import ExternalRedis, PostgresServer, RedisServer, start_postgres, start_redis
 
+# Fixtures of the other servers live in their own modules.
+pytest_plugins = ["tests.plugins.object_stores", "tests.plugins.mariadb"]
+
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer | ExternalRedis]:

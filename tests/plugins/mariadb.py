@@ -1,0 +1,1 @@
+"""Fixtures for mariadb tests (see tests/conftest.py)."""

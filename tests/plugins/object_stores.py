@@ -1,0 +1,1 @@
+"""Fixtures for object_stores tests (see tests/conftest.py)."""
