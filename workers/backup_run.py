@@ -1,26 +1,38 @@
 """One backup, start to finish: each service streamed to the store, the manifest last.
 
 Safe to run again for the same backup (a redelivered task): a finished backup
-is left alone, and an artifact row is reused rather than duplicated.
+is left alone; an artifact (or volume) already stored is kept; an upload a dead
+attempt left is resumed from the parts the catalog recorded, or aborted and
+started again; no row is ever duplicated.
 """
 
+import functools
 import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+from sqlalchemy import delete
+
+from workers import crypto
 from workers.catalog import queries
 from workers.catalog.db import session_scope
-from workers.catalog.models import FAILED, RUNNING, SUCCESS, Artifact, Backup
+from workers.catalog.models import FAILED, RUNNING, SUCCESS, Artifact, Backup, UploadPart
 from workers.errors import BackfleetError, NotFoundError
 from workers.fleet import Fleet
 from workers.manifest import ArtifactEntry, Manifest, artifact_key, manifest_key
-from workers.pipeline import store_artifact
+from workers.pipeline import ResumePoint, StoredArtifact, TransferOptions, upload_artifact
 from workers.redact import redact
-from workers.sources import make_source
+from workers.retry import call_with_retries
+from workers.sources import Source, make_source
+from workers.stores.base import UploadedPart
 from workers.timestamps import utcnow
 
 log = logging.getLogger(__name__)
 COMPRESSION: Literal["zstd"] = "zstd"
+PROGRESS_EVERY_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -45,13 +57,14 @@ def run_backup(fleet: Fleet, *, namespace: str, timestamp: str) -> BackupOutcome
         backup_id, services = backup.id, list(backup.services)
         started_at, only_config, trigger = backup.started_at, backup.only_config, backup.trigger
 
+    job = _ServiceBackups(fleet, backup_id, namespace, timestamp)
     entries: list[ArtifactEntry] = []
     errors: list[str] = []
     for service in services:
         try:
-            entries.append(_back_up_service(fleet, backup_id, namespace, timestamp, service))
+            entries.extend(job.back_up(service))
         except Exception as exc:
-            message = _describe(exc, fleet)
+            message = describe(exc, fleet)
             errors.append(f"{service}: {message}")
             log.error("backup %s/%s: service %s failed: %s", namespace, timestamp, service, message)
 
@@ -66,79 +79,197 @@ def run_backup(fleet: Fleet, *, namespace: str, timestamp: str) -> BackupOutcome
                 finished_at=utcnow().isoformat(),
                 artifacts=entries,
             )
-            fleet.store.put_object(manifest_key(namespace, timestamp), manifest.to_bytes())
+            call_with_retries(
+                lambda: fleet.store.put_object(
+                    manifest_key(namespace, timestamp), manifest.to_bytes()
+                ),
+                policy=job.options.retry,
+                what="manifest upload",
+            )
         except Exception as exc:
-            errors.append(f"manifest: {_describe(exc, fleet)}")
+            errors.append(f"manifest: {describe(exc, fleet)}")
 
+    status = FAILED if errors else SUCCESS
+    error = "; ".join(errors) or None
     with session_scope(url) as session:
         row = session.get(Backup, backup_id)
         assert row is not None
-        row.finished_at = utcnow()
-        row.status = FAILED if errors else SUCCESS
-        row.error = "; ".join(errors) or None
+        row.status, row.error, row.finished_at = status, error, utcnow()
         row.size = sum(entry.size for entry in entries)
-    return BackupOutcome(
-        namespace, timestamp, FAILED if errors else SUCCESS, "; ".join(errors) or None
-    )
+    return BackupOutcome(namespace, timestamp, status, error)
 
 
-def _back_up_service(
-    fleet: Fleet, backup_id: int, namespace: str, timestamp: str, service: str
-) -> ArtifactEntry:
-    spec = fleet.config.services_of(namespace).get(service)
-    if spec is None:
-        raise NotFoundError(f"service {service} is no longer in the services file")
-    source = make_source(spec, fleet.settings)
-    key = artifact_key(namespace, timestamp, service, source.format, COMPRESSION)
-    url = fleet.settings.database_url
-    with session_scope(url) as session:
-        backup = session.get(Backup, backup_id)
-        assert backup is not None
-        artifact = queries.upsert_artifact(
-            session,
-            backup=backup,
-            service=service,
-            kind=source.kind,
-            key=key,
-            fmt=source.format,
-            compression=COMPRESSION,
-        )
-        artifact.status, artifact.started_at, artifact.error = RUNNING, utcnow(), None
-        artifact_id = artifact.id
-    try:
-        stored = store_artifact(
-            store=fleet.store,
-            key=key,
-            source=source,
-            part_size=fleet.settings.backup_part_size,
-            compression_level=fleet.settings.backup_compression_level,
-        )
-    except Exception as exc:
-        with session_scope(url) as session:
+class _ServiceBackups:
+    """Backs up one service after another into the artifacts of one backup row."""
+
+    def __init__(self, fleet: Fleet, backup_id: int, namespace: str, timestamp: str) -> None:
+        self.fleet, self.backup_id = fleet, backup_id
+        self.namespace, self.timestamp = namespace, timestamp
+        self.url = fleet.settings.database_url
+        self.keyring = crypto.Keyring.from_settings(fleet.settings)
+        self.options = TransferOptions.from_settings(fleet.settings, self.keyring)
+
+    def back_up(self, service: str) -> list[ArtifactEntry]:
+        spec = self.fleet.config.services_of(self.namespace).get(service)
+        if spec is None:
+            raise NotFoundError(f"service {service} is no longer in the services file")
+        source = make_source(spec, self.fleet.settings)
+        dump_volume = getattr(source, "dump_volume", None)
+        if dump_volume is None:
+            return [self._artifact(source, service, 1, source.dump)]
+        # A large directory goes in volumes, each starting after the last entry of
+        # the one before, so a redelivered backup resumes at the first unfinished one.
+        entries: list[ArtifactEntry] = []
+        after: str | None = None
+        max_bytes = self.fleet.settings.backup_volume_size
+        while True:
+            volume = len(entries) + 1
+            open_dump = functools.partial(dump_volume, after=after, max_bytes=max_bytes)
+            entry = self._artifact(source, service, volume, open_dump)
+            entries.append(entry)
+            if entry.source.get("final", True):
+                break
+            after = entry.source["last"]
+        self._drop_volumes_after(service, len(entries))
+        return entries
+
+    def _artifact(
+        self, source: Source, service: str, volume: int, open_dump: Callable[[], Any]
+    ) -> ArtifactEntry:
+        encrypted = self.options.identity is not None
+        key = artifact_key(
+            self.namespace, self.timestamp, service, source.format, COMPRESSION,
+            encrypted=encrypted, volume=volume,
+        )  # fmt: skip
+        with session_scope(self.url) as session:
+            backup = session.get(Backup, self.backup_id)
+            assert backup is not None
+            row = queries.upsert_artifact(
+                session, backup=backup, service=service, kind=source.kind, key=key,
+                fmt=source.format, compression=COMPRESSION, volume=volume,
+            )  # fmt: skip
+            if row.status == SUCCESS and row.sha256 is not None:
+                return _entry_from_row(row)  # stored by an earlier attempt
+            resume = _resume_point(row)
+            row.status, row.started_at, row.error, row.key = RUNNING, utcnow(), None, key
+            artifact_id = row.id
+
+        progress = _ProgressRecorder(self.url, artifact_id)
+        try:
+            stored = upload_artifact(
+                store=self.fleet.store,
+                key=key,
+                open_dump=open_dump,
+                options=self.options,
+                resume=resume,
+                on_upload=lambda upload_id: self._record_upload(artifact_id, upload_id),
+                on_part=lambda part: self._record_part(artifact_id, part),
+                on_progress=progress.update,
+            )
+        except Exception as exc:
+            with session_scope(self.url) as session:
+                failed = session.get(Artifact, artifact_id)
+                assert failed is not None
+                failed.status, failed.finished_at = FAILED, utcnow()
+                failed.error, failed.upload_id = describe(exc, self.fleet), None
+                session.execute(delete(UploadPart).where(UploadPart.artifact_id == artifact_id))
+            raise
+        return self._record_success(artifact_id, service, volume, source, stored)
+
+    def _record_upload(self, artifact_id: int, upload_id: str) -> None:
+        with session_scope(self.url) as session:
             row = session.get(Artifact, artifact_id)
             assert row is not None
-            row.status, row.finished_at, row.error = FAILED, utcnow(), _describe(exc, fleet)
-        raise
-    with session_scope(url) as session:
-        row = session.get(Artifact, artifact_id)
-        assert row is not None
-        row.status, row.finished_at = SUCCESS, utcnow()
-        row.size, row.source_size, row.sha256 = stored.size, stored.source_size, stored.sha256
-        row.facts = stored.facts
+            row.upload_id, row.part_size = upload_id, self.options.part_size
+            session.execute(delete(UploadPart).where(UploadPart.artifact_id == artifact_id))
+
+    def _record_part(self, artifact_id: int, part: UploadedPart) -> None:
+        with session_scope(self.url) as session:
+            session.add(
+                UploadPart(
+                    artifact_id=artifact_id, number=part.number, size=part.size,
+                    etag=part.etag, sha256=part.sha256,
+                )
+            )  # fmt: skip
+
+    def _record_success(
+        self, artifact_id: int, service: str, volume: int, source: Source, stored: StoredArtifact
+    ) -> ArtifactEntry:
+        with session_scope(self.url) as session:
+            row = session.get(Artifact, artifact_id)
+            assert row is not None
+            row.status, row.finished_at, row.upload_id = SUCCESS, utcnow(), None
+            row.size, row.source_size, row.sha256 = stored.size, stored.source_size, stored.sha256
+            row.bytes_done, row.facts, row.encryption = (
+                stored.source_size,
+                stored.facts,
+                stored.encryption,
+            )
+            session.execute(delete(UploadPart).where(UploadPart.artifact_id == artifact_id))
+            return _entry_from_row(row)
+
+    def _drop_volumes_after(self, service: str, last: int) -> None:
+        """Volumes a dead attempt made beyond the last one of this walk: abort and forget."""
+        with session_scope(self.url) as session:
+            backup = session.get(Backup, self.backup_id)
+            assert backup is not None
+            for row in list(backup.artifacts):
+                if row.service == service and row.volume > last:
+                    if row.upload_id:
+                        self.fleet.store.abort_upload(row.key, row.upload_id)
+                    session.delete(row)
+
+
+class _ProgressRecorder:
+    """Writes the bytes read so far into the catalog, at most once a second."""
+
+    def __init__(self, url: str, artifact_id: int) -> None:
+        self.url, self.artifact_id = url, artifact_id
+        self.last_write = 0.0
+        self.lock = threading.Lock()
+
+    def update(self, source_bytes: int) -> None:
+        now = time.monotonic()
+        if now - self.last_write < PROGRESS_EVERY_SECONDS or not self.lock.acquire(blocking=False):
+            return
+        try:
+            self.last_write = now
+            with session_scope(self.url) as session:
+                row = session.get(Artifact, self.artifact_id)
+                if row is not None:
+                    row.bytes_done = source_bytes
+        except Exception:  # progress is a courtesy: never fail a backup over it
+            log.debug("could not record progress", exc_info=True)
+        finally:
+            self.lock.release()
+
+
+def _resume_point(row: Artifact) -> ResumePoint | None:
+    if not row.upload_id or row.status == SUCCESS:
+        return None
+    parts = [
+        UploadedPart(number=p.number, size=p.size, etag=p.etag, sha256=p.sha256) for p in row.parts
+    ]
+    return ResumePoint(upload_id=row.upload_id, part_size=row.part_size or 0, parts=parts)
+
+
+def _entry_from_row(row: Artifact) -> ArtifactEntry:
+    assert row.size is not None and row.sha256 is not None and row.source_size is not None
     return ArtifactEntry(
-        service=service,
-        key=key,
-        format=source.format,
-        compression=COMPRESSION,
-        encryption=None,
-        size=stored.size,
-        sha256=stored.sha256,
-        source_size=stored.source_size,
-        source=stored.facts,
+        service=row.service,
+        volume=row.volume,
+        key=row.key,
+        format=row.format,
+        compression="zstd" if row.compression == "zstd" else "none",
+        encryption=row.encryption,
+        size=row.size,
+        sha256=row.sha256,
+        source_size=row.source_size,
+        source=row.facts or {},
     )
 
 
-def _describe(exc: BaseException, fleet: Fleet) -> str:
+def describe(exc: BaseException, fleet: Fleet) -> str:
     """An operator-readable reason, with every known secret masked."""
     text = str(exc) if isinstance(exc, BackfleetError) else f"{type(exc).__name__}: {exc}"
     return redact(text, fleet.secrets())

@@ -113,8 +113,8 @@ def plan_restore(
     # Catalog or not, the manifest in the store says what the backup holds.
     manifest = read_manifest(fleet, namespace=source_namespace, timestamp=timestamp)
     targets = fleet.config.services_of(namespace)
-    skipped = sorted(set(skip) & {entry.service for entry in manifest.artifacts})
-    services = [entry.service for entry in manifest.artifacts if entry.service not in skipped]
+    skipped = sorted(set(skip) & set(manifest.services()))
+    services = [service for service in manifest.services() if service not in skipped]
     if not services:
         raise InvalidRequestError("every service of the backup is disabled: nothing to restore")
     for service in services:

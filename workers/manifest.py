@@ -19,6 +19,7 @@ class ArtifactEntry(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     service: str
+    volume: int = 1  # large directories are split into volumes, restored in order
     key: str
     format: str  # pgdump, sqlite, tar
     compression: Literal["zstd", "none"]
@@ -42,7 +43,18 @@ class Manifest(BaseModel):
     artifacts: list[ArtifactEntry]
 
     def artifact(self, service: str) -> ArtifactEntry | None:
-        return next((entry for entry in self.artifacts if entry.service == service), None)
+        """The service's first (often only) artifact."""
+        return next(iter(self.artifacts_of(service)), None)
+
+    def artifacts_of(self, service: str) -> list[ArtifactEntry]:
+        """Every volume of the service, in order."""
+        return sorted(
+            (entry for entry in self.artifacts if entry.service == service),
+            key=lambda entry: entry.volume,
+        )
+
+    def services(self) -> list[str]:
+        return list(dict.fromkeys(entry.service for entry in self.artifacts))
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True).encode() + b"\n"
@@ -63,6 +75,17 @@ def manifest_key(namespace: str, timestamp: str) -> str:
     return backup_prefix(namespace, timestamp) + MANIFEST_NAME
 
 
-def artifact_key(namespace: str, timestamp: str, service: str, fmt: str, compression: str) -> str:
-    suffix = ".zst" if compression == "zstd" else ""
-    return f"{backup_prefix(namespace, timestamp)}{service}.{fmt}{suffix}"
+def artifact_key(
+    namespace: str,
+    timestamp: str,
+    service: str,
+    fmt: str,
+    compression: str,
+    *,
+    encrypted: bool = False,
+    volume: int = 1,
+) -> str:
+    """`<service>.<format>[.zst][.enc]`; volumes after the first add `.v0002` and so on."""
+    name = service if volume == 1 else f"{service}.v{volume:04d}"
+    suffix = (".zst" if compression == "zstd" else "") + (".enc" if encrypted else "")
+    return f"{backup_prefix(namespace, timestamp)}{name}.{fmt}{suffix}"

@@ -7,13 +7,14 @@ previous data, since every source commits only after verification).
 
 import logging
 
+from workers import crypto
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, RUNNING, SUCCESS, Restore
 from workers.errors import BackfleetError, NotFoundError, SourceError
 from workers.fleet import Fleet
 from workers.jobs import read_manifest
-from workers.pipeline import restore_artifact
+from workers.pipeline import restore_artifacts
 from workers.redact import redact
 from workers.sources import make_source
 from workers.timestamps import utcnow
@@ -37,16 +38,21 @@ def run_restore(fleet: Fleet, *, restore_id: int) -> str:
     try:
         manifest = read_manifest(fleet, namespace=source_namespace, timestamp=timestamp)
         targets = fleet.config.services_of(namespace)
+        keyring = crypto.Keyring.from_settings(fleet.settings)
         for service in services:
-            entry, spec = manifest.artifact(service), targets.get(service)
-            if entry is None or spec is None:
+            entries, spec = manifest.artifacts_of(service), targets.get(service)
+            if not entries or spec is None:
                 raise NotFoundError(f"service {service} is missing from the backup or the config")
             source = make_source(spec, fleet.settings)
-            if source.format != entry.format:
-                raise SourceError(f"{service} is a {entry.format} artifact, not {source.format}")
+            if source.format != entries[0].format:
+                raise SourceError(
+                    f"{service} is a {entries[0].format} artifact, not {source.format}"
+                )
             log.info("restore %s: %s from %s/%s", restore_id, service, source_namespace, timestamp)
             try:
-                restore_artifact(store=fleet.store, entry=entry, source=source)
+                restore_artifacts(
+                    store=fleet.store, entries=entries, source=source, keyring=keyring
+                )
             except Exception as exc:
                 raise SourceError(f"{service}: {_reason(exc)}") from exc
     except Exception as exc:

@@ -88,11 +88,16 @@ class Artifact(Base):
     """One service of one backup: one object in the store."""
 
     __tablename__ = "artifacts"
-    __table_args__ = (UniqueConstraint("backup_id", "service", name="uq_artifacts_backup_service"),)
+    __table_args__ = (
+        UniqueConstraint(
+            "backup_id", "service", "volume", name="uq_artifacts_backup_service_volume"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     backup_id: Mapped[int] = mapped_column(ForeignKey("backups.id", ondelete="CASCADE"), index=True)
     service: Mapped[str] = mapped_column(String(63))
+    volume: Mapped[int] = mapped_column(default=1)  # 1-based; large directories have several
     kind: Mapped[str] = mapped_column(String(32))
     key: Mapped[str] = mapped_column(String(1024))
     format: Mapped[str] = mapped_column(String(32))
@@ -102,11 +107,35 @@ class Artifact(Base):
     source_size: Mapped[int | None] = mapped_column(BigInteger)
     sha256: Mapped[str | None] = mapped_column(String(64))
     facts: Mapped[dict[str, Any] | None]
+    encryption: Mapped[dict[str, Any] | None]
     error: Mapped[str | None] = mapped_column(Text)
+    # The multipart upload in flight, so a redelivered task can resume or abort it.
+    upload_id: Mapped[str | None] = mapped_column(String(1024))
+    part_size: Mapped[int | None] = mapped_column(BigInteger)
+    bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)  # source bytes read so far
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 
     backup: Mapped[Backup] = relationship(back_populates="artifacts")
+    parts: Mapped[list["UploadPart"]] = relationship(
+        cascade="all, delete-orphan", order_by="UploadPart.number"
+    )
+
+
+class UploadPart(Base):
+    """One part of an artifact's multipart upload, recorded as soon as the store has it."""
+
+    __tablename__ = "upload_parts"
+    __table_args__ = (UniqueConstraint("artifact_id", "number", name="uq_upload_parts_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    artifact_id: Mapped[int] = mapped_column(
+        ForeignKey("artifacts.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int]
+    size: Mapped[int] = mapped_column(BigInteger)
+    etag: Mapped[str] = mapped_column(String(1024))
+    sha256: Mapped[str] = mapped_column(String(64))
 
 
 class Restore(Base):

@@ -108,16 +108,20 @@ def upsert_artifact(
     key: str,
     fmt: str,
     compression: str,
+    volume: int = 1,
 ) -> Artifact:
-    """The artifact row of a service; a redelivered task finds the one it made before."""
+    """The artifact row of a service's volume; a redelivered task finds the one it made."""
     existing = session.scalars(
-        select(Artifact).where(Artifact.backup_id == backup.id, Artifact.service == service)
+        select(Artifact).where(
+            Artifact.backup_id == backup.id, Artifact.service == service, Artifact.volume == volume
+        )
     ).first()
     if existing is not None:
         return existing
     artifact = Artifact(
-        backup=backup, service=service, kind=kind, key=key, format=fmt, compression=compression
-    )
+        backup=backup, service=service, volume=volume, kind=kind, key=key, format=fmt,
+        compression=compression,
+    )  # fmt: skip
     session.add(artifact)
     session.flush()
     return artifact
