@@ -19,7 +19,14 @@ class ScheduleEntry:
 
 def schedule_entries(settings: Settings, config: FleetConfig | None) -> list[ScheduleEntry]:
     """Every periodic job the settings ask for; one backup entry per namespace."""
-    entries: list[ScheduleEntry] = []
+    entries: list[ScheduleEntry] = [
+        ScheduleEntry(
+            name="abort-stale-uploads",
+            task="tasks.retention.abort_stale_uploads",
+            cron=settings.abort_stale_uploads_schedule,
+            queue="maintenance",
+        )
+    ]
     if settings.enable_regular_backups and config is not None:
         for namespace in sorted(config.namespaces):
             entries.append(

@@ -17,15 +17,19 @@ path = "/b.db"
 """
 
 
-def test_no_entries_unless_regular_backups_are_enabled() -> None:
+def test_no_backup_entries_unless_regular_backups_are_enabled() -> None:
     settings = Settings(enable_regular_backups=False)
-    assert schedule_entries(settings, parse_fleet_config(CONFIG)) == []
+    entries = schedule_entries(settings, parse_fleet_config(CONFIG))
+    assert [(e.task, e.queue) for e in entries] == [
+        ("tasks.retention.abort_stale_uploads", "maintenance")
+    ]
 
 
 def test_one_backup_entry_per_namespace_on_the_backup_queue() -> None:
     settings = Settings(enable_regular_backups=True, regular_backup_schedule="15 */2 * * *")
     entries = schedule_entries(settings, parse_fleet_config(CONFIG))
-    assert [(e.name, e.kwargs, e.queue, e.task) for e in entries] == [
+    backups = [e for e in entries if e.task == "tasks.backup.run_backup"]
+    assert [(e.name, e.kwargs, e.queue, e.task) for e in backups] == [
         ("regular-backup-a", {"namespace": "a"}, "backup", "tasks.backup.run_backup"),
         ("regular-backup-b", {"namespace": "b"}, "backup", "tasks.backup.run_backup"),
     ]
