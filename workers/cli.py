@@ -3,15 +3,12 @@
 import json
 import os
 import sys
-import time
-from collections.abc import Callable
 from typing import Any, NoReturn
 
 import click
 
 from workers.errors import BackfleetError
 
-TERMINAL = ("Success", "Failed")
 ALL_QUEUES = "backup,restore,audit,verify,maintenance"
 
 
@@ -130,25 +127,43 @@ def store_init() -> None:
 @main.command()
 @click.option("--namespace", default=None, help="Namespace [the configured default].")
 @click.option("--only-config", is_flag=True, help="Only the services marked `config = true`.")
-@click.option("--wait", is_flag=True, help="Wait until it ends; exit 1 if it failed.")
-def backup(namespace: str | None, only_config: bool, wait: bool) -> None:
+@click.option(
+    "--wait", is_flag=True, help="Wait until it ends, with progress; exit 1 if it failed."
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Stream every source through the pipeline, store nothing."
+)
+def backup(namespace: str | None, only_config: bool, wait: bool, dry_run: bool) -> None:
     """Request an on-demand backup."""
-    from workers.catalog import queries
     from workers.fleet import current_fleet
     from workers.jobs import request_backup
+    from workers.progress import wait_for_backup
 
     fleet = current_fleet()
     namespace = namespace or fleet.config.default_namespace
+    if dry_run:
+        _dry_run(namespace, only_config)
+        return
     row = request_backup(
         fleet, namespace=namespace, only_config=only_config, trigger="cli", requested_by="cli"
     )
     click.echo(f"backup {row.timestamp} of namespace {namespace} requested")
     if wait:
-        status, error = _wait_for(
-            fleet.settings.database_url,
-            lambda s: queries.get_backup(s, namespace=namespace, timestamp=row.timestamp),
-        )
+        status, error = wait_for_backup(fleet.settings.database_url, namespace, row.timestamp)
         _report(f"backup {row.timestamp}", status, error)
+
+
+def _dry_run(namespace: str, only_config: bool) -> None:
+    from workers.dry_run import dry_run
+    from workers.fleet import current_fleet
+
+    click.echo(f"dry run of namespace {namespace}: nothing is stored")
+    click.echo(f"{'SERVICE':<20} {'SOURCE':>14} {'STORED':>14} {'SECONDS':>8} {'MB/s':>8}")
+    for result in dry_run(current_fleet(), namespace=namespace, only_config=only_config):
+        click.echo(
+            f"{result.service:<20} {result.source_bytes:>14} {result.stored_bytes:>14} "
+            f"{result.seconds:>8.2f} {result.throughput / 1e6:>8.1f}"
+        )
 
 
 @main.command()
@@ -165,9 +180,9 @@ def restore(
     wait: bool,
 ) -> None:
     """Restore the backup TIMESTAMP (e.g. 2023-02-02t17-03-15)."""
-    from workers.catalog import queries
     from workers.fleet import current_fleet
     from workers.jobs import request_restore
+    from workers.progress import wait_for_restore
     from workers.timestamps import parse_timestamp
 
     try:
@@ -189,10 +204,52 @@ def restore(
         f"(services: {', '.join(row.services)})"
     )
     if wait:
-        status, error = _wait_for(
-            fleet.settings.database_url, lambda s: queries.get_restore(s, restore_id=row.id)
-        )
+        status, error = wait_for_restore(fleet.settings.database_url, row.id)
         _report(f"restore of {timestamp}", status, error)
+
+
+@main.command()
+def keygen() -> None:
+    """Print a new encryption key for BACKUP_ENCRYPTION_KEY (an age X25519 identity)."""
+    from workers import crypto
+
+    key = crypto.generate_key()
+    click.echo(key)
+    key_id, recipient = crypto.public_details(key)
+    click.echo(
+        f"# key id {key_id}; public recipient {recipient}\n"
+        "# keep the key secret and safe: without it the backups it encrypts cannot be restored",
+        err=True,
+    )
+
+
+@main.command()
+def check() -> None:
+    """Try every piece of the configuration for real and say what is wrong."""
+    from workers.checks import run_checks
+    from workers.fleet import current_fleet
+
+    failed = 0
+    for verdict in run_checks(current_fleet()):
+        mark = "ok  " if verdict.ok else "FAIL"
+        click.echo(f"{mark} {verdict.name}: {verdict.detail}")
+        failed += not verdict.ok
+    if failed:
+        _fail(f"{failed} check(s) failed", code=1)
+
+
+@store.command("sweep-uploads")
+@click.option("--dry-run", is_flag=True, help="Only list what would be aborted.")
+def store_sweep_uploads(dry_run: bool) -> None:
+    """Abort multipart uploads older than STALE_UPLOAD_AGE that no running backup owns."""
+    from workers.fleet import current_fleet
+    from workers.stale_uploads import abort_stale_uploads
+
+    result = abort_stale_uploads(current_fleet(), dry_run=dry_run)
+    verb = "would abort" if dry_run else "aborted"
+    for key in result.aborted:
+        click.echo(f"{verb} {key}")
+    click.echo(f"{len(result.aborted)} {verb}, {len(result.kept)} kept")
 
 
 @main.command("list")
@@ -228,23 +285,6 @@ def list_backups(namespace: str | None, limit: int, as_json: bool) -> None:
         services = ",".join(row["services"])
         name, stamp, status = row["namespace"], row["timestamp"], row["status"]
         click.echo(f"{name:<16} {stamp:<20} {status:<8} {size:>12}  {services}")
-
-
-def _wait_for(database_url: str, fetch: Callable[[Any], Any]) -> tuple[str, str | None]:
-    """Poll the catalog until the row reaches Success or Failed, echoing each change."""
-    from workers.catalog.db import session_scope
-
-    last = None
-    while True:
-        with session_scope(database_url) as session:
-            row = fetch(session)
-            status, error = row.status, row.error
-        if status != last:
-            click.echo(f"  {status}")
-            last = status
-        if status in TERMINAL:
-            return status, error
-        time.sleep(1)
 
 
 def _report(what: str, status: str, error: str | None) -> None:

@@ -33,6 +33,12 @@ def generate_key() -> str:
     return str(x25519.Identity.generate())
 
 
+def public_details(key: str) -> tuple[str, str]:
+    """(key id, public recipient) of a key, both safe to show."""
+    identity = _parse(key, "the key")
+    return key_id(identity), str(identity.to_public())
+
+
 def key_id(identity: Any) -> str:
     return hashlib.sha256(str(identity.to_public()).encode()).hexdigest()[:16]
 

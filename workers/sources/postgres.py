@@ -97,6 +97,10 @@ class PostgresSource:
             env["PGPASSWORD"] = self._password
         return env
 
+    def connect(self) -> psycopg.Connection[Any]:
+        """A connection to the database (for checks); SourceError if it cannot be had."""
+        return self._connect()
+
     def _connect(self) -> psycopg.Connection[Any]:
         try:
             return psycopg.connect(self._conninfo(), password=self._password or None)
