@@ -117,22 +117,28 @@ class Status(_Response):
 
 class ArtifactDetail(_Response):
     service: str
+    volume: int
     key: str
     status: str
+    bytes_done: int  # source bytes read so far: progress while Running
     size: int | None
     source_size: int | None
     sha256: str | None
+    encryption: dict[str, str] | None
     error: str | None
 
     @classmethod
     def of(cls, artifact: Artifact) -> "ArtifactDetail":
         return cls(
             service=artifact.service,
+            volume=artifact.volume,
             key=artifact.key,
             status=artifact.status,
+            bytes_done=artifact.bytes_done,
             size=artifact.size,
             source_size=artifact.source_size,
             sha256=artifact.sha256,
+            encryption=artifact.encryption,
             error=artifact.error,
         )
 

@@ -389,11 +389,14 @@ def test_backup_detail(env: Env) -> None:
         "artifacts": [
             {
                 "service": "settings",
+                "volume": 1,
                 "key": f"app/{timestamp}/settings.sqlite.zst",
                 "status": "Success",
+                "bytesDone": 0,
                 "size": 10,
                 "sourceSize": 40,
                 "sha256": "ab" * 32,
+                "encryption": None,
                 "error": None,
             }
         ],
