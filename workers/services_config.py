@@ -12,6 +12,16 @@ or, for one fleet protecting many platform instances,
     [namespaces.team-a.services.postgres]
     kind = "postgres"
     url = "…"
+
+A `command` service runs any dump tool (argv lists, no shell):
+
+    [services.mariadb]
+    kind = "command"
+    dump_command = ["mysqldump", "--single-transaction", "--databases", "app"]
+    restore_command = ["mysql"]
+    format = "sql"          # the artifact's extension (default "dump")
+    fail_on_stderr = true   # the default; false for tools that chatter on stderr
+    password_env = "MYSQL_PWD"  # its value is masked in every message
 """
 
 import re
@@ -20,15 +30,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from workers.cron import parse_cron
 from workers.errors import ConfigError
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# A command service's artifact extension: <service>.<format>.zst in the store.
+FORMAT_WORD = re.compile(r"^[a-z0-9]([-a-z0-9]{0,14}[a-z0-9])?$")
 DEFAULT_NAMESPACE = "app"
+DEFAULT_COMMAND_FORMAT = "dump"
 
-ServiceKind = Literal["postgres", "sqlite", "directory"]
+ServiceKind = Literal["postgres", "sqlite", "directory", "command"]
+# Keys only a command service may carry.
+_COMMAND_KEYS = ("dump_command", "restore_command", "format", "fail_on_stderr")
 
 
 def check_dns_label(value: str, what: str) -> str:
@@ -52,6 +74,37 @@ class ServiceSpec(BaseModel):
     password_env: str | None = None
     config: bool = False
     schedule: str | None = None
+    # kind = "command": argv lists run without a shell, in the worker's environment.
+    dump_command: list[str] | None = None
+    restore_command: list[str] | None = None
+    format: str | None = None  # the artifact's extension; DEFAULT_COMMAND_FORMAT when unset
+    fail_on_stderr: bool = True  # a command that writes to stderr fails the artifact
+
+    @field_validator("dump_command", "restore_command", mode="before")
+    @classmethod
+    def _argv(cls, value: object) -> object:
+        if value is None:
+            return value
+        if not isinstance(value, list) or not all(isinstance(arg, str) for arg in value):
+            raise ValueError(
+                "must be a list of strings, the program and its arguments (no shell), e.g. "
+                '["mysqldump", "--databases", "app"]'
+            )
+        if not value or not value[0]:
+            raise ValueError("must name a program to run: the list is empty")
+        if any("\0" in arg for arg in value):
+            raise ValueError("must not contain NUL characters")
+        return value
+
+    @field_validator("format")
+    @classmethod
+    def _format_word(cls, value: str | None) -> str | None:
+        if value is not None and not FORMAT_WORD.match(value):
+            raise ValueError(
+                f"{value!r} must be a short word (the artifact's extension): lower-case "
+                "letters, digits and '-', 1-16 characters, e.g. \"sql\""
+            )
+        return value
 
     @model_validator(mode="after")
     def _location_fits_kind(self) -> "ServiceSpec":
@@ -59,6 +112,20 @@ class ServiceSpec(BaseModel):
             raise ValueError("a postgres service needs `url`")
         if self.kind in ("sqlite", "directory") and self.path is None:
             raise ValueError(f"a {self.kind} service needs `path`")
+        if self.kind == "command":
+            missing = [key for key in ("dump_command", "restore_command") if not getattr(self, key)]
+            if missing:
+                raise ValueError(
+                    f"a command service needs {' and '.join(f'`{k}`' for k in missing)}"
+                )
+            if self.url is not None or self.path is not None:
+                raise ValueError("a command service takes no `url` or `path`: its commands say it")
+        else:
+            extra = [key for key in _COMMAND_KEYS if key in self.model_fields_set]
+            if extra:
+                keys = ", ".join(f"`{key}`" for key in extra)
+                verb = "is" if len(extra) == 1 else "are"
+                raise ValueError(f'{keys} {verb} only for kind = "command", not {self.kind}')
         if self.schedule is not None:
             parse_cron(self.schedule)
         return self

@@ -75,3 +75,76 @@ def test_bad_files_say_what_is_wrong(text: str, problem: str) -> None:
 def test_missing_file_names_the_variable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="BACKFLEET_CONFIG"):
         load_fleet_config(tmp_path / "absent.toml")
+
+
+COMMAND = """
+[services.mariadb]
+kind = "command"
+dump_command = ["mysqldump", "--single-transaction", "--databases", "app"]
+restore_command = ["mysql"]
+"""
+
+
+def test_command_service_defaults() -> None:
+    spec = parse_fleet_config(COMMAND).services_of("app")["mariadb"]
+    assert spec.kind == "command"
+    assert spec.dump_command == ["mysqldump", "--single-transaction", "--databases", "app"]
+    assert spec.restore_command == ["mysql"]
+    assert (spec.format, spec.fail_on_stderr, spec.password_env) == (None, True, None)
+
+
+def test_command_service_options() -> None:
+    text = COMMAND + 'format = "sql"\nfail_on_stderr = false\npassword_env = "MYSQL_PWD"\n'
+    spec = parse_fleet_config(text).services_of("app")["mariadb"]
+    assert (spec.format, spec.fail_on_stderr, spec.password_env) == ("sql", False, "MYSQL_PWD")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('[services.db]\nkind = "command"\nrestore_command = ["mysql"]\n', "needs `dump_command`"),
+        (
+            '[services.db]\nkind = "command"\n',
+            "needs `dump_command` and `restore_command`",
+        ),
+        (
+            '[services.db]\nkind = "command"\ndump_command = []\nrestore_command = ["mysql"]\n',
+            "dump_command: must name a program to run",
+        ),
+        (
+            '[services.db]\nkind = "command"\ndump_command = ["x"]\nrestore_command = [""]\n',
+            "restore_command: must name a program to run",
+        ),
+        (
+            '[services.db]\nkind = "command"\ndump_command = "mysqldump app"\n'
+            'restore_command = ["mysql"]\n',
+            r"dump_command: must be a list of strings.*no shell",
+        ),
+        (
+            '[services.db]\nkind = "command"\ndump_command = ["mysqldump", 3]\n'
+            'restore_command = ["mysql"]\n',
+            "dump_command: must be a list of strings",
+        ),
+        (COMMAND + 'format = "tar.gz"\n', "short word"),
+        (COMMAND + 'format = "SQL"\n', "short word"),
+        (COMMAND + 'format = ""\n', "short word"),
+        (COMMAND + 'format = "../x"\n', "short word"),
+        (COMMAND + 'path = "/x"\n', "takes no `url` or `path`"),
+        (
+            '[services.db]\nkind = "sqlite"\npath = "/x"\ndump_command = ["cat", "/x"]\n',
+            r'`dump_command` is only for kind = "command", not sqlite',
+        ),
+        (
+            '[services.db]\nkind = "directory"\npath = "/x"\nformat = "tar"\n'
+            "fail_on_stderr = false\n",
+            r"`format`, `fail_on_stderr` are only for kind = \"command\", not directory",
+        ),
+        (
+            '[services.db]\nkind = "postgres"\nurl = "postgresql://x/y"\nrestore_command = ["x"]\n',
+            "`restore_command` is only for",
+        ),
+    ],
+)
+def test_bad_command_services_say_what_is_wrong(text: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        parse_fleet_config(text)

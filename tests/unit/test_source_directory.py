@@ -2,21 +2,25 @@
 
 import hashlib
 import io
+import itertools
 import os
 import stat
 import tarfile
 import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
+import zstandard
 
 from tests.fakes import BytesSource
 from workers.errors import IntegrityError, SourceError
 from workers.manifest import ArtifactEntry, artifact_key
-from workers.pipeline import restore_artifact, store_artifact
+from workers.pipeline import VerifyingReader, restore_artifact, store_artifact
 from workers.sources import directory as directory_module
-from workers.sources.base import Source
+from workers.sources.base import Dump, RestoreStream, Source
 from workers.sources.directory import DirectorySource, check_member
 from workers.stores.memory import MemoryStore
 
@@ -418,3 +422,280 @@ def test_a_symlinked_target_keeps_its_link_and_old_mtimes_survive(tmp_path: Path
     assert os.readlink(tmp_path / "configured") == "real"
     assert os.listdir(tmp_path / "real") == ["old"]
     assert os.lstat(tmp_path / "real" / "old").st_mtime_ns == before_1970
+
+
+# --- volumes ---
+class VolumeSource:
+    """One volume of a directory posing as a source, as a backup stores each volume."""
+
+    kind: ClassVar[str] = "directory"
+    format: ClassVar[str] = "tar"
+
+    def __init__(self, source: DirectorySource, after: str | None, max_bytes: int) -> None:
+        self.source, self.after, self.max_bytes = source, after, max_bytes
+
+    def dump(self) -> AbstractContextManager[Dump]:
+        return self.source.dump_volume(after=self.after, max_bytes=self.max_bytes)
+
+    def restore(self, stream: RestoreStream) -> None:
+        raise NotImplementedError
+
+
+def backup_volumes(
+    store: MemoryStore, source: DirectorySource, max_bytes: int, after: str | None = None
+) -> list[ArtifactEntry]:
+    """Volume after volume until the walk is done, each resuming at the last one's `last`."""
+    entries: list[ArtifactEntry] = []
+    for _ in range(1000):  # every volume but the last writes at least one entry
+        key = f"app/2024-01-02t03-04-05/files.{len(store.objects):05d}.tar.zst"
+        stored = store_artifact(
+            store=store,
+            key=key,
+            source=VolumeSource(source, after, max_bytes),
+            part_size=256 * 1024,
+            compression_level=1,
+        )
+        entries.append(
+            ArtifactEntry(
+                service="files",
+                key=key,
+                format="tar",
+                compression="zstd",
+                size=stored.size,
+                sha256=stored.sha256,
+                source_size=stored.source_size,
+                source=stored.facts,
+            )
+        )
+        if stored.facts["final"]:
+            return entries
+        assert stored.facts["last"] != after, "a volume made no progress"
+        after = stored.facts["last"]
+    raise AssertionError("the volumes never ended")
+
+
+class Opened:
+    """Streams of the volumes, opened one at a time as the restore reaches them."""
+
+    def __init__(self, store: MemoryStore, entries: list[ArtifactEntry]) -> None:
+        self.store, self.entries = store, entries
+        self.opened = self.closed = 0
+
+    def __iter__(self) -> Iterator[RestoreStream]:
+        for entry in self.entries:
+            self.opened += 1
+            try:
+                with self.store.open_read(entry.key) as raw:
+                    yield VerifyingReader(raw, entry)
+            finally:
+                self.closed += 1
+
+
+def restore_volumes(store: MemoryStore, entries: list[ArtifactEntry], target: Path) -> Opened:
+    streams = Opened(store, entries)
+    DirectorySource(target).restore_volumes(iter(streams))
+    return streams
+
+
+def members(store: MemoryStore, entry: ArtifactEntry) -> list[bytes]:
+    """The relative paths a stored volume holds ("." for the root), as bytes."""
+    data = zstandard.ZstdDecompressor().decompressobj().decompress(store.objects[entry.key])
+    with tarfile.open(
+        fileobj=io.BytesIO(data), mode="r:", encoding="utf-8", errors="surrogateescape"
+    ) as tar:
+        return [os.fsencode(os.path.normpath(name)) for name in tar.getnames()]
+
+
+def key_of(relative: bytes) -> tuple[bytes, ...]:
+    return () if relative == b"." else tuple(relative.split(b"/"))
+
+
+@pytest.mark.parametrize("max_bytes", [1, 4096, 60_000, 10**9])
+def test_volumes_round_trip_exactly(tmp_path: Path, max_bytes: int) -> None:
+    files, size = build_tree(tmp_path / "src")
+    original = snapshot(tmp_path / "src")
+    store = MemoryStore()
+
+    entries = backup_volumes(store, DirectorySource(tmp_path / "src"), max_bytes)
+    restore_volumes(store, entries, tmp_path / "dst")
+
+    assert_same_tree(tmp_path / "dst", original)
+    written = [name for entry in entries for name in members(store, entry)]
+    assert sorted(written) == sorted(original)  # every entry once (a FIFO too)
+    assert written[0] == b"." and [e.source["final"] for e in entries][-1] is True
+    assert not any(entry.source["final"] for entry in entries[:-1])
+    assert sum(entry.source["bytes"] for entry in entries) >= size
+    if max_bytes == 10**9:
+        assert len(entries) == 1
+    if max_bytes == 1:  # every non-empty file alone
+        assert len(entries) > files - 1
+    assert leftovers(tmp_path) == []
+
+
+def test_volume_boundaries_respect_max_bytes(tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    sizes = {"a": 700, "b": 1500, "sub/c": 1000, "sub/deeper/d": 2000, "sub/e": 10, "big": 9000}
+    sizes |= {f"many/{n:02d}": 300 for n in range(20)}
+    for name, length in sizes.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(os.urandom(length))
+    store = MemoryStore()
+
+    entries = backup_volumes(store, DirectorySource(root), max_bytes=2500)
+
+    assert sum(entry.source["bytes"] for entry in entries) == sum(sizes.values())
+    assert sum(entry.source["files"] for entry in entries) == len(sizes)
+    for entry in entries:
+        facts = entry.source
+        assert facts["bytes"] <= 2500 or facts["files"] == 1, facts
+    big = [entry for entry in entries if b"big" in members(store, entry)]
+    assert len(big) == 1 and big[0].source["bytes"] == 9000 and big[0].source["files"] == 1
+    # Each volume is full: the next one starts with a file that did not fit.
+    for entry, following in itertools.pairwise(entries):
+        first_file = next(n for n in members(store, following) if n in sizes_bytes(sizes))
+        assert entry.source["bytes"] + sizes[first_file.decode()] > 2500
+
+
+def sizes_bytes(sizes: dict[str, int]) -> set[bytes]:
+    return {name.encode() for name in sizes}
+
+
+def test_a_resumed_backup_neither_repeats_nor_loses_an_entry(tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    for folder in ("", "m", "z"):
+        (root / folder).mkdir(exist_ok=True)
+    for n in range(10):
+        for name in (f"a{n:02d}", f"m/x{n:02d}", f"z/y{n:02d}"):
+            (root / name).write_bytes(os.urandom(1000))
+    before = snapshot(root)
+    store = MemoryStore()
+    source = DirectorySource(root)
+    with source.dump_volume(after=None, max_bytes=12_000) as dump:
+        first = dump.stream.read()
+    last = dump.facts["last"]
+    assert bytes.fromhex(last) == b"m/x01" and dump.facts["final"] is False
+    assert dump.facts["files"] == 12 and dump.facts["bytes"] == 12_000
+
+    # The tree changes before the backup resumes, on both sides of `last`.
+    (root / "a03").unlink()
+    (root / "a05b").write_bytes(b"new, before last: in neither volume")
+    (root / "m" / "x00").unlink()
+    (root / "m" / "x005").write_bytes(b"new, before last")
+    (root / "m" / "x05").unlink()
+    (root / "m" / "x011").write_bytes(b"new, after last")
+    (root / "n").mkdir()
+    (root / "n" / "new").write_bytes(b"new folder, after last")
+    (root / "z" / "y03").unlink()
+    (root / "z" / "y04").write_bytes(b"changed after last")
+    after = snapshot(root)
+
+    rest = backup_volumes(store, source, max_bytes=12_000, after=last)
+    store.objects["app/first.tar.zst"] = zstandard.ZstdCompressor().compress(first)
+    first_entry = ArtifactEntry(
+        service="files",
+        key="app/first.tar.zst",
+        format="tar",
+        compression="zstd",
+        size=len(store.objects["app/first.tar.zst"]),
+        sha256=hashlib.sha256(store.objects["app/first.tar.zst"]).hexdigest(),
+        source_size=len(first),
+    )
+    entries = [first_entry, *rest]
+    restore_volumes(store, entries, tmp_path / "dst")
+
+    position = key_of(b"m/x01")
+    expected = {name: entry for name, entry in before.items() if key_of(name) <= position}
+    expected |= {name: entry for name, entry in after.items() if key_of(name) > position}
+    assert_same_tree(tmp_path / "dst", expected)
+    written = [name for entry in entries for name in members(store, entry)]
+    assert len(written) == len(set(written)) == len(expected)
+    both = set(before) & set(after)
+    assert both <= set(snapshot(tmp_path / "dst"))  # nothing that existed throughout is lost
+
+
+def test_resuming_after_the_end_gives_an_empty_final_volume(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_bytes(b"x")
+    source = DirectorySource(tmp_path / "src")
+    with source.dump_volume(after=None, max_bytes=1 << 20) as dump:
+        dump.stream.read()
+    assert dump.facts == {
+        "kind": "directory",
+        "files": 1,
+        "bytes": 1,
+        "last": b"f".hex(),
+        "final": True,
+    }
+
+    with source.dump_volume(after=dump.facts["last"], max_bytes=1 << 20) as again:
+        empty = again.stream.read()
+    with tarfile.open(fileobj=io.BytesIO(empty)) as tar:
+        assert tar.getnames() == []
+    assert again.facts == {**dump.facts, "files": 0, "bytes": 0}
+
+    for bad in ("not hex", b"../x".hex(), b"a//b".hex(), ""):
+        with pytest.raises(SourceError, match="not a volume position"):
+            source.dump_volume(after=bad, max_bytes=1).__enter__()
+
+
+def test_a_volume_holding_a_non_utf8_name_resumes_after_it(tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    root.mkdir()
+    broot = os.fsencode(root)
+    for name in (b"a\xff", b"a\xfe\xff", "ü".encode(), b"b"):
+        with open(os.path.join(broot, name), "wb") as out:
+            out.write(b"12345")
+    store = MemoryStore()
+
+    entries = backup_volumes(store, DirectorySource(root), max_bytes=5)
+
+    lasts = [bytes.fromhex(entry.source["last"]) for entry in entries]
+    assert lasts == sorted([b"a\xfe\xff", b"a\xff", b"b", "ü".encode()])
+    restore_volumes(store, entries, tmp_path / "dst")
+    assert_same_tree(tmp_path / "dst", snapshot(root))
+
+
+def test_a_tampered_second_volume_leaves_the_target_untouched(tmp_path: Path) -> None:
+    build_tree(tmp_path / "src")
+    store = MemoryStore()
+    entries = backup_volumes(store, DirectorySource(tmp_path / "src"), max_bytes=4096)
+    assert len(entries) >= 3
+    target = tmp_path / "data"
+    build_tree(target)
+    (target / "created later.txt").write_text("still here after a failed restore")
+    before = snapshot(target)
+    data = bytearray(store.objects[entries[1].key])
+    data[len(data) // 2] ^= 0x01
+    store.objects[entries[1].key] = bytes(data)
+
+    streams = Opened(store, entries)
+    with pytest.raises(IntegrityError):
+        DirectorySource(target).restore_volumes(iter(streams))
+
+    assert snapshot(target) == before
+    assert leftovers(tmp_path) == []
+    assert streams.opened == streams.closed == 2  # the third was never opened
+
+
+def test_no_volumes_is_refused_and_the_target_kept(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "keep").write_bytes(b"x")
+
+    with pytest.raises(SourceError, match="no volumes"):
+        DirectorySource(tmp_path / "data").restore_volumes([])
+
+    assert os.listdir(tmp_path / "data") == ["keep"]
+    assert leftovers(tmp_path) == []
+
+
+def test_one_volume_is_the_plain_dump(tmp_path: Path) -> None:
+    build_tree(tmp_path / "src")
+    source = DirectorySource(tmp_path / "src")
+    with source.dump() as whole:
+        plain = whole.stream.read()
+    with source.dump_volume(after=None, max_bytes=10**12) as volume:
+        single = volume.stream.read()
+    assert plain == single
+    assert volume.facts == {**whole.facts, "last": volume.facts["last"], "final": True}
+    assert set(whole.facts) == {"kind", "files", "bytes"}

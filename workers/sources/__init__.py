@@ -1,6 +1,6 @@
 """What is backed up and restored; `make_source` builds one from a services-file entry."""
 
-from workers.services_config import ServiceSpec
+from workers.services_config import DEFAULT_COMMAND_FORMAT, ServiceSpec
 from workers.settings import Settings
 from workers.sources.base import Dump, RestoreStream, Source
 
@@ -17,6 +17,18 @@ def make_source(spec: ServiceSpec, settings: Settings) -> Source:
 
         assert spec.path is not None
         return SqliteSource(spec.path, settings.backfleet_work_dir)
+    if spec.kind == "command":
+        from workers.sources.command import CommandSource
+
+        assert spec.dump_command is not None and spec.restore_command is not None
+        return CommandSource(
+            spec.dump_command,
+            spec.restore_command,
+            format=spec.format or DEFAULT_COMMAND_FORMAT,
+            fail_on_stderr=spec.fail_on_stderr,
+            password_env=spec.password_env,
+            work_dir=settings.backfleet_work_dir,
+        )
     from workers.sources.directory import DirectorySource
 
     assert spec.path is not None

@@ -35,7 +35,11 @@ class Dump:
 
 class Source(Protocol):
     kind: ClassVar[str]  # postgres, sqlite, directory
-    format: ClassVar[str]  # pgdump, sqlite, tar: the artifact's file extension
+
+    @property
+    def format(self) -> str:
+        """The artifact's file extension: pgdump, sqlite, tar, or a command service's own."""
+        ...
 
     def dump(self) -> AbstractContextManager[Dump]:
         """A context whose exit raises SourceError if the dump did not finish cleanly."""

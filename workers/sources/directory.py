@@ -13,9 +13,26 @@ extracted into `.<name>.backfleet-restore-<random>` beside the target. Only
 after `verify()` is the target renamed aside, the staging folder renamed into
 its place, and the old tree removed. Any failure removes the staging folder
 and leaves the target as it was.
+
+Volumes (BACKUP_VOLUME_SIZE): `dump_volume(after=…, max_bytes=…)` archives the
+entries that come after position `after` in the walk order, and stops before
+the regular file that would take the volume's file bytes past `max_bytes`
+(files are never split, so a larger file makes a volume of its own). The walk
+order is the order of the entries' paths as tuples of byte-string components —
+depth first, each folder's names sorted as bytes, the root first — so it is
+defined for any path, even one that vanished: volume k holds exactly the
+entries in (after_k, last_k], and a backup resumed from the recorded `last` of
+its last finished volume neither repeats nor loses an entry, however the tree
+changed meanwhile. A folder's children may fall into later volumes than the
+folder itself; extraction recreates missing parents. A hard link whose first
+name went into an earlier volume travels as a copy. `restore_volumes` extracts
+every volume in order into one staging folder, verifying each, and sets the
+folders' owners, mtimes and modes only after the last one (extracting into a
+folder moves its mtime, and a read-only folder must stay writable until then).
 """
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -25,8 +42,8 @@ import stat
 import tarfile
 import tempfile
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar, cast
@@ -52,6 +69,11 @@ _TRUSTED: dict[str, Any] = (
     {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
 )
 
+# A path's place in the walk: its components below the root, as bytes; () is the root.
+Key = tuple[bytes, ...]
+# Folders whose owner, mtime and mode are set once every volume is extracted.
+_Folders = list[tuple[tarfile.TarFile, tarfile.TarInfo]]
+
 
 class DirectorySource:
     kind: ClassVar[str] = "directory"
@@ -60,18 +82,35 @@ class DirectorySource:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
+    def dump(self) -> AbstractContextManager[Dump]:
+        """The whole tree as one tar (facts: files and bytes)."""
+        return self._archive(after=None, max_bytes=None)
+
+    def dump_volume(self, *, after: str | None, max_bytes: int) -> AbstractContextManager[Dump]:
+        """The entries after position `after` (None: from the root) up to `max_bytes` of files.
+
+        Facts: `files`, `bytes`, `last` (the position of the last entry written, to
+        pass as the next volume's `after`) and `final` (True once the walk is done).
+        """
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be positive")
+        return self._archive(after=after, max_bytes=max_bytes)
+
     @contextmanager
-    def dump(self) -> Iterator[Dump]:
+    def _archive(self, *, after: str | None, max_bytes: int | None) -> Iterator[Dump]:
         root = self.path
+        start = None if after is None else decode_position(after)
         if not root.is_dir():
             raise SourceError(f"directory {root} does not exist (or is not a directory)")
         facts: dict[str, Any] = {"kind": self.kind, "files": 0, "bytes": 0}
+        if max_bytes is not None:
+            facts.update(last=after, final=False)
         failures: list[BaseException] = []
         read_fd, write_fd = os.pipe()
         with contextlib.suppress(OSError, AttributeError):  # Linux only; a nicety
             fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, CHUNK_SIZE)
         reader = os.fdopen(read_fd, "rb", buffering=CHUNK_SIZE)
-        args = (os.path.realpath(root), write_fd, facts, failures)
+        args = (os.path.realpath(root), write_fd, facts, failures, start, max_bytes)
         writer = threading.Thread(target=_write_tar, args=args, name="tar-dump", daemon=True)
         try:
             writer.start()
@@ -90,6 +129,14 @@ class DirectorySource:
             raise SourceError(f"could not archive {root}: {_describe(failures[0])}")
 
     def restore(self, stream: RestoreStream) -> None:
+        self.restore_volumes([stream])
+
+    def restore_volumes(self, streams: Iterable[RestoreStream]) -> None:
+        """Extract every volume, in order, into one staging folder; swap it in after the last.
+
+        `streams` may be a generator that opens each volume as it is reached; it is
+        closed when the restore ends, however it ends.
+        """
         target = Path(os.path.realpath(self.path))  # a symlinked path keeps its link
         if os.path.lexists(target) and not target.is_dir():
             raise SourceError(f"cannot restore into {target}: it exists and is not a directory")
@@ -100,17 +147,104 @@ class DirectorySource:
             )
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = tempfile.mkdtemp(prefix=f".{target.name}.backfleet-restore-", dir=target.parent)
+        volumes = iter(streams)
         try:
-            _extract(stream, staging, target)
-            stream.verify()  # nothing below runs unless every stored byte matched
+            folders: _Folders = []
+            count = 0
+            for stream in volumes:
+                _extract(stream, staging, target, folders)
+                stream.verify()  # nothing below runs unless every stored byte matched
+                count += 1
+            if count == 0:
+                raise SourceError(f"no volumes to restore into {target}")
+            _set_folder_attributes(folders, staging)
             _swap(Path(staging), target)
         except BaseException:
             _remove_quietly(staging)
             raise
+        finally:
+            close = getattr(volumes, "close", None)
+            if close is not None:  # a generator: let it close what it opened
+                close()
 
 
 # --- dump ---
-def _write_tar(root: str, fd: int, facts: dict[str, Any], failures: list[BaseException]) -> None:
+def encode_position(key: Key) -> str:
+    """An entry's position as a JSON-safe string: the hex of its relative path's bytes."""
+    return (b"/".join(key) or b".").hex()
+
+
+def decode_position(position: str) -> Key:
+    try:
+        raw = bytes.fromhex(position)
+    except ValueError:
+        raise SourceError(f"{position!r} is not a volume position") from None
+    if raw == b".":
+        return ()
+    key = tuple(raw.split(b"/"))
+    if any(part in (b"", b".", b"..") for part in key):
+        raise SourceError(f"{position!r} is not a volume position")
+    return key
+
+
+class _Walk:
+    """The entries of a tree in walk order, from just after `after` (None: from the root).
+
+    `next()` gives the next entry's key; the caller `enter()`s each folder it archived.
+    Subtrees wholly before `after` are never listed; the folders holding `after` are
+    listed but not given again.
+    """
+
+    def __init__(self, root: bytes, after: Key | None) -> None:
+        self.root, self.after = root, after
+        self._pending: list[tuple[Key, bool]] = [((), after is None)]  # a stack: (key, give?)
+
+    def next(self) -> Key | None:
+        while self._pending:
+            key, give = self._pending.pop()
+            if give:
+                return key
+            self.enter(key)  # the root or a folder holding `after`: only what follows it
+        return None
+
+    def enter(self, key: Key) -> None:
+        after = self.after
+        for name in sorted(_list_folder(os.path.join(self.root, *key)), reverse=True):
+            child = (*key, name)
+            if after is None or child > after:
+                self._pending.append((child, True))
+            elif child == after[: len(child)]:
+                self._pending.append((child, False))
+
+
+def _list_folder(path: bytes) -> list[bytes]:
+    """A folder's names; none if it is gone or no longer a folder (a link is not followed)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # replaced by a symlink since it was archived
+            return []
+        raise
+    try:
+        return [os.fsencode(name) for name in os.listdir(fd)]
+    finally:
+        os.close(fd)
+
+
+def _arcname(key: Key) -> str:
+    return os.path.join(".", *(os.fsdecode(part) for part in key))
+
+
+def _write_tar(
+    root: str,
+    fd: int,
+    facts: dict[str, Any],
+    failures: list[BaseException],
+    after: Key | None = None,
+    max_bytes: int | None = None,
+) -> None:
     try:
         with (
             os.fdopen(fd, "wb", buffering=CHUNK_SIZE) as out,
@@ -123,20 +257,30 @@ def _write_tar(root: str, fd: int, facts: dict[str, Any], failures: list[BaseExc
                 errors=_ERRORS,
             ) as tar,
         ):
-            _add_tree(tar, root, facts)
+            _add_tree(tar, root, facts, after, max_bytes)
     except BaseException as exc:  # the dump's context exit reports it
         failures.append(exc)
 
 
-def _add_tree(tar: tarfile.TarFile, root: str, facts: dict[str, Any]) -> None:
-    pending = ["."]  # a stack: depth first, names in sorted order
-    while pending:
-        arcname = pending.pop()
-        path = os.path.join(root, arcname)
+def _add_tree(
+    tar: tarfile.TarFile,
+    root: str,
+    facts: dict[str, Any],
+    after: Key | None = None,
+    max_bytes: int | None = None,
+) -> None:
+    """Archive the entries after `after`, stopping before the file that overflows `max_bytes`."""
+    broot = os.fsencode(root)
+    walk = _Walk(broot, after)
+    while (key := walk.next()) is not None:
+        path = os.fsdecode(os.path.join(broot, *key))
         try:
-            info = tar.gettarinfo(path, arcname)
+            info = tar.gettarinfo(path, _arcname(key))
             if info is None:  # a socket: nothing a tar can hold
                 continue
+            size = info.size if info.isreg() else 0
+            if max_bytes is not None and facts["bytes"] and facts["bytes"] + size > max_bytes:
+                return  # the volume is full: this entry starts the next one
             # tarfile would write str(float): ~0.1 µs off. The exact decimal is valid PAX too.
             mtime = _decimal_seconds(os.lstat(path).st_mtime_ns)
             info.pax_headers = {**info.pax_headers, "mtime": mtime}
@@ -144,13 +288,18 @@ def _add_tree(tar: tarfile.TarFile, root: str, facts: dict[str, Any]) -> None:
                 _add_file(tar, info, path)
                 facts["files"] += 1
                 facts["bytes"] += info.size
-                continue
-            tar.addfile(info)
-            if info.isdir():
-                names = sorted(os.listdir(path), reverse=True)
-                pending.extend(os.path.join(arcname, name) for name in names)
+            else:
+                tar.addfile(info)
+            # tarfile keeps every member it writes; memory would grow with the tree's entries.
+            tar.members.clear()  # type: ignore[attr-defined]
         except FileNotFoundError:
             continue  # removed while we walked a live tree: not part of this backup
+        if max_bytes is not None:
+            facts["last"] = encode_position(key)
+        if info.isdir():
+            walk.enter(key)
+    if max_bytes is not None:
+        facts["final"] = True
 
 
 def _add_file(tar: tarfile.TarFile, info: tarfile.TarInfo, path: str) -> None:
@@ -175,7 +324,9 @@ def _describe(exc: BaseException) -> str:
 
 
 # --- restore ---
-def _extract(stream: RestoreStream, staging: str, target: Path) -> None:
+def _extract(stream: RestoreStream, staging: str, target: Path, folders: _Folders) -> None:
+    """Extract one volume; folders are only created (see _set_folder_attributes)."""
+    real_staging = os.path.realpath(staging)
     try:
         with _ExactTimes.open(
             fileobj=cast(IO[bytes], stream),
@@ -185,7 +336,17 @@ def _extract(stream: RestoreStream, staging: str, target: Path) -> None:
             errors=_ERRORS,
             errorlevel=2,  # a mode or mtime that cannot be set fails the restore
         ) as tar:
-            tar.extractall(staging, members=_checked(tar, os.path.realpath(staging)), **_TRUSTED)
+            for member in tar:
+                check_member(member, real_staging)
+                tar.extract(member, staging, set_attrs=not member.isdir(), **_TRUSTED)
+                if member.isdir():
+                    folders.append((tar, member))
+                elif member.issym():  # tarfile sets no mtime on a symlink (utime follows it)
+                    ns = _mtime_ns(member)
+                    path = os.path.join(staging, member.name)
+                    os.utime(path, ns=(ns, ns), follow_symlinks=False)
+            # tarfile keeps every member it reads (typeshed omits `members`); folders stay listed.
+            tar.members.clear()  # type: ignore[attr-defined]
     except SourceError:
         stream.verify()  # a tampered artifact explains a refused member best
         raise
@@ -196,13 +357,18 @@ def _extract(stream: RestoreStream, staging: str, target: Path) -> None:
         raise SourceError(f"could not extract the backup of {target}: {_describe(exc)}") from None
 
 
-def _checked(tar: tarfile.TarFile, staging: str) -> Iterator[tarfile.TarInfo]:
-    for member in tar:
-        check_member(member, staging)
-        yield member
-        if member.issym():  # tarfile sets no mtime on a symlink (utime would follow it)
-            ns = _mtime_ns(member)
-            os.utime(os.path.join(staging, member.name), ns=(ns, ns), follow_symlinks=False)
+def _set_folder_attributes(folders: _Folders, staging: str) -> None:
+    """Owner, mtime and mode of every folder, deepest first, once all volumes are in."""
+    for tar, member in sorted(folders, key=lambda folder: folder[1].name, reverse=True):
+        path = os.path.join(staging, member.name)
+        if not stat.S_ISDIR(os.lstat(path).st_mode):  # never chmod through a link
+            raise SourceError(f"refusing tar member {member.name!r}: no longer a folder")
+        try:
+            tar.chown(member, path, numeric_owner=False)
+            tar.utime(member, path)
+            tar.chmod(member, path)
+        except tarfile.ExtractError as exc:
+            raise SourceError(f"could not restore folder {member.name!r}: {exc}") from None
 
 
 class _ExactTimes(tarfile.TarFile):

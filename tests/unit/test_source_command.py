@@ -1,0 +1,276 @@
+"""CommandSource with small shell tools, through the real pipeline and the in-memory store."""
+
+import os
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from workers.errors import IntegrityError, SourceError
+from workers.manifest import ArtifactEntry, artifact_key
+from workers.pipeline import restore_artifact, store_artifact
+from workers.services_config import parse_fleet_config
+from workers.settings import Settings
+from workers.sources import make_source
+from workers.sources.command import CommandSource
+from workers.stores.memory import MemoryStore
+
+SECRET_ENV = "BF_TEST_COMMAND_SECRET"
+SECRET = "hunter2-very-secret"
+
+
+def backup(store: MemoryStore, source: CommandSource) -> ArtifactEntry:
+    key = artifact_key("app", "2024-01-02t03-04-05", "tool", source.format, "zstd")
+    stored = store_artifact(
+        store=store, key=key, source=source, part_size=256 * 1024, compression_level=1
+    )
+    return ArtifactEntry(
+        service="tool",
+        key=stored.key,
+        format=source.format,
+        compression="zstd",
+        size=stored.size,
+        sha256=stored.sha256,
+        source_size=stored.source_size,
+        source=stored.facts,
+    )
+
+
+def copy_to(target: Path) -> list[str]:
+    """A restore command that writes its stdin to `target`."""
+    return ["sh", "-c", 'cat > "$0"', str(target)]
+
+
+def staged_files(folder: Path) -> list[str]:
+    return sorted(name for name in os.listdir(folder) if "backfleet" in name)
+
+
+def test_round_trip_streams_the_tool_output_back_into_the_restore_tool(tmp_path: Path) -> None:
+    data = os.urandom(3 * 2**20 + 17)
+    (tmp_path / "dump.bin").write_bytes(data)
+    work = tmp_path / "work"
+    work.mkdir()
+    source = CommandSource(
+        ["cat", str(tmp_path / "dump.bin")],
+        copy_to(tmp_path / "restored.bin"),
+        format="sql",
+        work_dir=work,
+    )
+    store = MemoryStore()
+
+    entry = backup(store, source)
+    restore_artifact(store=store, entry=entry, source=source)
+
+    assert (tmp_path / "restored.bin").read_bytes() == data
+    assert entry.key.endswith("/tool.sql.zst") and entry.format == "sql"
+    assert entry.source == {"kind": "command", "command": "cat"}
+    assert entry.source_size == len(data)
+    assert staged_files(work) == []  # the staged copy is gone
+
+
+def test_an_empty_dump_round_trips(tmp_path: Path) -> None:
+    source = CommandSource(["true"], copy_to(tmp_path / "out"))
+    store = MemoryStore()
+    restore_artifact(store=store, entry=backup(store, source), source=source)
+    assert (tmp_path / "out").read_bytes() == b""
+
+
+def test_a_non_zero_exit_fails_with_the_tools_message(tmp_path: Path) -> None:
+    source = CommandSource(
+        ["sh", "-c", "printf partial; echo 'Unknown database nope' >&2; exit 3"],
+        ["true"],
+    )
+    store = MemoryStore()
+
+    with pytest.raises(SourceError, match=r"^sh failed \(exit 3\): Unknown database nope$"):
+        backup(store, source)
+    assert store.objects == {} and store.uploads == {}
+
+
+def test_a_silent_failure_and_a_signal_are_described(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=r"false failed \(exit 1\): \(nothing on stderr\)"):
+        backup(MemoryStore(), CommandSource(["false"], ["true"]))
+    with pytest.raises(SourceError, match=r"sh failed \(killed by SIGKILL\)"):
+        backup(MemoryStore(), CommandSource(["sh", "-c", "kill -9 $$"], ["true"]))
+
+
+def test_a_message_on_stderr_fails_unless_told_otherwise(tmp_path: Path) -> None:
+    noisy = ["sh", "-c", "printf data; echo 'Warning: table t is marked as crashed' >&2"]
+
+    with pytest.raises(SourceError, match="sh wrote to stderr: Warning: table t is marked"):
+        backup(MemoryStore(), CommandSource(noisy, ["true"]))
+
+    store = MemoryStore()
+    source = CommandSource(noisy, copy_to(tmp_path / "out"), fail_on_stderr=False)
+    restore_artifact(store=store, entry=backup(store, source), source=source)
+    assert (tmp_path / "out").read_bytes() == b"data"
+
+
+def test_the_restore_tools_failure_and_stderr_fail_the_restore(tmp_path: Path) -> None:
+    store = MemoryStore()
+    entry = backup(store, CommandSource(["echo", "SELECT 1;"], ["true"]))
+
+    failing = CommandSource(["true"], ["sh", "-c", "cat >/dev/null; echo 'ERROR 1064' >&2; exit 1"])
+    with pytest.raises(SourceError, match=r"sh failed \(exit 1\): ERROR 1064"):
+        restore_artifact(store=store, entry=entry, source=failing)
+
+    chatty = ["sh", "-c", "cat >/dev/null; echo note >&2"]
+    with pytest.raises(SourceError, match="wrote to stderr: note"):
+        restore_artifact(store=store, entry=entry, source=CommandSource(["true"], chatty))
+    quiet = CommandSource(["true"], chatty, fail_on_stderr=False)
+    restore_artifact(store=store, entry=entry, source=quiet)
+
+
+def test_secrets_in_the_tools_messages_are_redacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    # The tool reads the secret from the environment it inherits.
+    complain = (
+        f'echo "access denied for app:${SECRET_ENV}; using password: ${SECRET_ENV}" >&2; exit 2'
+    )
+    source = CommandSource(["sh", "-c", complain], ["true"], password_env=SECRET_ENV)
+
+    with pytest.raises(SourceError) as caught:
+        backup(MemoryStore(), source)
+
+    message = str(caught.value)
+    assert SECRET not in message
+    assert message.startswith("sh failed (exit 2): access denied for app:***")
+
+    store = MemoryStore()
+    entry = backup(store, CommandSource(["echo", "x"], ["true"]))
+    restorer = CommandSource(["true"], ["sh", "-c", complain], password_env=SECRET_ENV)
+    with pytest.raises(SourceError) as caught:
+        restore_artifact(store=store, entry=entry, source=restorer)
+    assert SECRET not in str(caught.value) and "***" in str(caught.value)
+
+
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.99])
+def test_a_tampered_artifact_never_reaches_the_restore_tool(tmp_path: Path, where: float) -> None:
+    (tmp_path / "dump.bin").write_bytes(os.urandom(300_000))
+    target, marker = tmp_path / "target", tmp_path / "restore tool ran"
+    target.write_bytes(b"the data before the restore")
+    work = tmp_path / "work"
+    work.mkdir()
+    restore_command = ["sh", "-c", 'touch "$1"; cat > "$0"', str(target), str(marker)]
+    source = CommandSource(["cat", str(tmp_path / "dump.bin")], restore_command, work_dir=work)
+    store = MemoryStore()
+    entry = backup(store, source)
+    data = bytearray(store.objects[entry.key])
+    data[int(len(data) * where)] ^= 0x01
+    store.objects[entry.key] = bytes(data)
+
+    with pytest.raises(IntegrityError):
+        restore_artifact(store=store, entry=entry, source=source)
+
+    assert not marker.exists()
+    assert target.read_bytes() == b"the data before the restore"
+    assert staged_files(work) == []
+
+
+def test_a_missing_executable_says_it_is_not_installed(tmp_path: Path) -> None:
+    missing = "backfleet-no-such-tool"
+    with pytest.raises(SourceError, match=f"^{missing} is not installed"):
+        backup(MemoryStore(), CommandSource([missing, "--all"], ["true"]))
+
+    store = MemoryStore()
+    entry = backup(store, CommandSource(["echo", "x"], ["true"]))
+    work = tmp_path / "work"
+    work.mkdir()
+    source = CommandSource(["true"], [str(tmp_path / missing)], work_dir=work)
+    with pytest.raises(SourceError, match="is not installed"):
+        restore_artifact(store=store, entry=entry, source=source)
+    assert staged_files(work) == []
+
+    (tmp_path / "not executable").write_text("#!/bin/sh\n")
+    with pytest.raises(SourceError, match="cannot be run: permission denied"):
+        backup(MemoryStore(), CommandSource([str(tmp_path / "not executable")], ["true"]))
+
+
+def descendants_gone(pid_file: Path) -> bool:
+    pid = int(pid_file.read_text())
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.timeout(30)
+def test_a_pipeline_that_stops_early_terminates_the_tool_and_its_children(
+    tmp_path: Path,
+) -> None:
+    pid_file = tmp_path / "child.pid"
+    # `sleep` never writes, so only a stop of the whole group ends it (no SIGPIPE would).
+    tool = ["sh", "-c", 'sleep 600 & echo $! > "$0"; yes', str(pid_file)]
+    started = time.monotonic()
+
+    with pytest.raises(RuntimeError), CommandSource(tool, ["true"]).dump() as dump:
+        assert len(dump.stream.read(65536)) == 65536
+        raise RuntimeError("upload failed")
+
+    assert time.monotonic() - started < 10
+    assert descendants_gone(pid_file)
+
+
+@pytest.mark.timeout(30)
+def test_a_reader_that_stops_reading_fails_the_dump_without_hanging(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="not read to the end"):  # noqa: SIM117
+        with CommandSource(["sh", "-c", "yes; sleep 600"], ["true"]).dump() as dump:
+            dump.stream.read(10)
+
+
+@pytest.mark.timeout(30)
+def test_a_tool_that_produces_nothing_and_hangs_is_stopped_on_failure(tmp_path: Path) -> None:
+    with pytest.raises(KeyboardInterrupt), CommandSource(["sleep", "600"], ["true"]).dump():
+        raise KeyboardInterrupt
+
+
+def test_tools_inherit_the_worker_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BF_TEST_VALUE", "from the worker")
+    store = MemoryStore()
+    source = CommandSource(["sh", "-c", 'printf "%s" "$BF_TEST_VALUE"'], copy_to(tmp_path / "o"))
+    restore_artifact(store=store, entry=backup(store, source), source=source)
+    assert (tmp_path / "o").read_text() == "from the worker"
+
+
+def test_the_dump_tool_cannot_wait_on_the_workers_stdin(tmp_path: Path) -> None:
+    # A tool that reads stdin (a password prompt) sees end of file, not the worker's terminal.
+    store = MemoryStore()
+    source = CommandSource(["sh", "-c", "cat; printf done"], copy_to(tmp_path / "o"))
+    restore_artifact(store=store, entry=backup(store, source), source=source)
+    assert (tmp_path / "o").read_bytes() == b"done"
+
+
+def test_make_source_builds_a_command_source_from_the_services_file(tmp_path: Path) -> None:
+    config = parse_fleet_config(
+        """
+        [services.mariadb]
+        kind = "command"
+        dump_command = ["mysqldump", "--databases", "app"]
+        restore_command = ["mysql"]
+        format = "sql"
+        fail_on_stderr = false
+        password_env = "MYSQL_PWD"
+        [services.other]
+        kind = "command"
+        dump_command = ["neo4j-admin", "database", "dump", "--to-stdout", "neo4j"]
+        restore_command = ["neo4j-admin", "database", "load", "--from-stdin", "neo4j"]
+        """
+    )
+    settings = Settings(backfleet_work_dir=tmp_path)
+    services = config.services_of("app")
+
+    source = make_source(services["mariadb"], settings)
+    assert isinstance(source, CommandSource)
+    assert (source.kind, source.format, source.fail_on_stderr) == ("command", "sql", False)
+    assert source.dump_command == ["mysqldump", "--databases", "app"]
+    assert source.restore_command == ["mysql"]
+    assert (source.password_env, source.work_dir) == ("MYSQL_PWD", tmp_path)
+
+    other = make_source(services["other"], settings)
+    assert (other.format, CommandSource.format) == ("dump", "dump")
+    assert isinstance(other, CommandSource) and other.fail_on_stderr is True

@@ -1,0 +1,196 @@
+"""Any tool that dumps to stdout and restores from stdin: `kind = "command"` services.
+
+Dump: `dump_command` runs (an argv list, no shell, the worker's environment,
+stdin from /dev/null so a password prompt cannot hang it) and its stdout IS
+the artifact, streamed: memory stays at a pipe buffer whatever the dump's
+size. Its stderr is collected (the last 16 KiB). At the end a non-zero exit
+fails the artifact with the tool's message; so does any stderr output at all
+unless `fail_on_stderr = false` (for tools that chatter there). Messages are
+redacted: URL passwords, `password=…` pairs and the value of `password_env`.
+If the pipeline stops early (an upload failed, the task was revoked) the
+tool's whole process group is terminated, so `sh -c "a | b"` and the like
+stop too.
+
+Restore: a command cannot be held back from committing the way a database
+transaction can — whatever it reads, it applies. So the artifact is STAGED:
+the decompressed stream is written to a private temporary file (mode 0600) in
+BACKFLEET_WORK_DIR (else the system's temporary directory), `stream.verify()`
+checks every stored byte against the manifest, and only then does
+`restore_command` run with that file as its stdin. A corrupt or tampered
+artifact therefore never reaches the tool. The cost is disk: the work
+directory needs free space for one whole *uncompressed* dump (its
+`source_size` in the manifest) for as long as the restore runs. The file is
+removed whatever happens.
+"""
+
+import logging
+import os
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, ClassVar
+
+from workers.errors import SourceError
+from workers.redact import redact
+from workers.services_config import DEFAULT_COMMAND_FORMAT as DEFAULT_FORMAT
+from workers.sources.base import CHUNK_SIZE, Dump, RestoreStream, iter_chunks
+from workers.sources.process import StderrTail
+
+log = logging.getLogger(__name__)
+
+# How long a terminated tool may take to exit before it is killed.
+STOP_GRACE = 5.0
+
+
+class _Output:
+    """The tool's stdout, remembering whether it was read to the end."""
+
+    def __init__(self, pipe: IO[bytes]) -> None:
+        self._pipe = pipe
+        self.at_end = False
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._pipe.read(size)
+        if not data and size != 0:
+            self.at_end = True
+        return data
+
+
+class CommandSource:
+    kind: ClassVar[str] = "command"
+    format: str = DEFAULT_FORMAT  # per service: an instance attribute (the artifact's extension)
+
+    def __init__(
+        self,
+        dump_command: Sequence[str],
+        restore_command: Sequence[str],
+        *,
+        format: str = DEFAULT_FORMAT,
+        fail_on_stderr: bool = True,
+        password_env: str | None = None,
+        work_dir: Path | None = None,
+    ) -> None:
+        if not dump_command or not restore_command:
+            raise ValueError("a command source needs a dump and a restore command")
+        self.dump_command = list(dump_command)
+        self.restore_command = list(restore_command)
+        self.format = format
+        self.fail_on_stderr = fail_on_stderr
+        self.password_env = password_env
+        self.work_dir = work_dir
+
+    # --- dump ---
+    @contextmanager
+    def dump(self) -> Iterator[Dump]:
+        command = self.dump_command
+        process = self._spawn(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        errors = StderrTail(process.stderr)
+        assert process.stdout is not None
+        output = _Output(process.stdout)
+        facts: dict[str, Any] = {"kind": self.kind, "command": os.path.basename(command[0])}
+        try:
+            yield Dump(stream=output, facts=facts)
+        except BaseException:
+            _stop(process)
+            raise
+        finally:
+            process.stdout.close()
+        if not output.at_end:
+            _stop(process)
+            raise SourceError(f"the output of {command[0]} was not read to the end")
+        process.wait()
+        self._check(command, process.returncode, errors)
+
+    # --- restore ---
+    def restore(self, stream: RestoreStream) -> None:
+        fd, name = tempfile.mkstemp(
+            prefix=".backfleet-restore-", suffix=f".{self.format}", dir=self.work_dir
+        )
+        try:
+            with os.fdopen(fd, "wb", buffering=CHUNK_SIZE) as staged:
+                for chunk in iter_chunks(stream):
+                    staged.write(chunk)
+            stream.verify()  # nothing below runs unless every stored byte matched
+            with open(name, "rb") as staged_in:
+                self._run_restore(staged_in)
+        finally:
+            try:
+                os.unlink(name)
+            except FileNotFoundError:
+                pass
+            except OSError:  # the restore's own outcome matters more than the cleanup's
+                log.exception("could not remove the staged restore file %s", name)
+
+    def _run_restore(self, staged: IO[bytes]) -> None:
+        command = self.restore_command
+        process = self._spawn(command, stdin=staged, stdout=subprocess.DEVNULL)
+        errors = StderrTail(process.stderr)
+        try:
+            process.wait()
+        except BaseException:  # e.g. the task's time limit: the tool must not run on
+            _stop(process)
+            raise
+        self._check(command, process.returncode, errors)
+
+    # --- running the tools ---
+    def _spawn(self, command: list[str], **kwargs: Any) -> "subprocess.Popen[bytes]":
+        try:
+            # A session of its own: a stop reaches every process the tool started.
+            return subprocess.Popen(
+                command, stderr=subprocess.PIPE, start_new_session=True, **kwargs
+            )
+        except FileNotFoundError:
+            raise SourceError(
+                f"{command[0]} is not installed (not found on the worker's PATH)"
+            ) from None
+        except PermissionError:
+            raise SourceError(f"{command[0]} cannot be run: permission denied") from None
+        except OSError as exc:
+            raise SourceError(f"{command[0]} cannot be run: {exc.strerror or exc}") from None
+
+    def _check(self, command: list[str], returncode: int, errors: StderrTail) -> None:
+        complaint = self._clean(errors.text())
+        if returncode != 0:
+            said = complaint or "(nothing on stderr)"
+            raise SourceError(f"{command[0]} failed ({_status(returncode)}): {said}")
+        if complaint and self.fail_on_stderr:
+            raise SourceError(f"{command[0]} wrote to stderr: {complaint}")
+        if complaint:
+            log.warning("%s succeeded with messages: %s", command[0], complaint)
+
+    def _clean(self, text: str) -> str:
+        secrets = [os.environ.get(self.password_env, "")] if self.password_env else []
+        return redact(text, secrets)
+
+
+def _status(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit {returncode}"
+
+
+def _stop(process: "subprocess.Popen[bytes]") -> None:
+    """Terminate the tool and everything it started, then reap it."""
+    if process.poll() is not None:
+        return
+    _signal_group(process, signal.SIGTERM)
+    try:
+        process.wait(STOP_GRACE)
+    except subprocess.TimeoutExpired:
+        _signal_group(process, signal.SIGKILL)
+        process.wait()
+
+
+def _signal_group(process: "subprocess.Popen[bytes]", sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)  # the tool leads its own session, hence its group
+    except ProcessLookupError:
+        pass
+    except PermissionError:  # e.g. a setuid tool: signal what we can
+        process.send_signal(sig)
