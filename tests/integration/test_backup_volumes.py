@@ -1,0 +1,95 @@
+"""A large directory goes in volumes; a redelivered backup keeps the stored ones."""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workers.backup_run import run_backup
+from workers.catalog import queries
+from workers.catalog.db import dispose_engines, session_scope
+from workers.catalog.migrate import upgrade_catalog
+from workers.catalog.models import RUNNING, SUCCESS
+from workers.fleet import Fleet
+from workers.jobs import read_manifest
+from workers.pipeline import restore_artifacts
+from workers.services_config import parse_fleet_config
+from workers.settings import Settings
+from workers.sources.directory import DirectorySource
+from workers.stores.local import LocalStore
+
+pytestmark = pytest.mark.integration
+MiB = 1024 * 1024
+
+
+class CountingStore(LocalStore):
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.created: list[str] = []
+
+    def create_upload(self, key: str) -> str:
+        self.created.append(key)
+        return super().create_upload(key)
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    for index in range(9):  # three files of 300 KiB fit a 1 MiB volume: three volumes
+        (data / "sub" / f"file-{index}").write_bytes(os.urandom(300 * 1024))
+    url = f"sqlite:///{tmp_path}/catalog.db"
+    upgrade_catalog(url)
+    yield Fleet(
+        settings=Settings(database_url=url, backup_volume_size=MiB, backup_part_size=MiB),
+        config=parse_fleet_config(f'[services.files]\nkind = "directory"\npath = "{data}"\n'),
+        store=CountingStore(tmp_path / "store"),
+    )
+    dispose_engines()
+
+
+def new_backup(fleet: Fleet) -> str:
+    with session_scope(fleet.settings.database_url) as session:
+        return queries.create_backup(
+            session, namespace="app", services=["files"], only_config=False, trigger="api"
+        ).timestamp
+
+
+def test_volumes_are_separate_artifacts_restored_as_one_tree(fleet: Fleet, tmp_path: Path) -> None:
+    timestamp = new_backup(fleet)
+    assert run_backup(fleet, namespace="app", timestamp=timestamp).status == SUCCESS
+    manifest = read_manifest(fleet, namespace="app", timestamp=timestamp)
+    entries = manifest.artifacts_of("files")
+    assert [entry.volume for entry in entries] == [1, 2, 3]
+    assert entries[0].key.endswith("/files.tar.zst")
+    assert entries[1].key.endswith("/files.v0002.tar.zst")
+    assert entries[-1].source["final"] is True
+
+    target = tmp_path / "restored"
+    restore_artifacts(store=fleet.store, entries=entries, source=DirectorySource(target))
+    for original in sorted((tmp_path / "data" / "sub").iterdir()):
+        assert (target / "sub" / original.name).read_bytes() == original.read_bytes()
+
+
+def test_a_redelivered_backup_keeps_the_volumes_already_stored(fleet: Fleet) -> None:
+    timestamp = new_backup(fleet)
+    run_backup(fleet, namespace="app", timestamp=timestamp)
+    store: Any = fleet.store
+    assert len(store.created) == 4  # three volumes and the manifest
+
+    # As if the worker died after the second volume: the rest is undone.
+    with session_scope(fleet.settings.database_url) as session:
+        backup = queries.get_backup(session, namespace="app", timestamp=timestamp)
+        assert backup is not None
+        backup.status = RUNNING
+        third = next(a for a in backup.artifacts if a.volume == 3)
+        session.delete(third)
+    store.created.clear()
+
+    assert run_backup(fleet, namespace="app", timestamp=timestamp).status == SUCCESS
+    assert [key.rsplit("/", 1)[1] for key in store.created] == [
+        "files.v0003.tar.zst",
+        "manifest.json",
+    ]
