@@ -25,8 +25,26 @@ missing_packages() {
     for tool in pg_dump pg_restore psql; do
         works "$tool" || { packages+=(postgresql-client); break; }
     done
+    # MariaDB server and client (Debian keeps mariadbd in /usr/sbin, often outside PATH).
+    { works mariadbd || works /usr/sbin/mariadbd || works mysqld || works /usr/sbin/mysqld; } \
+        && { works mariadb-dump || works mysqldump; } \
+        || packages+=(mariadb-server mariadb-client)
     echo "${packages[@]}"
 }
+
+# Azurite, the Azure Blob emulator, from npm into the repo's gitignored .cache/azurite
+# (tests/plugins/object_stores.py looks there, then at $AZURITE_BLOB and PATH).
+azurite_prefix="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.cache/azurite"
+if [ ! -x "$azurite_prefix/node_modules/.bin/azurite-blob" ] \
+    && ! [ -x "${AZURITE_BLOB:-}" ] && ! command -v azurite-blob >/dev/null 2>&1; then
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "test-deps: Azurite is missing and npm is not installed: install Node.js and npm" >&2
+        exit 1
+    fi
+    echo "test-deps: installing Azurite into $azurite_prefix" >&2
+    mkdir -p "$azurite_prefix"
+    npm install --prefix "$azurite_prefix" --no-audit --no-fund --loglevel=error azurite@3 >/dev/null
+fi
 
 read -r -a needed <<<"$(missing_packages)"
 [ "${#needed[@]}" -eq 0 ] && exit 0
