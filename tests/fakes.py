@@ -6,7 +6,10 @@ from contextlib import contextmanager
 from typing import ClassVar
 
 from workers.errors import SourceError
-from workers.sources.base import Dump, RestoreStream
+from workers.manifest import ArtifactEntry
+from workers.pipeline import store_artifact
+from workers.sources.base import Dump, RestoreStream, Source
+from workers.stores.base import ObjectStore
 
 
 class BytesSource:
@@ -35,3 +38,22 @@ class BytesSource:
             staged += chunk
         stream.verify()
         self.restored = bytes(staged)  # "commit" only after verification
+
+
+def stored_entry(
+    store: ObjectStore, source: Source, *, key: str, service: str, part_size: int = 256 * 1024
+) -> ArtifactEntry:
+    """Back `source` up into `store` as `key` and describe it as the manifest would."""
+    stored = store_artifact(
+        store=store, key=key, source=source, part_size=part_size, compression_level=1
+    )
+    return ArtifactEntry(
+        service=service,
+        key=stored.key,
+        format=source.format,
+        compression="zstd",
+        size=stored.size,
+        sha256=stored.sha256,
+        source_size=stored.source_size,
+        source=stored.facts,
+    )

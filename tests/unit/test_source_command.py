@@ -7,9 +7,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.fakes import stored_entry
 from workers.errors import IntegrityError, SourceError
 from workers.manifest import ArtifactEntry, artifact_key
-from workers.pipeline import restore_artifact, store_artifact
+from workers.pipeline import restore_artifact
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
 from workers.sources import make_source
@@ -21,19 +22,11 @@ SECRET = "hunter2-very-secret"
 
 
 def backup(store: MemoryStore, source: CommandSource) -> ArtifactEntry:
-    key = artifact_key("app", "2024-01-02t03-04-05", "tool", source.format, "zstd")
-    stored = store_artifact(
-        store=store, key=key, source=source, part_size=256 * 1024, compression_level=1
-    )
-    return ArtifactEntry(
+    return stored_entry(
+        store,
+        source,
+        key=artifact_key("app", "2024-01-02t03-04-05", "tool", source.format, "zstd"),
         service="tool",
-        key=stored.key,
-        format=source.format,
-        compression="zstd",
-        size=stored.size,
-        sha256=stored.sha256,
-        source_size=stored.source_size,
-        source=stored.facts,
     )
 
 

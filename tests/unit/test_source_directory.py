@@ -15,7 +15,7 @@ from typing import ClassVar
 import pytest
 import zstandard
 
-from tests.fakes import BytesSource
+from tests.fakes import BytesSource, stored_entry
 from workers.errors import IntegrityError, SourceError
 from workers.manifest import ArtifactEntry, artifact_key
 from workers.pipeline import VerifyingReader, restore_artifact, store_artifact
@@ -32,19 +32,7 @@ Entry = tuple[str, int, int, int, str, int]
 
 
 def backup(store: MemoryStore, source: Source) -> ArtifactEntry:
-    stored = store_artifact(
-        store=store, key=KEY, source=source, part_size=256 * 1024, compression_level=1
-    )
-    return ArtifactEntry(
-        service="files",
-        key=stored.key,
-        format=source.format,
-        compression="zstd",
-        size=stored.size,
-        sha256=stored.sha256,
-        source_size=stored.source_size,
-        source=stored.facts,
-    )
+    return stored_entry(store, source, key=KEY, service="files")
 
 
 def build_tree(root: Path) -> tuple[int, int]:

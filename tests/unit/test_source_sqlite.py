@@ -9,10 +9,10 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tests.fakes import BytesSource
+from tests.fakes import BytesSource, stored_entry
 from workers.errors import IntegrityError, SourceError
 from workers.manifest import ArtifactEntry, artifact_key
-from workers.pipeline import restore_artifact, store_artifact
+from workers.pipeline import restore_artifact
 from workers.sources import sqlite as sqlite_module
 from workers.sources.base import Source
 from workers.sources.sqlite import SqliteSource
@@ -23,19 +23,7 @@ Rows = dict[str, Any]
 
 
 def backup(store: MemoryStore, source: Source) -> ArtifactEntry:
-    stored = store_artifact(
-        store=store, key=KEY, source=source, part_size=256 * 1024, compression_level=1
-    )
-    return ArtifactEntry(
-        service="db",
-        key=stored.key,
-        format=source.format,
-        compression="zstd",
-        size=stored.size,
-        sha256=stored.sha256,
-        source_size=stored.source_size,
-        source=stored.facts,
-    )
+    return stored_entry(store, source, key=KEY, service="db")
 
 
 def make_db(path: Path, *, wal: bool = False) -> sqlite3.Connection:

@@ -20,9 +20,7 @@ them and reaches the resuming reader at once.)
 """
 
 import contextlib
-import os
 import re
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +50,7 @@ from workers.redact import redact
 from workers.retry import RetryPolicy, call_with_retries
 from workers.settings import Settings
 from workers.stores.base import ObjectInfo, PendingUpload, UploadedPart, check_key
+from workers.stores.per_process import PerProcess
 from workers.stores.resuming import resuming_stream
 
 T = TypeVar("T")
@@ -188,9 +187,7 @@ class AzureBlobStore:
     def __init__(self, config: AzureConfig, *, policy: RetryPolicy | None = None) -> None:
         self.config = config
         self.policy = policy or RetryPolicy()
-        self._lock = threading.Lock()
-        self._service: BlobServiceClient | None = None
-        self._pid = 0
+        self._service: PerProcess[BlobServiceClient] = PerProcess(self._make_client)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "AzureBlobStore":
@@ -198,10 +195,7 @@ class AzureBlobStore:
 
     # --- the client: made on first use, again after a fork ---
     def _client(self) -> BlobServiceClient:
-        with self._lock:
-            if self._service is None or self._pid != os.getpid():
-                self._service, self._pid = self._make_client(), os.getpid()
-            return self._service
+        return self._service.get()
 
     def _make_client(self) -> BlobServiceClient:
         cfg = self.config

@@ -41,6 +41,7 @@ from workers.redact import redact
 from workers.retry import RetryPolicy, call_with_retries
 from workers.settings import Settings
 from workers.stores.base import ObjectInfo, PendingUpload, UploadedPart, check_key
+from workers.stores.per_process import PerProcess
 from workers.stores.resuming import resuming_stream
 
 T = TypeVar("T")
@@ -278,9 +279,7 @@ class S3Store:
         self.config = config
         self.policy = policy or RetryPolicy()
         self._clock = clock
-        self._lock = threading.Lock()
-        self._s3: Any = None
-        self._pid = 0
+        self._s3: PerProcess[Any] = PerProcess(self._make_client)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "S3Store":
@@ -288,10 +287,7 @@ class S3Store:
 
     # --- the client: made on first use, again after a fork ---
     def _client(self) -> Any:
-        with self._lock:
-            if self._s3 is None or self._pid != os.getpid():
-                self._s3, self._pid = self._make_client(), os.getpid()
-            return self._s3
+        return self._s3.get()
 
     def _make_client(self) -> Any:
         cfg = self.config
