@@ -16,8 +16,25 @@ pg_server_tool() {
     return 1
 }
 
+# Azurite, the Azure Blob emulator, goes from npm into the repo's gitignored
+# .cache/azurite (tests/plugins/object_stores.py looks there, then at
+# $AZURITE_BLOB and PATH); npm itself comes from Debian when it is missing.
+azurite_prefix="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.cache/azurite"
+azurite_present() {
+    [ -x "$azurite_prefix/node_modules/.bin/azurite-blob" ] || [ -x "${AZURITE_BLOB:-}" ] \
+        || command -v azurite-blob >/dev/null 2>&1
+}
+
+install_azurite() {
+    azurite_present && return 0
+    echo "test-deps: installing Azurite into $azurite_prefix" >&2
+    mkdir -p "$azurite_prefix"
+    npm install --prefix "$azurite_prefix" --no-audit --no-fund --loglevel=error azurite@3 >/dev/null
+}
+
 missing_packages() {
     local packages=()
+    azurite_present || command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
     works redis-server || packages+=(redis-server)
     for tool in initdb postgres pg_ctl; do
         pg_server_tool "$tool" || { packages+=(postgresql); break; }
@@ -32,22 +49,11 @@ missing_packages() {
     echo "${packages[@]}"
 }
 
-# Azurite, the Azure Blob emulator, from npm into the repo's gitignored .cache/azurite
-# (tests/plugins/object_stores.py looks there, then at $AZURITE_BLOB and PATH).
-azurite_prefix="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.cache/azurite"
-if [ ! -x "$azurite_prefix/node_modules/.bin/azurite-blob" ] \
-    && ! [ -x "${AZURITE_BLOB:-}" ] && ! command -v azurite-blob >/dev/null 2>&1; then
-    if ! command -v npm >/dev/null 2>&1; then
-        echo "test-deps: Azurite is missing and npm is not installed: install Node.js and npm" >&2
-        exit 1
-    fi
-    echo "test-deps: installing Azurite into $azurite_prefix" >&2
-    mkdir -p "$azurite_prefix"
-    npm install --prefix "$azurite_prefix" --no-audit --no-fund --loglevel=error azurite@3 >/dev/null
-fi
-
 read -r -a needed <<<"$(missing_packages)"
-[ "${#needed[@]}" -eq 0 ] && exit 0
+if [ "${#needed[@]}" -eq 0 ]; then
+    install_azurite
+    exit 0
+fi
 
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then
@@ -76,3 +82,4 @@ if [ "${#still[@]}" -ne 0 ]; then
     echo "test-deps: could not install ${still[*]}; install them and run again" >&2
     exit 1
 fi
+install_azurite
