@@ -38,6 +38,7 @@ from workers.stores.azure_blob import (
     parse_block_id,
 )
 from workers.stores.base import UploadedPart
+from workers.stores.per_process import PerProcess
 from workers.stores.resuming import ResumingReader, resuming_stream
 from workers.stores.s3 import S3Config, S3Store, integrity_params, part_mismatches, s3_error
 
@@ -184,7 +185,7 @@ class FakeS3:
 
 def _store_with(fake: FakeS3, config: S3Config = S3, **kwargs: Any) -> S3Store:
     store = S3Store(config, policy=RetryPolicy(attempts=2, base_delay=0, max_delay=0), **kwargs)
-    store._s3, store._pid = fake, os.getpid()
+    store._s3 = PerProcess(lambda: fake)
     return store
 
 
@@ -308,8 +309,8 @@ def test_s3_part_numbers_and_sizes_are_bounded() -> None:
 def test_make_store_builds_no_client() -> None:
     s3 = make_store(Settings(object_store_location_type="s3"))
     azure = make_store(Settings(object_store_location_type="azure-blob-storage"))
-    assert isinstance(s3, S3Store) and s3._s3 is None
-    assert isinstance(azure, AzureBlobStore) and azure._service is None
+    assert isinstance(s3, S3Store) and not s3._s3.made
+    assert isinstance(azure, AzureBlobStore) and not azure._service.made
 
 
 def test_s3_client_has_no_retries_of_its_own() -> None:

@@ -17,6 +17,11 @@ class PerProcess(Generic[T]):
         self._value: T | None = None
         self._pid = 0
 
+    @property
+    def made(self) -> bool:
+        """Whether this process has made its value yet (clients are made on first use)."""
+        return self._value is not None and self._pid == os.getpid()
+
     def get(self) -> T:
         with self._lock:
             if self._value is None or self._pid != os.getpid():
