@@ -161,7 +161,6 @@ class _PartSink:
         self.in_flight: deque[Future[UploadedPart]] = deque()
 
     def write(self, data: bytes) -> int:
-        self.digest.update(data)
         self.size += len(data)
         self.pending += data
         while len(self.pending) >= self._next_size():
@@ -192,7 +191,10 @@ class _PartSink:
         number = self.count
         data = bytes(self.pending[:size])
         del self.pending[:size]
-        digest = hashlib.sha256(data).hexdigest()
+        # Parts are cut in order, so the artifact's digest grows part by part and
+        # its state here is the digest of everything up to this part.
+        self.digest.update(data)
+        digest = self.digest.copy().hexdigest()
         if number in self.already:
             recorded = self.already[number]
             if recorded.sha256 != digest or recorded.size != len(data):

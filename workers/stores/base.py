@@ -34,7 +34,9 @@ class UploadedPart:
     number: int  # 1-based, in upload order
     size: int
     etag: str  # the provider's receipt for the part (ETag, block id, offset…)
-    sha256: str = ""  # of the part's bytes, so a resumed upload can prove it regenerated them
+    # SHA-256 of the stored bytes from the start through this part: a resumed
+    # upload proves it regenerated the same bytes without hashing twice.
+    sha256: str = ""
 
 
 class ObjectStore(Protocol):

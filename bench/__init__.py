@@ -1,0 +1,1 @@
+"""Backfleet's throughput benchmark against its peers (see bench/README.md)."""

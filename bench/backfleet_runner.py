@@ -1,0 +1,192 @@
+"""Backfleet's side of the benchmark, run as its own process so its RSS can be measured.
+
+    python -m bench.backfleet_runner probe   --store s3
+    python -m bench.backfleet_runner backup  --store s3 --kind directory --source DIR \
+        --key bench/dir.tar.zst --result backup.json
+    python -m bench.backfleet_runner restore --store s3 --kind directory --target NEWDIR \
+        --entry backup.json --result restore.json
+
+The store comes from the environment exactly as a worker reads it
+(OBJECT_STORE_LOCATION_TYPE, AWS_S3_ENDPOINT_URL, AWS_ACCESS_KEY, ... or
+OBJECT_STORE_LOCATION_LOCAL) through workers.settings and
+workers.stores.make_store; `--store` sets OBJECT_STORE_LOCATION_TYPE. The
+backup calls workers.pipeline.store_artifact with BACKUP_PART_SIZE and
+BACKUP_COMPRESSION_LEVEL from the settings (or, with `--api worker` /
+BENCH_BACKFLEET_API=worker, upload_artifact with TransferOptions.from_settings
+as backup_run does, so BACKUP_UPLOAD_CONCURRENCY, BACKUP_MAX_BANDWIDTH and the
+encryption key apply too); the restore rebuilds the ArtifactEntry from the
+backup's result file and calls restore_artifact.
+The result file also carries this process's own peak RSS (getrusage), which
+is what the 128 MiB target is about, and its children's (pg_dump, psql).
+"""
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+
+def _rss_self() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _rss_now() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _source(kind: str, where: str) -> Any:
+    if kind == "directory":
+        from workers.sources.directory import DirectorySource
+
+        return DirectorySource(Path(where))
+    if kind == "postgres":
+        from workers.sources.postgres import PostgresSource
+
+        return PostgresSource(where)
+    raise SystemExit(f"unknown kind {kind!r}")
+
+
+def _store(store_type: str) -> tuple[Any, Any]:
+    os.environ["OBJECT_STORE_LOCATION_TYPE"] = store_type
+    from workers.settings import load_settings
+    from workers.stores import make_store
+
+    settings = load_settings()
+    store = make_store(settings)
+    if store_type == "local":
+        store.init()
+    return settings, store
+
+
+def probe(args: argparse.Namespace) -> dict[str, Any]:
+    _settings, store = _store(args.store)
+    return {"store": type(store).__name__}
+
+
+def backup(args: argparse.Namespace) -> dict[str, Any]:
+    from workers import pipeline
+
+    settings, store = _store(args.store)
+    source = _source(args.kind, args.source)
+    rss_ready = _rss_now()
+    started = time.perf_counter()
+    if args.api == "worker":  # what backup_run does: every BACKUP_* setting applies
+        from workers import crypto
+
+        options = pipeline.TransferOptions.from_settings(
+            settings, crypto.Keyring.from_settings(settings)
+        )
+        stored = pipeline.upload_artifact(
+            store=store, key=args.key, open_dump=source.dump, options=options
+        )
+    else:
+        stored = pipeline.store_artifact(
+            store=store,
+            key=args.key,
+            source=source,
+            part_size=settings.backup_part_size,
+            compression_level=settings.backup_compression_level,
+        )
+    inner = time.perf_counter() - started
+    return {
+        "key": stored.key,
+        "size": stored.size,
+        "sha256": stored.sha256,
+        "source_size": stored.source_size,
+        "facts": stored.facts,
+        "format": source.format,
+        "encryption": getattr(stored, "encryption", None),
+        "inner_s": inner,
+        "rss_ready": rss_ready,
+        "part_size": settings.backup_part_size,
+        "compression_level": settings.backup_compression_level,
+        "store": type(store).__name__,
+        "api": args.api,
+    }
+
+
+def restore(args: argparse.Namespace) -> dict[str, Any]:
+    from workers.manifest import ArtifactEntry
+    from workers.pipeline import restore_artifact
+
+    settings, store = _store(args.store)
+    stored = json.loads(Path(args.entry).read_text())
+    entry = ArtifactEntry(
+        service="bench",
+        key=stored["key"],
+        format=stored["format"],
+        compression="zstd",
+        encryption=stored.get("encryption"),
+        size=stored["size"],
+        sha256=stored["sha256"],
+        source_size=stored["source_size"],
+        source=stored.get("facts", {}),
+    )
+    source = _source(args.kind, args.target)
+    rss_ready = _rss_now()
+    started = time.perf_counter()
+    if args.api == "worker":
+        from workers import crypto
+
+        keyring = crypto.Keyring.from_settings(settings)
+        restore_artifact(store=store, entry=entry, source=source, keyring=keyring)
+    else:
+        restore_artifact(store=store, entry=entry, source=source)
+    return {
+        "key": entry.key,
+        "source_size": entry.source_size,
+        "inner_s": time.perf_counter() - started,
+        "rss_ready": rss_ready,
+        "store": type(store).__name__,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("probe", "backup", "restore"):
+        command = sub.add_parser(name)
+        command.add_argument("--store", choices=["s3", "local"], required=True)
+        command.add_argument("--result", type=Path)
+        command.add_argument(
+            "--api",
+            choices=["store_artifact", "worker"],
+            default=os.environ.get("BENCH_BACKFLEET_API", "worker"),
+            help="store_artifact (part size and level from the settings) or worker: "
+            "upload_artifact with TransferOptions.from_settings, as backup_run does",
+        )
+        if name != "probe":
+            command.add_argument("--kind", choices=["directory", "postgres"], required=True)
+        if name == "backup":
+            command.add_argument("--source", required=True, help="a directory or a conninfo/URL")
+            command.add_argument("--key", required=True)
+        if name == "restore":
+            command.add_argument("--target", required=True, help="a directory or a conninfo/URL")
+            command.add_argument("--entry", required=True, help="the backup's --result file")
+    args = parser.parse_args(argv)
+    action = {"probe": probe, "backup": backup, "restore": restore}[args.command]
+    try:
+        result: dict[str, Any] = {"ok": True, **action(args)}
+        status = 0
+    except Exception as exc:
+        traceback.print_exc()
+        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        status = 1
+    result["rss_peak_self"] = _rss_self()
+    result["rss_peak_children"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    text = json.dumps(result, indent=2, sort_keys=True, default=str)
+    if args.result is not None:
+        args.result.write_text(text + "\n")
+    else:
+        print(text)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
