@@ -1,13 +1,14 @@
 """Source stream -> zstd -> [age] -> SHA-256 -> parts -> store, and back.
 
 Memory is bounded whatever the size of the backup: one read chunk (1 MiB),
-the part being filled, and at most BACKUP_UPLOAD_CONCURRENCY parts in flight:
-about (concurrency + 1) x part size + 2 MiB — 42 MiB at the defaults.
+the part being filled, the part being cut, and at most
+BACKUP_UPLOAD_CONCURRENCY parts in flight: about (concurrency + 2) x part size
++ 6 MiB — 36 MiB at the defaults (bench/RESULTS.md has the measured peaks).
 
 Part sizes grow for streams of unknown size: parts use BACKUP_PART_SIZE for
 the first tenth of the store's part limit, then double every further tenth,
-capped at the store's maximum, so 8 MiB parts still fit ~8 TiB into S3's
-10,000 parts while every backup under ~8 GiB keeps 8 MiB parts.
+capped at the store's maximum, so 6 MiB parts still fit ~6 TiB into S3's
+10,000 parts while every artifact under ~6 GiB keeps 6 MiB parts.
 """
 
 import hashlib
@@ -40,9 +41,9 @@ DumpFactory = Callable[[], AbstractContextManager[Dump]]
 
 @dataclass(frozen=True)
 class TransferOptions:
-    part_size: int = 8 * 1024 * 1024
+    part_size: int = 6 * 1024 * 1024
     compression_level: int = 1
-    concurrency: int = 4
+    concurrency: int = 3
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     bandwidth: int = 0  # bytes per second; 0 = unlimited
     identity: Any | None = None  # an age identity: encrypt to it
@@ -128,6 +129,16 @@ class _CompressingReader:
         target[: len(data)] = data
         return len(data)
 
+    def pump_into(self, sink: "_PartSink") -> None:
+        """Compress the whole source straight into `sink` (no read buffer in between)."""
+        while chunk := self.raw.read(CHUNK_SIZE):
+            self.source_size += len(chunk)
+            sink.write(self.compressor.compress(chunk))
+            if self.on_progress is not None:
+                self.on_progress(self.source_size)
+        sink.write(self.compressor.flush())
+        self.eof = True
+
 
 class _PartSink:
     """Cuts the stored bytes into parts and uploads them, a bounded number at once.
@@ -153,7 +164,10 @@ class _PartSink:
         self.receipts: dict[int, UploadedPart] = {}
         self.digest = hashlib.sha256()
         self.size = 0
-        self.pending = bytearray()
+        # Stored bytes not yet in a part, as the chunks they came in: a part is
+        # joined once when cut, not copied on every write.
+        self.pending: deque[bytes] = deque()
+        self.pending_size = 0
         self.count = 0
         self.limiter = BandwidthLimiter(options.bandwidth) if options.bandwidth else None
         parallel = store.parallel_parts and options.concurrency > 1
@@ -161,9 +175,12 @@ class _PartSink:
         self.in_flight: deque[Future[UploadedPart]] = deque()
 
     def write(self, data: bytes) -> int:
+        if not data:
+            return 0
         self.size += len(data)
-        self.pending += data
-        while len(self.pending) >= self._next_size():
+        self.pending.append(bytes(data))
+        self.pending_size += len(data)
+        while self.pending_size >= self._next_size():
             self._cut(self._next_size())
         return len(data)
 
@@ -171,8 +188,8 @@ class _PartSink:
         """File-like no-op (pyrage flushes its writer)."""
 
     def finish(self) -> list[UploadedPart]:
-        if self.pending or self.count == 0:  # an empty artifact is still one (empty) part
-            self._cut(len(self.pending))
+        if self.pending_size or self.count == 0:  # an empty artifact is still one (empty) part
+            self._cut(self.pending_size)
         while self.in_flight:
             self._collect()
         self.close()
@@ -189,8 +206,7 @@ class _PartSink:
     def _cut(self, size: int) -> None:
         self.count += 1
         number = self.count
-        data = bytes(self.pending[:size])
-        del self.pending[:size]
+        data = self._take(size)
         # Parts are cut in order, so the artifact's digest grows part by part and
         # its state here is the digest of everything up to this part.
         self.digest.update(data)
@@ -207,6 +223,20 @@ class _PartSink:
         while len(self.in_flight) >= self.options.concurrency:
             self._collect()
         self.in_flight.append(self.pool.submit(self._send, number, data, digest))
+
+    def _take(self, size: int) -> bytes:
+        """The first `size` pending bytes, as one bytes object."""
+        chunks, taken = [], 0
+        while taken < size:
+            chunk = self.pending.popleft()
+            if taken + len(chunk) > size:  # split the chunk that straddles the boundary
+                keep = size - taken
+                self.pending.appendleft(chunk[keep:])
+                chunk = chunk[:keep]
+            chunks.append(chunk)
+            taken += len(chunk)
+        self.pending_size -= size
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _collect(self) -> None:
         receipt = self.in_flight.popleft().result()  # a failed part fails the artifact now
@@ -287,8 +317,7 @@ def _upload(
             if options.identity is not None:
                 crypto.encrypt(reader, sink, options.identity)  # type: ignore[arg-type]
             else:
-                while data := reader.read(CHUNK_SIZE):
-                    sink.write(data)
+                reader.pump_into(sink)
             facts = dict(dump.facts)
         parts = sink.finish()
         call_with_retries(

@@ -118,10 +118,10 @@ class Settings(BaseSettings):
     regular_backup_schedule: str = "0 * * * *"
     backfleet_api_host: str = "127.0.0.1"
     backfleet_api_port: Annotated[int, Field(ge=1, le=65535)] = 8080
-    backup_part_size: Annotated[int, Field(ge=1 * MiB, le=5 * 1024 * MiB)] = 8 * MiB
+    backup_part_size: Annotated[int, Field(ge=1 * MiB, le=5 * 1024 * MiB)] = 6 * MiB
     backup_compression_level: Annotated[int, Field(ge=-7, le=22)] = 1
     backfleet_work_dir: Path | None = None
-    backup_upload_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    backup_upload_concurrency: Annotated[int, Field(ge=1, le=64)] = 3
     backup_max_bandwidth: str = "0"  # bytes per second, e.g. 50MB or 100MiB; 0 = unlimited
     backup_retry_attempts: Annotated[int, Field(ge=1, le=100)] = 8
     backup_retry_base_delay: Annotated[float, Field(ge=0, le=60)] = 0.5
