@@ -8,8 +8,6 @@ started again; no row is ever duplicated.
 
 import functools
 import logging
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -24,6 +22,7 @@ from workers.errors import BackfleetError, NotFoundError
 from workers.fleet import Fleet
 from workers.manifest import ArtifactEntry, Manifest, artifact_key, manifest_key
 from workers.pipeline import ResumePoint, StoredArtifact, TransferOptions, upload_artifact
+from workers.progress_record import CatalogProgress
 from workers.redact import redact
 from workers.retry import call_with_retries
 from workers.sources import Source, make_source
@@ -32,7 +31,6 @@ from workers.timestamps import utcnow
 
 log = logging.getLogger(__name__)
 COMPRESSION: Literal["zstd"] = "zstd"
-PROGRESS_EVERY_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -154,7 +152,7 @@ class _ServiceBackups:
             row.status, row.started_at, row.error, row.key = RUNNING, utcnow(), None, key
             artifact_id = row.id
 
-        progress = _ProgressRecorder(self.url, artifact_id)
+        progress = CatalogProgress(self.url, Artifact, artifact_id)
         try:
             stored = upload_artifact(
                 store=self.fleet.store,
@@ -218,30 +216,6 @@ class _ServiceBackups:
                     if row.upload_id:
                         self.fleet.store.abort_upload(row.key, row.upload_id)
                     session.delete(row)
-
-
-class _ProgressRecorder:
-    """Writes the bytes read so far into the catalog, at most once a second."""
-
-    def __init__(self, url: str, artifact_id: int) -> None:
-        self.url, self.artifact_id = url, artifact_id
-        self.last_write = 0.0
-        self.lock = threading.Lock()
-
-    def update(self, source_bytes: int) -> None:
-        now = time.monotonic()
-        if now - self.last_write < PROGRESS_EVERY_SECONDS or not self.lock.acquire(blocking=False):
-            return
-        try:
-            self.last_write = now
-            with session_scope(self.url) as session:
-                row = session.get(Artifact, self.artifact_id)
-                if row is not None:
-                    row.bytes_done = source_bytes
-        except Exception:  # progress is a courtesy: never fail a backup over it
-            log.debug("could not record progress", exc_info=True)
-        finally:
-            self.lock.release()
 
 
 def _resume_point(row: Artifact) -> ResumePoint | None:

@@ -370,8 +370,10 @@ def _abort(store: ObjectStore, key: str, upload_id: str) -> None:
 class _HashingReader:
     """The stored bytes as they arrive; at their end, size and SHA-256 must match."""
 
-    def __init__(self, raw: IO[bytes], entry: ArtifactEntry) -> None:
-        self.raw, self.entry = raw, entry
+    def __init__(
+        self, raw: IO[bytes], entry: ArtifactEntry, on_read: ProgressCallback | None = None
+    ) -> None:
+        self.raw, self.entry, self.on_read = raw, entry, on_read
         self.digest = hashlib.sha256()
         self.count = 0
 
@@ -380,6 +382,8 @@ class _HashingReader:
         if data:
             self.digest.update(data)
             self.count += len(data)
+            if self.on_read is not None:
+                self.on_read(len(data))
         else:
             self._check_end()
         return data
@@ -405,9 +409,15 @@ class VerifyingReader:
     sources let propagate before they commit anything to the target.
     """
 
-    def __init__(self, raw: IO[bytes], entry: ArtifactEntry, identity: Any | None = None) -> None:
+    def __init__(
+        self,
+        raw: IO[bytes],
+        entry: ArtifactEntry,
+        identity: Any | None = None,
+        on_read: ProgressCallback | None = None,
+    ) -> None:
         self.entry = entry
-        upstream: Any = _HashingReader(raw, entry)
+        upstream: Any = _HashingReader(raw, entry, on_read)
         self._decrypting: crypto.DecryptingReader | None = None
         if entry.encryption is not None:
             if identity is None:
@@ -459,11 +469,15 @@ class VerifyingReader:
 
 @contextmanager
 def open_restore_stream(
-    store: ObjectStore, entry: ArtifactEntry, keyring: crypto.Keyring | None = None
+    store: ObjectStore,
+    entry: ArtifactEntry,
+    keyring: crypto.Keyring | None = None,
+    on_read: ProgressCallback | None = None,
 ) -> Iterator[VerifyingReader]:
+    """`on_read` hears the number of stored bytes of each chunk as it is read."""
     identity = keyring.identity_for(entry.encryption) if entry.encryption and keyring else None
     with store.open_read(entry.key) as raw:
-        reader = VerifyingReader(raw, entry, identity)
+        reader = VerifyingReader(raw, entry, identity, on_read)
         try:
             yield reader
         finally:
@@ -476,6 +490,7 @@ def restore_artifacts(
     entries: Sequence[ArtifactEntry],
     source: Source,
     keyring: crypto.Keyring | None = None,
+    on_read: ProgressCallback | None = None,
 ) -> None:
     """Stream a service's artifacts (its volumes, in order) back into its source.
 
@@ -483,7 +498,7 @@ def restore_artifacts(
     """
     restore_volumes = getattr(source, "restore_volumes", None)
     if len(entries) == 1 and restore_volumes is None:
-        with open_restore_stream(store, entries[0], keyring) as stream:
+        with open_restore_stream(store, entries[0], keyring, on_read) as stream:
             source.restore(stream)
         return
     if restore_volumes is None:
@@ -492,7 +507,7 @@ def restore_artifacts(
     def streams() -> Iterator[RestoreStream]:
         for entry in entries:
             with ExitStack() as stack:
-                yield stack.enter_context(open_restore_stream(store, entry, keyring))
+                yield stack.enter_context(open_restore_stream(store, entry, keyring, on_read))
 
     restore_volumes(streams())
 

@@ -67,7 +67,7 @@ def wait_for_backup(database_url: str, namespace: str, timestamp: str) -> tuple[
 
 
 def wait_for_restore(database_url: str, restore_id: int) -> tuple[str, str | None]:
-    """A spinner with the restore's status until it ends; return (status, error)."""
+    """Draw stored bytes read back, throughput and ETA until the restore ends."""
     with _bar() as progress:
         task = progress.add_task("restore", total=None)
         while True:
@@ -75,7 +75,9 @@ def wait_for_restore(database_url: str, restore_id: int) -> tuple[str, str | Non
                 row = queries.get_restore(session, restore_id=restore_id)
                 assert row is not None
                 status, error = row.status, row.error
-            progress.update(task, description=f"restore {status}")
+                done, total = row.bytes_done, row.bytes_total
+            progress.update(task, completed=done, total=total,
+                            description=f"restore {row.timestamp} {status}")  # fmt: skip
             if status in TERMINAL:
                 return status, error
             time.sleep(POLL_SECONDS)

@@ -14,7 +14,9 @@ from workers.catalog.models import FAILED, RUNNING, SUCCESS, Restore
 from workers.errors import BackfleetError, NotFoundError, SourceError
 from workers.fleet import Fleet
 from workers.jobs import read_manifest
+from workers.manifest import Manifest
 from workers.pipeline import restore_artifacts
+from workers.progress_record import CatalogProgress
 from workers.redact import redact
 from workers.sources import make_source
 from workers.timestamps import utcnow
@@ -35,10 +37,12 @@ def run_restore(fleet: Fleet, *, restore_id: int) -> str:
         timestamp, services = restore.timestamp, list(restore.services)
 
     error: str | None = None
+    progress: _Progress | None = None
     try:
         manifest = read_manifest(fleet, namespace=source_namespace, timestamp=timestamp)
         targets = fleet.config.services_of(namespace)
         keyring = crypto.Keyring.from_settings(fleet.settings)
+        progress = _Progress(url, restore_id, manifest, services)
         for service in services:
             entries, spec = manifest.artifacts_of(service), targets.get(service)
             if not entries or spec is None:
@@ -51,8 +55,9 @@ def run_restore(fleet: Fleet, *, restore_id: int) -> str:
             log.info("restore %s: %s from %s/%s", restore_id, service, source_namespace, timestamp)
             try:
                 restore_artifacts(
-                    store=fleet.store, entries=entries, source=source, keyring=keyring
-                )
+                    store=fleet.store, entries=entries, source=source, keyring=keyring,
+                    on_read=progress.add,
+                )  # fmt: skip
             except Exception as exc:
                 raise SourceError(f"{service}: {_reason(exc)}") from exc
     except Exception as exc:
@@ -63,7 +68,26 @@ def run_restore(fleet: Fleet, *, restore_id: int) -> str:
         row = session.get(Restore, restore_id)
         assert row is not None
         row.status, row.error, row.finished_at = (FAILED if error else SUCCESS), error, utcnow()
+        if progress is not None:
+            row.bytes_done = progress.done
         return row.status
+
+
+class _Progress:
+    """Stored bytes read back so far, of all the services' artifacts, into the catalog."""
+
+    def __init__(self, url: str, restore_id: int, manifest: Manifest, services: list[str]) -> None:
+        self.done = 0
+        self.recorder = CatalogProgress(url, Restore, restore_id)
+        total = sum(entry.size for service in services for entry in manifest.artifacts_of(service))
+        with session_scope(url) as session:
+            row = session.get(Restore, restore_id)
+            if row is not None:
+                row.bytes_total, row.bytes_done = total, 0
+
+    def add(self, count: int) -> None:
+        self.done += count
+        self.recorder.update(self.done)
 
 
 def _reason(exc: BaseException) -> str:

@@ -13,8 +13,9 @@ from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.migrate import upgrade_catalog
 from workers.catalog.models import RUNNING, SUCCESS
 from workers.fleet import Fleet
-from workers.jobs import read_manifest
+from workers.jobs import read_manifest, request_restore
 from workers.pipeline import restore_artifacts
+from workers.restore_run import run_restore
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
 from workers.sources.directory import DirectorySource
@@ -93,3 +94,18 @@ def test_a_redelivered_backup_keeps_the_volumes_already_stored(fleet: Fleet) -> 
         "files.v0003.tar.zst",
         "manifest.json",
     ]
+
+
+def test_a_restore_records_its_progress(fleet: Fleet, tmp_path: Path) -> None:
+    timestamp = new_backup(fleet)
+    run_backup(fleet, namespace="app", timestamp=timestamp)
+    restore = request_restore(
+        fleet, namespace="app", timestamp=timestamp, enqueue=lambda *args: "task-1"
+    )
+    assert run_restore(fleet, restore_id=restore.id) == SUCCESS
+    manifest = read_manifest(fleet, namespace="app", timestamp=timestamp)
+    with session_scope(fleet.settings.database_url) as session:
+        row = queries.get_restore(session, restore_id=restore.id)
+        assert row is not None
+        assert row.bytes_total == sum(entry.size for entry in manifest.artifacts) > 0
+        assert row.bytes_done == row.bytes_total

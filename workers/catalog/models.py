@@ -159,6 +159,9 @@ class Restore(Base):
     services: Mapped[list[str]] = mapped_column(default=list)
     skipped: Mapped[list[str]] = mapped_column(default=list)
     backup_url: Mapped[str] = mapped_column(String(2048))
+    # Stored bytes read back so far, of all the artifacts to restore: progress and ETA.
+    bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_total: Mapped[int | None] = mapped_column(BigInteger)
     task_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     requested_by: Mapped[str | None] = mapped_column(String(320))
     error: Mapped[str | None] = mapped_column(Text)

@@ -7,9 +7,11 @@ zstd, so it writes uncompressed and the pipeline compresses.
 
 Restore: psql runs, in ONE transaction, a preamble that drops every user
 schema and large object (so objects created after the backup are gone) and
-then pg_restore's script. The final COMMIT is held back until the artifact's
-SHA-256 is verified: a corrupt artifact or any SQL error rolls everything back
-and the database stays as it was.
+then pg_restore's --single-transaction script, which pg_restore writes straight
+into psql. The last chunk of the dump is held back from pg_restore until the
+artifact's SHA-256 is verified, so its final COMMIT cannot come earlier: a
+corrupt artifact or any SQL error rolls everything back and the database stays
+as it was.
 
 The password never appears on a command line: libpq reads PGPASSWORD, the
 environment or `.pgpass`.
@@ -17,7 +19,6 @@ environment or `.pgpass`.
 
 import os
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any, ClassVar
@@ -30,10 +31,6 @@ from workers.errors import SourceError
 from workers.redact import redact
 from workers.sources.base import CHUNK_SIZE, Dump, RestoreStream
 from workers.sources.process import StderrTail, stop
-
-# pg_restore --single-transaction ends its script with this; we send it ourselves.
-_FINAL_COMMIT = b"\nCOMMIT;\n"
-_TAIL_HOLD = 64 * 1024
 
 _LIST_TABLES = """
 SELECT n.nspname, c.relname
@@ -147,6 +144,7 @@ class PostgresSource:
     def restore(self, stream: RestoreStream) -> None:
         with self._connect() as conn:
             version = int(_scalar(conn, "SHOW server_version_num"))
+        public = _PUBLIC_SCHEMA_15 if version >= 150000 else _PUBLIC_SCHEMA_OLD
         psql = _spawn(
             ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self._conninfo()],
             env=self._env(),
@@ -154,9 +152,12 @@ class PostgresSource:
             stdout=subprocess.DEVNULL,
         )
         psql_errors = StderrTail(psql.stderr)
+        assert psql.stdin is not None
         try:
-            assert psql.stdin is not None
-            self._run_restore(stream, psql.stdin, version)
+            psql.stdin.write((_PREAMBLE + public).encode())
+            psql.stdin.flush()
+            # pg_restore writes its script straight into psql: no copy through Python.
+            self._run_pg_restore(stream, psql.stdin)
             psql.stdin.close()
             if psql.wait() != 0:
                 raise SourceError(f"restore failed: {self._clean(psql_errors.text())}")
@@ -167,19 +168,17 @@ class PostgresSource:
             stop(psql)  # psql dies without COMMIT: the server rolls everything back
             raise
 
-    def _run_restore(self, stream: RestoreStream, psql_in: IO[bytes], version: int) -> None:
-        public = _PUBLIC_SCHEMA_15 if version >= 150000 else _PUBLIC_SCHEMA_OLD
-        psql_in.write((_PREAMBLE + public).encode())
+    def _run_pg_restore(self, stream: RestoreStream, psql_in: IO[bytes]) -> None:
         pg_restore = _spawn(
             ["pg_restore", "--single-transaction", "-f", "-"],
             env=self._env(),
             stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
+            stdout=psql_in,
         )
         restore_errors = StderrTail(pg_restore.stderr)
-        assert pg_restore.stdin is not None and pg_restore.stdout is not None
+        assert pg_restore.stdin is not None
         try:
-            tail = _pump_script(stream, pg_restore.stdin, pg_restore.stdout, psql_in)
+            _feed_verified(stream, pg_restore.stdin)
         except BrokenPipeError:
             stop(pg_restore)
             if complaint := restore_errors.text():  # else psql broke the pipe: the caller says why
@@ -190,41 +189,23 @@ class PostgresSource:
             raise
         if pg_restore.wait() != 0:
             raise SourceError(f"pg_restore failed: {self._clean(restore_errors.text())}")
-        cut = tail.rfind(_FINAL_COMMIT)
-        if cut < 0:
-            raise SourceError("pg_restore's script did not end with COMMIT; not restoring")
-        psql_in.write(tail[:cut] + b"\n")
-        stream.verify()  # raises before COMMIT if a stored byte is wrong
-        psql_in.write(b"COMMIT;\n" + tail[cut + len(_FINAL_COMMIT) :])
 
 
-def _pump_script(
-    stream: RestoreStream, restore_in: IO[bytes], restore_out: IO[bytes], psql_in: IO[bytes]
-) -> bytes:
-    """Feed the dump to pg_restore and its script to psql; return the script's held tail."""
-    feed_error: list[BaseException] = []
+def _feed_verified(stream: RestoreStream, restore_in: IO[bytes]) -> None:
+    """Feed the dump to pg_restore, holding its last chunk back until verify() has passed.
 
-    def feed() -> None:
-        try:
-            with restore_in:
-                while chunk := stream.read(CHUNK_SIZE):
-                    restore_in.write(chunk)
-        except BaseException as exc:  # surfaced below, after the script side stops
-            feed_error.append(exc)
-
-    feeder = threading.Thread(target=feed, daemon=True)
-    feeder.start()
-    held = b""
-    with restore_out:
-        while chunk := restore_out.read(CHUNK_SIZE):
-            held += chunk
-            if len(held) > _TAIL_HOLD:
-                psql_in.write(held[:-_TAIL_HOLD])
-                held = held[-_TAIL_HOLD:]
-    feeder.join()
-    if feed_error:
-        raise feed_error[0]
-    return held
+    pg_restore cannot finish the archive, and so cannot emit the COMMIT that
+    ends its --single-transaction script, without that chunk: a stored byte
+    that does not match stops the restore before anything is committed.
+    """
+    with restore_in:
+        held = b""
+        while chunk := stream.read(CHUNK_SIZE):
+            if held:
+                restore_in.write(held)
+            held = chunk
+        stream.verify()
+        restore_in.write(held)
 
 
 def _spawn(command: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
