@@ -71,6 +71,9 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
 
 def backup(args: argparse.Namespace) -> dict[str, Any]:
     from workers import pipeline
+    from workers.memory import limit_heap_fragmentation
+
+    limit_heap_fragmentation()  # as a Celery worker process does at start
 
     settings, store = _store(args.store)
     source = _source(args.kind, args.source)
@@ -82,10 +85,10 @@ def backup(args: argparse.Namespace) -> dict[str, Any]:
         options = pipeline.TransferOptions.from_settings(
             settings, crypto.Keyring.from_settings(settings)
         )
-        stored = pipeline.upload_artifact(
-            store=store, key=args.key, open_dump=source.dump, options=options
-        )
+        volumes = _upload_volumes(pipeline, store, args.key, source, options, settings)
+        stored = volumes[0]
     else:
+        volumes = []
         stored = pipeline.store_artifact(
             store=store,
             key=args.key,
@@ -96,7 +99,19 @@ def backup(args: argparse.Namespace) -> dict[str, Any]:
     inner = time.perf_counter() - started
     return {
         "key": stored.key,
-        "size": stored.size,
+        "volumes": [
+            {
+                "key": v.key,
+                "size": v.size,
+                "sha256": v.sha256,
+                "source_size": v.source_size,
+                "encryption": v.encryption,
+                "facts": v.facts,
+            }
+            for v in volumes[1:]
+        ],
+        "size": stored.size + sum(v.size for v in volumes[1:]),  # all volumes
+        "first_size": stored.size,
         "sha256": stored.sha256,
         "source_size": stored.source_size,
         "facts": stored.facts,
@@ -111,9 +126,33 @@ def backup(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _upload_volumes(
+    pipeline: Any, store: Any, key: str, source: Any, options: Any, settings: Any
+) -> list[Any]:
+    """As backup_run does: a directory goes in volumes of BACKUP_VOLUME_SIZE."""
+    dump_volume = getattr(source, "dump_volume", None)
+    if dump_volume is None:
+        return [pipeline.upload_artifact(store=store, key=key, open_dump=source.dump,
+                                         options=options)]  # fmt: skip
+    volumes: list[Any] = []
+    after = None
+    while True:
+        name = key if not volumes else f"{key}.v{len(volumes) + 1:04d}"
+        stored = pipeline.upload_artifact(
+            store=store, key=name, options=options,
+            open_dump=lambda after=after: dump_volume(
+                after=after, max_bytes=settings.backup_volume_size
+            ),
+        )  # fmt: skip
+        volumes.append(stored)
+        if stored.facts.get("final", True):
+            return volumes
+        after = stored.facts["last"]
+
+
 def restore(args: argparse.Namespace) -> dict[str, Any]:
     from workers.manifest import ArtifactEntry
-    from workers.pipeline import restore_artifact
+    from workers.pipeline import restore_artifact, restore_artifacts
 
     settings, store = _store(args.store)
     stored = json.loads(Path(args.entry).read_text())
@@ -123,11 +162,17 @@ def restore(args: argparse.Namespace) -> dict[str, Any]:
         format=stored["format"],
         compression="zstd",
         encryption=stored.get("encryption"),
-        size=stored["size"],
+        size=stored.get("first_size", stored["size"]),
         sha256=stored["sha256"],
         source_size=stored["source_size"],
         source=stored.get("facts", {}),
     )
+    entries = [entry] + [
+        ArtifactEntry(service="bench", volume=number, key=v["key"], format=stored["format"],
+                      compression="zstd", encryption=v.get("encryption"), size=v["size"],
+                      sha256=v["sha256"], source_size=v["source_size"], source=v.get("facts", {}))
+        for number, v in enumerate(stored.get("volumes", []), start=2)
+    ]  # fmt: skip
     source = _source(args.kind, args.target)
     rss_ready = _rss_now()
     started = time.perf_counter()
@@ -135,7 +180,7 @@ def restore(args: argparse.Namespace) -> dict[str, Any]:
         from workers import crypto
 
         keyring = crypto.Keyring.from_settings(settings)
-        restore_artifact(store=store, entry=entry, source=source, keyring=keyring)
+        restore_artifacts(store=store, entries=entries, source=source, keyring=keyring)
     else:
         restore_artifact(store=store, entry=entry, source=source)
     return {

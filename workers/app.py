@@ -10,6 +10,7 @@ from kombu.entity import Exchange, Queue
 
 from beat_schedule import build_beat_schedule
 from workers.catalog.db import dispose_engines
+from workers.memory import limit_heap_fragmentation
 from workers.settings import get_settings
 
 QUEUES = ("backup", "restore", "audit", "verify", "maintenance")
@@ -72,3 +73,4 @@ app.conf.update(
 def _fresh_connections_after_fork(**_: object) -> None:
     """A forked pool process must not share its parent's database connections."""
     dispose_engines()
+    limit_heap_fragmentation()
