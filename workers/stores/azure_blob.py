@@ -47,11 +47,12 @@ from workers.errors import (
     TransientError,
 )
 from workers.redact import redact
-from workers.retry import RetryPolicy, call_with_retries
+from workers.retry import RetryPolicy
 from workers.settings import Settings
 from workers.stores.base import ObjectInfo, PendingUpload, UploadedPart, check_key
 from workers.stores.per_process import PerProcess
 from workers.stores.resuming import resuming_stream
+from workers.stores.sdk import call_once, call_retried, secret_value
 
 T = TypeVar("T")
 MiB = 1024 * 1024
@@ -96,9 +97,9 @@ class AzureConfig:
             container=settings.azure_storage_container_name,
             service_url=settings.azure_storage_account_service_url,
             account_name=settings.azure_storage_account_name,
-            access_key=_secret(settings.azure_storage_access_key),
-            sas_token=_secret(settings.azure_storage_sas_token),
-            connection_string=_secret(settings.azure_storage_connection_string),
+            access_key=secret_value(settings.azure_storage_access_key),
+            sas_token=secret_value(settings.azure_storage_sas_token),
+            connection_string=secret_value(settings.azure_storage_connection_string),
             service_url_set="azure_storage_account_service_url" in settings.model_fields_set,
         )
 
@@ -125,12 +126,6 @@ class AzureConfig:
             f"container {self.container} does not exist (AZURE_STORAGE_CONTAINER_NAME): "
             "run `backfleet store init` to create it"
         )
-
-
-def _secret(value: Any) -> str | None:
-    if value is None:
-        return None
-    return str(value.get_secret_value()) or None
 
 
 # --- errors ---------------------------------------------------------------------------
@@ -237,16 +232,13 @@ class AzureBlobStore:
 
     # --- calling the SDK ---
     def _once(self, what: str, operation: Callable[[], T]) -> T:
-        try:
-            return operation()
-        except Exception as exc:
-            mapped = azure_error(exc, what=what, config=self.config)
-            if mapped is None:
-                raise
-            raise mapped from None  # the SDK's exception quotes request details
+        return call_once(what, operation, self._map_error)
 
     def _call(self, what: str, operation: Callable[[], T]) -> T:
-        return call_with_retries(lambda: self._once(what, operation), policy=self.policy, what=what)
+        return call_retried(what, operation, self._map_error, self.policy)
+
+    def _map_error(self, exc: BaseException, what: str) -> BackfleetError | None:
+        return azure_error(exc, what=what, config=self.config)
 
     def _where(self, key: str) -> str:
         return f"{self.config.container}/{key}"

@@ -38,11 +38,12 @@ from workers.errors import (
     TransientError,
 )
 from workers.redact import redact
-from workers.retry import RetryPolicy, call_with_retries
+from workers.retry import RetryPolicy
 from workers.settings import Settings
 from workers.stores.base import ObjectInfo, PendingUpload, UploadedPart, check_key
 from workers.stores.per_process import PerProcess
 from workers.stores.resuming import resuming_stream
+from workers.stores.sdk import call_once, call_retried, secret_value
 
 T = TypeVar("T")
 MiB = 1024 * 1024
@@ -91,8 +92,8 @@ class S3Config:
             bucket=settings.aws_s3_bucket_name,
             region=settings.aws_s3_region,
             endpoint_url=settings.aws_s3_endpoint_url or None,
-            access_key=_secret(settings.aws_access_key),
-            secret_key=_secret(settings.aws_secret_key),
+            access_key=secret_value(settings.aws_access_key),
+            secret_key=secret_value(settings.aws_secret_key),
             addressing_style=settings.aws_s3_addressing_style,
             checksum=settings.aws_s3_checksum_algorithm,
             sse=settings.aws_s3_sse,
@@ -120,12 +121,6 @@ class S3Config:
             f"bucket {self.bucket} does not exist (AWS_S3_BUCKET_NAME): "
             "run `backfleet store init` to create it"
         )
-
-
-def _secret(value: Any) -> str | None:
-    if value is None:
-        return None
-    return str(value.get_secret_value()) or None
 
 
 # --- errors ---------------------------------------------------------------------------
@@ -323,16 +318,13 @@ class S3Store:
 
     # --- calling the SDK ---
     def _once(self, what: str, operation: Callable[[], T]) -> T:
-        try:
-            return operation()
-        except Exception as exc:
-            mapped = s3_error(exc, what=what, config=self.config)
-            if mapped is None:
-                raise
-            raise mapped from None  # the SDK's exception may carry request details
+        return call_once(what, operation, self._map_error)
 
     def _call(self, what: str, operation: Callable[[], T]) -> T:
-        return call_with_retries(lambda: self._once(what, operation), policy=self.policy, what=what)
+        return call_retried(what, operation, self._map_error, self.policy)
+
+    def _map_error(self, exc: BaseException, what: str) -> BackfleetError | None:
+        return s3_error(exc, what=what, config=self.config)
 
     def _where(self, key: str) -> str:
         return f"s3://{self.config.bucket}/{key}"
