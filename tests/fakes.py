@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from workers.errors import SourceError
 from workers.manifest import ArtifactEntry
-from workers.pipeline import store_artifact
+from workers.pipeline import StoredArtifact, store_artifact
 from workers.sources.base import Dump, RestoreStream, Source
 from workers.stores.base import ObjectStore
 
@@ -40,6 +40,21 @@ class BytesSource:
         self.restored = bytes(staged)  # "commit" only after verification
 
 
+def entry_of(stored: StoredArtifact, *, service: str, fmt: str) -> ArtifactEntry:
+    """The manifest entry describing a stored artifact."""
+    return ArtifactEntry(
+        service=service,
+        key=stored.key,
+        format=fmt,
+        compression="zstd",
+        encryption=stored.encryption,
+        size=stored.size,
+        sha256=stored.sha256,
+        source_size=stored.source_size,
+        source=stored.facts,
+    )
+
+
 def stored_entry(
     store: ObjectStore, source: Source, *, key: str, service: str, part_size: int = 256 * 1024
 ) -> ArtifactEntry:
@@ -47,13 +62,4 @@ def stored_entry(
     stored = store_artifact(
         store=store, key=key, source=source, part_size=part_size, compression_level=1
     )
-    return ArtifactEntry(
-        service=service,
-        key=stored.key,
-        format=source.format,
-        compression="zstd",
-        size=stored.size,
-        sha256=stored.sha256,
-        source_size=stored.source_size,
-        source=stored.facts,
-    )
+    return entry_of(stored, service=service, fmt=source.format)

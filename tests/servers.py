@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import psycopg
@@ -127,16 +128,28 @@ class ExternalRedis:
         pass
 
 
-def start_redis() -> RedisServer | ExternalRedis:
-    if url := os.environ.get("TEST_REDIS_URL"):
-        return ExternalRedis(url)
-    server = RedisServer()
+class _Startable(Protocol):
+    def start(self) -> None: ...
+    def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Startable)
+
+
+def started(server: S) -> S:
+    """Start a private server; if that fails, clean up what it left before raising."""
     try:
         server.start()
     except BaseException:
         server.close()
         raise
     return server
+
+
+def start_redis() -> RedisServer | ExternalRedis:
+    if url := os.environ.get("TEST_REDIS_URL"):
+        return ExternalRedis(url)
+    return started(RedisServer())
 
 
 # --- PostgreSQL -------------------------------------------------------------------------
@@ -286,10 +299,4 @@ def start_postgres() -> PostgresServer:
     local = "postgresql://postgres@127.0.0.1:5432/postgres"
     if os.environ.get(PRIVATE_POSTGRES_ENV) != "1" and _is_superuser(local):
         return PostgresServer(local)
-    server = PrivatePostgres()
-    try:
-        server.start()
-    except BaseException:
-        server.close()
-        raise
-    return server
+    return started(PrivatePostgres())

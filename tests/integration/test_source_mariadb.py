@@ -2,10 +2,11 @@
 
 import pytest
 
+from tests.fakes import stored_entry
 from tests.plugins.mariadb import MariaDBDatabase, client_tool, dump_tool
 from workers.errors import IntegrityError, SourceError
 from workers.manifest import ArtifactEntry, artifact_key
-from workers.pipeline import restore_artifact, store_artifact
+from workers.pipeline import restore_artifact
 from workers.sources.command import CommandSource
 from workers.stores.memory import MemoryStore
 
@@ -73,19 +74,7 @@ def command_source(database: MariaDBDatabase, *databases: str) -> CommandSource:
 
 def back_up(store: MemoryStore, source: CommandSource) -> ArtifactEntry:
     key = artifact_key("app", "2023-02-02t17-03-15", "mariadb", source.format, "zstd")
-    stored = store_artifact(
-        store=store, key=key, source=source, part_size=1 << 20, compression_level=1
-    )
-    return ArtifactEntry(
-        service="mariadb",
-        key=key,
-        format=source.format,
-        compression="zstd",
-        size=stored.size,
-        sha256=stored.sha256,
-        source_size=stored.source_size,
-        source=stored.facts,
-    )
+    return stored_entry(store, source, key=key, service="mariadb", part_size=1 << 20)
 
 
 def spoil(database: MariaDBDatabase) -> None:

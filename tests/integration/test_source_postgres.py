@@ -7,6 +7,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.fakes import entry_of
 from workers.errors import IntegrityError, SourceError
 from workers.manifest import ArtifactEntry
 from workers.pipeline import StoredArtifact, restore_artifact, store_artifact
@@ -45,17 +46,7 @@ def back_up(url: str, store: MemoryStore) -> tuple[StoredArtifact, ArtifactEntry
     stored = store_artifact(
         store=store, key=KEY, source=PostgresSource(url), part_size=1 << 20, compression_level=1
     )
-    entry = ArtifactEntry(
-        service="postgres",
-        key=KEY,
-        format="pgdump",
-        compression="zstd",
-        size=stored.size,
-        sha256=stored.sha256,
-        source_size=stored.source_size,
-        source=stored.facts,
-    )
-    return stored, entry
+    return stored, entry_of(stored, service="postgres", fmt="pgdump")
 
 
 def test_round_trip_is_exact_and_later_objects_are_gone(pg_database: str) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import START_TIMEOUT, stop_process, wait_until
+from tests.servers import START_TIMEOUT, started, stop_process, wait_until
 from workers.embedded_redis import die_with_parent, free_port
 
 PRIVATE_MARIADB_ENV = "BACKFLEET_TEST_PRIVATE_MARIADB"
@@ -156,13 +156,7 @@ def start_mariadb() -> MariaDBServer:
         existing = MariaDBServer(int(os.environ.get(PORT_ENV, "3306")))
         if existing.answers():
             return existing
-    server = PrivateMariaDB()
-    try:
-        server.start()
-    except BaseException:
-        server.close()
-        raise
-    return server
+    return started(PrivateMariaDB())
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from azure.storage.blob import BlobServiceClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.servers import stop_process, wait_until
+from tests.servers import started, stop_process, wait_until
 from workers.embedded_redis import die_with_parent, free_port
 from workers.settings import Settings
 
@@ -283,19 +283,10 @@ class AzuriteServer(_Server):
             self.client().delete_container(name)
 
 
-def _started(server: _Server) -> _Server:
-    try:
-        server.start()
-    except BaseException:
-        server.close()
-        raise
-    return server
-
-
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     server = S3Server()
-    _started(server)
+    started(server)
     try:
         yield server
     finally:
@@ -305,7 +296,7 @@ def s3_server() -> Iterator[S3Server]:
 @pytest.fixture(scope="session")
 def azurite_server() -> Iterator[AzuriteServer]:
     server = AzuriteServer()  # FileNotFoundError (a failure, not a skip) when not installed
-    _started(server)
+    started(server)
     try:
         yield server
     finally:

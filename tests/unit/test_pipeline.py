@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tests.fakes import BytesSource
+from tests.fakes import BytesSource, entry_of
 from workers.errors import IntegrityError, SourceError
 from workers.manifest import ArtifactEntry
 from workers.pipeline import StoredArtifact, VerifyingReader, restore_artifact, store_artifact
@@ -15,16 +15,7 @@ KEY = "app/2023-02-02t17-03-15/blob.bin.zst"
 
 
 def entry_for(stored: StoredArtifact) -> ArtifactEntry:
-    return ArtifactEntry(
-        service="blob",
-        key=stored.key,
-        format="bin",
-        compression="zstd",
-        size=stored.size,
-        sha256=stored.sha256,
-        source_size=stored.source_size,
-        source=stored.facts,
-    )
+    return entry_of(stored, service="blob", fmt="bin")
 
 
 def back_up(store: MemoryStore, data: bytes, part_size: int = 1 << 20) -> StoredArtifact:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import BytesSource
+from tests.fakes import BytesSource, entry_of
 from workers import crypto
 from workers import pipeline as pipeline_module
 from workers.bandwidth import BandwidthLimiter
@@ -37,11 +37,7 @@ def options(**extra: Any) -> TransferOptions:
 
 
 def entry_for(stored: StoredArtifact) -> ArtifactEntry:
-    return ArtifactEntry(
-        service="blob", key=stored.key, format="bin", compression="zstd",
-        encryption=stored.encryption, size=stored.size, sha256=stored.sha256,
-        source_size=stored.source_size, source=stored.facts,
-    )  # fmt: skip
+    return entry_of(stored, service="blob", fmt="bin")
 
 
 def restored(store: MemoryStore, stored: StoredArtifact, keyring: Any = None) -> bytes | None:
