@@ -1,5 +1,6 @@
 """The beat schedule as plain data: which task, on which cron (UTC), on which queue."""
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,15 +30,31 @@ def schedule_entries(settings: Settings, config: FleetConfig | None) -> list[Sch
     ]
     if settings.enable_regular_backups and config is not None:
         for namespace in sorted(config.namespaces):
-            entries.append(
-                ScheduleEntry(
-                    name=f"regular-backup-{namespace}",
-                    task="tasks.backup.run_backup",
-                    cron=settings.regular_backup_schedule,
-                    queue="backup",
-                    kwargs={"namespace": namespace},
-                )
-            )
+            entries.extend(_backup_entries(settings, config, namespace))
+    return entries
+
+
+def _backup_entries(settings: Settings, config: FleetConfig, namespace: str) -> list[ScheduleEntry]:
+    """One entry per distinct cron of the namespace's services, each backing up its own.
+
+    Services without a `schedule` of their own follow REGULAR_BACKUP_SCHEDULE.
+    """
+    by_cron: dict[str, list[str]] = defaultdict(list)
+    for name, spec in sorted(config.services_of(namespace).items()):
+        by_cron[spec.schedule or settings.regular_backup_schedule].append(name)
+    entries = []
+    for cron, services in sorted(by_cron.items(), key=lambda item: item[1]):
+        regular = cron == settings.regular_backup_schedule
+        name = (
+            f"regular-backup-{namespace}" if regular else f"backup-{namespace}-{'+'.join(services)}"
+        )
+        kwargs: dict[str, Any] = {"namespace": namespace}
+        if len(by_cron) > 1:  # a part of the namespace's services: name them
+            kwargs.update(services=services, schedule=name)
+        entries.append(
+            ScheduleEntry(name=name, task="tasks.backup.run_backup", cron=cron, queue="backup",
+                          kwargs=kwargs)
+        )  # fmt: skip
     return entries
 
 

@@ -1,4 +1,11 @@
-"""tasks.backup.run_backup: on-demand (a Pending row exists) or scheduled (it makes one)."""
+"""tasks.backup.run_backup: on-demand (a Pending row exists) or scheduled (it makes one).
+
+The namespace lock is taken before anything is written, so two deliveries of
+one backup, or a backup and a restore of one namespace, never run at once. A
+busy namespace makes the task wait (a retry with a countdown, never longer
+than the visibility timeout); a scheduled run that waited SCHEDULED_BACKUP_WAIT
+in vain is skipped and recorded in the catalog.
+"""
 
 import logging
 from typing import Any
@@ -6,48 +13,113 @@ from typing import Any
 from celery import Task
 
 from workers.app import app
+from workers.attempts import StopJob
 from workers.backup_run import run_backup as perform_backup
 from workers.catalog import queries
 from workers.catalog.db import session_scope
+from workers.catalog.models import FAILED, SUCCESS, SkippedRun
 from workers.errors import ConflictError
-from workers.fleet import current_fleet
+from workers.fleet import Fleet, current_fleet
 from workers.jobs import services_for_backup
+from workers.locks import NamespaceBusy, namespace_lock
+from workers.settings import get_settings
 
 log = logging.getLogger(__name__)
+_limits = get_settings()
 
 
-@app.task(name="tasks.backup.run_backup", bind=True)
+@app.task(
+    name="tasks.backup.run_backup",
+    bind=True,
+    soft_time_limit=_limits.backup_soft_time_limit,
+    time_limit=_limits.backup_time_limit,
+)
 def run_backup(
     self: Task,
     namespace: str | None = None,
     timestamp: str | None = None,
     only_config: bool = False,
+    services: list[str] | None = None,
+    schedule: str | None = None,
 ) -> dict[str, Any]:
     fleet = current_fleet()
     namespace = namespace or fleet.config.default_namespace
-    if timestamp is None:
-        # A scheduled run: the task id makes the row, so a redelivery finds it again.
-        services = services_for_backup(fleet, namespace=namespace, only_config=only_config)
-        try:
-            with session_scope(fleet.settings.database_url) as session:
-                backup = queries.backup_by_task(
-                    session, task_id=self.request.id
-                ) or queries.create_backup(
-                    session,
-                    namespace=namespace,
-                    services=services,
-                    only_config=only_config,
-                    trigger="schedule",
-                    task_id=self.request.id,
-                )
-                timestamp = backup.timestamp
-        except ConflictError as exc:
-            log.warning("scheduled backup of %s skipped: %s", namespace, exc)
-            return {"namespace": namespace, "status": "Skipped", "reason": str(exc)}
-    outcome = perform_backup(fleet, namespace=namespace, timestamp=timestamp)
+    lock = namespace_lock(fleet.settings, namespace, label=f"backup {timestamp or '(scheduled)'}")
+    try:
+        lock.acquire()
+    except NamespaceBusy as busy:
+        return _namespace_busy(self, fleet, namespace, timestamp, str(busy), schedule, services)
+    try:
+        if timestamp is None:
+            try:
+                timestamp = _scheduled_row(self, fleet, namespace, only_config, services)
+            except ConflictError as exc:  # an on-demand backup is queued for it
+                lock.release()
+                return _namespace_busy(self, fleet, namespace, None, str(exc), schedule, services)
+        outcome = perform_backup(
+            fleet, namespace=namespace, timestamp=timestamp, lock_lost=lock.lost.is_set
+        )
+    except StopJob as stop:
+        log.error("%s", stop)
+        return {"namespace": namespace, "timestamp": timestamp, "status": "Stopped"}
+    finally:
+        lock.release()
     return {
         "namespace": outcome.namespace,
         "timestamp": outcome.timestamp,
         "status": outcome.status,
         "error": outcome.error,
     }
+
+
+def _scheduled_row(
+    task: Task, fleet: Fleet, namespace: str, only_config: bool, services: list[str] | None
+) -> str:
+    """The row of a scheduled run, made from the task id so a redelivery finds it again."""
+    names = services or services_for_backup(fleet, namespace=namespace, only_config=only_config)
+    with session_scope(fleet.settings.database_url) as session:
+        backup = queries.backup_by_task(session, task_id=task.request.id) or queries.create_backup(
+            session,
+            namespace=namespace,
+            services=sorted(names),
+            only_config=only_config,
+            trigger="schedule",
+            task_id=task.request.id,
+        )
+        return backup.timestamp
+
+
+def _namespace_busy(
+    task: Task,
+    fleet: Fleet,
+    namespace: str,
+    timestamp: str | None,
+    reason: str,
+    schedule: str | None,
+    services: list[str] | None,
+) -> dict[str, Any]:
+    """Wait for the namespace with a retry, or give up: skip a scheduled run, fail a request."""
+    settings = fleet.settings
+    countdown = min(60, settings.backup_lock_ttl)
+    patience = settings.scheduled_backup_wait if timestamp is None else settings.backup_time_limit
+    if task.request.retries * countdown < patience:
+        log.info("backup of %s waits %s s: %s", namespace, countdown, reason)
+        raise task.retry(countdown=countdown, max_retries=None)
+    with session_scope(settings.database_url) as session:
+        if timestamp is None:
+            log.warning("scheduled backup of %s skipped: %s", namespace, reason)
+            if session.query(SkippedRun).filter_by(task_id=task.request.id).first() is None:
+                session.add(
+                    SkippedRun(
+                        namespace=namespace,
+                        schedule=schedule or "regular",
+                        services=sorted(services or []),
+                        reason=reason,
+                        task_id=task.request.id,
+                    )
+                )
+            return {"namespace": namespace, "status": "Skipped", "reason": reason}
+        row = queries.get_backup(session, namespace=namespace, timestamp=timestamp)
+        if row is not None and row.status not in (SUCCESS, FAILED):
+            row.status, row.error = FAILED, f"the namespace stayed busy: {reason}"
+    return {"namespace": namespace, "timestamp": timestamp, "status": FAILED, "reason": reason}

@@ -1,15 +1,51 @@
-"""tasks.restore.run_restore: restore the services a Pending restore row names."""
+"""tasks.restore.run_restore: restore the services a Pending restore row names.
+
+It holds its namespace's lock, so no backup of the namespace runs meanwhile;
+a busy namespace makes it wait, up to BACKUP_TIME_LIMIT, then it fails.
+"""
 
 from typing import Any
 
+from celery import Task
+
 from workers.app import app
+from workers.catalog import queries
+from workers.catalog.db import session_scope
+from workers.catalog.models import FAILED, SUCCESS
 from workers.fleet import current_fleet
+from workers.locks import NamespaceBusy, namespace_lock
 from workers.restore_run import run_restore as perform_restore
+from workers.settings import get_settings
+
+_limits = get_settings()
 
 
-@app.task(name="tasks.restore.run_restore")
-def run_restore(restore_id: int) -> dict[str, Any]:
-    return {
-        "restore_id": restore_id,
-        "status": perform_restore(current_fleet(), restore_id=restore_id),
-    }
+@app.task(
+    name="tasks.restore.run_restore",
+    bind=True,
+    soft_time_limit=_limits.backup_soft_time_limit,
+    time_limit=_limits.backup_time_limit,
+)
+def run_restore(self: Task, restore_id: int, namespace: str | None = None) -> dict[str, Any]:
+    fleet = current_fleet()
+    settings = fleet.settings
+    with session_scope(settings.database_url) as session:
+        row = queries.get_restore(session, restore_id=restore_id)
+        target = row.namespace if row is not None else (namespace or "")
+        timestamp = row.timestamp if row is not None else ""
+    lock = namespace_lock(settings, target, label=f"restore of {timestamp}")
+    try:
+        lock.acquire()
+    except NamespaceBusy as busy:
+        countdown = min(60, settings.backup_lock_ttl)
+        if self.request.retries * countdown < settings.backup_time_limit:
+            raise self.retry(countdown=countdown, max_retries=None) from None
+        with session_scope(settings.database_url) as session:
+            row = queries.get_restore(session, restore_id=restore_id)
+            if row is not None and row.status not in (SUCCESS, FAILED):
+                row.status, row.error = FAILED, f"the namespace stayed busy: {busy}"
+        return {"restore_id": restore_id, "status": FAILED}
+    try:
+        return {"restore_id": restore_id, "status": perform_restore(fleet, restore_id=restore_id)}
+    finally:
+        lock.release()

@@ -4,15 +4,20 @@
 here connects to anything: SDK clients and DB engines are made after fork.
 """
 
+import logging
+
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 from kombu.entity import Exchange, Queue
 
 from beat_schedule import build_beat_schedule
 from workers.catalog.db import dispose_engines
+from workers.locks import forget_clients
 from workers.memory import limit_heap_fragmentation
+from workers.redis_checks import eviction_problem
 from workers.settings import get_settings
 
+log = logging.getLogger(__name__)
 QUEUES = ("backup", "restore", "audit", "verify", "maintenance")
 TASK_ROUTES = {
     "tasks.backup.*": {"queue": "backup"},
@@ -25,6 +30,13 @@ TASK_ROUTES = {
 FAST_FAIL_RETRIES = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 
 settings = get_settings()
+VISIBILITY = settings.celery_visibility_timeout
+# How often a worker hands back messages whose worker died (kombu >= 5.6 sweeps
+# every interval x throttle seconds); a fraction of the visibility timeout.
+UNACKED_SWEEP = {
+    "unacked_restore_interval": max(1, min(10, VISIBILITY // 10)),
+    "unacked_restore_throttle": max(1, min(10, VISIBILITY // 100)),
+}
 app = Celery(
     "backfleet",
     broker=settings.broker_url,
@@ -41,10 +53,20 @@ app.conf.update(
     task_default_queue="backup",
     task_routes=TASK_ROUTES,
     # A task is acknowledged only when it has finished, and a worker holds one
-    # message at a time, so a worker that dies hands its backup back.
+    # message at a time, so a worker that dies hands its backup back (the
+    # catalog counts deliveries and fails a job past TASK_MAX_REDELIVERIES).
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
+    # On a lost broker connection a running task's message will be delivered
+    # again; cancelling the task then keeps two copies from running at once.
+    worker_cancel_long_running_tasks_on_connection_loss=True,
+    # Redis redelivers an unacknowledged message after the visibility timeout:
+    # it must outlast the longest backup (settings check BACKUP_TIME_LIMIT < it),
+    # and Celery reads it from each of these places.
+    visibility_timeout=VISIBILITY,
+    task_soft_time_limit=settings.backup_soft_time_limit,
+    task_time_limit=settings.backup_time_limit,
     # Flower shows every task as it is sent, starts and ends.
     worker_send_task_events=True,
     task_send_sent_event=True,
@@ -59,13 +81,27 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     # An unreachable broker fails a request within seconds (the API answers 503)
     # instead of hanging it; workers keep reconnecting on their own.
-    broker_transport_options={"socket_connect_timeout": 5},
+    broker_transport_options={
+        "socket_connect_timeout": 5,
+        "visibility_timeout": VISIBILITY,
+        **UNACKED_SWEEP,
+    },
     redis_socket_connect_timeout=5,
     task_publish_retry_policy=FAST_FAIL_RETRIES,
-    # Workers also use this policy when storing results: revisit with the
-    # Redis-restart fault test (issue 4).
-    result_backend_transport_options={"retry_policy": FAST_FAIL_RETRIES},
+    # Workers use this policy too: a result that cannot be stored is only a
+    # lost status line for Flower, since the catalog holds the truth.
+    result_backend_transport_options={
+        "retry_policy": FAST_FAIL_RETRIES,
+        "visibility_timeout": VISIBILITY,
+    },
     beat_schedule=build_beat_schedule(settings),
+    # One active beat however many run: RedBeat keeps the schedule in Redis
+    # behind a lock; a standby takes over within lock timeout + loop interval.
+    beat_scheduler="redbeat.RedBeatScheduler",
+    redbeat_redis_url=settings.broker_url,
+    redbeat_key_prefix="backfleet:redbeat",
+    redbeat_lock_timeout=settings.beat_lock_timeout,
+    beat_max_loop_interval=max(1, settings.beat_lock_timeout // 3),
 )
 
 
@@ -73,4 +109,12 @@ app.conf.update(
 def _fresh_connections_after_fork(**_: object) -> None:
     """A forked pool process must not share its parent's database connections."""
     dispose_engines()
+    forget_clients()
     limit_heap_fragmentation()
+
+
+@worker_ready.connect
+def _warn_if_redis_may_evict(**_: object) -> None:
+    problem = eviction_problem(settings.broker_url)
+    if problem:
+        log.error("%s", problem)

@@ -12,9 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from billiard.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import delete
 
 from workers import crypto
+from workers.attempts import StopJob, start_attempt
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, RUNNING, SUCCESS, Artifact, Backup, UploadPart
@@ -41,7 +43,10 @@ class BackupOutcome:
     error: str | None = None
 
 
-def run_backup(fleet: Fleet, *, namespace: str, timestamp: str) -> BackupOutcome:
+def run_backup(
+    fleet: Fleet, *, namespace: str, timestamp: str, lock_lost: Callable[[], bool] = lambda: False
+) -> BackupOutcome:
+    """Run (or resume) the backup; `lock_lost` says another holder took the namespace."""
     url = fleet.settings.database_url
     with session_scope(url) as session:
         backup = queries.get_backup(session, namespace=namespace, timestamp=timestamp)
@@ -51,21 +56,33 @@ def run_backup(fleet: Fleet, *, namespace: str, timestamp: str) -> BackupOutcome
             )
         if backup.status in (SUCCESS, FAILED):  # a redelivery of finished work
             return BackupOutcome(namespace, timestamp, backup.status, backup.error)
-        backup.status, backup.started_at = RUNNING, backup.started_at or utcnow()
+        if not start_attempt(backup, max_redeliveries=fleet.settings.task_max_redeliveries):
+            log.error("backup %s/%s: %s", namespace, timestamp, backup.error)
+            return BackupOutcome(namespace, timestamp, FAILED, backup.error)
         backup_id, services = backup.id, list(backup.services)
         started_at, only_config, trigger = backup.started_at, backup.only_config, backup.trigger
+    assert started_at is not None
 
     job = _ServiceBackups(fleet, backup_id, namespace, timestamp)
     entries: list[ArtifactEntry] = []
     errors: list[str] = []
     for service in services:
+        _stop_if(lock_lost, namespace, timestamp)
         try:
             entries.extend(job.back_up(service))
+        except SoftTimeLimitExceeded:
+            # The upload was aborted on the way out; the hard kill is near.
+            errors.append(
+                f"{service}: stopped by BACKUP_SOFT_TIME_LIMIT "
+                f"({fleet.settings.backup_soft_time_limit} s)"
+            )
+            break
         except Exception as exc:
             message = describe(exc, fleet)
             errors.append(f"{service}: {message}")
             log.error("backup %s/%s: service %s failed: %s", namespace, timestamp, service, message)
 
+    _stop_if(lock_lost, namespace, timestamp)
     if not errors:
         try:
             manifest = Manifest(
@@ -95,6 +112,11 @@ def run_backup(fleet: Fleet, *, namespace: str, timestamp: str) -> BackupOutcome
         row.status, row.error, row.finished_at = status, error, utcnow()
         row.size = sum(entry.size for entry in entries)
     return BackupOutcome(namespace, timestamp, status, error)
+
+
+def _stop_if(lock_lost: Callable[[], bool], namespace: str, timestamp: str) -> None:
+    if lock_lost():
+        raise StopJob(f"backup {timestamp} of {namespace}: another holder took the namespace lock")
 
 
 class _ServiceBackups:

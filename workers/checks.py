@@ -16,6 +16,7 @@ from workers.catalog.migrate import alembic_config
 from workers.errors import BackfleetError, ConfigError
 from workers.fleet import Fleet
 from workers.redact import redact
+from workers.redis_checks import eviction_problem
 from workers.services_config import ServiceSpec
 
 PROBE_PREFIX = ".backfleet-probe/"
@@ -59,14 +60,10 @@ def check_broker(url: str) -> str:
     client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
     try:
         client.ping()
-        policy = client.config_get("maxmemory-policy").get("maxmemory-policy", "unknown")
     finally:
         client.close()
-    if policy != "noeviction":
-        raise ConfigError(
-            f"Redis answers but its maxmemory-policy is {policy}: it may evict queued tasks; "
-            "set it to noeviction"
-        )
+    if problem := eviction_problem(url):
+        raise ConfigError(problem)
     return "reachable, maxmemory-policy noeviction"
 
 

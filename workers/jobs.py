@@ -52,6 +52,12 @@ def request_backup(
     services = services_for_backup(fleet, namespace=namespace, only_config=only_config)
     url = fleet.settings.database_url
     with session_scope(url) as session:
+        if restoring := queries.active_restore(session, namespace=namespace):
+            raise ConflictError(
+                f"a restore of {restoring.timestamp} into namespace {namespace} is "
+                f"{restoring.status}",
+                timestamp=restoring.timestamp,
+            )
         backup = queries.create_backup(
             session,
             namespace=namespace,
@@ -161,6 +167,11 @@ def request_restore(
     )
     url = fleet.settings.database_url
     with session_scope(url) as session:
+        if running := queries.active_backup(session, namespace=namespace):
+            raise ConflictError(
+                f"backup {running.timestamp} of namespace {namespace} is {running.status}",
+                timestamp=running.timestamp,
+            )
         restore = queries.create_restore(
             session,
             namespace=namespace,

@@ -8,9 +8,10 @@ previous data, since every source commits only after verification).
 import logging
 
 from workers import crypto
+from workers.attempts import start_attempt
 from workers.catalog import queries
 from workers.catalog.db import session_scope
-from workers.catalog.models import FAILED, RUNNING, SUCCESS, Restore
+from workers.catalog.models import FAILED, SUCCESS, Restore
 from workers.errors import BackfleetError, NotFoundError, SourceError
 from workers.fleet import Fleet
 from workers.jobs import read_manifest
@@ -32,7 +33,9 @@ def run_restore(fleet: Fleet, *, restore_id: int) -> str:
             raise NotFoundError(f"restore {restore_id} is not in the catalog")
         if restore.status in (SUCCESS, FAILED):
             return restore.status
-        restore.status, restore.started_at = RUNNING, restore.started_at or utcnow()
+        if not start_attempt(restore, max_redeliveries=fleet.settings.task_max_redeliveries):
+            log.error("restore %s: %s", restore_id, restore.error)
+            return restore.status
         namespace, source_namespace = restore.namespace, restore.source_namespace
         timestamp, services = restore.timestamp, list(restore.services)
 

@@ -132,6 +132,16 @@ class Settings(BaseSettings):
     stale_upload_age: Annotated[int, Field(ge=60)] = 86400
     abort_stale_uploads_schedule: str = "30 * * * *"
     celery_result_expires: Annotated[int, Field(ge=60)] = 86400
+    # Long-task reliability (issue 4). Tests shorten these; the validator below
+    # keeps them consistent so a running backup is never handed to a second worker.
+    celery_visibility_timeout: Annotated[int, Field(ge=10)] = 12 * 3600
+    backup_soft_time_limit: Annotated[int, Field(ge=5)] = 10 * 3600
+    backup_time_limit: Annotated[int, Field(ge=10)] = 10 * 3600 + 600
+    backup_lock_ttl: Annotated[int, Field(ge=3, le=3600)] = 120
+    lock_redis_url: str | None = None
+    task_max_redeliveries: Annotated[int, Field(ge=0, le=100)] = 3
+    scheduled_backup_wait: Annotated[int, Field(ge=0)] = 900
+    beat_lock_timeout: Annotated[int, Field(ge=5, le=600)] = 30
     backfleet_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator(
@@ -151,7 +161,7 @@ class Settings(BaseSettings):
         parse_api_keys(value.get_secret_value())
         return value
 
-    @field_validator("broker_url", "result_backend_url")
+    @field_validator("broker_url", "result_backend_url", "lock_redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://", "redis+socket://")):
@@ -179,6 +189,18 @@ class Settings(BaseSettings):
             raise ValueError("AWS_S3_OBJECT_LOCK_MODE and AWS_S3_OBJECT_LOCK_DAYS go together")
         return self
 
+    @model_validator(mode="after")
+    def _limits_fit_the_visibility_timeout(self) -> "Settings":
+        # Redis hands an unacknowledged task to another worker once the visibility
+        # timeout passes: every backup must be killed well before that.
+        if not self.backup_soft_time_limit < self.backup_time_limit:
+            raise ValueError("BACKUP_SOFT_TIME_LIMIT must be less than BACKUP_TIME_LIMIT")
+        if not self.backup_time_limit < self.celery_visibility_timeout:
+            raise ValueError("BACKUP_TIME_LIMIT must be less than CELERY_VISIBILITY_TIMEOUT")
+        if self.scheduled_backup_wait >= self.celery_visibility_timeout:
+            raise ValueError("SCHEDULED_BACKUP_WAIT must be less than CELERY_VISIBILITY_TIMEOUT")
+        return self
+
     @property
     def max_bandwidth(self) -> int:
         """BACKUP_MAX_BANDWIDTH in bytes per second; 0 means unlimited."""
@@ -191,6 +213,10 @@ class Settings(BaseSettings):
     @property
     def results_url(self) -> str:
         return self.result_backend_url or self.broker_url
+
+    @property
+    def locks_url(self) -> str:
+        return self.lock_redis_url or self.broker_url
 
 
 def describe_validation_error(error: ValidationError) -> str:

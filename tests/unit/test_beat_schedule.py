@@ -1,9 +1,12 @@
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from celery.schedules import crontab
 
 from beat_schedule import build_beat_schedule, schedule_entries
+from workers.cron import parse_cron
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
 
@@ -48,3 +51,93 @@ def test_the_celery_schedule_is_a_utc_crontab(
     assert isinstance(entry["schedule"], crontab)
     assert entry["schedule"].minute == {15} and entry["schedule"].hour == {3}
     assert entry["options"] == {"queue": "backup"}
+
+
+PER_SERVICE = """
+namespace = "app"
+[services.postgres]
+kind = "sqlite"
+path = "/db.sqlite"
+schedule = "0 * * * *"
+[services.grafana]
+kind = "directory"
+path = "/grafana"
+schedule = "30 2 * * *"
+[services.stepca]
+kind = "directory"
+path = "/step"
+schedule = "0 4 * * 0"
+[services.gitserver]
+kind = "directory"
+path = "/git"
+"""
+
+
+def test_each_service_schedule_backs_up_the_services_on_it() -> None:
+    settings = Settings(enable_regular_backups=True, regular_backup_schedule="0 */6 * * *")
+    entries = schedule_entries(settings, parse_fleet_config(PER_SERVICE))
+    backups = {e.name: (e.cron, e.kwargs) for e in entries if e.task == "tasks.backup.run_backup"}
+    assert backups == {
+        "regular-backup-app": (
+            "0 */6 * * *",
+            {"namespace": "app", "services": ["gitserver"], "schedule": "regular-backup-app"},
+        ),
+        "backup-app-postgres": (
+            "0 * * * *",
+            {"namespace": "app", "services": ["postgres"], "schedule": "backup-app-postgres"},
+        ),
+        "backup-app-grafana": (
+            "30 2 * * *",
+            {"namespace": "app", "services": ["grafana"], "schedule": "backup-app-grafana"},
+        ),
+        "backup-app-stepca": (
+            "0 4 * * 0",
+            {"namespace": "app", "services": ["stepca"], "schedule": "backup-app-stepca"},
+        ),
+    }
+
+
+def test_services_sharing_the_regular_cron_go_together() -> None:
+    settings = Settings(enable_regular_backups=True, regular_backup_schedule="0 * * * *")
+    entries = schedule_entries(settings, parse_fleet_config(PER_SERVICE))
+    backups = {e.name: e.kwargs.get("services") for e in entries if e.task.endswith("run_backup")}
+    assert backups["regular-backup-app"] == ["gitserver", "postgres"]
+    assert "backup-app-postgres" not in backups
+
+
+def _runs(expression: str, start: datetime, minutes: int) -> list[datetime]:
+    """The times a beat ticking every minute would dispatch `expression`."""
+    import workers.app  # noqa: F401  (binds crontabs to the app, whose timezone is UTC)
+
+    schedule = parse_cron(expression)
+    clock = [start]
+    schedule.nowfun = lambda: clock[0]
+    last, runs = start, []
+    for minute in range(1, minutes + 1):
+        clock[0] = start + timedelta(minutes=minute)
+        due, _ = schedule.is_due(last)
+        if due:
+            runs.append(clock[0])
+            last = clock[0]
+    return runs
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Europe/Berlin"])
+@pytest.mark.parametrize(
+    "dst_day", [datetime(2026, 3, 8, tzinfo=UTC), datetime(2026, 10, 25, tzinfo=UTC)]
+)
+def test_schedules_run_in_utc_so_a_dst_change_neither_doubles_nor_skips(
+    zone: str, dst_day: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", zone)  # the machine's own zone must not matter
+    time.tzset()
+    try:
+        start = dst_day - timedelta(hours=12)
+        hourly = _runs("0 * * * *", start, 48 * 60)
+        daily = _runs("30 2 * * *", start, 48 * 60)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert len(hourly) == 48 and len(set(hourly)) == 48
+    assert all(run.minute == 0 and run.utcoffset() == timedelta(0) for run in hourly)
+    assert [run.hour for run in daily] == [2, 2] and daily[1] - daily[0] == timedelta(days=1)

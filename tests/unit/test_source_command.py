@@ -182,12 +182,19 @@ def test_a_missing_executable_says_it_is_not_installed(tmp_path: Path) -> None:
         backup(MemoryStore(), CommandSource([str(tmp_path / "not executable")], ["true"]))
 
 
-def descendants_gone(pid_file: Path) -> bool:
+def descendants_gone(pid_file: Path, wait: float = 5.0) -> bool:
+    """The tool's child is dead (or a zombie) within `wait` s: a signal takes a moment to land."""
     pid = int(pid_file.read_text())
-    try:
-        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return True
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 @pytest.mark.timeout(30)

@@ -75,6 +75,9 @@ class Backup(Base):
     requested_by: Mapped[str | None] = mapped_column(String(320))
     error: Mapped[str | None] = mapped_column(Text)
     size: Mapped[int | None] = mapped_column(BigInteger)
+    # Deliveries that started work: more than 1 + TASK_MAX_REDELIVERIES means
+    # the worker running it keeps being lost, and the backup is failed.
+    attempts: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=_now)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -165,6 +168,22 @@ class Restore(Base):
     task_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     requested_by: Mapped[str | None] = mapped_column(String(320))
     error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=_now)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+
+class SkippedRun(Base):
+    """A scheduled backup that did not run because its namespace stayed busy."""
+
+    __tablename__ = "skipped_runs"
+    __table_args__ = (Index("ix_skipped_runs_namespace_at", "namespace", "skipped_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(63))
+    schedule: Mapped[str] = mapped_column(String(200))
+    services: Mapped[list[str]] = mapped_column(default=list)
+    reason: Mapped[str] = mapped_column(Text)
+    task_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    skipped_at: Mapped[datetime] = mapped_column(default=_now)

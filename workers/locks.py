@@ -1,0 +1,134 @@
+"""One job per namespace: a Redis lock with a token, a heartbeat and a safe release.
+
+redis-py's Lock does the hard parts: SET NX with a random token, extend and
+release as Lua scripts that compare the token first, so a holder whose lock
+expired can never release (or extend) a newer holder's lock. This module adds
+a heartbeat thread that keeps the lock alive while a backup runs for hours,
+re-takes it if Redis lost it (a restart without persistence), and notes when
+another holder took it, so the job stops before it records anything.
+"""
+
+import logging
+import threading
+import uuid
+from functools import cache
+from types import TracebackType
+
+import redis
+from redis.exceptions import LockError, RedisError
+from redis.lock import Lock
+
+from workers.settings import Settings
+
+log = logging.getLogger(__name__)
+PREFIX = "backfleet:lock:namespace:"
+
+
+@cache
+def _client(url: str) -> redis.Redis:
+    # One client per process and URL, made on first use (after fork), never at import.
+    return redis.Redis.from_url(
+        url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
+    )
+
+
+def lock_client(url: str) -> redis.Redis:
+    return _client(url)
+
+
+def forget_clients() -> None:
+    """Drop the clients a forked child inherited from its parent."""
+    _client.cache_clear()
+
+
+def namespace_lock(settings: Settings, namespace: str, *, label: str) -> "NamespaceLock":
+    """The lock a backup or restore of `namespace` holds while it runs."""
+    client = lock_client(settings.locks_url)
+    return NamespaceLock(client, namespace, label=label, ttl=settings.backup_lock_ttl)
+
+
+class NamespaceBusy(Exception):
+    """Another backup or restore holds the namespace; `holder` says which."""
+
+    def __init__(self, namespace: str, holder: str | None) -> None:
+        super().__init__(f"namespace {namespace} is busy with {holder or 'another job'}")
+        self.namespace, self.holder = namespace, holder
+
+
+class NamespaceLock:
+    """Held while one backup or restore of a namespace runs.
+
+    The token starts with a label such as `backup 2023-02-02t17-03-15`, so a
+    collision can say what is in the way.
+    """
+
+    def __init__(self, client: redis.Redis, namespace: str, *, label: str, ttl: int) -> None:
+        self.namespace, self.ttl = namespace, ttl
+        self.token = f"{label}|{uuid.uuid4().hex}"
+        self._lock: Lock = client.lock(PREFIX + namespace, timeout=ttl, thread_local=False)
+        self._client = client
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        self.lost = threading.Event()
+
+    def holder(self) -> str | None:
+        """The label of whoever holds the lock now, or None."""
+        value = self._client.get(PREFIX + self.namespace)
+        if isinstance(value, bytes):
+            value = value.decode(errors="replace")
+        return str(value).split("|", 1)[0] if value else None
+
+    def acquire(self) -> None:
+        """Take the lock at once or raise NamespaceBusy; then keep it alive."""
+        if not self._lock.acquire(blocking=False, token=self.token):
+            raise NamespaceBusy(self.namespace, self.holder())
+        self._heartbeat = threading.Thread(
+            target=self._beat, name=f"lock-heartbeat-{self.namespace}", daemon=True
+        )
+        self._heartbeat.start()
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=10)
+        try:
+            self._lock.release()
+        except LockError:
+            log.warning("lock of namespace %s had already expired or changed hands", self.namespace)
+        except RedisError as exc:  # it expires on its own after its TTL
+            log.warning("could not release the lock of namespace %s: %s", self.namespace, exc)
+
+    def _beat(self) -> None:
+        interval = max(1.0, self.ttl / 3)
+        while not self._stop.wait(interval):
+            try:
+                self._lock.extend(self.ttl, replace_ttl=True)
+            except LockError:
+                self._retake()
+            except RedisError as exc:  # Redis down: keep trying; the TTL covers a short outage
+                log.warning("lock heartbeat of namespace %s failed: %s", self.namespace, exc)
+
+    def _retake(self) -> None:
+        """The key is gone (Redis lost it) or another holder has it."""
+        try:
+            taken = self._client.set(PREFIX + self.namespace, self.token, nx=True, ex=self.ttl)
+        except RedisError:
+            return
+        if taken:
+            log.warning("re-took the lost lock of namespace %s", self.namespace)
+            return
+        log.error("the lock of namespace %s was taken by %s", self.namespace, self.holder())
+        self.lost.set()
+        self._stop.set()
+
+    def __enter__(self) -> "NamespaceLock":
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()
