@@ -10,15 +10,16 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from billiard.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import delete
+from sqlalchemy.orm import Session
 
 from workers import crypto
 from workers.attempts import StopJob, start_attempt
 from workers.catalog import queries
-from workers.catalog.db import session_scope
+from workers.catalog.db import session_scope, write_catalog
 from workers.catalog.models import FAILED, RUNNING, SUCCESS, Artifact, Backup, UploadPart
 from workers.errors import BackfleetError, NotFoundError
 from workers.fleet import Fleet
@@ -33,6 +34,7 @@ from workers.timestamps import utcnow
 
 log = logging.getLogger(__name__)
 COMPRESSION: Literal["zstd"] = "zstd"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -106,11 +108,15 @@ def run_backup(
 
     status = FAILED if errors else SUCCESS
     error = "; ".join(errors) or None
-    with session_scope(url) as session:
+
+    def finish(session: Session) -> None:
         row = session.get(Backup, backup_id)
         assert row is not None
         row.status, row.error, row.finished_at = status, error, utcnow()
         row.size = sum(entry.size for entry in entries)
+
+    patience = fleet.settings.catalog_retry_seconds
+    write_catalog(url, finish, what="recording the backup's result", patience=patience)
     return BackupOutcome(namespace, timestamp, status, error)
 
 
@@ -187,24 +193,40 @@ class _ServiceBackups:
                 on_progress=progress.update,
             )
         except Exception as exc:
-            with session_scope(self.url) as session:
+            reason = describe(exc, self.fleet)
+
+            def record_failure(session: Session) -> None:
                 failed = session.get(Artifact, artifact_id)
                 assert failed is not None
                 failed.status, failed.finished_at = FAILED, utcnow()
-                failed.error, failed.upload_id = describe(exc, self.fleet), None
+                failed.error, failed.upload_id = reason, None
                 session.execute(delete(UploadPart).where(UploadPart.artifact_id == artifact_id))
+
+            self._write(record_failure, "recording a failed artifact")
             raise
         return self._record_success(artifact_id, service, volume, source, stored)
 
+    def _write(self, change: Callable[[Session], T], what: str) -> T:
+        patience = self.fleet.settings.catalog_retry_seconds
+        return write_catalog(self.url, change, what=what, patience=patience)
+
     def _record_upload(self, artifact_id: int, upload_id: str) -> None:
-        with session_scope(self.url) as session:
+        def record(session: Session) -> None:
             row = session.get(Artifact, artifact_id)
             assert row is not None
             row.upload_id, row.part_size = upload_id, self.options.part_size
             session.execute(delete(UploadPart).where(UploadPart.artifact_id == artifact_id))
 
+        self._write(record, "recording an upload id")
+
     def _record_part(self, artifact_id: int, part: UploadedPart) -> None:
-        with session_scope(self.url) as session:
+        def record(session: Session) -> None:
+            # A write retried after a lost commit reply must not add the part twice.
+            session.execute(
+                delete(UploadPart).where(
+                    UploadPart.artifact_id == artifact_id, UploadPart.number == part.number
+                )
+            )
             session.add(
                 UploadPart(
                     artifact_id=artifact_id, number=part.number, size=part.size,
@@ -212,10 +234,12 @@ class _ServiceBackups:
                 )
             )  # fmt: skip
 
+        self._write(record, "recording an uploaded part")
+
     def _record_success(
         self, artifact_id: int, service: str, volume: int, source: Source, stored: StoredArtifact
     ) -> ArtifactEntry:
-        with session_scope(self.url) as session:
+        def record(session: Session) -> ArtifactEntry:
             row = session.get(Artifact, artifact_id)
             assert row is not None
             row.status, row.finished_at, row.upload_id = SUCCESS, utcnow(), None
@@ -227,6 +251,8 @@ class _ServiceBackups:
             )
             session.execute(delete(UploadPart).where(UploadPart.artifact_id == artifact_id))
             return _entry_from_row(row)
+
+        return self._write(record, "recording a stored artifact")
 
     def _drop_volumes_after(self, service: str, last: int) -> None:
         """Volumes a dead attempt made beyond the last one of this walk: abort and forget."""

@@ -7,10 +7,12 @@ previous data, since every source commits only after verification).
 
 import logging
 
+from sqlalchemy.orm import Session
+
 from workers import crypto
 from workers.attempts import start_attempt
 from workers.catalog import queries
-from workers.catalog.db import session_scope
+from workers.catalog.db import session_scope, write_catalog
 from workers.catalog.models import FAILED, SUCCESS, Restore
 from workers.errors import BackfleetError, NotFoundError, SourceError
 from workers.fleet import Fleet
@@ -67,13 +69,16 @@ def run_restore(fleet: Fleet, *, restore_id: int) -> str:
         error = redact(_reason(exc), fleet.secrets())
         log.error("restore %s failed: %s", restore_id, error)
 
-    with session_scope(url) as session:
+    def finish(session: Session) -> str:
         row = session.get(Restore, restore_id)
         assert row is not None
         row.status, row.error, row.finished_at = (FAILED if error else SUCCESS), error, utcnow()
         if progress is not None:
             row.bytes_done = progress.done
         return row.status
+
+    patience = fleet.settings.catalog_retry_seconds
+    return write_catalog(url, finish, what="recording the restore's result", patience=patience)
 
 
 class _Progress:

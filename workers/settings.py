@@ -142,6 +142,7 @@ class Settings(BaseSettings):
     task_max_redeliveries: Annotated[int, Field(ge=0, le=100)] = 3
     scheduled_backup_wait: Annotated[int, Field(ge=0)] = 900
     beat_lock_timeout: Annotated[int, Field(ge=5, le=600)] = 30
+    catalog_retry_seconds: Annotated[int, Field(ge=0)] = 300
     backfleet_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator(

@@ -1,15 +1,23 @@
 """Engine and sessions. The engine is made on first use in each process (after fork)."""
 
+import logging
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 _engines: dict[tuple[int, str], Engine] = {}
+# What a catalog that is down or restarting raises (SQLite's "locked" too).
+CATALOG_OUTAGE = (OperationalError, InterfaceError)
 CONNECT_TIMEOUT_SECONDS = 10
 
 
@@ -73,3 +81,34 @@ def dispose_engines() -> None:
     for engine in _engines.values():
         engine.dispose()
     _engines.clear()
+
+
+def retry_catalog(write: Callable[[], T], *, what: str, patience: float) -> T:
+    """Run `write` (one whole transaction) until the catalog takes it, for up to `patience` s.
+
+    A backup that runs for hours must ride out a catalog restart: its parts are
+    safe in the store, and only the record of them waits.
+    """
+    deadline, delay = time.monotonic() + patience, 0.5
+    while True:
+        try:
+            return write()
+        except CATALOG_OUTAGE as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning(
+                "catalog unreachable while %s (%s); retrying in %.1f s",
+                what, type(exc).__name__, delay,
+            )  # fmt: skip
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def write_catalog(url: str, change: Callable[[Session], T], *, what: str, patience: float) -> T:
+    """`change` in its own transaction, retried through a catalog outage (see retry_catalog)."""
+
+    def attempt() -> T:
+        with session_scope(url) as session:
+            return change(session)
+
+    return retry_catalog(attempt, what=what, patience=patience)
