@@ -77,9 +77,11 @@ def redis_binary() -> str:
 
 
 class RedisServer:
-    """A redis-server of the tests' own: no persistence, 127.0.0.1 only."""
+    """A redis-server of the tests' own, 127.0.0.1 only; `persistent` keeps an append-only
+    file (fsync on every write), as production does, so a restart keeps queued tasks."""
 
-    def __init__(self) -> None:
+    def __init__(self, persistent: bool = False) -> None:
+        self.persistent = persistent
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.directory = Path(tempfile.mkdtemp(prefix="backfleet-test-redis-"))
@@ -89,7 +91,11 @@ class RedisServer:
 
     def start(self) -> None:
         argv = [redis_binary(), "--bind", "127.0.0.1", "--port", str(self.port)]
-        argv += ["--save", "", "--appendonly", "no", "--protected-mode", "yes"]
+        if self.persistent:
+            argv += ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            argv += ["--save", "", "--appendonly", "no"]
+        argv += ["--protected-mode", "yes", "--maxmemory-policy", "noeviction"]
         argv += ["--daemonize", "no", "--dir", str(self.directory), "--logfile", str(self.log)]
         self.process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent()
@@ -105,7 +111,7 @@ class RedisServer:
             self.process = None
 
     def restart(self) -> None:
-        """Stop and start again on the same port (its data is gone: nothing persists)."""
+        """Stop and start again on the same port (its data is gone unless `persistent`)."""
         self.stop()
         self.start()
 

@@ -58,9 +58,12 @@ app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
-    # On a lost broker connection a running task's message will be delivered
-    # again; cancelling the task then keeps two copies from running at once.
-    worker_cancel_long_running_tasks_on_connection_loss=True,
+    # Not cancelled on a lost broker connection: measured with Celery 5.7 and a
+    # Redis restart (tests/integration/test_fleet_faults.py), cancelling killed
+    # the backup and its message was never delivered again. Left running, the
+    # task finishes and acknowledges after the reconnect; a copy delivered
+    # meanwhile waits on the namespace lock, then finds the backup done.
+    worker_cancel_long_running_tasks_on_connection_loss=False,
     # Redis redelivers an unacknowledged message after the visibility timeout:
     # it must outlast the longest backup (settings check BACKUP_TIME_LIMIT < it),
     # and Celery reads it from each of these places.
@@ -97,7 +100,7 @@ app.conf.update(
     beat_schedule=build_beat_schedule(settings),
     # One active beat however many run: RedBeat keeps the schedule in Redis
     # behind a lock; a standby takes over within lock timeout + loop interval.
-    beat_scheduler="redbeat.RedBeatScheduler",
+    beat_scheduler="workers.beat_scheduler:ResilientRedBeatScheduler",
     redbeat_redis_url=settings.broker_url,
     redbeat_key_prefix="backfleet:redbeat",
     redbeat_lock_timeout=settings.beat_lock_timeout,
