@@ -100,7 +100,7 @@ def _namespace_busy(
 ) -> dict[str, Any]:
     """Wait for the namespace with a retry, or give up: skip a scheduled run, fail a request."""
     settings = fleet.settings
-    countdown = min(60, settings.backup_lock_ttl)
+    countdown = settings.busy_retry_countdown
     patience = settings.scheduled_backup_wait if timestamp is None else settings.backup_time_limit
     if task.request.retries * countdown < patience:
         log.info("backup of %s waits %s s: %s", namespace, countdown, reason)

@@ -37,7 +37,7 @@ def run_restore(self: Task, restore_id: int, namespace: str | None = None) -> di
     try:
         lock.acquire()
     except NamespaceBusy as busy:
-        countdown = min(60, settings.backup_lock_ttl)
+        countdown = settings.busy_retry_countdown
         if self.request.retries * countdown < settings.backup_time_limit:
             raise self.retry(countdown=countdown, max_retries=None) from None
         with session_scope(settings.database_url) as session:

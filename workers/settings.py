@@ -216,6 +216,15 @@ class Settings(BaseSettings):
         return self.result_backend_url or self.broker_url
 
     @property
+    def busy_retry_countdown(self) -> int:
+        """Seconds a job waits before trying a busy namespace again.
+
+        Redis holds a delayed task unacknowledged until its ETA, so the wait
+        must stay well inside the visibility timeout, or it would be delivered twice.
+        """
+        return max(1, min(60, self.backup_lock_ttl, self.celery_visibility_timeout // 4))
+
+    @property
     def locks_url(self) -> str:
         return self.lock_redis_url or self.broker_url
 

@@ -328,3 +328,40 @@ def test_200_requests_over_20_namespaces_each_backup_runs_once(
             pairs = [(row.namespace, row.timestamp) for row in rows]
         for namespace, timestamp in pairs[:3]:
             stored_bytes_match(rig, namespace, timestamp)
+
+
+@pytest.mark.timeout(180)
+def test_sigterm_lets_the_running_backup_finish(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    with make_rig(tmp_path, store_env("s3", request), f"sqlite:///{tmp_path}/catalog.db") as rig:
+        worker = rig.fleet.worker("worker")
+        assert rig.fleet.cli("backup").returncode == 0
+        wait_for(lambda: rig.parts_recorded() >= 1, seconds=60, what="a part uploaded")
+        os.kill(worker.pid, signal.SIGTERM)  # what Kubernetes sends the main process
+        worker.wait(90)
+        (backup,) = rig.backups()
+        assert backup.status == SUCCESS, backup.error
+        assert backup.attempts == 1
+        assert "Warm shutdown" in rig.fleet.log_of("worker")
+        stored_bytes_match(rig, "app", backup.timestamp)
+
+
+def test_importing_the_app_and_tasks_connects_to_nothing(tmp_path: Path) -> None:
+    """SDK clients, pools and engines are made after the worker forks, never at import."""
+    script = (
+        "import tasks.backup, tasks.restore, tasks.retention, workers.app\n"
+        "from workers.catalog import db\n"
+        "from workers import locks\n"
+        "from workers import fleet\n"
+        "assert db._engines == {}, db._engines\n"
+        "assert locks._client.cache_info().currsize == 0\n"
+        "assert fleet._current is None  # no store, so no S3 or Azure client\n"
+        "print('clean')\n"
+    )
+    env = {**os.environ, "BROKER_URL": "redis://127.0.0.1:1/0", "DATABASE_URL": "sqlite:///x"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0 and "clean" in done.stdout, done.stderr

@@ -491,6 +491,33 @@ def test_restore_of_a_backup_that_is_not_successful_is_409(env: Env) -> None:
     assert len(env.enqueue.calls) == 1  # only the backup
 
 
+def test_a_backup_and_a_restore_of_one_namespace_exclude_each_other(env: Env) -> None:
+    old = "2023-02-02t16-00-00"
+    write_manifest(env.store, "app", old)
+    restore = env.client.post(f"{BASE}/ondemandrestore", headers=AUTH, json={"timestamp": old})
+    assert restore.status_code == 202
+    backup = env.client.post(f"{BASE}/ondemandbackup", headers=AUTH, json={})
+    assert backup.status_code == 409
+    assert "restore of 2023-02-02t16-00-00" in backup.json()["message"]
+    # Another namespace is not in the way.
+    other = env.client.post(f"{BASE}/ondemandbackup", headers=AUTH, json={"namespace": "team-b"})
+    assert other.status_code == 202
+
+    with session_scope(env.url) as session:
+        for row in session.query(Restore).all():
+            row.status = SUCCESS
+    accepted = env.client.post(f"{BASE}/ondemandbackup", headers=AUTH, json={})
+    running = accepted.json()["message"].rsplit(" ", 1)[1]
+    again = env.client.post(f"{BASE}/ondemandrestore", headers=AUTH, json={"timestamp": old})
+    assert again.status_code == 409
+    assert running in again.json()["message"]
+    assert [call[0] for call in env.enqueue.calls] == [
+        "tasks.restore.run_restore",
+        "tasks.backup.run_backup",
+        "tasks.backup.run_backup",
+    ]
+
+
 def test_restorestatus_by_query_and_by_json_body_on_get(env: Env) -> None:
     timestamp = "2023-02-02t17-03-15"
     write_manifest(env.store, "old-cluster", timestamp)
