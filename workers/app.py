@@ -104,6 +104,7 @@ app.conf.update(
     redbeat_redis_url=settings.broker_url,
     redbeat_key_prefix="backfleet:redbeat",
     redbeat_lock_timeout=settings.beat_lock_timeout,
+    redbeat_redis_options={"socket_connect_timeout": 5, "socket_timeout": 10},
     beat_max_loop_interval=max(1, settings.beat_lock_timeout // 3),
 )
 
