@@ -22,18 +22,12 @@ from workers.errors import ConflictError
 from workers.fleet import Fleet, current_fleet
 from workers.jobs import services_for_backup
 from workers.locks import NamespaceBusy, namespace_lock
-from workers.settings import get_settings
 
 log = logging.getLogger(__name__)
-_limits = get_settings()
 
 
-@app.task(
-    name="tasks.backup.run_backup",
-    bind=True,
-    soft_time_limit=_limits.backup_soft_time_limit,
-    time_limit=_limits.backup_time_limit,
-)
+# Time limits: the app's BACKUP_SOFT_TIME_LIMIT and BACKUP_TIME_LIMIT (workers/app.py).
+@app.task(name="tasks.backup.run_backup", bind=True)
 def run_backup(
     self: Task,
     namespace: str | None = None,

@@ -15,17 +15,10 @@ from workers.catalog.models import FAILED, SUCCESS
 from workers.fleet import current_fleet
 from workers.locks import NamespaceBusy, namespace_lock
 from workers.restore_run import run_restore as perform_restore
-from workers.settings import get_settings
-
-_limits = get_settings()
 
 
-@app.task(
-    name="tasks.restore.run_restore",
-    bind=True,
-    soft_time_limit=_limits.backup_soft_time_limit,
-    time_limit=_limits.backup_time_limit,
-)
+# Time limits: the app's BACKUP_SOFT_TIME_LIMIT and BACKUP_TIME_LIMIT (workers/app.py).
+@app.task(name="tasks.restore.run_restore", bind=True)
 def run_restore(self: Task, restore_id: int, namespace: str | None = None) -> dict[str, Any]:
     fleet = current_fleet()
     settings = fleet.settings

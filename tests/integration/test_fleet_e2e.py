@@ -6,8 +6,6 @@ uvicorn, a real PostgreSQL database, a SQLite database and a directory.
 
 import json
 import os
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,16 +19,12 @@ import httpx
 import psycopg
 import pytest
 
+from tests.fleet_processes import FleetProcesses, free_port
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 KEY = "e2e-key-5f1c"
 AUTH = {"Authorization": KEY}
 API = "/athena/api/v1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -93,28 +87,6 @@ def snapshot_tree(root: Path) -> dict[str, tuple[str, int, bytes]]:
     return tree
 
 
-def wait_for(url: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer within {seconds} s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 @pytest.fixture(params=["sqlite-catalog", "postgres-catalog"])
 def fleet(
     request: pytest.FixtureRequest, tmp_path: Path, redis_server: Any, pg_database: str
@@ -145,65 +117,15 @@ def fleet(
     }
     for name in ("REDIS_URL", "BACKFLEET_NAMESPACE", "ENABLE_REGULAR_BACKUPS"):
         env.pop(name, None)
-    subprocess.run(
-        [sys.executable, "-m", "workers.cli", "migrate"],
-        env=env,
-        check=True,
-        timeout=60,
-        capture_output=True,
-    )
-    subprocess.run(
-        [sys.executable, "-m", "workers.cli", "store", "init"],
-        env=env,
-        check=True,
-        timeout=60,
-        capture_output=True,
-    )
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    with open(logs / "worker.log", "wb") as worker_log, open(logs / "api.log", "wb") as api_log:
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "workers.app",
-                "worker",
-                "-Q",
-                "backup,restore,audit,verify,maintenance",
-                "--concurrency",
-                "1",
-                "--without-gossip",
-                "--without-mingle",
-                "--loglevel",
-                "INFO",
-                "-n",
-                f"e2e-{port}@%h",
-            ],
-            env=env,
-            stdout=worker_log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        api = subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "api", "--port", str(port)],
-            env=env,
-            stdout=api_log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            wait_for(f"http://127.0.0.1:{port}/healthz")
-            with httpx.Client(
-                base_url=f"http://127.0.0.1:{port}", headers=AUTH, timeout=10
-            ) as client:
-                yield Fleet(client, env, pg_database, sqlite_path, directory, store)
-        finally:
-            stop(api)
-            stop(worker)
-            for log in logs.iterdir():  # shown by pytest only when the test failed
-                print(f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}")
+    processes = FleetProcesses(env, tmp_path / "logs")
+    try:
+        processes.prepare()
+        processes.worker(f"e2e-{port}")
+        processes.api(port)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=AUTH, timeout=10) as client:
+            yield Fleet(client, env, pg_database, sqlite_path, directory, store)
+    finally:
+        processes.close()
 
 
 def test_backup_and_restore_through_the_api(fleet: Fleet) -> None:
