@@ -8,7 +8,13 @@ from workers.restore_run import run_restore as perform_restore
 
 
 @app.task(name="tasks.restore.run_restore")
-def run_restore(restore_id: int) -> dict[str, Any]:
+def run_restore(
+    restore_id: int,
+    namespace: str | None = None,
+    source_namespace: str | None = None,
+    timestamp: str | None = None,
+) -> dict[str, Any]:
+    """The restore row says everything; namespace and timestamp only label the task in Flower."""
     return {
         "restore_id": restore_id,
         "status": perform_restore(current_fleet(), restore_id=restore_id),

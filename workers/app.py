@@ -12,6 +12,7 @@ from beat_schedule import build_beat_schedule
 from workers.catalog.db import dispose_engines
 from workers.memory import limit_heap_fragmentation
 from workers.settings import get_settings
+from workers.task_labels import task_label as _labels_every_task  # noqa: F401 (connects)
 
 QUEUES = ("backup", "restore", "audit", "verify", "maintenance")
 TASK_ROUTES = {

@@ -1,7 +1,6 @@
 """The Dockerfile: multi-stage, unprivileged, a healthcheck, one entry point for every role."""
 
 import re
-from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -36,7 +35,7 @@ def test_the_postgres_client_major_is_the_one_the_readme_states() -> None:
     major = default.split("=")[1]
     readme = (ROOT / "README.md").read_text()
     assert f"PostgreSQL {major} client tools" in readme
-    assert f"postgresql-client-${{PG_MAJOR}}" in DOCKERFILE
+    assert "postgresql-client-${PG_MAJOR}" in DOCKERFILE
 
 
 def test_every_role_is_a_command_of_the_cli() -> None:
