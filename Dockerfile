@@ -29,7 +29,7 @@ COPY api api
 RUN /opt/backfleet/bin/pip install --no-deps . \
     && /opt/backfleet/bin/python -m compileall -q /opt/backfleet
 
-# --- runtime: Python, the PostgreSQL client tools, tini, and the virtualenv ---
+# --- runtime: Python, the PostgreSQL client tools, tini, ps (procps), and the virtualenv ---
 FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS runtime
 ARG PG_MAJOR=15
 ARG VERSION=0.1.0
@@ -52,7 +52,7 @@ RUN set -eux; \
         apt-get install -y --no-install-recommends postgresql-common ca-certificates curl gnupg; \
         /usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y; \
     fi; \
-    apt-get install -y --no-install-recommends "postgresql-client-${PG_MAJOR}" tini; \
+    apt-get install -y --no-install-recommends "postgresql-client-${PG_MAJOR}" tini procps; \
     rm -rf /var/lib/apt/lists/*; \
     "/usr/lib/postgresql/${PG_MAJOR}/bin/pg_dump" --version
 
