@@ -19,9 +19,11 @@ TIMEOUT = 5.0
 
 
 def role_from_cmdline(argv: Sequence[str]) -> str | None:
-    """`api` from ["tini", "--", "backfleet", "api", …]; None when no backfleet command is there."""
+    """`api` from ["tini", "--", "backfleet", "api", …], `worker` from
+    ["python", "-m", "celery", "-A", "workers.app", "worker", …] (what `backfleet worker`
+    becomes when it is the first process itself); None for anything else."""
     for position, arg in enumerate(argv[:-1]):
-        if Path(arg).name == "backfleet":
+        if Path(arg).name == "backfleet" or arg == "workers.app":
             return argv[position + 1]
     return None
 
