@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.deploy.known import COMPOSE, backfleet_reads
+from tests.deploy.known import COMPOSE, backfleet_reads, settings_variables
 from workers.app import QUEUES
 
 COMPOSE_FILE = COMPOSE / "docker-compose.yml"
@@ -164,3 +164,42 @@ def test_the_services_file_is_valid() -> None:
 
     config = load_fleet_config(Path(COMPOSE / "backfleet.toml"), namespace_override=None)
     assert config.default_namespace == "app"
+
+
+def interpolate(text: str, values: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?message}, from `values`."""
+
+    def one(match: re.Match[str]) -> str:
+        name, operator, rest = match["name"], match["op"] or "", match["rest"] or ""
+        value = values.get(name, "")
+        if operator == ":?" and not value:
+            raise AssertionError(f"{name} is required: {rest}")
+        return value or (rest if operator == ":-" else "")
+
+    pattern = r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?:(?P<op>:-|:\?)(?P<rest>[^}]*))?\}"
+    return re.sub(pattern, one, text)
+
+
+def test_the_example_env_gives_every_backfleet_service_valid_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from workers.settings import load_settings
+
+    values = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.split("=", 1)
+            values[name] = value
+    interpolated = yaml.safe_load(interpolate(COMPOSE_FILE.read_text(), values))
+    validator = jsonschema.Draft202012Validator(compose_schema())
+    assert list(validator.iter_errors(interpolated)) == []
+    for name, service in interpolated["services"].items():
+        if "build" not in service:
+            continue
+        for variable in settings_variables():  # nothing from the test's own environment
+            monkeypatch.delenv(variable, raising=False)
+        for variable, value in service["environment"].items():
+            monkeypatch.setenv(variable, str(value))
+        settings = load_settings()  # raises ConfigError naming any invalid variable
+        assert settings.object_store_location_type == "s3", name
+        assert settings.database_url.startswith("postgresql://backfleet:")
