@@ -8,7 +8,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy.known import K8S, backfleet_reads
+from tests.deploy.known import K8S, backfleet_reads, settings_variables
 from workers.app import QUEUES
 from workers.services_config import load_fleet_config
 
@@ -176,3 +176,22 @@ def test_scaled_object_counts_waiting_and_running_tasks_and_waits_for_a_step() -
             assert trigger["authenticationRef"]["name"] in auth
     scale_down = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
     assert scale_down["stabilizationWindowSeconds"] >= 300
+
+
+def test_the_settings_and_example_secret_are_valid_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from workers.settings import load_settings
+
+    for variable in settings_variables():
+        monkeypatch.delenv(variable, raising=False)
+    values = dict(by_kind("ConfigMap")["backfleet-settings"]["data"])
+    for line in (K8S / "secrets.env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.split("=", 1)
+            values[name] = value
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert settings.enable_regular_backups is True
+    assert settings.backup_encryption_key is None  # empty in the example: unset
