@@ -1,41 +1,57 @@
-"""The Dockerfile: multi-stage, unprivileged, a healthcheck, one entry point for every role."""
+"""The Dockerfile, read by BuildKit's own parser (the `dockerfile` package): multi-stage,
+unprivileged, a healthcheck, the stated PostgreSQL client, one entry point for every role."""
 
-import re
-
+import dockerfile
 from click.testing import CliRunner
 
 from tests.deploy.known import ROOT
 from workers.cli import main
 
-DOCKERFILE = (ROOT / "Dockerfile").read_text()
+COMMANDS = dockerfile.parse_file(str(ROOT / "Dockerfile"))
 ROLES = ("api", "worker", "beat", "flower", "migrate")
 
 
-def instructions(name: str) -> list[str]:
-    return re.findall(rf"^{name}\s+(.+)$", DOCKERFILE, flags=re.MULTILINE)
+def values(cmd: str) -> list[tuple[str, ...]]:
+    return [command.value for command in COMMANDS if command.cmd.upper() == cmd]
+
+
+def runtime_stage() -> list["dockerfile.Command"]:
+    starts = [i for i, command in enumerate(COMMANDS) if command.cmd.upper() == "FROM"]
+    return list(COMMANDS[starts[-1] :])
 
 
 def test_multi_stage_with_build_arguments_and_labels() -> None:
-    assert len(instructions("FROM")) == 2
-    assert "COPY --from=build /opt/backfleet /opt/backfleet" in DOCKERFILE
-    arguments = {line.split("=")[0] for line in instructions("ARG")}
-    assert {"PYTHON_VERSION", "DEBIAN_RELEASE", "PG_MAJOR", "VERSION", "REVISION"} <= arguments
-    for label in ("title", "description", "version", "revision", "created", "licenses"):
-        assert f"org.opencontainers.image.{label}=" in DOCKERFILE
+    assert [value[-1] for value in values("FROM")] == ["build", "runtime"]
+    copies = [c for c in runtime_stage() if c.cmd.upper() == "COPY"]
+    assert [(c.flags, c.value) for c in copies] == [
+        (("--from=build",), ("/opt/backfleet", "/opt/backfleet"))
+    ]
+    arguments = {value[0].split("=")[0] for value in values("ARG")}
+    assert {"PYTHON_VERSION", "DEBIAN_RELEASE", "PG_MAJOR", "VERSION", "REVISION", "CREATED"} <= (
+        arguments
+    )
+    (label,) = values("LABEL")
+    names = set(label[0::2])
+    for name in ("title", "description", "version", "revision", "created", "licenses"):
+        assert f"org.opencontainers.image.{name}" in names
 
 
 def test_runs_unprivileged_with_a_healthcheck_and_tini() -> None:
-    assert instructions("USER") == ["10001:10001"]
-    assert 'CMD ["python", "-m", "workers.healthcheck"]' in DOCKERFILE
-    assert instructions("ENTRYPOINT") == ['["tini", "--", "backfleet"]']
+    assert values("USER") == [("10001:10001",)]
+    (healthcheck,) = [c for c in COMMANDS if c.cmd.upper() == "HEALTHCHECK"]
+    assert healthcheck.value == ("CMD", "python", "-m", "workers.healthcheck")
+    assert values("ENTRYPOINT") == [("tini", "--", "backfleet")]
+    assert values("CMD") == [("api",)]
 
 
 def test_the_postgres_client_major_is_the_one_the_readme_states() -> None:
-    (default,) = [line for line in instructions("ARG") if line.startswith("PG_MAJOR=")]
+    (default,) = [value[0] for value in values("ARG") if value[0].startswith("PG_MAJOR=")]
     major = default.split("=")[1]
-    readme = (ROOT / "README.md").read_text()
-    assert f"PostgreSQL {major} client tools" in readme
-    assert "postgresql-client-${PG_MAJOR}" in DOCKERFILE
+    assert f"PostgreSQL {major} client tools" in (ROOT / "README.md").read_text()
+    installs = " ".join(value[0] for value in values("RUN"))
+    assert '"postgresql-client-${PG_MAJOR}"' in installs
+    (path,) = [value for value in values("ENV") if value[0] == "PATH"]
+    assert "/usr/lib/postgresql/${PG_MAJOR}/bin" in path[1]
 
 
 def test_every_role_is_a_command_of_the_cli() -> None:
@@ -50,9 +66,11 @@ def test_dockerignore_lets_in_exactly_what_the_image_copies() -> None:
         for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.startswith("!")
     }
-    copied: set[str] = set()
-    for line in instructions("COPY"):
-        if "--from" not in line:
-            copied.update(line.split()[:-1])
+    copied = {
+        source
+        for c in COMMANDS
+        if c.cmd.upper() == "COPY" and not c.flags
+        for source in c.value[:-1]
+    }
     assert copied == allowed
     assert all((ROOT / name).exists() for name in allowed)
