@@ -19,14 +19,21 @@ from workers.restore_run import run_restore as perform_restore
 
 # Time limits: the app's BACKUP_SOFT_TIME_LIMIT and BACKUP_TIME_LIMIT (workers/app.py).
 @app.task(name="tasks.restore.run_restore", bind=True)
-def run_restore(self: Task, restore_id: int, namespace: str | None = None) -> dict[str, Any]:
+def run_restore(
+    self: Task,
+    restore_id: int,
+    namespace: str | None = None,
+    source_namespace: str | None = None,
+    timestamp: str | None = None,
+) -> dict[str, Any]:
+    """The restore row says everything; namespace and timestamp also label the task in Flower."""
     fleet = current_fleet()
     settings = fleet.settings
     with session_scope(settings.database_url) as session:
         row = queries.get_restore(session, restore_id=restore_id)
         target = row.namespace if row is not None else (namespace or "")
-        timestamp = row.timestamp if row is not None else ""
-    lock = namespace_lock(settings, target, label=f"restore of {timestamp}")
+        backup = row.timestamp if row is not None else (timestamp or "")
+    lock = namespace_lock(settings, target, label=f"restore of {backup}")
     try:
         lock.acquire()
     except NamespaceBusy as busy:

@@ -71,10 +71,21 @@ def api(host: str | None, port: int | None) -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option(
+    "--queues",
+    default=ALL_QUEUES,
+    show_default=True,
+    help="Comma-separated queues to consume, e.g. backup,restore for a pod of long jobs.",
+)
 @click.pass_context
-def worker(ctx: click.Context) -> None:
-    """Run a Celery worker on every queue (extra arguments go to `celery worker`)."""
-    _exec_celery("worker", "-Q", ALL_QUEUES, "-E", *ctx.args)
+def worker(ctx: click.Context, queues: str) -> None:
+    """Run a Celery worker (extra arguments go to `celery worker`)."""
+    known = set(ALL_QUEUES.split(","))
+    chosen = [name.strip() for name in queues.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - known)
+    if not chosen or unknown:
+        _fail(f"--queues takes names among {ALL_QUEUES}; got {queues!r}")
+    _exec_celery("worker", "-Q", ",".join(chosen), "-E", *ctx.args)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

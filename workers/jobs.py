@@ -183,7 +183,14 @@ def request_restore(
             requested_by=requested_by,
         )
     try:
-        task_id = enqueue("tasks.restore.run_restore", {"restore_id": restore.id}, "restore")
+        # namespace and timestamp are labels: what Flower shows of the task
+        labels = {"namespace": namespace, "source_namespace": plan.source_namespace}
+        task_kwargs: dict[str, object] = {
+            "restore_id": restore.id,
+            **labels,
+            "timestamp": timestamp,
+        }
+        task_id = enqueue("tasks.restore.run_restore", task_kwargs, "restore")
     except Exception as exc:
         with session_scope(url) as session:
             row = session.get(Restore, restore.id)

@@ -74,7 +74,10 @@ def parse_api_keys(raw: str) -> list[ApiKey]:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+    # An empty variable means "not set" (compose's `${VAR:-}`, Kubernetes' optional keys).
+    model_config = SettingsConfigDict(
+        case_sensitive=False, extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     # --- the existing product's contract (DESIGN.md section 1) ---
     enable_regular_backups: bool = False

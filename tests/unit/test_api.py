@@ -471,7 +471,16 @@ def test_restore_from_the_store_respects_disabled_services(env: Env) -> None:
         assert restore.task_id == "task-1"
         restore_id = restore.id
     assert env.enqueue.calls == [
-        ("tasks.restore.run_restore", {"restore_id": restore_id}, "restore")
+        (
+            "tasks.restore.run_restore",
+            {
+                "restore_id": restore_id,
+                "namespace": "app",
+                "source_namespace": "app",
+                "timestamp": timestamp,
+            },
+            "restore",
+        )
     ]
 
     again = env.client.post(f"{BASE}/ondemandrestore", headers=AUTH, json={"timestamp": timestamp})

@@ -64,3 +64,12 @@ def test_api_keys_with_and_without_owner() -> None:
         ("k2", "ops@example.com", "acme"),
     ]
     assert "k2" not in repr(keys[1])
+
+
+def test_an_empty_variable_means_not_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    # compose passes `${BACKUP_ENCRYPTION_KEY:-}` as an empty string when .env leaves it out
+    monkeypatch.setenv("BACKUP_ENCRYPTION_KEY", "")
+    monkeypatch.setenv("BACKFLEET_API_PORT", "")
+    settings = load_settings()
+    assert settings.backup_encryption_key is None
+    assert settings.backfleet_api_port == 8080

@@ -1,0 +1,1 @@
+"""Tests of the deployment files (Dockerfile, compose/, compose/k8s/): no Docker needed."""

@@ -1,0 +1,205 @@
+"""compose/docker-compose.yml: valid Compose, and it passes Backfleet only what Backfleet reads."""
+
+import importlib.resources
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.deploy.known import COMPOSE, backfleet_reads, settings_variables
+from workers.app import QUEUES
+
+COMPOSE_FILE = COMPOSE / "docker-compose.yml"
+ENV_EXAMPLE = COMPOSE / ".env.example"
+ONE_SHOT = {"migrate", "store-init"}
+# Written by the observability work (issue 6); mounted here, checked once they exist.
+FROM_ISSUE_6 = {COMPOSE / "prometheus" / "alerts.yml"}
+VARIABLE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)")
+
+
+def compose_schema() -> dict[str, Any]:
+    """The compose-spec JSON schema, as vendored by the check-jsonschema package."""
+    vendor = importlib.resources.files("check_jsonschema.builtin_schemas.vendor")
+    return json.loads(vendor.joinpath("compose-spec.json").read_text())  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def backfleet_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The services that run the Backfleet image."""
+    return {name: svc for name, svc in compose["services"].items() if "build" in svc}
+
+
+def test_the_file_is_valid_against_the_compose_spec(compose: dict[str, Any]) -> None:
+    errors = [
+        f"{'/'.join(map(str, error.absolute_path))}: {error.message}"
+        for error in jsonschema.Draft202012Validator(compose_schema()).iter_errors(compose)
+    ]
+    assert errors == []
+
+
+def test_the_schema_check_catches_a_mistake(compose: dict[str, Any]) -> None:
+    broken = json.loads(json.dumps(compose))
+    broken["services"]["api"]["healthcheck"]["intervall"] = "10s"
+    broken["services"]["redis"]["depends_on"] = {"api": {"condition": "when_ready"}}
+    validator = jsonschema.Draft202012Validator(compose_schema())
+    assert len(list(validator.iter_errors(broken))) >= 2
+
+
+def test_backfleet_services_pass_only_variables_backfleet_reads(
+    backfleet_services: dict[str, dict[str, Any]],
+) -> None:
+    known = backfleet_reads([COMPOSE / "backfleet.toml"])
+    assert {"BROKER_URL", "REDIS_URL", "APP_DB_PASSWORD"} <= known
+    assert "BACKFLEET_NO_SUCH_SETTING" not in known
+    for name, service in backfleet_services.items():
+        unknown = sorted(set(service["environment"]) - known)
+        assert unknown == [], f"service {name} passes variables Backfleet does not read"
+
+
+def test_every_variable_the_file_uses_is_in_env_example_and_back() -> None:
+    used = set(VARIABLE.findall(COMPOSE_FILE.read_text()))
+    listed = {
+        line.split("=", 1)[0]
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert used - listed == set(), "used by docker-compose.yml but missing from .env.example"
+    assert listed - used == set(), "listed in .env.example but unused"
+
+
+def test_secrets_come_from_env_only(compose: dict[str, Any]) -> None:
+    """No literal password or key in the file: every secret-looking value is a ${…}."""
+    secret_name = re.compile(r"PASSWORD|SECRET|_KEY|KEYS|AUTH|TOKEN", re.IGNORECASE)
+    for name, service in compose["services"].items():
+        for variable, value in (service.get("environment") or {}).items():
+            if secret_name.search(variable) and value not in (None, ""):
+                assert "${" in str(value), f"{name}: {variable} must come from .env"
+
+
+def test_long_running_services_have_healthchecks_and_wait_for_what_they_need(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    for name, service in services.items():
+        if name not in ONE_SHOT:
+            assert "test" in service.get("healthcheck", {}), f"{name} has no healthcheck"
+        for dependency, rule in (service.get("depends_on") or {}).items():
+            expected = (
+                "service_completed_successfully" if dependency in ONE_SHOT else "service_healthy"
+            )
+            assert rule["condition"] == expected, f"{name} -> {dependency}"
+            assert dependency in services
+
+
+def test_workers_split_the_queues_and_scale(backfleet_services: dict[str, dict[str, Any]]) -> None:
+    queues_of: dict[str, set[str]] = {}
+    for name, service in backfleet_services.items():
+        command = service.get("command", [""])
+        if command[0] == "worker":
+            queues_of[name] = set(command[command.index("--queues") + 1].split(","))
+    assert queues_of == {
+        "worker-backup": {"backup", "restore"},
+        "worker-ops": {"audit", "verify", "maintenance"},
+    }
+    assert set().union(*queues_of.values()) == set(QUEUES)
+    assert backfleet_services["worker-backup"]["deploy"]["replicas"] >= 2
+    roles = [service.get("command", [""])[0] for service in backfleet_services.values()]
+    assert roles.count("beat") == 1
+    assert "replicas" not in backfleet_services["beat"].get("deploy", {})
+
+
+def test_redis_never_evicts_and_persists(compose: dict[str, Any]) -> None:
+    command = compose["services"]["redis"]["command"]
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    assert command[command.index("--appendonly") + 1] == "yes"
+
+
+def test_flower_is_behind_basic_auth(compose: dict[str, Any]) -> None:
+    flower = compose["services"]["flower"]
+    assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
+    assert all(port.startswith("127.0.0.1:") for port in flower["ports"])
+
+
+def test_every_bind_mount_exists(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("."):
+                path = (COMPOSE / source).resolve()
+                if path in FROM_ISSUE_6 and not path.exists():
+                    continue
+                assert path.exists(), f"{name} mounts {source}, which does not exist"
+
+
+def test_prometheus_loads_the_alert_rules_and_scrapes_the_api() -> None:
+    config = yaml.safe_load((COMPOSE / "prometheus" / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    targets = {
+        job["job_name"]: (job.get("metrics_path", "/metrics"), job["static_configs"][0]["targets"])
+        for job in config["scrape_configs"]
+    }
+    assert targets["backfleet-api"] == ("/metrics", ["api:8080"])
+
+
+def test_grafana_provisions_the_dashboard_folder(compose: dict[str, Any]) -> None:
+    provider = yaml.safe_load(
+        (COMPOSE / "grafana" / "provisioning" / "dashboards" / "backfleet.yml").read_text()
+    )
+    path = provider["providers"][0]["options"]["path"]
+    mounts = compose["services"]["grafana"]["volumes"]
+    assert f"./grafana/dashboards:{path}:ro" in mounts
+
+
+def test_the_services_file_is_valid() -> None:
+    from workers.services_config import load_fleet_config
+
+    config = load_fleet_config(Path(COMPOSE / "backfleet.toml"), namespace_override=None)
+    assert config.default_namespace == "app"
+
+
+def interpolate(text: str, values: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?message}, from `values`."""
+
+    def one(match: re.Match[str]) -> str:
+        name, operator, rest = match["name"], match["op"] or "", match["rest"] or ""
+        value = values.get(name, "")
+        if operator == ":?" and not value:
+            raise AssertionError(f"{name} is required: {rest}")
+        return value or (rest if operator == ":-" else "")
+
+    pattern = r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?:(?P<op>:-|:\?)(?P<rest>[^}]*))?\}"
+    return re.sub(pattern, one, text)
+
+
+def test_the_example_env_gives_every_backfleet_service_valid_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from workers.settings import load_settings
+
+    values = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.split("=", 1)
+            values[name] = value
+    interpolated = yaml.safe_load(interpolate(COMPOSE_FILE.read_text(), values))
+    validator = jsonschema.Draft202012Validator(compose_schema())
+    assert list(validator.iter_errors(interpolated)) == []
+    for name, service in interpolated["services"].items():
+        if "build" not in service:
+            continue
+        for variable in settings_variables():  # nothing from the test's own environment
+            monkeypatch.delenv(variable, raising=False)
+        for variable, value in service["environment"].items():
+            monkeypatch.setenv(variable, str(value))
+        settings = load_settings()  # raises ConfigError naming any invalid variable
+        assert settings.object_store_location_type == "s3", name
+        assert settings.database_url.startswith("postgresql://backfleet:")
