@@ -25,7 +25,13 @@ def schedule_entries(settings: Settings, config: FleetConfig | None) -> list[Sch
             task="tasks.retention.abort_stale_uploads",
             cron=settings.abort_stale_uploads_schedule,
             queue="maintenance",
-        )
+        ),
+        ScheduleEntry(
+            name="verify-backups",
+            task="tasks.verify.verify_backups",
+            cron=settings.verify_schedule,
+            queue="verify",
+        ),
     ]
     if settings.enable_regular_backups and config is not None:
         for namespace in sorted(config.namespaces):

@@ -287,6 +287,26 @@ def list_backups(namespace: str | None, limit: int, as_json: bool) -> None:
         click.echo(f"{name:<16} {stamp:<20} {status:<8} {size:>12}  {services}")
 
 
+@main.command()
+@click.option("--namespace", default=None, help="Only this namespace [every one].")
+@click.option("--timestamp", default=None, help="Only this backup (needs --namespace).")
+def verify(namespace: str | None, timestamp: str | None) -> None:
+    """Read backups back and check them against their manifests; exit 1 on any failure."""
+    from workers.fleet import current_fleet
+    from workers.verify import verify_backups
+
+    if timestamp and not namespace:
+        _fail("--timestamp needs --namespace")
+    results = verify_backups(current_fleet(), namespace=namespace, timestamp=timestamp)
+    for r in results:
+        detail = f": {r.error}" if r.error else f" ({r.artifacts} artifacts, {r.bytes_read} bytes)"
+        click.echo(f"{r.status:<8} {r.namespace}/{r.timestamp} [{r.store}]{detail}")
+    failed = sum(r.error is not None for r in results)
+    click.echo(f"{len(results)} verified, {failed} failed")
+    if failed:
+        sys.exit(1)
+
+
 def _report(what: str, status: str, error: str | None) -> None:
     if status == "Success":
         click.echo(f"{what}: Success")

@@ -28,6 +28,7 @@ class Fleet:
             self.settings.azure_storage_connection_string,
             self.settings.backup_encryption_key,
             self.settings.backup_encryption_old_keys,
+            self.settings.alert_webhook_url,  # Slack's webhook URLs carry a token
         ):
             if secret is not None:
                 values.append(secret.get_secret_value())

@@ -21,7 +21,8 @@ def test_no_backup_entries_unless_regular_backups_are_enabled() -> None:
     settings = Settings(enable_regular_backups=False)
     entries = schedule_entries(settings, parse_fleet_config(CONFIG))
     assert [(e.task, e.queue) for e in entries] == [
-        ("tasks.retention.abort_stale_uploads", "maintenance")
+        ("tasks.retention.abort_stale_uploads", "maintenance"),
+        ("tasks.verify.verify_backups", "verify"),
     ]
 
 
