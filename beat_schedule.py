@@ -32,6 +32,12 @@ def schedule_entries(settings: Settings, config: FleetConfig | None) -> list[Sch
             cron=settings.verify_schedule,
             queue="verify",
         ),
+        ScheduleEntry(
+            name="apply-retention",
+            task="tasks.retention.apply_retention",
+            cron=settings.retention_schedule,
+            queue="maintenance",
+        ),
     ]
     if settings.enable_regular_backups and config is not None:
         for namespace in sorted(config.namespaces):

@@ -1,9 +1,10 @@
-"""Maintenance tasks (queue `maintenance`): tasks.retention.abort_stale_uploads."""
+"""Maintenance tasks (queue `maintenance`): tasks.retention.abort_stale_uploads, apply_retention."""
 
 from typing import Any
 
 from workers.app import app
 from workers.fleet import current_fleet
+from workers.retention import apply_retention as perform_retention
 from workers.stale_uploads import abort_stale_uploads as sweep
 
 
@@ -11,3 +12,11 @@ from workers.stale_uploads import abort_stale_uploads as sweep
 def abort_stale_uploads() -> dict[str, Any]:
     result = sweep(current_fleet())
     return {"aborted": result.aborted, "kept": len(result.kept)}
+
+
+@app.task(name="tasks.retention.apply_retention")
+def apply_retention(namespace: str | None = None, dry_run: bool = False) -> dict[str, Any]:
+    plans = perform_retention(current_fleet(), namespace=namespace, dry_run=dry_run)
+    return {
+        plan.namespace: {"kept": len(plan.keep), "deleted": sorted(plan.delete)} for plan in plans
+    }

@@ -307,6 +307,50 @@ def verify(namespace: str | None, timestamp: str | None) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.option("--namespace", default=None, help="Only this namespace [every one].")
+@click.option("--dry-run", is_flag=True, help="Only print what would be deleted, and why.")
+def retention(namespace: str | None, dry_run: bool) -> None:
+    """Delete the backups the GFS retention does not keep (pins and locks are never deleted)."""
+    from workers.fleet import current_fleet
+    from workers.retention import apply_retention
+
+    verb = "would delete" if dry_run else "deleted"
+    for plan in apply_retention(current_fleet(), namespace=namespace, dry_run=dry_run):
+        for stamp, reason in sorted(plan.delete.items()):
+            click.echo(f"{verb} {plan.namespace}/{stamp}: {reason}")
+        for stamp, error in sorted(plan.failed.items()):
+            click.echo(f"could not delete {plan.namespace}/{stamp}: {error}", err=True)
+        click.echo(f"{plan.namespace}: {len(plan.keep)} kept, {len(plan.delete)} {verb}")
+
+
+def _pin(timestamp: str, namespace: str | None, pinned: bool) -> None:
+    from workers.fleet import current_fleet
+    from workers.retention import set_pinned
+
+    fleet = current_fleet()
+    namespace = namespace or fleet.config.default_namespace
+    if not set_pinned(fleet, namespace=namespace, timestamp=timestamp, pinned=pinned):
+        _fail(f"no backup {timestamp} of namespace {namespace} in the catalog")
+    click.echo(f"backup {namespace}/{timestamp} {'pinned' if pinned else 'unpinned'}")
+
+
+@main.command()
+@click.argument("timestamp")
+@click.option("--namespace", default=None, help="Namespace [the configured default].")
+def pin(timestamp: str, namespace: str | None) -> None:
+    """Keep the backup TIMESTAMP forever: retention never deletes a pinned backup."""
+    _pin(timestamp, namespace, True)
+
+
+@main.command()
+@click.argument("timestamp")
+@click.option("--namespace", default=None, help="Namespace [the configured default].")
+def unpin(timestamp: str, namespace: str | None) -> None:
+    """Let retention decide about the backup TIMESTAMP again."""
+    _pin(timestamp, namespace, False)
+
+
 def _report(what: str, status: str, error: str | None) -> None:
     if status == "Success":
         click.echo(f"{what}: Success")
