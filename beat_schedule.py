@@ -38,6 +38,12 @@ def schedule_entries(settings: Settings, config: FleetConfig | None) -> list[Sch
             cron=settings.retention_schedule,
             queue="maintenance",
         ),
+        ScheduleEntry(
+            name="check-staleness",
+            task="tasks.alerts.check_staleness",
+            cron=settings.staleness_check_schedule,
+            queue="maintenance",
+        ),
     ]
     if settings.enable_regular_backups and config is not None:
         for namespace in sorted(config.namespaces):

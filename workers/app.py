@@ -20,6 +20,7 @@ TASK_ROUTES = {
     "tasks.audit.*": {"queue": "audit"},
     "tasks.verify.*": {"queue": "verify"},
     "tasks.retention.*": {"queue": "maintenance"},
+    "tasks.alerts.*": {"queue": "maintenance"},
 }
 
 FAST_FAIL_RETRIES = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
@@ -29,7 +30,7 @@ app = Celery(
     "backfleet",
     broker=settings.broker_url,
     backend=settings.results_url,
-    include=["tasks.backup", "tasks.restore", "tasks.retention", "tasks.verify"],
+    include=["tasks.backup", "tasks.restore", "tasks.retention", "tasks.verify", "tasks.alerts"],
 )
 app.conf.update(
     # Each queue its own exchange and routing key: a bare Queue(name) would be

@@ -21,6 +21,7 @@ from workers.catalog.models import FAILED, RUNNING, SUCCESS, Artifact, Backup, U
 from workers.errors import BackfleetError, NotFoundError
 from workers.fleet import Fleet
 from workers.manifest import ArtifactEntry, Manifest, artifact_key, manifest_key
+from workers.notify import report_backup_outcome
 from workers.pipeline import ResumePoint, StoredArtifact, TransferOptions, upload_artifact
 from workers.progress_record import CatalogProgress
 from workers.redact import redact
@@ -94,6 +95,7 @@ def run_backup(fleet: Fleet, *, namespace: str, timestamp: str) -> BackupOutcome
         assert row is not None
         row.status, row.error, row.finished_at = status, error, utcnow()
         row.size = sum(entry.size for entry in entries)
+    report_backup_outcome(fleet, namespace, timestamp, status, error)  # alerts when Failed
     return BackupOutcome(namespace, timestamp, status, error)
 
 

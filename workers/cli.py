@@ -351,6 +351,52 @@ def unpin(timestamp: str, namespace: str | None) -> None:
     _pin(timestamp, namespace, False)
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(as_json: bool) -> None:
+    """The health of every namespace at a glance; exit 1 if any is stale or has open alerts."""
+    from workers.fleet import current_fleet
+    from workers.health import namespace_health
+
+    report = namespace_health(current_fleet())
+    if as_json:
+        rows = [
+            {
+                "namespace": h.namespace,
+                "lastBackup": h.last_backup,
+                "lastStatus": h.last_status,
+                "lastSuccess": h.last_success,
+                "stale": h.stale,
+                "verified": h.last_verified,
+                "verifiedAt": h.last_verified_at.isoformat() if h.last_verified_at else None,
+                "nextBackup": h.next_backup.isoformat() if h.next_backup else None,
+                "openAlerts": h.open_alerts,
+            }
+            for h in report
+        ]
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        click.echo(
+            f"{'NAMESPACE':<16} {'LAST BACKUP':<30} {'LAST SUCCESS':<26} "
+            f"{'VERIFIED':<30} {'NEXT BACKUP':<17} ALERTS"
+        )
+        for h in report:
+            last = f"{h.last_backup} {h.last_status}" if h.last_backup else "never"
+            success = (h.last_success or "never") + (" STALE" if h.stale else "")
+            checked = (
+                f"{h.last_verified} {h.last_verified_at:%Y-%m-%d %H:%M}"
+                if h.last_verified_at
+                else "never"
+            )
+            upcoming = f"{h.next_backup:%Y-%m-%d %H:%M}" if h.next_backup else "not scheduled"
+            click.echo(
+                f"{h.namespace:<16} {last:<30} {success:<26} {checked:<30} {upcoming:<17} "
+                f"{h.open_alerts}"
+            )
+    if any(h.stale or h.open_alerts for h in report):
+        sys.exit(1)
+
+
 def _report(what: str, status: str, error: str | None) -> None:
     if status == "Success":
         click.echo(f"{what}: Success")

@@ -15,6 +15,7 @@ from workers.errors import BackfleetError, NotFoundError, SourceError
 from workers.fleet import Fleet
 from workers.jobs import read_manifest
 from workers.manifest import Manifest
+from workers.notify import report_restore_outcome
 from workers.pipeline import restore_artifacts
 from workers.progress_record import CatalogProgress
 from workers.redact import redact
@@ -70,7 +71,12 @@ def run_restore(fleet: Fleet, *, restore_id: int) -> str:
         row.status, row.error, row.finished_at = (FAILED if error else SUCCESS), error, utcnow()
         if progress is not None:
             row.bytes_done = progress.done
-        return row.status
+        status = row.status
+    report_restore_outcome(
+        fleet, restore_id=restore_id, namespace=namespace, source_namespace=source_namespace,
+        timestamp=timestamp, status=status, error=error,
+    )  # fmt: skip
+    return status
 
 
 class _Progress:
