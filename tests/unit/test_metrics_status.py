@@ -132,7 +132,9 @@ def test_status_shows_every_namespace_at_a_glance(
     rows = json.loads(runner.invoke(main, ["status", "--json"]).output)
     assert rows[0]["lastSuccess"] == stamp and rows[0]["verified"] == "Success"
     upcoming = datetime.fromisoformat(rows[0]["nextBackup"])
-    assert upcoming.minute == 0 and timedelta(0) < upcoming - datetime.now(UTC) <= timedelta(hours=1)
+    assert upcoming.minute == 0 and timedelta(0) < upcoming - datetime.now(UTC) <= timedelta(
+        hours=1
+    )
     assert rows[0]["openAlerts"] == 0
     shutil.rmtree(tmp_path / "store" / "app")  # the store lost everything
     verify_backups(fleet)
