@@ -119,5 +119,5 @@ def next_backup(fleet: Fleet, *, now: datetime | None = None) -> datetime | None
     now = now or utcnow()
     schedule = parse_cron(fleet.settings.regular_backup_schedule)
     # Celery's estimate lands a hair before the minute: round up to it.
-    moment = now + schedule.remaining_estimate(now) + timedelta(seconds=1)
+    moment: datetime = now + schedule.remaining_estimate(now) + timedelta(seconds=1)
     return moment.replace(second=0, microsecond=0)

@@ -1,4 +1,4 @@
-"""/metrics (parsed back with Prometheus's own parser) and `backfleet status`, from a real catalog."""
+"""/metrics (parsed back with Prometheus's own parser) and `backfleet status`, from a catalog."""
 
 import json
 import shutil
