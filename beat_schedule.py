@@ -33,6 +33,12 @@ def schedule_entries(settings: Settings, config: FleetConfig | None) -> list[Sch
             queue="verify",
         ),
         ScheduleEntry(
+            name="test-restore",
+            task="tasks.verify.test_restore",
+            cron=settings.restore_test_schedule,
+            queue="verify",
+        ),
+        ScheduleEntry(
             name="apply-retention",
             task="tasks.retention.apply_retention",
             cron=settings.retention_schedule,

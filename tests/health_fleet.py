@@ -28,6 +28,7 @@ def make_fleet(
     store: ObjectStore | None = None,
     database_url: str | None = None,
     settings: Settings | None = None,
+    extra_services: str = "",
     **overrides: Any,
 ) -> Fleet:
     database_url = database_url or f"sqlite:///{tmp_path / 'catalog.db'}"
@@ -48,6 +49,7 @@ path = "{data / "app.db"}"
 [namespaces.app.services.files]
 kind = "directory"
 path = "{data / "files"}"
+{extra_services}
 """
     )
     if store is None:

@@ -307,6 +307,25 @@ def verify(namespace: str | None, timestamp: str | None) -> None:
         sys.exit(1)
 
 
+@main.command("test-restore")
+@click.option("--namespace", default=None, help="Only this namespace [every one].")
+@click.option("--timestamp", default=None, help="This backup [the newest successful one].")
+def test_restore_command(namespace: str | None, timestamp: str | None) -> None:
+    """Restore backups into scratch targets, compare with their manifests; exit 1 on failure."""
+    from workers.fleet import current_fleet
+    from workers.restore_test import run_restore_tests
+
+    if timestamp and not namespace:
+        _fail("--timestamp needs --namespace")
+    results = run_restore_tests(current_fleet(), namespace=namespace, timestamp=timestamp)
+    for r in results:
+        detail = f": {r.error}" if r.error else f" (tested: {', '.join(r.tested) or 'none'})"
+        skipped = f"; not tested: {', '.join(r.skipped)}" if r.skipped else ""
+        click.echo(f"{r.status:<8} {r.namespace}/{r.timestamp}{detail}{skipped}")
+    if any(r.error for r in results):
+        sys.exit(1)
+
+
 @main.command()
 @click.option("--namespace", default=None, help="Only this namespace [every one].")
 @click.option("--dry-run", is_flag=True, help="Only print what would be deleted, and why.")

@@ -13,6 +13,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 
@@ -125,7 +126,7 @@ def check_backup(
     errors: list[str] = []
     count = read = 0
     try:
-        manifest = _manifest(store, namespace, timestamp)
+        manifest = read_manifest_from(store, namespace, timestamp)
     except Exception as exc:
         return VerifyResult(namespace, timestamp, store_name, FAILED, 0, 0, _reason(exc))
     for entry in manifest.artifacts:
@@ -176,7 +177,7 @@ def _hash_only(store: ObjectStore, entry: ArtifactEntry) -> int:
     return size
 
 
-def _manifest(store: ObjectStore, namespace: str, timestamp: str) -> Manifest:
+def read_manifest_from(store: ObjectStore, namespace: str, timestamp: str) -> Manifest:
     key = manifest_key(namespace, timestamp)
     if not store.exists(key):
         raise NotFoundError(f"the manifest {key} is missing")
@@ -224,18 +225,24 @@ def report_verdict(
     *,
     namespace: str,
     timestamp: str,
-    failed: Sequence[VerifyResult],
+    failed: Sequence["VerifyResult | Any"],
     what: str = "verification",
+    condition_suffix: str = "",
 ) -> None:
     """Audit event, and an alert that opens on failure and resolves on success."""
-    condition = f"verify.failed:{namespace}:{timestamp}"
+    condition = f"verify.failed:{namespace}:{timestamp}{condition_suffix}"
     alerter = alerter_for(fleet)
     if failed:
         reason = "; ".join(f"{result.store}: {result.error}" for result in failed)
         record_system_event(
             namespace=namespace,
             name="BackupVerifyFailed",
-            params={"namespace": namespace, "timestamp": timestamp, "reason": reason[:1000]},
+            params={
+                "namespace": namespace,
+                "timestamp": timestamp,
+                "check": what,
+                "reason": reason[:1000],
+            },
             response_code=500,
         )
         alert = AlertEvent(
@@ -249,7 +256,7 @@ def report_verdict(
         record_system_event(
             namespace=namespace,
             name="BackupVerified",
-            params={"namespace": namespace, "timestamp": timestamp},
+            params={"namespace": namespace, "timestamp": timestamp, "check": what},
         )
         safely(lambda: alerter.resolve(condition), condition)
 

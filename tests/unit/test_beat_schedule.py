@@ -23,6 +23,7 @@ def test_no_backup_entries_unless_regular_backups_are_enabled() -> None:
     assert [(e.task, e.queue) for e in entries] == [
         ("tasks.retention.abort_stale_uploads", "maintenance"),
         ("tasks.verify.verify_backups", "verify"),
+        ("tasks.verify.test_restore", "verify"),
         ("tasks.retention.apply_retention", "maintenance"),
         ("tasks.alerts.check_staleness", "maintenance"),
     ]

@@ -81,7 +81,7 @@ def test_a_good_backup_verifies_and_the_api_says_so(
     assert detail.json()["verified"] == "Success"
     assert detail.json()["verifiedAt"] == latest["verifiedAt"]
     assert [e["name"] for e in events] == ["BackupVerified"]
-    assert events[0]["params"] == {"namespace": "app", "timestamp": stamp}
+    assert events[0]["params"] == {"namespace": "app", "timestamp": stamp, "check": "verification"}
     assert webhook.received == []  # nothing to alert
 
 
