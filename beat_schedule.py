@@ -51,6 +51,15 @@ def schedule_entries(settings: Settings, config: FleetConfig | None) -> list[Sch
             queue="maintenance",
         ),
     ]
+    if settings.secondary_object_store_location_type:
+        entries.append(
+            ScheduleEntry(
+                name="copy-to-secondary",
+                task="tasks.replicate.copy_to_secondary",
+                cron=settings.secondary_copy_schedule,
+                queue="maintenance",
+            )
+        )
     if settings.enable_regular_backups and config is not None:
         for namespace in sorted(config.namespaces):
             entries.append(

@@ -5,6 +5,7 @@ from typing import Any
 from workers.app import app
 from workers.fleet import current_fleet
 from workers.retention import apply_retention as perform_retention
+from workers.retention import apply_secondary_retention
 from workers.stale_uploads import abort_stale_uploads as sweep
 
 
@@ -16,7 +17,12 @@ def abort_stale_uploads() -> dict[str, Any]:
 
 @app.task(name="tasks.retention.apply_retention")
 def apply_retention(namespace: str | None = None, dry_run: bool = False) -> dict[str, Any]:
-    plans = perform_retention(current_fleet(), namespace=namespace, dry_run=dry_run)
+    fleet = current_fleet()
+    plans = perform_retention(fleet, namespace=namespace, dry_run=dry_run)
+    second = apply_secondary_retention(fleet, namespace=namespace, dry_run=dry_run)
     return {
-        plan.namespace: {"kept": len(plan.keep), "deleted": sorted(plan.delete)} for plan in plans
+        "primary": {p.namespace: {"kept": len(p.keep), "deleted": sorted(p.delete)} for p in plans},
+        "secondary": {
+            p.namespace: {"kept": len(p.keep), "deleted": sorted(p.delete)} for p in second
+        },
     }

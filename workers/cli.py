@@ -332,15 +332,19 @@ def test_restore_command(namespace: str | None, timestamp: str | None) -> None:
 def retention(namespace: str | None, dry_run: bool) -> None:
     """Delete the backups the GFS retention does not keep (pins and locks are never deleted)."""
     from workers.fleet import current_fleet
-    from workers.retention import apply_retention
+    from workers.retention import apply_retention, apply_secondary_retention
 
     verb = "would delete" if dry_run else "deleted"
-    for plan in apply_retention(current_fleet(), namespace=namespace, dry_run=dry_run):
-        for stamp, reason in sorted(plan.delete.items()):
-            click.echo(f"{verb} {plan.namespace}/{stamp}: {reason}")
-        for stamp, error in sorted(plan.failed.items()):
-            click.echo(f"could not delete {plan.namespace}/{stamp}: {error}", err=True)
-        click.echo(f"{plan.namespace}: {len(plan.keep)} kept, {len(plan.delete)} {verb}")
+    fleet = current_fleet()
+    primary = apply_retention(fleet, namespace=namespace, dry_run=dry_run)
+    secondary = apply_secondary_retention(fleet, namespace=namespace, dry_run=dry_run)
+    for where, plans in (("", primary), ("secondary store: ", secondary)):
+        for plan in plans:
+            for stamp, reason in sorted(plan.delete.items()):
+                click.echo(f"{where}{verb} {plan.namespace}/{stamp}: {reason}")
+            for stamp, error in sorted(plan.failed.items()):
+                click.echo(f"{where}could not delete {plan.namespace}/{stamp}: {error}", err=True)
+            click.echo(f"{where}{plan.namespace}: {len(plan.keep)} kept, {len(plan.delete)} {verb}")
 
 
 def _pin(timestamp: str, namespace: str | None, pinned: bool) -> None:

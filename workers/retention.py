@@ -24,7 +24,7 @@ from workers import gfs
 from workers.catalog.db import session_scope
 from workers.catalog.models import SUCCESS, Backup
 from workers.fleet import Fleet
-from workers.manifest import backup_prefix, manifest_key
+from workers.manifest import MANIFEST_NAME, backup_prefix, manifest_key
 from workers.redact import redact
 from workers.stores.base import ObjectStore
 from workers.timestamps import parse_timestamp, utcnow
@@ -110,6 +110,76 @@ def apply_retention(
         stamps = sorted(plan.delete)
         for start in range(0, len(stamps), DELETE_BATCH):
             _delete_batch(fleet, plan, stamps[start : start + DELETE_BATCH])
+    return plans
+
+
+def apply_secondary_retention(
+    fleet: Fleet, *, namespace: str | None = None, dry_run: bool = False
+) -> list[RetentionPlan]:
+    """The secondary store's own pass, with its own counts (SECONDARY_RETENTION_KEEP_*).
+
+    The store, not the catalog, says what the secondary holds (the primary's
+    pass may have removed a backup's catalog row already); pins and the newest
+    verified-good backup still come from the catalog. Catalog rows are not
+    touched here.
+    """
+    store, second = fleet.secondary, fleet.secondary_settings
+    if store is None:
+        return []
+    policy = (
+        gfs.Policy.from_settings(second) if second else gfs.Policy.from_settings(fleet.settings)
+    )
+    plans = []
+    for ns in [namespace] if namespace else namespaces_of(fleet):
+        stamps = sorted(
+            info.key.split("/")[1]
+            for info in store.list(f"{ns}/")
+            if info.key.count("/") == 2 and info.key.endswith("/" + MANIFEST_NAME)
+        )
+        with session_scope(fleet.settings.database_url) as session:
+            rows = session.execute(
+                select(Backup.timestamp, Backup.only_config, Backup.pinned, Backup.verified).where(
+                    Backup.namespace == ns, Backup.timestamp.in_(stamps)
+                )
+            ).all()
+        known = {row.timestamp: row for row in rows}
+        plan = RetentionPlan(ns)
+        for only_config in (False, True):
+            series = [
+                (stamp, parse_timestamp(stamp))
+                for stamp in stamps
+                if (known[stamp].only_config if stamp in known else False) == only_config
+            ]
+            plan.keep.update(gfs.select(series, policy))
+        verified = sorted(row.timestamp for row in rows if row.verified == SUCCESS)
+        if verified:
+            plan.keep.setdefault(verified[-1], []).append("newest verified-good backup")
+        for row in rows:
+            if row.pinned:
+                plan.keep.setdefault(row.timestamp, []).append("pinned")
+        why = f"not kept by the secondary store's retention ({policy.describe()})"
+        for stamp in stamps:
+            if stamp in plan.keep:
+                continue
+            locked = locked_until(store, ns, stamp)
+            if locked is not None:
+                plan.keep[stamp] = [f"object lock until {locked.isoformat()}"]
+                continue
+            plan.delete[stamp] = why
+            if dry_run:
+                continue
+            try:
+                delete_objects(store, namespace=ns, timestamp=stamp)
+            except Exception as exc:
+                plan.failed[stamp] = redact(str(exc), fleet.secrets())
+                del plan.delete[stamp]
+                continue
+            record_system_event(
+                namespace=ns,
+                name="BackupDeleted",
+                params={"namespace": ns, "timestamp": stamp, "reason": why, "store": "secondary"},
+            )
+        plans.append(plan)
     return plans
 
 

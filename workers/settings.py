@@ -160,6 +160,9 @@ class Settings(BaseSettings):
     alert_webhook_url: SecretStr | None = None
     alert_webhook_attempts: Annotated[int, Field(ge=1, le=20)] = 5
     alert_webhook_timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
+    # The secondary store's own settings are these same variables prefixed with SECONDARY_.
+    secondary_object_store_location_type: Literal["", "local", "s3", "azure-blob-storage"] = ""
+    secondary_copy_schedule: str = "*/15 * * * *"
     backfleet_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator(
@@ -171,6 +174,7 @@ class Settings(BaseSettings):
         "restore_test_schedule",
         "retention_schedule",
         "staleness_check_schedule",
+        "secondary_copy_schedule",
     )
     @classmethod
     def _valid_cron(cls, value: str) -> str:
@@ -259,6 +263,14 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
+
+
+def load_prefixed_settings(prefix: str) -> Settings:
+    """Settings read from `<prefix><VARIABLE>` (the secondary store's); ConfigError if invalid."""
+    try:
+        return Settings(_env_prefix=prefix)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError(f"{prefix}: {describe_validation_error(exc)}") from None
 
 
 @lru_cache(maxsize=1)
