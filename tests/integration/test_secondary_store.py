@@ -1,4 +1,4 @@
-"""The secondary store: a local primary and a real S3 server (rclone serve s3) as the second copy."""
+"""The secondary store: a local primary, and a real S3 server (rclone serve s3) as the copy."""
 
 import hashlib
 from collections.abc import Iterator
@@ -114,7 +114,10 @@ def test_restores_fall_back_to_the_secondary_and_verification_covers_both(
     (files / "a.txt").write_text("changed since the backup\n")
 
     results = verify_backups(fleet)
-    assert {(r.store, r.status) for r in results} == {("primary", "Failed"), ("secondary", "Success")}
+    assert {(r.store, r.status) for r in results} == {
+        ("primary", "Failed"),
+        ("secondary", "Success"),
+    }
 
     assert restore(fleet, stamp, ["db", "files"]) == "Success"
     assert digest(files) == original
@@ -122,7 +125,10 @@ def test_restores_fall_back_to_the_secondary_and_verification_covers_both(
     # A copy that goes bad is caught by the next verification too.
     fleet.secondary.put_object(tar.key, b"not the artifact")
     results = verify_backups(fleet)
-    assert {(r.store, r.status) for r in results} == {("primary", "Failed"), ("secondary", "Failed")}
+    assert {(r.store, r.status) for r in results} == {
+        ("primary", "Failed"),
+        ("secondary", "Failed"),
+    }
     assert restore(fleet, stamp, ["files"]) == "Failed"  # no good copy left anywhere
 
 
