@@ -96,8 +96,11 @@ def verify_backups(
 def verify_backup(fleet: Fleet, *, namespace: str, timestamp: str) -> list[VerifyResult]:
     """Verify one backup in every store; record, audit and alert the verdict."""
     keyring = crypto.Keyring.from_settings(fleet.settings)
+    copied = _copied(fleet, namespace, timestamp)
     results = []
     for name, store in stores_of(fleet):
+        if name == "secondary" and not copied:
+            continue  # the copy sweep has not reached it yet: nothing to check there
         result = check_backup(
             store, namespace=namespace, timestamp=timestamp, keyring=keyring,
             expected=_catalog_hashes(fleet, namespace, timestamp), store_name=name,
@@ -183,6 +186,15 @@ def read_manifest_from(store: ObjectStore, namespace: str, timestamp: str) -> Ma
         raise NotFoundError(f"the manifest {key} is missing")
     with store.open_read(key) as handle:
         return Manifest.from_bytes(handle.read())
+
+
+def _copied(fleet: Fleet, namespace: str, timestamp: str) -> bool:
+    """Whether the secondary store should hold the backup (copied, or unknown to the catalog)."""
+    with session_scope(fleet.settings.database_url) as session:
+        backup = session.scalars(
+            select(Backup).where(Backup.namespace == namespace, Backup.timestamp == timestamp)
+        ).first()
+        return backup is None or backup.copied_at is not None
 
 
 def _catalog_hashes(fleet: Fleet, namespace: str, timestamp: str) -> dict[str, str]:

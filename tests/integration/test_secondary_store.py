@@ -100,6 +100,7 @@ def test_restores_fall_back_to_the_secondary_and_verification_covers_both(
     files = tmp_path / "data" / "files"
     original = digest(files)
     stamp = take_backup(fleet)
+    assert [r.store for r in verify_backups(fleet)] == ["primary"]  # not copied yet
     copy_pending(fleet)
     manifest = manifest_of(fleet, stamp)
     tar = manifest.artifact("files")
