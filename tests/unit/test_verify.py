@@ -186,3 +186,27 @@ def test_encrypted_artifacts_are_decrypted_or_at_least_hashed(
     path.write_bytes(bytes(data))
     assert verify_backups(keyless)[0].status == "Failed"
     assert verify_backups(fleet)[0].status == "Failed"
+
+
+def test_the_cli_verifies_and_exits_1_on_a_failure(
+    tmp_path: Path, webhook: WebhookServer, events: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from click.testing import CliRunner
+
+    from workers.cli import main
+
+    fleet = fleet_with(tmp_path, webhook)
+    stamp = take_backup(fleet)
+    monkeypatch.setattr("workers.fleet.current_fleet", lambda: fleet)
+    good = CliRunner().invoke(main, ["verify"])
+    assert good.exit_code == 0, good.output
+    assert f"Success  app/{stamp} [primary] (2 artifacts," in good.output
+    assert "1 verified, 0 failed" in good.output
+    entry = manifest_of(fleet, stamp).artifact("db")
+    assert entry is not None
+    store_path(tmp_path, entry.key).unlink()
+    bad = CliRunner().invoke(main, ["verify", "--namespace", "app", "--timestamp", stamp])
+    assert bad.exit_code == 1 and f"Failed   app/{stamp} [primary]: {entry.key}" in bad.output
+    lone = CliRunner().invoke(main, ["verify", "--timestamp", stamp])
+    assert lone.exit_code == 2 and "--timestamp needs --namespace" in lone.output
