@@ -17,8 +17,8 @@ def send(redis_url: str, task: str) -> None:
         app.send_task(task, kwargs={}, connection=connection)  # routed by name, as beat does
 
 
-def metric(fleet: Fleet, name: str, **labels: str) -> float | None:
-    text = fleet.api.get("/metrics").text
+def metric(running: Fleet, name: str, **labels: str) -> float | None:
+    text = running.api.get("/metrics").text
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
@@ -26,10 +26,10 @@ def metric(fleet: Fleet, name: str, **labels: str) -> float | None:
     return None
 
 
-def wait_metric(fleet: Fleet, name: str, **labels: str) -> float:
+def wait_metric(running: Fleet, name: str, **labels: str) -> float:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        value = metric(fleet, name, **labels)
+        value = metric(running, name, **labels)
         if value is not None:
             return value
         time.sleep(0.5)
