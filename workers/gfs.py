@@ -12,9 +12,9 @@ period; 0 turns the rule off. A backup is kept if any rule keeps it.
 """
 
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from workers.settings import Settings
 
@@ -47,6 +47,17 @@ class Policy:
             monthly=settings.retention_keep_monthly,
             yearly=settings.retention_keep_yearly,
         )
+
+    def overridden(self, spec: Any) -> "Policy":
+        """These counts, with those a services-file `[retention]` table sets instead."""
+        if spec is None:
+            return self
+        changes = {
+            name: value
+            for name in PERIODS
+            if (value := getattr(spec, f"keep_{name}", None)) is not None
+        }
+        return replace(self, **changes)
 
     def describe(self) -> str:
         return ", ".join(f"keep-{name} {getattr(self, name)}" for name in PERIODS)

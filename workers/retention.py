@@ -46,7 +46,9 @@ class RetentionPlan:
 def plan_retention(
     fleet: Fleet, *, namespace: str, policy: gfs.Policy | None = None
 ) -> RetentionPlan:
-    policy = policy or gfs.Policy.from_settings(fleet.settings)
+    policy = policy or gfs.Policy.from_settings(fleet.settings).overridden(
+        fleet.config.retention.get(namespace)
+    )
     with session_scope(fleet.settings.database_url) as session:
         rows = session.execute(
             select(Backup.timestamp, Backup.only_config, Backup.pinned, Backup.verified).where(

@@ -230,3 +230,46 @@ def test_the_s3_store_reads_object_lock_retention_and_legal_hold(
     assert store.locked_until("a") == until
     assert store.locked_until("b") == datetime.max.replace(tzinfo=UTC)
     assert store.locked_until("c") is None and store.locked_until("d") is None
+
+
+def test_a_namespace_may_set_its_own_counts_in_the_services_file(
+    tmp_path: Path, events: list[dict[str, Any]]
+) -> None:
+    from dataclasses import replace
+
+    from workers.errors import ConfigError
+    from workers.services_config import parse_fleet_config
+
+    config = parse_fleet_config(
+        """
+[namespaces.app.services.db]
+kind = "sqlite"
+path = "/x.db"
+[namespaces.app.retention]
+keep-hourly = 3
+keep-daily = 0
+keep-weekly = 0
+keep-monthly = 0
+[namespaces.other.services.db]
+kind = "sqlite"
+path = "/y.db"
+"""
+    )
+    assert config.retention["app"].keep_hourly == 3 and "other" not in config.retention
+    fleet = replace(make_fleet(tmp_path), config=config)
+    stamps = add_backups(fleet, hours(6))
+    (plan,) = apply_retention(fleet, namespace="app")
+    assert set(plan.keep) == set(stamps[3:])
+    assert "keep-hourly 3, keep-daily 0" in next(iter(plan.delete.values()))
+    single = parse_fleet_config(
+        '[services.db]\nkind = "sqlite"\npath = "/x.db"\n[retention]\nkeep-yearly = -1\n'
+    )
+    assert single.retention["app"].keep_yearly == -1
+    with pytest.raises(ConfigError, match="keep-daily"):
+        parse_fleet_config(
+            '[services.db]\nkind = "sqlite"\npath = "/x.db"\n[retention]\nkeep-daily = -2\n'
+        )
+    with pytest.raises(ConfigError, match="keep-hourl"):
+        parse_fleet_config(
+            '[services.db]\nkind = "sqlite"\npath = "/x.db"\n[retention]\nkeep-hourl = 2\n'
+        )
