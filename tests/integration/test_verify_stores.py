@@ -77,3 +77,34 @@ def test_the_models_match_the_migrations(
     # Only what this issue added is held to it here: the older tables have their own history.
     mine = [d for d in diff if any(n in str(d) for n in ("verif", "alert", "pinned", "copied"))]
     assert mine == []
+
+
+def test_rotation_metrics_status_and_retention_on_a_postgresql_catalog(
+    tmp_path: Path, pg_database: str
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tests.unit.test_metrics_status import scrape
+    from workers.gfs import Policy
+    from workers.health import namespace_health
+    from workers.notify import check_staleness
+    from workers.retention import apply_retention
+    from workers.verify import backups_to_verify
+
+    fleet = make_fleet(tmp_path, database_url=pg_database, verify_sample_size=1)
+    start = datetime.now(UTC) - timedelta(hours=5)
+    stamps = [take_backup(fleet, moment=start + timedelta(hours=h)) for h in range(3)]
+    assert backups_to_verify(fleet, namespace="app", sample=1) == [stamps[2], stamps[0]]
+    verify_backups(fleet)
+    assert backups_to_verify(fleet, namespace="app", sample=1) == [stamps[2], stamps[1]]
+    check_staleness(fleet)
+    samples = scrape(fleet, {"backup": 1})
+    assert samples[("backfleet_backup_stale", (("namespace", "app"), ("service", "")))] == 1
+    assert (
+        samples[("backfleet_verification_last_success", (("kind", "read"), ("namespace", "app")))]
+        == 1
+    )
+    (health,) = namespace_health(fleet)
+    assert health.stale and health.last_verified == "Success" and health.open_alerts == 3
+    (plan,) = apply_retention(fleet, policy=Policy(hourly=1, daily=0, weekly=0, monthly=0))
+    assert set(plan.delete) == {stamps[0], stamps[1]}
