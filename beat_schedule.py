@@ -26,8 +26,41 @@ def schedule_entries(settings: Settings, config: FleetConfig | None) -> list[Sch
             task="tasks.retention.abort_stale_uploads",
             cron=settings.abort_stale_uploads_schedule,
             queue="maintenance",
-        )
+        ),
+        ScheduleEntry(
+            name="verify-backups",
+            task="tasks.verify.verify_backups",
+            cron=settings.verify_schedule,
+            queue="verify",
+        ),
+        ScheduleEntry(
+            name="test-restore",
+            task="tasks.verify.test_restore",
+            cron=settings.restore_test_schedule,
+            queue="verify",
+        ),
+        ScheduleEntry(
+            name="apply-retention",
+            task="tasks.retention.apply_retention",
+            cron=settings.retention_schedule,
+            queue="maintenance",
+        ),
+        ScheduleEntry(
+            name="check-staleness",
+            task="tasks.alerts.check_staleness",
+            cron=settings.staleness_check_schedule,
+            queue="maintenance",
+        ),
     ]
+    if settings.secondary_object_store_location_type:
+        entries.append(
+            ScheduleEntry(
+                name="copy-to-secondary",
+                task="tasks.replicate.copy_to_secondary",
+                cron=settings.secondary_copy_schedule,
+                queue="maintenance",
+            )
+        )
     if settings.enable_regular_backups and config is not None:
         for namespace in sorted(config.namespaces):
             entries.extend(_backup_entries(settings, config, namespace))

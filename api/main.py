@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from api.deps import FleetProvider
 from api.errors import install_error_handlers
 from api.limits import DEFAULT_BODY_LIMIT, BodyLimitMiddleware
+from api.metrics import metrics
 from api.routes import athena, health
 from workers.fleet import current_fleet
 from workers.jobs import Enqueue, celery_enqueue
@@ -37,6 +38,7 @@ def create_app(
     app.state.enqueue = enqueue
     app.include_router(health)
     app.include_router(athena)
+    app.include_router(metrics)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, default_limit=default_body_limit, limits=body_limits)
     return app

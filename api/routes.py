@@ -25,6 +25,7 @@ from api.deps import (
 from api.schemas import (
     BackupDetail,
     BackupRequest,
+    BackupStatus,
     DnsLabel,
     Health,
     Message,
@@ -104,13 +105,13 @@ def ondemand_backup(
 
 
 @athena.get("/backup/latest")
-def latest_backup(fleet: FleetDep, namespace: NamespaceQuery = None) -> Status:
+def latest_backup(fleet: FleetDep, namespace: NamespaceQuery = None) -> BackupStatus:
     ns = resolve_namespace(fleet, namespace)
     with session_scope(fleet.settings.database_url) as session:
         backup = queries.latest_backup(session, namespace=ns)
         if backup is None:
             raise NotFoundError(f"no backup of namespace {ns} yet")
-        return Status.of_backup(backup, url=fleet.store.url_for(ns, backup.timestamp))
+        return BackupStatus.of_backup(backup, url=fleet.store.url_for(ns, backup.timestamp))
 
 
 @athena.get("/backup/{timestamp}")

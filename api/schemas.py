@@ -115,6 +115,24 @@ class Status(_Response):
         )
 
 
+class BackupStatus(Status):
+    """`backup/latest`: Status plus the last verification's verdict (null: never verified)."""
+
+    verified: str | None = None
+    verified_at: datetime | None = None
+
+    @classmethod
+    def of_backup(cls, backup: Backup, *, url: str) -> "BackupStatus":
+        return cls(
+            backupurl=url,
+            namespace=backup.namespace,
+            status=backup.status,
+            timestamp=backup.timestamp,
+            verified=backup.verified,
+            verified_at=backup.verified_at,
+        )
+
+
 class ArtifactDetail(_Response):
     service: str
     volume: int
@@ -143,7 +161,7 @@ class ArtifactDetail(_Response):
         )
 
 
-class BackupDetail(Status):
+class BackupDetail(BackupStatus):
     services: list[str]
     only_config: bool
     trigger: str
@@ -161,6 +179,8 @@ class BackupDetail(Status):
             namespace=backup.namespace,
             status=backup.status,
             timestamp=backup.timestamp,
+            verified=backup.verified,
+            verified_at=backup.verified_at,
             services=list(backup.services),
             only_config=backup.only_config,
             trigger=backup.trigger,

@@ -1,9 +1,11 @@
-"""Maintenance tasks (queue `maintenance`): tasks.retention.abort_stale_uploads."""
+"""Maintenance tasks (queue `maintenance`): tasks.retention.abort_stale_uploads, apply_retention."""
 
 from typing import Any
 
 from workers.app import app
 from workers.fleet import current_fleet
+from workers.retention import apply_retention as perform_retention
+from workers.retention import apply_secondary_retention
 from workers.stale_uploads import abort_stale_uploads as sweep
 
 
@@ -11,3 +13,16 @@ from workers.stale_uploads import abort_stale_uploads as sweep
 def abort_stale_uploads() -> dict[str, Any]:
     result = sweep(current_fleet())
     return {"aborted": result.aborted, "kept": len(result.kept)}
+
+
+@app.task(name="tasks.retention.apply_retention")
+def apply_retention(namespace: str | None = None, dry_run: bool = False) -> dict[str, Any]:
+    fleet = current_fleet()
+    plans = perform_retention(fleet, namespace=namespace, dry_run=dry_run)
+    second = apply_secondary_retention(fleet, namespace=namespace, dry_run=dry_run)
+    return {
+        "primary": {p.namespace: {"kept": len(p.keep), "deleted": sorted(p.delete)} for p in plans},
+        "secondary": {
+            p.namespace: {"kept": len(p.keep), "deleted": sorted(p.delete)} for p in second
+        },
+    }

@@ -26,6 +26,8 @@ TASK_ROUTES = {
     "tasks.audit.*": {"queue": "audit"},
     "tasks.verify.*": {"queue": "verify"},
     "tasks.retention.*": {"queue": "maintenance"},
+    "tasks.alerts.*": {"queue": "maintenance"},
+    "tasks.replicate.*": {"queue": "maintenance"},
 }
 
 FAST_FAIL_RETRIES = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
@@ -42,7 +44,14 @@ app = Celery(
     "backfleet",
     broker=settings.broker_url,
     backend=settings.results_url,
-    include=["tasks.backup", "tasks.restore", "tasks.retention"],
+    include=[
+        "tasks.backup",
+        "tasks.restore",
+        "tasks.retention",
+        "tasks.verify",
+        "tasks.alerts",
+        "tasks.replicate",
+    ],
 )
 app.conf.update(
     # Each queue its own exchange and routing key: a bare Queue(name) would be

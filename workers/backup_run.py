@@ -24,6 +24,7 @@ from workers.catalog.models import FAILED, RUNNING, SUCCESS, Artifact, Backup, U
 from workers.errors import BackfleetError, NotFoundError
 from workers.fleet import Fleet
 from workers.manifest import ArtifactEntry, Manifest, artifact_key, manifest_key
+from workers.notify import report_backup_outcome
 from workers.pipeline import ResumePoint, StoredArtifact, TransferOptions, upload_artifact
 from workers.progress_record import CatalogProgress
 from workers.redact import redact
@@ -117,6 +118,7 @@ def run_backup(
 
     patience = fleet.settings.catalog_retry_seconds
     write_catalog(url, finish, what="recording the backup's result", patience=patience)
+    report_backup_outcome(fleet, namespace, timestamp, status, error)  # alerts when Failed
     return BackupOutcome(namespace, timestamp, status, error)
 
 

@@ -298,6 +298,139 @@ def list_backups(namespace: str | None, limit: int, as_json: bool) -> None:
         click.echo(f"{name:<16} {stamp:<20} {status:<8} {size:>12}  {services}")
 
 
+@main.command()
+@click.option("--namespace", default=None, help="Only this namespace [every one].")
+@click.option("--timestamp", default=None, help="Only this backup (needs --namespace).")
+def verify(namespace: str | None, timestamp: str | None) -> None:
+    """Read backups back and check them against their manifests; exit 1 on any failure."""
+    from workers.fleet import current_fleet
+    from workers.verify import verify_backups
+
+    if timestamp and not namespace:
+        _fail("--timestamp needs --namespace")
+    results = verify_backups(current_fleet(), namespace=namespace, timestamp=timestamp)
+    for r in results:
+        detail = f": {r.error}" if r.error else f" ({r.artifacts} artifacts, {r.bytes_read} bytes)"
+        click.echo(f"{r.status:<8} {r.namespace}/{r.timestamp} [{r.store}]{detail}")
+    failed = sum(r.error is not None for r in results)
+    click.echo(f"{len(results)} verified, {failed} failed")
+    if failed:
+        sys.exit(1)
+
+
+@main.command("test-restore")
+@click.option("--namespace", default=None, help="Only this namespace [every one].")
+@click.option("--timestamp", default=None, help="This backup [the newest successful one].")
+def test_restore_command(namespace: str | None, timestamp: str | None) -> None:
+    """Restore backups into scratch targets, compare with their manifests; exit 1 on failure."""
+    from workers.fleet import current_fleet
+    from workers.restore_test import run_restore_tests
+
+    if timestamp and not namespace:
+        _fail("--timestamp needs --namespace")
+    results = run_restore_tests(current_fleet(), namespace=namespace, timestamp=timestamp)
+    for r in results:
+        detail = f": {r.error}" if r.error else f" (tested: {', '.join(r.tested) or 'none'})"
+        skipped = f"; not tested: {', '.join(r.skipped)}" if r.skipped else ""
+        click.echo(f"{r.status:<8} {r.namespace}/{r.timestamp}{detail}{skipped}")
+    if any(r.error for r in results):
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--namespace", default=None, help="Only this namespace [every one].")
+@click.option("--dry-run", is_flag=True, help="Only print what would be deleted, and why.")
+def retention(namespace: str | None, dry_run: bool) -> None:
+    """Delete the backups the GFS retention does not keep (pins and locks are never deleted)."""
+    from workers.fleet import current_fleet
+    from workers.retention import apply_retention, apply_secondary_retention
+
+    verb = "would delete" if dry_run else "deleted"
+    fleet = current_fleet()
+    primary = apply_retention(fleet, namespace=namespace, dry_run=dry_run)
+    secondary = apply_secondary_retention(fleet, namespace=namespace, dry_run=dry_run)
+    for where, plans in (("", primary), ("secondary store: ", secondary)):
+        for plan in plans:
+            for stamp, reason in sorted(plan.delete.items()):
+                click.echo(f"{where}{verb} {plan.namespace}/{stamp}: {reason}")
+            for stamp, error in sorted(plan.failed.items()):
+                click.echo(f"{where}could not delete {plan.namespace}/{stamp}: {error}", err=True)
+            click.echo(f"{where}{plan.namespace}: {len(plan.keep)} kept, {len(plan.delete)} {verb}")
+
+
+def _pin(timestamp: str, namespace: str | None, pinned: bool) -> None:
+    from workers.fleet import current_fleet
+    from workers.retention import set_pinned
+
+    fleet = current_fleet()
+    namespace = namespace or fleet.config.default_namespace
+    if not set_pinned(fleet, namespace=namespace, timestamp=timestamp, pinned=pinned):
+        _fail(f"no backup {timestamp} of namespace {namespace} in the catalog")
+    click.echo(f"backup {namespace}/{timestamp} {'pinned' if pinned else 'unpinned'}")
+
+
+@main.command()
+@click.argument("timestamp")
+@click.option("--namespace", default=None, help="Namespace [the configured default].")
+def pin(timestamp: str, namespace: str | None) -> None:
+    """Keep the backup TIMESTAMP forever: retention never deletes a pinned backup."""
+    _pin(timestamp, namespace, True)
+
+
+@main.command()
+@click.argument("timestamp")
+@click.option("--namespace", default=None, help="Namespace [the configured default].")
+def unpin(timestamp: str, namespace: str | None) -> None:
+    """Let retention decide about the backup TIMESTAMP again."""
+    _pin(timestamp, namespace, False)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(as_json: bool) -> None:
+    """The health of every namespace at a glance; exit 1 if any is stale or has open alerts."""
+    from workers.fleet import current_fleet
+    from workers.health import namespace_health
+
+    report = namespace_health(current_fleet())
+    if as_json:
+        rows = [
+            {
+                "namespace": h.namespace,
+                "lastBackup": h.last_backup,
+                "lastStatus": h.last_status,
+                "lastSuccess": h.last_success,
+                "stale": h.stale,
+                "verified": h.last_verified,
+                "verifiedAt": h.last_verified_at.isoformat() if h.last_verified_at else None,
+                "nextBackup": h.next_backup.isoformat() if h.next_backup else None,
+                "openAlerts": h.open_alerts,
+            }
+            for h in report
+        ]
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        click.echo(
+            f"{'NAMESPACE':<16} {'LAST BACKUP':<30} {'LAST SUCCESS':<26} "
+            f"{'VERIFIED':<30} {'NEXT BACKUP':<17} ALERTS"
+        )
+        for h in report:
+            last = f"{h.last_backup} {h.last_status}" if h.last_backup else "never"
+            success = (h.last_success or "never") + (" STALE" if h.stale else "")
+            checked = (
+                f"{h.last_verified} {h.last_verified_at:%Y-%m-%d %H:%M}"
+                if h.last_verified_at
+                else "never"
+            )
+            upcoming = f"{h.next_backup:%Y-%m-%d %H:%M}" if h.next_backup else "not scheduled"
+            click.echo(
+                f"{h.namespace:<16} {last:<30} {success:<26} {checked:<30} {upcoming:<17} "
+                f"{h.open_alerts}"
+            )
+    if any(h.stale or h.open_alerts for h in report):
+        sys.exit(1)
+
+
 def _report(what: str, status: str, error: str | None) -> None:
     if status == "Success":
         click.echo(f"{what}: Success")

@@ -16,18 +16,19 @@ class Fleet:
     settings: Settings
     config: FleetConfig
     store: ObjectStore
+    secondary: ObjectStore | None = None  # SECONDARY_OBJECT_STORE_*: a second copy
+    secondary_settings: Settings | None = None
 
     def secrets(self) -> list[str]:
         """Every secret value this process knows, for redaction."""
         values = [key.key for key in self.settings.api_keys]
+        for settings in (self.settings, self.secondary_settings):
+            if settings is not None:
+                values.extend(_store_secrets(settings))
         for secret in (
-            self.settings.aws_secret_key,
-            self.settings.aws_access_key,
-            self.settings.azure_storage_access_key,
-            self.settings.azure_storage_sas_token,
-            self.settings.azure_storage_connection_string,
             self.settings.backup_encryption_key,
             self.settings.backup_encryption_old_keys,
+            self.settings.alert_webhook_url,  # Slack's webhook URLs carry a token
         ):
             if secret is not None:
                 values.append(secret.get_secret_value())
@@ -38,14 +39,37 @@ class Fleet:
         return values
 
 
+def _store_secrets(settings: Settings) -> list[str]:
+    return [
+        secret.get_secret_value()
+        for secret in (
+            settings.aws_secret_key,
+            settings.aws_access_key,
+            settings.azure_storage_access_key,
+            settings.azure_storage_sas_token,
+            settings.azure_storage_connection_string,
+        )
+        if secret is not None
+    ]
+
+
 _current: tuple[int, Fleet] | None = None
 
 
 def build_fleet(settings: Settings) -> Fleet:
+    from workers.secondary import secondary_settings  # it imports this module
+
     config = load_fleet_config(
         settings.backfleet_config, namespace_override=settings.backfleet_namespace
     )
-    return Fleet(settings=settings, config=config, store=make_store(settings))
+    second = secondary_settings(settings)
+    return Fleet(
+        settings=settings,
+        config=config,
+        store=make_store(settings),
+        secondary=None if second is None else make_store(second),
+        secondary_settings=second,
+    )
 
 
 def current_fleet() -> Fleet:

@@ -98,10 +98,12 @@ class RestorePlan:
 def read_manifest(fleet: Fleet, *, namespace: str, timestamp: str) -> Manifest:
     """The manifest from the store, the source of truth; NotFoundError if absent."""
     key = manifest_key(namespace, timestamp)
-    if not fleet.store.exists(key):
-        raise NotFoundError(f"no backup {timestamp} of namespace {namespace} in the store")
-    with fleet.store.open_read(key) as handle:
-        return Manifest.from_bytes(handle.read())
+    # The secondary store may hold a backup the primary lost or no longer keeps.
+    for store in (fleet.store, fleet.secondary):
+        if store is not None and store.exists(key):
+            with store.open_read(key) as handle:
+                return Manifest.from_bytes(handle.read())
+    raise NotFoundError(f"no backup {timestamp} of namespace {namespace} in the store")
 
 
 def plan_restore(

@@ -6,6 +6,7 @@ previous data, since every source commits only after verification).
 """
 
 import logging
+from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
@@ -17,11 +18,14 @@ from workers.catalog.models import FAILED, SUCCESS, Restore
 from workers.errors import BackfleetError, NotFoundError, SourceError
 from workers.fleet import Fleet
 from workers.jobs import read_manifest
-from workers.manifest import Manifest
+from workers.manifest import ArtifactEntry, Manifest
+from workers.notify import report_restore_outcome
 from workers.pipeline import restore_artifacts
 from workers.progress_record import CatalogProgress
 from workers.redact import redact
-from workers.sources import make_source
+from workers.secondary import check_copy
+from workers.sources import Source, make_source
+from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
 
 log = logging.getLogger(__name__)
@@ -59,10 +63,7 @@ def run_restore(fleet: Fleet, *, restore_id: int) -> str:
                 )
             log.info("restore %s: %s from %s/%s", restore_id, service, source_namespace, timestamp)
             try:
-                restore_artifacts(
-                    store=fleet.store, entries=entries, source=source, keyring=keyring,
-                    on_read=progress.add,
-                )  # fmt: skip
+                restore_with_fallback(fleet, entries, source, keyring, progress.add)
             except Exception as exc:
                 raise SourceError(f"{service}: {_reason(exc)}") from exc
     except Exception as exc:
@@ -78,7 +79,52 @@ def run_restore(fleet: Fleet, *, restore_id: int) -> str:
         return row.status
 
     patience = fleet.settings.catalog_retry_seconds
-    return write_catalog(url, finish, what="recording the restore's result", patience=patience)
+    status = write_catalog(url, finish, what="recording the restore's result", patience=patience)
+    report_restore_outcome(
+        fleet, restore_id=restore_id, namespace=namespace, source_namespace=source_namespace,
+        timestamp=timestamp, status=status, error=error,
+    )  # fmt: skip
+    return status
+
+
+def restore_with_fallback(
+    fleet: Fleet,
+    entries: list[ArtifactEntry],
+    source: Source,
+    keyring: crypto.Keyring,
+    on_read: Callable[[int], None],
+) -> None:
+    """From the primary store; from the secondary when the primary lost or corrupted an artifact.
+
+    A source commits only after every byte verified, so a failed first attempt
+    left the target as it was and the second starts clean.
+    """
+    try:
+        restore_artifacts(
+            store=fleet.store, entries=entries, source=source, keyring=keyring, on_read=on_read
+        )
+    except Exception as exc:
+        # A corrupt stream may first show as the tool's complaint: the hashes decide.
+        if fleet.secondary is None or _intact(fleet.store, entries):
+            raise
+        log.warning(
+            "%s: the primary store failed (%s); restoring from the secondary store",
+            entries[0].service, redact(str(exc), fleet.secrets()),
+        )  # fmt: skip
+        restore_artifacts(
+            store=fleet.secondary, entries=entries, source=source, keyring=keyring,
+            on_read=on_read,
+        )  # fmt: skip
+
+
+def _intact(store: ObjectStore, entries: list[ArtifactEntry]) -> bool:
+    """True if every artifact is in the store with its recorded size and SHA-256."""
+    try:
+        for entry in entries:
+            check_copy(store, entry)
+    except BackfleetError:
+        return False
+    return True
 
 
 class _Progress:

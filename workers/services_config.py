@@ -26,7 +26,7 @@ A `command` service runs any dump tool (argv lists, no shell):
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -131,15 +131,30 @@ class ServiceSpec(BaseModel):
         return self
 
 
+class RetentionSpec(BaseModel):
+    """A namespace's own GFS counts (`keep-hourly = 48`…); unset ones take RETENTION_KEEP_*."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=lambda name: name.replace("_", "-")
+    )
+    keep_hourly: Annotated[int, Field(ge=-1)] | None = None
+    keep_daily: Annotated[int, Field(ge=-1)] | None = None
+    keep_weekly: Annotated[int, Field(ge=-1)] | None = None
+    keep_monthly: Annotated[int, Field(ge=-1)] | None = None
+    keep_yearly: Annotated[int, Field(ge=-1)] | None = None
+
+
 class _NamespaceBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     services: Annotated[dict[str, ServiceSpec], Field(min_length=1)]
+    retention: RetentionSpec | None = None
 
 
 class _FileBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     namespace: str | None = None
     services: dict[str, ServiceSpec] | None = None
+    retention: RetentionSpec | None = None  # of the single namespace
     namespaces: dict[str, _NamespaceBody] | None = None
 
     @model_validator(mode="after")
@@ -155,6 +170,7 @@ class FleetConfig:
 
     default_namespace: str
     namespaces: dict[str, dict[str, ServiceSpec]]
+    retention: dict[str, RetentionSpec] = field(default_factory=dict)  # per namespace
 
     def services_of(self, namespace: str) -> dict[str, ServiceSpec]:
         try:
@@ -184,9 +200,11 @@ def parse_fleet_config(text: str, *, namespace_override: str | None = None) -> F
         name = namespace_override or body.namespace or DEFAULT_NAMESPACE
         raw = {name: body.services}
         default = name
+        retention = {name: body.retention} if body.retention else {}
     else:
         assert body.namespaces is not None
         raw = {ns: entry.services for ns, entry in body.namespaces.items()}
+        retention = {ns: e.retention for ns, e in body.namespaces.items() if e.retention}
         default = namespace_override or body.namespace or sorted(raw)[0]
         if default not in raw:
             raise ConfigError(f"default namespace {default!r} has no [namespaces.{default}] table")
@@ -201,7 +219,7 @@ def parse_fleet_config(text: str, *, namespace_override: str | None = None) -> F
             }
     except ValueError as exc:
         raise ConfigError(f"services file: {exc}") from None
-    return FleetConfig(default_namespace=default, namespaces=namespaces)
+    return FleetConfig(default_namespace=default, namespaces=namespaces, retention=retention)
 
 
 def load_fleet_config(path: Path, *, namespace_override: str | None = None) -> FleetConfig:

@@ -57,6 +57,19 @@ def parse_size(text: str) -> int:
     return int(float(digits) * _SIZE_UNITS[unit])
 
 
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> int:
+    """`2h`, `90m`, `1d`, `3600s` or a plain number of seconds; at least one second."""
+    number = text.strip().lower()
+    digits = number.rstrip("smhdw")
+    unit = number[len(digits) :]
+    if unit not in _DURATION_UNITS or not digits.isdigit() or int(digits) < 1:
+        raise ValueError(f"{text!r} is not a duration such as 2h, 90m, 1d or 7200")
+    return int(digits) * _DURATION_UNITS[unit]
+
+
 def parse_api_keys(raw: str) -> list[ApiKey]:
     keys: list[ApiKey] = []
     for position, entry in enumerate(raw.split(","), start=1):
@@ -146,6 +159,24 @@ class Settings(BaseSettings):
     scheduled_backup_wait: Annotated[int, Field(ge=0)] = 900
     beat_lock_timeout: Annotated[int, Field(ge=5, le=600)] = 30
     catalog_retry_seconds: Annotated[int, Field(ge=0)] = 300
+    # --- proving backups, keeping the right ones, saying when something is wrong ---
+    verify_schedule: str = "0 3 * * *"
+    verify_sample_size: Annotated[int, Field(ge=0, le=1000)] = 3
+    restore_test_schedule: str = "0 4 * * 0"
+    retention_schedule: str = "30 2 * * *"
+    retention_keep_hourly: Annotated[int, Field(ge=-1)] = 24
+    retention_keep_daily: Annotated[int, Field(ge=-1)] = 30
+    retention_keep_weekly: Annotated[int, Field(ge=-1)] = 12
+    retention_keep_monthly: Annotated[int, Field(ge=-1)] = 84
+    retention_keep_yearly: Annotated[int, Field(ge=-1)] = 0
+    backup_max_age: str = "2h"  # the RPO: e.g. 2h, 90m, 1d or seconds
+    staleness_check_schedule: str = "*/5 * * * *"
+    alert_webhook_url: SecretStr | None = None
+    alert_webhook_attempts: Annotated[int, Field(ge=1, le=20)] = 5
+    alert_webhook_timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
+    # The secondary store's own settings are these same variables prefixed with SECONDARY_.
+    secondary_object_store_location_type: Literal["", "local", "s3", "azure-blob-storage"] = ""
+    secondary_copy_schedule: str = "*/15 * * * *"
     backfleet_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator(
@@ -153,6 +184,11 @@ class Settings(BaseSettings):
         "uevents_gc_schedule",
         "regular_backup_schedule",
         "abort_stale_uploads_schedule",
+        "verify_schedule",
+        "restore_test_schedule",
+        "retention_schedule",
+        "staleness_check_schedule",
+        "secondary_copy_schedule",
     )
     @classmethod
     def _valid_cron(cls, value: str) -> str:
@@ -185,6 +221,19 @@ class Settings(BaseSettings):
         parse_size(value)
         return value
 
+    @field_validator("backup_max_age")
+    @classmethod
+    def _valid_max_age(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
     @model_validator(mode="after")
     def _sse_needs_its_key(self) -> "Settings":
         if self.aws_s3_sse_kms_key_id and self.aws_s3_sse != "aws:kms":
@@ -209,6 +258,11 @@ class Settings(BaseSettings):
     def max_bandwidth(self) -> int:
         """BACKUP_MAX_BANDWIDTH in bytes per second; 0 means unlimited."""
         return parse_size(self.backup_max_bandwidth)
+
+    @property
+    def max_age_seconds(self) -> int:
+        """BACKUP_MAX_AGE in seconds."""
+        return parse_duration(self.backup_max_age)
 
     @property
     def api_keys(self) -> list[ApiKey]:
@@ -248,6 +302,14 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
+
+
+def load_prefixed_settings(prefix: str) -> Settings:
+    """Settings read from `<prefix><VARIABLE>` (the secondary store's); ConfigError if invalid."""
+    try:
+        return Settings(_env_prefix=prefix)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError(f"{prefix}: {describe_validation_error(exc)}") from None
 
 
 @lru_cache(maxsize=1)

@@ -18,6 +18,9 @@ pytestmark = pytest.mark.integration
         ("tasks.audit.flush_user_events", "audit"),
         ("tasks.verify.verify_backups", "verify"),
         ("tasks.retention.apply_retention", "maintenance"),
+        ("tasks.verify.test_restore", "verify"),
+        ("tasks.alerts.check_staleness", "maintenance"),
+        ("tasks.replicate.copy_to_secondary", "maintenance"),
     ],
 )
 def test_a_task_is_delivered_to_exactly_its_queue(redis_server: Any, task: str, queue: str) -> None:

@@ -337,8 +337,12 @@ def test_latest_is_404_before_any_then_the_newest(env: Env) -> None:
         "namespace": "app",
         "status": "Pending",
         "timestamp": timestamp,
+        "verified": None,
+        "verifiedAt": None,
     }
-    assert list(response.json()) == ["backupurl", "namespace", "status", "timestamp"]
+    assert list(response.json()) == [
+        "backupurl", "namespace", "status", "timestamp", "verified", "verifiedAt"
+    ]  # fmt: skip
     other = env.client.get(f"{BASE}/backup/latest?namespace=team-b", headers=AUTH)
     assert other.status_code == 404
     bad = env.client.get(f"{BASE}/backup/latest?namespace=../x", headers=AUTH)
@@ -379,6 +383,8 @@ def test_backup_detail(env: Env) -> None:
         "namespace": "app",
         "status": "Success",
         "timestamp": timestamp,
+        "verified": None,
+        "verifiedAt": None,
         "services": ["settings"],
         "onlyConfig": True,
         "trigger": "api",

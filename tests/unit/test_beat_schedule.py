@@ -24,7 +24,11 @@ def test_no_backup_entries_unless_regular_backups_are_enabled() -> None:
     settings = Settings(enable_regular_backups=False)
     entries = schedule_entries(settings, parse_fleet_config(CONFIG))
     assert [(e.task, e.queue) for e in entries] == [
-        ("tasks.retention.abort_stale_uploads", "maintenance")
+        ("tasks.retention.abort_stale_uploads", "maintenance"),
+        ("tasks.verify.verify_backups", "verify"),
+        ("tasks.verify.test_restore", "verify"),
+        ("tasks.retention.apply_retention", "maintenance"),
+        ("tasks.alerts.check_staleness", "maintenance"),
     ]
 
 
@@ -141,3 +145,35 @@ def test_schedules_run_in_utc_so_a_dst_change_neither_doubles_nor_skips(
     assert len(hourly) == 48 and len(set(hourly)) == 48
     assert all(run.minute == 0 and run.utcoffset() == timedelta(0) for run in hourly)
     assert [run.hour for run in daily] == [2, 2] and daily[1] - daily[0] == timedelta(days=1)
+
+
+def test_the_secondary_copy_sweep_is_scheduled_only_with_a_secondary_store() -> None:
+    settings = Settings(secondary_object_store_location_type="s3")
+    entries = schedule_entries(settings, None)
+    copies = [e for e in entries if e.task == "tasks.replicate.copy_to_secondary"]
+    assert [(e.queue, e.cron) for e in copies] == [("maintenance", "*/15 * * * *")]
+    assert not [
+        e for e in schedule_entries(Settings(), None) if e.task.startswith("tasks.replicate")
+    ]
+
+
+def test_the_secondary_store_reads_its_own_prefixed_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from workers.secondary import secondary_settings
+
+    monkeypatch.setenv("SECONDARY_OBJECT_STORE_LOCATION_TYPE", "s3")
+    monkeypatch.setenv("SECONDARY_AWS_S3_BUCKET_NAME", "far-away-copy")
+    monkeypatch.setenv("SECONDARY_RETENTION_KEEP_MONTHLY", "120")
+    monkeypatch.setenv("AWS_S3_BUCKET_NAME", "primary")
+    assert secondary_settings(Settings(secondary_object_store_location_type="")) is None
+    # SECONDARY_OBJECT_STORE_LOCATION_TYPE is the main settings' switch and the copy's type.
+    second = secondary_settings(Settings())
+    assert second is not None
+    assert second.object_store_location_type == "s3"
+    assert second.aws_s3_bucket_name == "far-away-copy"
+    assert second.retention_keep_monthly == 120
+    monkeypatch.setenv("SECONDARY_AWS_S3_REGION", "")
+    monkeypatch.setenv("SECONDARY_BACKUP_PART_SIZE", "12")
+    with pytest.raises(Exception, match="SECONDARY_: invalid setting BACKUP_PART_SIZE"):
+        secondary_settings(Settings(secondary_object_store_location_type="s3"))

@@ -4,6 +4,7 @@ import hashlib
 import io
 import itertools
 import os
+import re
 import stat
 import tarfile
 import threading
@@ -137,7 +138,11 @@ def test_round_trip_keeps_names_links_modes_and_mtimes(tmp_path: Path) -> None:
         os.lstat(tmp_path / "dst" / "hard link").st_ino
         == os.lstat(tmp_path / "dst" / "plain.txt").st_ino
     )
-    assert entry.source == {"kind": "directory", "files": files, "bytes": size}
+    assert entry.source == {
+        "kind": "directory", "files": files, "bytes": size,
+        "files_sha256": entry.source["files_sha256"],
+    }  # fmt: skip
+    assert re.fullmatch("[0-9a-f]{64}", entry.source["files_sha256"])
     assert leftovers(tmp_path) == []
 
 
@@ -199,7 +204,10 @@ def test_a_20_mib_file_round_trips(tmp_path: Path) -> None:
     restore_artifact(store=store, entry=entry, source=DirectorySource(tmp_path / "dst"))
 
     assert (tmp_path / "dst" / "big.bin").read_bytes() == data
-    assert entry.source == {"kind": "directory", "files": 1, "bytes": len(data)}
+    assert entry.source == {
+        "kind": "directory", "files": 1, "bytes": len(data),
+        "files_sha256": entry.source["files_sha256"],
+    }  # fmt: skip
 
 
 def test_a_missing_directory_or_a_file_is_a_source_error(tmp_path: Path) -> None:
@@ -614,13 +622,19 @@ def test_resuming_after_the_end_gives_an_empty_final_volume(tmp_path: Path) -> N
         "bytes": 1,
         "last": b"f".hex(),
         "final": True,
+        # path NUL size NUL sha256(content) LF, for each file, hashed
+        "files_sha256": hashlib.sha256(
+            b"f\x001\x00" + hashlib.sha256(b"x").hexdigest().encode() + b"\n"
+        ).hexdigest(),
     }
 
     with source.dump_volume(after=dump.facts["last"], max_bytes=1 << 20) as again:
         empty = again.stream.read()
     with tarfile.open(fileobj=io.BytesIO(empty)) as tar:
         assert tar.getnames() == []
-    assert again.facts == {**dump.facts, "files": 0, "bytes": 0}
+    assert again.facts == {
+        **dump.facts, "files": 0, "bytes": 0, "files_sha256": hashlib.sha256(b"").hexdigest()
+    }  # fmt: skip
 
     for bad in ("not hex", b"../x".hex(), b"a//b".hex(), ""):
         with pytest.raises(SourceError, match="not a volume position"):
@@ -686,4 +700,4 @@ def test_one_volume_is_the_plain_dump(tmp_path: Path) -> None:
         single = volume.stream.read()
     assert plain == single
     assert volume.facts == {**whole.facts, "last": volume.facts["last"], "final": True}
-    assert set(whole.facts) == {"kind", "files", "bytes"}
+    assert set(whole.facts) == {"kind", "files", "bytes", "files_sha256"}

@@ -81,6 +81,11 @@ class Backup(Base):
     created_at: Mapped[datetime] = mapped_column(default=_now)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # The last verification's verdict (Success or Failed; None: never verified).
+    verified: Mapped[str | None] = mapped_column(String(16))
+    verified_at: Mapped[datetime | None]
+    pinned: Mapped[bool] = mapped_column(default=False)  # never deleted by retention
+    copied_at: Mapped[datetime | None]  # when the secondary store got its verified copy
 
     artifacts: Mapped[list["Artifact"]] = relationship(
         back_populates="backup", cascade="all, delete-orphan", order_by="Artifact.service"
@@ -187,3 +192,52 @@ class SkippedRun(Base):
     reason: Mapped[str] = mapped_column(Text)
     task_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     skipped_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class Verification(Base):
+    """One check of one backup: a read-back of every artifact, or a test restore."""
+
+    __tablename__ = "verifications"
+    __table_args__ = (Index("ix_verifications_namespace_checked", "namespace", "checked_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    backup_id: Mapped[int | None] = mapped_column(
+        ForeignKey("backups.id", ondelete="SET NULL"), index=True
+    )
+    namespace: Mapped[str] = mapped_column(String(63))
+    timestamp: Mapped[str] = mapped_column(String(19))
+    kind: Mapped[str] = mapped_column(String(16))  # "read" or "restore"
+    store: Mapped[str] = mapped_column(String(16), default="primary")  # or "secondary"
+    status: Mapped[str] = mapped_column(String(16))  # Success or Failed
+    artifacts: Mapped[int] = mapped_column(default=0)
+    bytes_read: Mapped[int] = mapped_column(BigInteger, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    checked_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class Alert(Base):
+    """A condition that was alerted; while it stays open it is not sent again."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        # At most one open alert per condition, enforced by the database itself.
+        Index(
+            "uq_alerts_one_open_per_condition",
+            "condition",
+            unique=True,
+            sqlite_where=text("resolved_at IS NULL"),
+            postgresql_where=text("resolved_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    condition: Mapped[str] = mapped_column(String(300))  # e.g. backup.stale:app
+    event: Mapped[str] = mapped_column(String(64))
+    namespace: Mapped[str | None] = mapped_column(String(63))
+    service: Mapped[str | None] = mapped_column(String(63))
+    timestamp: Mapped[str | None] = mapped_column(String(19))
+    text: Mapped[str] = mapped_column(Text)
+    opened_at: Mapped[datetime] = mapped_column(default=_now)
+    delivered_at: Mapped[datetime | None]  # None: the webhook has not taken it yet
+    attempts: Mapped[int] = mapped_column(default=0)
+    resolved_at: Mapped[datetime | None]

@@ -32,6 +32,7 @@ folder moves its mtime, and a read-only folder must stay writable until then).
 """
 
 import errno
+import hashlib
 import logging
 import os
 import secrets
@@ -265,43 +266,94 @@ def _add_tree(
     """Archive the entries after `after`, stopping before the file that overflows `max_bytes`."""
     broot = os.fsencode(root)
     walk = _Walk(broot, after)
-    while (key := walk.next()) is not None:
-        path = os.fsdecode(os.path.join(broot, *key))
-        try:
-            info = tar.gettarinfo(path, _arcname(key))
-            if info is None:  # a socket: nothing a tar can hold
-                continue
-            size = info.size if info.isreg() else 0
-            if max_bytes is not None and facts["bytes"] and facts["bytes"] + size > max_bytes:
-                return  # the volume is full: this entry starts the next one
-            # tarfile would write str(float): ~0.1 µs off. The exact decimal is valid PAX too.
-            mtime = _decimal_seconds(os.lstat(path).st_mtime_ns)
-            info.pax_headers = {**info.pax_headers, "mtime": mtime}
-            if info.isreg():
-                _add_file(tar, info, path)
-                facts["files"] += 1
-                facts["bytes"] += info.size
-            else:
-                tar.addfile(info)
-            # tarfile keeps every member it writes; memory would grow with the tree's entries.
-            tar.members.clear()  # type: ignore[attr-defined]
-        except FileNotFoundError:
-            continue  # removed while we walked a live tree: not part of this backup
+    files = FileDigest()
+    try:
+        while (key := walk.next()) is not None:
+            path = os.fsdecode(os.path.join(broot, *key))
+            try:
+                info = tar.gettarinfo(path, _arcname(key))
+                if info is None:  # a socket: nothing a tar can hold
+                    continue
+                size = info.size if info.isreg() else 0
+                if max_bytes is not None and facts["bytes"] and facts["bytes"] + size > max_bytes:
+                    return  # the volume is full: this entry starts the next one
+                # tarfile would write str(float): ~0.1 µs off. The exact decimal is valid PAX too.
+                stat_result = os.lstat(path)
+                info.pax_headers = {
+                    **info.pax_headers,
+                    "mtime": _decimal_seconds(stat_result.st_mtime_ns),
+                }
+                if info.isreg():
+                    sha = _add_file(tar, info, path)
+                    files.add(key, info.size, sha, linked=stat_result.st_nlink > 1)
+                    facts["files"] += 1
+                    facts["bytes"] += info.size
+                else:
+                    tar.addfile(info)
+                    if info.islnk():  # a second name of a file: restored as a file too
+                        files.add_link(key, info.linkname)
+                # tarfile keeps every member it writes; memory would grow with the tree's entries.
+                tar.members.clear()  # type: ignore[attr-defined]
+            except FileNotFoundError:
+                continue  # removed while we walked a live tree: not part of this backup
+            if max_bytes is not None:
+                facts["last"] = encode_position(key)
+            if info.isdir():
+                walk.enter(key)
         if max_bytes is not None:
-            facts["last"] = encode_position(key)
-        if info.isdir():
-            walk.enter(key)
-    if max_bytes is not None:
-        facts["final"] = True
+            facts["final"] = True
+    finally:
+        facts["files_sha256"] = files.hexdigest()
 
 
-def _add_file(tar: tarfile.TarFile, info: tarfile.TarInfo, path: str) -> None:
+class FileDigest:
+    """SHA-256 over `path NUL size NUL sha256-of-content LF` of every regular file, in walk order.
+
+    Recorded per volume as `files_sha256`, it pins down the file list, sizes and
+    per-file contents without growing the manifest with the tree: a test
+    restore recomputes it over the restored tree (workers/restore_test.py).
+    """
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self.linked: dict[str, tuple[int, str]] = {}  # arcname -> (size, sha) of multi-link files
+
+    def add(self, key: Key, size: int, sha: str, *, linked: bool = False) -> None:
+        self.digest.update(b"/".join(key) + b"\0%d\0" % size + sha.encode() + b"\n")
+        if linked:
+            self.linked[_arcname(key)] = (size, sha)
+
+    def add_link(self, key: Key, target: str) -> None:
+        if target in self.linked:
+            size, sha = self.linked[target]
+            self.add(key, size, sha)
+
+    def hexdigest(self) -> str:
+        return self.digest.hexdigest()
+
+
+def _add_file(tar: tarfile.TarFile, info: tarfile.TarInfo, path: str) -> str:
+    """Archive one regular file; returns the SHA-256 of the content archived."""
     # O_NONBLOCK|O_NOFOLLOW: a file swapped for a FIFO or a link since lstat cannot stall us.
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     with os.fdopen(fd, "rb") as file:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise FileNotFoundError(path)  # replaced by something else: skip it
-        tar.addfile(info, file)
+        hashing = _HashingFile(file)
+        tar.addfile(info, hashing)  # type: ignore[arg-type]
+        return hashing.digest.hexdigest()
+
+
+class _HashingFile:
+    """Hashes what tarfile reads (hashlib releases the GIL on large chunks)."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file, self.digest = file, hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.file.read(size)
+        self.digest.update(data)
+        return data
 
 
 def _decimal_seconds(ns: int) -> str:

@@ -26,6 +26,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _is_empty(folder: Path) -> bool:
+    # scandir stops at the first name; iterdir would list a namespace's every backup.
+    with os.scandir(folder) as names:
+        return next(names, None) is None
+
+
 class LocalStore:
     kind: ClassVar[str] = "local"
     max_parts: ClassVar[int] = 1_000_000
@@ -123,10 +129,14 @@ class LocalStore:
         return self._path(key).is_file()
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        if not self.root.is_dir():
+        # Walk only the folder the prefix names (`ns/ts/`), not the whole store:
+        # retention lists one backup at a time.
+        folder = prefix.rpartition("/")[0]
+        start = self._path(folder) if folder else self.root
+        if not start.is_dir():
             return
         found: list[ObjectInfo] = []
-        for directory, subdirs, files in os.walk(self.root):
+        for directory, subdirs, files in os.walk(start):
             subdirs[:] = [name for name in subdirs if name != UPLOADS_DIR]
             for name in files:
                 path = Path(directory) / name
@@ -142,7 +152,7 @@ class LocalStore:
         path.unlink(missing_ok=True)
         # Drop folders the deletion emptied, up to the root.
         parent = path.parent
-        while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
+        while parent != self.root and parent.is_dir() and _is_empty(parent):
             parent.rmdir()
             parent = parent.parent
 

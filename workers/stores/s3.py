@@ -453,6 +453,14 @@ class S3Store:
         except NotFoundError:
             return None
 
+    def locked_until(self, key: str) -> datetime | None:
+        """When the object's Object Lock retention ends (a legal hold: never); None if unlocked."""
+        head = self._head(key) or {}
+        if head.get("ObjectLockLegalHoldStatus") == "ON":
+            return datetime.max.replace(tzinfo=UTC)
+        until = head.get("ObjectLockRetainUntilDate")
+        return until.astimezone(UTC) if isinstance(until, datetime) else None
+
     def _holds(self, key: str, size: int) -> bool:
         head = self._head(key)
         return head is not None and int(head.get("ContentLength", -1)) == size

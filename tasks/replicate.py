@@ -1,0 +1,13 @@
+"""tasks.replicate.copy_to_secondary (queue `maintenance`): the secondary store's copy sweep."""
+
+from typing import Any
+
+from workers.app import app
+from workers.fleet import current_fleet
+from workers.secondary import copy_pending
+
+
+@app.task(name="tasks.replicate.copy_to_secondary")
+def copy_to_secondary() -> dict[str, Any]:
+    report = copy_pending(current_fleet())
+    return {"copied": report.copied, "failed": report.failed}

@@ -1,0 +1,26 @@
+"""Verification tasks (queue `verify`): tasks.verify.verify_backups, tasks.verify.test_restore."""
+
+from typing import Any
+
+from workers.app import app
+from workers.fleet import current_fleet
+from workers.restore_test import run_restore_tests
+from workers.verify import verify_backups as perform_verify
+
+
+@app.task(name="tasks.verify.verify_backups")
+def verify_backups(namespace: str | None = None, timestamp: str | None = None) -> dict[str, Any]:
+    results = perform_verify(current_fleet(), namespace=namespace, timestamp=timestamp)
+    return {
+        "verified": len(results),
+        "failed": [f"{r.namespace}/{r.timestamp} ({r.store})" for r in results if r.error],
+    }
+
+
+@app.task(name="tasks.verify.test_restore")
+def test_restore(namespace: str | None = None, timestamp: str | None = None) -> dict[str, Any]:
+    results = run_restore_tests(current_fleet(), namespace=namespace, timestamp=timestamp)
+    return {
+        f"{r.namespace}/{r.timestamp}": {"status": r.status, "tested": r.tested, "error": r.error}
+        for r in results
+    }

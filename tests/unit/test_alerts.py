@@ -1,0 +1,167 @@
+"""Alerts: staleness, failed backups, finished restores, to a real webhook server on loopback."""
+
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from tests.health_fleet import make_fleet, take_backup
+from tests.webhook import WebhookServer, webhook_server
+from workers.alerts import Alerter, AlertEvent
+from workers.backup_run import run_backup
+from workers.catalog import queries
+from workers.catalog.db import dispose_engines, session_scope
+from workers.catalog.models import Alert
+from workers.fleet import Fleet
+from workers.notify import check_staleness, report_backup_outcome
+from workers.restore_run import run_restore
+
+SECRET = "sup3r-s3cret-api-key"
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookServer]:
+    with webhook_server() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _engines() -> Iterator[None]:
+    yield
+    dispose_engines()
+
+
+def fleet_with(tmp_path: Path, webhook: WebhookServer, **overrides: Any) -> Fleet:
+    values: dict[str, Any] = {
+        "alert_webhook_url": SecretStr(webhook.url),
+        "backfleet_api_keys": SecretStr(SECRET),
+        "alert_webhook_attempts": 3,
+        **overrides,
+    }
+    return make_fleet(tmp_path, **values)
+
+
+def test_staleness_is_alerted_once_per_open_condition_and_reopens(
+    tmp_path: Path, webhook: WebhookServer
+) -> None:
+    fleet = fleet_with(tmp_path, webhook, backup_max_age="2h")
+    old = take_backup(fleet, moment=datetime.now(UTC) - timedelta(hours=3))
+    found = check_staleness(fleet)
+    assert {(f.service, f.stale) for f in found} == {(None, True), ("db", True), ("files", True)}
+    assert webhook.events() == ["backup.stale"] * 3
+    bodies = {body.get("service"): body for body in webhook.received}
+    assert bodies[None]["namespace"] == "app" and bodies[None]["timestamp"] == old
+    assert "namespace app is stale" in bodies[None]["text"]
+    assert bodies["db"]["service"] == "db"
+    assert set(bodies[None]) == {"text", "event", "namespace", "timestamp"}
+
+    check_staleness(fleet)  # still stale: nobody is told twice
+    assert len(webhook.received) == 3
+
+    take_backup(fleet)  # fresh again: the conditions close
+    assert not any(f.stale for f in check_staleness(fleet))
+    with session_scope(fleet.settings.database_url) as session:
+        assert all(row.resolved_at is not None for row in session.query(Alert))
+    later = fleet_with(tmp_path, webhook, backup_max_age="1")  # an RPO of one second
+    time.sleep(1.1)
+    check_staleness(later)
+    assert webhook.events() == ["backup.stale"] * 6  # reopened: told again
+
+
+def test_a_namespace_never_backed_up_is_stale(tmp_path: Path, webhook: WebhookServer) -> None:
+    fleet = fleet_with(tmp_path, webhook)
+    found = check_staleness(fleet)
+    assert all(f.stale and f.age is None for f in found)
+    assert "has no successful backup" in webhook.received[0]["text"]
+    assert "timestamp" not in webhook.received[0]
+
+
+def test_a_failed_backup_is_alerted_once_without_secrets(
+    tmp_path: Path, webhook: WebhookServer
+) -> None:
+    fleet = fleet_with(tmp_path, webhook)
+    shutil.rmtree(tmp_path / "data" / "files")
+    with session_scope(fleet.settings.database_url) as session:
+        stamp = queries.create_backup(
+            session, namespace="app", services=["db", "files"], only_config=False, trigger="test"
+        ).timestamp
+    outcome = run_backup(fleet, namespace="app", timestamp=stamp)
+    assert outcome.status == "Failed"
+    assert webhook.events() == ["backup.failed"]
+    body = webhook.received[0]
+    assert body["namespace"] == "app" and body["timestamp"] == stamp
+    assert "files" in body["text"] and "does not exist" in body["text"]
+    # The same failure reported again (a redelivered task): not sent twice.
+    report_backup_outcome(fleet, "app", stamp, "Failed", outcome.error)
+    assert webhook.events() == ["backup.failed"]
+    # A secret in an error never leaves.
+    report_backup_outcome(fleet, "app", "2026-01-01t00-00-00", "Failed", f"boom {SECRET}")
+    assert SECRET not in str(webhook.received) and "T0K3N" not in str(webhook.received)
+    assert "***" in webhook.received[-1]["text"]
+
+
+def test_restores_are_alerted_when_they_end(tmp_path: Path, webhook: WebhookServer) -> None:
+    fleet = fleet_with(tmp_path, webhook)
+    stamp = take_backup(fleet)
+    with session_scope(fleet.settings.database_url) as session:
+        restore = queries.create_restore(
+            session, namespace="app", source_namespace="app", timestamp=stamp,
+            services=["db", "files"], skipped=[], backup_url="file:///x",
+        )  # fmt: skip
+        restore_id = restore.id
+    assert run_restore(fleet, restore_id=restore_id) == "Success"
+    assert webhook.events() == ["restore.succeeded"]
+    assert webhook.received[0]["timestamp"] == stamp
+    # A restore whose artifact is gone fails, and says so.
+    for path in (tmp_path / "store" / "app" / stamp).glob("db.*"):
+        path.unlink()
+    with session_scope(fleet.settings.database_url) as session:
+        restore_id = queries.create_restore(
+            session, namespace="app", source_namespace="app", timestamp=stamp,
+            services=["db"], skipped=[], backup_url="file:///x",
+        ).id  # fmt: skip
+    assert run_restore(fleet, restore_id=restore_id) == "Failed"
+    assert webhook.events() == ["restore.succeeded", "restore.failed"]
+    run_restore(fleet, restore_id=restore_id)  # a redelivery of finished work: no repeat
+    assert len(webhook.received) == 2
+
+
+def test_the_webhook_is_retried_with_backoff_then_redelivered_later(
+    tmp_path: Path, webhook: WebhookServer
+) -> None:
+    fleet = fleet_with(tmp_path, webhook)
+    pauses: list[float] = []
+    alerter = Alerter(fleet.settings, fleet.secrets(), sleep=pauses.append)
+    webhook.failures = 2
+    alert = AlertEvent(event="verify.failed", text="x", namespace="app", timestamp="t")
+    assert alerter.open("verify.failed:app:t", alert)
+    assert webhook.requests == 3 and webhook.events() == ["verify.failed"]
+    assert len(pauses) == 2 and pauses[0] <= 1.0 and pauses[1] <= 2.0  # exponential, jittered
+
+    webhook.failures = 10  # down for longer than one alert's tries
+    assert alerter.open("backup.stale:app", AlertEvent(event="backup.stale", text="y"))
+    assert webhook.events() == ["verify.failed"]
+    with session_scope(fleet.settings.database_url) as session:
+        row = session.query(Alert).filter_by(condition="backup.stale:app").one()
+        assert row.delivered_at is None and row.attempts == 3
+    webhook.failures = 0  # back: the next check sends what is owed, once
+    assert alerter.redeliver() == 1
+    assert alerter.redeliver() == 0
+    assert webhook.events() == ["verify.failed", "backup.stale"]
+
+
+def test_an_unreachable_webhook_never_raises_nor_logs_its_url(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fleet = make_fleet(
+        tmp_path, alert_webhook_url=SecretStr("http://127.0.0.1:1/hooks/T0K3N"),
+        alert_webhook_attempts=2, alert_webhook_timeout=1,
+    )  # fmt: skip
+    alerter = Alerter(fleet.settings, fleet.secrets(), sleep=lambda _: None)
+    assert alerter.open("c", AlertEvent(event="backup.stale", text="z")) is True
+    assert "T0K3N" not in caplog.text and "ConnectError" in caplog.text

@@ -1,0 +1,112 @@
+"""Test restores of SQLite and directory backups into scratch targets (PostgreSQL: integration)."""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import workers.verify
+from tests.health_fleet import make_fleet, take_backup
+from workers import restore_test as rt
+from workers.catalog import queries
+from workers.catalog.db import dispose_engines, session_scope
+from workers.catalog.models import Alert, Verification
+from workers.cli import main
+from workers.manifest import Manifest, manifest_key
+
+
+@pytest.fixture(autouse=True)
+def _engines() -> Iterator[None]:
+    yield
+    dispose_engines()
+
+
+@pytest.fixture
+def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    recorded: list[dict[str, Any]] = []
+    monkeypatch.setattr(workers.verify, "record_system_event", lambda **kw: recorded.append(kw))
+    return recorded
+
+
+def scratch_dirs(work: Path) -> list[str]:
+    return sorted(p.name for p in work.iterdir() if p.name.startswith("backfleet-restore-test-"))
+
+
+def test_sqlite_and_directory_restore_into_scratch_and_match(
+    tmp_path: Path, events: list[dict[str, Any]]
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    fleet = make_fleet(tmp_path, backfleet_work_dir=work, backup_volume_size=1 << 20)
+    data = tmp_path / "data" / "files"
+    for i in range(3):  # three volumes of ~0.6 MiB files
+        (data / f"big{i}.bin").write_bytes(os.urandom(600_000))
+    os.link(data / "a.txt", data / "hard.txt")
+    stamp = take_backup(fleet)
+    with fleet.store.open_read(manifest_key("app", stamp)) as handle:
+        manifest = Manifest.from_bytes(handle.read())
+    assert len(manifest.artifacts_of("files")) >= 3
+    before = sorted(os.listdir(data))
+
+    (result,) = rt.run_restore_tests(fleet)
+    assert (result.status, result.tested, result.error) == ("Success", ["db", "files"], None)
+    assert sorted(os.listdir(data)) == before  # the live data is never touched
+    assert scratch_dirs(work) == []  # the scratch targets are gone
+    with session_scope(fleet.settings.database_url) as session:
+        row = session.query(Verification).one()
+        assert (row.kind, row.status, row.artifacts) == ("restore", "Success", 2)
+    assert events[-1]["params"]["check"] == "test restore"
+
+
+def test_a_tree_that_does_not_restore_as_recorded_fails_and_is_cleaned_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, events: list[dict[str, Any]]
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    fleet = make_fleet(tmp_path, backfleet_work_dir=work)
+    stamp = take_backup(fleet)
+    real = rt.tree_facts
+
+    def one_file_changed(root: Path, entries: list[Any]) -> list[tuple[int, int, str]]:
+        (root / "a.txt").write_text("ALPHA\n")  # same size, different content
+        return real(root, entries)
+
+    monkeypatch.setattr(rt, "tree_facts", one_file_changed)
+    (result,) = rt.run_restore_tests(fleet)
+    assert result.status == "Failed"
+    assert "files: volume 1: the restored files' names, sizes or contents differ" in (
+        result.error or ""
+    )
+    assert scratch_dirs(work) == []
+    with session_scope(fleet.settings.database_url) as session:
+        backup = queries.get_backup(session, namespace="app", timestamp=stamp)
+        assert backup is not None and backup.verified == "Failed"
+        assert session.query(Alert).one().condition == f"verify.failed:app:{stamp}:restore"
+
+
+def test_sqlite_row_counts_that_differ_fail(tmp_path: Path, events: list[dict[str, Any]]) -> None:
+    fleet = make_fleet(tmp_path)
+    stamp = take_backup(fleet)
+    # A manifest that recorded one row more than the database had.
+    key = manifest_key("app", stamp)
+    with fleet.store.open_read(key) as handle:
+        manifest = Manifest.from_bytes(handle.read())
+    entry = manifest.artifact("db")
+    assert entry is not None
+    entry.source["row_counts"]["nodes"] += 1
+    fleet.store.put_object(key, manifest.to_bytes())
+    (result,) = rt.run_restore_tests(fleet)
+    assert result.status == "Failed"
+    assert "nodes: 201 recorded, 200 restored" in (result.error or "")
+
+
+def test_the_cli_runs_a_test_restore(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet = make_fleet(tmp_path)
+    stamp = take_backup(fleet)
+    monkeypatch.setattr("workers.fleet.current_fleet", lambda: fleet)
+    result = CliRunner().invoke(main, ["test-restore"])
+    assert result.exit_code == 0, result.output
+    assert f"Success  app/{stamp} (tested: db, files)" in result.output

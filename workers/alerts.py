@@ -1,0 +1,212 @@
+"""Alerts: a Slack-compatible webhook, sent once per open condition, retried with backoff.
+
+A condition (`backup.stale:app`, `verify.failed:app:2023-02-02t16-00-00`…) is
+recorded in the catalog when it opens; while it stays open it is not sent
+again, and once resolved it may open (and be sent) anew. One-off events
+(`restore.succeeded:42`) are recorded already resolved, so a redelivered task
+does not send them twice. A webhook that cannot be reached is retried with
+exponential backoff; what is still undelivered is retried by the next
+staleness check. Texts are redacted before they are stored or sent, and the
+webhook URL (a secret: Slack's carries a token) is never logged.
+"""
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError as SQLIntegrityError
+
+from workers.catalog.db import session_scope
+from workers.catalog.models import Alert
+from workers.redact import redact
+from workers.retry import RetryPolicy
+from workers.settings import Settings
+from workers.timestamps import utcnow
+
+log = logging.getLogger(__name__)
+
+# Undelivered alerts older than this are given up (the condition is still in the catalog).
+REDELIVERY_WINDOW = timedelta(days=1)
+
+Post = Callable[[str, dict[str, Any], float], int]  # url, payload, timeout -> HTTP status
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    event: str  # backup.failed, verify.failed, backup.stale, restore.succeeded…
+    text: str  # for people
+    namespace: str | None = None
+    service: str | None = None
+    timestamp: str | None = None
+
+    def payload(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"text": self.text, "event": self.event}
+        for name in ("namespace", "timestamp", "service"):
+            if (value := getattr(self, name)) is not None:
+                body[name] = value
+        return body
+
+
+def http_post(url: str, payload: dict[str, Any], timeout: float) -> int:
+    return httpx.post(url, json=payload, timeout=timeout).status_code
+
+
+class Alerter:
+    """Opens, resolves and delivers alerts for one fleet's settings."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        secrets: Iterable[str] = (),
+        *,
+        post: Post = http_post,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings, self.secrets = settings, list(secrets)
+        self.post, self.sleep = post, sleep
+        self.url = settings.database_url
+        self.policy = RetryPolicy(
+            attempts=settings.alert_webhook_attempts, base_delay=1.0, max_delay=30.0
+        )
+
+    def open(self, condition: str, alert: AlertEvent) -> bool:
+        """Record the condition and send it; False (and nothing sent) if it is already open."""
+        alert = self._clean(alert)
+        with session_scope(self.url) as session:
+            row = _row(condition, alert)
+            try:
+                with session.begin_nested():
+                    session.add(row)
+            except SQLIntegrityError:
+                return False  # the same condition is open: it was alerted already
+            alert_id = row.id
+        self._deliver(alert_id, alert)
+        return True
+
+    def once(self, condition: str, alert: AlertEvent) -> bool:
+        """A one-off event: sent once, whatever happens to the task that reports it."""
+        alert = self._clean(alert)
+        with session_scope(self.url) as session:
+            if session.scalars(select(Alert.id).where(Alert.condition == condition)).first():
+                return False
+            row = _row(condition, alert)
+            row.resolved_at = row.opened_at = utcnow()
+            session.add(row)
+            session.flush()
+            alert_id = row.id
+        self._deliver(alert_id, alert)
+        return True
+
+    def resolve(self, condition: str) -> bool:
+        """Close the condition (it may be alerted again once it reopens)."""
+        with session_scope(self.url) as session:
+            rows = session.scalars(
+                select(Alert).where(Alert.condition == condition, Alert.resolved_at.is_(None))
+            ).all()
+            for row in rows:
+                row.resolved_at = utcnow()
+            return bool(rows)
+
+    def open_conditions(self, prefix: str) -> list[str]:
+        with session_scope(self.url) as session:
+            return list(
+                session.scalars(
+                    select(Alert.condition).where(
+                        Alert.condition.startswith(prefix, autoescape=True),
+                        Alert.resolved_at.is_(None),
+                    )
+                )
+            )
+
+    def redeliver(self) -> int:
+        """Send what earlier attempts could not; returns how many went out."""
+        since = utcnow() - REDELIVERY_WINDOW
+        with session_scope(self.url) as session:
+            rows = session.scalars(
+                select(Alert).where(Alert.delivered_at.is_(None), Alert.opened_at > since)
+            ).all()
+            pending = [(row.id, _event_of(row)) for row in rows]
+        return sum(self._deliver(alert_id, alert) for alert_id, alert in pending)
+
+    def _clean(self, alert: AlertEvent) -> AlertEvent:
+        return AlertEvent(
+            event=alert.event,
+            text=redact(alert.text, self.secrets),
+            namespace=alert.namespace,
+            service=alert.service,
+            timestamp=alert.timestamp,
+        )
+
+    def _deliver(self, alert_id: int, alert: AlertEvent) -> bool:
+        webhook = self.settings.alert_webhook_url
+        if webhook is None:
+            log.warning("alert %s: %s (no ALERT_WEBHOOK_URL set)", alert.event, alert.text)
+            return False
+        delivered, tries = False, 0
+        for attempt in range(1, self.policy.attempts + 1):
+            tries = attempt
+            try:
+                code = self.post(
+                    webhook.get_secret_value(),
+                    alert.payload(),
+                    self.settings.alert_webhook_timeout,
+                )
+                reason = f"answered {code}"
+                delivered = 200 <= code < 300
+            except httpx.HTTPError as exc:
+                reason = type(exc).__name__  # str(exc) would carry the URL
+            if delivered:
+                break
+            log.warning(
+                "alert webhook (ALERT_WEBHOOK_URL) %s for %s (attempt %d of %d)",
+                reason, alert.event, attempt, self.policy.attempts,
+            )  # fmt: skip
+            if attempt < self.policy.attempts:
+                self.sleep(self.policy.delay(attempt))
+        with session_scope(self.url) as session:
+            row = session.get(Alert, alert_id)
+            if row is not None:
+                row.attempts += tries
+                if delivered:
+                    row.delivered_at = utcnow()
+        return delivered
+
+
+def _row(condition: str, alert: AlertEvent) -> Alert:
+    return Alert(
+        condition=condition,
+        event=alert.event,
+        namespace=alert.namespace,
+        service=alert.service,
+        timestamp=alert.timestamp,
+        text=alert.text,
+        attempts=0,
+    )
+
+
+def _event_of(row: Alert) -> AlertEvent:
+    return AlertEvent(
+        event=row.event,
+        text=row.text,
+        namespace=row.namespace,
+        service=row.service,
+        timestamp=row.timestamp,
+    )
+
+
+def alerter_for(fleet: Any) -> Alerter:
+    """The alerter of a Fleet (settings and its secrets)."""
+    return Alerter(fleet.settings, fleet.secrets())
+
+
+def safely(action: Callable[[], object], what: str) -> None:
+    """Run an alerting step; an alert must never break the work it reports on."""
+    try:
+        action()
+    except Exception:
+        log.exception("could not record the alert for %s", what)

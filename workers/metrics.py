@@ -1,0 +1,261 @@
+"""Prometheus metrics computed from the catalog at scrape time (and queue depths from Redis).
+
+Nothing is counted in process memory: any API replica answers the same, and
+a restart loses nothing. The audit backlog arrives with the audit trail.
+"""
+
+import logging
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+import redis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from workers.catalog.db import session_scope
+from workers.catalog.models import FAILED, SUCCESS, Alert, Artifact, Backup, Verification
+from workers.fleet import Fleet
+from workers.health import freshness
+from workers.timestamps import parse_timestamp
+
+log = logging.getLogger(__name__)
+
+QUEUES = ("backup", "restore", "audit", "verify", "maintenance")
+# kombu's Redis transport keeps priorities 3, 6 and 9 in lists of their own.
+_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+
+
+def queue_depths(broker_url: str, timeout: float = 2.0) -> dict[str, int] | None:
+    """Messages waiting per queue; None when the broker does not answer."""
+    try:
+        client = redis.Redis.from_url(
+            broker_url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        with client:
+            pipe = client.pipeline()
+            for queue in QUEUES:
+                for suffix in _PRIORITY_SUFFIXES:
+                    pipe.llen(queue + suffix)
+            counts = pipe.execute()
+    except redis.RedisError:
+        return None
+    step = len(_PRIORITY_SUFFIXES)
+    return {q: sum(counts[i * step : (i + 1) * step]) for i, q in enumerate(QUEUES)}
+
+
+def _seconds(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
+
+
+class CatalogCollector(Collector):
+    def __init__(
+        self,
+        fleet_provider: Callable[[], Fleet],
+        depths: Callable[[str], dict[str, int] | None] = queue_depths,
+    ) -> None:
+        self.fleet_provider, self.depths = fleet_provider, depths
+
+    def collect(self) -> Iterator[Metric]:
+        fleet = self.fleet_provider()
+        yield from self._backups(fleet)
+        yield from self._services(fleet)
+        yield from self._verifications(fleet)
+        yield from self._health(fleet)
+        yield from self._queues(fleet)
+
+    def _backups(self, fleet: Fleet) -> Iterator[Metric]:
+        last_time = GaugeMetricFamily(
+            "backfleet_backup_last_success_timestamp_seconds",
+            "Recovery point (start) of the newest successful backup",
+            labels=["namespace"],
+        )
+        duration = GaugeMetricFamily(
+            "backfleet_backup_last_success_duration_seconds",
+            "How long the newest successful backup took",
+            labels=["namespace"],
+        )
+        size = GaugeMetricFamily(
+            "backfleet_backup_last_success_size_bytes",
+            "Stored bytes of the newest successful backup",
+            labels=["namespace"],
+        )
+        failures = CounterMetricFamily(
+            "backfleet_backup_failures",
+            "Failed backups recorded in the catalog",
+            labels=["namespace"],
+        )
+        with session_scope(fleet.settings.database_url) as session:
+            newest = (
+                select(Backup.namespace, func.max(Backup.timestamp).label("stamp"))
+                .where(Backup.status == SUCCESS)
+                .group_by(Backup.namespace)
+                .subquery()
+            )
+            rows = session.execute(
+                select(Backup).join(
+                    newest,
+                    (Backup.namespace == newest.c.namespace) & (Backup.timestamp == newest.c.stamp),
+                )
+            ).scalars()
+            for row in rows:
+                labels = [row.namespace]
+                last_time.add_metric(labels, parse_timestamp(row.timestamp).timestamp())
+                if row.started_at and row.finished_at:
+                    spent = (row.finished_at - row.started_at).total_seconds()
+                    duration.add_metric(labels, spent)
+                size.add_metric(labels, float(row.size or 0))
+            for namespace, count in session.execute(
+                select(Backup.namespace, func.count(Backup.id))
+                .where(Backup.status == FAILED)
+                .group_by(Backup.namespace)
+            ):
+                failures.add_metric([namespace], float(count))
+        yield from (last_time, duration, size, failures)
+
+    def _services(self, fleet: Fleet) -> Iterator[Metric]:
+        last_time = GaugeMetricFamily(
+            "backfleet_service_last_success_timestamp_seconds",
+            "Recovery point of the newest successful backup holding the service",
+            labels=["namespace", "service"],
+        )
+        duration = GaugeMetricFamily(
+            "backfleet_service_last_success_duration_seconds",
+            "How long the service's artifacts took in that backup",
+            labels=["namespace", "service"],
+        )
+        size = GaugeMetricFamily(
+            "backfleet_service_last_success_size_bytes",
+            "Stored bytes of the service's artifacts in that backup",
+            labels=["namespace", "service"],
+        )
+        failures = CounterMetricFamily(
+            "backfleet_service_failures",
+            "Failed artifacts of the service recorded in the catalog",
+            labels=["namespace", "service"],
+        )
+        with session_scope(fleet.settings.database_url) as session:
+            newest = (
+                select(
+                    Backup.namespace,
+                    Artifact.service,
+                    func.max(Backup.timestamp).label("stamp"),
+                )
+                .join(Artifact)
+                .where(Backup.status == SUCCESS, Artifact.status == SUCCESS)
+                .group_by(Backup.namespace, Artifact.service)
+                .subquery()
+            )
+            rows = session.execute(
+                select(
+                    Backup.namespace,
+                    Artifact.service,
+                    Backup.timestamp,
+                    func.sum(Artifact.size),
+                    func.min(Artifact.started_at),
+                    func.max(Artifact.finished_at),
+                )
+                .join(Artifact)
+                .join(
+                    newest,
+                    (Backup.namespace == newest.c.namespace)
+                    & (Artifact.service == newest.c.service)
+                    & (Backup.timestamp == newest.c.stamp),
+                )
+                .group_by(Backup.namespace, Artifact.service, Backup.timestamp)
+            )
+            for namespace, service, stamp, stored, started, finished in rows:
+                labels = [namespace, service]
+                last_time.add_metric(labels, parse_timestamp(stamp).timestamp())
+                size.add_metric(labels, float(stored or 0))
+                if started is not None and finished is not None:
+                    duration.add_metric(labels, _span(started, finished))
+            for namespace, service, count in session.execute(
+                select(Backup.namespace, Artifact.service, func.count(Artifact.id))
+                .join(Artifact)
+                .where(Artifact.status == FAILED)
+                .group_by(Backup.namespace, Artifact.service)
+            ):
+                failures.add_metric([namespace, service], float(count))
+        yield from (last_time, duration, size, failures)
+
+    def _verifications(self, fleet: Fleet) -> Iterator[Metric]:
+        last_time = GaugeMetricFamily(
+            "backfleet_verification_last_timestamp_seconds",
+            "When the namespace's newest verification ran",
+            labels=["namespace", "kind"],
+        )
+        last_ok = GaugeMetricFamily(
+            "backfleet_verification_last_success",
+            "1 if the namespace's newest verification passed, 0 if it failed",
+            labels=["namespace", "kind"],
+        )
+        results = CounterMetricFamily(
+            "backfleet_verifications",
+            "Verifications recorded in the catalog, by result",
+            labels=["namespace", "kind", "result"],
+        )
+        with session_scope(fleet.settings.database_url) as session:
+            newest: dict[tuple[str, str], Verification] = {}
+            for row in session.scalars(
+                select(Verification).order_by(Verification.checked_at, Verification.id)
+            ):
+                newest[(row.namespace, row.kind)] = row  # the last one wins
+            for namespace, kind, status, count in session.execute(
+                select(
+                    Verification.namespace,
+                    Verification.kind,
+                    Verification.status,
+                    func.count(Verification.id),
+                ).group_by(Verification.namespace, Verification.kind, Verification.status)
+            ):
+                results.add_metric([namespace, kind, status.lower()], float(count))
+        for (namespace, kind), row in sorted(newest.items()):
+            last_time.add_metric([namespace, kind], row.checked_at.timestamp())
+            last_ok.add_metric([namespace, kind], 1.0 if row.status == SUCCESS else 0.0)
+        yield from (last_time, last_ok, results)
+
+    def _health(self, fleet: Fleet) -> Iterator[Metric]:
+        stale = GaugeMetricFamily(
+            "backfleet_backup_stale",
+            "1 if the latest successful backup is older than BACKUP_MAX_AGE (or there is none)",
+            labels=["namespace", "service"],
+        )
+        age = GaugeMetricFamily(
+            "backfleet_backup_age_seconds",
+            "Age of the latest successful backup (absent: none yet)",
+            labels=["namespace", "service"],
+        )
+        for item in freshness(fleet):
+            labels = [item.namespace, item.service or ""]
+            stale.add_metric(labels, 1.0 if item.stale else 0.0)
+            if item.age is not None:
+                age.add_metric(labels, item.age)
+        max_age = GaugeMetricFamily("backfleet_backup_max_age_seconds", "BACKUP_MAX_AGE, the RPO")
+        max_age.add_metric([], float(fleet.settings.max_age_seconds))
+        alerts = GaugeMetricFamily(
+            "backfleet_alerts_open", "Open alert conditions", labels=["event"]
+        )
+        with session_scope(fleet.settings.database_url) as session:
+            for event, count in session.execute(
+                select(Alert.event, func.count(Alert.id))
+                .where(Alert.resolved_at.is_(None))
+                .group_by(Alert.event)
+            ):
+                alerts.add_metric([event], float(count))
+        yield from (stale, age, max_age, alerts)
+
+    def _queues(self, fleet: Fleet) -> Iterator[Metric]:
+        up = GaugeMetricFamily("backfleet_broker_up", "1 if the broker answered this scrape")
+        depth = GaugeMetricFamily(
+            "backfleet_queue_depth", "Messages waiting in each queue", labels=["queue"]
+        )
+        depths = self.depths(fleet.settings.broker_url)
+        up.add_metric([], 0.0 if depths is None else 1.0)
+        for queue, count in (depths or {}).items():
+            depth.add_metric([queue], float(count))
+        yield from (up, depth)
+
+
+def _span(started: datetime, finished: datetime) -> float:
+    return max(0.0, (finished - started).total_seconds())

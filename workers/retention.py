@@ -1,0 +1,239 @@
+"""The retention pass: which backups of a namespace go, and deleting them safely.
+
+The GFS policy (workers/gfs.py) runs over the namespace's successful backups,
+full and onlyConfig ones as two separate series (a config-only backup must
+not stand in for a full one). On top of it, three things are never deleted:
+a pinned backup (`backfleet pin`), the newest backup whose last verification
+succeeded, and a backup any of whose objects is under an S3 Object Lock
+retention or legal hold. Pending, Running and Failed backups are not touched.
+
+A deletion removes the manifest first (so the backup is at once incomplete
+and no restore starts on half of it), then every other object under its
+prefix, then the catalog row; each is an audit event with its reason. A pass
+that dies half-way is finished by the next one: deleting is idempotent.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import delete, select
+
+from workers import gfs
+from workers.catalog.db import session_scope
+from workers.catalog.models import SUCCESS, Backup
+from workers.fleet import Fleet
+from workers.manifest import MANIFEST_NAME, backup_prefix, manifest_key
+from workers.redact import redact
+from workers.stores.base import ObjectStore
+from workers.timestamps import parse_timestamp, utcnow
+from workers.user_events import record_system_event
+from workers.verify import namespaces_of
+
+log = logging.getLogger(__name__)
+DELETE_BATCH = 100  # backups whose catalog rows go in one transaction
+
+
+@dataclass
+class RetentionPlan:
+    namespace: str
+    keep: dict[str, list[str]] = field(default_factory=dict)  # timestamp -> reasons
+    delete: dict[str, str] = field(default_factory=dict)  # timestamp -> reason
+    failed: dict[str, str] = field(default_factory=dict)  # timestamp -> why it could not go
+
+
+def plan_retention(
+    fleet: Fleet, *, namespace: str, policy: gfs.Policy | None = None
+) -> RetentionPlan:
+    policy = policy or gfs.Policy.from_settings(fleet.settings).overridden(
+        fleet.config.retention.get(namespace)
+    )
+    with session_scope(fleet.settings.database_url) as session:
+        rows = session.execute(
+            select(Backup.timestamp, Backup.only_config, Backup.pinned, Backup.verified).where(
+                Backup.namespace == namespace, Backup.status == SUCCESS
+            )
+        ).all()
+    plan = RetentionPlan(namespace)
+    for only_config in (False, True):
+        series = [
+            (row.timestamp, parse_timestamp(row.timestamp))
+            for row in rows
+            if row.only_config == only_config
+        ]
+        for stamp, reasons in gfs.select(series, policy).items():
+            plan.keep[stamp] = reasons
+    verified = sorted(row.timestamp for row in rows if row.verified == SUCCESS)
+    if verified:
+        plan.keep.setdefault(verified[-1], []).append("newest verified-good backup")
+    for row in rows:
+        if row.pinned:
+            plan.keep.setdefault(row.timestamp, []).append("pinned")
+    why = f"not kept by retention ({policy.describe()})"
+    for row in sorted(rows, key=lambda r: r.timestamp):
+        if row.timestamp in plan.keep:
+            continue
+        locked = locked_until(fleet.store, namespace, row.timestamp)
+        if locked is not None:
+            plan.keep[row.timestamp] = [f"object lock until {locked.isoformat()}"]
+        else:
+            plan.delete[row.timestamp] = why
+    return plan
+
+
+def locked_until(store: ObjectStore, namespace: str, timestamp: str) -> datetime | None:
+    """The latest Object Lock retention still in force on the backup's objects, if any."""
+    probe: Callable[[str], datetime | None] | None = getattr(store, "locked_until", None)
+    if probe is None:
+        return None
+    now, latest = utcnow(), None
+    for info in store.list(backup_prefix(namespace, timestamp)):
+        until = probe(info.key)
+        if until is not None and until > now and (latest is None or until > latest):
+            latest = until
+    return latest
+
+
+def apply_retention(
+    fleet: Fleet,
+    *,
+    namespace: str | None = None,
+    dry_run: bool = False,
+    policy: gfs.Policy | None = None,
+) -> list[RetentionPlan]:
+    """Plan every namespace (or one) and, unless `dry_run`, delete what the plans say."""
+    plans = []
+    for ns in [namespace] if namespace else namespaces_of(fleet):
+        plan = plan_retention(fleet, namespace=ns, policy=policy)
+        plans.append(plan)
+        if dry_run:
+            continue
+        stamps = sorted(plan.delete)
+        for start in range(0, len(stamps), DELETE_BATCH):
+            _delete_batch(fleet, plan, stamps[start : start + DELETE_BATCH])
+    return plans
+
+
+def apply_secondary_retention(
+    fleet: Fleet, *, namespace: str | None = None, dry_run: bool = False
+) -> list[RetentionPlan]:
+    """The secondary store's own pass, with its own counts (SECONDARY_RETENTION_KEEP_*).
+
+    The store, not the catalog, says what the secondary holds (the primary's
+    pass may have removed a backup's catalog row already); pins and the newest
+    verified-good backup still come from the catalog. Catalog rows are not
+    touched here.
+    """
+    store, second = fleet.secondary, fleet.secondary_settings
+    if store is None:
+        return []
+    policy = (
+        gfs.Policy.from_settings(second) if second else gfs.Policy.from_settings(fleet.settings)
+    )
+    plans = []
+    for ns in [namespace] if namespace else namespaces_of(fleet):
+        stamps = sorted(
+            info.key.split("/")[1]
+            for info in store.list(f"{ns}/")
+            if info.key.count("/") == 2 and info.key.endswith("/" + MANIFEST_NAME)
+        )
+        with session_scope(fleet.settings.database_url) as session:
+            rows = session.execute(
+                select(Backup.timestamp, Backup.only_config, Backup.pinned, Backup.verified).where(
+                    Backup.namespace == ns, Backup.timestamp.in_(stamps)
+                )
+            ).all()
+        known = {row.timestamp: row for row in rows}
+        plan = RetentionPlan(ns)
+        for only_config in (False, True):
+            series = [
+                (stamp, parse_timestamp(stamp))
+                for stamp in stamps
+                if (known[stamp].only_config if stamp in known else False) == only_config
+            ]
+            plan.keep.update(gfs.select(series, policy))
+        verified = sorted(row.timestamp for row in rows if row.verified == SUCCESS)
+        if verified:
+            plan.keep.setdefault(verified[-1], []).append("newest verified-good backup")
+        for row in rows:
+            if row.pinned:
+                plan.keep.setdefault(row.timestamp, []).append("pinned")
+        why = f"not kept by the secondary store's retention ({policy.describe()})"
+        for stamp in stamps:
+            if stamp in plan.keep:
+                continue
+            locked = locked_until(store, ns, stamp)
+            if locked is not None:
+                plan.keep[stamp] = [f"object lock until {locked.isoformat()}"]
+                continue
+            plan.delete[stamp] = why
+            if dry_run:
+                continue
+            try:
+                delete_objects(store, namespace=ns, timestamp=stamp)
+            except Exception as exc:
+                plan.failed[stamp] = redact(str(exc), fleet.secrets())
+                del plan.delete[stamp]
+                continue
+            record_system_event(
+                namespace=ns,
+                name="BackupDeleted",
+                params={"namespace": ns, "timestamp": stamp, "reason": why, "store": "secondary"},
+            )
+        plans.append(plan)
+    return plans
+
+
+def _delete_batch(fleet: Fleet, plan: RetentionPlan, stamps: list[str]) -> None:
+    """The objects of each backup, then their catalog rows in one transaction, then the events.
+
+    A pass that dies in between leaves rows whose objects are gone: the next
+    pass plans them again and finishes the job (deleting is idempotent).
+    """
+    gone = []
+    for stamp in stamps:
+        try:
+            delete_objects(fleet.store, namespace=plan.namespace, timestamp=stamp)
+            gone.append(stamp)
+        except Exception as exc:
+            log.error("retention: could not delete %s/%s: %s", plan.namespace, stamp, exc)
+            plan.failed[stamp] = redact(str(exc), fleet.secrets())
+            del plan.delete[stamp]
+    with session_scope(fleet.settings.database_url) as session:
+        # The database cascades to artifacts and parts, and unlinks verifications.
+        session.execute(
+            delete(Backup).where(Backup.namespace == plan.namespace, Backup.timestamp.in_(gone))
+        )
+    for stamp in gone:
+        reason = plan.delete[stamp]
+        log.info("retention: deleted %s/%s: %s", plan.namespace, stamp, reason)
+        record_system_event(
+            namespace=plan.namespace,
+            name="BackupDeleted",
+            params={"namespace": plan.namespace, "timestamp": stamp, "reason": reason},
+        )
+
+
+def delete_objects(store: ObjectStore, *, namespace: str, timestamp: str) -> None:
+    """The manifest first (the backup is then incomplete), then every other object."""
+    store.delete(manifest_key(namespace, timestamp))
+    for info in list(store.list(backup_prefix(namespace, timestamp))):
+        store.delete(info.key)
+
+
+def set_pinned(fleet: Fleet, *, namespace: str, timestamp: str, pinned: bool) -> bool:
+    """Pin or unpin a backup; False if the catalog has no such backup."""
+    with session_scope(fleet.settings.database_url) as session:
+        row = session.scalars(
+            select(Backup).where(Backup.namespace == namespace, Backup.timestamp == timestamp)
+        ).first()
+        if row is None:
+            return False
+        row.pinned = pinned
+    record_system_event(
+        namespace=namespace,
+        name="BackupPinned" if pinned else "BackupUnpinned",
+        params={"namespace": namespace, "timestamp": timestamp},
+    )
+    return True

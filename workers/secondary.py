@@ -1,0 +1,170 @@
+"""The secondary store: a second copy of every successful backup, in another region or cloud.
+
+Configured like the primary with every variable prefixed by `SECONDARY_`
+(`SECONDARY_OBJECT_STORE_LOCATION_TYPE=s3`, `SECONDARY_AWS_S3_BUCKET_NAME`,
+`SECONDARY_AWS_ACCESS_KEY`…, `SECONDARY_RETENTION_KEEP_MONTHLY`…). The copy
+sweep (`tasks.replicate.copy_to_secondary`, queue `maintenance`) streams each
+artifact of each successful, not yet copied backup from the primary, checks
+its SHA-256 on the way (a corrupt primary is never copied), reads the copy
+back and checks it again, and writes the manifest last, exactly as a backup
+does. Verification covers both copies, and restores fall back to it.
+"""
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from workers.catalog.db import session_scope
+from workers.catalog.models import SUCCESS, Backup
+from workers.errors import BackfleetError, IntegrityError
+from workers.fleet import Fleet
+from workers.manifest import ArtifactEntry, manifest_key
+from workers.pipeline import part_size_for
+from workers.redact import redact
+from workers.retry import RetryPolicy, call_with_retries
+from workers.settings import Settings, load_prefixed_settings
+from workers.sources.base import CHUNK_SIZE
+from workers.stores import ObjectStore
+from workers.stores.base import UploadedPart
+from workers.timestamps import utcnow
+from workers.verify import read_manifest_from
+
+log = logging.getLogger(__name__)
+PREFIX = "SECONDARY_"
+
+
+def secondary_settings(settings: Settings) -> Settings | None:
+    """The secondary store's settings (from SECONDARY_* variables), or None if there is none."""
+    if not settings.secondary_object_store_location_type:
+        return None
+    return load_prefixed_settings(PREFIX)
+
+
+@dataclass
+class CopyReport:
+    copied: list[str] = field(default_factory=list)  # namespace/timestamp
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def copy_pending(fleet: Fleet, *, limit: int = 100) -> CopyReport:
+    """Copy every successful backup the secondary does not have yet, oldest first."""
+    report = CopyReport()
+    if fleet.secondary is None:
+        return report
+    with session_scope(fleet.settings.database_url) as session:
+        pending = session.execute(
+            select(Backup.namespace, Backup.timestamp)
+            .where(Backup.status == SUCCESS, Backup.copied_at.is_(None))
+            .order_by(Backup.timestamp)
+            .limit(limit)
+        ).all()
+    for namespace, timestamp in pending:
+        name = f"{namespace}/{timestamp}"
+        try:
+            copy_backup(fleet, namespace=namespace, timestamp=timestamp)
+            report.copied.append(name)
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, BackfleetError) else type(exc).__name__
+            report.failed[name] = redact(f"{reason}", fleet.secrets())
+            log.error("copy of %s to the secondary store failed: %s", name, report.failed[name])
+    return report
+
+
+def copy_backup(fleet: Fleet, *, namespace: str, timestamp: str) -> None:
+    """Every artifact, checked on the way and read back, then the manifest; then the catalog."""
+    target = fleet.secondary
+    assert target is not None
+    policy = RetryPolicy.from_settings(fleet.settings)
+    manifest = read_manifest_from(fleet.store, namespace, timestamp)
+    for entry in manifest.artifacts:
+        if _holds(target, entry):
+            continue  # an earlier attempt copied it, and it reads back right
+        copy_artifact(
+            fleet.store, target, entry, part_size=fleet.settings.backup_part_size,
+            policy=policy,
+        )  # fmt: skip
+        check_copy(target, entry)
+    call_with_retries(
+        lambda: target.put_object(manifest_key(namespace, timestamp), manifest.to_bytes()),
+        policy=policy,
+        what="manifest copy",
+    )
+    with session_scope(fleet.settings.database_url) as session:
+        row = session.scalars(
+            select(Backup).where(Backup.namespace == namespace, Backup.timestamp == timestamp)
+        ).first()
+        if row is not None:
+            row.copied_at = utcnow()
+    log.info("copied %s/%s to the secondary store", namespace, timestamp)
+
+
+def copy_artifact(
+    source: ObjectStore,
+    target: ObjectStore,
+    entry: ArtifactEntry,
+    *,
+    part_size: int,
+    policy: RetryPolicy,
+) -> None:
+    """Stream one object across in parts; IntegrityError if the source is not what it should be."""
+    key = entry.key
+    upload_id = call_with_retries(
+        lambda: target.create_upload(key), policy=policy, what=f"start of copy of {key}"
+    )
+    try:  # the abort is registered now: every failure below cleans up
+        parts: list[UploadedPart] = []
+        digest, pending = hashlib.sha256(), bytearray()
+
+        def send(data: bytes) -> None:
+            number = len(parts) + 1
+            parts.append(
+                call_with_retries(
+                    lambda: target.upload_part(key, upload_id, number, data),
+                    policy=policy,
+                    what=f"copy of part {number} of {key}",
+                )
+            )
+
+        with source.open_read(key) as raw:
+            while chunk := raw.read(CHUNK_SIZE):
+                digest.update(chunk)
+                pending += chunk
+                while len(pending) >= (size := part_size_for(len(parts) + 1, part_size, target)):
+                    send(bytes(pending[:size]))
+                    del pending[:size]
+        if pending or not parts:
+            send(bytes(pending))
+        if digest.hexdigest() != entry.sha256:
+            raise IntegrityError(f"{key} in the primary store does not match its SHA-256")
+        call_with_retries(
+            lambda: target.complete_upload(key, upload_id, parts),
+            policy=policy,
+            what=f"completion of copy of {key}",
+        )
+    except BaseException:
+        try:
+            target.abort_upload(key, upload_id)
+        except Exception:
+            log.exception("could not abort the copy of %s; the stale-upload sweep will", key)
+        raise
+
+
+def check_copy(store: ObjectStore, entry: ArtifactEntry) -> None:
+    """Read the copy back: size and SHA-256 must be the manifest's."""
+    digest, size = hashlib.sha256(), 0
+    with store.open_read(entry.key) as raw:
+        while chunk := raw.read(CHUNK_SIZE):
+            digest.update(chunk)
+            size += len(chunk)
+    if size != entry.size or digest.hexdigest() != entry.sha256:
+        raise IntegrityError(f"the copy of {entry.key} does not match its SHA-256")
+
+
+def _holds(store: ObjectStore, entry: ArtifactEntry) -> bool:
+    try:
+        check_copy(store, entry)
+    except BackfleetError:
+        return False
+    return True

@@ -1,0 +1,284 @@
+"""Verification: read every artifact back from the store and prove it matches its manifest.
+
+For each namespace: the latest successful backup, plus a rotating sample of
+older ones (those verified least recently first, VERIFY_SAMPLE_SIZE of them).
+Each artifact is read in full, its SHA-256 and size compared with the
+manifest (and the manifest with the catalog), and it is decrypted (when a key
+is at hand) and decompressed to its end. A missing object, one changed byte,
+or a truncated stream fails the backup's verification, which is recorded in
+the catalog, reported as an audit event and alerted (`verify.failed`).
+"""
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from workers import crypto
+from workers.alerts import AlertEvent, alerter_for, safely
+from workers.catalog.db import session_scope
+from workers.catalog.models import FAILED, SUCCESS, Backup, Verification
+from workers.errors import BackfleetError, IntegrityError, NotFoundError
+from workers.fleet import Fleet
+from workers.manifest import ArtifactEntry, Manifest, manifest_key
+from workers.pipeline import open_restore_stream
+from workers.redact import redact
+from workers.sources.base import CHUNK_SIZE
+from workers.stores.base import ObjectStore
+from workers.timestamps import utcnow
+from workers.user_events import record_system_event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    namespace: str
+    timestamp: str
+    store: str  # primary or secondary
+    status: str  # Success or Failed
+    artifacts: int
+    bytes_read: int
+    error: str | None = None
+
+
+def stores_of(fleet: Fleet) -> list[tuple[str, ObjectStore]]:
+    """Every copy to verify: the primary store, and the secondary when there is one."""
+    stores: list[tuple[str, ObjectStore]] = [("primary", fleet.store)]
+    secondary = getattr(fleet, "secondary", None)
+    if secondary is not None:
+        stores.append(("secondary", secondary))
+    return stores
+
+
+def backups_to_verify(fleet: Fleet, *, namespace: str, sample: int) -> list[str]:
+    """The newest successful backup, then the `sample` least recently verified older ones."""
+    with session_scope(fleet.settings.database_url) as session:
+        done = select(Backup).where(Backup.namespace == namespace, Backup.status == SUCCESS)
+        newest = session.scalars(done.order_by(Backup.timestamp.desc()).limit(1)).first()
+        if newest is None:
+            return []
+        older = session.scalars(
+            done.where(Backup.id != newest.id)
+            .order_by(Backup.verified_at.is_not(None), Backup.verified_at, Backup.timestamp)
+            .limit(sample)
+        ).all()
+        return [newest.timestamp, *(row.timestamp for row in older)]
+
+
+def namespaces_of(fleet: Fleet) -> list[str]:
+    """The configured namespaces and every namespace the catalog has backups of."""
+    with session_scope(fleet.settings.database_url) as session:
+        known = set(session.scalars(select(Backup.namespace).distinct()))
+    return sorted(known | set(fleet.config.namespaces))
+
+
+def verify_backups(
+    fleet: Fleet, *, namespace: str | None = None, timestamp: str | None = None
+) -> list[VerifyResult]:
+    """Verify the chosen backups (default: every namespace's selection) in every store."""
+    namespaces = [namespace] if namespace else namespaces_of(fleet)
+    results: list[VerifyResult] = []
+    for ns in namespaces:
+        stamps = (
+            [timestamp]
+            if timestamp
+            else backups_to_verify(fleet, namespace=ns, sample=fleet.settings.verify_sample_size)
+        )
+        for stamp in stamps:
+            results.extend(verify_backup(fleet, namespace=ns, timestamp=stamp))
+    return results
+
+
+def verify_backup(fleet: Fleet, *, namespace: str, timestamp: str) -> list[VerifyResult]:
+    """Verify one backup in every store; record, audit and alert the verdict."""
+    keyring = crypto.Keyring.from_settings(fleet.settings)
+    copied = _copied(fleet, namespace, timestamp)
+    results = []
+    for name, store in stores_of(fleet):
+        if name == "secondary" and not copied:
+            continue  # the copy sweep has not reached it yet: nothing to check there
+        result = check_backup(
+            store, namespace=namespace, timestamp=timestamp, keyring=keyring,
+            expected=_catalog_hashes(fleet, namespace, timestamp), store_name=name,
+        )  # fmt: skip
+        if result.error:
+            result = _redacted(result, fleet.secrets())
+        results.append(result)
+        log.info(
+            "verify %s/%s (%s): %s%s", namespace, timestamp, name, result.status,
+            f": {result.error}" if result.error else "",
+        )  # fmt: skip
+    _record(fleet, results)
+    return results
+
+
+def check_backup(
+    store: ObjectStore,
+    *,
+    namespace: str,
+    timestamp: str,
+    keyring: crypto.Keyring | None = None,
+    expected: dict[str, str] | None = None,
+    store_name: str = "primary",
+) -> VerifyResult:
+    """Read the manifest and every artifact of one backup from `store`; never raises."""
+    errors: list[str] = []
+    count = read = 0
+    try:
+        manifest = read_manifest_from(store, namespace, timestamp)
+    except Exception as exc:
+        return VerifyResult(namespace, timestamp, store_name, FAILED, 0, 0, _reason(exc))
+    for entry in manifest.artifacts:
+        if expected and expected.get(entry.key, entry.sha256) != entry.sha256:
+            errors.append(f"{entry.key}: the manifest's SHA-256 differs from the catalog's")
+            continue
+        try:
+            read += check_artifact(store, entry, keyring)
+            count += 1
+        except Exception as exc:
+            errors.append(f"{entry.key}: {_reason(exc)}")
+    status = FAILED if errors else SUCCESS
+    return VerifyResult(
+        namespace, timestamp, store_name, status, count, read, "; ".join(errors) or None
+    )
+
+
+def check_artifact(store: ObjectStore, entry: ArtifactEntry, keyring: crypto.Keyring | None) -> int:
+    """Read one artifact to its end; IntegrityError/NotFoundError on any difference.
+
+    With its key at hand it is decrypted and decompressed in full; an encrypted
+    artifact whose key is not configured is checked by size and SHA-256 only.
+    Returns the number of stored bytes read.
+    """
+    if entry.encryption is not None and (
+        keyring is None or str(entry.encryption.get("key_id")) not in keyring.all_keys
+    ):
+        return _hash_only(store, entry)
+    read = 0
+
+    def count(size: int) -> None:
+        nonlocal read
+        read += size
+
+    with open_restore_stream(store, entry, keyring, count) as stream:
+        stream.verify()
+    return read
+
+
+def _hash_only(store: ObjectStore, entry: ArtifactEntry) -> int:
+    digest, size = hashlib.sha256(), 0
+    with store.open_read(entry.key) as raw:
+        while chunk := raw.read(CHUNK_SIZE):
+            digest.update(chunk)
+            size += len(chunk)
+    if size != entry.size or digest.hexdigest() != entry.sha256:
+        raise IntegrityError(f"{entry.key} does not match its size and SHA-256 in the manifest")
+    return size
+
+
+def read_manifest_from(store: ObjectStore, namespace: str, timestamp: str) -> Manifest:
+    key = manifest_key(namespace, timestamp)
+    if not store.exists(key):
+        raise NotFoundError(f"the manifest {key} is missing")
+    with store.open_read(key) as handle:
+        return Manifest.from_bytes(handle.read())
+
+
+def _copied(fleet: Fleet, namespace: str, timestamp: str) -> bool:
+    """Whether the secondary store should hold the backup (copied, or unknown to the catalog)."""
+    with session_scope(fleet.settings.database_url) as session:
+        backup = session.scalars(
+            select(Backup).where(Backup.namespace == namespace, Backup.timestamp == timestamp)
+        ).first()
+        return backup is None or backup.copied_at is not None
+
+
+def _catalog_hashes(fleet: Fleet, namespace: str, timestamp: str) -> dict[str, str]:
+    with session_scope(fleet.settings.database_url) as session:
+        backup = session.scalars(
+            select(Backup).where(Backup.namespace == namespace, Backup.timestamp == timestamp)
+        ).first()
+        if backup is None:
+            return {}
+        return {row.key: row.sha256 for row in backup.artifacts if row.sha256}
+
+
+def _record(fleet: Fleet, results: Sequence[VerifyResult]) -> None:
+    """One catalog row per store; the backup's verdict is Failed if any copy failed."""
+    if not results:
+        return
+    namespace, timestamp = results[0].namespace, results[0].timestamp
+    failed = [result for result in results if result.status == FAILED]
+    now = utcnow()
+    with session_scope(fleet.settings.database_url) as session:
+        backup = session.scalars(
+            select(Backup).where(Backup.namespace == namespace, Backup.timestamp == timestamp)
+        ).first()
+        for result in results:
+            session.add(
+                Verification(
+                    backup_id=backup.id if backup else None, namespace=namespace,
+                    timestamp=timestamp, kind="read", store=result.store, status=result.status,
+                    artifacts=result.artifacts, bytes_read=result.bytes_read,
+                    error=result.error, checked_at=now,
+                )
+            )  # fmt: skip
+        if backup is not None:
+            backup.verified, backup.verified_at = (FAILED if failed else SUCCESS), now
+    report_verdict(fleet, namespace=namespace, timestamp=timestamp, failed=failed)
+
+
+def report_verdict(
+    fleet: Fleet,
+    *,
+    namespace: str,
+    timestamp: str,
+    failed: Sequence["VerifyResult | Any"],
+    what: str = "verification",
+    condition_suffix: str = "",
+) -> None:
+    """Audit event, and an alert that opens on failure and resolves on success."""
+    condition = f"verify.failed:{namespace}:{timestamp}{condition_suffix}"
+    alerter = alerter_for(fleet)
+    if failed:
+        reason = "; ".join(f"{result.store}: {result.error}" for result in failed)
+        record_system_event(
+            namespace=namespace,
+            name="BackupVerifyFailed",
+            params={
+                "namespace": namespace,
+                "timestamp": timestamp,
+                "check": what,
+                "reason": reason[:1000],
+            },
+            response_code=500,
+        )
+        alert = AlertEvent(
+            event="verify.failed",
+            text=f"Backfleet: {what} of backup {namespace}/{timestamp} FAILED: {reason}",
+            namespace=namespace,
+            timestamp=timestamp,
+        )
+        safely(lambda: alerter.open(condition, alert), condition)
+    else:
+        record_system_event(
+            namespace=namespace,
+            name="BackupVerified",
+            params={"namespace": namespace, "timestamp": timestamp, "check": what},
+        )
+        safely(lambda: alerter.resolve(condition), condition)
+
+
+def _redacted(result: VerifyResult, secrets: list[str]) -> VerifyResult:
+    return VerifyResult(
+        result.namespace, result.timestamp, result.store, result.status, result.artifacts,
+        result.bytes_read, redact(result.error or "", secrets),
+    )  # fmt: skip
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, BackfleetError) else f"{type(exc).__name__}: {exc}"
