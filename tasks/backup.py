@@ -6,6 +6,7 @@ from typing import Any
 from celery import Task
 
 from workers.app import app
+from workers.audit.operations import backup_ended
 from workers.backup_run import run_backup as perform_backup
 from workers.catalog import queries
 from workers.catalog.db import session_scope
@@ -45,6 +46,7 @@ def run_backup(
             log.warning("scheduled backup of %s skipped: %s", namespace, exc)
             return {"namespace": namespace, "status": "Skipped", "reason": str(exc)}
     outcome = perform_backup(fleet, namespace=namespace, timestamp=timestamp)
+    backup_ended(fleet.settings.database_url, namespace=namespace, timestamp=timestamp)
     return {
         "namespace": outcome.namespace,
         "timestamp": outcome.timestamp,

@@ -3,13 +3,14 @@
 from typing import Any
 
 from workers.app import app
+from workers.audit.operations import restore_ended
 from workers.fleet import current_fleet
 from workers.restore_run import run_restore as perform_restore
 
 
 @app.task(name="tasks.restore.run_restore")
 def run_restore(restore_id: int) -> dict[str, Any]:
-    return {
-        "restore_id": restore_id,
-        "status": perform_restore(current_fleet(), restore_id=restore_id),
-    }
+    fleet = current_fleet()
+    status = perform_restore(fleet, restore_id=restore_id)
+    restore_ended(fleet.settings.database_url, restore_id=restore_id)
+    return {"restore_id": restore_id, "status": status}

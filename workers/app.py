@@ -29,7 +29,7 @@ app = Celery(
     "backfleet",
     broker=settings.broker_url,
     backend=settings.results_url,
-    include=["tasks.backup", "tasks.restore", "tasks.retention"],
+    include=["tasks.backup", "tasks.restore", "tasks.retention", "tasks.audit"],
 )
 app.conf.update(
     # Each queue its own exchange and routing key: a bare Queue(name) would be
