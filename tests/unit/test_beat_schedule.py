@@ -48,3 +48,19 @@ def test_the_celery_schedule_is_a_utc_crontab(
     assert isinstance(entry["schedule"], crontab)
     assert entry["schedule"].minute == {15} and entry["schedule"].hour == {3}
     assert entry["options"] == {"queue": "backup"}
+
+
+def test_user_events_flush_and_purge_on_the_audit_queue_when_enabled() -> None:
+    assert not [e for e in schedule_entries(Settings(), None) if e.task.startswith("tasks.audit.")]
+    settings = Settings(
+        enable_user_events=True, uevents_schedule="*/5 * * * *", uevents_gc_schedule="0 3 * * *"
+    )
+    audit = [
+        (e.task, e.cron, e.queue)
+        for e in schedule_entries(settings, None)
+        if e.task.startswith("tasks.audit.")
+    ]
+    assert audit == [
+        ("tasks.audit.flush_user_events", "*/5 * * * *", "audit"),
+        ("tasks.audit.purge_user_events", "0 3 * * *", "audit"),
+    ]
