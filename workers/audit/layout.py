@@ -9,10 +9,15 @@ from datetime import UTC, date, datetime
 AUDIT_DIR = "user-events-audit"
 SUFFIX = ".jsonl.gz"
 ID_DIGITS = 15
+DAY_MS = 86_400_000
 
 
 def day_of(created_at_ms: int) -> date:
     return datetime.fromtimestamp(created_at_ms / 1000, tz=UTC).date()
+
+
+def day_start_ms(day: date) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1000
 
 
 def day_prefix(namespace: str, day: date) -> str:

@@ -7,10 +7,11 @@ that order and no spaces, so the same event always makes the same bytes.
 """
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from sqlalchemy import ColumnElement, Text, cast, func, literal
 
 from workers.errors import InvalidRequestError
 
@@ -124,31 +125,44 @@ def cut_payload(payload: str) -> str:
     return payload[: MAX_PAYLOAD_CHARS - len(TRUNCATED)] + TRUNCATED
 
 
-def line_of(
-    *,
-    op_type: str,
-    created_at: int,
-    name_hints: Sequence[str],
-    user_email: str,
-    customer_name: str,
-    response_code: int,
-    request_params: Mapping[str, str],
-    request_payload: str,
-    latency_ms: int,
-) -> str:
-    """One event as its JSON line (no newline), keys in the format's order."""
-    return json.dumps(
-        {
-            "opType": op_type,
-            "createdAt": created_at,
-            "nameHints": list(name_hints),
-            "userEmail": user_email,
-            "customerName": customer_name,
-            "responseCode": response_code,
-            "requestParams": dict(request_params),
-            "requestPayload": request_payload,
-            "latencyInMillis": latency_ms,
-        },
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+def line_sql(dialect: str) -> ColumnElement[str]:
+    """A SQL expression giving each user_events row as its JSON line (no newline).
+
+    The database writes the line, so shipping a million events is one streamed
+    query rather than a million JSON encodes in Python. Strings are escaped by
+    the database's own JSON functions; the JSON columns are stored compact
+    (workers.catalog.db.compact_json), and SQLite's json() minifies them anyway.
+    """
+    from workers.catalog.models import UserEvent as E
+
+    if dialect == "postgresql":
+
+        def string(column: Any) -> Any:
+            return cast(func.to_json(column), Text)
+
+        def structure(column: Any) -> Any:
+            return cast(column, Text)
+    else:
+
+        def string(column: Any) -> Any:
+            return func.json_quote(column)
+
+        def structure(column: Any) -> Any:
+            return func.json(column)
+
+    parts: list[Any] = [
+        literal('{"opType":'), string(E.op_type),
+        literal(',"createdAt":'), cast(E.created_at, Text),
+        literal(',"nameHints":'), structure(E.name_hints),
+        literal(',"userEmail":'), string(E.user_email),
+        literal(',"customerName":'), string(E.customer_name),
+        literal(',"responseCode":'), cast(E.response_code, Text),
+        literal(',"requestParams":'), structure(E.request_params),
+        literal(',"requestPayload":'), string(E.request_payload),
+        literal(',"latencyInMillis":'), cast(E.latency_ms, Text),
+        literal("}"),
+    ]  # fmt: skip
+    joined = parts[0]
+    for part in parts[1:]:
+        joined = joined.op("||")(part)
+    return cast(joined, Text)

@@ -11,32 +11,43 @@ Per namespace, in batches of at most `batch_events` events:
 A flush that dies anywhere redoes the claimed batch: the same events in the
 same order make the same objects under the same keys (gzip with no timestamp),
 so an object is at worst rewritten with identical bytes, never duplicated, and
-no event is skipped. Memory is one object's compressed bytes plus a window of rows.
+no event is skipped.
+
+The database writes each line (workers.audit.lines.line_sql); one background
+thread compresses and uploads while the main thread reads the next rows (zlib
+and the network release the GIL). Memory: one object's compressed bytes, plus
+at most PIPELINE_DEPTH chunks of CHUNK_BYTES in flight, plus a window of rows.
 """
 
 import hashlib
 import logging
 import zlib
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 
 from sqlalchemy import select
 
 from workers.audit import catalog
-from workers.audit.layout import day_of, object_key
-from workers.audit.lines import line_of
-from workers.catalog.db import session_scope
+from workers.audit.layout import DAY_MS, day_of, day_start_ms, object_key
+from workers.audit.lines import line_sql
+from workers.catalog.db import get_engine, session_scope
 from workers.catalog.models import UserEvent
 from workers.errors import IntegrityError
 from workers.stores.base import ObjectStore
 
 log = logging.getLogger(__name__)
 
-GZIP_LEVEL = 6
+GZIP_LEVEL = 3  # 2x the speed of level 6 for ~20% more bytes (measured: bench/RESULTS.md)
 GZIP_WBITS = 31  # a gzip header with no file name and mtime 0: the same events, the same bytes
 ROWS_PER_FETCH = 5000
+CHUNK_BYTES = 1024 * 1024  # lines handed to the compressor at a time
+PIPELINE_DEPTH = 4  # chunks or objects waiting for the background thread
 READ_CHUNK = 1024 * 1024
+# A batch is sorted by (createdAt, id) in the server's memory, not in temporary files.
+SORT_MEMORY = "SET LOCAL work_mem = '128MB'"
 
 
 @dataclass(frozen=True)
@@ -54,28 +65,51 @@ class FlushResult:
 
 @dataclass
 class _Object:
-    """One object being written: its day, id range and compressed bytes so far."""
+    """One object being written: its day, id range, and compressed bytes so far.
+
+    `compress` and `finish` run on the background thread, in submission order.
+    """
 
     day: date
     first_id: int
-    last_id: int = 0
-    events: int = 0
+    last_id: int
     raw_bytes: int = 0
     compressor: "zlib._Compress" = field(
         default_factory=lambda: zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, GZIP_WBITS)
     )
-    chunks: list[bytes] = field(default_factory=list)
+    compressed: list[bytes] = field(default_factory=list)
 
-    def add(self, event_id: int, line: bytes) -> None:
-        self.first_id = min(self.first_id, event_id)
-        self.last_id = max(self.last_id, event_id)
-        self.events += 1
-        self.raw_bytes += len(line)
-        self.chunks.append(self.compressor.compress(line))
+    def compress(self, lines: bytes) -> None:
+        self.compressed.append(self.compressor.compress(lines))
 
     def finish(self) -> bytes:
-        self.chunks.append(self.compressor.flush())
-        return b"".join(self.chunks)
+        self.compressed.append(self.compressor.flush())
+        data = b"".join(self.compressed)
+        self.compressed.clear()
+        return data
+
+
+class _Pipeline:
+    """Ordered work on one background thread, with at most `depth` items waiting."""
+
+    def __init__(self, depth: int = PIPELINE_DEPTH) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-ship")
+        self.waiting: deque[Future[None]] = deque()
+        self.depth = depth
+
+    def submit(self, work: Callable[[], None]) -> None:
+        while len(self.waiting) >= self.depth:
+            self.waiting.popleft().result()  # raises the background thread's error here
+        self.waiting.append(self.executor.submit(work))
+
+    def wait(self) -> None:
+        while self.waiting:
+            self.waiting.popleft().result()
+
+    def close(self) -> None:
+        for pending in self.waiting:
+            pending.cancel()
+        self.executor.shutdown(wait=True)
 
 
 def flush_user_events(
@@ -113,18 +147,15 @@ def _claim_batch(
         state = catalog.shipping_state(session, namespace=namespace, lock=True)
         if state.pending_through is not None and state.pending_through > state.shipped_through:
             return state.shipped_through, state.pending_through  # a flush died: redo it
-        in_range = (
-            select(UserEvent.id)
-            .where(
-                UserEvent.namespace == namespace,
-                UserEvent.id > state.shipped_through,
-                UserEvent.id <= horizon,
-            )
-            .order_by(UserEvent.id)
+        in_range = select(UserEvent.id).where(
+            UserEvent.namespace == namespace,
+            UserEvent.id > state.shipped_through,
+            UserEvent.id <= horizon,
         )
-        last = session.scalar(in_range.offset(batch_events - 1).limit(1))
+        ascending = in_range.order_by(UserEvent.id)
+        last = session.scalar(ascending.offset(batch_events - 1).limit(1))
         if last is None:  # fewer than a full batch left: take them all
-            last = session.scalar(in_range.order_by(None).order_by(UserEvent.id.desc()).limit(1))
+            last = session.scalar(in_range.order_by(UserEvent.id.desc()).limit(1))
         if last is None:
             return None
         state.pending_through = last
@@ -133,40 +164,31 @@ def _claim_batch(
 
 def _rows(
     database_url: str, namespace: str, after: int, through: int
-) -> Iterator[tuple[int, int, bytes]]:
-    """(id, createdAt, line) of the batch's events, by (createdAt, id)."""
-    columns = (
-        UserEvent.id,
-        UserEvent.created_at,
-        UserEvent.op_type,
-        UserEvent.name_hints,
-        UserEvent.user_email,
-        UserEvent.customer_name,
-        UserEvent.response_code,
-        UserEvent.request_params,
-        UserEvent.request_payload,
-        UserEvent.latency_ms,
-    )
+) -> Iterator[tuple[int, int, str]]:
+    """(id, createdAt, JSON line) of the batch's events, by (createdAt, id).
+
+    On PostgreSQL through COPY: the server streams rows while this process
+    works, instead of waiting for each FETCH (twice the speed, measured).
+    """
+    engine = get_engine(database_url)
     query = (
-        select(*columns)
+        select(UserEvent.id, UserEvent.created_at, line_sql(engine.dialect.name))
         .where(UserEvent.namespace == namespace, UserEvent.id > after, UserEvent.id <= through)
         .order_by(UserEvent.created_at, UserEvent.id)
-        .execution_options(yield_per=ROWS_PER_FETCH)
     )
+    if engine.dialect.name == "postgresql":
+        compiled = query.compile(dialect=engine.dialect)
+        with engine.connect() as connection:
+            raw = connection.connection.driver_connection
+            assert raw is not None
+            raw.execute(SORT_MEMORY)
+            with raw.cursor().copy(f"COPY ({compiled}) TO STDOUT", compiled.params) as copy:
+                copy.set_types(["int8", "int8", "text"])
+                yield from copy.rows()
+            connection.rollback()
+        return
     with session_scope(database_url) as session:
-        for row in session.execute(query):
-            line = line_of(
-                op_type=row.op_type,
-                created_at=row.created_at,
-                name_hints=row.name_hints,
-                user_email=row.user_email,
-                customer_name=row.customer_name,
-                response_code=row.response_code,
-                request_params=row.request_params,
-                request_payload=row.request_payload,
-                latency_ms=row.latency_ms,
-            )
-            yield row.id, row.created_at, (line + "\n").encode()
+        yield from session.execute(query.execution_options(yield_per=ROWS_PER_FETCH)).tuples()
 
 
 def _write_batch(
@@ -177,30 +199,57 @@ def _write_batch(
     through: int,
     limits: ShipLimits,
 ) -> tuple[list[str], int]:
+    """Stream the batch into objects; returns their keys and the number of events."""
     keys: list[str] = []
     events = 0
+    pipeline = _Pipeline()
     current: _Object | None = None
+    lines: list[str] = []
+    pending = 0  # characters in `lines`, handed to the compressor at CHUNK_BYTES
+    day_start = day_end = 0  # epoch ms bounds of the current object's UTC date
+
+    def hand_over(obj: _Object) -> None:
+        nonlocal lines, pending
+        if lines:
+            chunk = "".join(lines).encode()
+            pipeline.submit(lambda: obj.compress(chunk))
+            lines, pending = [], 0
 
     def close(obj: _Object) -> None:
+        hand_over(obj)
         key = object_key(namespace, obj.day, obj.first_id, obj.last_id)
-        store_confirmed(store, key, obj.finish())
+        pipeline.submit(lambda: store_confirmed(store, key, obj.finish()))
         keys.append(key)
 
-    for event_id, created_at, line in _rows(database_url, namespace, after, through):
-        day = day_of(created_at)
-        if current is not None and (
-            current.day != day
-            or current.raw_bytes + len(line) > limits.file_bytes
-            or current.events >= limits.batch_events
-        ):
+    try:
+        # The hot loop (a million rows a flush): integers and list appends only.
+        for event_id, created_at, line in _rows(database_url, namespace, after, through):
+            size = len(line) + 1  # characters; UTF-8 may take more bytes than that
+            if current is None or not (
+                day_start <= created_at < day_end and current.raw_bytes + size <= limits.file_bytes
+            ):
+                if current is not None:
+                    close(current)
+                day = day_of(created_at)
+                day_start = day_start_ms(day)
+                day_end = day_start + DAY_MS
+                current = _Object(day=day, first_id=event_id, last_id=event_id)
+            if event_id < current.first_id:
+                current.first_id = event_id
+            elif event_id > current.last_id:
+                current.last_id = event_id
+            current.raw_bytes += size
+            lines.append(line)
+            lines.append("\n")
+            pending += size
+            if pending >= CHUNK_BYTES:
+                hand_over(current)
+            events += 1
+        if current is not None:
             close(current)
-            current = None
-        if current is None:
-            current = _Object(day=day, first_id=event_id)
-        current.add(event_id, line)
-        events += 1
-    if current is not None:
-        close(current)
+        pipeline.wait()
+    finally:
+        pipeline.close()
     return keys, events
 
 
