@@ -6,7 +6,6 @@ fails the whole request (422) naming each bad line, and nothing of it is kept.
 At most MAX_EVENTS events (and BODY_LIMIT bytes, enforced by api/limits.py).
 """
 
-from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -16,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import Caller, FleetDep, authenticate, resolve_namespace
 from api.schemas import DnsLabel, Message
 from workers.audit.catalog import NewEvent
-from workers.audit.lines import cut_payload, split_body, validate_events
+from workers.audit.lines import split_body, validate_events
 from workers.errors import NotFoundError
 from workers.user_events import store_events
 
@@ -76,15 +75,9 @@ async def ingest_user_events(
     )
     if len(items) > MAX_EVENTS:
         raise HTTPException(413, f"{len(items)} events: at most {MAX_EVENTS} per request")
-    events = [NewEvent.of_line(target, line) for line in validate_events(items)]
     events = [
-        replace(
-            event,
-            user_email=event.user_email or caller.owner_email,
-            customer_name=event.customer_name or caller.customer,
-            request_payload=cut_payload(event.request_payload),
-        )
-        for event in events
+        NewEvent.of_line(target, line, user_email=caller.owner_email, customer_name=caller.customer)
+        for line in validate_events(items)
     ]
     if events:
         await run_in_threadpool(store_events, fleet.settings.database_url, events)

@@ -8,7 +8,9 @@ import gzip
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -100,8 +102,8 @@ def test_every_event_ships_exactly_once_grouped_by_date(store: ObjectStore, pg_u
         assert len(lines) <= limits.batch_events
         with store.open_read(key) as handle:
             assert len(gzip.decompress(handle.read())) <= limits.file_bytes
-        created = [line["createdAt"] for line in lines]
-        assert created == sorted(created)
+        order = [int(line["requestParams"]["n"]) for line in lines]
+        assert order == sorted(order)  # id order, which is recording order here
         assert int(first) <= int(last)
     assert len({key.rsplit("/", 1)[0] for key in objects}) == 4  # 3 days from 22:13 UTC: 4 dates
     # The line format, exactly these keys in this order.
@@ -185,3 +187,29 @@ def test_export_reads_back_a_time_range(store: ObjectStore, pg_url: str) -> None
     lines = list(export_events(store, namespace="app", since=since, until=until))
     got = [json.loads(line)["requestParams"]["n"] for line in lines]
     assert got == [str(i) for i in range(5, 35)]
+
+
+def test_interleaved_dates_each_get_their_objects(tmp_path: Path, catalog_url: str) -> None:
+    """Client-supplied createdAt may jump between dates: every object still holds one date."""
+    store = LocalStore(tmp_path / "store")
+    store.init()
+    events = make_events(600)
+    # six dates, visited round-robin: more dates than objects kept open at once
+    jumbled = [
+        replace(event, created_at=T0 + (n % 6) * DAY_MS + n) for n, event in enumerate(events)
+    ]
+    insert(catalog_url, jumbled)
+    result = flush_user_events(store=store, database_url=catalog_url, limits=ShipLimits())
+    assert result.events == 600 and shipped_counts(store) == once_each(600)
+    for key, lines in shipped(store).items():
+        assert len({day_of(line["createdAt"]) for line in lines}) == 1, key
+    # Ids increase through the stream, so a date's objects never overlap in id range.
+    ranges: dict[str, list[tuple[int, int]]] = {}
+    for key in result.objects:
+        match = KEY.match(key)
+        assert match
+        *day, first, last = match.groups()
+        ranges.setdefault("-".join(day), []).append((int(first), int(last)))
+    for spans in ranges.values():
+        spans.sort()
+        assert all(a[1] < b[0] for a, b in pairwise(spans))

