@@ -25,7 +25,7 @@ from tests.audit_events import (
     shipped_counts,
 )
 from tests.plugins.object_stores import AzuriteServer, S3Server
-from workers.audit import catalog
+from workers.audit import catalog, ship
 from workers.audit.export import export_events
 from workers.audit.layout import day_of
 from workers.audit.ship import ShipLimits, flush_user_events
@@ -79,8 +79,12 @@ def unshipped(url: str) -> int:
         return catalog.unshipped_event_count(session)
 
 
-def test_every_event_ships_exactly_once_grouped_by_date(store: ObjectStore, pg_url: str) -> None:
-    # 3 days of events, 2 namespaces, and a file bound that cuts each day in several objects.
+def test_every_event_ships_exactly_once_grouped_by_date(
+    store: ObjectStore, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 3 days of events, 2 namespaces, and a file bound that cuts each day in several objects;
+    # rows read back in many small COPYs.
+    monkeypatch.setattr(ship, "IDS_PER_COPY", 37)
     events = make_events(900, step_ms=DAY_MS // 300)
     insert(pg_url, events + make_events(10, namespace="other"))
     limits = ShipLimits(batch_events=400, file_bytes=16 * 1024)

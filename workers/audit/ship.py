@@ -29,7 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from workers.audit import catalog
 from workers.audit.layout import DAY_MS, day_of, day_start_ms, object_key
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 GZIP_LEVEL = 3  # 2x the speed of level 6 for ~20% more bytes (measured: bench/RESULTS.md)
 GZIP_WBITS = 31  # a gzip header with no file name and mtime 0: the same events, the same bytes
 ROWS_PER_FETCH = 5000
+IDS_PER_COPY = 20_000  # ~10 MiB of lines: what libpq may hold ahead of this process
 CHUNK_BYTES = 1024 * 1024  # lines handed to the compressor at a time
 PIPELINE_DEPTH = 4  # chunks or objects waiting for the background thread
 READ_CHUNK = 1024 * 1024
@@ -172,26 +173,36 @@ def _rows(
 
     Id order follows the index, so the database produces rows while this
     process consumes them (a sort would make it build the whole batch first).
-    On PostgreSQL through COPY: rows stream without a round trip per FETCH.
+    On PostgreSQL through COPY, which streams without a round trip per FETCH,
+    IDS_PER_COPY ids at a time: libpq buffers whatever the server sends ahead
+    of the reader, and a bounded range bounds that buffer.
     """
     engine = get_engine(database_url)
-    query = (
-        select(UserEvent.id, UserEvent.created_at, line_sql(engine.dialect.name))
-        .where(UserEvent.namespace == namespace, UserEvent.id > after, UserEvent.id <= through)
-        .order_by(UserEvent.id)
-    )
+
+    def query(low: int, high: int) -> Select[int, int, str]:
+        return (
+            select(UserEvent.id, UserEvent.created_at, line_sql(engine.dialect.name))
+            .where(UserEvent.namespace == namespace, UserEvent.id > low, UserEvent.id <= high)
+            .order_by(UserEvent.id)
+        )
+
     if engine.dialect.name == "postgresql":
-        compiled = query.compile(dialect=engine.dialect)
         with engine.connect() as connection:
             raw = connection.connection.driver_connection
             assert raw is not None
-            with raw.cursor().copy(f"COPY ({compiled}) TO STDOUT", compiled.params) as copy:
-                copy.set_types(["int8", "int8", "text"])
-                yield from copy.rows()
+            for low in range(after, through, IDS_PER_COPY):
+                compiled = query(low, min(low + IDS_PER_COPY, through)).compile(
+                    dialect=engine.dialect
+                )
+                statement = f"COPY ({compiled}) TO STDOUT"
+                with raw.cursor().copy(statement, compiled.params) as copy:
+                    copy.set_types(["int8", "int8", "text"])
+                    yield from copy.rows()
             connection.rollback()
         return
     with session_scope(database_url) as session:
-        for row in session.execute(query.execution_options(yield_per=ROWS_PER_FETCH)):
+        rows = session.execute(query(after, through).execution_options(yield_per=ROWS_PER_FETCH))
+        for row in rows:
             yield row[0], row[1], row[2]
 
 
