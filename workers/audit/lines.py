@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy import ColumnElement, Text, cast, func, literal
 
+from workers.catalog.models import UserEvent as E
 from workers.errors import InvalidRequestError
 
 MAX_PAYLOAD_CHARS = 64 * 1024  # longer request payloads are cut, and say so
@@ -133,22 +134,14 @@ def line_sql(dialect: str) -> ColumnElement[str]:
     the database's own JSON functions; the JSON columns are stored compact
     (workers.catalog.db.compact_json), and SQLite's json() minifies them anyway.
     """
-    from workers.catalog.models import UserEvent as E
 
-    if dialect == "postgresql":
-
-        def string(column: Any) -> Any:
+    def string(column: Any) -> Any:  # a JSON string literal of a text column
+        if dialect == "postgresql":
             return cast(func.to_json(column), Text)
+        return func.json_quote(column)
 
-        def structure(column: Any) -> Any:
-            return cast(column, Text)
-    else:
-
-        def string(column: Any) -> Any:
-            return func.json_quote(column)
-
-        def structure(column: Any) -> Any:
-            return func.json(column)
+    def structure(column: Any) -> Any:  # a JSON column's text (compact)
+        return cast(column, Text) if dialect == "postgresql" else func.json(column)
 
     parts: list[Any] = [
         literal('{"opType":'), string(E.op_type),
