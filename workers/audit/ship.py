@@ -124,8 +124,9 @@ def flush_user_events(
     namespace: str | None = None,
 ) -> FlushResult:
     """Ship every event committed before this call; returns what was shipped."""
-    with session_scope(database_url) as session:
+    with session_scope(database_url) as session:  # the lock it takes ends right here
         horizon = catalog.shipping_horizon(session)
+    with session_scope(database_url) as session:
         namespaces = [namespace] if namespace else catalog.namespaces_with_events(session)
     result = FlushResult()
     for name in namespaces:
