@@ -5,13 +5,21 @@ AWS_*, UEVENTS_*); prints one JSON line: events, batches, objects, peak RSS.
 """
 
 import json
-import resource
 import time
 
 from workers.audit.jobs import ship_limits
 from workers.audit.ship import flush_user_events
 from workers.settings import get_settings
 from workers.stores import make_store
+
+
+def peak_rss() -> int:
+    """VmHWM: this process's own peak (ru_maxrss would count the parent's pages before exec)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def main() -> None:
@@ -29,7 +37,7 @@ def main() -> None:
                 "batches": result.batches,
                 "objects": len(result.objects),
                 "seconds": time.perf_counter() - started,
-                "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "peak_rss": peak_rss(),
             }
         )
     )
