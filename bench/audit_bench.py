@@ -13,7 +13,8 @@
    its own process (bench/audit_flush_runner.py) to `rclone serve s3`, measured
    by bench/measure.py (wall, CPU, peak RSS of the process tree); every event
    is then counted in the store. Peer, same run, same server, same rows:
-   `psql -c "COPY (<the same lines>) TO STDOUT" | gzip -3 | aws s3 cp -`.
+   `psql -c "COPY (<the same lines>) TO STDOUT" | gzip -3 | aws s3 cp -`
+   (gzip -3: about the size Backfleet's ISA-L level 1 makes, a little smaller).
 
 AUDIT_BENCH_STEPS (default `ingest,overhead,flush`) picks steps; only a full run
 rewrites the "User-event audit trail" section of bench/RESULTS.md. Raw figures:
