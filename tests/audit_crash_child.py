@@ -12,7 +12,7 @@ import signal
 import sys
 from typing import Any
 
-from workers.audit import ship
+from workers.audit import objects, ship
 from workers.settings import Settings
 from workers.stores import make_store
 
@@ -20,7 +20,8 @@ from workers.stores import make_store
 def main() -> None:
     spec = json.loads(sys.argv[1])
     hook, at = spec["hook"], int(spec["at"])
-    original = getattr(ship, hook)
+    module = objects if hook == "store_confirmed" else ship
+    original = getattr(module, hook)
     calls = 0
 
     def dying(*args: Any, **kwargs: Any) -> Any:
@@ -33,7 +34,7 @@ def main() -> None:
             os.kill(os.getpid(), signal.SIGKILL)
         return result
 
-    setattr(ship, hook, dying)
+    setattr(module, hook, dying)
     ship.flush_user_events(
         store=make_store(Settings(**spec["settings"])),
         database_url=spec["url"],

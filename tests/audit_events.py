@@ -42,7 +42,8 @@ def insert(database_url: str, events: list[NewEvent], chunk: int = 5000) -> None
 def read_object(store: ObjectStore, key: str) -> list[dict[str, Any]]:
     with store.open_read(key) as handle:
         data = handle.read()
-    return [json.loads(line) for line in gzip.decompress(data).decode().splitlines()]
+    text = gzip.decompress(data).decode()  # JSON Lines end lines at \n only (not at U+2028)
+    return [json.loads(line) for line in text.split("\n") if line]
 
 
 def shipped(store: ObjectStore, namespace: str = "app") -> dict[str, list[dict[str, Any]]]:

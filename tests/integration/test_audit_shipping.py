@@ -25,7 +25,7 @@ from tests.audit_events import (
     shipped_counts,
 )
 from tests.plugins.object_stores import AzuriteServer, S3Server
-from workers.audit import catalog, ship
+from workers.audit import catalog, rows
 from workers.audit.export import export_events
 from workers.audit.layout import day_of
 from workers.audit.ship import ShipLimits, flush_user_events
@@ -84,7 +84,7 @@ def test_every_event_ships_exactly_once_grouped_by_date(
 ) -> None:
     # 3 days of events, 2 namespaces, and a file bound that cuts each day in several objects;
     # rows read back in many small COPYs.
-    monkeypatch.setattr(ship, "IDS_PER_COPY", 37)
+    monkeypatch.setattr(rows, "IDS_PER_COPY", 37)
     events = make_events(900, step_ms=DAY_MS // 300)
     insert(pg_url, events + make_events(10, namespace="other"))
     limits = ShipLimits(batch_events=400, file_bytes=16 * 1024)
@@ -217,3 +217,44 @@ def test_interleaved_dates_each_get_their_objects(tmp_path: Path, catalog_url: s
     for spans in ranges.values():
         spans.sort()
         assert all(a[1] < b[0] for a, b in pairwise(spans))
+
+
+def test_every_character_comes_back_as_it_was_recorded(tmp_path: Path, catalog_url: str) -> None:
+    store = LocalStore(tmp_path / "store")
+    store.init()
+    tricky = 'quote " backslash \\ tab \t newline \n nul-ish \x01 é 漢字 \u2028 emoji 🎉 \\n'
+    events = [
+        replace(
+            event,
+            user_email=f"{tricky}@x",
+            customer_name=tricky,
+            name_hints=(tricky, "Plain"),
+            request_params={"k\\": tricky, "tab\t": "v"},
+            request_payload=tricky * (n + 1),
+        )
+        for n, event in enumerate(make_events(40))
+    ]
+    insert(catalog_url, events)
+    flush_user_events(store=store, database_url=catalog_url, limits=ShipLimits(file_bytes=4096))
+    lines = sorted(
+        (line for lines in shipped(store).values() for line in lines),
+        key=lambda line: len(line["requestPayload"]),
+    )
+    assert len(lines) == 40
+    for n, (line, event) in enumerate(zip(lines, events, strict=True)):
+        assert line == {
+            "opType": event.op_type,
+            "createdAt": event.created_at,
+            "nameHints": [tricky, "Plain"],
+            "userEmail": f"{tricky}@x",
+            "customerName": tricky,
+            "responseCode": event.response_code,
+            "requestParams": {"k\\": tricky, "tab\t": "v"},
+            "requestPayload": tricky * (n + 1),
+            "latencyInMillis": event.latency_ms,
+        }
+    since = datetime.fromtimestamp(T0 / 1000, tz=UTC)
+    exported = list(export_events(store, namespace="app", since=since, until=since + timedelta(1)))
+    assert sorted(json.loads(line)["requestPayload"] for line in exported) == sorted(
+        line["requestPayload"] for line in lines
+    )

@@ -46,7 +46,7 @@ def export_events(
                 store.open_read(info.key) as raw,
                 gzip.GzipFile(fileobj=raw, mode="rb") as unzipped,
             ):
-                for line in io.TextIOWrapper(unzipped, encoding="utf-8"):
+                for line in io.TextIOWrapper(unzipped, encoding="utf-8", newline="\n"):
                     line = line.rstrip("\n")
                     if line and low <= int(json.loads(line)["createdAt"]) < high:
                         yield line

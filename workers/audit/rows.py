@@ -1,0 +1,146 @@
+"""A batch's events read back as blocks of raw lines, each block of one UTC date.
+
+A raw line is `<JSON line>\\t<event id>\\n`, in id order (the index's order, so
+the database produces rows while the worker consumes them). The database
+writes the JSON line itself (workers.audit.lines.line_sql).
+
+PostgreSQL: one cheap query finds where the date changes along the ids, then
+COPY streams the lines as raw bytes, IDS_PER_COPY ids at a time (libpq buffers
+whatever the server sends ahead of the reader; a bounded range bounds that),
+and the blocks are cut at those places with bytes.find: no per-row Python.
+COPY's text format doubles every backslash, and nothing else in these lines
+(the JSON has no raw control characters): the writer undoes it.
+SQLite: rows through SQLAlchemy, grouped into blocks.
+"""
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+
+from sqlalchemy import Engine, func, or_, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from workers.audit.layout import DAY_MS
+from workers.audit.lines import line_sql
+from workers.catalog.db import session_scope
+from workers.catalog.models import UserEvent
+
+IDS_PER_COPY = 20_000  # ~10 MiB of lines: what libpq may hold ahead of this process
+ROWS_PER_FETCH = 5000
+BLOCK_BYTES = 256 * 1024
+EPOCH = date(1970, 1, 1)
+
+
+def _in_batch(namespace: str, after: int, through: int) -> ColumnElement[bool]:
+    return (UserEvent.namespace == namespace) & (UserEvent.id > after) & (UserEvent.id <= through)
+
+
+def blocks(
+    engine: Engine, database_url: str, namespace: str, after: int, through: int
+) -> Iterator[tuple[date, bytes]]:
+    if engine.dialect.name == "postgresql":
+        yield from _postgres_blocks(engine, namespace, after, through)
+    else:
+        yield from _row_blocks(engine, database_url, namespace, after, through)
+
+
+def _day_starts(engine: Engine, namespace: str, after: int, through: int) -> list[tuple[int, int]]:
+    """(first id, day number) of each run of consecutive ids on one UTC date."""
+    day = UserEvent.created_at // DAY_MS
+    runs = (
+        select(
+            UserEvent.id,
+            day.label("day"),
+            func.lag(day).over(order_by=UserEvent.id).label("previous"),
+        )
+        .where(_in_batch(namespace, after, through))
+        .subquery()
+    )
+    query = (
+        select(runs.c.id, runs.c.day)
+        .where(or_(runs.c.previous.is_(None), runs.c.day != runs.c.previous))
+        .order_by(runs.c.id)
+    )
+    with engine.connect() as connection:
+        return [(int(first), int(number)) for first, number in connection.execute(query)]
+
+
+def _postgres_blocks(
+    engine: Engine, namespace: str, after: int, through: int
+) -> Iterator[tuple[date, bytes]]:
+    starts = _day_starts(engine, namespace, after, through)
+    if not starts:
+        return
+    next_run = 1
+    day = EPOCH + timedelta(days=starts[0][1])
+    with engine.connect() as connection:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        for low in range(after, through, IDS_PER_COPY):
+            high = min(low + IDS_PER_COPY, through)
+            query = (
+                select(line_sql("postgresql"), UserEvent.id)
+                .where(_in_batch(namespace, low, high))
+                .order_by(UserEvent.id)
+            )
+            compiled = query.compile(dialect=engine.dialect)
+            with raw.cursor().copy(f"COPY ({compiled}) TO STDOUT", compiled.params) as copy:
+                for block in _complete_lines(bytes(data) for data in copy):
+                    # Cut the block where the next run of another date starts, if in it.
+                    while next_run < len(starts):
+                        run_id, run_day = starts[next_run]
+                        at = block.find(b"\t%d\n" % run_id)
+                        if at < 0:
+                            break
+                        begin = block.rfind(b"\n", 0, at) + 1
+                        if begin:
+                            yield day, block[:begin]
+                        block = block[begin:]
+                        day = EPOCH + timedelta(days=run_day)
+                        next_run += 1
+                    if block:
+                        yield day, block
+        connection.rollback()
+
+
+def _complete_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Re-cut a byte stream into blocks of at least BLOCK_BYTES ending at a newline."""
+    pending: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        size += len(chunk)
+        if size >= BLOCK_BYTES:
+            data = b"".join(pending)
+            end = data.rfind(b"\n") + 1
+            if end:
+                yield data[:end]
+            pending, size = [data[end:]], len(data) - end
+    data = b"".join(pending)
+    if data:
+        yield data
+
+
+def _row_blocks(
+    engine: Engine, database_url: str, namespace: str, after: int, through: int
+) -> Iterator[tuple[date, bytes]]:
+    query = (
+        select(UserEvent.id, UserEvent.created_at, line_sql(engine.dialect.name))
+        .where(_in_batch(namespace, after, through))
+        .order_by(UserEvent.id)
+        .execution_options(yield_per=ROWS_PER_FETCH)
+    )
+    day_number: int | None = None
+    lines: list[bytes] = []
+    size = 0
+    with session_scope(database_url) as session:
+        for event_id, created_at, line in session.execute(query):
+            number = created_at // DAY_MS
+            if lines and (number != day_number or size >= BLOCK_BYTES):
+                yield EPOCH + timedelta(days=day_number or 0), b"".join(lines)
+                lines, size = [], 0
+            day_number = number
+            raw = b"%s\t%d\n" % (line.encode(), event_id)
+            lines.append(raw)
+            size += len(raw)
+    if lines:
+        yield EPOCH + timedelta(days=day_number or 0), b"".join(lines)
