@@ -258,3 +258,25 @@ def test_every_character_comes_back_as_it_was_recorded(tmp_path: Path, catalog_u
     assert sorted(json.loads(line)["requestPayload"] for line in exported) == sorted(
         line["requestPayload"] for line in lines
     )
+
+
+def test_without_psql_the_drivers_copy_makes_the_same_objects(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    insert(pg_url, make_events(700, step_ms=DAY_MS // 200))
+    limits = ShipLimits(batch_events=300, file_bytes=8 * 1024)
+    with_psql = LocalStore(tmp_path / "a")
+    with_psql.init()
+    first = flush_user_events(store=with_psql, database_url=pg_url, limits=limits)
+    with session_scope(pg_url) as session:  # ship it all again, this time through psycopg
+        state = catalog.shipping_state(session, namespace="app", lock=True)
+        state.shipped_through = 0
+    monkeypatch.setattr(rows.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(rows, "IDS_PER_COPY", 53)
+    without = LocalStore(tmp_path / "b")
+    without.init()
+    second = flush_user_events(store=without, database_url=pg_url, limits=limits)
+    assert second.objects == first.objects and len(first.objects) > 5
+    assert [_raw(without, key) for key in second.objects] == [
+        _raw(with_psql, key) for key in first.objects
+    ]
