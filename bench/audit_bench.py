@@ -401,7 +401,7 @@ def render(results: dict[str, Any]) -> str:
     flush_rate = runner["events"] / runner["seconds"] if runner.get("seconds") else 0.0
     mib = lambda n: f"{n / 2**20:.0f} MiB"  # noqa: E731
     # VmHWM per process: a tree's rusage would count the bench's own pages before exec.
-    peak = lambda m: max(m["peak_rss_by_name"].values(), default=0)  # noqa: E731
+    by_name = b["peak_rss_by_name"]
     rows = [
         START,
         "## User-event audit trail (`make bench-audit`)",
@@ -424,7 +424,8 @@ def render(results: dict[str, Any]) -> str:
         f"and imports included); {flush_rate:,.0f} events/s for the flush itself "
         f"({runner.get('seconds', 0):.1f} s); {b['cpu_s']:.1f} CPU-s (PostgreSQL "
         f"{b['postgres_cpu_s']:.1f}, S3 server {b['s3_server_cpu_s']:.1f}, other processes "
-        f"{b['others_cpu_s']:.1f}); worker peak RSS **{mib(peak(b))}**; "
+        f"{b['others_cpu_s']:.1f}); worker peak RSS **{mib(by_name.get('python', 0))}**"
+        f" (its psql {mib(by_name.get('psql', 0))}); "
         f"{b['shipped_lines']:,} lines in the store, {b['unshipped_after']} left unshipped; "
         f"{mib(b['stored_bytes'])} stored in {runner.get('objects', '?')} objects | ≥ 50,000/s: "
         f"{'met' if b['events_per_s'] >= 50000 else 'NOT met'}; memory bounded |",
@@ -451,10 +452,12 @@ def render(results: dict[str, Any]) -> str:
         f"({over['recorded']} of {over['expected_recorded']} calls recorded) | "
         f"p50 difference {on['p50_ms'] - off['p50_ms']:+.2f} ms |",
         "",
-        "Raw figures: `bench/out/audit.json`. The flush's memory is bounded by design "
-        "(one object's compressed bytes, at most `UEVENTS_FILE_MAX_BYTES` before "
-        "compression, plus 4 chunks of 1 MiB in flight and a stream of rows), whatever "
-        "the number of events.",
+        "Raw figures: `bench/out/audit.json`. The flush's memory is bounded by design, "
+        "whatever the number of events: the compressed bytes of at most 4 open objects "
+        "(one per date, each from at most `UEVENTS_FILE_MAX_BYTES`, 64 MiB, of lines: "
+        "~10 MiB each here), 4 chunks of 1 MiB in flight, and a block of ~1 MiB read "
+        "from psql. The API's recording adds no measurable latency: the p50 difference "
+        "is within the run-to-run noise of the two processes.",
         END,
     ]
     return "\n".join(rows) + "\n"
