@@ -16,10 +16,6 @@ def day_of(created_at_ms: int) -> date:
     return datetime.fromtimestamp(created_at_ms / 1000, tz=UTC).date()
 
 
-def day_start_ms(day: date) -> int:
-    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1000
-
-
 def day_prefix(namespace: str, day: date) -> str:
     return f"{namespace}/{AUDIT_DIR}/{day:%Y/%m/%d}/"
 
