@@ -58,3 +58,31 @@ def test_flush_export_purge(tmp_path: Path) -> None:
 
     purged = cli(env, "purge")  # the events are from 2023: older than 30 days, and shipped
     assert purged.returncode == 0 and purged.stdout.strip() == "purged 30 shipped event(s)"
+
+
+def test_the_celery_tasks_flush_and_purge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tasks.audit import flush_user_events, purge_user_events
+    from workers.fleet import reset_fleet
+
+    url = f"sqlite:///{tmp_path}/catalog.db"
+    upgrade_catalog(url)
+    insert(url, make_events(25))
+    config = tmp_path / "backfleet.toml"
+    config.write_text(f'namespace = "app"\n[services.f]\nkind = "directory"\npath = "{tmp_path}"\n')
+    for name, value in {
+        "DATABASE_URL": url,
+        "BACKFLEET_CONFIG": str(config),
+        "OBJECT_STORE_LOCATION_LOCAL": str(tmp_path / "store"),
+        "ENABLE_USER_EVENTS": "true",
+        "UEVENTS_BATCH_EVENTS": "10",
+        "UEVENTS_RETENTION_DAYS": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    reset_fleet()
+    try:
+        assert flush_user_events.run() == {"events": 25, "batches": 3, "objects": 3}
+        assert purge_user_events.run() == {"deleted": 25}  # from 2023: past one day
+        assert flush_user_events.run() == {"events": 0, "batches": 0, "objects": 0}
+    finally:
+        reset_fleet()
+        dispose_engines()
