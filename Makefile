@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv up test lint bench clean
+.PHONY: venv up test lint bench bench-audit clean
 
 venv: $(VENV)/.installed
 
@@ -28,6 +28,10 @@ lint: venv
 
 bench: venv
 	@if [ -x bench/run.sh ]; then bench/run.sh; else echo "no benchmarks yet: bench/run.sh is missing"; fi
+
+# The audit trail's benchmark (API ingest, middleware overhead, a flush of 1M events to S3).
+bench-audit: venv
+	timeout --foreground --kill-after=60 30m $(BIN)/python -m bench.audit_bench
 
 # Keeps ./var: it holds the API key, the catalog and the local backups.
 clean:

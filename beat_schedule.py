@@ -61,6 +61,21 @@ def schedule_entries(settings: Settings, config: FleetConfig | None) -> list[Sch
                 queue="maintenance",
             )
         )
+    if settings.enable_user_events:
+        entries += [
+            ScheduleEntry(
+                name="flush-user-events",
+                task="tasks.audit.flush_user_events",
+                cron=settings.uevents_schedule,
+                queue="audit",
+            ),
+            ScheduleEntry(
+                name="purge-user-events",
+                task="tasks.audit.purge_user_events",
+                cron=settings.uevents_gc_schedule,
+                queue="audit",
+            ),
+        ]
     if settings.enable_regular_backups and config is not None:
         for namespace in sorted(config.namespaces):
             entries.extend(_backup_entries(settings, config, namespace))

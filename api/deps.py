@@ -105,7 +105,9 @@ def match_api_key(presented: str, keys: list[ApiKey]) -> ApiKey | None:
 
 
 def authenticate(
-    fleet: FleetDep, authorization: Annotated[str | None, Depends(api_key_header)]
+    request: Request,
+    fleet: FleetDep,
+    authorization: Annotated[str | None, Depends(api_key_header)],
 ) -> ApiKey:
     keys = fleet.settings.api_keys
     if not keys:
@@ -117,6 +119,7 @@ def authenticate(
     caller = match_api_key(authorization, keys)
     if caller is None:
         raise _unauthorized("invalid API key")
+    request.state.audit_caller = caller  # the audit middleware's userEmail and customerName
     return caller
 
 

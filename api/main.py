@@ -10,16 +10,20 @@ from collections.abc import Mapping
 
 from fastapi import FastAPI
 
+from api.audit import AuditMiddleware
 from api.deps import FleetProvider
 from api.errors import install_error_handlers
 from api.limits import DEFAULT_BODY_LIMIT, BodyLimitMiddleware
 from api.metrics import metrics
 from api.routes import athena, health
+from api.userevents import BODY_LIMIT as USER_EVENTS_BODY_LIMIT
+from api.userevents import PATH as USER_EVENTS_PATH
+from api.userevents import router as user_events
 from workers.fleet import current_fleet
 from workers.jobs import Enqueue, celery_enqueue
 
 # Paths with their own body limit; every other path gets DEFAULT_BODY_LIMIT (1 MiB).
-BODY_LIMITS: Mapping[str, int] = {}
+BODY_LIMITS: Mapping[str, int] = {USER_EVENTS_PATH: USER_EVENTS_BODY_LIMIT}
 
 
 def create_app(
@@ -39,8 +43,11 @@ def create_app(
     app.include_router(health)
     app.include_router(athena)
     app.include_router(metrics)
+    app.include_router(user_events)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, default_limit=default_body_limit, limits=body_limits)
+    # Outermost, so even a refused call (401, 413) is in the audit trail.
+    app.add_middleware(AuditMiddleware)
     return app
 
 

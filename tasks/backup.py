@@ -14,6 +14,7 @@ from celery import Task
 
 from workers.app import app
 from workers.attempts import StopJob
+from workers.audit.operations import backup_ended
 from workers.backup_run import run_backup as perform_backup
 from workers.catalog import queries
 from workers.catalog.db import session_scope
@@ -53,6 +54,7 @@ def run_backup(
         outcome = perform_backup(
             fleet, namespace=namespace, timestamp=timestamp, lock_lost=lock.lost.is_set
         )
+        backup_ended(fleet.settings.database_url, namespace=namespace, timestamp=timestamp)
     except StopJob as stop:
         log.error("%s", stop)
         return {"namespace": namespace, "timestamp": timestamp, "status": "Stopped"}

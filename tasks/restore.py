@@ -9,6 +9,7 @@ from typing import Any
 from celery import Task
 
 from workers.app import app
+from workers.audit.operations import restore_ended
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS
@@ -46,6 +47,8 @@ def run_restore(
                 row.status, row.error = FAILED, f"the namespace stayed busy: {busy}"
         return {"restore_id": restore_id, "status": FAILED}
     try:
-        return {"restore_id": restore_id, "status": perform_restore(fleet, restore_id=restore_id)}
+        status = perform_restore(fleet, restore_id=restore_id)
+        restore_ended(settings.database_url, restore_id=restore_id)
+        return {"restore_id": restore_id, "status": status}
     finally:
         lock.release()

@@ -51,6 +51,7 @@ app = Celery(
         "tasks.verify",
         "tasks.alerts",
         "tasks.replicate",
+        "tasks.audit",
     ],
 )
 app.conf.update(

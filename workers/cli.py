@@ -431,6 +431,64 @@ def status(as_json: bool) -> None:
         sys.exit(1)
 
 
+@main.group()
+def audit() -> None:
+    """The user-event audit trail: ship, purge, read back."""
+
+
+@audit.command("flush")
+@click.option("--namespace", default=None, help="Only this namespace [every one with events].")
+def audit_flush(namespace: str | None) -> None:
+    """Ship every recorded user event to the store now (tasks.audit.flush_user_events)."""
+    from workers.audit.jobs import flush_from_settings
+    from workers.fleet import current_fleet
+
+    result = flush_from_settings(current_fleet(), namespace=namespace)
+    click.echo(
+        f"shipped {result.events} event(s) in {result.batches} batch(es), "
+        f"{len(result.objects)} object(s)"
+    )
+
+
+@audit.command("purge")
+def audit_purge() -> None:
+    """Delete shipped events older than UEVENTS_RETENTION_DAYS from the catalog."""
+    from workers.audit.jobs import purge_from_settings
+    from workers.settings import get_settings
+
+    click.echo(f"purged {purge_from_settings(get_settings())} shipped event(s)")
+
+
+@audit.command("export")
+@click.option(
+    "--since", required=True, help="UTC date or time, e.g. 2026-11-01 or 2026-11-01T12:00."
+)
+@click.option("--until", default=None, help="UTC date or time, exclusive [now].")
+@click.option("--namespace", default=None, help="Namespace [the configured default].")
+def audit_export(since: str, until: str | None, namespace: str | None) -> None:
+    """Stream the shipped events created in [since, until) as JSON Lines on stdout."""
+    from workers.audit.export import export_events, parse_moment
+    from workers.fleet import current_fleet
+    from workers.timestamps import utcnow
+
+    try:
+        low = parse_moment(since)
+        high = parse_moment(until) if until else utcnow()
+    except ValueError as exc:
+        _fail(str(exc))
+    if high <= low:
+        _fail("--until must be after --since")
+    fleet = current_fleet()
+    lines = export_events(
+        fleet.store,
+        namespace=namespace or fleet.config.default_namespace,
+        since=low,
+        until=high,
+    )
+    for line in lines:
+        sys.stdout.write(line + "\n")
+
+
 def _report(what: str, status: str, error: str | None) -> None:
     if status == "Success":
         click.echo(f"{what}: Success")

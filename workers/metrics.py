@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from workers.audit.catalog import unshipped_by_namespace
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Alert, Artifact, Backup, Verification
 from workers.fleet import Fleet
@@ -62,6 +63,7 @@ class CatalogCollector(Collector):
         yield from self._services(fleet)
         yield from self._verifications(fleet)
         yield from self._health(fleet)
+        yield from self._audit_backlog(fleet)
         yield from self._queues(fleet)
 
     def _backups(self, fleet: Fleet) -> Iterator[Metric]:
@@ -244,6 +246,17 @@ class CatalogCollector(Collector):
             ):
                 alerts.add_metric([event], float(count))
         yield from (stale, age, max_age, alerts)
+
+    def _audit_backlog(self, fleet: Fleet) -> Iterator[Metric]:
+        backlog = GaugeMetricFamily(
+            "backfleet_audit_backlog_events",
+            "User events recorded but not yet confirmed shipped to the store",
+            labels=["namespace"],
+        )
+        with session_scope(fleet.settings.database_url) as session:
+            for namespace, count in unshipped_by_namespace(session).items():
+                backlog.add_metric([namespace], float(count))
+        yield backlog
 
     def _queues(self, fleet: Fleet) -> Iterator[Metric]:
         up = GaugeMetricFamily("backfleet_broker_up", "1 if the broker answered this scrape")

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     enable_user_events: bool = False
     uevents_schedule: str = "0 0 * * *"
     uevents_gc_schedule: str = "0 1 * * *"
+    uevents_retention_days: Annotated[int, Field(ge=1, le=36500)] = 30
+    uevents_batch_events: Annotated[int, Field(ge=1, le=10_000_000)] = 100_000
+    uevents_file_max_bytes: Annotated[int, Field(ge=64 * 1024, le=1024 * MiB)] = 64 * MiB
     object_store_location_type: StoreType = "local"
     object_store_location_local: Path = Path("/backup")
     aws_s3_bucket_name: str = "athena-ondemand-backup"

@@ -1,9 +1,59 @@
-"""System events for the audit trail: stub; replaced by issue 5 at merge."""
+"""Recording user events in the catalog: Backfleet's own operations and in-process callers.
 
+`record_system_event` is for Backfleet's own operations (backups, restores,
+verifications, deletions): it never raises, since an audit record must never
+fail the work it records; a failure is logged, redacted. `record_user_events`
+is the helper for in-process callers of the platform: the same validation as
+`POST /athena/api/v1/userevents`, and it raises on bad input.
+"""
+
+import json
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from workers.audit.catalog import NewEvent, insert_events
+from workers.audit.lines import cut_payload, validate_events
+from workers.catalog.db import session_scope
+from workers.redact import redact
+from workers.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+SYSTEM_OP_TYPE = "System"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def settings_secrets(settings: Settings) -> list[str]:
+    """Secret values the settings hold (and the services' passwords when the fleet loads)."""
+    try:
+        from workers.fleet import current_fleet
+
+        return current_fleet().secrets()
+    except Exception:
+        values = [key.key for key in settings.api_keys]
+        for secret in (
+            settings.aws_secret_key,
+            settings.aws_access_key,
+            settings.azure_storage_access_key,
+            settings.azure_storage_sas_token,
+            settings.azure_storage_connection_string,
+            settings.backup_encryption_key,
+            settings.backup_encryption_old_keys,
+        ):
+            if secret is not None:
+                values.append(secret.get_secret_value())
+        return values
+
+
+def store_events(database_url: str, events: Sequence[NewEvent]) -> int:
+    """Insert events in one transaction: all of them or none."""
+    with session_scope(database_url) as session:
+        return insert_events(session, events=events)
 
 
 def record_system_event(
@@ -16,5 +66,56 @@ def record_system_event(
     user_email: str = "backfleet",
     customer_name: str = "",
 ) -> None:
-    """stub; replaced by issue 5 at merge. Never raises."""
-    log.debug("system event %s in %s: %s", name, namespace, dict(params or {}))
+    """Record one of Backfleet's own operations (opType "System", nameHints [name]).
+
+    A no-op unless ENABLE_USER_EVENTS is true. Never raises.
+    """
+    settings: Settings | None = None
+    secrets: list[str] = []
+    try:
+        settings = get_settings()
+        if not settings.enable_user_events:
+            return
+        secrets = settings_secrets(settings)
+        event = NewEvent(
+            namespace=namespace,
+            op_type=SYSTEM_OP_TYPE,
+            created_at=now_ms(),
+            name_hints=(name,),
+            user_email=user_email,
+            customer_name=customer_name,
+            response_code=response_code,
+            request_params={str(k): redact(str(v), secrets) for k, v in (params or {}).items()},
+            request_payload=cut_payload(redact(payload, secrets)),
+        )
+        store_events(settings.database_url, [event])
+    except Exception as exc:
+        log.warning(
+            "could not record the %s event of namespace %s: %s",
+            name,
+            namespace,
+            redact(f"{type(exc).__name__}: {exc}", secrets),
+        )
+
+
+def record_user_events(
+    lines: Iterable[Mapping[str, Any]],
+    *,
+    namespace: str,
+    settings: Settings | None = None,
+) -> int:
+    """Record events given in the line format (dicts with opType, createdAt, …).
+
+    For in-process callers of the platform. Validated like the API's
+    `POST /userevents` (InvalidEventsError names the bad ones, nothing is stored);
+    returns how many were stored. A no-op (0) unless ENABLE_USER_EVENTS is true.
+    """
+    settings = settings or get_settings()
+    events = validate_events(list(enumerate(lines, start=1)))
+    if not settings.enable_user_events:
+        return 0
+    return store_events(settings.database_url, [NewEvent.of_line(namespace, e) for e in events])
+
+
+def payload_json(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), sort_keys=True, default=str)

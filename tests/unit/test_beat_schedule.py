@@ -177,3 +177,19 @@ def test_the_secondary_store_reads_its_own_prefixed_variables(
     monkeypatch.setenv("SECONDARY_BACKUP_PART_SIZE", "12")
     with pytest.raises(Exception, match="SECONDARY_: invalid setting BACKUP_PART_SIZE"):
         secondary_settings(Settings(secondary_object_store_location_type="s3"))
+
+
+def test_user_events_flush_and_purge_on_the_audit_queue_when_enabled() -> None:
+    assert not [e for e in schedule_entries(Settings(), None) if e.task.startswith("tasks.audit.")]
+    settings = Settings(
+        enable_user_events=True, uevents_schedule="*/5 * * * *", uevents_gc_schedule="0 3 * * *"
+    )
+    audit = [
+        (e.task, e.cron, e.queue)
+        for e in schedule_entries(settings, None)
+        if e.task.startswith("tasks.audit.")
+    ]
+    assert audit == [
+        ("tasks.audit.flush_user_events", "*/5 * * * *", "audit"),
+        ("tasks.audit.purge_user_events", "0 3 * * *", "audit"),
+    ]

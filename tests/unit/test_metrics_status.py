@@ -21,6 +21,7 @@ from workers.fleet import Fleet
 from workers.metrics import queue_depths
 from workers.notify import check_staleness
 from workers.timestamps import parse_timestamp
+from workers.user_events import record_user_events
 from workers.verify import verify_backups
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -86,6 +87,15 @@ def test_metrics_come_from_the_catalog(tmp_path: Path) -> None:
     assert m[("backfleet_alerts_open", (("event", "backup.stale"),))] == 3
     assert m[("backfleet_queue_depth", (("queue", "backup"),))] == 2
     assert m[("backfleet_broker_up", ())] == 1
+    assert not any(name == "backfleet_audit_backlog_events" for name, _ in m)
+
+    line = {"opType": "Mutation", "createdAt": 1700000000000, "nameHints": ["Deploy"],
+            "userEmail": "a@example.com", "customerName": "acme", "responseCode": 200,
+            "requestParams": {}, "requestPayload": "", "latencyInMillis": 3}  # fmt: skip
+    settings = fleet.settings.model_copy(update={"enable_user_events": True})
+    assert record_user_events([line, line], namespace="app", settings=settings) == 2
+    m = scrape(fleet, {"backup": 0})
+    assert m[("backfleet_audit_backlog_events", app)] == 2
 
     take_backup(fleet)
     check_staleness(fleet)

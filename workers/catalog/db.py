@@ -1,5 +1,6 @@
 """Engine and sessions. The engine is made on first use in each process (after fork)."""
 
+import json
 import logging
 import os
 import time
@@ -29,6 +30,11 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def compact_json(value: object) -> str:
+    """JSON columns are stored without spaces (user-event lines are built from them in SQL)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the worker's writes
@@ -43,13 +49,14 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, json_serializer=compact_json)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # A bounded connect, so /readyz and requests fail fast when the catalog is down.
     return create_engine(
         url,
         pool_pre_ping=True,
+        json_serializer=compact_json,
         pool_size=5,
         max_overflow=5,
         connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},

@@ -1,0 +1,98 @@
+"""Backups and restores as audit events: who, when, what, with what result.
+
+Called where a backup or restore ends (tasks/backup.py, tasks/restore.py).
+Reads the finished row from the catalog and records it through
+`record_system_event`; never raises, so the audit trail cannot fail the work.
+"""
+
+import logging
+
+from workers.catalog import queries
+from workers.catalog.db import session_scope
+from workers.catalog.models import SUCCESS
+from workers.redact import redact
+from workers.settings import get_settings
+from workers.user_events import payload_json, record_system_event
+
+log = logging.getLogger(__name__)
+
+
+def _code(status: str) -> int:
+    return 200 if status == SUCCESS else 500
+
+
+def _enabled() -> bool:
+    try:
+        return get_settings().enable_user_events
+    except Exception:
+        return False
+
+
+def backup_ended(database_url: str, *, namespace: str, timestamp: str) -> None:
+    """Record a finished backup: timestamp, services, bytes, each artifact's SHA-256."""
+    if not _enabled():
+        return
+    try:
+        with session_scope(database_url) as session:
+            backup = queries.get_backup(session, namespace=namespace, timestamp=timestamp)
+            if backup is None:
+                return
+            artifacts = [
+                {"key": a.key, "size": a.size, "sha256": a.sha256, "service": a.service}
+                for a in backup.artifacts
+            ]
+            status, services, size = backup.status, list(backup.services), backup.size or 0
+            who, trigger, error = backup.requested_by, backup.trigger, backup.error
+    except Exception as exc:
+        log.warning("could not read backup %s/%s for the audit trail: %s", namespace,
+                    timestamp, redact(str(exc)))  # fmt: skip
+        return
+    record_system_event(
+        namespace=namespace,
+        name="Backup",
+        params={
+            "timestamp": timestamp,
+            "status": status,
+            "trigger": trigger,
+            "services": ",".join(services),
+            "bytes": str(size),
+        },
+        payload=payload_json({"artifacts": artifacts, "error": error}),
+        response_code=_code(status),
+        user_email=who or "backfleet",
+    )
+
+
+def restore_ended(database_url: str, *, restore_id: int) -> None:
+    """Record a finished restore: who asked, from which backup, into which namespace."""
+    if not _enabled():
+        return
+    try:
+        with session_scope(database_url) as session:
+            restore = queries.get_restore(session, restore_id=restore_id)
+            if restore is None:
+                return
+            namespace, source, timestamp = (
+                restore.namespace, restore.source_namespace, restore.timestamp,
+            )  # fmt: skip
+            status, services, who = restore.status, list(restore.services), restore.requested_by
+            skipped, error, url = list(restore.skipped), restore.error, restore.backup_url
+    except Exception as exc:
+        log.warning("could not read restore %s for the audit trail: %s", restore_id,
+                    redact(str(exc)))  # fmt: skip
+        return
+    record_system_event(
+        namespace=namespace,
+        name="Restore",
+        params={
+            "timestamp": timestamp,
+            "sourceNamespace": source,
+            "status": status,
+            "services": ",".join(services),
+            "skipped": ",".join(skipped),
+            "backupUrl": url,
+        },
+        payload=payload_json({"error": error}),
+        response_code=_code(status),
+        user_email=who or "backfleet",
+    )
