@@ -78,11 +78,11 @@ def schedule_entries(settings: Settings, config: FleetConfig | None) -> list[Sch
         ]
     if settings.enable_regular_backups and config is not None:
         for namespace in sorted(config.namespaces):
-            entries.extend(_backup_entries(settings, config, namespace))
+            entries.extend(backup_entries(settings, config, namespace))
     return entries
 
 
-def _backup_entries(settings: Settings, config: FleetConfig, namespace: str) -> list[ScheduleEntry]:
+def backup_entries(settings: Settings, config: FleetConfig, namespace: str) -> list[ScheduleEntry]:
     """One entry per distinct cron of the namespace's services, each backing up its own.
 
     Services without a `schedule` of their own follow REGULAR_BACKUP_SCHEDULE.

@@ -106,18 +106,25 @@ def namespace_health(fleet: Fleet, *, now: datetime | None = None) -> list[Names
                     last_verified=check.status if check else None,
                     last_verified_at=check.checked_at if check else None,
                     open_alerts=int(alerts or 0),
-                    next_backup=next_backup(fleet, now=now),
+                    next_backup=next_backup(fleet, namespace, now=now),
                 )
             )
     return report
 
 
-def next_backup(fleet: Fleet, *, now: datetime | None = None) -> datetime | None:
-    """When beat next emits the regular backups (None unless ENABLE_REGULAR_BACKUPS)."""
+def next_backup(fleet: Fleet, namespace: str, *, now: datetime | None = None) -> datetime | None:
+    """When beat next emits a backup of the namespace, on any of its schedules (the
+    regular one and the services' own); None unless ENABLE_REGULAR_BACKUPS."""
     if not fleet.settings.enable_regular_backups:
         return None
+    from beat_schedule import backup_entries  # the schedule as beat builds it
+
     now = now or utcnow()
-    schedule = parse_cron(fleet.settings.regular_backup_schedule)
-    # Celery's estimate lands a hair before the minute: round up to it.
-    moment: datetime = now + schedule.remaining_estimate(now) + timedelta(seconds=1)
-    return moment.replace(second=0, microsecond=0)
+    moments = []
+    for entry in backup_entries(fleet.settings, fleet.config, namespace):
+        schedule = parse_cron(entry.cron)
+        schedule.nowfun = lambda: now  # measured from `now`, not from the wall clock
+        # Celery's estimate lands a hair before the minute: round up to it.
+        moment: datetime = now + schedule.remaining_estimate(now) + timedelta(seconds=1)
+        moments.append(moment.replace(second=0, microsecond=0))
+    return min(moments, default=None)

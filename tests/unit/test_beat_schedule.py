@@ -193,3 +193,17 @@ def test_user_events_flush_and_purge_on_the_audit_queue_when_enabled() -> None:
         ("tasks.audit.flush_user_events", "*/5 * * * *", "audit"),
         ("tasks.audit.purge_user_events", "0 3 * * *", "audit"),
     ]
+
+
+def test_status_s_next_backup_counts_every_schedule_of_the_namespace() -> None:
+    from workers.fleet import Fleet
+    from workers.health import next_backup
+    from workers.stores.memory import MemoryStore
+
+    settings = Settings(enable_regular_backups=True, regular_backup_schedule="0 */6 * * *")
+    fleet = Fleet(settings=settings, config=parse_fleet_config(PER_SERVICE), store=MemoryStore())
+    now = datetime(2026, 11, 22, 1, 20, tzinfo=UTC)
+    # postgres is hourly: sooner than the regular 06:00 and grafana's 02:30.
+    assert next_backup(fleet, "app", now=now) == datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
+    off = Fleet(settings=Settings(), config=fleet.config, store=fleet.store)
+    assert next_backup(off, "app", now=now) is None
