@@ -54,7 +54,8 @@ def run_backup(
         outcome = perform_backup(
             fleet, namespace=namespace, timestamp=timestamp, lock_lost=lock.lost.is_set
         )
-        backup_ended(fleet.settings.database_url, namespace=namespace, timestamp=timestamp)
+        if outcome.ran:  # a redelivery of finished work records no second event
+            backup_ended(fleet.settings.database_url, namespace=namespace, timestamp=timestamp)
     except StopJob as stop:
         log.error("%s", stop)
         return {"namespace": namespace, "timestamp": timestamp, "status": "Stopped"}

@@ -44,6 +44,7 @@ class BackupOutcome:
     timestamp: str
     status: str
     error: str | None = None
+    ran: bool = True  # False: a redelivery found the backup already finished
 
 
 def run_backup(
@@ -58,7 +59,7 @@ def run_backup(
                 f"backup {timestamp} of namespace {namespace} is not in the catalog"
             )
         if backup.status in (SUCCESS, FAILED):  # a redelivery of finished work
-            return BackupOutcome(namespace, timestamp, backup.status, backup.error)
+            return BackupOutcome(namespace, timestamp, backup.status, backup.error, ran=False)
         if not start_attempt(backup, max_redeliveries=fleet.settings.task_max_redeliveries):
             log.error("backup %s/%s: %s", namespace, timestamp, backup.error)
             return BackupOutcome(namespace, timestamp, FAILED, backup.error)

@@ -105,3 +105,22 @@ def test_a_backup_whose_worker_keeps_dying_is_failed_past_the_cap(catalog: str) 
         assert backup is not None and backup.status == FAILED
         assert backup.error is not None and "TASK_MAX_REDELIVERIES=2" in backup.error
         assert backup.attempts == 4
+
+
+def test_a_redelivered_finished_backup_records_no_second_audit_event(
+    catalog: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers.catalog.models import UserEvent
+
+    monkeypatch.setenv("ENABLE_USER_EVENTS", "true")
+    reset_fleet()
+    with session_scope(catalog) as session:
+        row = queries.create_backup(
+            session, namespace="app", services=["graph"], only_config=False, trigger="api"
+        )
+        timestamp = row.timestamp
+    for _ in range(2):  # the second is a redelivery of finished work
+        run_backup.apply(kwargs={"namespace": "app", "timestamp": timestamp})
+    with session_scope(catalog) as session:
+        events = session.query(UserEvent).filter_by(namespace="app").all()
+        assert [e.name_hints for e in events] == [["Backup"]]
