@@ -5,15 +5,18 @@
 # Build arguments (all optional):
 #   PYTHON_VERSION  the Python of the image                     (3.11)
 #   DEBIAN_RELEASE  the Debian release of the python:*-slim base (bookworm)
+#   BASE_IMAGE      the base of both stages (python:PYTHON_VERSION-slim-DEBIAN_RELEASE),
+#                   e.g. the same tag from a registry mirror
 #   PG_MAJOR        the PostgreSQL client tools' major version   (15: Debian bookworm's own;
 #                   any other, e.g. 16 or 17, comes from the PostgreSQL project's apt
 #                   repository). pg_dump must be at least the major of the servers it dumps.
 #   VERSION, REVISION, CREATED  recorded in the OCI labels
 ARG PYTHON_VERSION=3.11
 ARG DEBIAN_RELEASE=bookworm
+ARG BASE_IMAGE=python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE}
 
 # --- build: a virtualenv with Backfleet and its dependencies (all wheels, no compiler) ---
-FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS build
+FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/backfleet
 WORKDIR /src
@@ -30,7 +33,10 @@ RUN /opt/backfleet/bin/pip install --no-deps . \
     && /opt/backfleet/bin/python -m compileall -q /opt/backfleet
 
 # --- runtime: Python, the PostgreSQL client tools, tini, ps (procps), and the virtualenv ---
-FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS runtime
+FROM ${BASE_IMAGE} AS runtime
+# Re-declared for the label: a global ARG is not visible inside a stage, and the
+# python image's own ENV PYTHON_VERSION (e.g. 3.11.14) would shadow PYTHON_VERSION.
+ARG BASE_IMAGE
 ARG PG_MAJOR=15
 ARG VERSION=0.1.0
 ARG REVISION=unknown
@@ -41,7 +47,7 @@ LABEL org.opencontainers.image.title="backfleet" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.base.name="python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE}" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}" \
       io.backfleet.postgresql-client.major="${PG_MAJOR}"
 
 # Debian's own client when this release has that major, else the PostgreSQL
