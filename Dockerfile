@@ -20,17 +20,21 @@ FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/backfleet
 WORKDIR /src
-# Dependencies first, so a code change does not reinstall them.
+# Dependencies first, so a code change does not reinstall them. The in-tree build/
+# and egg-info of this placeholder install go too: setuptools would otherwise keep
+# build/lib's empty beat_schedule.py, newer than the real one COPY brings below.
 COPY pyproject.toml README.md ./
 RUN mkdir -p workers tasks api && touch beat_schedule.py \
     && /opt/backfleet/bin/pip install . \
-    && /opt/backfleet/bin/pip uninstall -y backfleet
+    && /opt/backfleet/bin/pip uninstall -y backfleet \
+    && rm -rf build *.egg-info
 COPY beat_schedule.py ./
 COPY workers workers
 COPY tasks tasks
 COPY api api
 RUN /opt/backfleet/bin/pip install --no-deps . \
-    && /opt/backfleet/bin/python -m compileall -q /opt/backfleet
+    && /opt/backfleet/bin/python -m compileall -q /opt/backfleet \
+    && cd / && /opt/backfleet/bin/python -c "from beat_schedule import build_beat_schedule; import workers.app, api.main"
 
 # --- runtime: Python, the PostgreSQL client tools, tini, ps (procps), and the virtualenv ---
 FROM ${BASE_IMAGE} AS runtime
