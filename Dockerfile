@@ -5,32 +5,42 @@
 # Build arguments (all optional):
 #   PYTHON_VERSION  the Python of the image                     (3.11)
 #   DEBIAN_RELEASE  the Debian release of the python:*-slim base (bookworm)
+#   BASE_IMAGE      the base of both stages (python:PYTHON_VERSION-slim-DEBIAN_RELEASE),
+#                   e.g. the same tag from a registry mirror
 #   PG_MAJOR        the PostgreSQL client tools' major version   (15: Debian bookworm's own;
 #                   any other, e.g. 16 or 17, comes from the PostgreSQL project's apt
 #                   repository). pg_dump must be at least the major of the servers it dumps.
 #   VERSION, REVISION, CREATED  recorded in the OCI labels
 ARG PYTHON_VERSION=3.11
 ARG DEBIAN_RELEASE=bookworm
+ARG BASE_IMAGE=python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE}
 
 # --- build: a virtualenv with Backfleet and its dependencies (all wheels, no compiler) ---
-FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS build
+FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/backfleet
 WORKDIR /src
-# Dependencies first, so a code change does not reinstall them.
+# Dependencies first, so a code change does not reinstall them. The in-tree build/
+# and egg-info of this placeholder install go too: setuptools would otherwise keep
+# build/lib's empty beat_schedule.py, newer than the real one COPY brings below.
 COPY pyproject.toml README.md ./
 RUN mkdir -p workers tasks api && touch beat_schedule.py \
     && /opt/backfleet/bin/pip install . \
-    && /opt/backfleet/bin/pip uninstall -y backfleet
+    && /opt/backfleet/bin/pip uninstall -y backfleet \
+    && rm -rf build *.egg-info
 COPY beat_schedule.py ./
 COPY workers workers
 COPY tasks tasks
 COPY api api
 RUN /opt/backfleet/bin/pip install --no-deps . \
-    && /opt/backfleet/bin/python -m compileall -q /opt/backfleet
+    && /opt/backfleet/bin/python -m compileall -q /opt/backfleet \
+    && cd / && /opt/backfleet/bin/python -c "from beat_schedule import build_beat_schedule; import workers.app, api.main"
 
 # --- runtime: Python, the PostgreSQL client tools, tini, ps (procps), and the virtualenv ---
-FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS runtime
+FROM ${BASE_IMAGE} AS runtime
+# Re-declared for the label: a global ARG is not visible inside a stage, and the
+# python image's own ENV PYTHON_VERSION (e.g. 3.11.14) would shadow PYTHON_VERSION.
+ARG BASE_IMAGE
 ARG PG_MAJOR=15
 ARG VERSION=0.1.0
 ARG REVISION=unknown
@@ -41,7 +51,7 @@ LABEL org.opencontainers.image.title="backfleet" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.base.name="python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE}" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}" \
       io.backfleet.postgresql-client.major="${PG_MAJOR}"
 
 # Debian's own client when this release has that major, else the PostgreSQL

@@ -34,6 +34,12 @@ def test_multi_stage_with_build_arguments_and_labels() -> None:
     names = set(label[0::2])
     for name in ("title", "description", "version", "revision", "created", "licenses"):
         assert f"org.opencontainers.image.{name}" in names
+    # The base's name comes from an ARG re-declared in the runtime stage (a global ARG
+    # is empty there, and the python image's ENV PYTHON_VERSION would shadow it).
+    base = dict(zip(label[0::2], label[1::2], strict=True))["org.opencontainers.image.base.name"]
+    assert base.strip('"') == "${BASE_IMAGE}"
+    assert ("BASE_IMAGE",) in [c.value for c in runtime_stage() if c.cmd.upper() == "ARG"]
+    assert {value[0] for value in values("FROM")} == {"${BASE_IMAGE}"}
 
 
 def test_runs_unprivileged_with_a_healthcheck_and_tini() -> None:
