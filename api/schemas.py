@@ -123,14 +123,16 @@ class BackupStatus(Status):
 
     @classmethod
     def of_backup(cls, backup: Backup, *, url: str) -> "BackupStatus":
-        return cls(
-            backupurl=url,
-            namespace=backup.namespace,
-            status=backup.status,
-            timestamp=backup.timestamp,
-            verified=backup.verified,
-            verified_at=backup.verified_at,
-        )
+        return cls(**cls._fields_of(backup, url))
+
+    @staticmethod
+    def _fields_of(backup: Backup, url: str) -> dict[str, Any]:
+        """The fields `latest` and the backup's detail share."""
+        return {
+            **Status.of_backup(backup, url=url).model_dump(),
+            "verified": backup.verified,
+            "verified_at": backup.verified_at,
+        }
 
 
 class ArtifactDetail(_Response):
@@ -175,12 +177,7 @@ class BackupDetail(BackupStatus):
     def of(cls, backup: Backup, *, url: str) -> "BackupDetail":
         """Call inside the session: it reads the backup's artifacts."""
         return cls(
-            backupurl=url,
-            namespace=backup.namespace,
-            status=backup.status,
-            timestamp=backup.timestamp,
-            verified=backup.verified,
-            verified_at=backup.verified_at,
+            **cls._fields_of(backup, url),
             services=list(backup.services),
             only_config=backup.only_config,
             trigger=backup.trigger,

@@ -21,22 +21,27 @@ class Fleet:
 
     def secrets(self) -> list[str]:
         """Every secret value this process knows, for redaction."""
-        values = [key.key for key in self.settings.api_keys]
-        for settings in (self.settings, self.secondary_settings):
-            if settings is not None:
-                values.extend(_store_secrets(settings))
-        for secret in (
-            self.settings.backup_encryption_key,
-            self.settings.backup_encryption_old_keys,
-            self.settings.alert_webhook_url,  # Slack's webhook URLs carry a token
-        ):
-            if secret is not None:
-                values.append(secret.get_secret_value())
+        values = settings_secrets(self.settings)
+        if self.secondary_settings is not None:
+            values.extend(_store_secrets(self.secondary_settings))
         for services in self.config.namespaces.values():
             for spec in services.values():
                 if spec.password_env and os.environ.get(spec.password_env):
                     values.append(os.environ[spec.password_env])
         return values
+
+
+def settings_secrets(settings: Settings) -> list[str]:
+    """The secret values the settings themselves hold (not the services' passwords)."""
+    values = [key.key for key in settings.api_keys] + _store_secrets(settings)
+    for secret in (
+        settings.backup_encryption_key,
+        settings.backup_encryption_old_keys,
+        settings.alert_webhook_url,  # Slack's webhook URLs carry a token
+    ):
+        if secret is not None:
+            values.append(secret.get_secret_value())
+    return values
 
 
 def _store_secrets(settings: Settings) -> list[str]:

@@ -23,10 +23,10 @@ from workers.notify import report_restore_outcome
 from workers.pipeline import restore_artifacts
 from workers.progress_record import CatalogProgress
 from workers.redact import redact
-from workers.secondary import check_copy
 from workers.sources import Source, make_source
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
+from workers.verify import check_stored
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def _intact(store: ObjectStore, entries: list[ArtifactEntry]) -> bool:
     """True if every artifact is in the store with its recorded size and SHA-256."""
     try:
         for entry in entries:
-            check_copy(store, entry)
+            check_stored(store, entry)
     except BackfleetError:
         return False
     return True

@@ -14,9 +14,10 @@ that dies half-way is finished by the next one: deleting is idempotent.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import delete, select
 
@@ -64,12 +65,7 @@ def plan_retention(
         ]
         for stamp, reasons in gfs.select(series, policy).items():
             plan.keep[stamp] = reasons
-    verified = sorted(row.timestamp for row in rows if row.verified == SUCCESS)
-    if verified:
-        plan.keep.setdefault(verified[-1], []).append("newest verified-good backup")
-    for row in rows:
-        if row.pinned:
-            plan.keep.setdefault(row.timestamp, []).append("pinned")
+    _keep_protected(plan, rows)
     why = f"not kept by retention ({policy.describe()})"
     for row in sorted(rows, key=lambda r: r.timestamp):
         if row.timestamp in plan.keep:
@@ -153,12 +149,7 @@ def apply_secondary_retention(
                 if (known[stamp].only_config if stamp in known else False) == only_config
             ]
             plan.keep.update(gfs.select(series, policy))
-        verified = sorted(row.timestamp for row in rows if row.verified == SUCCESS)
-        if verified:
-            plan.keep.setdefault(verified[-1], []).append("newest verified-good backup")
-        for row in rows:
-            if row.pinned:
-                plan.keep.setdefault(row.timestamp, []).append("pinned")
+        _keep_protected(plan, rows)
         why = f"not kept by the secondary store's retention ({policy.describe()})"
         for stamp in stamps:
             if stamp in plan.keep:
@@ -183,6 +174,22 @@ def apply_secondary_retention(
             )
         plans.append(plan)
     return plans
+
+
+class _Protectable(Protocol):
+    timestamp: str
+    pinned: bool
+    verified: str | None
+
+
+def _keep_protected(plan: RetentionPlan, rows: Sequence[_Protectable]) -> None:
+    """Whatever the counts say: the newest verified-good backup, and every pinned one."""
+    verified = sorted(row.timestamp for row in rows if row.verified == SUCCESS)
+    if verified:
+        plan.keep.setdefault(verified[-1], []).append("newest verified-good backup")
+    for row in rows:
+        if row.pinned:
+            plan.keep.setdefault(row.timestamp, []).append("pinned")
 
 
 def _delete_batch(fleet: Fleet, plan: RetentionPlan, stamps: list[str]) -> None:

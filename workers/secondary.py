@@ -29,7 +29,7 @@ from workers.sources.base import CHUNK_SIZE
 from workers.stores import ObjectStore
 from workers.stores.base import UploadedPart
 from workers.timestamps import utcnow
-from workers.verify import read_manifest_from
+from workers.verify import check_stored, read_manifest_from
 
 log = logging.getLogger(__name__)
 PREFIX = "SECONDARY_"
@@ -85,7 +85,7 @@ def copy_backup(fleet: Fleet, *, namespace: str, timestamp: str) -> None:
             fleet.store, target, entry, part_size=fleet.settings.backup_part_size,
             policy=policy,
         )  # fmt: skip
-        check_copy(target, entry)
+        check_stored(target, entry)
     call_with_retries(
         lambda: target.put_object(manifest_key(namespace, timestamp), manifest.to_bytes()),
         policy=policy,
@@ -151,20 +151,9 @@ def copy_artifact(
         raise
 
 
-def check_copy(store: ObjectStore, entry: ArtifactEntry) -> None:
-    """Read the copy back: size and SHA-256 must be the manifest's."""
-    digest, size = hashlib.sha256(), 0
-    with store.open_read(entry.key) as raw:
-        while chunk := raw.read(CHUNK_SIZE):
-            digest.update(chunk)
-            size += len(chunk)
-    if size != entry.size or digest.hexdigest() != entry.sha256:
-        raise IntegrityError(f"the copy of {entry.key} does not match its SHA-256")
-
-
 def _holds(store: ObjectStore, entry: ArtifactEntry) -> bool:
     try:
-        check_copy(store, entry)
+        check_stored(store, entry)
     except BackfleetError:
         return False
     return True

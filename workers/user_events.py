@@ -30,24 +30,12 @@ def now_ms() -> int:
 
 def settings_secrets(settings: Settings) -> list[str]:
     """Secret values the settings hold (and the services' passwords when the fleet loads)."""
-    try:
-        from workers.fleet import current_fleet
+    from workers import fleet  # imported here: the fleet module imports much more
 
-        return current_fleet().secrets()
+    try:
+        return fleet.current_fleet().secrets()
     except Exception:
-        values = [key.key for key in settings.api_keys]
-        for secret in (
-            settings.aws_secret_key,
-            settings.aws_access_key,
-            settings.azure_storage_access_key,
-            settings.azure_storage_sas_token,
-            settings.azure_storage_connection_string,
-            settings.backup_encryption_key,
-            settings.backup_encryption_old_keys,
-        ):
-            if secret is not None:
-                values.append(secret.get_secret_value())
-        return values
+        return fleet.settings_secrets(settings)
 
 
 def store_events(database_url: str, events: Sequence[NewEvent]) -> int:

@@ -157,7 +157,7 @@ def check_artifact(store: ObjectStore, entry: ArtifactEntry, keyring: crypto.Key
     if entry.encryption is not None and (
         keyring is None or str(entry.encryption.get("key_id")) not in keyring.all_keys
     ):
-        return _hash_only(store, entry)
+        return check_stored(store, entry)
     read = 0
 
     def count(size: int) -> None:
@@ -169,7 +169,8 @@ def check_artifact(store: ObjectStore, entry: ArtifactEntry, keyring: crypto.Key
     return read
 
 
-def _hash_only(store: ObjectStore, entry: ArtifactEntry) -> int:
+def check_stored(store: ObjectStore, entry: ArtifactEntry) -> int:
+    """Read an artifact back from `store`: its size and SHA-256 must be the manifest's."""
     digest, size = hashlib.sha256(), 0
     with store.open_read(entry.key) as raw:
         while chunk := raw.read(CHUNK_SIZE):
