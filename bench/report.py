@@ -8,7 +8,7 @@ in MB/s (10^6 bytes). Each cell is the median of the successful runs with
 (min-max). Peak RSS is the largest seen in any run: "tree" sums every
 process of the pipeline at each 25 ms sample; "main" is the uploader's own
 high-water mark (aws, rclone, restic, pg_restore) or, for Backfleet, the
-worker process's own (getrusage), which is what the 128 MiB target is about.
+worker process's own (VmHWM), which is what the 128 MiB target is about.
 "Others' CPU" is the largest share of all cores that processes outside the
 measured tree and the S3 server used during any of the runs.
 """
