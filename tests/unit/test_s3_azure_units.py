@@ -2,8 +2,10 @@
 parameters, error mapping (and that no message carries a secret), lazy clients,
 and the resuming reader."""
 
+import base64
 import io
 import os
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -132,6 +134,13 @@ def test_integrity_params() -> None:
     }
     assert integrity_params("MD5", b"abc") == {"ContentMD5": "kAFQmDzST7DWlj99KOF/cg=="}
     assert integrity_params("none", b"abc") == {}
+
+
+def test_crc32_is_the_zlib_checksum_s3_expects() -> None:
+    # ISA-L computes it; S3 checks it against zlib's polynomial.
+    data = os.urandom(3 * MiB + 7)
+    expected = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    assert integrity_params("CRC32", data)["ChecksumCRC32"] == expected
 
 
 def test_crc32c_without_awscrt_names_the_setting() -> None:
