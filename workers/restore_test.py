@@ -6,14 +6,14 @@
 - SQLite: into a scratch file; `PRAGMA integrity_check` must pass and the
   per-table row counts must match.
 - Directory: into a scratch folder; per volume, the file count, bytes and the
-  digest of every file's path, size and SHA-256 (`files_sha256`) must match.
+  digest of every file's path, size and content hash (`files_blake3`, or
+  `files_sha256` in manifests written before BLAKE3) must match.
 
 The scratch database and folder are removed whatever happens. Command
 services are not tested (their tools' targets are their own business).
 """
 
 import bisect
-import hashlib
 import logging
 import os
 import secrets
@@ -40,7 +40,15 @@ from workers.manifest import ArtifactEntry
 from workers.pipeline import restore_artifacts
 from workers.redact import redact
 from workers.services_config import ServiceSpec
-from workers.sources.directory import DirectorySource, FileDigest, Key, _Walk, decode_position
+from workers.sources.directory import (
+    FILE_HASH,
+    FILE_HASHES,
+    DirectorySource,
+    FileDigest,
+    Key,
+    _Walk,
+    decode_position,
+)
 from workers.sources.postgres import PostgresSource
 from workers.sources.sqlite import SqliteSource
 from workers.stores.base import ObjectStore
@@ -173,7 +181,8 @@ def check_directory(
     target = scratch / "tree"
     restore_artifacts(store=store, entries=entries, source=DirectorySource(target),
                       keyring=keyring)  # fmt: skip
-    found = tree_facts(target, entries)
+    algorithm = recorded_file_hash(entries[0].source)
+    found = tree_facts(target, entries, algorithm or FILE_HASH)
     for entry, (files, size, digest) in zip(entries, found, strict=True):
         recorded = entry.source
         where = f"volume {entry.volume}"
@@ -182,15 +191,22 @@ def check_directory(
                 f"{where}: restored {files} files of {size} bytes, the manifest says "
                 f"{recorded.get('files')} files of {recorded.get('bytes')} bytes"
             )
-        if "files_sha256" in recorded and digest != recorded["files_sha256"]:
+        if algorithm is not None and digest != recorded.get(f"files_{algorithm}"):
             raise IntegrityError(f"{where}: the restored files' names, sizes or contents differ")
 
 
-def tree_facts(root: Path, entries: list[ArtifactEntry]) -> list[tuple[int, int, str]]:
-    """(files, bytes, files_sha256) per volume, walking the tree as the backup did."""
+def recorded_file_hash(facts: dict[str, Any]) -> str | None:
+    """The per-file hash a directory volume's facts were recorded with, if any."""
+    return next((name for name in FILE_HASHES if f"files_{name}" in facts), None)
+
+
+def tree_facts(
+    root: Path, entries: list[ArtifactEntry], algorithm: str = FILE_HASH
+) -> list[tuple[int, int, str]]:
+    """(files, bytes, files digest) per volume, walking the tree as the backup did."""
     # Volume k holds the entries after volume k-1's `last` up to its own `last`.
     bounds: list[Key] = [decode_position(str(e.source["last"])) for e in entries[:-1]]
-    tallies = [_Tally() for _ in entries]
+    tallies = [_Tally(algorithm) for _ in entries]
     broot = os.fsencode(root)
     walk = _Walk(broot, None)
     while (key := walk.next()) is not None:
@@ -204,18 +220,18 @@ def tree_facts(root: Path, entries: list[ArtifactEntry]) -> list[tuple[int, int,
 
 
 class _Tally:
-    def __init__(self) -> None:
-        self.files, self.size, self.digest = 0, 0, FileDigest()
+    def __init__(self, algorithm: str) -> None:
+        self.files, self.size, self.digest = 0, 0, FileDigest(algorithm)
 
     def add(self, key: Key, path: bytes) -> None:
-        size, sha = _file_sha256(path)
+        size, content = _file_hash(path, self.digest.new_hash())
         self.files += 1
         self.size += size
-        self.digest.add(key, size, sha)
+        self.digest.add(key, size, content)
 
 
-def _file_sha256(path: bytes) -> tuple[int, str]:
-    digest, size = hashlib.sha256(), 0
+def _file_hash(path: bytes, digest: Any) -> tuple[int, str]:
+    size = 0
     with open(path, "rb") as file:
         while chunk := file.read(1 << 20):
             digest.update(chunk)

@@ -70,9 +70,9 @@ def test_a_tree_that_does_not_restore_as_recorded_fails_and_is_cleaned_up(
     stamp = take_backup(fleet)
     real = rt.tree_facts
 
-    def one_file_changed(root: Path, entries: list[Any]) -> list[tuple[int, int, str]]:
+    def one_file_changed(root: Path, entries: list[Any], algorithm: str) -> list[Any]:
         (root / "a.txt").write_text("ALPHA\n")  # same size, different content
-        return real(root, entries)
+        return real(root, entries, algorithm)
 
     monkeypatch.setattr(rt, "tree_facts", one_file_changed)
     (result,) = rt.run_restore_tests(fleet)
@@ -85,6 +85,28 @@ def test_a_tree_that_does_not_restore_as_recorded_fails_and_is_cleaned_up(
         backup = queries.get_backup(session, namespace="app", timestamp=stamp)
         assert backup is not None and backup.verified == "Failed"
         assert session.query(Alert).one().condition == f"verify.failed:app:{stamp}:restore"
+
+
+@pytest.mark.parametrize("tampered", [False, True])
+def test_a_manifest_from_before_blake3_is_checked_with_sha256(
+    tmp_path: Path, events: list[dict[str, Any]], tampered: bool
+) -> None:
+    fleet = make_fleet(tmp_path)
+    stamp = take_backup(fleet)
+    key = manifest_key("app", stamp)
+    with fleet.store.open_read(key) as handle:
+        manifest = Manifest.from_bytes(handle.read())
+    (entry,) = manifest.artifacts_of("files")
+    assert rt.recorded_file_hash(entry.source) == "blake3"
+    # What a backup written before BLAKE3 recorded: the same digest, over SHA-256s.
+    ((files, size, digest),) = rt.tree_facts(tmp_path / "data" / "files", [entry], "sha256")
+    assert (files, size) == (entry.source["files"], entry.source["bytes"])
+    del entry.source["files_blake3"]
+    entry.source["files_sha256"] = ("0" * 64) if tampered else digest
+    fleet.store.put_object(key, manifest.to_bytes())
+
+    (result,) = rt.run_restore_tests(fleet)
+    assert result.status == ("Failed" if tampered else "Success"), result.error
 
 
 def test_sqlite_row_counts_that_differ_fail(tmp_path: Path, events: list[dict[str, Any]]) -> None:

