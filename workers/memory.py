@@ -4,8 +4,12 @@ A backup allocates and frees megabyte-sized buffers from several threads for
 hours. glibc then keeps one heap per thread and raises its mmap threshold
 after every large free, so freed parts linger in fragmented heaps: measured
 at 10 GiB, peak RSS went from 115 MiB to 142 MiB without this. Pinning the
-threshold (large buffers always come from mmap and go back to the system when
-freed) and capping the heaps keeps it flat. A no-op where libc is not glibc.
+threshold (parts, 6 MiB and up, always come from mmap and go back to the
+system when freed) and capping the heaps keeps it flat. The threshold sits
+above the 1 MiB read chunks, so those are reused from the heap instead of
+being mapped and zero-filled afresh each time: 2 s less kernel time per 10 GiB
+for the same peak RSS (115 MiB at 1 and 10 GiB, measured). A no-op where libc
+is not glibc.
 """
 
 import ctypes
@@ -16,7 +20,7 @@ log = logging.getLogger(__name__)
 
 M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 M_ARENA_MAX = -8
-MMAP_THRESHOLD_BYTES = 1024 * 1024
+MMAP_THRESHOLD_BYTES = 4 * 1024 * 1024
 ARENA_MAX = 2
 
 
