@@ -172,7 +172,11 @@ class _PartSink:
         self.limiter = BandwidthLimiter(options.bandwidth) if options.bandwidth else None
         parallel = store.parallel_parts and options.concurrency > 1
         self.pool = ThreadPoolExecutor(options.concurrency) if parallel else None
-        self.in_flight: deque[Future[UploadedPart]] = deque()
+        self.in_flight: deque[tuple[Future[UploadedPart], bytearray]] = deque()
+        # Buffers of parts already sent. The parts of an artifact share one size
+        # (but the last), so the next part is cut into one of these: the kernel
+        # need not map and zero 6 MiB afresh for every part.
+        self.spares: list[bytearray] = []
 
     def write(self, data: bytes) -> int:
         if not data:
@@ -216,33 +220,46 @@ class _PartSink:
             if recorded.sha256 != digest or recorded.size != len(data):
                 raise ResumeMismatch(f"part {number} of {self.key} came out different")
             self.receipts[number] = recorded
+            self.spares.append(data)
             return
         if self.pool is None:
             self.receipts[number] = self._send(number, data, digest)
+            self.spares.append(data)
             return
         while len(self.in_flight) >= self.options.concurrency:
             self._collect()
-        self.in_flight.append(self.pool.submit(self._send, number, data, digest))
+        self.in_flight.append((self.pool.submit(self._send, number, data, digest), data))
 
-    def _take(self, size: int) -> bytes:
-        """The first `size` pending bytes, as one bytes object."""
-        chunks, taken = [], 0
-        while taken < size:
-            chunk = self.pending.popleft()
-            if taken + len(chunk) > size:  # split the chunk that straddles the boundary
-                keep = size - taken
-                self.pending.appendleft(chunk[keep:])
-                chunk = chunk[:keep]
-            chunks.append(chunk)
-            taken += len(chunk)
+    def _take(self, size: int) -> bytearray:
+        """The first `size` pending bytes, copied into a part buffer."""
+        part = self._buffer(size)
+        taken = 0
+        with memoryview(part) as view:
+            while taken < size:
+                chunk = self.pending.popleft()
+                if taken + len(chunk) > size:  # split the chunk that straddles the boundary
+                    keep = size - taken
+                    self.pending.appendleft(chunk[keep:])
+                    chunk = chunk[:keep]
+                view[taken : taken + len(chunk)] = chunk
+                taken += len(chunk)
         self.pending_size -= size
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return part
+
+    def _buffer(self, size: int) -> bytearray:
+        for index, spare in enumerate(self.spares):
+            if len(spare) == size:
+                return self.spares.pop(index)
+        self.spares.clear()  # parts grew (or this is the last): the others fit no more parts
+        return bytearray(size)
 
     def _collect(self) -> None:
-        receipt = self.in_flight.popleft().result()  # a failed part fails the artifact now
+        future, data = self.in_flight.popleft()
+        receipt = future.result()  # a failed part fails the artifact now
         self.receipts[receipt.number] = receipt
+        self.spares.append(data)  # its upload is over: the buffer is free again
 
-    def _send(self, number: int, data: bytes, digest: str) -> UploadedPart:
+    def _send(self, number: int, data: bytearray, digest: str) -> UploadedPart:
         if self.limiter is not None:
             self.limiter.consume(len(data))
         receipt = call_with_retries(

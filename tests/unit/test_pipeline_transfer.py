@@ -89,6 +89,33 @@ def test_parts_go_in_parallel_and_come_back_in_order() -> None:
     assert restored(store, stored) == data
 
 
+class SlowCopyStore(MemoryStore):
+    """Holds each part's buffer for a while before copying it, as a slow upload does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buffers: set[int] = set()
+
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes | bytearray
+    ) -> UploadedPart:
+        self.buffers.add(id(data))
+        threading.Event().wait(0.02)  # a reused buffer would be overwritten meanwhile
+        return super().upload_part(key, upload_id, number, data)
+
+
+def test_part_buffers_are_reused_only_once_their_upload_is_over() -> None:
+    store = SlowCopyStore()
+    data = os.urandom(20 * MiB)  # incompressible: about 20 parts of 1 MiB
+    stored = upload_artifact(
+        store=store, key=KEY, open_dump=BytesSource(data).dump, options=options()
+    )
+    assert len(store.uploads) == 0 and len(store.objects[KEY]) > 20 * MiB
+    assert len(store.buffers) <= options().concurrency + 2 < 20  # buffers were reused
+    assert stored.sha256 == hashlib.sha256(store.objects[KEY]).hexdigest()
+    assert restored(store, stored) == data
+
+
 def test_part_sizes_grow_to_fit_the_part_limit() -> None:
     store = MemoryStore()  # 10,000 parts, like S3
     sizes = [part_size_for(n, 8 * MiB, store) for n in (1, 1000, 1001, 2001, 9999, 10000)]

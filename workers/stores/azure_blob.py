@@ -266,7 +266,9 @@ class AzureBlobStore:
         check_key(key)
         return uuid.uuid4().hex  # nothing exists server-side until the first block
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes | bytearray
+    ) -> UploadedPart:
         if not 1 <= number <= self.max_parts:
             raise PermanentError(f"part number {number} is outside 1..{self.max_parts}")
         if len(data) > self.max_part_size:
@@ -277,10 +279,11 @@ class AzureBlobStore:
         if not data:  # an empty artifact's one part: nothing to stage, nothing to commit
             return UploadedPart(number=number, size=0, etag=name)
         blob = self._blob(key)
+        payload = bytes(data)  # the SDK's MD5 takes bytes only (a buffer is copied)
         # Not retried here: the pipeline retries each part. MD5 lets Azure refuse bad bytes.
         self._once(
             f"upload of part {number} of {self._where(key)}",
-            lambda: blob.stage_block(name, data, length=len(data), validate_content=True),
+            lambda: blob.stage_block(name, payload, length=len(payload), validate_content=True),
         )
         return UploadedPart(number=number, size=len(data), etag=name)
 

@@ -50,7 +50,12 @@ class ObjectStore(Protocol):
         """Start a multipart upload of `key`; returns its upload id."""
         ...
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart: ...
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes | bytearray
+    ) -> UploadedPart:
+        """Store part `number`. `data` may be a buffer the caller reuses once this
+        returns: a store must not keep a reference to it."""
+        ...
 
     def complete_upload(self, key: str, upload_id: str, parts: Sequence[UploadedPart]) -> None:
         """Make the object visible, all at once, with exactly these parts."""

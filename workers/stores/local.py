@@ -61,7 +61,9 @@ class LocalStore:
         path.touch(exist_ok=False)
         return upload_id
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes | bytearray
+    ) -> UploadedPart:
         with open(self._upload_path(upload_id), "ab") as handle:
             offset = handle.tell()
             handle.write(data)

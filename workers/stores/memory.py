@@ -28,7 +28,9 @@ class MemoryStore:
         self.upload_keys[upload_id] = key
         return upload_id
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes | bytearray
+    ) -> UploadedPart:
         self.uploads[upload_id][number] = bytes(data)
         return UploadedPart(number=number, size=len(data), etag=str(number))
 

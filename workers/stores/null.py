@@ -18,7 +18,9 @@ class NullStore:
     def create_upload(self, key: str) -> str:
         return uuid.uuid4().hex
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes | bytearray
+    ) -> UploadedPart:
         return UploadedPart(number=number, size=len(data), etag="")
 
     def complete_upload(self, key: str, upload_id: str, parts: Sequence[UploadedPart]) -> None:

@@ -198,7 +198,7 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def _crc32c(data: bytes) -> bytes:
+def _crc32c(data: bytes | bytearray) -> bytes:
     try:
         from awscrt import checksums  # type: ignore[import-not-found]
     except ImportError:
@@ -209,7 +209,7 @@ def _crc32c(data: bytes) -> bytes:
     return int(checksums.crc32c(data)).to_bytes(4, "big")
 
 
-def integrity_params(algorithm: str, data: bytes) -> dict[str, str]:
+def integrity_params(algorithm: str, data: bytes | bytearray) -> dict[str, str]:
     """Request parameters that make the server verify `data` with `algorithm`."""
     if algorithm == "MD5":
         return {"ContentMD5": _b64(hashlib.md5(data, usedforsecurity=False).digest())}
@@ -364,7 +364,9 @@ class S3Store:
         )
         return str(done["UploadId"])
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes | bytearray
+    ) -> UploadedPart:
         if not 1 <= number <= self.max_parts:
             raise PermanentError(f"part number {number} is outside 1..{self.max_parts}")
         if len(data) > self.max_part_size:
