@@ -307,8 +307,15 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+# What follows this line in RESULTS.md (notes written by hand, earlier runs, the
+# `make bench-audit` section) is kept when a run rewrites the part above it.
+KEEP = "<!-- kept by make bench: everything below is not rewritten by bench/report.py -->"
+
+
 def write(results_path: Path = OUT_DIR / "results.json", target: Path = RESULTS_MD) -> Path:
-    target.write_text(render(read_json(results_path)))
+    current = target.read_text() if target.exists() else ""
+    kept = current[current.index(KEEP) :] if KEEP in current else KEEP + "\n"
+    target.write_text(render(read_json(results_path)) + "\n" + kept)
     return target
 
 
