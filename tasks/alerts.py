@@ -1,7 +1,16 @@
-"""tasks.alerts.check_staleness (queue `maintenance`): the RPO check, and alert redelivery."""
+"""Tasks of queue `maintenance` about alerts.
+
+- tasks.alerts.check_staleness: the RPO check, and alert redelivery.
+- tasks.alerts.deliver_alert: sends one recorded alert to the webhook, one try
+  per run, retried by Celery with the alerter's backoff; what is still
+  undelivered after ALERT_WEBHOOK_ATTEMPTS tries is owed to the next check.
+"""
 
 from typing import Any
 
+from celery import Task
+
+from workers.alerts import alerter_for
 from workers.app import app
 from workers.fleet import current_fleet
 from workers.notify import check_staleness as perform_check
@@ -11,3 +20,20 @@ from workers.notify import check_staleness as perform_check
 def check_staleness() -> dict[str, Any]:
     found = perform_check(current_fleet())
     return {"stale": [f.condition.removeprefix("backup.stale:") for f in found if f.stale]}
+
+
+@app.task(name="tasks.alerts.deliver_alert", bind=True, max_retries=None)
+def deliver_alert(self: Task, alert_id: int) -> dict[str, Any]:
+    fleet = current_fleet()
+    alerter = alerter_for(fleet)
+    if alerter.deliver_once(alert_id):
+        return {"alert": alert_id, "delivered": True}
+    tries = self.request.retries + 1
+    if tries < fleet.settings.alert_webhook_attempts:
+        raise self.retry(countdown=alerter.policy.delay(tries))
+    return {"alert": alert_id, "delivered": False}
+
+
+def queue_delivery(alert_id: int) -> None:
+    """The worker's alert dispatcher: deliver_alert on the maintenance queue."""
+    deliver_alert.delay(alert_id)  # publishing retries briefly (task_publish_retry_policy)

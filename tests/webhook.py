@@ -1,6 +1,7 @@
 """A real HTTP server on 127.0.0.1 that records the JSON posted to it (an alert webhook).
 
-`failures` makes the next N requests answer 503, to exercise retries.
+`failures` makes the next N requests answer 503, to exercise retries; clearing
+`release` holds every request until it is set again (a webhook that hangs).
 """
 
 import json
@@ -16,6 +17,9 @@ class WebhookServer:
         self.received: list[dict[str, Any]] = []
         self.requests = 0
         self.failures = 0
+        self.release = threading.Event()
+        self.release.set()
+        self.held = 0  # requests that waited for `release`
         self.lock = threading.Lock()
         owner = self
 
@@ -23,6 +27,10 @@ class WebhookServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
+                if not owner.release.is_set():
+                    with owner.lock:
+                        owner.held += 1
+                    owner.release.wait(120)
                 with owner.lock:
                     owner.requests += 1
                     failing = owner.failures > 0
@@ -54,5 +62,6 @@ def webhook_server() -> Iterator[WebhookServer]:
     try:
         yield server
     finally:
+        server.release.set()
         server.server.shutdown()
         server.server.server_close()

@@ -8,6 +8,11 @@ does not send them twice. A webhook that cannot be reached is retried with
 exponential backoff; what is still undelivered is retried by the next
 staleness check. Texts are redacted before they are stored or sent, and the
 webhook URL (a secret: Slack's carries a token) is never logged.
+
+In a worker the sending is handed to a task of its own
+(`tasks.alerts.deliver_alert`, queue `maintenance`), so a dead webhook never
+holds the backup, restore or check that raised the alert (nor its namespace
+lock); elsewhere (the CLI, tests) it is sent inline.
 """
 
 import logging
@@ -34,6 +39,15 @@ log = logging.getLogger(__name__)
 REDELIVERY_WINDOW = timedelta(days=1)
 
 Post = Callable[[str, dict[str, Any], float], int]  # url, payload, timeout -> HTTP status
+Dispatch = Callable[[int], None]  # hands the delivery of a recorded alert (its id) elsewhere
+
+_dispatch: Dispatch | None = None
+
+
+def deliver_in_background(dispatch: Dispatch | None) -> None:
+    """From now on alerts of this process are delivered by `dispatch` (a worker's task)."""
+    global _dispatch
+    _dispatch = dispatch
 
 
 @dataclass(frozen=True)
@@ -66,9 +80,10 @@ class Alerter:
         *,
         post: Post = http_post,
         sleep: Callable[[float], None] = time.sleep,
+        dispatch: Dispatch | None = None,
     ) -> None:
         self.settings, self.secrets = settings, list(secrets)
-        self.post, self.sleep = post, sleep
+        self.post, self.sleep, self.dispatch = post, sleep, dispatch
         self.url = settings.database_url
         self.policy = RetryPolicy(
             attempts=settings.alert_webhook_attempts, base_delay=1.0, max_delay=30.0
@@ -85,7 +100,7 @@ class Alerter:
             except SQLIntegrityError:
                 return False  # the same condition is open: it was alerted already
             alert_id = row.id
-        self._deliver(alert_id, alert)
+        self._send(alert_id, alert)
         return True
 
     def once(self, condition: str, alert: AlertEvent) -> bool:
@@ -99,7 +114,7 @@ class Alerter:
             session.add(row)
             session.flush()
             alert_id = row.id
-        self._deliver(alert_id, alert)
+        self._send(alert_id, alert)
         return True
 
     def resolve(self, condition: str) -> bool:
@@ -124,14 +139,49 @@ class Alerter:
             )
 
     def redeliver(self) -> int:
-        """Send what earlier attempts could not; returns how many went out."""
-        since = utcnow() - REDELIVERY_WINDOW
+        """Send what earlier attempts could not; returns how many went out (or were queued).
+
+        An alert is owed once its own tries are spent, or once they have had time
+        to be (its delivery task may have been lost with a worker).
+        """
+        now = utcnow()
+        settled = now - timedelta(seconds=self._tries_take())
         with session_scope(self.url) as session:
             rows = session.scalars(
-                select(Alert).where(Alert.delivered_at.is_(None), Alert.opened_at > since)
+                select(Alert).where(
+                    Alert.delivered_at.is_(None),
+                    Alert.opened_at > now - REDELIVERY_WINDOW,
+                    (Alert.attempts >= self.policy.attempts) | (Alert.opened_at < settled),
+                )
             ).all()
             pending = [(row.id, _event_of(row)) for row in rows]
-        return sum(self._deliver(alert_id, alert) for alert_id, alert in pending)
+        return sum(self._send(alert_id, alert) for alert_id, alert in pending)
+
+    def deliver_once(self, alert_id: int) -> bool:
+        """One try at sending a recorded alert (a delivery task's); True once it is delivered."""
+        with session_scope(self.url) as session:
+            row = session.get(Alert, alert_id)
+            if row is None or row.delivered_at is not None:
+                return True  # gone, or already sent by another try
+            alert = _event_of(row)
+        return self._deliver(alert_id, alert, attempts=1)
+
+    def _tries_take(self) -> float:
+        """About how long one alert's tries may take, timeouts and pauses included."""
+        attempts = self.policy.attempts
+        return attempts * (self.settings.alert_webhook_timeout + self.policy.max_delay) + 60
+
+    def _send(self, alert_id: int, alert: AlertEvent) -> bool:
+        """Deliver now, or hand it to the dispatcher; True if sent or queued."""
+        if self.dispatch is not None:
+            try:
+                self.dispatch(alert_id)
+                return True
+            except Exception as exc:  # the broker is down: send it here instead
+                # Only the type: a broker error may quote its URL and password.
+                log.warning("could not queue alert %s (%s); sending it now", alert.event,
+                            type(exc).__name__)  # fmt: skip
+        return self._deliver(alert_id, alert)
 
     def _clean(self, alert: AlertEvent) -> AlertEvent:
         return AlertEvent(
@@ -142,13 +192,14 @@ class Alerter:
             timestamp=alert.timestamp,
         )
 
-    def _deliver(self, alert_id: int, alert: AlertEvent) -> bool:
+    def _deliver(self, alert_id: int, alert: AlertEvent, attempts: int | None = None) -> bool:
         webhook = self.settings.alert_webhook_url
         if webhook is None:
             log.warning("alert %s: %s (no ALERT_WEBHOOK_URL set)", alert.event, alert.text)
             return False
         delivered, tries = False, 0
-        for attempt in range(1, self.policy.attempts + 1):
+        attempts = attempts or self.policy.attempts
+        for attempt in range(1, attempts + 1):
             tries = attempt
             try:
                 code = self.post(
@@ -164,9 +215,9 @@ class Alerter:
                 break
             log.warning(
                 "alert webhook (ALERT_WEBHOOK_URL) %s for %s (attempt %d of %d)",
-                reason, alert.event, attempt, self.policy.attempts,
+                reason, alert.event, attempt, attempts,
             )  # fmt: skip
-            if attempt < self.policy.attempts:
+            if attempt < attempts:
                 self.sleep(self.policy.delay(attempt))
         with session_scope(self.url) as session:
             row = session.get(Alert, alert_id)
@@ -200,8 +251,8 @@ def _event_of(row: Alert) -> AlertEvent:
 
 
 def alerter_for(fleet: Any) -> Alerter:
-    """The alerter of a Fleet (settings and its secrets)."""
-    return Alerter(fleet.settings, fleet.secrets())
+    """The alerter of a Fleet (settings and its secrets); in a worker it queues deliveries."""
+    return Alerter(fleet.settings, fleet.secrets(), dispatch=_dispatch)
 
 
 def safely(action: Callable[[], object], what: str) -> None:

@@ -7,10 +7,11 @@ here connects to anything: SDK clients and DB engines are made after fork.
 import logging
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_init, worker_process_init, worker_ready
 from kombu.entity import Exchange, Queue
 
 from beat_schedule import build_beat_schedule
+from workers.alerts import deliver_in_background
 from workers.catalog.db import dispose_engines
 from workers.locks import forget_clients
 from workers.memory import limit_heap_fragmentation
@@ -118,6 +119,14 @@ app.conf.update(
     redbeat_redis_options={"socket_connect_timeout": 5, "socket_timeout": 10},
     beat_max_loop_interval=max(1, settings.beat_lock_timeout // 3),
 )
+
+
+@worker_init.connect
+def _alerts_go_through_their_own_task(**_: object) -> None:
+    """A dead webhook must not hold the task that raised the alert (workers/alerts.py)."""
+    from tasks.alerts import queue_delivery  # the tasks import this module
+
+    deliver_in_background(queue_delivery)
 
 
 @worker_process_init.connect

@@ -165,3 +165,48 @@ def test_an_unreachable_webhook_never_raises_nor_logs_its_url(
     alerter = Alerter(fleet.settings, fleet.secrets(), sleep=lambda _: None)
     assert alerter.open("c", AlertEvent(event="backup.stale", text="z")) is True
     assert "T0K3N" not in caplog.text and "ConnectError" in caplog.text
+
+
+def test_in_a_worker_delivery_is_handed_to_a_task_and_tried_once_per_run(
+    tmp_path: Path, webhook: WebhookServer
+) -> None:
+    fleet = fleet_with(tmp_path, webhook)
+    queued: list[int] = []
+    alerter = Alerter(fleet.settings, fleet.secrets(), dispatch=queued.append)
+    assert alerter.open("backup.stale:app", AlertEvent(event="backup.stale", text="late"))
+    assert len(queued) == 1 and webhook.requests == 0  # nothing sent by the reporting task
+
+    webhook.failures = 1
+    assert alerter.deliver_once(queued[0]) is False  # one try per run: the task retries
+    assert alerter.redeliver() == 0  # its task still has tries left: not owed yet
+    assert alerter.deliver_once(queued[0]) is True
+    assert alerter.deliver_once(queued[0]) is True  # already delivered: not sent twice
+    assert webhook.requests == 2 and webhook.events() == ["backup.stale"]
+
+
+def test_an_alert_whose_tries_are_spent_is_owed_to_the_next_check(
+    tmp_path: Path, webhook: WebhookServer
+) -> None:
+    fleet = fleet_with(tmp_path, webhook)  # 3 attempts
+    queued: list[int] = []
+    alerter = Alerter(fleet.settings, fleet.secrets(), dispatch=queued.append)
+    alerter.open("backup.stale:app", AlertEvent(event="backup.stale", text="late"))
+    webhook.failures = 3
+    assert [alerter.deliver_once(queued[0]) for _ in range(3)] == [False] * 3
+    assert alerter.redeliver() == 1 and queued == [queued[0]] * 2  # queued again
+    assert alerter.deliver_once(queued[-1]) is True
+    assert alerter.redeliver() == 0
+
+
+def test_when_the_broker_cannot_take_the_delivery_it_is_sent_inline(
+    tmp_path: Path, webhook: WebhookServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    fleet = fleet_with(tmp_path, webhook)
+
+    def broker_down(alert_id: int) -> None:
+        raise ConnectionError("redis://:hunter2@broker:6379/0 refused")
+
+    alerter = Alerter(fleet.settings, fleet.secrets(), dispatch=broker_down)
+    assert alerter.open("backup.stale:app", AlertEvent(event="backup.stale", text="late"))
+    assert webhook.events() == ["backup.stale"]
+    assert "ConnectionError" in caplog.text and "hunter2" not in caplog.text
