@@ -167,12 +167,16 @@ def test_an_unreachable_webhook_never_raises_nor_logs_its_url(
     assert "T0K3N" not in caplog.text and "ConnectError" in caplog.text
 
 
+def queueing_alerter(fleet: Fleet) -> tuple[Alerter, list[int]]:
+    """An alerter as a worker has it, its deliveries queued (here: listed)."""
+    queued: list[int] = []
+    return Alerter(fleet.settings, fleet.secrets(), dispatch=queued.append), queued
+
+
 def test_in_a_worker_delivery_is_handed_to_a_task_and_tried_once_per_run(
     tmp_path: Path, webhook: WebhookServer
 ) -> None:
-    fleet = fleet_with(tmp_path, webhook)
-    queued: list[int] = []
-    alerter = Alerter(fleet.settings, fleet.secrets(), dispatch=queued.append)
+    alerter, queued = queueing_alerter(fleet_with(tmp_path, webhook))
     assert alerter.open("backup.stale:app", AlertEvent(event="backup.stale", text="late"))
     assert len(queued) == 1 and webhook.requests == 0  # nothing sent by the reporting task
 
@@ -187,9 +191,7 @@ def test_in_a_worker_delivery_is_handed_to_a_task_and_tried_once_per_run(
 def test_an_alert_whose_tries_are_spent_is_owed_to_the_next_check(
     tmp_path: Path, webhook: WebhookServer
 ) -> None:
-    fleet = fleet_with(tmp_path, webhook)  # 3 attempts
-    queued: list[int] = []
-    alerter = Alerter(fleet.settings, fleet.secrets(), dispatch=queued.append)
+    alerter, queued = queueing_alerter(fleet_with(tmp_path, webhook))  # 3 attempts
     alerter.open("backup.stale:app", AlertEvent(event="backup.stale", text="late"))
     webhook.failures = 3
     assert [alerter.deliver_once(queued[0]) for _ in range(3)] == [False] * 3
