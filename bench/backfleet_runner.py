@@ -10,11 +10,11 @@ The store comes from the environment exactly as a worker reads it
 (OBJECT_STORE_LOCATION_TYPE, AWS_S3_ENDPOINT_URL, AWS_ACCESS_KEY, ... or
 OBJECT_STORE_LOCATION_LOCAL) through workers.settings and
 workers.stores.make_store; `--store` sets OBJECT_STORE_LOCATION_TYPE. The
-backup calls workers.pipeline.store_artifact with BACKUP_PART_SIZE and
-BACKUP_COMPRESSION_LEVEL from the settings (or, with `--api worker` /
-BENCH_BACKFLEET_API=worker, upload_artifact with TransferOptions.from_settings
-as backup_run does, so BACKUP_UPLOAD_CONCURRENCY, BACKUP_MAX_BANDWIDTH and the
-encryption key apply too); the restore rebuilds the ArtifactEntry from the
+backup calls upload_artifact with TransferOptions.from_settings as backup_run
+does (`--api worker`, the default, or BENCH_BACKFLEET_API=worker), so every
+BACKUP_* setting and the encryption key apply; with `--api store_artifact`,
+workers.pipeline.store_artifact with BACKUP_PART_SIZE and
+BACKUP_COMPRESSION_LEVEL. The restore rebuilds the ArtifactEntry from the
 backup's result file and calls restore_artifact.
 The result file also carries this process's own peak RSS (VmHWM), which
 is what the 128 MiB target is about, and its children's (pg_dump, psql; from

@@ -18,8 +18,9 @@ s3 when workers.stores.make_store can build it, else the local store for a
 smoke run), BENCH_POSTGRES_URL (a superuser URL of the server to use; default
 postgresql://postgres@127.0.0.1:5432/postgres), BENCH_DB_SCALE (1.0 ≈ 1 GB),
 BENCH_QUIET_WAIT (seconds to wait before each timed run for other processes
-to calm down, default 30; 0 turns it off), BENCH_BACKFLEET_API (store_artifact,
-the default, or worker: upload_artifact with every BACKUP_* setting).
+to calm down, default 30; 0 turns it off), BENCH_BACKFLEET_API (worker, the
+default: upload_artifact with every BACKUP_* setting, as a worker runs it; or
+store_artifact).
 """
 
 import argparse
