@@ -254,13 +254,17 @@ def run_measured(
         # whatever the shell left behind (it should be nothing) goes with the group
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+    by_name = sampler.peak_by_name()
     return Measurement(
         command=shown,
         returncode=process.returncode,
         wall_s=wall,
         cpu_s=usage.ru_utime + usage.ru_stime,
-        peak_tree_rss=max(sampler.peak_tree, usage.ru_maxrss * 1024),
-        peak_rss_by_name=sampler.peak_by_name(),
+        # Not wait4's ru_maxrss as a floor: across vfork+exec it carries this
+        # harness's own high-water mark into the child's. Each process's VmHWM is
+        # exact, so the largest is a true floor for a sample that came too late.
+        peak_tree_rss=max(sampler.peak_tree, *by_name.values(), 0),
+        peak_rss_by_name=by_name,
         watched_peak_rss=sampler.watched_peak,
         watched_cpu_s=watched_cpu,
         service_cpu_s=service_cpu,
