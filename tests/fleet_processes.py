@@ -17,7 +17,7 @@ from typing import IO
 
 import httpx
 
-ALL_QUEUES = "backup,restore,audit,verify,maintenance"
+from workers.queues import ALL_QUEUES
 
 
 def free_port() -> int:

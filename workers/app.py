@@ -15,12 +15,12 @@ from workers.alerts import deliver_in_background
 from workers.catalog.db import dispose_engines
 from workers.locks import forget_clients
 from workers.memory import limit_heap_fragmentation
+from workers.queues import QUEUES
 from workers.redis_checks import eviction_problem
 from workers.settings import get_settings
 from workers.task_labels import task_label as _labels_every_task  # noqa: F401 (connects)
 
 log = logging.getLogger(__name__)
-QUEUES = ("backup", "restore", "audit", "verify", "maintenance")
 TASK_ROUTES = {
     "tasks.backup.*": {"queue": "backup"},
     "tasks.restore.*": {"queue": "restore"},

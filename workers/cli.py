@@ -8,8 +8,7 @@ from typing import Any, NoReturn
 import click
 
 from workers.errors import BackfleetError
-
-ALL_QUEUES = "backup,restore,audit,verify,maintenance"
+from workers.queues import ALL_QUEUES
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:

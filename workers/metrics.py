@@ -18,11 +18,11 @@ from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Alert, Artifact, Backup, Verification
 from workers.fleet import Fleet
 from workers.health import freshness
+from workers.queues import QUEUES
 from workers.timestamps import parse_timestamp
 
 log = logging.getLogger(__name__)
 
-QUEUES = ("backup", "restore", "audit", "verify", "maintenance")
 # kombu's Redis transport keeps priorities 3, 6 and 9 in lists of their own.
 _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 

@@ -23,8 +23,8 @@ from types import FrameType
 
 from workers.embedded_redis import die_with_parent, start_embedded_redis, stop_embedded_redis
 from workers.errors import ConfigError
+from workers.queues import ALL_QUEUES
 
-QUEUES = "backup,restore,audit,verify,maintenance"
 STOP_GRACE_SECONDS = 20.0
 MIGRATE_TIMEOUT_SECONDS = 300.0
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -201,7 +201,7 @@ def child_specs(env: Mapping[str, str], var_dir: Path) -> list[ChildSpec]:
                     "--port", api_port],
         ),
         ChildSpec(
-            "worker", [*celery, "worker", "-Q", QUEUES, "--concurrency", "2", "-E",
+            "worker", [*celery, "worker", "-Q", ALL_QUEUES, "--concurrency", "2", "-E",
                        "--loglevel", "INFO", "-n", "backfleet@%h"],
         ),
         ChildSpec(

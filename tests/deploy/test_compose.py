@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.deploy.known import COMPOSE, backfleet_reads, settings_variables
-from workers.app import QUEUES
+from workers.queues import QUEUES
 
 COMPOSE_FILE = COMPOSE / "docker-compose.yml"
 ENV_EXAMPLE = COMPOSE / ".env.example"

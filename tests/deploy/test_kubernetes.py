@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.deploy.known import K8S, backfleet_reads, settings_variables
-from workers.app import QUEUES
+from workers.queues import QUEUES
 from workers.services_config import load_fleet_config
 
 # Oldest and newest minor versions still commonly run.
