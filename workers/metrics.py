@@ -67,25 +67,13 @@ class CatalogCollector(Collector):
         yield from self._queues(fleet)
 
     def _backups(self, fleet: Fleet) -> Iterator[Metric]:
-        last_time = GaugeMetricFamily(
-            "backfleet_backup_last_success_timestamp_seconds",
-            "Recovery point (start) of the newest successful backup",
-            labels=["namespace"],
-        )
-        duration = GaugeMetricFamily(
-            "backfleet_backup_last_success_duration_seconds",
-            "How long the newest successful backup took",
-            labels=["namespace"],
-        )
-        size = GaugeMetricFamily(
-            "backfleet_backup_last_success_size_bytes",
-            "Stored bytes of the newest successful backup",
-            labels=["namespace"],
-        )
-        failures = CounterMetricFamily(
-            "backfleet_backup_failures",
-            "Failed backups recorded in the catalog",
-            labels=["namespace"],
+        last_time, duration, size, failures = _success_families(
+            "backfleet_backup",
+            ["namespace"],
+            time_help="Recovery point (start) of the newest successful backup",
+            duration_help="How long the newest successful backup took",
+            size_help="Stored bytes of the newest successful backup",
+            failures_help="Failed backups recorded in the catalog",
         )
         with session_scope(fleet.settings.database_url) as session:
             newest = (
@@ -116,25 +104,13 @@ class CatalogCollector(Collector):
         yield from (last_time, duration, size, failures)
 
     def _services(self, fleet: Fleet) -> Iterator[Metric]:
-        last_time = GaugeMetricFamily(
-            "backfleet_service_last_success_timestamp_seconds",
-            "Recovery point of the newest successful backup holding the service",
-            labels=["namespace", "service"],
-        )
-        duration = GaugeMetricFamily(
-            "backfleet_service_last_success_duration_seconds",
-            "How long the service's artifacts took in that backup",
-            labels=["namespace", "service"],
-        )
-        size = GaugeMetricFamily(
-            "backfleet_service_last_success_size_bytes",
-            "Stored bytes of the service's artifacts in that backup",
-            labels=["namespace", "service"],
-        )
-        failures = CounterMetricFamily(
-            "backfleet_service_failures",
-            "Failed artifacts of the service recorded in the catalog",
-            labels=["namespace", "service"],
+        last_time, duration, size, failures = _success_families(
+            "backfleet_service",
+            ["namespace", "service"],
+            time_help="Recovery point of the newest successful backup holding the service",
+            duration_help="How long the service's artifacts took in that backup",
+            size_help="Stored bytes of the service's artifacts in that backup",
+            failures_help="Failed artifacts of the service recorded in the catalog",
         )
         with session_scope(fleet.settings.database_url) as session:
             newest = (
@@ -268,6 +244,24 @@ class CatalogCollector(Collector):
         for queue, count in (depths or {}).items():
             depth.add_metric([queue], float(count))
         yield from (up, depth)
+
+
+def _success_families(
+    prefix: str,
+    labels: list[str],
+    *,
+    time_help: str,
+    duration_help: str,
+    size_help: str,
+    failures_help: str,
+) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily, CounterMetricFamily]:
+    """The newest success's time, duration and size, and the failures, of a namespace or service."""
+    return (
+        GaugeMetricFamily(f"{prefix}_last_success_timestamp_seconds", time_help, labels=labels),
+        GaugeMetricFamily(f"{prefix}_last_success_duration_seconds", duration_help, labels=labels),
+        GaugeMetricFamily(f"{prefix}_last_success_size_bytes", size_help, labels=labels),
+        CounterMetricFamily(f"{prefix}_failures", failures_help, labels=labels),
+    )
 
 
 def _span(started: datetime, finished: datetime) -> float:
