@@ -9,6 +9,7 @@ import os
 import sqlite3
 from datetime import datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from workers.backup_run import run_backup
@@ -80,3 +81,10 @@ def take_backup(fleet: Fleet, *, namespace: str = "app", moment: datetime | None
     outcome = run_backup(fleet, namespace=namespace, timestamp=timestamp)
     assert outcome.status == "Success", outcome.error
     return timestamp
+
+
+def capture_system_events(monkeypatch: Any, module: ModuleType) -> list[dict[str, Any]]:
+    """The system events `module` records, as the keyword arguments it passed."""
+    recorded: list[dict[str, Any]] = []
+    monkeypatch.setattr(module, "record_system_event", lambda **kw: recorded.append(kw))
+    return recorded

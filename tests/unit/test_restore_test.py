@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import workers.verify
-from tests.health_fleet import make_fleet, take_backup
+from tests.health_fleet import capture_system_events, make_fleet, take_backup
 from workers import restore_test as rt
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
@@ -26,9 +26,7 @@ def _engines() -> Iterator[None]:
 
 @pytest.fixture
 def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    recorded: list[dict[str, Any]] = []
-    monkeypatch.setattr(workers.verify, "record_system_event", lambda **kw: recorded.append(kw))
-    return recorded
+    return capture_system_events(monkeypatch, workers.verify)
 
 
 def scratch_dirs(work: Path) -> list[str]:

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from sqlalchemy import insert, select
 
 import workers.retention
-from tests.health_fleet import make_fleet
+from tests.health_fleet import capture_system_events, make_fleet
 from tests.unit.test_gfs import END, expected_two_years, hourly_history
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import FAILED, SUCCESS, Backup
@@ -33,9 +33,7 @@ def _engines() -> Iterator[None]:
 
 @pytest.fixture
 def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    recorded: list[dict[str, Any]] = []
-    monkeypatch.setattr(workers.retention, "record_system_event", lambda **kw: recorded.append(kw))
-    return recorded
+    return capture_system_events(monkeypatch, workers.retention)
 
 
 def _quick_write(tmp_path: Path, key: str, data: bytes) -> None:

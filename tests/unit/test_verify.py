@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 import workers.verify
 from api.main import create_app
-from tests.health_fleet import make_fleet, take_backup
+from tests.health_fleet import capture_system_events, make_fleet, take_backup
 from tests.webhook import WebhookServer, webhook_server
 from workers import crypto
 from workers.catalog import queries
@@ -32,9 +32,7 @@ def webhook() -> Iterator[WebhookServer]:
 
 @pytest.fixture
 def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    recorded: list[dict[str, Any]] = []
-    monkeypatch.setattr(workers.verify, "record_system_event", lambda **kw: recorded.append(kw))
-    return recorded
+    return capture_system_events(monkeypatch, workers.verify)
 
 
 @pytest.fixture(autouse=True)
