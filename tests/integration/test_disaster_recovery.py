@@ -7,9 +7,7 @@ database, its own worker and its own PostgreSQL database and directory to restor
 
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +16,8 @@ from typing import Any
 
 import psycopg
 import pytest
+
+from tests.fleet_processes import FleetProcesses
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -34,7 +34,7 @@ class Fleet:
             f'[services.postgres]\nkind = "postgres"\nurl = "{pg_url}"\n'
             f'[services.files]\nkind = "directory"\npath = "{self.directory}"\n'
         )
-        self.env = {
+        env = {
             **os.environ,
             "BROKER_URL": redis_url,
             "DATABASE_URL": f"sqlite:///{root / name / 'catalog.db'}",
@@ -42,44 +42,21 @@ class Fleet:
             "OBJECT_STORE_LOCATION_LOCAL": str(store),
         }
         for variable in ("REDIS_URL", "BACKFLEET_NAMESPACE", "ENABLE_REGULAR_BACKUPS"):
-            self.env.pop(variable, None)
-        self.log = root / name / "worker.log"
-        self.worker: subprocess.Popen[bytes] | None = None
+            env.pop(variable, None)
+        self.processes = FleetProcesses(env, root / name / "logs")
 
-    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "workers.cli", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.processes.cli(*args, timeout=120)
+
+    def log(self) -> str:
+        return self.processes.log_of(self.name)
 
     def start(self) -> None:
-        assert self.cli("migrate").returncode == 0
-        assert self.cli("store", "init").returncode == 0
-        with open(self.log, "wb") as log:
-            self.worker = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "workers.cli", "worker", "--queues", "backup,restore"),
-                    *("--concurrency", "1", "--without-gossip", "--without-mingle"),
-                    *("-n", f"{self.name}-{uuid.uuid4().hex[:6]}@%h"),
-                ],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.processes.prepare()
+        self.processes.worker(self.name, queues="backup,restore")
 
     def stop(self) -> None:
-        if self.worker is not None and self.worker.poll() is None:
-            os.killpg(self.worker.pid, signal.SIGTERM)
-            try:
-                self.worker.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.worker.pid, signal.SIGKILL)
-                self.worker.wait()
+        self.processes.close()
 
 
 @pytest.fixture
@@ -116,7 +93,7 @@ def test_a_standby_with_an_empty_catalog_restores_the_primarys_backup(
 
     primary.start()
     backed_up = primary.cli("backup", "--wait")
-    assert backed_up.returncode == 0, backed_up.stderr + primary.log.read_text()
+    assert backed_up.returncode == 0, backed_up.stderr + primary.log()
     timestamp = backed_up.stdout.split()[1]
     primary.stop()  # the primary region is gone
 
@@ -125,7 +102,7 @@ def test_a_standby_with_an_empty_catalog_restores_the_primarys_backup(
     started = time.monotonic()
     restored = standby.cli("restore", timestamp, "--source-namespace", "app", "--wait")
     seconds = time.monotonic() - started
-    assert restored.returncode == 0, restored.stderr + restored.stdout + standby.log.read_text()
+    assert restored.returncode == 0, restored.stderr + restored.stdout + standby.log()
 
     with psycopg.connect(standby.pg_url) as conn:
         assert conn.execute("SELECT count(*) FROM orders").fetchone() == (5000,)
