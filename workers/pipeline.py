@@ -13,10 +13,11 @@ capped at the store's maximum, so 6 MiB parts still fit ~6 TiB into S3's
 
 import hashlib
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
@@ -29,14 +30,22 @@ from workers.manifest import ArtifactEntry
 from workers.retry import RetryPolicy, call_with_retries
 from workers.settings import Settings
 from workers.sources.base import CHUNK_SIZE, Dump, ReadableStream, RestoreStream, Source
+from workers.sources.channel import ChunkChannel
 from workers.stores.base import ObjectStore, UploadedPart
 
 log = logging.getLogger(__name__)
+
+# Decoded chunks a restore holds ready for its source (each at most CHUNK_SIZE).
+READ_AHEAD_CHUNKS = 4
+# How long closing a restore stream waits for its decoding thread to stop.
+JOIN_TIMEOUT = 30.0
 
 ProgressCallback = Callable[[int], None]
 PartCallback = Callable[[UploadedPart], None]
 UploadCallback = Callable[[str], None]
 DumpFactory = Callable[[], AbstractContextManager[Dump]]
+# A part's running digest: computed already, or on its way from the digest thread.
+DigestSoFar = str | Future[str]
 
 
 @dataclass(frozen=True)
@@ -172,6 +181,9 @@ class _PartSink:
         self.limiter = BandwidthLimiter(options.bandwidth) if options.bandwidth else None
         parallel = store.parallel_parts and options.concurrency > 1
         self.pool = ThreadPoolExecutor(options.concurrency) if parallel else None
+        # One thread grows the artifact's digest part after part, in order, while
+        # this one compresses the next part: SHA-256 is off the critical path.
+        self.hasher = ThreadPoolExecutor(1, "part-digest") if parallel else None
         self.in_flight: deque[tuple[Future[UploadedPart], bytearray]] = deque()
         # Buffers of parts already sent. The parts of an artifact share one size
         # (but the last), so the next part is cut into one of these: the kernel
@@ -203,6 +215,9 @@ class _PartSink:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+        if self.hasher is not None:
+            self.hasher.shutdown(wait=True, cancel_futures=True)
+            self.hasher = None
 
     def _next_size(self) -> int:
         return part_size_for(self.count + 1, self.base_part_size, self.store)
@@ -211,13 +226,13 @@ class _PartSink:
         self.count += 1
         number = self.count
         data = self._take(size)
-        # Parts are cut in order, so the artifact's digest grows part by part and
-        # its state here is the digest of everything up to this part.
-        self.digest.update(data)
-        digest = self.digest.copy().hexdigest()
+        if self.hasher is None:
+            digest: DigestSoFar = self._grow_digest(data)
+        else:
+            digest = self.hasher.submit(self._grow_digest, data)
         if number in self.already:
             recorded = self.already[number]
-            if recorded.sha256 != digest or recorded.size != len(data):
+            if recorded.sha256 != _result(digest) or recorded.size != len(data):
                 raise ResumeMismatch(f"part {number} of {self.key} came out different")
             self.receipts[number] = recorded
             self.spares.append(data)
@@ -229,6 +244,11 @@ class _PartSink:
         while len(self.in_flight) >= self.options.concurrency:
             self._collect()
         self.in_flight.append((self.pool.submit(self._send, number, data, digest), data))
+
+    def _grow_digest(self, data: bytearray) -> str:
+        """The artifact's SHA-256 up to and including this part (parts come in order)."""
+        self.digest.update(data)
+        return self.digest.copy().hexdigest()
 
     def _take(self, size: int) -> bytearray:
         """The first `size` pending bytes, copied into a part buffer."""
@@ -259,7 +279,7 @@ class _PartSink:
         self.receipts[receipt.number] = receipt
         self.spares.append(data)  # its upload is over: the buffer is free again
 
-    def _send(self, number: int, data: bytearray, digest: str) -> UploadedPart:
+    def _send(self, number: int, data: bytearray, digest: DigestSoFar) -> UploadedPart:
         if self.limiter is not None:
             self.limiter.consume(len(data))
         receipt = call_with_retries(
@@ -267,10 +287,15 @@ class _PartSink:
             policy=self.options.retry,
             what=f"upload of part {number} of {self.key}",
         )
-        receipt = replace(receipt, sha256=digest)
+        # Waiting for the digest also keeps `data` from reuse while it is hashed.
+        receipt = replace(receipt, sha256=_result(digest))
         if self.on_part is not None:
             self.on_part(receipt)
         return receipt
+
+
+def _result(digest: DigestSoFar) -> str:
+    return digest if isinstance(digest, str) else digest.result()
 
 
 def upload_artifact(
@@ -419,11 +444,58 @@ class _HashingReader:
             raise IntegrityError(f"{self.entry.key} does not match its SHA-256 in the manifest")
 
 
+class _DecodingReader:
+    """Hashes, decrypts and decompresses stored bytes, in pieces of at most CHUNK_SIZE.
+
+    Output is bounded per read whatever the compression ratio, and a stream of
+    several zstd frames decodes as one (independent frames are valid zstd).
+    """
+
+    def __init__(
+        self,
+        raw: IO[bytes],
+        entry: ArtifactEntry,
+        identity: Any | None,
+        on_read: ProgressCallback | None,
+    ) -> None:
+        self.entry = entry
+        self.hashing = _HashingReader(raw, entry, on_read)
+        upstream: Any = self.hashing
+        self.decrypting: crypto.DecryptingReader | None = None
+        if entry.encryption is not None:
+            if identity is None:
+                raise IntegrityError(f"{entry.key} is encrypted but no key was given")
+            self.decrypting = crypto.DecryptingReader(upstream, [identity])
+            upstream = self.decrypting
+        self.decoded: Any = upstream
+        if entry.compression == "zstd":
+            self.decoded = zstandard.ZstdDecompressor().stream_reader(
+                upstream, read_size=CHUNK_SIZE, read_across_frames=True, closefd=False
+            )
+
+    def read(self) -> bytes:
+        """The next piece; b"" once every stored byte was read and checked."""
+        try:
+            data = bytes(self.decoded.read(CHUNK_SIZE))
+        except zstandard.ZstdError:
+            raise IntegrityError(f"{self.entry.key} does not decompress: it is corrupt") from None
+        # The decoded end must be the stored end; reading there runs the size and SHA-256 check.
+        if not data and self.hashing.read(CHUNK_SIZE):
+            raise IntegrityError(f"{self.entry.key} goes on after its compressed stream ends")
+        return data
+
+    def close(self) -> None:
+        if self.decrypting is not None:
+            self.decrypting.close()
+
+
 class VerifyingReader:
     """Hashes, decrypts and decompresses stored bytes; `verify()` settles the SHA-256.
 
     Any mismatch, truncation or undecodable byte raises IntegrityError, which
-    sources let propagate before they commit anything to the target.
+    sources let propagate before they commit anything to the target. The
+    decoding (download, SHA-256, decryption, zstd) runs on its own thread a few
+    chunks ahead, so it overlaps with the source writing the restored bytes.
     """
 
     def __init__(
@@ -434,54 +506,50 @@ class VerifyingReader:
         on_read: ProgressCallback | None = None,
     ) -> None:
         self.entry = entry
-        upstream: Any = _HashingReader(raw, entry, on_read)
-        self._decrypting: crypto.DecryptingReader | None = None
-        if entry.encryption is not None:
-            if identity is None:
-                raise IntegrityError(f"{entry.key} is encrypted but no key was given")
-            self._decrypting = crypto.DecryptingReader(upstream, [identity])
-            upstream = self._decrypting
-        self.upstream = upstream
-        self.pending = bytearray()
-        self.finished = False
-        self.decompressor = (
-            zstandard.ZstdDecompressor().decompressobj() if entry.compression == "zstd" else None
-        )
+        self._decoding = _DecodingReader(raw, entry, identity, on_read)
+        self._channel = ChunkChannel(depth=READ_AHEAD_CHUNKS)
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._decode, name="restore-decode", daemon=True)
+        self._thread.start()
 
     def read(self, size: int = -1, /) -> bytes:
-        while not self.finished and (size < 0 or len(self.pending) < size):
-            self._fill()
-        if size < 0 or size >= len(self.pending):
-            data = bytes(self.pending)
-            self.pending.clear()
-        else:
-            data = bytes(self.pending[:size])
-            del self.pending[:size]
-        return data
+        if size == 0:
+            return b""
+        if size > 0:
+            return self._next(size)
+        pieces = []
+        while piece := self._next(-1):
+            pieces.append(piece)
+        return b"".join(pieces)
 
     def verify(self) -> None:
-        while not self.finished:
-            self._fill()
-        self.pending.clear()
+        while self._next(-1):
+            pass
 
     def close(self) -> None:
-        if self._decrypting is not None:
-            self._decrypting.close()
+        self._channel.close()  # a decoder still running gets BrokenPipeError and ends
+        self._thread.join(JOIN_TIMEOUT)
+        self._decoding.close()
 
-    def _fill(self) -> None:
-        chunk = self.upstream.read(CHUNK_SIZE)
-        if not chunk:
-            self.finished = True
-            if self.decompressor is not None and not self.decompressor.eof:
-                raise IntegrityError(f"{self.entry.key} ends before its compressed stream does")
-            return
-        if self.decompressor is None:
-            self.pending += chunk
-            return
+    def _next(self, size: int) -> bytes:
+        data = self._channel.read(size)
+        if not data:
+            self._thread.join(JOIN_TIMEOUT)
+            if self._failure is not None:
+                raise self._failure
+        return data
+
+    def _decode(self) -> None:
         try:
-            self.pending += self.decompressor.decompress(chunk)
-        except zstandard.ZstdError:
-            raise IntegrityError(f"{self.entry.key} does not decompress: it is corrupt") from None
+            while data := self._decoding.read():
+                self._channel.write(data)
+        except BrokenPipeError:
+            return  # the reader closed first: nothing more is wanted
+        except BaseException as exc:  # the reader raises it in its own thread
+            self._failure = exc
+        finally:
+            with suppress(BrokenPipeError):
+                self._channel.finish()
 
 
 @contextmanager

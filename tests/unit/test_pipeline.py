@@ -4,11 +4,19 @@ import hashlib
 import os
 
 import pytest
+import zstandard
 
 from tests.fakes import BytesSource, entry_of
 from workers.errors import IntegrityError, SourceError
 from workers.manifest import ArtifactEntry
-from workers.pipeline import StoredArtifact, VerifyingReader, restore_artifact, store_artifact
+from workers.pipeline import (
+    StoredArtifact,
+    VerifyingReader,
+    _DecodingReader,
+    restore_artifact,
+    store_artifact,
+)
+from workers.sources.base import CHUNK_SIZE
 from workers.stores.memory import MemoryStore
 
 KEY = "app/2023-02-02t17-03-15/blob.bin.zst"
@@ -85,3 +93,68 @@ def test_reader_returns_exactly_what_is_asked() -> None:
     assert reader.read() == data[10:]
     assert reader.read(5) == b""
     reader.verify()
+
+
+def _store_raw(store: MemoryStore, stored_bytes: bytes, source_size: int) -> ArtifactEntry:
+    """An artifact whose stored bytes are given as they are (not made by the pipeline)."""
+    store.objects[KEY] = stored_bytes
+    stored = StoredArtifact(
+        key=KEY, size=len(stored_bytes), sha256=hashlib.sha256(stored_bytes).hexdigest(),
+        source_size=source_size, facts={"kind": "bytes"}, encryption=None, part_size=0,
+    )  # fmt: skip
+    return entry_for(stored)
+
+
+def test_a_stream_of_several_zstd_frames_restores_as_one() -> None:
+    store = MemoryStore()
+    first, second = os.urandom(300_000), b"text " * 100_000
+    compressor = zstandard.ZstdCompressor(level=1)
+    entry = _store_raw(store, compressor.compress(first) + compressor.compress(second), 0)
+    target = BytesSource(b"")
+    restore_artifact(store=store, entry=entry, source=target)
+    assert target.restored == first + second
+
+
+def test_decoded_pieces_stay_small_whatever_the_compression_ratio() -> None:
+    store = MemoryStore()
+    data = bytes(64 << 20)  # 64 MiB of zeros compress to a few KiB: one stored chunk
+    entry = _store_raw(store, zstandard.ZstdCompressor(level=1).compress(data), len(data))
+    decoding = _DecodingReader(store.open_read(KEY), entry, None, None)
+    sizes = []
+    while piece := decoding.read():
+        sizes.append(len(piece))
+    assert sum(sizes) == len(data) and max(sizes) <= CHUNK_SIZE
+
+
+def test_stored_bytes_after_the_compressed_stream_are_refused() -> None:
+    store = MemoryStore()
+    stored_bytes = zstandard.ZstdCompressor(level=1).compress(b"data" * 1000)
+    # The manifest's size and SHA-256 cover the extra bytes: only the decoder can tell.
+    entry = _store_raw(store, stored_bytes + b"\0" * 8, 4000)
+    target = BytesSource(b"")
+    with pytest.raises(IntegrityError):
+        restore_artifact(store=store, entry=entry, source=target)
+    assert target.restored is None
+
+
+def test_closing_a_reader_early_stops_its_decoding_thread() -> None:
+    store = MemoryStore()
+    stored = back_up(store, os.urandom(8 << 20))  # more than the read-ahead holds
+    reader = VerifyingReader(store.open_read(KEY), entry_for(stored))
+    assert len(reader.read(10)) == 10
+    reader.close()
+    assert not reader._thread.is_alive()
+
+
+def test_a_decoding_failure_is_raised_by_every_later_read_and_verify() -> None:
+    store = MemoryStore()
+    stored = back_up(store, os.urandom(1 << 20))
+    store.objects[KEY] = store.objects[KEY][:-1]
+    reader = VerifyingReader(store.open_read(KEY), entry_for(stored))
+    with pytest.raises(IntegrityError, match="manifest says"):
+        reader.read()
+    with pytest.raises(IntegrityError):
+        reader.read(10)
+    with pytest.raises(IntegrityError):
+        reader.verify()
+    reader.close()

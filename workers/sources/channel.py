@@ -21,7 +21,8 @@ class ChunkChannel:
         self._batch = batch
         self._small = bytearray()
         self._position = 0
-        self._leftover = b""
+        self._chunk = b""  # the chunk being read, from `_offset` on
+        self._offset = 0
         self._ended = False
 
     # --- the writer's side (file-like enough for tarfile's "w" mode) ---
@@ -64,18 +65,22 @@ class ChunkChannel:
 
     # --- the reader's side ---
     def read(self, size: int = -1, /) -> bytes:
-        if self._leftover:
-            chunk, self._leftover = self._leftover, b""
-        elif self._ended:
-            return _EOF
-        else:
+        """At most `size` bytes of one chunk (all of it when size < 0); b"" at the end."""
+        if self._offset == len(self._chunk):
+            if self._ended:
+                return _EOF
             chunk = self._queue.get()
             if chunk == _EOF:
                 self._ended = True
                 return _EOF
-        if 0 <= size < len(chunk):
-            chunk, self._leftover = chunk[:size], chunk[size:]
-        return chunk
+            self._chunk, self._offset = chunk, 0
+        start = self._offset
+        end = len(self._chunk) if size < 0 else min(len(self._chunk), start + size)
+        self._offset = end
+        if start == 0 and end == len(self._chunk):
+            return self._chunk  # a whole chunk: no copy
+        # Only the piece is copied, never the rest: small reads of a big chunk stay linear.
+        return self._chunk[start:end]
 
     def close(self) -> None:
         """The reader is done: a writer still sending gets BrokenPipeError."""
