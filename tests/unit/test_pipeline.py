@@ -10,6 +10,7 @@ from tests.fakes import BytesSource, entry_of
 from workers.errors import IntegrityError, SourceError
 from workers.manifest import ArtifactEntry
 from workers.pipeline import (
+    FRAME_SIZE,
     StoredArtifact,
     VerifyingReader,
     _DecodingReader,
@@ -158,3 +159,15 @@ def test_a_decoding_failure_is_raised_by_every_later_read_and_verify() -> None:
     with pytest.raises(IntegrityError):
         reader.verify()
     reader.close()
+
+
+def test_every_frame_size_of_source_is_its_own_zstd_frame() -> None:
+    store = MemoryStore()
+    data = b"row,of,text\n" * (3 * FRAME_SIZE // 12 + 1000)
+    back_up(store, data)
+    stored_bytes = store.objects[KEY]
+    first = zstandard.ZstdDecompressor().decompressobj()  # one frame only
+    assert first.decompress(stored_bytes) == data[:FRAME_SIZE]
+    assert first.unused_data  # the next frames follow
+    whole = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
+    assert whole.decompress(stored_bytes) == data
