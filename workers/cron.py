@@ -1,10 +1,17 @@
 """Five-field cron strings (minute hour day-of-month month day-of-week), evaluated in UTC."""
 
-from celery.schedules import crontab
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from celery.schedules import crontab
 
 
-def parse_cron(expression: str) -> crontab:
+def parse_cron(expression: str) -> "crontab":
     """Turn `0 * * * *` into a Celery crontab; ValueError says what is wrong."""
+    # Imported here: settings validate cron strings through this module, and
+    # celery's import (~60 ms) should not slow every CLI command and worker start.
+    from celery.schedules import crontab
+
     fields = expression.split()
     if len(fields) != 5:
         raise ValueError(
