@@ -545,6 +545,8 @@ class Bench:
         record["worker_ready_rss"] = outcome.get("rss_ready", 0)
         record["children_peak_rss"] = outcome.get("rss_peak_children", 0)
         record["inner_s"] = round(outcome.get("inner_s", 0.0), 3)
+        if "cpu_ready" in outcome:
+            record["cpu_ready_s"] = round(outcome["cpu_ready"], 3)
         record["store"] = outcome.get("store", "")
         if "size" in outcome:
             record["artifact_bytes"] = outcome["size"]

@@ -68,6 +68,40 @@ def summarize(contender: dict[str, Any]) -> Summary:
     )
 
 
+WARM = "backfleet-warm"
+
+
+def with_running_worker(scenario: dict[str, Any]) -> dict[str, Any]:
+    """The scenario with a row for Backfleet's work alone, as a running worker does it.
+
+    A Celery worker imports its modules and builds its store client once, at
+    start; every backup it runs then costs what the runner times after it is
+    ready (`inner_s`, and the CPU used since `cpu_ready_s`). The peers are
+    commands started for each backup, so their whole run is the figure. Both
+    Backfleet rows are reported; each target is judged on both.
+    """
+    contenders = list(scenario.get("contenders", []))
+    index = next((i for i, c in enumerate(contenders) if c["id"] == "backfleet"), None)
+    if index is None:
+        return scenario
+    cold = contenders[index]
+    runs = []
+    for run in cold.get("runs", []):
+        inner = float(run.get("inner_s") or 0)
+        if not inner:
+            return scenario  # results from before the runner timed itself
+        warm = {**run, "wall_s": inner, "mbps": run["mbps"] * run["wall_s"] / inner}
+        if "cpu_ready_s" in run:
+            warm["cpu_s"] = run["cpu_s"] - run["cpu_ready_s"]
+        else:
+            warm.pop("cpu_s", None)
+        runs.append(warm)
+    label = f"{cold['label']}, in a running worker (process start excluded)"
+    warm_row = {**cold, "id": WARM, "label": label, "runs": runs, "command": None}
+    contenders.insert(index + 1, warm_row)
+    return {**scenario, "contenders": contenders}
+
+
 def _cell(text: str) -> str:
     """Text for a markdown table cell: pipes in labels would split it."""
     return text.replace("|", "\\|")
@@ -114,20 +148,21 @@ def evaluate(scenarios: list[dict[str, Any]], provisional: bool) -> list[Target]
             peer_speeds = {
                 cid: summary.mbps[0]
                 for cid, summary in sums.items()
-                if cid != "backfleet" and summary.mbps
+                if cid not in ("backfleet", WARM) and summary.mbps
             }
             if peer_speeds:
                 fastest = max(peer_speeds, key=lambda cid: peer_speeds[cid])
-                ratio = bf_mbps / peer_speeds[fastest] if bf_mbps else None
-                targets.append(
-                    Target(
-                        sid,
-                        f"Backfleet ≥ 1.25 x the fastest peer ({labels[fastest]})",
-                        f"{ratio:.2f}x" if ratio else "-",
-                        _verdict(ratio >= 1.25 if ratio else None, provisional),
-                        fastest,
+                for who, speed in _backfleet_speeds(sums):
+                    times = speed / peer_speeds[fastest]
+                    targets.append(
+                        Target(
+                            sid,
+                            f"Backfleet{who} ≥ 1.25 x the fastest peer ({labels[fastest]})",
+                            f"{times:.2f}x",
+                            _verdict(times >= 1.25, provisional),
+                            fastest,
+                        )
                     )
-                )
             if bf is not None:
                 ok = bf.main_rss <= RSS_LIMIT if bf.main_rss else None
                 targets.append(
@@ -141,23 +176,22 @@ def evaluate(scenarios: list[dict[str, Any]], provisional: bool) -> list[Target]
                 )
         elif kind == "dir-restore":
             backup = by_id.get(sid.replace("-restore", "-backup"))
-            backup_bf = None
-            if backup is not None:
-                item = next((c for c in backup["contenders"] if c["id"] == "backfleet"), None)
-                backup_bf = summarize(item) if item else None
-            base = backup_bf.mbps[0] if backup_bf and backup_bf.mbps else None
-            ratio = bf_mbps / base if bf_mbps and base else None
-            targets.append(
-                Target(
-                    sid,
-                    f"restore throughput ≥ backup throughput ({base:.0f} MB/s)"
-                    if base
-                    else "restore throughput ≥ backup throughput",
-                    f"{ratio:.2f}x" if ratio else "-",
-                    _verdict(ratio >= 1.0 if ratio else None, provisional),
-                    "backfleet",
+            backup_sums = {c["id"]: summarize(c) for c in (backup or {}).get("contenders", [])}
+            backup_speeds = dict(_backfleet_speeds(backup_sums))
+            for who, speed in _backfleet_speeds(sums):
+                base = backup_speeds.get(who)
+                ratio = speed / base if base else None
+                targets.append(
+                    Target(
+                        sid,
+                        f"restore{who} ≥ backup throughput ({base:.0f} MB/s)"
+                        if base
+                        else f"restore{who} ≥ backup throughput",
+                        f"{ratio:.2f}x" if ratio else "-",
+                        _verdict(ratio >= 1.0 if ratio else None, provisional),
+                        "backfleet",
+                    )
                 )
-            )
         elif kind == "db-backup":
             for cid, factor in (("pgdump-fc", 4.0), ("pgdump-z0-zstd", 0.9)):
                 peer = sums.get(cid)
@@ -189,6 +223,16 @@ def evaluate(scenarios: list[dict[str, Any]], provisional: bool) -> list[Target]
     return targets
 
 
+def _backfleet_speeds(sums: dict[str, Summary]) -> list[tuple[str, float]]:
+    """(how it ran, median MB/s) of Backfleet's rows: a process started for it, a running worker."""
+    rows = ((" as a new process", "backfleet"), (" in a running worker", WARM))
+    return [
+        (who, summary.mbps[0])
+        for who, cid in rows
+        if (summary := sums.get(cid)) is not None and summary.mbps
+    ]
+
+
 def scenario_table(scenario: dict[str, Any], targets: list[Target]) -> list[str]:
     sums = {item["id"]: summarize(item) for item in scenario["contenders"]}
     bf = sums.get("backfleet")
@@ -204,7 +248,7 @@ def scenario_table(scenario: dict[str, Any], targets: list[Target]) -> list[str]
         cid = item["id"]
         summary = sums[cid]
         ratio = "-"
-        if cid != "backfleet" and bf is not None:
+        if cid not in ("backfleet", WARM) and bf is not None:
             if restore_db and bf.wall and summary.wall:
                 ratio = f"{bf.wall[0] / summary.wall[0]:.2f}x"
             elif not restore_db and bf.mbps and summary.mbps:
@@ -228,7 +272,7 @@ def scenario_table(scenario: dict[str, Any], targets: list[Target]) -> list[str]
 
 
 def render(results: dict[str, Any]) -> str:
-    scenarios = results.get("scenarios", [])
+    scenarios = [with_running_worker(scenario) for scenario in results.get("scenarios", [])]
     provisional = results.get("backfleet_store") == "local"
     targets = evaluate(scenarios, provisional)
     machine, versions, config = results["machine"], results["versions"], results["config"]

@@ -23,3 +23,40 @@ def test_a_new_run_keeps_the_notes_below_the_marker(
     target.write_text(target.read_text() + notes)
     report.write(results, target)
     assert target.read_text() == "# run 2\n\n" + report.KEEP + "\n" + notes
+
+
+def _run(wall: float, inner: float, cpu: float, cpu_ready: float) -> dict[str, object]:
+    mbps = 1000 / wall  # 1000 MB of input
+    return {"ok": True, "wall_s": wall, "mbps": mbps, "cpu_s": cpu, "inner_s": inner,
+            "cpu_ready_s": cpu_ready, "worker_peak_rss": 100 << 20}  # fmt: skip
+
+
+def _backup(backfleet_runs: list[dict[str, object]]) -> dict[str, object]:
+    peer = {"ok": True, "wall_s": 5.0, "mbps": 200.0, "cpu_s": 5.0}
+    return {
+        "id": "dir-1G-backup",
+        "kind": "dir-backup",
+        "contenders": [
+            {"id": "aws", "label": "aws", "role": "peer", "runs": [peer]},
+            {"id": "backfleet", "label": "Backfleet", "role": "backfleet", "runs": backfleet_runs},
+        ],
+    }
+
+
+def test_a_running_worker_row_times_the_backup_without_the_process_start() -> None:
+    scenario = report.with_running_worker(_backup([_run(5.0, 4.0, 4.0, 0.5)]))
+    warm = next(c for c in scenario["contenders"] if c["id"] == report.WARM)
+    summary = report.summarize(warm)
+    assert summary.wall == (4.0, 4.0, 4.0) and summary.mbps == (250.0, 250.0, 250.0)
+    assert summary.cpu == 3.5
+    targets = report.evaluate([scenario], provisional=False)
+    verdicts = {t.text.split(" ≥")[0]: (t.measured, t.verdict) for t in targets if "1.25" in t.text}
+    assert verdicts == {
+        "Backfleet as a new process": ("1.00x", "FAIL"),
+        "Backfleet in a running worker": ("1.25x", "PASS"),
+    }
+
+
+def test_results_without_the_runner_s_own_timing_get_no_running_worker_row() -> None:
+    scenario = _backup([{"ok": True, "wall_s": 5.0, "mbps": 200.0, "cpu_s": 4.0}])
+    assert report.with_running_worker(scenario) == scenario
