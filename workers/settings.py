@@ -218,6 +218,12 @@ class Settings(BaseSettings):
             raise ValueError("must be a sqlite:///… or postgresql://… URL")
         return value
 
+    @field_validator("backup_part_size", "backup_volume_size", mode="before")
+    @classmethod
+    def _size_with_unit(cls, value: object) -> object:
+        """`16MiB` as well as `16777216`; the range check follows on the bytes."""
+        return parse_size(value) if isinstance(value, str) else value
+
     @field_validator("backup_max_bandwidth")
     @classmethod
     def _valid_bandwidth(cls, value: str) -> str:

@@ -37,6 +37,8 @@ def test_redis_url_is_an_alias_and_broker_url_wins(monkeypatch: pytest.MonkeyPat
         ("OBJECT_STORE_LOCATION_TYPE", "ftp"),
         ("BACKFLEET_API_PORT", "99999"),
         ("BACKUP_PART_SIZE", "10"),
+        ("BACKUP_PART_SIZE", "16 parsecs"),
+        ("BACKUP_VOLUME_SIZE", "1KiB"),
         ("DATABASE_URL", "mysql://x"),
         ("ENABLE_REGULAR_BACKUPS", "perhaps"),
     ],
@@ -73,3 +75,11 @@ def test_an_empty_variable_means_not_set(monkeypatch: pytest.MonkeyPatch) -> Non
     settings = load_settings()
     assert settings.backup_encryption_key is None
     assert settings.backfleet_api_port == 8080
+
+
+def test_sizes_take_a_unit_or_plain_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BACKUP_PART_SIZE", "16MiB")
+    monkeypatch.setenv("BACKUP_VOLUME_SIZE", "2147483648")
+    settings = load_settings()
+    assert settings.backup_part_size == 16 << 20
+    assert settings.backup_volume_size == 2 << 30
