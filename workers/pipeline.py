@@ -46,8 +46,6 @@ ProgressCallback = Callable[[int], None]
 PartCallback = Callable[[UploadedPart], None]
 UploadCallback = Callable[[str], None]
 DumpFactory = Callable[[], AbstractContextManager[Dump]]
-# A part's running digest: computed already, or on its way from the digest thread.
-DigestSoFar = str | Future[str]
 
 
 @dataclass(frozen=True)
@@ -202,9 +200,6 @@ class _PartSink:
         self.limiter = BandwidthLimiter(options.bandwidth) if options.bandwidth else None
         parallel = store.parallel_parts and options.concurrency > 1
         self.pool = ThreadPoolExecutor(options.concurrency) if parallel else None
-        # One thread grows the artifact's digest part after part, in order, while
-        # this one compresses the next part: SHA-256 is off the critical path.
-        self.hasher = ThreadPoolExecutor(1, "part-digest") if parallel else None
         self.in_flight: deque[tuple[Future[UploadedPart], bytearray]] = deque()
         # Buffers of parts already sent. The parts of an artifact share one size
         # (but the last), so the next part is cut into one of these: the kernel
@@ -236,9 +231,6 @@ class _PartSink:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
-        if self.hasher is not None:
-            self.hasher.shutdown(wait=True, cancel_futures=True)
-            self.hasher = None
 
     def _next_size(self) -> int:
         return part_size_for(self.count + 1, self.base_part_size, self.store)
@@ -247,13 +239,13 @@ class _PartSink:
         self.count += 1
         number = self.count
         data = self._take(size)
-        if self.hasher is None:
-            digest: DigestSoFar = self._grow_digest(data)
-        else:
-            digest = self.hasher.submit(self._grow_digest, data)
+        # Parts are cut in order, so the artifact's digest grows part by part and
+        # its state here is the digest of everything up to this part.
+        self.digest.update(data)
+        digest = self.digest.copy().hexdigest()
         if number in self.already:
             recorded = self.already[number]
-            if recorded.sha256 != _result(digest) or recorded.size != len(data):
+            if recorded.sha256 != digest or recorded.size != len(data):
                 raise ResumeMismatch(f"part {number} of {self.key} came out different")
             self.receipts[number] = recorded
             self.spares.append(data)
@@ -265,11 +257,6 @@ class _PartSink:
         while len(self.in_flight) >= self.options.concurrency:
             self._collect()
         self.in_flight.append((self.pool.submit(self._send, number, data, digest), data))
-
-    def _grow_digest(self, data: bytearray) -> str:
-        """The artifact's SHA-256 up to and including this part (parts come in order)."""
-        self.digest.update(data)
-        return self.digest.copy().hexdigest()
 
     def _take(self, size: int) -> bytearray:
         """The first `size` pending bytes, copied into a part buffer."""
@@ -300,7 +287,7 @@ class _PartSink:
         self.receipts[receipt.number] = receipt
         self.spares.append(data)  # its upload is over: the buffer is free again
 
-    def _send(self, number: int, data: bytearray, digest: DigestSoFar) -> UploadedPart:
+    def _send(self, number: int, data: bytearray, digest: str) -> UploadedPart:
         if self.limiter is not None:
             self.limiter.consume(len(data))
         receipt = call_with_retries(
@@ -308,15 +295,10 @@ class _PartSink:
             policy=self.options.retry,
             what=f"upload of part {number} of {self.key}",
         )
-        # Waiting for the digest also keeps `data` from reuse while it is hashed.
-        receipt = replace(receipt, sha256=_result(digest))
+        receipt = replace(receipt, sha256=digest)
         if self.on_part is not None:
             self.on_part(receipt)
         return receipt
-
-
-def _result(digest: DigestSoFar) -> str:
-    return digest if isinstance(digest, str) else digest.result()
 
 
 def upload_artifact(
