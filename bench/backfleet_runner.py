@@ -49,6 +49,11 @@ def _rss_now() -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _ready() -> tuple[dict[str, Any], float]:
+    """RSS and CPU once ready (what a worker's start costs), and the clock."""
+    return {"rss_ready": _rss_now(), "cpu_ready": time.process_time()}, time.perf_counter()
+
+
 def _source(kind: str, where: str) -> Any:
     if kind == "directory":
         from workers.sources.directory import DirectorySource
@@ -86,9 +91,7 @@ def backup(args: argparse.Namespace) -> dict[str, Any]:
 
     settings, store = _store(args.store)
     source = _source(args.kind, args.source)
-    rss_ready = _rss_now()
-    cpu_ready = time.process_time()  # what starting the process cost, not the backup
-    started = time.perf_counter()
+    ready, started = _ready()
     if args.api == "worker":  # what backup_run does: every BACKUP_* setting applies
         from workers import crypto
 
@@ -128,8 +131,7 @@ def backup(args: argparse.Namespace) -> dict[str, Any]:
         "format": source.format,
         "encryption": getattr(stored, "encryption", None),
         "inner_s": inner,
-        "rss_ready": rss_ready,
-        "cpu_ready": cpu_ready,
+        **ready,
         "part_size": settings.backup_part_size,
         "compression_level": settings.backup_compression_level,
         "store": type(store).__name__,
@@ -185,9 +187,7 @@ def restore(args: argparse.Namespace) -> dict[str, Any]:
         for number, v in enumerate(stored.get("volumes", []), start=2)
     ]  # fmt: skip
     source = _source(args.kind, args.target)
-    rss_ready = _rss_now()
-    cpu_ready = time.process_time()  # what starting the process cost, not the backup
-    started = time.perf_counter()
+    ready, started = _ready()
     if args.api == "worker":
         from workers import crypto
 
@@ -199,8 +199,7 @@ def restore(args: argparse.Namespace) -> dict[str, Any]:
         "key": entry.key,
         "source_size": entry.source_size,
         "inner_s": time.perf_counter() - started,
-        "rss_ready": rss_ready,
-        "cpu_ready": cpu_ready,
+        **ready,
         "store": type(store).__name__,
     }
 

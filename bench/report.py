@@ -69,6 +69,7 @@ def summarize(contender: dict[str, Any]) -> Summary:
 
 
 WARM = "backfleet-warm"
+BACKFLEET_ROWS = ("backfleet", WARM)  # a new process, and the same runs in a running worker
 
 
 def with_running_worker(scenario: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +149,7 @@ def evaluate(scenarios: list[dict[str, Any]], provisional: bool) -> list[Target]
             peer_speeds = {
                 cid: summary.mbps[0]
                 for cid, summary in sums.items()
-                if cid not in ("backfleet", WARM) and summary.mbps
+                if cid not in BACKFLEET_ROWS and summary.mbps
             }
             if peer_speeds:
                 fastest = max(peer_speeds, key=lambda cid: peer_speeds[cid])
@@ -248,7 +249,7 @@ def scenario_table(scenario: dict[str, Any], targets: list[Target]) -> list[str]
         cid = item["id"]
         summary = sums[cid]
         ratio = "-"
-        if cid not in ("backfleet", WARM) and bf is not None:
+        if cid not in BACKFLEET_ROWS and bf is not None:
             if restore_db and bf.wall and summary.wall:
                 ratio = f"{bf.wall[0] / summary.wall[0]:.2f}x"
             elif not restore_db and bf.mbps and summary.mbps:

@@ -148,23 +148,18 @@ class _CompressingReader:
         if not chunk:
             self.eof = True
             # An empty source is still one (empty) frame: the artifact always decodes.
-            if self.gathered or self.source_size == 0:
-                return self._compress(self.gathered)
-            return b""
+            return self._frame_of_gathered() if self.gathered or not self.source_size else b""
         self.source_size += len(chunk)
         if self.on_progress is not None:
             self.on_progress(self.source_size)
         if not self.gathered and len(chunk) >= FRAME_SIZE:
-            return self._compress(chunk)  # the usual case: no copy
+            return self.compressor.compress(chunk)  # the usual case: no copy
         self.gathered += chunk
-        if len(self.gathered) < FRAME_SIZE:
-            return b""
-        return self._compress(self.gathered)
+        return self._frame_of_gathered() if len(self.gathered) >= FRAME_SIZE else b""
 
-    def _compress(self, data: bytes | bytearray) -> bytes:
-        frame = self.compressor.compress(data)
-        if data is self.gathered:
-            self.gathered.clear()
+    def _frame_of_gathered(self) -> bytes:
+        frame = self.compressor.compress(self.gathered)
+        self.gathered.clear()
         return frame
 
 
@@ -508,7 +503,6 @@ class VerifyingReader:
         identity: Any | None = None,
         on_read: ProgressCallback | None = None,
     ) -> None:
-        self.entry = entry
         self._decoding = _DecodingReader(raw, entry, identity, on_read)
         self._channel = ChunkChannel(depth=READ_AHEAD_CHUNKS)
         self._failure: BaseException | None = None
