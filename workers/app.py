@@ -14,7 +14,7 @@ from beat_schedule import build_beat_schedule
 from workers.alerts import deliver_in_background
 from workers.catalog.db import dispose_engines
 from workers.locks import forget_clients
-from workers.memory import limit_heap_fragmentation
+from workers.memory import freeze_long_lived_objects, limit_heap_fragmentation
 from workers.queues import QUEUES
 from workers.redis_checks import eviction_problem
 from workers.settings import get_settings
@@ -127,6 +127,7 @@ def _alerts_go_through_their_own_task(**_: object) -> None:
     from tasks.alerts import queue_delivery  # the tasks import this module
 
     deliver_in_background(queue_delivery)
+    freeze_long_lived_objects()  # before the pool forks: children keep these pages shared
 
 
 @worker_process_init.connect
@@ -135,6 +136,7 @@ def _fresh_connections_after_fork(**_: object) -> None:
     dispose_engines()
     forget_clients()
     limit_heap_fragmentation()
+    freeze_long_lived_objects()
 
 
 @worker_ready.connect
