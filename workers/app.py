@@ -7,14 +7,18 @@ here connects to anything: SDK clients and DB engines are made after fork.
 import logging
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init, worker_ready
+from celery.signals import task_postrun, worker_init, worker_process_init, worker_ready
 from kombu.entity import Exchange, Queue
 
 from beat_schedule import build_beat_schedule
 from workers.alerts import deliver_in_background
 from workers.catalog.db import dispose_engines
 from workers.locks import forget_clients
-from workers.memory import freeze_long_lived_objects, limit_heap_fragmentation
+from workers.memory import (
+    freeze_long_lived_objects,
+    limit_heap_fragmentation,
+    release_free_heap,
+)
 from workers.queues import QUEUES
 from workers.redis_checks import eviction_problem
 from workers.settings import get_settings
@@ -137,6 +141,12 @@ def _fresh_connections_after_fork(**_: object) -> None:
     forget_clients()
     limit_heap_fragmentation()
     freeze_long_lived_objects()
+
+
+@task_postrun.connect
+def _give_back_freed_memory(**_: object) -> None:
+    """An idle worker should not keep the last backup's buffers (workers/memory.py)."""
+    release_free_heap()
 
 
 @worker_ready.connect

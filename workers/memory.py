@@ -48,6 +48,24 @@ def limit_heap_fragmentation() -> bool:
     return applied
 
 
+def release_free_heap() -> bool:
+    """malloc_trim(0): hand the heaps' free pages back to the system.
+
+    Called after each task: a backup leaves ~50 MiB of freed chunks inside the
+    heaps (measured in a prefork child: 71 MiB private after a 1 GiB backup, 17
+    before), which an idle worker would otherwise hold until its next backup.
+    True if glibc released anything; a no-op elsewhere.
+    """
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        malloc_trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return False
+    return bool(malloc_trim(0))
+
+
 def freeze_long_lived_objects() -> int:
     """gc.freeze() what exists now (call once imports and clients are set up);
     returns how many objects the collector will no longer walk."""
