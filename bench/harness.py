@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import datagen, peers
+from bench.celery_worker import measure_worker_backup
 from bench.common import (
     DATA_DIR,
     MB,
@@ -57,7 +58,8 @@ from bench.common import (
 from bench.measure import NCPU, Measurement, run_measured, wait_for_quiet
 from bench.s3server import ACCESS_KEY, REGION, SECRET_KEY, S3Server
 
-ALL_TOOLS = ["aws", "rclone", "restic", "backfleet", "pgdump-fc", "pgdump-z0-zstd", "pg_restore"]
+ALL_TOOLS = ["aws", "rclone", "restic", "backfleet", "celery-worker", "pgdump-fc", "pgdump-z0-zstd",
+             "pg_restore"]  # fmt: skip
 RESTORE_DB = "backfleet_bench_restore"
 LOCAL_STORE = DATA_DIR / "local-store"
 RESULTS_JSON = OUT_DIR / "results.json"
@@ -425,6 +427,28 @@ class Bench:
                     self.peer_directory(backup, tool, run, source, timeout)
                     self.say(backup, tool, run)
                 self.save()
+        if self.wants("celery-worker") and self.backfleet_store == "s3":
+            self.celery_worker_backup(label, source, total, timeout)
+
+    def celery_worker_backup(self, label: str, source: Path, total: int, timeout: float) -> None:
+        """One more backup, by a real prefork worker, for its memory (bench/celery_worker.py)."""
+        assert self.server is not None
+        bucket = f"celery-{label.lower()}"
+        self.server.create_bucket(bucket)
+        log(f"dir {label}: one backup by a Celery worker (prefork, one process), for its memory")
+        gate = self.quiet()
+        outcome = measure_worker_backup(
+            source, store_env=self.backfleet_env(bucket), input_bytes=total, timeout=timeout
+        )
+        self.results.setdefault("celery_worker", []).append({"size": label, **outcome, **gate})
+        self.server.remove_bucket(bucket)
+        if outcome["ok"]:
+            rss, private = outcome["child_peak_rss"], outcome["child_peak_private"]
+            log(f"  {outcome['wall_s']:.1f}s, child peak RSS {rss / 2**20:.0f} MiB "
+                f"({private / 2**20:.0f} MiB private)")  # fmt: skip
+        else:
+            log(f"  FAILED: {outcome['error'][-600:]}")
+        self.save()
 
     def peer_directory(
         self, scenario: Scenario, tool: str, run: int, source: Path, timeout: float

@@ -342,6 +342,7 @@ def render(results: dict[str, Any]) -> str:
                 flat = " ".join(error.split())
                 out.append(f"- {item['label']} failed a run: `{flat[-300:]}`")
         out.append("")
+    out += celery_worker_section(results.get("celery_worker", []))
     commands: dict[str, str] = {}  # repeated across sizes with only paths changed
     for scenario in scenarios:
         prefix = "restore, " if scenario["kind"].endswith("restore") else ""
@@ -350,6 +351,39 @@ def render(results: dict[str, Any]) -> str:
                 commands.setdefault(prefix + item["label"], item["command"])
     out += ["## Commands", "", *[f"- {label}: `{cmd}`" for label, cmd in commands.items()], ""]
     return "\n".join(out) + "\n"
+
+
+def celery_worker_section(measured: list[dict[str, Any]]) -> list[str]:
+    """The memory of a real prefork worker during one backup (bench/celery_worker.py)."""
+    if not measured:
+        return []
+    out = [
+        "## The same backup in a Celery worker (memory)",
+        "",
+        "One directory backup run by `celery worker --pool prefork --concurrency 1` "
+        "(`backfleet backup --wait`: queue, catalog and manifest included). The runner above "
+        "imports only what a backup needs; a worker's child is forked from a parent that "
+        "holds the app, the catalog and every task module, and shares those pages with it. "
+        "RSS counts every page the child maps, private the pages it holds alone, PSS its "
+        "private pages plus its share of the shared ones.",
+        "",
+        "| size | wall s | MB/s | child peak RSS | child peak private | child peak PSS "
+        "| child idle RSS (private) | child RSS after | parent RSS |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for item in measured:
+        if not item.get("ok"):
+            flat = " ".join(str(item.get("error", "")).split())
+            out.append(f"| {item.get('size')} | failed: `{_cell(flat[-300:])}` |||||||| ")
+            continue
+        out.append(
+            f"| {item['size']} | {item['wall_s']:.1f} | {item['mbps']:.0f} "
+            f"| {_mib(item['child_peak_rss'])} | {_mib(item['child_peak_private'])} "
+            f"| {_mib(item['child_peak_pss'])} | {_mib(item['child_idle_rss'])} "
+            f"({_mib(item['child_idle_private'])}) | {_mib(item['child_after_rss'])} "
+            f"| {_mib(item['parent_rss'])} |"
+        )
+    return [*out, ""]
 
 
 # What follows this line in RESULTS.md (notes written by hand, earlier runs, the

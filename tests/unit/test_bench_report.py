@@ -60,3 +60,25 @@ def test_a_running_worker_row_times_the_backup_without_the_process_start() -> No
 def test_results_without_the_runner_s_own_timing_get_no_running_worker_row() -> None:
     scenario = _backup([{"ok": True, "wall_s": 5.0, "mbps": 200.0, "cpu_s": 4.0}])
     assert report.with_running_worker(scenario) == scenario
+
+
+def test_the_celery_worker_section_shows_each_size_and_a_failure() -> None:
+    measured = {"size": "1G", "ok": True, "wall_s": 5.46, "mbps": 196.7,
+                "child_peak_rss": 169 << 20, "child_peak_private": 103 << 20,
+                "child_peak_pss": 131 << 20, "child_idle_rss": 92 << 20,
+                "child_idle_private": 18 << 20, "child_after_rss": 124 << 20,
+                "parent_rss": 109 << 20}  # fmt: skip
+    failed = {"size": "10G", "ok": False, "error": "RuntimeError: the worker\ndid not | start"}
+
+    lines = report.celery_worker_section([measured, failed])
+
+    assert lines[0] == "## The same backup in a Celery worker (memory)"
+    assert (
+        "| 1G | 5.5 | 197 | 169 MiB | 103 MiB | 131 MiB | 92 MiB (18 MiB) | 124 MiB | 109 MiB |"
+        in lines
+    )
+    assert any(
+        line.startswith("| 10G | failed: `RuntimeError: the worker did not \\| start`")
+        for line in lines
+    )
+    assert report.celery_worker_section([]) == []
