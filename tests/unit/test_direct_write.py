@@ -81,6 +81,16 @@ def test_a_filesystem_without_o_direct_gets_buffered_writes(
     assert (tmp_path / "f").read_bytes() == data
 
 
+def test_a_platform_without_o_direct_gets_buffered_writes(
+    tmp_path: Path, buffer: mmap.mmap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("workers.sources.direct_write.O_DIRECT", 0)
+    data = os.urandom(BUFFER_SIZE + 4096 + 3)
+
+    assert write_in_pieces(tmp_path / "f", data, 100_000, buffer) is False
+    assert (tmp_path / "f").read_bytes() == data
+
+
 def test_a_device_that_wants_a_larger_alignment_gets_the_rest_buffered(
     tmp_path: Path, buffer: mmap.mmap, monkeypatch: pytest.MonkeyPatch
 ) -> None:

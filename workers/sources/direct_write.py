@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from _typeshed import StrOrBytesPath
 
 ALIGNMENT = 4096
+O_DIRECT = getattr(os, "O_DIRECT", 0)  # Linux's; elsewhere every write is buffered
 # Smaller files go through the page cache: a direct write waits for the disk, and
 # for a small file that wait is the whole cost, which tarfile's own writes avoid.
 DIRECT_MIN_SIZE = 1024 * 1024
@@ -46,14 +47,16 @@ class DirectFile:
 
     def __init__(self, path: "StrOrBytesPath", buffer: mmap.mmap) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-        try:
-            self.fd = os.open(path, flags | os.O_DIRECT, 0o666)
-            self.direct = True
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:  # the filesystem does not do O_DIRECT
-                raise
+        self.fd, self.direct = -1, bool(O_DIRECT)
+        if self.direct:
+            try:
+                self.fd = os.open(path, flags | O_DIRECT, 0o666)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:  # EINVAL: this filesystem refuses O_DIRECT
+                    raise
+                self.direct = False
+        if not self.direct:
             self.fd = os.open(path, flags, 0o666)
-            self.direct = False
         self._view = memoryview(buffer)
         self._filled = 0
 
@@ -124,7 +127,7 @@ class DirectFile:
 
     def _buffered(self) -> None:
         if self.direct:
-            fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+            fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) & ~O_DIRECT)
             self.direct = False
 
     def _release(self) -> None:
