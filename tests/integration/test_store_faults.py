@@ -144,10 +144,13 @@ def test_s3_download_resumes_from_the_last_byte(s3_server: S3Server, s3_bucket: 
         ranges = [r.header("range") for r in proxy.requests if r.method == "GET"]
     assert digest == hashlib.sha256(data).hexdigest()
     assert (_reader(handle).interruptions, _reader(handle).resumes) == (2, 2)
-    # The first GET asks for everything; each re-open asks from where the last one broke.
+    # The first GET asks for everything; each re-open asks from the last byte the
+    # reader got. Each GET is cut after cut_at bytes, and bytes still in flight when
+    # the reset lands are lost, so each one moves the start on by at most cut_at.
     assert ranges[0] == ""
     starts = [int(value.removeprefix("bytes=").rstrip("-")) for value in ranges[1:]]
-    assert len(starts) == 2 and 0 < starts[0] <= cut_at < starts[1] <= 2 * cut_at
+    assert len(starts) == 2 and 0 < starts[0] <= cut_at
+    assert starts[0] < starts[1] <= starts[0] + cut_at
 
 
 def test_azure_download_resumes_from_the_last_chunk(
