@@ -21,7 +21,10 @@ from tests.fakes import BytesSource, stored_entry
 from workers.errors import IntegrityError, SourceError
 from workers.manifest import ArtifactEntry, artifact_key
 from workers.pipeline import VerifyingReader, restore_artifact, store_artifact
+from workers.services_config import ServiceSpec
+from workers.settings import Settings
 from workers.sources import directory as directory_module
+from workers.sources import make_source
 from workers.sources.base import Dump, RestoreStream, Source
 from workers.sources.direct_write import DIRECT_MIN_SIZE
 from workers.sources.directory import DirectorySource, check_member
@@ -706,3 +709,31 @@ def test_one_volume_is_the_plain_dump(tmp_path: Path) -> None:
     assert plain == single
     assert volume.facts == {**whole.facts, "last": volume.facts["last"], "final": True}
     assert set(whole.facts) == {"kind", "files", "bytes", "files_blake3"}
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_restore_direct_writes_decides_how_large_files_are_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, direct: bool
+) -> None:
+    (tmp_path / "src").mkdir()
+    data = os.urandom(DIRECT_MIN_SIZE + 5)
+    (tmp_path / "src" / "large.bin").write_bytes(data)
+    (tmp_path / "src" / "small.txt").write_bytes(b"small")
+    store = MemoryStore()
+    entry = backup(store, DirectorySource(tmp_path / "src"))
+    opened: list[str] = []
+    real = directory_module.DirectFile
+
+    def spy(path: str, buffer: "directory_module.mmap.mmap") -> object:
+        opened.append(os.path.basename(path))
+        return real(path, buffer)
+
+    monkeypatch.setattr(directory_module, "DirectFile", spy)
+    settings = Settings(restore_direct_writes=direct)
+    spec = ServiceSpec(name="files", kind="directory", path=tmp_path / "dst")
+
+    restore_artifact(store=store, entry=entry, source=make_source(spec, settings))
+
+    assert (tmp_path / "dst" / "large.bin").read_bytes() == data
+    assert (tmp_path / "dst" / "small.txt").read_bytes() == b"small"
+    assert opened == (["large.bin"] if direct else [])

@@ -13,7 +13,8 @@ the device's block size; ALIGNMENT (4 KiB) covers 512-byte and 4 KiB devices. Th
 tail of a file that is not a whole number of blocks is written through the page
 cache after clearing O_DIRECT with fcntl. A filesystem that refuses O_DIRECT
 (EINVAL at open, or at a write for a larger alignment) gets buffered writes, so
-the result is the same file either way.
+the result is the same file either way. RESTORE_DIRECT_WRITES=false turns it off
+(a network filesystem may make each direct write wait for a round trip).
 """
 
 import errno

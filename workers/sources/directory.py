@@ -92,8 +92,9 @@ class DirectorySource:
     kind: ClassVar[str] = "directory"
     format: ClassVar[str] = "tar"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, direct_writes: bool = True) -> None:
         self.path = Path(path)
+        self.direct_writes = direct_writes  # RESTORE_DIRECT_WRITES (see direct_write.py)
 
     def dump(self) -> AbstractContextManager[Dump]:
         """The whole tree as one tar (facts: files and bytes)."""
@@ -157,7 +158,7 @@ class DirectorySource:
             folders: _Folders = []
             count = 0
             for stream in volumes:
-                _extract(stream, staging, target, folders)
+                _extract(stream, staging, target, folders, direct_writes=self.direct_writes)
                 stream.verify()  # nothing below runs unless every stored byte matched
                 count += 1
             if count == 0:
@@ -385,7 +386,9 @@ def _describe(exc: BaseException) -> str:
 
 
 # --- restore ---
-def _extract(stream: RestoreStream, staging: str, target: Path, folders: _Folders) -> None:
+def _extract(
+    stream: RestoreStream, staging: str, target: Path, folders: _Folders, *, direct_writes: bool
+) -> None:
     """Extract one volume; folders are only created (see _set_folder_attributes)."""
     real_staging = os.path.realpath(staging)
     try:
@@ -397,6 +400,7 @@ def _extract(stream: RestoreStream, staging: str, target: Path, folders: _Folder
             errors=_ERRORS,
             errorlevel=2,  # a mode or mtime that cannot be set fails the restore
         ) as tar:
+            tar.direct_writes = direct_writes
             for member in tar:
                 check_member(member, real_staging)
                 tar.extract(member, staging, set_attrs=not member.isdir(), **_TRUSTED)
@@ -436,10 +440,11 @@ class _ExactTimes(tarfile.TarFile):
     """Sets files' and folders' mtimes from the exact PAX record, not tarfile's float,
     and writes large files with O_DIRECT (see workers/sources/direct_write.py)."""
 
+    direct_writes = True
     _direct_buffer: mmap.mmap | None = None
 
     def makefile(self, tarinfo: tarfile.TarInfo, targetpath: "StrOrBytesPath") -> None:
-        if tarinfo.sparse is not None or tarinfo.size < DIRECT_MIN_SIZE:
+        if not self.direct_writes or tarinfo.sparse is not None or tarinfo.size < DIRECT_MIN_SIZE:
             super().makefile(tarinfo, targetpath)
             return
         if self._direct_buffer is None:
