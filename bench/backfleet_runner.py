@@ -50,7 +50,8 @@ def _rss_now() -> int:
 
 
 def _ready() -> tuple[dict[str, Any], float]:
-    """RSS and CPU once ready (what a worker's start costs), and the clock."""
+    """Settle as a worker does once set up (gc.freeze); then the RSS and CPU that
+    start cost, and the clock."""
     from workers.memory import freeze_long_lived_objects
 
     freeze_long_lived_objects()  # as a worker process does once it is set up

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import MB, OUT_DIR, PROJECT_PYTHON, REPO_DIR
+from bench.measure import process_memory, tail
 from workers.embedded_redis import start_embedded_redis, stop_embedded_redis
 
 SAMPLE_S = 0.1
@@ -40,14 +41,10 @@ STOP_GRACE_S = 20.0
 
 def memory_kib(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM from status, Pss and private (clean + dirty) from smaps_rollup, in KiB."""
-    found: dict[str, int] = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                found[name] = int(value.split()[0])
+    _name, rss, hwm = process_memory(pid)
+    found = {"VmRSS": rss // 1024, "VmHWM": hwm // 1024}
     private = 0
-    with open(f"/proc/{pid}/smaps_rollup") as rollup:
+    with open(f"/proc/{pid}/smaps_rollup") as rollup:  # OSError once the process is gone
         for line in rollup:
             name, _, value = line.partition(":")
             if name == "Pss":
@@ -128,7 +125,7 @@ def measure_worker_backup(
             "parent_rss": parent_now["VmRSS"] * 1024,
         }
     except Exception as exc:  # a failed measurement is reported, not fatal to the bench
-        log_tail = _tail(folder / "worker.log")
+        log_tail = tail(folder / "worker.log", 1500)
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}\n{log_tail}"}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -172,7 +169,7 @@ def _backfleet(args: list[str], env: dict[str, str], folder: Path, *, timeout: f
         )
     if done.returncode != 0:
         raise RuntimeError(f"backfleet {' '.join(args)} exited {done.returncode}: "
-                           f"{_tail(folder / 'cli.log')}")  # fmt: skip
+                           f"{tail(folder / 'cli.log', 1500)}")  # fmt: skip
 
 
 @contextmanager
@@ -202,10 +199,3 @@ def _worker(env: dict[str, str], folder: Path) -> Iterator[tuple[int, int]]:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-
-
-def _tail(path: Path, size: int = 1500) -> str:
-    try:
-        return path.read_bytes()[-size:].decode(errors="replace")
-    except OSError:
-        return ""

@@ -53,7 +53,7 @@ class Measurement:
         return self.returncode == 0 and not self.timed_out
 
 
-def _status_kib(pid: int) -> tuple[str, int, int]:
+def process_memory(pid: int) -> tuple[str, int, int]:
     """(name, VmRSS, VmHWM) in bytes from /proc/pid/status; ('', 0, 0) once it is gone."""
     name, rss, hwm = "", 0, 0
     try:
@@ -158,7 +158,7 @@ class TreeSampler(threading.Thread):
             count += 1
             total = 0
             for pid in pids:
-                name, rss, hwm = _status_kib(pid)
+                name, rss, hwm = process_memory(pid)
                 if not name:
                     continue
                 total += rss
@@ -166,7 +166,7 @@ class TreeSampler(threading.Thread):
                 self.peak_by_pid[pid] = (name, max(previous, hwm, rss))
             self.peak_tree = max(self.peak_tree, total)
             if self.watch_pid is not None:
-                self.watched_peak = max(self.watched_peak, _status_kib(self.watch_pid)[1])
+                self.watched_peak = max(self.watched_peak, process_memory(self.watch_pid)[1])
             self._stop_event.wait(POLL_INTERVAL)
 
     def _tree(self) -> list[int]:
@@ -280,12 +280,16 @@ def run_measured(
             - own_cpu,
         ),
         timed_out=timed_out.is_set(),
-        log=_tail(log_path),
+        log=tail(log_path),
     )
 
 
-def _tail(path: Path, size: int = 2000) -> str:
-    with open(path, "rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        handle.seek(max(0, handle.tell() - size))
-        return handle.read().decode(errors="replace")
+def tail(path: Path, size: int = 2000) -> str:
+    """The last `size` bytes of a log file, as text; "" if there is none."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - size))
+            return handle.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""

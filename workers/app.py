@@ -131,7 +131,12 @@ def _alerts_go_through_their_own_task(**_: object) -> None:
     from tasks.alerts import queue_delivery  # the tasks import this module
 
     deliver_in_background(queue_delivery)
-    freeze_long_lived_objects()  # before the pool forks: children keep these pages shared
+
+
+@worker_init.connect  # connected after the handler above, so it runs after its imports
+def _freeze_before_the_pool_forks(**_: object) -> None:
+    """Children keep the parent's long-lived objects shared (workers/memory.py)."""
+    freeze_long_lived_objects()
 
 
 @worker_process_init.connect

@@ -392,7 +392,7 @@ def _extract(
     """Extract one volume; folders are only created (see _set_folder_attributes)."""
     real_staging = os.path.realpath(staging)
     try:
-        with _ExactTimes.open(
+        with _Extractor.open(
             fileobj=cast(IO[bytes], stream),
             mode="r|",
             bufsize=TAR_BUFSIZE,
@@ -436,9 +436,9 @@ def _set_folder_attributes(folders: _Folders, staging: str) -> None:
             raise SourceError(f"could not restore folder {member.name!r}: {exc}") from None
 
 
-class _ExactTimes(tarfile.TarFile):
-    """Sets files' and folders' mtimes from the exact PAX record, not tarfile's float,
-    and writes large files with O_DIRECT (see workers/sources/direct_write.py)."""
+class _Extractor(tarfile.TarFile):
+    """tarfile's extraction, but mtimes come from the exact PAX record (not tarfile's
+    float) and large files are written with O_DIRECT (workers/sources/direct_write.py)."""
 
     direct_writes = True
     _direct_buffer: mmap.mmap | None = None
