@@ -3,6 +3,7 @@
 import hashlib
 import io
 import itertools
+import mmap
 import os
 import re
 import stat
@@ -26,7 +27,7 @@ from workers.settings import Settings
 from workers.sources import directory as directory_module
 from workers.sources import make_source
 from workers.sources.base import Dump, RestoreStream, Source
-from workers.sources.direct_write import DIRECT_MIN_SIZE
+from workers.sources.direct_write import DIRECT_MIN_SIZE, DirectFile, aligned_buffer
 from workers.sources.directory import DirectorySource, check_member
 from workers.stores.memory import MemoryStore
 
@@ -722,11 +723,10 @@ def test_restore_direct_writes_decides_how_large_files_are_written(
     store = MemoryStore()
     entry = backup(store, DirectorySource(tmp_path / "src"))
     opened: list[str] = []
-    real = directory_module.DirectFile
 
-    def spy(path: str, buffer: "directory_module.mmap.mmap") -> object:
+    def spy(path: str, buffer: mmap.mmap) -> object:
         opened.append(os.path.basename(path))
-        return real(path, buffer)
+        return DirectFile(path, buffer)
 
     monkeypatch.setattr(directory_module, "DirectFile", spy)
     settings = Settings(restore_direct_writes=direct)
@@ -737,3 +737,30 @@ def test_restore_direct_writes_decides_how_large_files_are_written(
     assert (tmp_path / "dst" / "large.bin").read_bytes() == data
     assert (tmp_path / "dst" / "small.txt").read_bytes() == b"small"
     assert opened == (["large.bin"] if direct else [])
+
+
+def test_a_failed_extraction_frees_its_direct_write_buffer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    member = tarfile.TarInfo("large.bin")
+    member.size = DIRECT_MIN_SIZE + 5
+    whole = io.BytesIO()
+    with tarfile.open(fileobj=whole, mode="w|") as tar:
+        tar.addfile(member, io.BytesIO(os.urandom(member.size)))
+    cut_short = io.BytesIO(whole.getvalue()[: tarfile.BLOCKSIZE + DIRECT_MIN_SIZE // 2])
+    buffers: list[mmap.mmap] = []
+
+    def tracked() -> mmap.mmap:
+        buffers.append(aligned_buffer())
+        return buffers[-1]
+
+    monkeypatch.setattr(directory_module, "aligned_buffer", tracked)
+
+    with (
+        pytest.raises(tarfile.TarError),
+        directory_module._Extractor.open(fileobj=cut_short, mode="r|") as extractor,
+    ):
+        for item in extractor:
+            extractor.extract(item, tmp_path)
+
+    assert len(buffers) == 1 and buffers[0].closed

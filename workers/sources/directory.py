@@ -465,9 +465,19 @@ class _Extractor(tarfile.TarFile):
         try:
             super().close()
         finally:
-            if self._direct_buffer is not None:
-                self._direct_buffer.close()
-                self._direct_buffer = None
+            self._release_buffer()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        # tarfile skips close() when the block raised: free the buffer here too.
+        try:
+            super().__exit__(*exc_info)
+        finally:
+            self._release_buffer()
+
+    def _release_buffer(self) -> None:
+        if self._direct_buffer is not None:
+            self._direct_buffer.close()
+            self._direct_buffer = None
 
     def utime(self, tarinfo: tarfile.TarInfo, targetpath: "StrOrBytesPath") -> None:
         ns = _mtime_ns(tarinfo)
