@@ -272,6 +272,67 @@ def scenario_table(scenario: dict[str, Any], targets: list[Target]) -> list[str]
     return lines
 
 
+def cpu_section(scenarios: list[dict[str, Any]], cores: int) -> list[str]:
+    """Where each directory backup's CPU went, and the ratio it allows.
+
+    The S3 server runs on the same cores as the client, so a run that keeps
+    every core busy can go no faster than its CPU seconds (client + server)
+    allow. The CPU-bound ratio is the fastest peer's CPU seconds over
+    Backfleet's: the speed ratio if both kept the cores equally busy. The
+    peer is the fastest by MB/s, as for the 1.25x target.
+    """
+    rows: list[str] = []
+    for scenario in scenarios:
+        if scenario["kind"] != "dir-backup":
+            continue
+        sums = {item["id"]: summarize(item) for item in scenario["contenders"]}
+        labels = {item["id"]: item["label"] for item in scenario["contenders"]}
+        peers = {
+            cid: summary
+            for cid, summary in sums.items()
+            if cid not in BACKFLEET_ROWS and summary.mbps and summary.cpu is not None
+        }
+        if not peers:
+            continue
+        fastest = max(peers, key=lambda cid: peers[cid].mbps[0])  # type: ignore[index]
+        peer_cpu = _total_cpu(peers[fastest])
+        for cid in (fastest, *BACKFLEET_ROWS):
+            summary = sums.get(cid)
+            if summary is None or summary.cpu is None or not summary.wall:
+                continue
+            total = _total_cpu(summary)
+            busy = total / (summary.wall[0] * cores) if cores else 0.0
+            own, ratio = "-", "-"
+            if cid != fastest:
+                own = f"{(peers[fastest].cpu or 0) / summary.cpu:.2f}x" if summary.cpu else "-"
+                ratio = f"{peer_cpu / total:.2f}x"
+            rows.append(
+                f"| {scenario['id']} | {_cell(labels[cid])} | {summary.cpu:.1f} "
+                f"| {summary.server_cpu or 0:.1f} | {total:.1f} | {busy:.0%} | {own} | {ratio} |"
+            )
+    if not rows:
+        return []
+    return [
+        "## Where the CPU went (directory backups)",
+        "",
+        "The S3 server shares the cores with the client, so a run that keeps every core "
+        "busy can go no faster than its CPU seconds (client + server, medians) allow. "
+        "The CPU-bound ratio is the fastest peer's CPU seconds in all over Backfleet's: "
+        "the speed ratio if both kept the cores equally busy; the client ratio compares "
+        "the clients' own CPU. Neither is a target.",
+        "",
+        "| scenario | contender | CPU s client | CPU s S3 server | CPU s in all "
+        "| cores busy | client ratio | CPU-bound ratio |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
+def _total_cpu(summary: Summary) -> float:
+    return (summary.cpu or 0.0) + (summary.server_cpu or 0.0)
+
+
 def render(results: dict[str, Any]) -> str:
     scenarios = [with_running_worker(scenario) for scenario in results.get("scenarios", [])]
     provisional = results.get("backfleet_store") == "local"
@@ -342,6 +403,7 @@ def render(results: dict[str, Any]) -> str:
                 flat = " ".join(error.split())
                 out.append(f"- {item['label']} failed a run: `{flat[-300:]}`")
         out.append("")
+    out += cpu_section(scenarios, int(machine.get("nproc") or 0))
     out += celery_worker_section(results.get("celery_worker", []))
     commands: dict[str, str] = {}  # repeated across sizes with only paths changed
     for scenario in scenarios:

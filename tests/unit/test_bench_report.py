@@ -82,3 +82,22 @@ def test_the_celery_worker_section_shows_each_size_and_a_failure() -> None:
         for line in lines
     )
     assert report.celery_worker_section([]) == []
+
+
+def test_the_cpu_section_gives_the_ratio_both_runs_cpu_seconds_allow() -> None:
+    backup = _backup([_run(5.0, 4.5, 4.0, 0.5)])
+    backup["contenders"][0]["runs"][0]["server_cpu_s"] = 4.0  # type: ignore[index]
+    backup["contenders"][1]["runs"][0]["server_cpu_s"] = 4.0  # type: ignore[index]
+    restore = {"id": "dir-1G-restore", "kind": "dir-restore", "contenders": []}
+
+    lines = report.cpu_section([report.with_running_worker(backup), restore], cores=2)
+
+    assert lines[0] == "## Where the CPU went (directory backups)"
+    rows = [line for line in lines if line.startswith("| dir-1G-backup")]
+    assert rows == [
+        "| dir-1G-backup | aws | 5.0 | 4.0 | 9.0 | 90% | - | - |",
+        "| dir-1G-backup | Backfleet | 4.0 | 4.0 | 8.0 | 80% | 1.25x | 1.12x |",
+        "| dir-1G-backup | Backfleet, in a running worker (process start excluded) | 3.5 | 4.0 "
+        "| 7.5 | 83% | 1.43x | 1.20x |",
+    ]
+    assert report.cpu_section([restore], cores=2) == []
