@@ -287,15 +287,15 @@ def cpu_section(scenarios: list[dict[str, Any]], cores: int) -> list[str]:
             continue
         sums = {item["id"]: summarize(item) for item in scenario["contenders"]}
         labels = {item["id"]: item["label"] for item in scenario["contenders"]}
-        peers = {
-            cid: summary
+        speeds = {
+            cid: summary.mbps[0]
             for cid, summary in sums.items()
             if cid not in BACKFLEET_ROWS and summary.mbps and summary.cpu is not None
         }
-        if not peers:
+        if not speeds:
             continue
-        fastest = max(peers, key=lambda cid: peers[cid].mbps[0])  # type: ignore[index]
-        peer_cpu = _total_cpu(peers[fastest])
+        fastest = max(speeds, key=speeds.__getitem__)
+        peer_client, peer_cpu = sums[fastest].cpu or 0.0, _total_cpu(sums[fastest])
         for cid in (fastest, *BACKFLEET_ROWS):
             summary = sums.get(cid)
             if summary is None or summary.cpu is None or not summary.wall:
@@ -304,7 +304,7 @@ def cpu_section(scenarios: list[dict[str, Any]], cores: int) -> list[str]:
             busy = total / (summary.wall[0] * cores) if cores else 0.0
             own, ratio = "-", "-"
             if cid != fastest:
-                own = f"{(peers[fastest].cpu or 0) / summary.cpu:.2f}x" if summary.cpu else "-"
+                own = f"{peer_client / summary.cpu:.2f}x" if summary.cpu else "-"
                 ratio = f"{peer_cpu / total:.2f}x"
             rows.append(
                 f"| {scenario['id']} | {_cell(labels[cid])} | {summary.cpu:.1f} "
