@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -195,8 +196,11 @@ class Settings(BaseSettings):
         "secondary_copy_schedule",
     )
     @classmethod
-    def _valid_cron(cls, value: str) -> str:
-        parse_cron(value)
+    def _valid_cron(cls, value: str, info: ValidationInfo) -> str:
+        # Defaults are checked by a test: parsing needs celery (~80 ms to import),
+        # which every CLI command would otherwise pay just to read the settings.
+        if info.field_name is None or value != cls.model_fields[info.field_name].default:
+            parse_cron(value)
         return value
 
     @field_validator("backfleet_api_keys")

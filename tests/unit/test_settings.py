@@ -1,7 +1,13 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from workers.cron import parse_cron
 from workers.errors import ConfigError
-from workers.settings import load_settings, parse_api_keys
+from workers.settings import Settings, load_settings, parse_api_keys
 
 
 @pytest.fixture(autouse=True)
@@ -83,3 +89,37 @@ def test_sizes_take_a_unit_or_plain_bytes(monkeypatch: pytest.MonkeyPatch) -> No
     settings = load_settings()
     assert settings.backup_part_size == 16 << 20
     assert settings.backup_volume_size == 2 << 30
+
+
+CRON_FIELDS = [name for name in Settings.model_fields if name.endswith("_schedule")]
+
+
+@pytest.mark.parametrize("name", CRON_FIELDS)
+def test_every_default_cron_parses(name: str) -> None:
+    # Settings skip parsing a default (see _valid_cron): this is its check.
+    parse_cron(Settings.model_fields[name].default)
+
+
+def test_reading_default_settings_does_not_import_celery() -> None:
+    code = "import sys; from workers.settings import load_settings; load_settings(); "
+    code += "print(sorted(m for m in sys.modules if m.split('.')[0] == 'celery'))"
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_SCHEDULE")}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_cron_setting_that_differs_from_its_default_is_still_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("VERIFY_SCHEDULE", "0 25 * * *")
+    with pytest.raises(ConfigError, match="VERIFY_SCHEDULE"):
+        load_settings()
+    monkeypatch.setenv("VERIFY_SCHEDULE", "15 3 * * *")
+    assert load_settings().verify_schedule == "15 3 * * *"
