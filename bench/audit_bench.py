@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import psycopg
 
 from bench.audit_data import fill, line_events
@@ -130,8 +130,8 @@ def api_server(url: str, state: Path, *, enabled: bool) -> Iterator[tuple[str, i
     try:
         deadline = time.monotonic() + 30
         while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+            with contextlib.suppress(httpx2.HTTPError):
+                if httpx2.get(f"{base}/healthz", timeout=1).status_code == 200:
                     break
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError(f"the API did not start: see {state}/api-{port}.log")
@@ -160,7 +160,7 @@ def bench_ingest(url: str, state: Path) -> dict[str, Any]:
         failures: list[str] = []
 
         def client() -> None:
-            with httpx.Client(timeout=60) as http:
+            with httpx2.Client(timeout=60) as http:
                 while True:
                     with lock:
                         if not queue:
@@ -228,7 +228,7 @@ def bench_overhead(url: str, state: Path) -> dict[str, Any]:
     with (
         api_server(url, on_dir, enabled=True) as (on, _on_pid),
         api_server(url, off_dir, enabled=False) as (off, _off_pid),
-        httpx.Client(timeout=30) as http,
+        httpx2.Client(timeout=30) as http,
     ):
         timings: dict[str, list[float]] = {"recording": [], "not recording": []}
         for _ in range(50):  # warm both up: connections, imports, the engine

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-import httpx
+import httpx2
 
 from workers.queues import ALL_QUEUES
 
@@ -37,8 +37,8 @@ def wait_for(check: Callable[[], bool], *, seconds: float, what: str, every: flo
 
 def answers(url: str) -> bool:
     try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
+        return httpx2.get(url, timeout=1).status_code == 200
+    except httpx2.HTTPError:
         return False
 
 

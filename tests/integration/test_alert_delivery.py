@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 import redis
 
@@ -55,7 +55,7 @@ def test_a_hanging_webhook_does_not_hold_the_backup_and_is_delivered_later(
         processes.worker(f"alerts-{port}")
         processes.api(port)
         webhook.release.clear()  # the webhook hangs until the test lets it answer
-        with httpx.Client(
+        with httpx2.Client(
             base_url=f"http://127.0.0.1:{port}", headers={"Authorization": KEY}, timeout=10
         ) as api:
             assert api.post(f"{API}/ondemandbackup", json={}).status_code == 202

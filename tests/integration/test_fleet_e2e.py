@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import psycopg
 import pytest
 
@@ -29,7 +29,7 @@ API = "/athena/api/v1"
 
 @dataclass
 class Fleet:
-    api: httpx.Client
+    api: httpx2.Client
     env: dict[str, str]
     pg_url: str
     sqlite_path: Path
@@ -122,7 +122,7 @@ def fleet(
         processes.prepare()
         processes.worker(f"e2e-{port}")
         processes.api(port)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=AUTH, timeout=10) as client:
+        with httpx2.Client(base_url=f"http://127.0.0.1:{port}", headers=AUTH, timeout=10) as client:
             yield Fleet(client, env, pg_database, sqlite_path, directory, store)
     finally:
         processes.close()

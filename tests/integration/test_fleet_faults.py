@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import httpx
+import httpx2
 import pytest
 import redis
 from sqlalchemy import func, select
@@ -289,7 +289,7 @@ def test_200_requests_over_20_namespaces_each_backup_runs_once(
         guard = threading.Lock()
 
         def ask(namespace: str) -> None:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            with httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
                 reply = client.post(
                     "/athena/api/v1/ondemandbackup",
                     json={"namespace": namespace},

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 import redis
 
@@ -77,8 +77,8 @@ def ignore_sigint() -> None:
 
 def answers_http(url: str, expected: int | None = None) -> bool:
     try:
-        response = httpx.get(url, timeout=2)
-    except httpx.HTTPError:
+        response = httpx2.get(url, timeout=2)
+    except httpx2.HTTPError:
         return False
     return expected is None or response.status_code == expected
 
@@ -126,11 +126,11 @@ def test_up_starts_everything_and_ctrl_c_stops_everything(tmp_path: Path) -> Non
         assert stat.S_IMODE((site / "var").stat().st_mode) == 0o700
         key = key_file.read_text().strip()
         assert f'-H "Authorization: {key}"' in log.read_text()
-        latest = httpx.get(
+        latest = httpx2.get(
             f"{base}/athena/api/v1/backup/latest", headers={"Authorization": key}, timeout=10
         )
         assert latest.status_code == 404, latest.text  # authorised, and no backup yet
-        assert httpx.get(f"{base}/athena/api/v1/backup/latest", timeout=10).status_code == 401
+        assert httpx2.get(f"{base}/athena/api/v1/backup/latest", timeout=10).status_code == 401
 
         running = processes_in(site)
         names = " ".join(running.values())

@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -108,9 +108,9 @@ def test_flower_behind_basic_auth_still_answers_the_probe_and_prometheus(
             assert flower.poll() is None, "Flower exited"
             time.sleep(0.5)
         base = f"http://127.0.0.1:{port}"
-        assert httpx.get(f"{base}/tasks", timeout=10).status_code == 401
-        assert httpx.get(f"{base}/tasks", auth=("ops", "flower-secret-7"), timeout=10).is_success
-        metrics = httpx.get(f"{base}/metrics", timeout=10)
+        assert httpx2.get(f"{base}/tasks", timeout=10).status_code == 401
+        assert httpx2.get(f"{base}/tasks", auth=("ops", "flower-secret-7"), timeout=10).is_success
+        metrics = httpx2.get(f"{base}/metrics", timeout=10)
         assert metrics.status_code == 200 and "flower_" in metrics.text
     finally:
         flower.send_signal(signal.SIGTERM)
