@@ -20,6 +20,7 @@ process that walk writes to pages it shares with its parent.
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import logging
 from typing import Any
@@ -32,8 +33,12 @@ MMAP_THRESHOLD_BYTES = 4 * 1024 * 1024
 ARENA_MAX = 2
 
 
+@functools.cache
 def _glibc(function: str) -> Any:
-    """One of glibc's functions, or None where libc is not glibc (or not found)."""
+    """One of glibc's functions, or None where libc is not glibc (or not found).
+
+    Looked up once per process: find_library runs `ldconfig -p`, and
+    release_free_heap asks after every task."""
     name = ctypes.util.find_library("c")
     if name is None:
         return None

@@ -461,23 +461,14 @@ class _Extractor(tarfile.TarFile):
                 target.write(piece)
                 left -= len(piece)
 
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self._release_buffer()
-
     def __exit__(self, *exc_info: Any) -> None:
-        # tarfile skips close() when the block raised: free the buffer here too.
+        # Here, not in close(): tarfile skips close() when the block raised.
         try:
             super().__exit__(*exc_info)
         finally:
-            self._release_buffer()
-
-    def _release_buffer(self) -> None:
-        if self._direct_buffer is not None:
-            self._direct_buffer.close()
-            self._direct_buffer = None
+            if self._direct_buffer is not None:
+                self._direct_buffer.close()
+                self._direct_buffer = None
 
     def utime(self, tarinfo: tarfile.TarInfo, targetpath: "StrOrBytesPath") -> None:
         ns = _mtime_ns(tarinfo)
