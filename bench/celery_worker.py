@@ -30,6 +30,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bench.common import MB, OUT_DIR, PROJECT_PYTHON, REPO_DIR
 from bench.measure import process_memory, tail
 from workers.embedded_redis import start_embedded_redis, stop_embedded_redis
@@ -40,27 +42,19 @@ STOP_GRACE_S = 20.0
 
 
 def memory_kib(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM from status, Pss and private (clean + dirty) from smaps_rollup, in KiB."""
+    """VmRSS and VmHWM (status), Pss and private memory (psutil's USS: Private_Clean +
+    Private_Dirty of smaps_rollup), in KiB; psutil.Error once the process is gone."""
     _name, rss, hwm = process_memory(pid)
-    found = {"VmRSS": rss // 1024, "VmHWM": hwm // 1024}
-    private = 0
-    with open(f"/proc/{pid}/smaps_rollup") as rollup:  # OSError once the process is gone
-        for line in rollup:
-            name, _, value = line.partition(":")
-            if name == "Pss":
-                found["Pss"] = int(value.split()[0])
-            elif name in ("Private_Clean", "Private_Dirty"):
-                private += int(value.split()[0])
-    found["Private"] = private
-    return found
+    full = psutil.Process(pid).memory_full_info()
+    return {"VmRSS": rss // 1024, "VmHWM": hwm // 1024, "Pss": full.pss // 1024,
+            "Private": full.uss // 1024}  # fmt: skip
 
 
 def children_of(pid: int) -> list[int]:
     try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
+        return [child.pid for child in psutil.Process(pid).children()]
+    except psutil.Error:
         return []
-    return [int(child) for child in text.split()]
 
 
 class PeakSampler(threading.Thread):
@@ -79,7 +73,7 @@ class PeakSampler(threading.Thread):
     def sample(self) -> None:
         try:
             now = memory_kib(self.pid)
-        except (OSError, ValueError):
+        except psutil.Error:
             return  # the process is gone: keep what was seen
         for name in self.peak:
             self.peak[name] = max(self.peak[name], now.get(name, 0))
