@@ -148,6 +148,7 @@ class Settings(BaseSettings):
     backup_retry_max_delay: Annotated[float, Field(ge=0, le=600)] = 30.0
     backup_volume_size: Annotated[int, Field(ge=1 * MiB)] = 4 * 1024 * MiB
     restore_direct_writes: bool = True  # O_DIRECT for restored files of 1 MiB and more
+    backup_direct_reads: bool = True  # O_DIRECT for uncached bytes of files of 1 MiB and more
     backup_encryption_key: SecretStr | None = None
     backup_encryption_old_keys: SecretStr | None = None
     stale_upload_age: Annotated[int, Field(ge=60)] = 86400

@@ -27,6 +27,7 @@ from workers.settings import Settings
 from workers.sources import directory as directory_module
 from workers.sources import make_source
 from workers.sources.base import Dump, RestoreStream, Source
+from workers.sources.direct_read import CacheAwareReader
 from workers.sources.direct_write import DIRECT_MIN_SIZE, DirectFile, aligned_buffer
 from workers.sources.directory import DirectorySource, check_member
 from workers.stores.memory import MemoryStore
@@ -737,6 +738,34 @@ def test_restore_direct_writes_decides_how_large_files_are_written(
     assert (tmp_path / "dst" / "large.bin").read_bytes() == data
     assert (tmp_path / "dst" / "small.txt").read_bytes() == b"small"
     assert opened == (["large.bin"] if direct else [])
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_backup_direct_reads_decides_how_large_files_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, direct: bool
+) -> None:
+    (tmp_path / "src").mkdir()
+    data = os.urandom(DIRECT_MIN_SIZE + 5)
+    (tmp_path / "src" / "large.bin").write_bytes(data)
+    (tmp_path / "src" / "small.txt").write_bytes(b"small")
+    readers: list[int] = []
+
+    class Spy(CacheAwareReader):
+        def __init__(self, fd: int, size: int, buffer: mmap.mmap) -> None:
+            readers.append(size)
+            super().__init__(fd, size, buffer)
+
+    monkeypatch.setattr(directory_module, "CacheAwareReader", Spy)
+    spec = ServiceSpec(name="files", kind="directory", path=tmp_path / "src")
+    source = make_source(spec, Settings(backup_direct_reads=direct))
+    store = MemoryStore()
+
+    entry = backup(store, source)
+    restore_artifact(store=store, entry=entry, source=DirectorySource(tmp_path / "dst"))
+
+    assert (tmp_path / "dst" / "large.bin").read_bytes() == data
+    assert (tmp_path / "dst" / "small.txt").read_bytes() == b"small"
+    assert readers == ([len(data)] if direct else [])
 
 
 def test_a_failed_extraction_frees_its_direct_write_buffer(

@@ -32,7 +32,11 @@ def make_source(spec: ServiceSpec, settings: Settings) -> Source:
     from workers.sources.directory import DirectorySource
 
     assert spec.path is not None
-    return DirectorySource(spec.path, direct_writes=settings.restore_direct_writes)
+    return DirectorySource(
+        spec.path,
+        direct_writes=settings.restore_direct_writes,
+        direct_reads=settings.backup_direct_reads,
+    )
 
 
 __all__ = ["Dump", "RestoreStream", "Source", "make_source"]

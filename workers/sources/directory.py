@@ -51,8 +51,9 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar, cast
 import blake3
 
 from workers.errors import BackfleetError, SourceError
-from workers.sources.base import CHUNK_SIZE, Dump, RestoreStream
+from workers.sources.base import CHUNK_SIZE, Dump, ReadableStream, RestoreStream
 from workers.sources.channel import ChunkChannel
+from workers.sources.direct_read import CacheAwareReader
 from workers.sources.direct_write import DIRECT_MIN_SIZE, DirectFile, aligned_buffer
 
 if TYPE_CHECKING:
@@ -92,9 +93,12 @@ class DirectorySource:
     kind: ClassVar[str] = "directory"
     format: ClassVar[str] = "tar"
 
-    def __init__(self, path: Path, *, direct_writes: bool = True) -> None:
+    def __init__(
+        self, path: Path, *, direct_writes: bool = True, direct_reads: bool = True
+    ) -> None:
         self.path = Path(path)
         self.direct_writes = direct_writes  # RESTORE_DIRECT_WRITES (see direct_write.py)
+        self.direct_reads = direct_reads  # BACKUP_DIRECT_READS (see direct_read.py)
 
     def dump(self) -> AbstractContextManager[Dump]:
         """The whole tree as one tar (facts: files and bytes)."""
@@ -121,7 +125,8 @@ class DirectorySource:
             facts.update(last=after, final=False)
         failures: list[BaseException] = []
         channel = ChunkChannel()
-        args = (os.path.realpath(root), channel, facts, failures, start, max_bytes)
+        real_root = os.path.realpath(root)
+        args = (real_root, channel, facts, failures, start, max_bytes, self.direct_reads)
         writer = threading.Thread(target=_write_tar, args=args, name="tar-dump", daemon=True)
         writer.start()
         try:
@@ -250,7 +255,10 @@ def _write_tar(
     failures: list[BaseException],
     after: Key | None = None,
     max_bytes: int | None = None,
+    direct_reads: bool = False,
 ) -> None:
+    # One page-aligned buffer for the direct reads of every large file of this dump.
+    buffer = aligned_buffer() if direct_reads else None
     try:
         # Plain "w" mode on a writer that knows its position: file data goes out in
         # CHUNK_SIZE pieces, without the stream mode's re-buffering.
@@ -262,10 +270,12 @@ def _write_tar(
             encoding=_ENCODING,
             errors=_ERRORS,
         ) as tar:
-            _add_tree(tar, root, facts, after, max_bytes)
+            _add_tree(tar, root, facts, after, max_bytes, buffer)
     except BaseException as exc:  # the dump's context exit reports it
         failures.append(exc)
     finally:
+        if buffer is not None:
+            buffer.close()
         with suppress(BrokenPipeError):  # the reader stopped first
             out.finish()
 
@@ -276,8 +286,11 @@ def _add_tree(
     facts: dict[str, Any],
     after: Key | None = None,
     max_bytes: int | None = None,
+    buffer: mmap.mmap | None = None,
 ) -> None:
-    """Archive the entries after `after`, stopping before the file that overflows `max_bytes`."""
+    """Archive the entries after `after`, stopping before the file that overflows `max_bytes`.
+
+    With `buffer`, files of DIRECT_MIN_SIZE and more are read through it (direct_read.py)."""
     broot = os.fsencode(root)
     walk = _Walk(broot, after)
     files = FileDigest()
@@ -298,7 +311,7 @@ def _add_tree(
                     "mtime": _decimal_seconds(stat_result.st_mtime_ns),
                 }
                 if info.isreg():
-                    sha = _add_file(tar, info, path, files.new_hash())
+                    sha = _add_file(tar, info, path, files.new_hash(), buffer)
                     files.add(key, info.size, sha, linked=stat_result.st_nlink > 1)
                     facts["files"] += 1
                     facts["bytes"] += info.size
@@ -349,22 +362,32 @@ class FileDigest:
         return str(self.digest.hexdigest())
 
 
-def _add_file(tar: tarfile.TarFile, info: tarfile.TarInfo, path: str, digest: Any) -> str:
+def _add_file(
+    tar: tarfile.TarFile,
+    info: tarfile.TarInfo,
+    path: str,
+    digest: Any,
+    buffer: mmap.mmap | None = None,
+) -> str:
     """Archive one regular file; returns the hex `digest` of the content archived."""
     # O_NONBLOCK|O_NOFOLLOW: a file swapped for a FIFO or a link since lstat cannot stall us.
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     with os.fdopen(fd, "rb") as file:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
             raise FileNotFoundError(path)  # replaced by something else: skip it
-        hashing = _HashingFile(file, digest)
-        tar.addfile(info, hashing)  # type: ignore[arg-type]
+        if buffer is None or status.st_size < DIRECT_MIN_SIZE:
+            tar.addfile(info, _HashingFile(file, digest))  # type: ignore[arg-type]
+        else:
+            with CacheAwareReader(fd, status.st_size, buffer) as reader:
+                tar.addfile(info, _HashingFile(reader, digest))  # type: ignore[arg-type]
         return str(digest.hexdigest())
 
 
 class _HashingFile:
     """Hashes what tarfile reads (hashlib and blake3 release the GIL on large chunks)."""
 
-    def __init__(self, file: IO[bytes], digest: Any) -> None:
+    def __init__(self, file: ReadableStream, digest: Any) -> None:
         self.file, self.digest = file, digest
 
     def read(self, size: int = -1) -> bytes:
