@@ -713,14 +713,25 @@ def test_one_volume_is_the_plain_dump(tmp_path: Path) -> None:
     assert set(whole.facts) == {"kind", "files", "bytes", "files_blake3"}
 
 
+def large_and_small_tree(root: Path) -> bytes:
+    """A file above DIRECT_MIN_SIZE and one below; returns the large one's bytes."""
+    root.mkdir()
+    data = os.urandom(DIRECT_MIN_SIZE + 5)
+    (root / "large.bin").write_bytes(data)
+    (root / "small.txt").write_bytes(b"small")
+    return data
+
+
+def assert_large_and_small_tree(root: Path, data: bytes) -> None:
+    assert (root / "large.bin").read_bytes() == data
+    assert (root / "small.txt").read_bytes() == b"small"
+
+
 @pytest.mark.parametrize("direct", [True, False])
 def test_restore_direct_writes_decides_how_large_files_are_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, direct: bool
 ) -> None:
-    (tmp_path / "src").mkdir()
-    data = os.urandom(DIRECT_MIN_SIZE + 5)
-    (tmp_path / "src" / "large.bin").write_bytes(data)
-    (tmp_path / "src" / "small.txt").write_bytes(b"small")
+    data = large_and_small_tree(tmp_path / "src")
     store = MemoryStore()
     entry = backup(store, DirectorySource(tmp_path / "src"))
     opened: list[str] = []
@@ -735,8 +746,7 @@ def test_restore_direct_writes_decides_how_large_files_are_written(
 
     restore_artifact(store=store, entry=entry, source=make_source(spec, settings))
 
-    assert (tmp_path / "dst" / "large.bin").read_bytes() == data
-    assert (tmp_path / "dst" / "small.txt").read_bytes() == b"small"
+    assert_large_and_small_tree(tmp_path / "dst", data)
     assert opened == (["large.bin"] if direct else [])
 
 
@@ -744,10 +754,7 @@ def test_restore_direct_writes_decides_how_large_files_are_written(
 def test_backup_direct_reads_decides_how_large_files_are_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, direct: bool
 ) -> None:
-    (tmp_path / "src").mkdir()
-    data = os.urandom(DIRECT_MIN_SIZE + 5)
-    (tmp_path / "src" / "large.bin").write_bytes(data)
-    (tmp_path / "src" / "small.txt").write_bytes(b"small")
+    data = large_and_small_tree(tmp_path / "src")
     readers: list[int] = []
 
     class Spy(CacheAwareReader):
@@ -763,8 +770,7 @@ def test_backup_direct_reads_decides_how_large_files_are_read(
     entry = backup(store, source)
     restore_artifact(store=store, entry=entry, source=DirectorySource(tmp_path / "dst"))
 
-    assert (tmp_path / "dst" / "large.bin").read_bytes() == data
-    assert (tmp_path / "dst" / "small.txt").read_bytes() == b"small"
+    assert_large_and_small_tree(tmp_path / "dst", data)
     assert readers == ([len(data)] if direct else [])
 
 
