@@ -23,7 +23,7 @@ import functools
 import mmap
 import os
 import platform
-from typing import Any
+from typing import Any, Literal
 
 from workers.sources.direct_write import ALIGNMENT, O_DIRECT
 
@@ -45,7 +45,8 @@ class _CacheStat(ctypes.Structure):
 
 @functools.cache
 def _syscall() -> Any:
-    """libc's syscall(), or None where there is no cachestat to call."""
+    """libc's syscall(), or None where cachestat cannot be called or its answer would
+    not be used (no O_DIRECT)."""
     if _CACHESTAT is None or not O_DIRECT:
         return None
     try:
@@ -70,6 +71,20 @@ def _pages(length: int) -> int:
     return -(-length // PAGE_SIZE)
 
 
+# How a file is read: all through the cache (it is all cached, or the kernel cannot
+# tell), all direct (none of it is cached), or asking chunk by chunk (partly cached).
+Mode = Literal["buffered", "direct", "per chunk"]
+BUFFERED: Mode = "buffered"
+DIRECT: Mode = "direct"
+PER_CHUNK: Mode = "per chunk"
+
+
+def _mode_for(cached: int | None, size: int) -> Mode:
+    if cached is None or cached >= _pages(size):
+        return BUFFERED
+    return DIRECT if cached == 0 else PER_CHUNK
+
+
 class CacheAwareReader:
     """Sequential reads of an open regular file of `size` bytes (from its fstat), through
     `buffer` (from direct_write.aligned_buffer; one file at a time uses it).
@@ -82,13 +97,8 @@ class CacheAwareReader:
         self._view = memoryview(buffer)
         self.offset = 0
         self._direct_set = False
-        cached = cached_pages(fd, 0, 0)
-        # None: unknown, read buffered; otherwise True/False for the whole file, or
-        # "ask" when only part of it is cached.
-        self._cold: bool | str | None = None
-        if cached is not None:
-            self._cold = True if cached == 0 else False if cached >= _pages(size) else "ask"
-        self.direct_bytes = 0  # read past the page cache (for tests and curiosity)
+        self._mode = _mode_for(cached_pages(fd, 0, 0), size)
+        self.direct_bytes = 0  # read past the page cache (the tests check it)
 
     def read(self, size: int = -1, /) -> bytes:
         """`size` bytes (all the rest when size < 0), fewer only at the end of the file."""
@@ -122,7 +132,7 @@ class CacheAwareReader:
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
-                self._cold = None  # this filesystem (or device) refuses: buffered from now on
+                self._mode = BUFFERED  # this filesystem (or device) refuses O_DIRECT
             else:
                 got = min(got, length)
                 self.offset += got
@@ -134,9 +144,9 @@ class CacheAwareReader:
         return data
 
     def _wants_direct(self, length: int) -> bool:
-        if self._cold is None or self._cold is False or self.offset % ALIGNMENT:
+        if self._mode == BUFFERED or self.offset % ALIGNMENT:
             return False
-        if self._cold is True:
+        if self._mode == DIRECT:
             return True
         cached = cached_pages(self.fd, self.offset, length)
         return cached is not None and cached < _pages(min(length, self.size - self.offset))
