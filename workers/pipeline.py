@@ -1,9 +1,10 @@
 """Source stream -> zstd -> [age] -> SHA-256 -> parts -> store, and back.
 
 Memory is bounded whatever the size of the backup: one read chunk (1 MiB),
-the part being filled, the part being cut, and at most
-BACKUP_UPLOAD_CONCURRENCY parts in flight: about (concurrency + 2) x part size
-+ 6 MiB — 36 MiB at the defaults (bench/RESULTS.md has the measured peaks).
+the part being filled (compressed frames are copied into it as they come) and
+at most BACKUP_UPLOAD_CONCURRENCY parts in flight: about (concurrency + 1) x
+part size + 6 MiB — 30 MiB at the defaults (bench/RESULTS.md has the measured
+peaks).
 
 Part sizes grow for streams of unknown size: parts use BACKUP_PART_SIZE for
 the first tenth of the store's part limit, then double every further tenth,
@@ -187,10 +188,11 @@ class _PartSink:
         self.receipts: dict[int, UploadedPart] = {}
         self.digest = hashlib.sha256()
         self.size = 0
-        # Stored bytes not yet in a part, as the chunks they came in: a part is
-        # joined once when cut, not copied on every write.
-        self.pending: deque[bytes] = deque()
-        self.pending_size = 0
+        # The part being filled: stored bytes are copied into it as they come (the
+        # one copy they take), so a compressed frame is freed at once, not held
+        # until its part is cut.
+        self.part: bytearray | None = None
+        self.filled = 0
         self.count = 0
         self.limiter = BandwidthLimiter(options.bandwidth) if options.bandwidth else None
         parallel = store.parallel_parts and options.concurrency > 1
@@ -202,21 +204,30 @@ class _PartSink:
         self.spares: list[bytearray] = []
 
     def write(self, data: bytes) -> int:
-        if not data:
-            return 0
-        self.size += len(data)
-        self.pending.append(bytes(data))
-        self.pending_size += len(data)
-        while self.pending_size >= self._next_size():
-            self._cut(self._next_size())
-        return len(data)
+        size = len(data)
+        self.size += size
+        with memoryview(data) as view:
+            taken = 0
+            while taken < size:
+                if self.part is None:
+                    self.part, self.filled = self._buffer(self._next_size()), 0
+                room = min(size - taken, len(self.part) - self.filled)
+                self.part[self.filled : self.filled + room] = view[taken : taken + room]
+                self.filled += room
+                taken += room
+                if self.filled == len(self.part):
+                    self._cut()
+        return size
 
     def flush(self) -> None:
         """File-like no-op (pyrage flushes its writer)."""
 
     def finish(self) -> list[UploadedPart]:
-        if self.pending_size or self.count == 0:  # an empty artifact is still one (empty) part
-            self._cut(self.pending_size)
+        if self.part is not None or self.count == 0:  # an empty artifact is still one (empty) part
+            if self.part is None:
+                self.part, self.filled = bytearray(), 0
+            del self.part[self.filled :]  # the last part is shorter
+            self._cut()
         while self.in_flight:
             self._collect()
         self.close()
@@ -230,10 +241,12 @@ class _PartSink:
     def _next_size(self) -> int:
         return part_size_for(self.count + 1, self.base_part_size, self.store)
 
-    def _cut(self, size: int) -> None:
+    def _cut(self) -> None:
+        """Send the part being filled (or check it against a resumed upload's record)."""
+        assert self.part is not None
+        data, self.part = self.part, None
         self.count += 1
         number = self.count
-        data = self._take(size)
         # Parts are cut in order, so the artifact's digest grows part by part and
         # its state here is the digest of everything up to this part.
         self.digest.update(data)
@@ -252,22 +265,6 @@ class _PartSink:
         while len(self.in_flight) >= self.options.concurrency:
             self._collect()
         self.in_flight.append((self.pool.submit(self._send, number, data, digest), data))
-
-    def _take(self, size: int) -> bytearray:
-        """The first `size` pending bytes, copied into a part buffer."""
-        part = self._buffer(size)
-        taken = 0
-        with memoryview(part) as view:
-            while taken < size:
-                chunk = self.pending.popleft()
-                if taken + len(chunk) > size:  # split the chunk that straddles the boundary
-                    keep = size - taken
-                    self.pending.appendleft(chunk[keep:])
-                    chunk = chunk[:keep]
-                view[taken : taken + len(chunk)] = chunk
-                taken += len(chunk)
-        self.pending_size -= size
-        return part
 
     def _buffer(self, size: int) -> bytearray:
         for index, spare in enumerate(self.spares):

@@ -111,7 +111,8 @@ def test_part_buffers_are_reused_only_once_their_upload_is_over() -> None:
         store=store, key=KEY, open_dump=BytesSource(data).dump, options=options()
     )
     assert len(store.uploads) == 0 and len(store.objects[KEY]) > 20 * MiB
-    assert len(store.buffers) <= options().concurrency + 2 < 20  # buffers were reused
+    # The parts in flight and the one being filled: no more buffers than that, reused.
+    assert len(store.buffers) <= options().concurrency + 1 < 20
     assert stored.sha256 == hashlib.sha256(store.objects[KEY]).hexdigest()
     assert restored(store, stored) == data
 
