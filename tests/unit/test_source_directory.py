@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import blake3
 import pytest
@@ -630,6 +630,7 @@ def test_resuming_after_the_end_gives_an_empty_final_volume(tmp_path: Path) -> N
         "kind": "directory",
         "files": 1,
         "bytes": 1,
+        "after": None,
         "last": b"f".hex(),
         "final": True,
         # path NUL size NUL blake3(content) LF, for each file, hashed
@@ -643,7 +644,8 @@ def test_resuming_after_the_end_gives_an_empty_final_volume(tmp_path: Path) -> N
     with tarfile.open(fileobj=io.BytesIO(empty)) as tar:
         assert tar.getnames() == []
     assert again.facts == {
-        **dump.facts, "files": 0, "bytes": 0, "files_blake3": blake3.blake3(b"").hexdigest()
+        **dump.facts, "files": 0, "bytes": 0, "after": dump.facts["last"],
+        "files_blake3": blake3.blake3(b"").hexdigest(),
     }  # fmt: skip
 
     for bad in ("not hex", b"../x".hex(), b"a//b".hex(), ""):
@@ -709,7 +711,9 @@ def test_one_volume_is_the_plain_dump(tmp_path: Path) -> None:
     with source.dump_volume(after=None, max_bytes=10**12) as volume:
         single = volume.stream.read()
     assert plain == single
-    assert volume.facts == {**whole.facts, "last": volume.facts["last"], "final": True}
+    assert volume.facts == {
+        **whole.facts, "after": None, "last": volume.facts["last"], "final": True
+    }  # fmt: skip
     assert set(whole.facts) == {"kind", "files", "bytes", "files_blake3"}
 
 
@@ -799,3 +803,46 @@ def test_a_failed_extraction_frees_its_direct_write_buffer(
             extractor.extract(item, tmp_path)
 
     assert len(buffers) == 1 and buffers[0].closed
+
+
+def test_planned_volumes_end_where_volumes_by_size_end(tmp_path: Path) -> None:
+    build_tree(tmp_path / "src")
+    source = DirectorySource(tmp_path / "src")
+    by_size, after = [], None
+    while True:
+        with source.dump_volume(after=after, max_bytes=4096) as dump:
+            dump.stream.read()
+        if dump.facts["final"]:
+            break
+        after = dump.facts["last"]
+        by_size.append(after)
+
+    planned = list(source.plan_volumes(after=None, max_bytes=4096))
+
+    assert len(by_size) >= 2 and planned == [*by_size, None]
+    assert list(source.plan_volumes(after=by_size[0], max_bytes=4096)) == [*by_size[1:], None]
+    assert list(DirectorySource(tmp_path / "gone").plan_volumes(after=None, max_bytes=1)) == [None]
+
+
+def test_a_planned_volume_holds_exactly_its_span_however_the_tree_changed(tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    root.mkdir()
+    for name in "abcdef":
+        (root / name).write_bytes(b"x" * 100)
+    source = DirectorySource(root)
+    assert list(source.plan_volumes(after=None, max_bytes=200)) == [b"b".hex(), b"d".hex(), None]
+    (root / "b").write_bytes(b"y" * 5000)  # grew past max_bytes after the plan
+    (root / "d").unlink()  # and the second volume's last entry went
+
+    def names(after: str | None, until: str) -> tuple[list[str], dict[str, Any]]:
+        with source.dump_volume(after=after, max_bytes=200, until=until) as dump:
+            data = dump.stream.read()
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            return tar.getnames(), dump.facts
+
+    first, facts = names(None, b"b".hex())
+    assert first == [".", "./a", "./b"] and facts["bytes"] == 5100
+    assert facts["last"] == b"b".hex() and facts["final"] is False
+    second, facts = names(b"b".hex(), b"d".hex())
+    assert second == ["./c"] and facts["after"] == b"b".hex()
+    assert facts["last"] == b"d".hex() and facts["final"] is False

@@ -44,6 +44,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar, cast
@@ -104,29 +105,68 @@ class DirectorySource:
         """The whole tree as one tar (facts: files and bytes)."""
         return self._archive(after=None, max_bytes=None)
 
-    def dump_volume(self, *, after: str | None, max_bytes: int) -> AbstractContextManager[Dump]:
-        """The entries after position `after` (None: from the root) up to `max_bytes` of files.
+    def dump_volume(
+        self, *, after: str | None, max_bytes: int, until: str | None = None
+    ) -> AbstractContextManager[Dump]:
+        """The entries after position `after` (None: from the root) up to `max_bytes` of files,
+        or, with `until` (a boundary from plan_volumes), exactly the entries up to `until`.
 
-        Facts: `files`, `bytes`, `last` (the position of the last entry written, to
-        pass as the next volume's `after`) and `final` (True once the walk is done).
+        Facts: `files`, `bytes`, `after`, `last` (the position of the last entry
+        written, or `until`: the next volume's `after`) and `final` (True once the
+        walk is done).
         """
         if max_bytes < 1:
             raise ValueError("max_bytes must be positive")
-        return self._archive(after=after, max_bytes=max_bytes)
+        return self._archive(after=after, max_bytes=max_bytes, until=until)
+
+    def plan_volumes(self, *, after: str | None, max_bytes: int) -> Iterator[str | None]:
+        """The `until` of each volume from `after` on, by dump_volume's rule; None ends the walk.
+
+        A walk that only lists folders and stats entries, lazily: each boundary is
+        known before its volume's bytes are read, so volumes can be archived at once.
+        """
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be positive")
+        if not self.path.is_dir():
+            yield None  # one volume, whose dump says what is wrong (and the catalog records it)
+            return
+        broot = os.fsencode(os.path.realpath(self.path))
+        walk = _Walk(broot, None if after is None else decode_position(after))
+        held, previous = 0, None
+        while (key := walk.next()) is not None:
+            try:
+                status = os.lstat(os.path.join(broot, *key))
+            except FileNotFoundError:
+                continue
+            size = status.st_size if stat.S_ISREG(status.st_mode) else 0
+            if held and held + size > max_bytes:
+                yield encode_position(previous)  # type: ignore[arg-type]
+                held = 0
+            held += size
+            previous = key
+            if stat.S_ISDIR(status.st_mode):
+                walk.enter(key)
+        yield None
 
     @contextmanager
-    def _archive(self, *, after: str | None, max_bytes: int | None) -> Iterator[Dump]:
+    def _archive(
+        self, *, after: str | None, max_bytes: int | None, until: str | None = None
+    ) -> Iterator[Dump]:
         root = self.path
         start = None if after is None else decode_position(after)
+        end = None if until is None else decode_position(until)
         if not root.is_dir():
             raise SourceError(f"directory {root} does not exist (or is not a directory)")
         facts: dict[str, Any] = {"kind": self.kind, "files": 0, "bytes": 0}
         if max_bytes is not None:
-            facts.update(last=after, final=False)
+            facts.update(after=after, last=after, final=False)
         failures: list[BaseException] = []
-        channel = ChunkChannel()
+        # Two chunks ahead: volumes archive side by side, so one waiting tar thread
+        # seldom leaves the compressors idle, and each chunk held is memory.
+        channel = ChunkChannel(depth=2)
         real_root = os.path.realpath(root)
-        args = (real_root, channel, facts, failures, start, max_bytes, self.direct_reads)
+        limits = _Limits(start, end, max_bytes)
+        args = (real_root, channel, facts, failures, limits, self.direct_reads)
         writer = threading.Thread(target=_write_tar, args=args, name="tar-dump", daemon=True)
         writer.start()
         try:
@@ -248,13 +288,21 @@ def _arcname(key: Key) -> str:
     return os.path.join(".", *(os.fsdecode(part) for part in key))
 
 
+@dataclass(frozen=True)
+class _Limits:
+    """Which entries a dump holds: after `after`, and up to `until` or `max_bytes` of files."""
+
+    after: Key | None = None
+    until: Key | None = None
+    max_bytes: int | None = None
+
+
 def _write_tar(
     root: str,
     out: ChunkChannel,
     facts: dict[str, Any],
     failures: list[BaseException],
-    after: Key | None = None,
-    max_bytes: int | None = None,
+    limits: _Limits,
     direct_reads: bool = False,
 ) -> None:
     # One page-aligned buffer for the direct reads of every large file of this dump.
@@ -270,7 +318,7 @@ def _write_tar(
             encoding=_ENCODING,
             errors=_ERRORS,
         ) as tar:
-            _add_tree(tar, root, facts, after, max_bytes, buffer)
+            _add_tree(tar, root, facts, limits, buffer)
     except BaseException as exc:  # the dump's context exit reports it
         failures.append(exc)
     finally:
@@ -284,25 +332,32 @@ def _add_tree(
     tar: tarfile.TarFile,
     root: str,
     facts: dict[str, Any],
-    after: Key | None = None,
-    max_bytes: int | None = None,
+    limits: _Limits,
     buffer: mmap.mmap | None = None,
 ) -> None:
-    """Archive the entries after `after`, stopping before the file that overflows `max_bytes`.
+    """Archive the entries after `limits.after`, up to `limits.until` (inclusive) or else
+    stopping before the file that overflows `limits.max_bytes`.
 
     With `buffer`, files of DIRECT_MIN_SIZE and more are read through it (direct_read.py)."""
     broot = os.fsencode(root)
-    walk = _Walk(broot, after)
+    walk = _Walk(broot, limits.after)
     files = FileDigest()
+    max_bytes = limits.max_bytes
     try:
         while (key := walk.next()) is not None:
+            if limits.until is not None and key > limits.until:
+                facts["last"] = encode_position(limits.until)  # even if it is gone now
+                return  # the planned end: the next volume starts after `until`
             path = os.fsdecode(os.path.join(broot, *key))
             try:
                 info = tar.gettarinfo(path, _arcname(key))
                 if info is None:  # a socket: nothing a tar can hold
                     continue
                 size = info.size if info.isreg() else 0
-                if max_bytes is not None and facts["bytes"] and facts["bytes"] + size > max_bytes:
+                full = (
+                    max_bytes is not None and facts["bytes"] and facts["bytes"] + size > max_bytes
+                )
+                if full and limits.until is None:
                     return  # the volume is full: this entry starts the next one
                 # tarfile would write str(float): ~0.1 µs off. The exact decimal is valid PAX too.
                 stat_result = os.lstat(path)
@@ -327,7 +382,9 @@ def _add_tree(
                 facts["last"] = encode_position(key)
             if info.isdir():
                 walk.enter(key)
-        if max_bytes is not None:
+        if limits.until is not None:
+            facts["last"] = encode_position(limits.until)  # the walk ended before `until`
+        elif max_bytes is not None:
             facts["final"] = True
     finally:
         facts[files.field] = files.hexdigest()
