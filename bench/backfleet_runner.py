@@ -146,25 +146,39 @@ def backup(args: argparse.Namespace) -> dict[str, Any]:
 def _upload_volumes(
     pipeline: Any, store: Any, key: str, source: Any, options: Any, settings: Any
 ) -> list[Any]:
-    """As backup_run does: a directory goes in volumes of BACKUP_VOLUME_SIZE."""
-    dump_volume = getattr(source, "dump_volume", None)
-    if dump_volume is None:
+    """As backup_run does: a directory goes in volumes of BACKUP_VOLUME_SIZE,
+    BACKUP_VOLUME_CONCURRENCY at once (workers.volume_backup)."""
+    if not hasattr(source, "plan_volumes"):
         return [pipeline.upload_artifact(store=store, key=key, open_dump=source.dump,
                                          options=options)]  # fmt: skip
-    volumes: list[Any] = []
-    after = None
-    while True:
-        name = key if not volumes else f"{key}.v{len(volumes) + 1:04d}"
-        stored = pipeline.upload_artifact(
-            store=store, key=name, options=options,
-            open_dump=lambda after=after: dump_volume(
-                after=after, max_bytes=settings.backup_volume_size
-            ),
+    from workers.volume_backup import back_up_volumes
+
+    stored: dict[int, Any] = {}
+
+    def store_volume(number: int, open_dump: Any, span: Any, should_stop: Any, budget: Any) -> Any:
+        name = key if number == 1 else f"{key}.v{number:04d}"
+        stored[number] = pipeline.upload_artifact(
+            store=store, key=name, open_dump=open_dump, options=options, budget=budget,
+            should_stop=should_stop,
         )  # fmt: skip
-        volumes.append(stored)
-        if stored.facts.get("final", True):
-            return volumes
-        after = stored.facts["last"]
+        return _Entry(stored[number].facts)
+
+    entries = back_up_volumes(
+        source,
+        finished=[],
+        max_bytes=settings.backup_volume_size,
+        concurrency=settings.backup_volume_concurrency,
+        part_concurrency=options.concurrency,
+        store_volume=store_volume,
+    )
+    return [stored[number] for number in range(1, len(entries) + 1)]
+
+
+class _Entry:
+    """What back_up_volumes reads of a stored volume: its source facts."""
+
+    def __init__(self, facts: dict[str, Any]) -> None:
+        self.source = facts
 
 
 def restore(args: argparse.Namespace) -> dict[str, Any]:

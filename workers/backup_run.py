@@ -6,11 +6,10 @@ attempt left is resumed from the parts the catalog recorded, or aborted and
 started again; no row is ever duplicated.
 """
 
-import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar, cast
 
 from billiard.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import delete
@@ -25,13 +24,22 @@ from workers.errors import BackfleetError, NotFoundError
 from workers.fleet import Fleet
 from workers.manifest import ArtifactEntry, Manifest, artifact_key, manifest_key
 from workers.notify import report_backup_outcome
-from workers.pipeline import ResumePoint, StoredArtifact, TransferOptions, upload_artifact
+from workers.part_budget import PartBudget
+from workers.pipeline import (
+    DumpFactory,
+    ResumePoint,
+    StopCheck,
+    StoredArtifact,
+    TransferOptions,
+    upload_artifact,
+)
 from workers.progress_record import CatalogProgress
 from workers.redact import redact
 from workers.retry import call_with_retries
 from workers.sources import Source, make_source
 from workers.stores.base import UploadedPart
 from workers.timestamps import utcnow
+from workers.volume_backup import VolumeSource, VolumeSpan, back_up_volumes
 
 log = logging.getLogger(__name__)
 COMPRESSION: Literal["zstd"] = "zstd"
@@ -143,27 +151,67 @@ class _ServiceBackups:
         if spec is None:
             raise NotFoundError(f"service {service} is no longer in the services file")
         source = make_source(spec, self.fleet.settings)
-        dump_volume = getattr(source, "dump_volume", None)
-        if dump_volume is None:
+        if not hasattr(source, "plan_volumes"):
             return [self._artifact(source, service, 1, source.dump)]
-        # A large directory goes in volumes, each starting after the last entry of
-        # the one before, so a redelivered backup resumes at the first unfinished one.
-        entries: list[ArtifactEntry] = []
-        after: str | None = None
-        max_bytes = self.fleet.settings.backup_volume_size
-        while True:
-            volume = len(entries) + 1
-            open_dump = functools.partial(dump_volume, after=after, max_bytes=max_bytes)
-            entry = self._artifact(source, service, volume, open_dump)
-            entries.append(entry)
-            if entry.source.get("final", True):
-                break
-            after = entry.source["last"]
+        # A large directory goes in volumes, several at once, each starting after
+        # the last entry of the one before, so a redelivered backup resumes at the
+        # first unfinished one (workers/volume_backup.py).
+        settings = self.fleet.settings
+
+        def store_volume(
+            volume: int,
+            open_dump: DumpFactory,
+            span: VolumeSpan,
+            should_stop: StopCheck,
+            budget: PartBudget,
+        ) -> ArtifactEntry:
+            return self._artifact(
+                source, service, volume, open_dump, span=span, should_stop=should_stop,
+                budget=budget,
+            )  # fmt: skip
+
+        entries = back_up_volumes(
+            cast(VolumeSource, source),
+            finished=self._finished_volumes(service),
+            max_bytes=settings.backup_volume_size,
+            concurrency=settings.backup_volume_concurrency,
+            part_concurrency=self.options.concurrency,
+            store_volume=store_volume,
+        )
         self._drop_volumes_after(service, len(entries))
         return entries
 
+    def _finished_volumes(self, service: str) -> list[ArtifactEntry]:
+        """The volumes a dead attempt finished that chain from the first (see volume_backup)."""
+        with session_scope(self.url) as session:
+            backup = session.get(Backup, self.backup_id)
+            assert backup is not None
+            rows = sorted((r for r in backup.artifacts if r.service == service), key=_volume)
+            finished: list[ArtifactEntry] = []
+            after: str | None = None
+            for number, row in enumerate(rows, start=1):
+                facts = row.facts or {}
+                if row.volume != number or row.status != SUCCESS or row.sha256 is None:
+                    break
+                # A volume stored before `after` was recorded chains: volumes went one by one.
+                if facts.get("after", after) != after:
+                    break
+                finished.append(_entry_from_row(row))
+                if facts.get("final", True):
+                    break
+                after = facts.get("last")
+            return finished
+
     def _artifact(
-        self, source: Source, service: str, volume: int, open_dump: Callable[[], Any]
+        self,
+        source: Source,
+        service: str,
+        volume: int,
+        open_dump: DumpFactory,
+        *,
+        span: VolumeSpan | None = None,
+        should_stop: StopCheck | None = None,
+        budget: PartBudget | None = None,
     ) -> ArtifactEntry:
         encrypted = self.options.identity is not None
         key = artifact_key(
@@ -177,7 +225,9 @@ class _ServiceBackups:
                 session, backup=backup, service=service, kind=source.kind, key=key,
                 fmt=source.format, compression=COMPRESSION, volume=volume,
             )  # fmt: skip
-            if row.status == SUCCESS and row.sha256 is not None:
+            finished = row.status == SUCCESS and row.sha256 is not None
+            # A volume a dead attempt stored for other entries than this one's is redone.
+            if finished and (span is None or span.matches(row.facts or {})):
                 return _entry_from_row(row)  # stored by an earlier attempt
             resume = _resume_point(row)
             row.status, row.started_at, row.error, row.key = RUNNING, utcnow(), None, key
@@ -194,6 +244,8 @@ class _ServiceBackups:
                 on_upload=lambda upload_id: self._record_upload(artifact_id, upload_id),
                 on_part=lambda part: self._record_part(artifact_id, part),
                 on_progress=progress.update,
+                budget=budget,
+                should_stop=should_stop,
             )
         except Exception as exc:
             reason = describe(exc, self.fleet)
@@ -267,6 +319,10 @@ class _ServiceBackups:
                     if row.upload_id:
                         self.fleet.store.abort_upload(row.key, row.upload_id)
                     session.delete(row)
+
+
+def _volume(row: Artifact) -> int:
+    return row.volume
 
 
 def _resume_point(row: Artifact) -> ResumePoint | None:

@@ -4,7 +4,7 @@ A backup allocates and frees megabyte-sized buffers from several threads for
 hours. glibc then keeps one heap per thread and raises its mmap threshold
 after every large free, so freed parts linger in fragmented heaps: measured
 at 10 GiB, peak RSS went from 115 MiB to 142 MiB without this. Pinning the
-threshold (parts, 6 MiB and up, always come from mmap and go back to the
+threshold (parts, 5 MiB and up, always come from mmap and go back to the
 system when freed) and capping the heaps keeps it flat. The threshold sits
 above the 1 MiB read chunks, so those are reused from the heap instead of
 being mapped and zero-filled afresh each time: 2 s less kernel time per 10 GiB

@@ -138,7 +138,7 @@ class Settings(BaseSettings):
     regular_backup_schedule: str = "0 * * * *"
     backfleet_api_host: str = "127.0.0.1"
     backfleet_api_port: Annotated[int, Field(ge=1, le=65535)] = 8080
-    backup_part_size: Annotated[int, Field(ge=1 * MiB, le=5 * 1024 * MiB)] = 6 * MiB
+    backup_part_size: Annotated[int, Field(ge=1 * MiB, le=5 * 1024 * MiB)] = 5 * MiB
     backup_compression_level: Annotated[int, Field(ge=-7, le=22)] = 1
     backfleet_work_dir: Path | None = None
     backup_upload_concurrency: Annotated[int, Field(ge=1, le=64)] = 3
@@ -146,7 +146,8 @@ class Settings(BaseSettings):
     backup_retry_attempts: Annotated[int, Field(ge=1, le=100)] = 8
     backup_retry_base_delay: Annotated[float, Field(ge=0, le=60)] = 0.5
     backup_retry_max_delay: Annotated[float, Field(ge=0, le=600)] = 30.0
-    backup_volume_size: Annotated[int, Field(ge=1 * MiB)] = 4 * 1024 * MiB
+    backup_volume_size: Annotated[int, Field(ge=1 * MiB)] = 512 * MiB
+    backup_volume_concurrency: Annotated[int, Field(ge=1, le=16)] = 2
     restore_direct_writes: bool = True  # O_DIRECT for restored files of 1 MiB and more
     backup_direct_reads: bool = True  # O_DIRECT for uncached bytes of files of 1 MiB and more
     backup_encryption_key: SecretStr | None = None

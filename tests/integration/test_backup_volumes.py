@@ -1,6 +1,8 @@
 """A large directory goes in volumes; a redelivered backup keeps the stored ones."""
 
+import itertools
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,8 @@ from workers.backup_run import run_backup
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.migrate import upgrade_catalog
-from workers.catalog.models import RUNNING, SUCCESS
+from workers.catalog.models import FAILED, RUNNING, SUCCESS
+from workers.errors import PermanentError
 from workers.fleet import Fleet
 from workers.jobs import read_manifest, request_restore
 from workers.pipeline import restore_artifacts
@@ -19,6 +22,7 @@ from workers.restore_run import run_restore
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
 from workers.sources.directory import DirectorySource
+from workers.stores.base import UploadedPart
 from workers.stores.local import LocalStore
 
 pytestmark = pytest.mark.integration
@@ -26,13 +30,37 @@ MiB = 1024 * 1024
 
 
 class CountingStore(LocalStore):
+    """Records the uploads started, how many ran at once, and fails a chosen one."""
+
     def __init__(self, root: Path) -> None:
         super().__init__(root)
         self.created: list[str] = []
+        self.open, self.peak = 0, 0
+        self.lock = threading.Lock()
+        self.failing = ""  # a key whose parts fail
 
     def create_upload(self, key: str) -> str:
-        self.created.append(key)
+        with self.lock:
+            self.created.append(key)
+            self.open += 1
+            self.peak = max(self.peak, self.open)
         return super().create_upload(key)
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: Any) -> UploadedPart:
+        threading.Event().wait(0.02)  # long enough for volumes to overlap
+        if key.endswith(self.failing or "\0"):
+            raise PermanentError(f"refused {key}")
+        return super().upload_part(key, upload_id, number, data)
+
+    def complete_upload(self, key: str, upload_id: str, parts: Any) -> None:
+        super().complete_upload(key, upload_id, parts)
+        with self.lock:
+            self.open -= 1
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        super().abort_upload(key, upload_id)
+        with self.lock:
+            self.open -= 1
 
 
 @pytest.fixture
@@ -49,6 +77,11 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
         store=CountingStore(tmp_path / "store"),
     )
     dispose_engines()
+
+
+def with_settings(fleet: Fleet, **changes: Any) -> Fleet:
+    settings = fleet.settings.model_copy(update=changes)
+    return Fleet(settings=settings, config=fleet.config, store=fleet.store)
 
 
 def new_backup(fleet: Fleet) -> str:
@@ -94,6 +127,65 @@ def test_a_redelivered_backup_keeps_the_volumes_already_stored(fleet: Fleet) -> 
         "files.v0003.tar.zst",
         "manifest.json",
     ]
+
+
+@pytest.mark.parametrize("concurrency", [1, 2, 3])
+def test_volumes_upload_side_by_side_and_come_back_in_order(
+    fleet: Fleet, tmp_path: Path, concurrency: int
+) -> None:
+    fleet = with_settings(fleet, backup_volume_concurrency=concurrency)
+    timestamp = new_backup(fleet)
+    assert run_backup(fleet, namespace="app", timestamp=timestamp).status == SUCCESS
+    store: Any = fleet.store
+    assert store.peak == concurrency and store.open == 0
+    entries = read_manifest(fleet, namespace="app", timestamp=timestamp).artifacts_of("files")
+    assert [entry.volume for entry in entries] == [1, 2, 3]
+    for before, after in itertools.pairwise(entries):  # each starts where the last ended
+        assert after.source["after"] == before.source["last"]
+    target = tmp_path / "restored"
+    restore_artifacts(store=fleet.store, entries=entries, source=DirectorySource(target))
+    assert sorted(os.listdir(target / "sub")) == [f"file-{index}" for index in range(9)]
+
+
+def test_a_failed_volume_stops_the_others_and_leaves_no_upload(fleet: Fleet) -> None:
+    store: Any = fleet.store
+    store.failing = "files.tar.zst"  # the first volume; the second runs beside it
+    timestamp = new_backup(fleet)
+
+    outcome = run_backup(fleet, namespace="app", timestamp=timestamp)
+
+    assert outcome.status == FAILED and "refused" in (outcome.error or "")
+    assert store.open == 0 and list(store.list_uploads("app/")) == []
+    assert not store.exists(f"app/{timestamp}/manifest.json")
+    assert "files.v0003.tar.zst" not in {key.rsplit("/", 1)[1] for key in store.created}
+
+
+def test_a_volume_stored_for_entries_no_longer_its_own_is_redone(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    timestamp = new_backup(fleet)
+    run_backup(fleet, namespace="app", timestamp=timestamp)
+    store: Any = fleet.store
+    # As if the worker died with volume 2 unfinished and volume 3 stored beside it;
+    # then file-3 grew, so volume 2 now ends sooner and volume 3 starts sooner.
+    with session_scope(fleet.settings.database_url) as session:
+        backup = queries.get_backup(session, namespace="app", timestamp=timestamp)
+        assert backup is not None
+        backup.status = RUNNING
+        session.delete(next(a for a in backup.artifacts if a.volume == 2))
+    data = tmp_path / "data" / "sub"
+    (data / "file-3").write_bytes(os.urandom(600 * 1024))
+    store.created.clear()
+
+    assert run_backup(fleet, namespace="app", timestamp=timestamp).status == SUCCESS
+
+    created = [key.rsplit("/", 1)[1] for key in store.created]
+    assert created[0] == "files.v0002.tar.zst" and "files.v0003.tar.zst" in created
+    entries = read_manifest(fleet, namespace="app", timestamp=timestamp).artifacts_of("files")
+    target = tmp_path / "restored"
+    restore_artifacts(store=fleet.store, entries=entries, source=DirectorySource(target))
+    for original in sorted(data.iterdir()):  # every file once, as it is now
+        assert (target / "sub" / original.name).read_bytes() == original.read_bytes()
 
 
 def test_a_restore_records_its_progress(fleet: Fleet, tmp_path: Path) -> None:

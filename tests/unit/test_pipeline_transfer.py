@@ -14,10 +14,12 @@ from workers import pipeline as pipeline_module
 from workers.bandwidth import BandwidthLimiter
 from workers.errors import ConfigError, IntegrityError, PermanentError, TransientError
 from workers.manifest import ArtifactEntry
+from workers.part_budget import PartBudget
 from workers.pipeline import (
     ResumePoint,
     StoredArtifact,
     TransferOptions,
+    TransferStopped,
     part_size_for,
     restore_artifact,
     upload_artifact,
@@ -95,12 +97,19 @@ class SlowCopyStore(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self.buffers: set[int] = set()
+        self.concurrent, self.peak = 0, 0
+        self.lock = threading.Lock()
 
     def upload_part(
         self, key: str, upload_id: str, number: int, data: bytes | bytearray
     ) -> UploadedPart:
-        self.buffers.add(id(data))
+        with self.lock:
+            self.buffers.add(id(data))
+            self.concurrent += 1
+            self.peak = max(self.peak, self.concurrent)
         threading.Event().wait(0.02)  # a reused buffer would be overwritten meanwhile
+        with self.lock:
+            self.concurrent -= 1
         return super().upload_part(key, upload_id, number, data)
 
 
@@ -282,3 +291,45 @@ def test_retry_backoff_is_bounded_and_jittered() -> None:
         == "ok"
     )
     assert slept == [0.5, 1.0]
+
+
+def test_a_stop_check_aborts_the_upload_and_leaves_nothing() -> None:
+    store = FlakyStore({}, TransientError)
+    asked: list[int] = []
+
+    def should_stop() -> bool:
+        asked.append(1)
+        return len(asked) > 3  # three parts go, then the backup says stop
+
+    with pytest.raises(TransferStopped):
+        upload_artifact(
+            store=store, key=KEY, open_dump=BytesSource(os.urandom(8 * MiB)).dump,
+            options=options(), should_stop=should_stop,
+        )  # fmt: skip
+    assert store.uploads == {} and KEY not in store.objects
+
+
+def test_artifacts_uploading_at_once_share_one_budget_of_parts() -> None:
+    store = SlowCopyStore()
+    budget = PartBudget(3)
+    datas = [os.urandom(12 * MiB), os.urandom(12 * MiB)]
+    stored: dict[int, StoredArtifact] = {}
+
+    def upload(index: int) -> None:
+        stored[index] = upload_artifact(
+            store=store, key=f"{KEY}.{index}", open_dump=BytesSource(datas[index]).dump,
+            options=options(), budget=budget,
+        )  # fmt: skip
+
+    threads = [threading.Thread(target=upload, args=(index,)) for index in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert store.peak <= 3  # not 4 each, as options() alone would allow
+    # The parts in flight, the one each fills, and one more once an artifact's last
+    # (shorter) part has taken a buffer out of the pool.
+    assert len(store.buffers) <= 3 + 2 + 1
+    for index in (0, 1):
+        assert restored(store, stored[index]) == datas[index]
