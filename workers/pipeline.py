@@ -98,7 +98,7 @@ class ResumeMismatch(Exception):
 
 
 class TransferStopped(BackfleetError):
-    """The caller's stop check said so (another volume of the backup failed); aborted."""
+    """The caller's stop check said so (another volume failed, or the task was stopped)."""
 
 
 def part_size_for(number: int, base: int, store: ObjectStore) -> int:
@@ -255,7 +255,7 @@ class _PartSink:
         """Send the part being filled (or check it against a resumed upload's record)."""
         assert self.part is not None
         if self.should_stop is not None and self.should_stop():
-            raise TransferStopped(f"upload of {self.key} stopped: another volume failed")
+            raise TransferStopped(f"upload of {self.key} stopped: the backup is stopping")
         data, self.part = self.part, None
         self.count += 1
         number = self.count
