@@ -166,6 +166,9 @@ def test_redis_restarting_during_a_backup_neither_loses_nor_doubles_it(
         rig.fleet.worker("one")
         rig.fleet.worker("two")
         beat = rig.fleet.beat("beat")
+        client = redis.Redis.from_url(rig.redis.url)
+        # Beat must be running (holding its lock) before the fault, not still starting.
+        wait_for(lambda: bool(client.exists(LOCK)), seconds=60, what="beat holding its lock")
         assert rig.fleet.cli("backup").returncode == 0
         wait_for(lambda: rig.parts_recorded() >= 1, seconds=60, what="a part uploaded")
         rig.redis.stop()
@@ -181,7 +184,6 @@ def test_redis_restarting_during_a_backup_neither_loses_nor_doubles_it(
         assert logs.count("another holder took the namespace lock") == 0
         # Beat is still up, and holds its lock again in the restarted Redis.
         assert beat.poll() is None
-        client = redis.Redis.from_url(rig.redis.url)
         wait_for(
             lambda: bool(client.exists(LOCK)),
             seconds=30,
