@@ -72,6 +72,8 @@ def back_up_volumes(
     with ThreadPoolExecutor(concurrency, thread_name_prefix="volume") as pool:
         running: deque[Future[ArtifactEntry]] = deque()
         try:
+            # Until a volume reports the walk's end: the last planned one goes by
+            # size, so a tree that grew since the plan has more volumes after it.
             while not entries or not entries[-1].source.get("final", True):
                 after = entries[-1].source.get("last") if entries else None
                 for until in source.plan_volumes(after=after, max_bytes=max_bytes):
@@ -86,7 +88,6 @@ def back_up_volumes(
                     if len(running) >= concurrency:
                         entries.append(running.popleft().result())
                     after = until
-                # The last planned volume went by size: a tree that grew since has more.
                 while running:
                     entries.append(running.popleft().result())
         except BaseException:
