@@ -132,7 +132,8 @@ class DirectorySource:
             return
         broot = os.fsencode(os.path.realpath(self.path))
         walk = _Walk(broot, None if after is None else decode_position(after))
-        held, previous = 0, None
+        held = 0  # file bytes in the volume so far
+        previous: Key = ()  # its last entry
         while (key := walk.next()) is not None:
             try:
                 status = os.lstat(os.path.join(broot, *key))
@@ -140,7 +141,7 @@ class DirectorySource:
                 continue
             size = status.st_size if stat.S_ISREG(status.st_mode) else 0
             if held and held + size > max_bytes:
-                yield encode_position(previous)  # type: ignore[arg-type]
+                yield encode_position(previous)
                 held = 0
             held += size
             previous = key
