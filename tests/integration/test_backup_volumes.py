@@ -3,6 +3,7 @@
 import itertools
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ class CountingStore(LocalStore):
         self.open, self.peak = 0, 0
         self.lock = threading.Lock()
         self.failing = ""  # a key whose parts fail
+        self.together = 0  # parts wait (up to 5 s) until this many uploads are open
 
     def create_upload(self, key: str) -> str:
         with self.lock:
@@ -48,6 +50,9 @@ class CountingStore(LocalStore):
 
     def upload_part(self, key: str, upload_id: str, number: int, data: Any) -> UploadedPart:
         threading.Event().wait(0.02)  # long enough for volumes to overlap
+        deadline = time.monotonic() + 5
+        while self.peak < self.together and time.monotonic() < deadline:
+            threading.Event().wait(0.01)
         if key.endswith(self.failing or "\0"):
             raise PermanentError(f"refused {key}")
         return super().upload_part(key, upload_id, number, data)
@@ -134,9 +139,10 @@ def test_volumes_upload_side_by_side_and_come_back_in_order(
     fleet: Fleet, tmp_path: Path, concurrency: int
 ) -> None:
     fleet = with_settings(fleet, backup_volume_concurrency=concurrency)
+    store: Any = fleet.store
+    store.together = concurrency  # a loaded machine must not let one finish first
     timestamp = new_backup(fleet)
     assert run_backup(fleet, namespace="app", timestamp=timestamp).status == SUCCESS
-    store: Any = fleet.store
     assert store.peak == concurrency and store.open == 0
     entries = read_manifest(fleet, namespace="app", timestamp=timestamp).artifacts_of("files")
     assert [entry.volume for entry in entries] == [1, 2, 3]
