@@ -87,6 +87,8 @@ class Backup(Base):
     verified_at: Mapped[datetime | None]
     pinned: Mapped[bool] = mapped_column(default=False)  # never deleted by retention
     copied_at: Mapped[datetime | None]  # when the secondary store got its verified copy
+    # SHA-256 of the manifest this fleet wrote: a restore refuses any other manifest.
+    manifest_sha256: Mapped[str | None] = mapped_column(String(64))
 
     artifacts: Mapped[list["Artifact"]] = relationship(
         back_populates="backup", cascade="all, delete-orphan", order_by="Artifact.service"
@@ -259,6 +261,8 @@ class UserEvent(Base):
     __table_args__ = (
         Index("ix_user_events_namespace_id", "namespace", "id"),  # shipping: id > watermark
         Index("ix_user_events_created_at", "created_at"),  # purging: older than retention
+        # Ids never go back: a reused id would sit below the shipped watermark and be lost.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
