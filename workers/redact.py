@@ -1,20 +1,70 @@
-"""Scrub secrets from any text bound for a log, an error message or the catalog."""
+"""Scrub secrets from any text bound for a log, an error message or the catalog.
+
+Patterns catch the shapes a secret takes in a message without being known
+(URL passwords, `password=…`, JSON `"password": "…"`, Azure `AccountKey=`,
+SAS signatures, `Authorization` headers); `secrets` masks the values the
+fleet knows wherever they appear. `url_password_forms` gives every form a
+URL's password may take in a message, for that list.
+"""
 
 import re
 from collections.abc import Iterable
+from urllib.parse import unquote
 
 MASK = "***"
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)[^@\s/]*(?P<tail>@)")
+
+# `scheme://user:password@host`: the password runs to the LAST `@` of the token,
+# so a raw `/` or `@` in it (`postgresql://u:p@ss/w@rd@db/app`) is masked whole.
+_URL_PASSWORD = re.compile(
+    r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@'\"]*:)[^\s'\"]*(?P<tail>@)"
+)
+# Connection-string fields whose value runs to the next `;` (Azure, Service Bus).
+_CONNECTION_FIELD = re.compile(
+    r"(?i)(?P<head>\b(?:AccountKey|SharedAccessSignature|SharedAccessKey)\s*=\s*)[^\s;'\"]+"
+)
+_AUTHORIZATION = re.compile(
+    r"(?i)(?P<head>\b(?:Bearer|Basic|Token)\s+)[A-Za-z0-9._~+/=-]{4,}"
+    r"|(?P<header>\bAuthorization\s*[=:]\s*)(?!(?:Bearer|Basic|Token)\s)[^\s,;'\"]+"
+)
+# `password=x`, `password: x`, `"password": "x"`, `db_password=x`, `X-Api-Key: x`…
 _KEY_VALUE = re.compile(
-    r"(?i)(?P<head>\b(?:password|passwd|pwd|secret|token|access_?key|api_?key|sig)\s*[=:]\s*)"
-    r"(?P<value>'[^']*'|\"[^\"]*\"|[^\s&;,]+)"
+    r"(?i)(?P<head>(?:\b|(?<=_))(?:[\w-]*[_-])?"
+    r"(?:password|passwd|pwd|pgpassword|secret|token|access_?key|api[_-]?key|sig)"
+    r"(?P<quote>['\"]?)\s*[=:]\s*)"
+    r"(?P<value>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s&;,'\"}]+)"
 )
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Mask URL passwords, `password=…`-style pairs, and every known secret value."""
+    """Mask every secret-shaped value, then every known secret value."""
     text = _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}{m['tail']}", text)
-    text = _KEY_VALUE.sub(lambda m: f"{m['head']}{MASK}", text)
+    text = _CONNECTION_FIELD.sub(lambda m: f"{m['head']}{MASK}", text)
+    text = _AUTHORIZATION.sub(lambda m: f"{m['head'] or m['header']}{MASK}", text)
+    text = _KEY_VALUE.sub(_mask_value, text)
     for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
         text = text.replace(secret, MASK)
     return text
+
+
+def _mask_value(match: re.Match[str]) -> str:
+    value = match["value"]
+    quote = value[0] if value[:1] in ("'", '"') else match["quote"]  # JSON stays JSON
+    return f"{match['head']}{quote}{MASK}{quote}"
+
+
+def url_password_forms(url: str | None) -> list[str]:
+    """The password of `scheme://user:password@host…` as written, decoded, and as libpq reads it.
+
+    The raw form runs to the last `@`, so a password with a raw `/` or `@` is
+    whole; libpq cuts such a URL at its first `@` or `/` and may echo the rest
+    as a host or database name, so each piece of the raw form is listed too.
+    """
+    if not url:
+        return []
+    match = re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/:@]*:(?P<password>.*)@", url, re.S)
+    if match is None:
+        return []
+    raw = match["password"]
+    forms = {raw, unquote(raw)}
+    forms.update(piece for piece in re.split(r"[/@?#:]", raw) if piece)
+    return sorted(form for form in forms if form)
