@@ -150,7 +150,7 @@ class _ServiceBackups:
         spec = self.fleet.config.services_of(self.namespace).get(service)
         if spec is None:
             raise NotFoundError(f"service {service} is no longer in the services file")
-        source = make_source(spec, self.fleet.settings)
+        source = make_source(spec, self.fleet.settings, self.fleet.secrets())
         if not hasattr(source, "plan_volumes"):
             return [self._artifact(source, service, 1, source.dump)]
         # A large directory goes in volumes, several at once, each starting after

@@ -88,7 +88,7 @@ def check_source(spec: ServiceSpec) -> str:
         for tool in ("pg_dump", "pg_restore", "psql"):
             if shutil.which(tool) is None:
                 raise ConfigError(f"{tool} is not installed")
-        source = PostgresSource(spec.url, password_env=spec.password_env)
+        source = PostgresSource(spec.url, password_env=spec.password_env, env=spec.env or ())
         with source.connect() as conn:
             row = conn.execute("SHOW server_version").fetchone()
         return f"PostgreSQL {row[0] if row else '?'} reachable"

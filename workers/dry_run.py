@@ -31,7 +31,7 @@ def dry_run(fleet: Fleet, *, namespace: str, only_config: bool) -> Iterator[DryR
     )
     specs = fleet.config.services_of(namespace)
     for service in services_for_backup(fleet, namespace=namespace, only_config=only_config):
-        source = make_source(specs[service], fleet.settings)
+        source = make_source(specs[service], fleet.settings, fleet.secrets())
         started = time.monotonic()
         stored = upload_artifact(
             store=NullStore(), key=f"{namespace}/dry-run/{service}", open_dump=source.dump,

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import redis
 
+from workers.child_env import child_env
+
 PR_SET_PDEATHSIG = 1
 START_ATTEMPTS = 3  # a free port can be taken by someone else before redis binds it
 
@@ -98,6 +100,7 @@ def start_embedded_redis(
         process = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
+            env=child_env(),  # none of the supervisor's secrets
             start_new_session=True,  # Ctrl-C must not reach it: it is stopped last, on purpose
             preexec_fn=die_with_parent(),
         )

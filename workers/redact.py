@@ -46,6 +46,21 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return text
 
 
+# A URL carrying credentials, and a libpq conninfo string (two or more `key=value`).
+_CREDENTIAL_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"]*@[^\s'\"]*")
+_CONNINFO_PAIR = r"\w+\s*=\s*(?:'(?:[^'\\]|\\.)*'|[^\s;,'\"]+)"
+_CONNINFO = re.compile(rf"\b(?:{_CONNINFO_PAIR}\s+)+{_CONNINFO_PAIR}")
+_CONNINFO_WORD = re.compile(r"(?i)\b(?:host|hostaddr|port|dbname|user|password|sslmode)\s*=")
+
+
+def strip_connection_strings(text: str) -> str:
+    """Replace each credential-bearing URL or libpq conninfo string in `text` by a placeholder."""
+    text = _CREDENTIAL_URL.sub("<connection URL>", text)
+    return _CONNINFO.sub(
+        lambda m: "<connection string>" if _CONNINFO_WORD.search(m[0]) else m[0], text
+    )
+
+
 def _mask_value(match: re.Match[str]) -> str:
     value = match["value"]
     quote = value[0] if value[:1] in ("'", '"') else match["quote"]  # JSON stays JSON

@@ -56,7 +56,7 @@ def run_restore(fleet: Fleet, *, restore_id: int) -> str:
             entries, spec = manifest.artifacts_of(service), targets.get(service)
             if not entries or spec is None:
                 raise NotFoundError(f"service {service} is missing from the backup or the config")
-            source = make_source(spec, fleet.settings)
+            source = make_source(spec, fleet.settings, fleet.secrets())
             if source.format != entries[0].format:
                 raise SourceError(
                     f"{service} is a {entries[0].format} artifact, not {source.format}"

@@ -132,7 +132,7 @@ def check_postgres(
     scratch: Path,
 ) -> None:
     assert spec.url is not None
-    source = PostgresSource(spec.url, password_env=spec.password_env)
+    source = PostgresSource(spec.url, password_env=spec.password_env, env=spec.env or ())
     name = f"backfleet_restore_test_{secrets.token_hex(6)}"
     params: dict[str, Any] = conninfo_to_dict(spec.url)
     params["dbname"] = name
@@ -140,7 +140,9 @@ def check_postgres(
         admin.autocommit = True
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        target = PostgresSource(make_conninfo(**params), password_env=spec.password_env)
+        target = PostgresSource(
+            make_conninfo(**params), password_env=spec.password_env, env=spec.env or ()
+        )
         restore_artifacts(store=store, entries=entries, source=target, keyring=keyring)
         with target.connect() as conn:
             counts = _pg_row_counts(conn)

@@ -22,6 +22,11 @@ A `command` service runs any dump tool (argv lists, no shell):
     format = "sql"          # the artifact's extension (default "dump")
     fail_on_stderr = true   # the default; false for tools that chatter on stderr
     password_env = "MYSQL_PWD"  # its value is masked in every message
+    env = ["MYSQL_HOST"]        # the only other variables the tools get
+
+A tool (a command, or pg_dump/pg_restore/psql) runs with PATH, HOME, LANG,
+TZ, the variables named in `env` and its `password_env` (postgres tools also
+libpq's PG* variables): never the worker's other secrets.
 """
 
 import re
@@ -39,6 +44,7 @@ from pydantic import (
     model_validator,
 )
 
+from workers.child_env import ENV_NAME
 from workers.cron import parse_cron
 from workers.errors import ConfigError
 
@@ -51,6 +57,15 @@ DEFAULT_COMMAND_FORMAT = "dump"
 ServiceKind = Literal["postgres", "sqlite", "directory", "command"]
 # Keys only a command service may carry.
 _COMMAND_KEYS = ("dump_command", "restore_command", "format", "fail_on_stderr")
+
+
+def _unambiguous_userinfo(url: str) -> bool:
+    """libpq ends user:password at the first '@' or '/': at most one '@', and before any '/'."""
+    rest = url.split("://", 1)[1]
+    if rest.count("@") > 1:
+        return False
+    at = rest.find("@")
+    return at < 0 or not any(char in rest[:at] for char in "/?#")
 
 
 def check_dns_label(value: str, what: str) -> str:
@@ -72,6 +87,7 @@ class ServiceSpec(BaseModel):
     url: str | None = Field(default=None, repr=False)
     path: Path | None = None
     password_env: str | None = None
+    env: list[str] | None = None  # the worker variables its tools get (workers.child_env)
     config: bool = False
     schedule: str | None = None
     # kind = "command": argv lists run without a shell, in the worker's environment.
@@ -94,6 +110,48 @@ class ServiceSpec(BaseModel):
             raise ValueError("must name a program to run: the list is empty")
         if any("\0" in arg for arg in value):
             raise ValueError("must not contain NUL characters")
+        return value
+
+    @field_validator("password_env")
+    @classmethod
+    def _variable_name(cls, value: str | None) -> str | None:
+        if value is not None and not ENV_NAME.match(value):
+            raise ValueError(f"{value!r} is not an environment variable name")
+        return value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _variable_names(cls, value: object) -> object:
+        if value is None:
+            return value
+        if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+            raise ValueError('must be a list of environment variable names, e.g. ["KUBECONFIG"]')
+        bad = [name for name in value if not ENV_NAME.match(name)]
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))}: not environment variable names")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url_parses(cls, value: str | None) -> str | None:
+        # Never echo the URL: it may hold a password.
+        if value is not None and value.startswith(("postgres://", "postgresql://")):
+            if not _unambiguous_userinfo(value):
+                raise ValueError(
+                    "`url` holds a raw '@', '/', '?' or '#' in its user or password, which "
+                    "libpq would read as part of the host or database: percent-encode them "
+                    "(%40, %2F, %3F, %23)"
+                )
+            import psycopg  # here: most commands never read a postgres URL
+            from psycopg.conninfo import conninfo_to_dict
+
+            try:
+                conninfo_to_dict(value)
+            except psycopg.Error:
+                raise ValueError(
+                    "`url` is not a valid PostgreSQL URL (percent-encode spaces and other "
+                    "special characters in its password)"
+                ) from None
         return value
 
     @field_validator("format")
@@ -120,7 +178,9 @@ class ServiceSpec(BaseModel):
                 )
             if self.url is not None or self.path is not None:
                 raise ValueError("a command service takes no `url` or `path`: its commands say it")
-        else:
+        if self.env is not None and self.kind not in ("command", "postgres"):
+            raise ValueError(f"`env` is only for command and postgres services, not {self.kind}")
+        if self.kind != "command":
             extra = [key for key in _COMMAND_KEYS if key in self.model_fields_set]
             if extra:
                 keys = ", ".join(f"`{key}`" for key in extra)

@@ -114,3 +114,15 @@ def test_url_password_forms_cover_raw_decoded_and_pieces() -> None:
 def test_a_json_number_or_boolean_secret_becomes_a_masked_string() -> None:
     out = redact(json.dumps({"token": 123456, "api_key": True, "n": 1}))
     assert json.loads(out) == {"token": MASK, "api_key": MASK, "n": 1}
+
+
+def test_connection_strings_are_stripped() -> None:
+    from workers.redact import strip_connection_strings
+
+    text = (
+        "cannot use postgresql://app:p@ss/w@rd@db:5432/app nor "
+        "host=db port=5432 user=app password='x y' dbname=app; retry"
+    )
+    out = strip_connection_strings(text)
+    assert out == "cannot use <connection URL> nor <connection string>; retry"
+    assert strip_connection_strings("exit 2: a=b is fine") == "exit 2: a=b is fine"

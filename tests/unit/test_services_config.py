@@ -148,3 +148,47 @@ def test_command_service_options() -> None:
 def test_bad_command_services_say_what_is_wrong(text: str, problem: str) -> None:
     with pytest.raises(ConfigError, match=problem):
         parse_fleet_config(text)
+
+
+def test_env_names_the_variables_a_services_tools_get() -> None:
+    config = parse_fleet_config(COMMAND + 'env = ["KUBECONFIG", "MYSQL_HOST"]\n')
+    assert config.services_of("app")["mariadb"].env == ["KUBECONFIG", "MYSQL_HOST"]
+    pg = '[services.pg]\nkind = "postgres"\nurl = "postgresql://h/db"\nenv = ["PGSSLROOTCERT"]\n'
+    assert parse_fleet_config(pg).services_of("app")["pg"].env == ["PGSSLROOTCERT"]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (COMMAND + 'env = "KUBECONFIG"\n', "env: must be a list of environment variable names"),
+        (COMMAND + 'env = ["A=B", "1X"]\n', "'A=B', '1X': not environment variable names"),
+        (COMMAND + 'password_env = "MY PWD"\n', "not an environment variable name"),
+        (
+            '[services.d]\nkind = "directory"\npath = "/x"\nenv = ["HOME"]\n',
+            "`env` is only for command and postgres services, not directory",
+        ),
+    ],
+)
+def test_bad_env_lists_say_what_is_wrong(text: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        parse_fleet_config(text)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://backup:p@ss/w0rdpiece@127.0.0.1:5432/app",
+        "postgresql://backup:pw/w0rdpiece@127.0.0.1/app",
+        "postgres://backup:pass w0rdpiece@127.0.0.1/app",
+    ],
+)
+def test_a_postgres_url_libpq_would_misread_is_refused_without_echoing_it(url: str) -> None:
+    with pytest.raises(ConfigError, match="percent-encode") as caught:
+        parse_fleet_config(f'[services.pg]\nkind = "postgres"\nurl = "{url}"\n')
+    assert "w0rdpiece" not in str(caught.value) and "backup" not in str(caught.value)
+
+
+def test_a_percent_encoded_postgres_password_is_accepted() -> None:
+    url = "postgresql://backup:p%40ss%2Fw%40rd@127.0.0.1:5432/app?sslmode=disable"
+    config = parse_fleet_config(f'[services.pg]\nkind = "postgres"\nurl = "{url}"\n')
+    assert config.services_of("app")["pg"].url == url

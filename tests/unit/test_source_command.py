@@ -227,14 +227,34 @@ def test_a_tool_that_produces_nothing_and_hangs_is_stopped_on_failure(tmp_path: 
         raise KeyboardInterrupt
 
 
-def test_tools_inherit_the_worker_environment(
+def test_tools_get_only_the_base_variables_their_env_list_and_their_password(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BF_TEST_VALUE", "from the worker")
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    monkeypatch.setenv("AWS_SECRET_KEY", "aws-secret-never-shown")
+    monkeypatch.setenv("BACKUP_ENCRYPTION_KEY", "AGE-SECRET-KEY-never-shown")
+    monkeypatch.setenv("TZ", "UTC")
     store = MemoryStore()
-    source = CommandSource(["sh", "-c", 'printf "%s" "$BF_TEST_VALUE"'], copy_to(tmp_path / "o"))
+    source = CommandSource(
+        ["env"], copy_to(tmp_path / "o"), env=["BF_TEST_VALUE"], password_env=SECRET_ENV
+    )
     restore_artifact(store=store, entry=backup(store, source), source=source)
-    assert (tmp_path / "o").read_text() == "from the worker"
+    seen = dict(line.split("=", 1) for line in (tmp_path / "o").read_text().splitlines())
+    assert set(seen) <= {"PATH", "HOME", "LANG", "TZ", "BF_TEST_VALUE", SECRET_ENV, "PWD"}
+    assert seen["BF_TEST_VALUE"] == "from the worker" and seen[SECRET_ENV] == SECRET
+    assert seen["PATH"] == os.environ["PATH"] and seen["TZ"] == "UTC"
+
+
+def test_every_fleet_secret_is_masked_in_the_tools_messages(tmp_path: Path) -> None:
+    source = CommandSource(
+        ["sh", "-c", "echo 'key is s3cret-from-the-fleet' >&2; exit 1"],
+        ["true"],
+        secrets=["s3cret-from-the-fleet"],
+    )
+    with pytest.raises(SourceError) as caught:
+        backup(MemoryStore(), source)
+    assert "s3cret" not in str(caught.value) and "key is ***" in str(caught.value)
 
 
 def test_the_dump_tool_cannot_wait_on_the_workers_stdin(tmp_path: Path) -> None:
@@ -255,6 +275,7 @@ def test_make_source_builds_a_command_source_from_the_services_file(tmp_path: Pa
         format = "sql"
         fail_on_stderr = false
         password_env = "MYSQL_PWD"
+        env = ["MYSQL_HOST", "TMPDIR"]
         [services.other]
         kind = "command"
         dump_command = ["neo4j-admin", "database", "dump", "--to-stdout", "neo4j"]
@@ -270,6 +291,7 @@ def test_make_source_builds_a_command_source_from_the_services_file(tmp_path: Pa
     assert source.dump_command == ["mysqldump", "--databases", "app"]
     assert source.restore_command == ["mysql"]
     assert (source.password_env, source.work_dir) == ("MYSQL_PWD", tmp_path)
+    assert source.env == ["MYSQL_HOST", "TMPDIR"]
 
     other = make_source(services["other"], settings)
     assert (other.format, CommandSource.format) == ("dump", "dump")

@@ -16,7 +16,6 @@ in PGPASSWORD, never on its command line.
 SQLite: rows through SQLAlchemy, grouped into blocks.
 """
 
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from workers.audit.layout import DAY_MS
 from workers.audit.lines import line_sql
 from workers.catalog.db import session_scope
 from workers.catalog.models import UserEvent
+from workers.child_env import libpq_env
 from workers.errors import TransientError
 from workers.redact import redact
 from workers.sources.process import StderrTail, stop
@@ -118,7 +118,7 @@ def _copy_out(engine: Engine, namespace: str, after: int, through: int) -> Itera
         return
     params = conninfo_to_dict(engine.url.set(drivername="postgresql").render_as_string(False))
     password = str(params.pop("password", "") or "")
-    env = dict(os.environ, PGPASSWORD=password) if password else dict(os.environ)
+    env = libpq_env(password)  # not the worker's secrets
     command = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", make_conninfo("", **params)]
     command += ["-c", _copy_query(engine, namespace, after, through)]
     process = subprocess.Popen(

@@ -1,17 +1,22 @@
 """What is backed up and restored; `make_source` builds one from a services-file entry."""
 
+from collections.abc import Sequence
+
 from workers.services_config import DEFAULT_COMMAND_FORMAT, ServiceSpec
 from workers.settings import Settings
 from workers.sources.base import Dump, RestoreStream, Source
 
 
-def make_source(spec: ServiceSpec, settings: Settings) -> Source:
+def make_source(spec: ServiceSpec, settings: Settings, secrets: Sequence[str] = ()) -> Source:
+    """`secrets`: every secret the fleet knows, masked in the tools' messages."""
     # Imported here: each source pulls its own dependencies (psycopg, tarfile…).
     if spec.kind == "postgres":
         from workers.sources.postgres import PostgresSource
 
         assert spec.url is not None
-        return PostgresSource(spec.url, password_env=spec.password_env)
+        return PostgresSource(
+            spec.url, password_env=spec.password_env, env=spec.env or (), secrets=secrets
+        )
     if spec.kind == "sqlite":
         from workers.sources.sqlite import SqliteSource
 
@@ -27,6 +32,8 @@ def make_source(spec: ServiceSpec, settings: Settings) -> Source:
             format=spec.format or DEFAULT_COMMAND_FORMAT,
             fail_on_stderr=spec.fail_on_stderr,
             password_env=spec.password_env,
+            env=spec.env or (),
+            secrets=secrets,
             work_dir=settings.backfleet_work_dir,
         )
     from workers.sources.directory import DirectorySource

@@ -1,15 +1,17 @@
 """Any tool that dumps to stdout and restores from stdin: `kind = "command"` services.
 
-Dump: `dump_command` runs (an argv list, no shell, the worker's environment,
-stdin from /dev/null so a password prompt cannot hang it) and its stdout IS
-the artifact, streamed: memory stays at a pipe buffer whatever the dump's
-size. Its stderr is collected (the last 16 KiB). At the end a non-zero exit
-fails the artifact with the tool's message; so does any stderr output at all
-unless `fail_on_stderr = false` (for tools that chatter there). Messages are
-redacted: URL passwords, `password=…` pairs and the value of `password_env`.
-If the pipeline stops early (an upload failed, the task was revoked) the
-tool's whole process group is terminated, so `sh -c "a | b"` and the like
-stop too.
+Dump: `dump_command` runs (an argv list, no shell, a minimal environment:
+PATH, HOME, LANG, TZ, the variables the service's `env` names and its
+`password_env`, never the worker's other secrets; stdin from /dev/null so a
+password prompt cannot hang it) and its stdout IS the artifact, streamed:
+memory stays at a pipe buffer whatever the dump's size. Its stderr is
+collected (the last 16 KiB). At the end a non-zero exit fails the artifact
+with the tool's message; so does any stderr output at all unless
+`fail_on_stderr = false` (for tools that chatter there). Messages are
+redacted: secret-shaped values (workers.redact) and every secret the fleet
+knows (`secrets`, which includes the value of `password_env`). If the pipeline
+stops early (an upload failed, the task was revoked) the tool's whole process
+group is terminated, so `sh -c "a | b"` and the like stop too.
 
 Restore: a command cannot be held back from committing the way a database
 transaction can — whatever it reads, it applies. So the artifact is STAGED:
@@ -33,6 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
+from workers.child_env import child_env
 from workers.errors import SourceError
 from workers.redact import redact
 from workers.services_config import DEFAULT_COMMAND_FORMAT as DEFAULT_FORMAT
@@ -71,6 +74,8 @@ class CommandSource:
         format: str = DEFAULT_FORMAT,
         fail_on_stderr: bool = True,
         password_env: str | None = None,
+        env: Sequence[str] = (),
+        secrets: Sequence[str] = (),
         work_dir: Path | None = None,
     ) -> None:
         if not dump_command or not restore_command:
@@ -80,6 +85,8 @@ class CommandSource:
         self.format = format
         self.fail_on_stderr = fail_on_stderr
         self.password_env = password_env
+        self.env = list(env)
+        self.secrets = list(secrets)  # the fleet's: masked in the tools' messages
         self.work_dir = work_dir
 
     # --- dump ---
@@ -140,7 +147,11 @@ class CommandSource:
         try:
             # A session of its own: a stop reaches every process the tool started.
             return subprocess.Popen(
-                command, stderr=subprocess.PIPE, start_new_session=True, **kwargs
+                command,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                env=self._child_env(),
+                **kwargs,
             )
         except FileNotFoundError:
             raise SourceError(
@@ -161,9 +172,13 @@ class CommandSource:
         if complaint:
             log.warning("%s succeeded with messages: %s", command[0], complaint)
 
+    def _child_env(self) -> dict[str, str]:
+        names = [*self.env, *([self.password_env] if self.password_env else [])]
+        return child_env(names)
+
     def _clean(self, text: str) -> str:
         secrets = [os.environ.get(self.password_env, "")] if self.password_env else []
-        return redact(text, secrets)
+        return redact(text, [*secrets, *self.secrets])
 
 
 def _status(returncode: int) -> str:

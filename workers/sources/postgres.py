@@ -14,12 +14,13 @@ corrupt artifact or any SQL error rolls everything back and the database stays
 as it was.
 
 The password never appears on a command line: libpq reads PGPASSWORD, the
-environment or `.pgpass`.
+environment or `.pgpass`. The tools get only libpq's PG* variables, PATH,
+HOME, LANG, TZ and the service's `env` names (workers.child_env).
 """
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, Any, ClassVar
 
@@ -27,8 +28,9 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from workers.errors import SourceError
-from workers.redact import redact
+from workers.child_env import libpq_env
+from workers.errors import ConfigError, SourceError
+from workers.redact import redact, strip_connection_strings, url_password_forms
 from workers.sources.base import CHUNK_SIZE, Dump, RestoreStream
 from workers.sources.process import StderrTail, stop
 
@@ -76,23 +78,36 @@ class PostgresSource:
     kind: ClassVar[str] = "postgres"
     format: ClassVar[str] = "pgdump"
 
-    def __init__(self, url: str, *, password_env: str | None = None) -> None:
-        params = conninfo_to_dict(url)
+    def __init__(
+        self,
+        url: str,
+        *,
+        password_env: str | None = None,
+        env: Sequence[str] = (),
+        secrets: Sequence[str] = (),
+    ) -> None:
+        try:
+            params = conninfo_to_dict(url)
+        except psycopg.Error:  # libpq's message quotes the URL: say why without it
+            raise ConfigError(
+                "the service's url is not a valid PostgreSQL URL (percent-encode any "
+                "'@', '/', '?', '#', ':' or space in its password)"
+            ) from None
         if password_env and os.environ.get(password_env):
             params["password"] = os.environ[password_env]
         self._password = str(params.pop("password", "") or "")
         self._params: dict[str, Any] = params
         self.database = str(params.get("dbname", ""))
+        self._env_names = tuple(env)
+        self._secrets = [*secrets, *url_password_forms(url)]  # masked in every message
 
     # --- connection details, kept off every command line ---
     def _conninfo(self) -> str:
         return make_conninfo(**self._params)
 
     def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        if self._password:
-            env["PGPASSWORD"] = self._password
-        return env
+        # pg_dump/pg_restore/psql get libpq's settings and the password, not the worker's secrets.
+        return libpq_env(self._password, names=self._env_names)
 
     def connect(self) -> psycopg.Connection[Any]:
         """A connection to the database (for checks); SourceError if it cannot be had."""
@@ -109,7 +124,9 @@ class PostgresSource:
         return f"PostgreSQL database {self.database!r} on {host}"
 
     def _clean(self, error: object) -> str:
-        return redact(str(error).strip(), [self._password])
+        # libpq may quote the connection string: drop any URL or conninfo form first.
+        text = strip_connection_strings(str(error).strip())
+        return redact(text, [self._password, *self._secrets])
 
     # --- dump ---
     @contextmanager
