@@ -6,6 +6,7 @@ Made on first use in each process (so after a worker forks), never at import.
 import os
 from dataclasses import dataclass
 
+from workers.redact import url_password_forms
 from workers.services_config import FleetConfig, load_fleet_config
 from workers.settings import Settings, get_settings
 from workers.stores import ObjectStore, make_store
@@ -28,12 +29,20 @@ class Fleet:
             for spec in services.values():
                 if spec.password_env and os.environ.get(spec.password_env):
                     values.append(os.environ[spec.password_env])
+                values.extend(url_password_forms(spec.url))
         return values
 
 
 def settings_secrets(settings: Settings) -> list[str]:
     """The secret values the settings themselves hold (not the services' passwords)."""
     values = [key.key for key in settings.api_keys] + _store_secrets(settings)
+    for url in (
+        settings.broker_url,
+        settings.result_backend_url,
+        settings.lock_redis_url,
+        settings.database_url,
+    ):
+        values.extend(url_password_forms(url))
     for secret in (
         settings.backup_encryption_key,
         settings.backup_encryption_old_keys,
@@ -45,7 +54,9 @@ def settings_secrets(settings: Settings) -> list[str]:
 
 
 def _store_secrets(settings: Settings) -> list[str]:
-    return [
+    # The secondary store's settings are a whole Settings: its URLs may hold passwords too.
+    urls = [settings.aws_s3_endpoint_url, settings.azure_storage_account_service_url]
+    return [form for url in urls for form in url_password_forms(url)] + [
         secret.get_secret_value()
         for secret in (
             settings.aws_secret_key,

@@ -5,6 +5,7 @@ table). Invalid values stop the start with a message naming the variable and
 never echoing a secret.
 """
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -61,6 +62,18 @@ def parse_size(text: str) -> int:
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+def parse_file_mode(text: str) -> int:
+    """An octal file mode with read/write bits only, the owner's included: `0600`, `640`."""
+    if not re.fullmatch(r"0?[0-7]{3}", text.strip()):
+        raise ValueError("must be an octal file mode such as 0600 or 0640")
+    mode = int(text.strip(), 8)
+    if mode & 0o111:
+        raise ValueError("must not set execute bits: folders get them from the read bits")
+    if mode & 0o600 != 0o600:
+        raise ValueError("must let the owner read and write (0600 at least)")
+    return mode
+
+
 def parse_duration(text: str) -> int:
     """`2h`, `90m`, `1d`, `3600s` or a plain number of seconds; at least one second."""
     number = text.strip().lower()
@@ -103,6 +116,8 @@ class Settings(BaseSettings):
     uevents_file_max_bytes: Annotated[int, Field(ge=64 * 1024, le=1024 * MiB)] = 64 * MiB
     object_store_location_type: StoreType = "local"
     object_store_location_local: Path = Path("/backup")
+    # Octal; folders get the matching x bits. Only read/write bits: 0600, 0640, 0660, 0644…
+    object_store_local_file_mode: str = "0600"
     aws_s3_bucket_name: str = "athena-ondemand-backup"
     aws_s3_bucket_url_prefix: str = "https://s3.console.aws.amazon.com/s3/buckets/"
     aws_s3_bucket_url_suffix: str = "&prefix=%v/%v/&showversions=false"
@@ -237,6 +252,12 @@ class Settings(BaseSettings):
         parse_size(value)
         return value
 
+    @field_validator("object_store_local_file_mode")
+    @classmethod
+    def _valid_file_mode(cls, value: str) -> str:
+        parse_file_mode(value)
+        return value
+
     @field_validator("backup_max_age")
     @classmethod
     def _valid_max_age(cls, value: str) -> str:
@@ -274,6 +295,11 @@ class Settings(BaseSettings):
     def max_bandwidth(self) -> int:
         """BACKUP_MAX_BANDWIDTH in bytes per second; 0 means unlimited."""
         return parse_size(self.backup_max_bandwidth)
+
+    @property
+    def local_file_mode(self) -> int:
+        """OBJECT_STORE_LOCAL_FILE_MODE as a number."""
+        return parse_file_mode(self.object_store_local_file_mode)
 
     @property
     def max_age_seconds(self) -> int:

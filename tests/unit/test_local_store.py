@@ -1,9 +1,13 @@
 import os
+import stat
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from workers.errors import ConfigError, NotFoundError, PermanentError
+from workers.settings import Settings
+from workers.stores import make_store
 from workers.stores.local import UPLOADS_DIR, LocalStore
 
 
@@ -65,3 +69,59 @@ def test_url_and_check(tmp_path: Path) -> None:
         store.check()
     store.init()
     store.check()
+
+
+def _modes(root: Path) -> dict[str, int]:
+    return {
+        str(path.relative_to(root)): stat.S_IMODE(path.stat().st_mode)
+        for path in [root, *root.rglob("*")]
+    }
+
+
+@pytest.mark.parametrize(
+    ("setting", "file_mode", "dir_mode"), [("0600", 0o600, 0o700), ("640", 0o640, 0o750)]
+)
+def test_files_and_folders_get_the_configured_mode_whatever_the_umask(
+    tmp_path: Path, setting: str, file_mode: int, dir_mode: int
+) -> None:
+    settings = Settings(
+        object_store_location_local=tmp_path / "store", object_store_local_file_mode=setting
+    )
+    old = os.umask(0o002)  # a permissive umask must not widen anything
+    try:
+        store = make_store(settings)
+        assert isinstance(store, LocalStore)
+        store.init()
+        store.put_object("app/2024-01-01t00-00-00/manifest.json", b"{}")
+        upload = store.create_upload("app/2024-01-01t00-00-00/files.tar.zst")
+        store.upload_part("app/2024-01-01t00-00-00/files.tar.zst", upload, 1, b"data")
+    finally:
+        os.umask(old)
+    modes = _modes(tmp_path / "store")
+    files = {name: mode for name, mode in modes.items() if (tmp_path / "store" / name).is_file()}
+    folders = {name: mode for name, mode in modes.items() if name not in files}
+    assert len(files) == 3 and set(files.values()) == {file_mode}, modes  # object, part, marker
+    assert set(folders.values()) == {dir_mode}, modes
+
+
+@pytest.mark.parametrize("bad", ["0700", "0644x", "0400", "600600", "0755", "-1"])
+def test_a_bad_file_mode_is_refused(bad: str) -> None:
+    with pytest.raises(ValidationError, match="object_store_local_file_mode"):
+        Settings(object_store_local_file_mode=bad)
+
+
+def test_a_new_sqlite_catalog_is_private(tmp_path: Path) -> None:
+    from workers.catalog.db import dispose_engines
+    from workers.catalog.migrate import upgrade_catalog
+
+    database = tmp_path / "var" / "catalog.db"
+    old = os.umask(0o002)
+    try:
+        upgrade_catalog(f"sqlite:///{database}")
+    finally:
+        os.umask(old)
+        dispose_engines()
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
+    assert stat.S_IMODE(database.parent.stat().st_mode) == 0o700
+    for extra in database.parent.glob("catalog.db-*"):  # WAL and shared memory, if left
+        assert stat.S_IMODE(extra.stat().st_mode) == 0o600

@@ -43,12 +43,29 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.close()
 
 
+def _create_private(database: Path) -> None:
+    """A new SQLite catalog (and a new folder for it) readable by this user only.
+
+    SQLite gives its -wal and -shm files the database file's mode.
+    """
+    if database.exists():
+        return
+    if not database.parent.is_dir():
+        database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:  # another process made it first
+        return
+    os.fchmod(fd, 0o600)
+    os.close(fd)
+
+
 def make_engine(url: str) -> Engine:
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(parsed.database))
         engine = create_engine(url, connect_args={"timeout": 30}, json_serializer=compact_json)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

@@ -21,4 +21,4 @@ def make_store(settings: Settings) -> ObjectStore:
         from workers.stores.azure_blob import AzureBlobStore
 
         return AzureBlobStore.from_settings(settings)
-    return LocalStore(settings.object_store_location_local)
+    return LocalStore(settings.object_store_location_local, file_mode=settings.local_file_mode)

@@ -2,6 +2,10 @@
 
 Uploads are written under a hidden folder on the same file system, fsynced,
 and renamed into place, so a reader never sees a half-written object.
+
+Files get OBJECT_STORE_LOCAL_FILE_MODE (0600 by default) and the folders this
+store creates the matching directory mode (0700), set explicitly so the
+process's umask cannot widen them: backups are readable by the fleet's user only.
 """
 
 import os
@@ -16,6 +20,12 @@ from workers.errors import ConfigError, NotFoundError, PermanentError
 from workers.stores.base import ObjectInfo, PendingUpload, UploadedPart, check_key
 
 UPLOADS_DIR = ".backfleet-uploads"
+DEFAULT_FILE_MODE = 0o600
+
+
+def directory_mode(file_mode: int) -> int:
+    """The folder mode matching a file mode: x wherever r is (0600 -> 0700, 0640 -> 0750)."""
+    return file_mode | ((file_mode & 0o444) >> 2)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -39,8 +49,32 @@ class LocalStore:
     max_part_size: ClassVar[int] = 5 * 1024**3
     parallel_parts: ClassVar[bool] = False  # parts are appended in order
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, file_mode: int = DEFAULT_FILE_MODE) -> None:
         self.root = root.absolute()
+        self.file_mode = file_mode
+        self.dir_mode = directory_mode(file_mode)
+
+    def _make_dirs(self, folder: Path) -> None:
+        """Create `folder` and its missing parents with the store's folder mode."""
+        missing: list[Path] = []
+        while not folder.is_dir():
+            missing.append(folder)
+            folder = folder.parent
+        for path in reversed(missing):
+            try:
+                path.mkdir(mode=self.dir_mode)
+            except FileExistsError:  # another worker made it first
+                continue
+            os.chmod(path, self.dir_mode)  # mkdir's mode passes through the umask
+
+    def _create(self, path: Path, data: bytes = b"") -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self.file_mode)
+        try:
+            os.fchmod(fd, self.file_mode)  # open's mode passes through the umask
+            if data:
+                os.write(fd, data)
+        finally:
+            os.close(fd)
 
     # --- paths ---
     def _path(self, key: str) -> Path:
@@ -56,9 +90,9 @@ class LocalStore:
         check_key(key)
         upload_id = uuid.uuid4().hex
         path = self._upload_path(upload_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._upload_path(upload_id, ".key").write_text(key)  # for list_uploads
-        path.touch(exist_ok=False)
+        self._make_dirs(path.parent)
+        self._create(self._upload_path(upload_id, ".key"), key.encode())  # for list_uploads
+        self._create(path)
         return upload_id
 
     def upload_part(
@@ -80,7 +114,7 @@ class LocalStore:
                 )
             os.fsync(handle.fileno())
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self._make_dirs(target.parent)
         os.replace(source, target)
         _fsync_dir(target.parent)
         self._upload_path(upload_id, ".key").unlink(missing_ok=True)
@@ -171,7 +205,7 @@ class LocalStore:
             raise ConfigError(f"local store directory {self.root} is not writable")
 
     def init(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._make_dirs(self.root)
 
     def remove_all_uploads(self) -> None:
         """Tests and `store init --reset` only: forget every unfinished upload."""
