@@ -74,6 +74,8 @@ def http_post(url: str, payload: dict[str, Any], timeout: float) -> int:
     # package metadata), which every worker, beat and CLI process would pay.
     import httpx2
 
+    # httpx2 logs each request's URL at INFO, and a webhook URL carries its token.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
     try:
         return httpx2.post(url, json=payload, timeout=timeout).status_code
     except httpx2.HTTPError as exc:

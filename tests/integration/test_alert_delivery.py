@@ -11,6 +11,7 @@ import redis
 
 from tests.fleet_processes import FleetProcesses, free_port, wait_for
 from tests.webhook import WebhookServer, webhook_server
+from workers.crypto import generate_key
 from workers.locks import PREFIX
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -43,6 +44,7 @@ def test_a_hanging_webhook_does_not_hold_the_backup_and_is_delivered_later(
         "BACKFLEET_API_PORT": str(port),
         "ALERT_WEBHOOK_URL": webhook.url,
         "ALERT_WEBHOOK_ATTEMPTS": "3",
+        "BACKUP_ENCRYPTION_KEY": generate_key(),  # for the log scan: it must not show
         # Longer than the test waits for the lock: an inline delivery would hold it.
         "ALERT_WEBHOOK_TIMEOUT": "90",
     }
