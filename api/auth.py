@@ -10,7 +10,6 @@ since the namespace may be in the body.
 """
 
 import json
-import logging
 from collections.abc import Sequence
 from typing import cast
 
@@ -19,8 +18,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from workers.api_keys import ApiKey, match_api_key
 from workers.fleet import Fleet
-
-log = logging.getLogger(__name__)
 
 PROTECTED_PREFIX = "/athena/"
 CALLER_STATE = "api_caller"  # the matched key, for api.deps.authenticate
