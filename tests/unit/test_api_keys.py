@@ -37,7 +37,7 @@ def test_the_three_entry_forms() -> None:
     for key in (plain, owned):
         assert key.namespaces is None and key.roles == frozenset(ROLES)
     assert (owned.owner_email, owned.customer) == ("ops@example.com", "acme")
-    assert scoped.namespaces == {"team-b", "app"}
+    assert scoped.namespaces == frozenset({"team-b", "app"})
     assert scoped.roles == {"read", "restore"}
     assert scoped.may_act_on("app") and not scoped.may_act_on("other")
     assert scoped.holds("read") and not scoped.holds("backup")
@@ -97,7 +97,7 @@ def test_the_keys_file_holds_hashes_and_scopes(
     assert env_key.namespaces is None
     assert tenant.key == "" and tenant.digest == bytes.fromhex(DIGEST)
     assert (tenant.owner_email, tenant.customer) == ("b@example.com", "globex")
-    assert tenant.namespaces == {"team-b"} and tenant.roles == {"read", "ingest"}
+    assert tenant.namespaces == frozenset({"team-b"}) and tenant.roles == {"read", "ingest"}
     assert operator.namespaces is None and operator.roles == frozenset(ROLES)
     assert (operator.owner_email, operator.customer) == ("", "")
 
