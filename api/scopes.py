@@ -24,6 +24,7 @@ from workers.fleet import Fleet
 log = logging.getLogger(__name__)
 
 BASE = "/athena/api/v1"
+# `read` covers every route that only reads (status, list, latest, restorestatus, detail).
 ROLE_OF: Mapping[tuple[str, str], Role] = {
     ("POST", f"{BASE}/ondemandbackup"): "backup",
     ("GET", f"{BASE}/backup/latest"): "read",
