@@ -13,6 +13,7 @@ from api.deps import known_secrets
 from workers.errors import (
     BackfleetError,
     ConflictError,
+    ForbiddenError,
     InvalidRequestError,
     NotFoundError,
     PermanentError,
@@ -26,6 +27,7 @@ RETRY_AFTER_SECONDS = "5"
 
 # The HTTP status of each kind of error, most specific first: the first match decides.
 STATUS_OF: Sequence[tuple[type[BackfleetError], int]] = (
+    (ForbiddenError, 403),
     (NotFoundError, 404),
     (ConflictError, 409),
     (InvalidRequestError, 422),

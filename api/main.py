@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from fastapi import FastAPI
 
 from api.audit import AuditMiddleware
+from api.auth import ApiKeyMiddleware
 from api.deps import FleetProvider
 from api.errors import install_error_handlers
 from api.limits import DEFAULT_BODY_LIMIT, BodyLimitMiddleware
@@ -46,6 +47,9 @@ def create_app(
     app.include_router(user_events)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, default_limit=default_body_limit, limits=body_limits)
+    # Outside the body limit, which reads the body: a call without a valid key is
+    # answered 401 from its headers alone, before any body byte is read.
+    app.add_middleware(ApiKeyMiddleware)
     # Outermost, so even a refused call (401, 413) is in the audit trail.
     app.add_middleware(AuditMiddleware)
     return app

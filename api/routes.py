@@ -1,7 +1,9 @@
 """Thin routes: parse, authenticate, call workers.jobs or the catalog queries, shape the answer.
 
-Every /athena route is authenticated before its body or parameters are looked
-at, and nothing is enqueued unless every check of workers.jobs has passed.
+Every /athena route is authenticated (api/auth.py, from the headers alone) and
+its role checked (api/scopes.py) before its body or parameters are looked at;
+the namespaces it names are checked against the key's scope before anything
+else, and nothing is enqueued unless every check of workers.jobs has passed.
 Handlers are plain `def`s: FastAPI runs them in its thread pool, so the
 blocking catalog and store calls never stall the event loop.
 """
@@ -12,15 +14,12 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
 from api.deps import (
-    Caller,
     EnqueueDep,
     FleetDep,
     ReadinessDep,
     RestoreStatusDep,
-    authenticate,
     json_body,
     requested_by,
-    resolve_namespace,
 )
 from api.schemas import (
     BackupDetail,
@@ -36,6 +35,7 @@ from api.schemas import (
     Timestamp,
     openapi_body,
 )
+from api.scopes import Authorized, authorize, require_namespace, scoped_namespace
 from workers import jobs
 from workers.catalog import queries
 from workers.catalog.db import session_scope
@@ -45,6 +45,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Message, "description": description}
     for code, description in (
         (401, "Missing or invalid API key"),
+        (403, "Outside the API key's namespaces or roles"),
         (404, "Not found"),
         (413, "Body too large"),
         (422, "Invalid request"),
@@ -55,7 +56,7 @@ health = APIRouter(tags=["health"])
 athena = APIRouter(
     prefix="/athena/api/v1",
     tags=["athena"],
-    dependencies=[Depends(authenticate)],
+    dependencies=[Depends(authorize)],  # the key, and the role api.scopes.ROLE_OF names
     responses=ERRORS,
 )
 
@@ -89,13 +90,13 @@ def readyz(checks: ReadinessDep) -> JSONResponse:
 )
 def ondemand_backup(
     fleet: FleetDep,
-    caller: Caller,
+    caller: Authorized,
     enqueue: EnqueueDep,
     body: Annotated[BackupRequest, Depends(json_body(BackupRequest))],
 ) -> Message:
     backup = jobs.request_backup(
         fleet,
-        namespace=resolve_namespace(fleet, body.namespace),
+        namespace=scoped_namespace(fleet, caller, body.namespace),
         only_config=body.only_config,
         trigger="api",
         requested_by=requested_by(caller),
@@ -105,8 +106,10 @@ def ondemand_backup(
 
 
 @athena.get("/backup/latest")
-def latest_backup(fleet: FleetDep, namespace: NamespaceQuery = None) -> BackupStatus:
-    ns = resolve_namespace(fleet, namespace)
+def latest_backup(
+    fleet: FleetDep, caller: Authorized, namespace: NamespaceQuery = None
+) -> BackupStatus:
+    ns = scoped_namespace(fleet, caller, namespace)
     with session_scope(fleet.settings.database_url) as session:
         backup = queries.latest_backup(session, namespace=ns)
         if backup is None:
@@ -116,9 +119,9 @@ def latest_backup(fleet: FleetDep, namespace: NamespaceQuery = None) -> BackupSt
 
 @athena.get("/backup/{timestamp}")
 def backup_detail(
-    fleet: FleetDep, timestamp: Timestamp, namespace: NamespaceQuery = None
+    fleet: FleetDep, caller: Authorized, timestamp: Timestamp, namespace: NamespaceQuery = None
 ) -> BackupDetail:
-    ns = resolve_namespace(fleet, namespace)
+    ns = scoped_namespace(fleet, caller, namespace)
     with session_scope(fleet.settings.database_url) as session:
         backup = queries.get_backup(session, namespace=ns, timestamp=timestamp)
         if backup is None:
@@ -134,16 +137,18 @@ def backup_detail(
 )
 def ondemand_restore(
     fleet: FleetDep,
-    caller: Caller,
+    caller: Authorized,
     enqueue: EnqueueDep,
     body: Annotated[RestoreRequest, Depends(json_body(RestoreRequest))],
 ) -> Message:
-    target = resolve_namespace(fleet, body.namespace)
+    target = scoped_namespace(fleet, caller, body.namespace)
+    # Reading another namespace's backup needs the key to hold that namespace too.
+    source = require_namespace(caller, body.source_namespace or target)
     jobs.request_restore(
         fleet,
         namespace=target,
         timestamp=body.timestamp,
-        source_namespace=body.source_namespace or target,
+        source_namespace=source,
         skip=body.skipped,
         requested_by=requested_by(caller),
         enqueue=enqueue,
@@ -152,10 +157,13 @@ def ondemand_restore(
 
 
 @athena.get("/restorestatus", openapi_extra=openapi_body(RestoreStatusQuery, required=False))
-def restore_status(fleet: FleetDep, asked: RestoreStatusDep) -> Status:
+def restore_status(fleet: FleetDep, caller: Authorized, asked: RestoreStatusDep) -> Status:
+    if asked.namespace is not None:
+        require_namespace(caller, asked.namespace)
     with session_scope(fleet.settings.database_url) as session:
+        # A scoped key sees only restores whose target and source it both holds.
         restore = queries.latest_restore(
-            session, timestamp=asked.timestamp, namespace=asked.namespace
+            session, timestamp=asked.timestamp, namespace=asked.namespace, within=caller.namespaces
         )
         if restore is None:
             into = f" into namespace {asked.namespace}" if asked.namespace else ""

@@ -12,8 +12,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Caller, FleetDep, authenticate, resolve_namespace
+from api.deps import FleetDep
 from api.schemas import DnsLabel, Message
+from api.scopes import Authorized, authorize, scoped_namespace
 from workers.audit.catalog import NewEvent
 from workers.audit.lines import split_body, validate_events
 from workers.errors import NotFoundError
@@ -28,11 +29,12 @@ JSON_LINES_TYPES = ("application/x-ndjson", "application/jsonl", "application/js
 router = APIRouter(
     prefix="/athena/api/v1",
     tags=["audit"],
-    dependencies=[Depends(authenticate)],
+    dependencies=[Depends(authorize)],  # the key, and the `ingest` role
     responses={
         code: {"model": Message, "description": why}
         for code, why in (
             (401, "Missing or invalid API key"),
+            (403, "Outside the API key's namespaces, or without the `ingest` role"),
             (404, "User events are not enabled, or the namespace is unknown"),
             (413, f"More than {MAX_EVENTS} events or {BODY_LIMIT // MiB} MiB"),
             (422, "Some lines are not valid events: each is named by its 1-based line"),
@@ -61,14 +63,14 @@ class Accepted(BaseModel):
 async def ingest_user_events(
     request: Request,
     fleet: FleetDep,
-    caller: Caller,
+    caller: Authorized,
     namespace: Annotated[
         DnsLabel | None, Query(description="defaults to the fleet's default namespace")
     ] = None,
 ) -> Accepted:
+    target = scoped_namespace(fleet, caller, namespace)
     if not fleet.settings.enable_user_events:
         raise NotFoundError("user events are not enabled on this fleet (ENABLE_USER_EVENTS)")
-    target = resolve_namespace(fleet, namespace)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     items = split_body(
         await request.body(), json_lines=True if content_type in JSON_LINES_TYPES else None

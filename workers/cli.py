@@ -182,12 +182,18 @@ def _dry_run(namespace: str, only_config: bool) -> None:
 @click.option("--source-namespace", default=None, help="Namespace the backup was taken of.")
 @click.option("--skip", multiple=True, metavar="SERVICE", help="Leave this service alone.")
 @click.option("--wait", is_flag=True, help="Wait until it ends; exit 1 if it failed.")
+@click.option(
+    "--allow-unconfigured-source",
+    is_flag=True,
+    help="Restore from a source namespace this fleet does not configure (another cluster's).",
+)
 def restore(
     timestamp: str,
     namespace: str | None,
     source_namespace: str | None,
     skip: tuple[str, ...],
     wait: bool,
+    allow_unconfigured_source: bool,
 ) -> None:
     """Restore the backup TIMESTAMP (e.g. 2023-02-02t17-03-15)."""
     from workers.fleet import current_fleet
@@ -208,6 +214,8 @@ def restore(
         source_namespace=source_namespace,
         skip=skip,
         requested_by="cli",
+        # The operator's flag, else BACKFLEET_ALLOW_UNCONFIGURED_SOURCE_NAMESPACES.
+        allow_unconfigured_source=allow_unconfigured_source or None,
     )
     click.echo(
         f"restore of {row.source_namespace}/{timestamp} into {namespace} requested "

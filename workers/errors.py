@@ -42,3 +42,7 @@ class SourceError(PermanentError):
 
 class InvalidRequestError(PermanentError):
     """The caller asked for something that cannot be done as asked (HTTP 422)."""
+
+
+class ForbiddenError(PermanentError):
+    """The caller may not do this (HTTP 403): outside its key's scope, or refused by policy."""

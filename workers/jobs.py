@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Backup, Restore
-from workers.errors import ConflictError, InvalidRequestError, NotFoundError, TransientError
+from workers.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidRequestError,
+    NotFoundError,
+    TransientError,
+)
 from workers.fleet import Fleet
 from workers.manifest import Manifest, manifest_key
 from workers.redact import redact
@@ -86,6 +92,14 @@ def _mark_not_enqueued(url: str, *, backup_id: int, reason: str) -> None:
             row.status, row.error = FAILED, f"could not be enqueued: {reason}"
 
 
+# Fixed, so the answer says nothing about whether that namespace exists in the store.
+UNCONFIGURED_SOURCE = (
+    "the source namespace is not configured in this fleet: restoring from it needs "
+    "BACKFLEET_ALLOW_UNCONFIGURED_SOURCE_NAMESPACES=true "
+    "(or `backfleet restore --allow-unconfigured-source`)"
+)
+
+
 @dataclass(frozen=True)
 class RestorePlan:
     source_namespace: str
@@ -157,13 +171,24 @@ def request_restore(
     skip: Iterable[str] = (),
     requested_by: str | None = None,
     enqueue: Enqueue = celery_enqueue,
+    allow_unconfigured_source: bool | None = None,
 ) -> Restore:
-    """Record a Pending restore of `timestamp` into `namespace` and enqueue it."""
+    """Record a Pending restore of `timestamp` into `namespace` and enqueue it.
+
+    A source namespace this fleet does not configure is refused, before the store
+    is read, unless `allow_unconfigured_source` (by default the setting
+    BACKFLEET_ALLOW_UNCONFIGURED_SOURCE_NAMESPACES) allows it.
+    """
     fleet.config.services_of(namespace)  # the target must be configured
+    source = source_namespace or namespace
+    if allow_unconfigured_source is None:
+        allow_unconfigured_source = fleet.settings.backfleet_allow_unconfigured_source_namespaces
+    if source not in fleet.config.namespaces and not allow_unconfigured_source:
+        raise ForbiddenError(UNCONFIGURED_SOURCE)
     plan = plan_restore(
         fleet,
         namespace=namespace,
-        source_namespace=source_namespace or namespace,
+        source_namespace=source,
         timestamp=timestamp,
         skip=skip,
     )

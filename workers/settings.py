@@ -6,7 +6,6 @@ never echoing a secret.
 """
 
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -22,23 +21,15 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# ApiKey and parse_api_keys are re-exported: callers import them from here.
+from workers.api_keys import ApiKey as ApiKey
+from workers.api_keys import configured_keys
+from workers.api_keys import parse_api_keys as parse_api_keys
 from workers.cron import parse_cron
 from workers.errors import ConfigError
 
 MiB = 1024 * 1024
 StoreType = Literal["local", "s3", "azure-blob-storage"]
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    """One entry of BACKFLEET_API_KEYS: `key` or `key:owner-email:customer`."""
-
-    key: str
-    owner_email: str = ""
-    customer: str = ""
-
-    def __repr__(self) -> str:  # the key itself is a secret
-        return f"ApiKey(owner_email={self.owner_email!r}, customer={self.customer!r})"
 
 
 _SIZE_UNITS = {
@@ -82,22 +73,6 @@ def parse_duration(text: str) -> int:
     if unit not in _DURATION_UNITS or not digits.isdigit() or int(digits) < 1:
         raise ValueError(f"{text!r} is not a duration such as 2h, 90m, 1d or 7200")
     return int(digits) * _DURATION_UNITS[unit]
-
-
-def parse_api_keys(raw: str) -> list[ApiKey]:
-    keys: list[ApiKey] = []
-    for position, entry in enumerate(raw.split(","), start=1):
-        entry = entry.strip()
-        if not entry:
-            continue
-        parts = entry.split(":")
-        if len(parts) not in (1, 3) or not parts[0]:
-            raise ValueError(
-                f"entry {position} must be `key` or `key:owner-email:customer` "
-                "(keys contain no `:`)"
-            )
-        keys.append(ApiKey(*parts) if len(parts) == 3 else ApiKey(parts[0]))
-    return keys
 
 
 class Settings(BaseSettings):
@@ -148,6 +123,9 @@ class Settings(BaseSettings):
     result_backend_url: str | None = None
     database_url: str = "sqlite:///./var/backfleet.db"
     backfleet_api_keys: SecretStr = SecretStr("")
+    backfleet_api_keys_file: Path | None = None  # hashed keys (TOML): workers/api_keys.py
+    # A restore from a namespace this fleet does not configure (another cluster's backups).
+    backfleet_allow_unconfigured_source_namespaces: bool = False
     backfleet_config: Path = Path("./backfleet.toml")
     backfleet_namespace: str | None = None
     regular_backup_schedule: str = "0 * * * *"
@@ -224,6 +202,14 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_api_keys(cls, value: SecretStr) -> SecretStr:
         parse_api_keys(value.get_secret_value())
+        return value
+
+    @field_validator("backfleet_api_keys_file")
+    @classmethod
+    def _valid_api_keys_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        raw = info.data.get("backfleet_api_keys")  # absent when it was itself invalid
+        if raw is not None:
+            configured_keys(raw.get_secret_value(), value)  # reads the file, checks repeats
         return value
 
     @field_validator("broker_url", "result_backend_url", "lock_redis_url")
@@ -308,7 +294,9 @@ class Settings(BaseSettings):
 
     @property
     def api_keys(self) -> list[ApiKey]:
-        return parse_api_keys(self.backfleet_api_keys.get_secret_value())
+        """The keys of BACKFLEET_API_KEYS and BACKFLEET_API_KEYS_FILE (read once per process)."""
+        raw = self.backfleet_api_keys.get_secret_value()
+        return list(configured_keys(raw, self.backfleet_api_keys_file))
 
     @property
     def results_url(self) -> str:

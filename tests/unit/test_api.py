@@ -1,6 +1,7 @@
 """The HTTP API against a real fleet: a SQLite catalog, a local store and a recording enqueue."""
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -533,7 +534,44 @@ def test_a_backup_and_a_restore_of_one_namespace_exclude_each_other(env: Env) ->
     ]
 
 
+def allowing_unconfigured_sources(env: Env) -> Env:
+    """The same fleet with BACKFLEET_ALLOW_UNCONFIGURED_SOURCE_NAMESPACES=true."""
+    settings = env.fleet.settings.model_copy(
+        update={"backfleet_allow_unconfigured_source_namespaces": True}
+    )
+    fleet = dataclasses.replace(env.fleet, settings=settings)
+    client = TestClient(create_app(lambda: fleet, env.enqueue))
+    return dataclasses.replace(env, client=client, fleet=fleet)
+
+
+def test_restore_from_an_unconfigured_namespace_is_403_whether_or_not_it_exists(
+    env: Env,
+) -> None:
+    timestamp = "2023-02-02t17-03-15"
+    write_manifest(env.store, "old-cluster", timestamp)
+    answers = [
+        env.client.post(
+            f"{BASE}/ondemandrestore",
+            headers=AUTH,
+            json={"timestamp": timestamp, "sourceNamespace": source},
+        )
+        for source in ("old-cluster", "no-such-place")
+    ]
+    assert [answer.status_code for answer in answers] == [403, 403]
+    assert answers[0].json() == answers[1].json()
+    assert "BACKFLEET_ALLOW_UNCONFIGURED_SOURCE_NAMESPACES" in answers[0].json()["message"]
+    assert env.enqueue.calls == []
+    allowed = allowing_unconfigured_sources(env)
+    response = allowed.client.post(
+        f"{BASE}/ondemandrestore",
+        headers=AUTH,
+        json={"timestamp": timestamp, "sourceNamespace": "old-cluster"},
+    )
+    assert response.status_code == 202
+
+
 def test_restorestatus_by_query_and_by_json_body_on_get(env: Env) -> None:
+    env = allowing_unconfigured_sources(env)
     timestamp = "2023-02-02t17-03-15"
     write_manifest(env.store, "old-cluster", timestamp)
     assert (

@@ -1,6 +1,6 @@
 """Keyword-only data access. Callers own the session and its transaction."""
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -166,10 +166,20 @@ def get_restore(session: Session, *, restore_id: int) -> Restore | None:
 
 
 def latest_restore(
-    session: Session, *, timestamp: str, namespace: str | None = None
+    session: Session,
+    *,
+    timestamp: str,
+    namespace: str | None = None,
+    within: Collection[str] | None = None,
 ) -> Restore | None:
-    """The newest restore of that backup timestamp (into `namespace`, when given)."""
+    """The newest restore of that backup timestamp (into `namespace`, when given).
+
+    `within`: only restores whose target and source namespaces are both among these.
+    """
     query = select(Restore).where(Restore.timestamp == timestamp).order_by(Restore.id.desc())
     if namespace is not None:
         query = query.where(Restore.namespace == namespace)
+    if within is not None:
+        allowed = sorted(within)
+        query = query.where(Restore.namespace.in_(allowed), Restore.source_namespace.in_(allowed))
     return session.scalars(query).first()
