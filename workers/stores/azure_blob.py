@@ -488,7 +488,9 @@ class AzureBlobStore:
         """One request, no retries (readiness must answer fast); errors name the setting."""
         what = f"check of container {self.config.container}"
         try:
-            self._container().get_container_properties()
+            # Listing one blob, not Get Container Properties: a container SAS (the
+            # least-privilege credential) may list but not read the container's properties.
+            next(self._container().list_blobs(results_per_page=1).by_page(), None)
         except ServiceRequestError:
             where = (
                 "the account in AZURE_STORAGE_CONNECTION_STRING"
