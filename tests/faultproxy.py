@@ -7,16 +7,20 @@ connections (Content-Length and chunked bodies), so faults hit chosen requests:
 - `cut`: forward the request, relay the response head and `after_bytes` of its
   body, then reset (a download dropped mid-body);
 - `error`: answer a 503 itself, S3's `SlowDown` or Azure's `ServerBusy`;
-- `stall`: say nothing for `stall` seconds, then close.
+- `stall`: say nothing for `stall` seconds, then close;
+- `corrupt`: flip one byte of the request body (at `at`, else its middle) and
+  forward it: the server must refuse it (a checksum or Content-MD5 mismatch).
 
 Each Fault counts the requests its `match` accepts and fires on the `nth` of
 them (1-based) or on a seeded random `fraction`, at most `limit` times.
-`injected` counts faults, `requests` records every request seen. The proxy
-stops by itself after `lifetime` seconds, and on close().
+`injected` counts faults, `requests` records every request seen and `answers`
+every forwarded request with the status the server gave it. The proxy stops by
+itself after `lifetime` seconds, and on close().
 """
 
 import contextlib
 import random
+import select
 import socket
 import struct
 import threading
@@ -28,7 +32,7 @@ from types import TracebackType
 from typing import BinaryIO, Literal
 
 IO_TIMEOUT = 30.0
-Action = Literal["reset", "cut", "error", "stall"]
+Action = Literal["reset", "cut", "error", "stall", "corrupt"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class Fault:
     limit: int | None = None
     after_bytes: int = 0  # cut: body bytes relayed before the reset
     stall: float = 2.0  # stall: seconds of silence before closing
+    at: int | None = None  # corrupt: which body byte to flip (None: the middle one)
     flavor: Literal["s3", "azure"] = "s3"  # error: whose 503 to answer
     seen: int = field(default=0, init=False)
     fired: int = field(default=0, init=False)
@@ -159,6 +164,17 @@ def _reset(sock: socket.socket) -> None:
     sock.close()
 
 
+def _idle_and_open(sock: socket.socket) -> bool:
+    """An idle keep-alive connection has nothing to read; readable means closed (or junk)."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return True
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK))
+    except OSError:
+        return False
+
+
 class _Cut(Exception):
     """Enough of the response was relayed: reset now."""
 
@@ -178,6 +194,7 @@ class FaultProxy:
         self.injected = 0
         self.by_action: Counter[str] = Counter()
         self.requests: list[Request] = []
+        self.answers: list[tuple[Request, int]] = []  # forwarded requests and their status
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -270,7 +287,8 @@ class FaultProxy:
             head = [line for line in head if not line.lower().startswith(b"expect:")]
         body = bytearray()
         body_size = _copy_body(link.client_reader, headers, body.extend, until_close=False)
-        fault = self._choose(Request(method, target, headers, body_size))
+        request = Request(method, target, headers, body_size)
+        fault = self._choose(request)
         if fault is not None and fault.action == "reset":
             _reset(client)
             return False
@@ -280,17 +298,28 @@ class FaultProxy:
         if fault is not None and fault.action == "error":
             client.sendall(error_response(fault.flavor, with_body=method != "HEAD"))
             return True
+        if fault is not None and fault.action == "corrupt" and body:
+            where = len(body) // 2 if fault.at is None else fault.at
+            body[where] ^= 0xFF  # one byte, every bit of it: what no checksum may miss
+        if link.server is not None and not _idle_and_open(link.server):
+            link.drop_server()  # the server hung up between requests: dial again
         if link.server is None:
             link.connect(self.upstream)
             self._track(link.server)  # type: ignore[arg-type]
         assert link.server is not None and link.server_reader is not None
-        link.server.sendall(b"".join(head) + b"\r\n" + bytes(body))
-        return self._relay_response(link, method, fault)
+        # A server may answer early (e.g. NoSuchUpload) and hang up mid-body: relay its answer.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            link.server.sendall(b"".join(head) + b"\r\n" + bytes(body))
+        cut = fault if fault is not None and fault.action == "cut" else None
+        return self._relay_response(link, request, cut)
 
-    def _relay_response(self, link: "_Link", method: str, fault: Fault | None) -> bool:
+    def _relay_response(self, link: "_Link", request: Request, fault: Fault | None) -> bool:
         assert link.server_reader is not None
+        method = request.method
         head = _read_head(link.server_reader)
         status = int(head[0].split()[1])
+        with self._lock:
+            self.answers.append((request, status))
         headers = _headers(head)
         link.client.sendall(b"".join(head) + b"\r\n")
         budget = fault.after_bytes if fault is not None else -1
@@ -310,6 +339,8 @@ class FaultProxy:
             _copy_body(link.server_reader, headers, send, until_close=not framed)
         if budget >= 0:
             raise _Cut  # the response ended before the cut point: cut at its end
+        if headers.get("connection", "").lower() == "close":
+            return False  # the server hung up after this answer: so do we
         return framed or no_body
 
 
@@ -325,6 +356,12 @@ class _Link:
     def connect(self, upstream: tuple[str, int]) -> None:
         self.server = socket.create_connection(upstream, timeout=IO_TIMEOUT)
         self.server_reader = self.server.makefile("rb")
+
+    def drop_server(self) -> None:
+        if self.server is not None:
+            with contextlib.suppress(OSError):
+                self.server.close()
+        self.server = self.server_reader = None
 
     def close(self) -> None:
         for sock in (self.client, self.server):

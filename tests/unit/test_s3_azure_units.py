@@ -385,6 +385,9 @@ def _client_error(code: str, status: int, message: str = "") -> Exception:
         (_client_error("PermanentRedirect", 301), ConfigError, "AWS_S3_REGION"),
         (_client_error("RequestTimeTooSkewed", 403), ConfigError, "clock"),
         (_client_error("MalformedXML", 400), PermanentError, ""),
+        (_client_error("BadDigest", 400), TransientError, "damaged in transit"),
+        (_client_error("XAmzContentSHA256Mismatch", 400), TransientError, "damaged in transit"),
+        (_client_error("InvalidDigest", 400), PermanentError, ""),  # malformed: our bug
         (boto_errors.EndpointConnectionError(endpoint_url="http://x"), TransientError, ""),
         (boto_errors.ConnectionClosedError(endpoint_url="http://x"), TransientError, ""),
         (boto_errors.ReadTimeoutError(endpoint_url="http://x"), TransientError, ""),
@@ -418,10 +421,13 @@ def test_s3_bugs_are_not_mapped() -> None:
 
 
 def _http_error(
-    status: int | None, code: str, cls: type[HttpResponseError] = HttpResponseError
+    status: int | None,
+    code: str,
+    cls: type[HttpResponseError] = HttpResponseError,
+    reason: str | None = None,
 ) -> HttpResponseError:
     error = cls(message=f"AuthenticationErrorDetail: signature {AZURE.access_key}")
-    error.status_code = status
+    error.status_code, error.reason = status, reason
     error.error_code = code  # type: ignore[attr-defined]
     return error
 
@@ -447,6 +453,14 @@ def _http_error(
         (_http_error(404, "BlobNotFound", ResourceNotFoundError), NotFoundError, ""),
         (_http_error(412, "ConditionNotMet", ResourceModifiedError), PermanentError, "changed"),
         (_http_error(400, "InvalidBlockList"), PermanentError, "InvalidBlockList"),
+        (_http_error(400, "Md5Mismatch"), TransientError, "damaged in transit"),
+        (_http_error(400, "Crc64Mismatch"), TransientError, "damaged in transit"),
+        (  # Azurite's answer to a wrong Content-MD5
+            _http_error(400, "InvalidOperation", reason="Provided contentMD5 doesn't match."),
+            TransientError,
+            "damaged in transit",
+        ),
+        (_http_error(400, "InvalidOperation"), PermanentError, "InvalidOperation"),
         (ServiceRequestError("connection refused"), TransientError, ""),
         (ServiceResponseError("connection reset"), TransientError, ""),
         (ConnectionResetError(104, "reset"), TransientError, ""),

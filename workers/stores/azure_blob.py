@@ -62,6 +62,10 @@ TRANSIENT_CODES = frozenset(
     {"ServerBusy", "OperationTimedOut", "InternalError", "ContainerBeingDeleted"}
 )
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# The service found the body differs from the Content-MD5 (or CRC64) we sent: damaged
+# on the way, and our copy is good, so sending it again is the cure.
+DAMAGED_IN_TRANSIT = frozenset({"Md5Mismatch", "Crc64Mismatch"})
+AZURITE_MD5_MISMATCH = "Provided contentMD5 doesn't match."  # Azurite's InvalidOperation
 
 
 def block_id(upload_id: str, number: int) -> str:
@@ -152,6 +156,10 @@ def azure_error(exc: BaseException, *, what: str, config: AzureConfig) -> Backfl
         if status is None or status in TRANSIENT_STATUS or code in TRANSIENT_CODES:
             # No status: a broken body the SDK gave up re-reading.
             return TransientError(f"{detail} {_cause(exc, config)}".strip())
+        if code in DAMAGED_IN_TRANSIT or (
+            code == "InvalidOperation" and exc.reason == AZURITE_MD5_MISMATCH
+        ):
+            return TransientError(f"{detail} (the service refused bytes damaged in transit)")
         if isinstance(exc, ResourceModifiedError) or status == 412:
             return PermanentError(f"{what}: the blob changed meanwhile ({code})")
         return PermanentError(detail)
@@ -480,7 +488,9 @@ class AzureBlobStore:
         """One request, no retries (readiness must answer fast); errors name the setting."""
         what = f"check of container {self.config.container}"
         try:
-            self._container().get_container_properties()
+            # Listing one blob, not Get Container Properties: a container SAS (the
+            # least-privilege credential) may list but not read the container's properties.
+            next(self._container().list_blobs(results_per_page=1).by_page(), None)
         except ServiceRequestError:
             where = (
                 "the account in AZURE_STORAGE_CONNECTION_STRING"

@@ -63,6 +63,9 @@ TRANSIENT_CODES = frozenset(
     }
 )
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# The server found the body it received differs from the checksum we sent: the bytes
+# were damaged on the way. Our copy is good, so sending it again is the cure.
+DAMAGED_IN_TRANSIT = frozenset({"BadDigest", "XAmzContentSHA256Mismatch"})
 FLEXIBLE_CHECKSUMS = ("CRC32", "CRC32C", "SHA256")
 CHECKSUM_FIELDS = tuple(f"Checksum{name}" for name in FLEXIBLE_CHECKSUMS)
 
@@ -178,10 +181,14 @@ def _client_error(exc: Any, *, what: str, config: S3Config) -> BackfleetError:
         status == 403
     ):
         return ConfigError(f"{detail} (check {config.credentials_hint})")
-    if code in ("NoSuchKey", "NoSuchUpload", "NotFound") or status == 404:
+    if code == "NoSuchUpload":
+        return NotFoundError(f"{detail} (the server no longer holds this multipart upload)")
+    if code in ("NoSuchKey", "NotFound") or status == 404:
         return NotFoundError(detail)
     if code in TRANSIENT_CODES or code.startswith("Throttl") or status in TRANSIENT_STATUS:
         return TransientError(detail)
+    if code in DAMAGED_IN_TRANSIT:
+        return TransientError(f"{detail} (the server refused bytes damaged in transit)")
     if code == "PreconditionFailed" or status == 412:
         return PermanentError(f"{what}: the object changed while it was being read")
     if code in ("PermanentRedirect", "AuthorizationHeaderMalformed") or status == 301:
