@@ -350,6 +350,9 @@ def retention(namespace: str | None, dry_run: bool) -> None:
     secondary = apply_secondary_retention(fleet, namespace=namespace, dry_run=dry_run)
     for where, plans in (("", primary), ("secondary store: ", secondary)):
         for plan in plans:
+            if plan.skipped:
+                click.echo(f"{where}{plan.namespace}: skipped this pass: {plan.skipped}")
+                continue
             for stamp, reason in sorted(plan.delete.items()):
                 click.echo(f"{where}{verb} {plan.namespace}/{stamp}: {reason}")
             for stamp, error in sorted(plan.failed.items()):
