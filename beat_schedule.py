@@ -46,6 +46,12 @@ def schedule_entries(settings: Settings, config: FleetConfig | None) -> list[Sch
             queue="maintenance",
         ),
         ScheduleEntry(
+            name="reconcile",
+            task="tasks.maintenance.reconcile",
+            cron=settings.reconcile_schedule,
+            queue="maintenance",
+        ),
+        ScheduleEntry(
             name="check-staleness",
             task="tasks.alerts.check_staleness",
             cron=settings.staleness_check_schedule,

@@ -1,7 +1,9 @@
 """tasks.restore.run_restore: restore the services a Pending restore row names.
 
 It holds its namespace's lock, so no backup of the namespace runs meanwhile;
-a busy namespace makes it wait, up to BACKUP_TIME_LIMIT, then it fails.
+a busy namespace makes it wait, up to BACKUP_TIME_LIMIT, then it fails. So
+does a retention pass deleting in the namespace the backup is read from
+(workers/retention.py says why that suffices).
 """
 
 from typing import Any
@@ -14,7 +16,7 @@ from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS
 from workers.fleet import current_fleet
-from workers.locks import NamespaceBusy, namespace_lock
+from workers.locks import NamespaceBusy, namespace_lock, wait_while_retention
 from workers.restore_run import run_restore as perform_restore
 
 
@@ -34,9 +36,15 @@ def run_restore(
         row = queries.get_restore(session, restore_id=restore_id)
         target = row.namespace if row is not None else (namespace or "")
         backup = row.timestamp if row is not None else (timestamp or "")
+        source = row.source_namespace if row is not None else (source_namespace or target)
     lock = namespace_lock(settings, target, label=f"restore of {backup}")
     try:
         lock.acquire()
+        try:  # our row exists: a retention pass that starts now keeps the backup
+            wait_while_retention(settings, source)  # one that runs may be deleting it
+        except NamespaceBusy:
+            lock.release()
+            raise
     except NamespaceBusy as busy:
         countdown = settings.busy_retry_countdown
         if self.request.retries * countdown < settings.backup_time_limit:

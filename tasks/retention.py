@@ -4,8 +4,8 @@ from typing import Any
 
 from workers.app import app
 from workers.fleet import current_fleet
+from workers.retention import RetentionPlan, apply_secondary_retention
 from workers.retention import apply_retention as perform_retention
-from workers.retention import apply_secondary_retention
 from workers.stale_uploads import abort_stale_uploads as sweep
 
 
@@ -21,8 +21,13 @@ def apply_retention(namespace: str | None = None, dry_run: bool = False) -> dict
     plans = perform_retention(fleet, namespace=namespace, dry_run=dry_run)
     second = apply_secondary_retention(fleet, namespace=namespace, dry_run=dry_run)
     return {
-        "primary": {p.namespace: {"kept": len(p.keep), "deleted": sorted(p.delete)} for p in plans},
-        "secondary": {
-            p.namespace: {"kept": len(p.keep), "deleted": sorted(p.delete)} for p in second
-        },
+        "primary": {p.namespace: _summary(p) for p in plans},
+        "secondary": {p.namespace: _summary(p) for p in second},
     }
+
+
+def _summary(plan: RetentionPlan) -> dict[str, Any]:
+    summary: dict[str, Any] = {"kept": len(plan.keep), "deleted": sorted(plan.delete)}
+    if plan.skipped:
+        summary["skipped"] = plan.skipped
+    return summary

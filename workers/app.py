@@ -31,6 +31,7 @@ TASK_ROUTES = {
     "tasks.audit.*": {"queue": "audit"},
     "tasks.verify.*": {"queue": "verify"},
     "tasks.retention.*": {"queue": "maintenance"},
+    "tasks.maintenance.*": {"queue": "maintenance"},
     "tasks.alerts.*": {"queue": "maintenance"},
     "tasks.replicate.*": {"queue": "maintenance"},
 }
@@ -53,6 +54,7 @@ app = Celery(
         "tasks.backup",
         "tasks.restore",
         "tasks.retention",
+        "tasks.maintenance",
         "tasks.verify",
         "tasks.alerts",
         "tasks.replicate",

@@ -358,11 +358,39 @@ def retention(namespace: str | None, dry_run: bool) -> None:
     secondary = apply_secondary_retention(fleet, namespace=namespace, dry_run=dry_run)
     for where, plans in (("", primary), ("secondary store: ", secondary)):
         for plan in plans:
+            if plan.skipped:
+                click.echo(f"{where}{plan.namespace}: skipped this pass: {plan.skipped}")
+                continue
             for stamp, reason in sorted(plan.delete.items()):
                 click.echo(f"{where}{verb} {plan.namespace}/{stamp}: {reason}")
             for stamp, error in sorted(plan.failed.items()):
                 click.echo(f"{where}could not delete {plan.namespace}/{stamp}: {error}", err=True)
             click.echo(f"{where}{plan.namespace}: {len(plan.keep)} kept, {len(plan.delete)} {verb}")
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Only print what would be settled, and why.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def reconcile(dry_run: bool, as_json: bool) -> None:
+    """Settle Pending/Running backups and restores whose task and lock are gone."""
+    from workers.fleet import current_fleet
+    from workers.reconcile import reconcile as perform_reconcile
+
+    outcomes = perform_reconcile(current_fleet(), dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps([o.as_dict() for o in outcomes], indent=2))
+        return
+    verb = "would settle" if dry_run else "settled"
+    for o in outcomes:
+        what = f"{o.kind} {o.namespace}/{o.timestamp}" + (
+            f" (restore {o.restore_id})" if o.restore_id is not None else ""
+        )
+        if o.status == "left":
+            click.echo(f"left {what} {o.was}: {o.reason}")
+        else:
+            click.echo(f"{verb} {what} {o.was} -> {o.status}: {o.reason}")
+    settled = sum(o.status != "left" for o in outcomes)
+    click.echo(f"{settled} {verb}, {len(outcomes) - settled} left alone")
 
 
 def _pin(timestamp: str, namespace: str | None, pinned: bool) -> None:

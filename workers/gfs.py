@@ -59,6 +59,11 @@ class Policy:
         }
         return replace(self, **changes)
 
+    @property
+    def keeps_nothing(self) -> bool:
+        """Every rule off: such a policy is refused rather than applied."""
+        return all(getattr(self, name) == 0 for name in PERIODS)
+
     def describe(self) -> str:
         return ", ".join(f"keep-{name} {getattr(self, name)}" for name in PERIODS)
 

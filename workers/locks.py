@@ -10,6 +10,7 @@ another holder took it, so the job stops before it records anything.
 
 import logging
 import threading
+import time
 import uuid
 from functools import cache
 from types import TracebackType
@@ -22,6 +23,10 @@ from workers.settings import Settings
 
 log = logging.getLogger(__name__)
 PREFIX = "backfleet:lock:namespace:"
+# Held while retention deletes in a namespace's store prefix (workers/retention.py).
+RETENTION_PREFIX = "backfleet:lock:retention:"
+# One key per reader without a catalog row (a test restore): `<namespace>/<timestamp>/<id>`.
+READING_PREFIX = "backfleet:reading:"
 
 
 @cache
@@ -47,6 +52,59 @@ def namespace_lock(settings: Settings, namespace: str, *, label: str) -> "Namesp
     return NamespaceLock(client, namespace, label=label, ttl=settings.backup_lock_ttl)
 
 
+def retention_lock(settings: Settings, namespace: str, *, label: str) -> "NamespaceLock":
+    """The lock retention holds while it deletes backups of `namespace`.
+
+    See workers/retention.py for who waits on it and why.
+    """
+    client = lock_client(settings.locks_url)
+    return NamespaceLock(
+        client, namespace, label=label, ttl=settings.backup_lock_ttl, prefix=RETENTION_PREFIX
+    )
+
+
+def reading_mark(settings: Settings, namespace: str, timestamp: str) -> "NamespaceLock":
+    """A key that says a backup is being read, kept alive while held; readers share nothing."""
+    client = lock_client(settings.locks_url)
+    name = f"{namespace}/{timestamp}/{uuid.uuid4().hex}"
+    return NamespaceLock(
+        client, name, label="reading", ttl=settings.backup_lock_ttl, prefix=READING_PREFIX
+    )
+
+
+def backups_being_read(settings: Settings, namespace: str) -> set[str]:
+    """The timestamps of `namespace` that a reading mark is held on."""
+    client = lock_client(settings.locks_url)
+    pattern = READING_PREFIX + _glob_escape(namespace) + "/*"
+    found = set()
+    for key in client.scan_iter(match=pattern, count=500):
+        text = key.decode(errors="replace") if isinstance(key, bytes) else str(key)
+        found.add(text.removeprefix(READING_PREFIX).split("/")[1])
+    return found
+
+
+def wait_while_retention(settings: Settings, namespace: str, *, wait: float = 0) -> None:
+    """Return once no retention pass holds `namespace` (polling up to `wait` s), else
+    raise NamespaceBusy. A reader calls it after it registered (restore row, reading mark)."""
+    deadline = time.monotonic() + wait
+    while (holder := lock_holder(settings, namespace, prefix=RETENTION_PREFIX)) is not None:
+        if time.monotonic() >= deadline:
+            raise NamespaceBusy(namespace, holder)
+        time.sleep(1)
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+
+
+def lock_holder(settings: Settings, namespace: str, *, prefix: str = PREFIX) -> str | None:
+    """The label of whoever holds the namespace's lock (or its retention lock), or None."""
+    value = lock_client(settings.locks_url).get(prefix + namespace)
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    return str(value).split("|", 1)[0] if value else None
+
+
 class NamespaceBusy(Exception):
     """Another backup or restore holds the namespace; `holder` says which."""
 
@@ -62,10 +120,12 @@ class NamespaceLock:
     collision can say what is in the way.
     """
 
-    def __init__(self, client: redis.Redis, namespace: str, *, label: str, ttl: int) -> None:
-        self.namespace, self.ttl = namespace, ttl
+    def __init__(
+        self, client: redis.Redis, namespace: str, *, label: str, ttl: int, prefix: str = PREFIX
+    ) -> None:
+        self.namespace, self.ttl, self.key = namespace, ttl, prefix + namespace
         self.token = f"{label}|{uuid.uuid4().hex}"
-        self._lock: Lock = client.lock(PREFIX + namespace, timeout=ttl, thread_local=False)
+        self._lock: Lock = client.lock(self.key, timeout=ttl, thread_local=False)
         self._client = client
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
@@ -73,15 +133,18 @@ class NamespaceLock:
 
     def holder(self) -> str | None:
         """The label of whoever holds the lock now, or None."""
-        value = self._client.get(PREFIX + self.namespace)
+        value = self._client.get(self.key)
         if isinstance(value, bytes):
             value = value.decode(errors="replace")
         return str(value).split("|", 1)[0] if value else None
 
-    def acquire(self) -> None:
-        """Take the lock at once or raise NamespaceBusy; then keep it alive."""
-        if not self._lock.acquire(blocking=False, token=self.token):
-            raise NamespaceBusy(self.namespace, self.holder())
+    def acquire(self, wait: float = 0) -> None:
+        """Take the lock (trying for up to `wait` s) or raise NamespaceBusy; then keep it alive."""
+        deadline = time.monotonic() + wait
+        while not self._lock.acquire(blocking=False, token=self.token):
+            if time.monotonic() >= deadline:
+                raise NamespaceBusy(self.namespace, self.holder())
+            time.sleep(1)
         self._heartbeat = threading.Thread(
             target=self._beat, name=f"lock-heartbeat-{self.namespace}", daemon=True
         )
@@ -111,7 +174,7 @@ class NamespaceLock:
     def _retake(self) -> None:
         """The key is gone (Redis lost it) or another holder has it."""
         try:
-            taken = self._client.set(PREFIX + self.namespace, self.token, nx=True, ex=self.ttl)
+            taken = self._client.set(self.key, self.token, nx=True, ex=self.ttl)
         except RedisError:
             return
         if taken:

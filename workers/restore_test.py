@@ -29,6 +29,7 @@ from typing import Any
 
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from workers import crypto
@@ -36,6 +37,7 @@ from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Backup, Verification
 from workers.errors import BackfleetError, IntegrityError, SourceError
 from workers.fleet import Fleet
+from workers.locks import reading_mark, wait_while_retention
 from workers.manifest import ArtifactEntry
 from workers.pipeline import restore_artifacts
 from workers.redact import redact
@@ -56,6 +58,7 @@ from workers.timestamps import utcnow
 from workers.verify import read_manifest_from, report_verdict
 
 log = logging.getLogger(__name__)
+RETENTION_WAIT = 600  # seconds a test restore waits for a retention pass of its namespace
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,21 @@ def run_restore_tests(
 
 
 def run_restore_test(fleet: Fleet, *, namespace: str, timestamp: str) -> RestoreTestResult:
+    """Test one backup, marked as being read so retention keeps it (workers/retention.py)."""
+    mark = reading_mark(fleet.settings, namespace, timestamp)
+    try:
+        mark.acquire()
+    except RedisError as exc:  # retention cannot take its lock without Redis either: go on
+        log.warning("could not mark %s/%s as being read: %s", namespace, timestamp, exc)
+        return _run_restore_test(fleet, namespace=namespace, timestamp=timestamp)
+    try:
+        wait_while_retention(fleet.settings, namespace, wait=RETENTION_WAIT)
+        return _run_restore_test(fleet, namespace=namespace, timestamp=timestamp)
+    finally:
+        mark.release()
+
+
+def _run_restore_test(fleet: Fleet, *, namespace: str, timestamp: str) -> RestoreTestResult:
     keyring = crypto.Keyring.from_settings(fleet.settings)
     tested: list[str] = []
     skipped: list[str] = []

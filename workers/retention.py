@@ -2,10 +2,24 @@
 
 The GFS policy (workers/gfs.py) runs over the namespace's successful backups,
 full and onlyConfig ones as two separate series (a config-only backup must
-not stand in for a full one). On top of it, three things are never deleted:
-a pinned backup (`backfleet pin`), the newest backup whose last verification
-succeeded, and a backup any of whose objects is under an S3 Object Lock
-retention or legal hold. Pending, Running and Failed backups are not touched.
+not stand in for a full one). A policy that keeps nothing is refused. On top
+of it, these are never deleted: a pinned backup (`backfleet pin`), the newest
+backup whose last verification succeeded, the newest successful backup of
+each service (verified or not: the last copy of a service never goes), a
+backup a Pending or Running restore reads, and a backup any of whose objects
+is under an S3 Object Lock retention or legal hold. Pending, Running and
+Failed backups are not touched.
+
+Retention and restores exclude each other through the namespace's retention
+lock (workers/locks.py), held for the whole pass over a namespace (plan and
+deletes). A restore's catalog row is written before its worker starts, and
+the worker waits while the retention lock of the namespace it reads from is
+held (tasks/restore.py). So a restore whose row existed when the pass took
+the lock is seen by the plan and its backup kept; one whose row came later
+waits until the pass is over, then finds its backup kept or cleanly gone,
+never half-deleted. A test restore (no row) holds the same lock while it
+reads. The namespace lock itself is not used: it would make retention wait
+for backups, and a restore from another namespace holds only its target's.
 
 A deletion removes the manifest first (so the backup is at once incomplete
 and no restore starts on half of it), then every other object under its
@@ -14,17 +28,20 @@ that dies half-way is finished by the next one: deleting is idempotent.
 """
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from workers import gfs
 from workers.catalog.db import session_scope
-from workers.catalog.models import SUCCESS, Backup
+from workers.catalog.models import ACTIVE_STATUSES, SUCCESS, Backup, Restore
+from workers.errors import ConfigError
 from workers.fleet import Fleet
+from workers.locks import NamespaceBusy, NamespaceLock, backups_being_read, retention_lock
 from workers.manifest import MANIFEST_NAME, backup_prefix, manifest_key
 from workers.redact import redact
 from workers.stores.base import ObjectStore
@@ -42,20 +59,36 @@ class RetentionPlan:
     keep: dict[str, list[str]] = field(default_factory=dict)  # timestamp -> reasons
     delete: dict[str, str] = field(default_factory=dict)  # timestamp -> reason
     failed: dict[str, str] = field(default_factory=dict)  # timestamp -> why it could not go
+    skipped: str | None = None  # why the namespace was left alone this pass
 
 
-def plan_retention(
-    fleet: Fleet, *, namespace: str, policy: gfs.Policy | None = None
-) -> RetentionPlan:
+def namespace_policy(fleet: Fleet, namespace: str, policy: gfs.Policy | None = None) -> gfs.Policy:
+    """RETENTION_KEEP_* with the namespace's own counts; ConfigError if it keeps nothing."""
     policy = policy or gfs.Policy.from_settings(fleet.settings).overridden(
         fleet.config.retention.get(namespace)
     )
+    if policy.keeps_nothing:
+        raise ConfigError(
+            f"the retention of namespace {namespace} keeps nothing ({policy.describe()}): "
+            "set a count of RETENTION_KEEP_* or of its [retention] table above 0"
+        )
+    return policy
+
+
+def plan_retention(
+    fleet: Fleet,
+    *,
+    namespace: str,
+    policy: gfs.Policy | None = None,
+    being_read: Iterable[str] = (),
+) -> RetentionPlan:
+    """What goes; `being_read`: timestamps a reading mark is held on (a test restore)."""
+    policy = namespace_policy(fleet, namespace, policy)
     with session_scope(fleet.settings.database_url) as session:
         rows = session.execute(
-            select(Backup.timestamp, Backup.only_config, Backup.pinned, Backup.verified).where(
-                Backup.namespace == namespace, Backup.status == SUCCESS
-            )
+            select(*_COLUMNS).where(Backup.namespace == namespace, Backup.status == SUCCESS)
         ).all()
+        in_use = _read_by_restores(session, namespace, being_read)
     plan = RetentionPlan(namespace)
     for only_config in (False, True):
         series = [
@@ -65,7 +98,7 @@ def plan_retention(
         ]
         for stamp, reasons in gfs.select(series, policy).items():
             plan.keep[stamp] = reasons
-    _keep_protected(plan, rows)
+    _keep_protected(plan, rows, in_use)
     why = f"not kept by retention ({policy.describe()})"
     for row in sorted(rows, key=lambda r: r.timestamp):
         if row.timestamp in plan.keep:
@@ -101,14 +134,45 @@ def apply_retention(
     """Plan every namespace (or one) and, unless `dry_run`, delete what the plans say."""
     plans = []
     for ns in [namespace] if namespace else namespaces_of(fleet):
-        plan = plan_retention(fleet, namespace=ns, policy=policy)
-        plans.append(plan)
+        namespace_policy(fleet, ns, policy)  # refused before any lock is taken
         if dry_run:
+            plans.append(plan_retention(fleet, namespace=ns, policy=policy))
             continue
-        stamps = sorted(plan.delete)
-        for start in range(0, len(stamps), DELETE_BATCH):
-            _delete_batch(fleet, plan, stamps[start : start + DELETE_BATCH])
+        lock = _take_retention_lock(fleet, ns)
+        if isinstance(lock, RetentionPlan):
+            plans.append(lock)
+            continue
+        try:
+            # Planned under the lock: every reader registered before it is seen.
+            readers = backups_being_read(fleet.settings, ns)
+            plan = plan_retention(fleet, namespace=ns, policy=policy, being_read=readers)
+            plans.append(plan)
+            stamps = sorted(plan.delete)
+            for start in range(0, len(stamps), DELETE_BATCH):
+                if lock.lost.is_set():
+                    _give_up(plan, stamps[start:], "the retention lock was lost")
+                    break
+                _delete_batch(fleet, plan, stamps[start : start + DELETE_BATCH])
+        finally:
+            lock.release()
     return plans
+
+
+def _take_retention_lock(fleet: Fleet, namespace: str) -> NamespaceLock | RetentionPlan:
+    """The namespace's retention lock, or a plan that says why the namespace is skipped."""
+    lock = retention_lock(fleet.settings, namespace, label="retention")
+    try:
+        lock.acquire()
+    except NamespaceBusy as busy:  # a test restore, or another pass: the next pass does it
+        log.warning("retention of %s skipped this pass: %s", namespace, busy)
+        return RetentionPlan(namespace, skipped=str(busy))
+    return lock
+
+
+def _give_up(plan: RetentionPlan, stamps: list[str], why: str) -> None:
+    for stamp in stamps:
+        plan.failed[stamp] = why
+        plan.delete.pop(stamp, None)
 
 
 def apply_secondary_retention(
@@ -129,67 +193,122 @@ def apply_secondary_retention(
     )
     plans = []
     for ns in [namespace] if namespace else namespaces_of(fleet):
-        stamps = sorted(
-            info.key.split("/")[1]
-            for info in store.list(f"{ns}/")
-            if info.key.count("/") == 2 and info.key.endswith("/" + MANIFEST_NAME)
-        )
-        with session_scope(fleet.settings.database_url) as session:
-            rows = session.execute(
-                select(Backup.timestamp, Backup.only_config, Backup.pinned, Backup.verified).where(
-                    Backup.namespace == ns, Backup.timestamp.in_(stamps)
-                )
-            ).all()
-        known = {row.timestamp: row for row in rows}
-        plan = RetentionPlan(ns)
-        for only_config in (False, True):
-            series = [
-                (stamp, parse_timestamp(stamp))
-                for stamp in stamps
-                if (known[stamp].only_config if stamp in known else False) == only_config
-            ]
-            plan.keep.update(gfs.select(series, policy))
-        _keep_protected(plan, rows)
-        why = f"not kept by the secondary store's retention ({policy.describe()})"
-        for stamp in stamps:
-            if stamp in plan.keep:
-                continue
-            locked = locked_until(store, ns, stamp)
-            if locked is not None:
-                plan.keep[stamp] = [f"object lock until {locked.isoformat()}"]
-                continue
-            plan.delete[stamp] = why
-            if dry_run:
-                continue
-            try:
-                delete_objects(store, namespace=ns, timestamp=stamp)
-            except Exception as exc:
-                plan.failed[stamp] = redact(str(exc), fleet.secrets())
-                del plan.delete[stamp]
-                continue
-            record_system_event(
-                namespace=ns,
-                name="BackupDeleted",
-                params={"namespace": ns, "timestamp": stamp, "reason": why, "store": "secondary"},
-            )
-        plans.append(plan)
+        lock = None if dry_run else _take_retention_lock(fleet, ns)
+        if isinstance(lock, RetentionPlan):
+            plans.append(lock)
+            continue
+        try:
+            readers = set() if lock is None else backups_being_read(fleet.settings, ns)
+            plans.append(_secondary_pass(fleet, store, policy, ns, readers, lock))
+        finally:
+            if lock is not None:
+                lock.release()
     return plans
+
+
+def _secondary_pass(
+    fleet: Fleet,
+    store: ObjectStore,
+    policy: gfs.Policy,
+    ns: str,
+    being_read: set[str],
+    lock: NamespaceLock | None,  # None: a dry run
+) -> RetentionPlan:
+    stamps = sorted(
+        info.key.split("/")[1]
+        for info in store.list(f"{ns}/")
+        if info.key.count("/") == 2 and info.key.endswith("/" + MANIFEST_NAME)
+    )
+    with session_scope(fleet.settings.database_url) as session:
+        rows = session.execute(
+            select(*_COLUMNS).where(Backup.namespace == ns, Backup.timestamp.in_(stamps))
+        ).all()
+        in_use = _read_by_restores(session, ns, being_read)
+    known = {row.timestamp: row for row in rows}
+    plan = RetentionPlan(ns)
+    for only_config in (False, True):
+        series = [
+            (stamp, parse_timestamp(stamp))
+            for stamp in stamps
+            if (known[stamp].only_config if stamp in known else False) == only_config
+        ]
+        plan.keep.update(gfs.select(series, policy))
+    _keep_protected(plan, rows, in_use)
+    why = f"not kept by the secondary store's retention ({policy.describe()})"
+    for stamp in stamps:
+        if stamp in plan.keep:
+            continue
+        locked = locked_until(store, ns, stamp)
+        if locked is not None:
+            plan.keep[stamp] = [f"object lock until {locked.isoformat()}"]
+            continue
+        plan.delete[stamp] = why
+        if lock is None:
+            continue
+        if lock.lost.is_set():
+            _give_up(plan, [stamp], "the retention lock was lost")
+            continue
+        try:
+            delete_objects(store, namespace=ns, timestamp=stamp)
+        except Exception as exc:
+            plan.failed[stamp] = redact(str(exc), fleet.secrets())
+            del plan.delete[stamp]
+            continue
+        record_system_event(
+            namespace=ns,
+            name="BackupDeleted",
+            params={"namespace": ns, "timestamp": stamp, "reason": why, "store": "secondary"},
+        )
+    return plan
+
+
+_COLUMNS = (
+    Backup.timestamp, Backup.only_config, Backup.pinned, Backup.verified, Backup.services,
+    Backup.status,
+)  # fmt: skip
 
 
 class _Protectable(Protocol):
     timestamp: str
     pinned: bool
     verified: str | None
+    services: list[str]
+    status: str
 
 
-def _keep_protected(plan: RetentionPlan, rows: Sequence[_Protectable]) -> None:
-    """Whatever the counts say: the newest verified-good backup, and every pinned one."""
+def _read_by_restores(
+    session: Session, namespace: str, being_read: Iterable[str]
+) -> dict[str, list[str]]:
+    """Timestamp -> the Pending or Running restores (and test restores) reading that backup."""
+    found: dict[str, list[str]] = {stamp: ["read by a test restore"] for stamp in being_read}
+    for restore_id, stamp, status in session.execute(
+        select(Restore.id, Restore.timestamp, Restore.status).where(
+            Restore.source_namespace == namespace, Restore.status.in_(ACTIVE_STATUSES)
+        )
+    ):
+        found.setdefault(stamp, []).append(f"read by restore {restore_id} ({status})")
+    return found
+
+
+def _keep_protected(
+    plan: RetentionPlan, rows: Sequence[_Protectable], in_use: dict[str, list[str]]
+) -> None:
+    """Whatever the counts say: pins, the newest verified-good backup, the newest backup of
+    each service (of the successful ones), and the backups restores are reading."""
     verified = sorted(row.timestamp for row in rows if row.verified == SUCCESS)
     if verified:
         plan.keep.setdefault(verified[-1], []).append("newest verified-good backup")
+    newest: dict[str, str] = {}
+    for row in rows:
+        for service in row.services if row.status == SUCCESS else []:
+            newest[service] = max(newest.get(service, row.timestamp), row.timestamp)
+    for service, stamp in sorted(newest.items()):
+        plan.keep.setdefault(stamp, []).append(f"newest backup of service {service}")
     for row in rows:
         if row.pinned:
             plan.keep.setdefault(row.timestamp, []).append("pinned")
+    for stamp, reasons in in_use.items():
+        plan.keep.setdefault(stamp, []).extend(reasons)
 
 
 def _delete_batch(fleet: Fleet, plan: RetentionPlan, stamps: list[str]) -> None:

@@ -171,6 +171,7 @@ class Settings(BaseSettings):
     retention_keep_yearly: Annotated[int, Field(ge=-1)] = 0
     backup_max_age: str = "2h"  # the RPO: e.g. 2h, 90m, 1d or seconds
     staleness_check_schedule: str = "*/5 * * * *"
+    reconcile_schedule: str = "*/5 * * * *"  # settles rows whose worker was lost
     alert_webhook_url: SecretStr | None = None
     alert_webhook_attempts: Annotated[int, Field(ge=1, le=20)] = 5
     alert_webhook_timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
@@ -189,6 +190,7 @@ class Settings(BaseSettings):
         "retention_schedule",
         "staleness_check_schedule",
         "secondary_copy_schedule",
+        "reconcile_schedule",
     )
     @classmethod
     def _valid_cron(cls, value: str, info: ValidationInfo) -> str:
@@ -263,6 +265,15 @@ class Settings(BaseSettings):
             raise ValueError("AWS_S3_SSE_KMS_KEY_ID needs AWS_S3_SSE=aws:kms")
         if bool(self.aws_s3_object_lock_mode) != bool(self.aws_s3_object_lock_days):
             raise ValueError("AWS_S3_OBJECT_LOCK_MODE and AWS_S3_OBJECT_LOCK_DAYS go together")
+        return self
+
+    @model_validator(mode="after")
+    def _retention_keeps_something(self) -> "Settings":
+        # All counts at 0 would delete every backup that is not pinned or protected.
+        names = [f"retention_keep_{p}" for p in ("hourly", "daily", "weekly", "monthly", "yearly")]
+        if all(getattr(self, name) == 0 for name in names):
+            listed = ", ".join(name.upper() for name in names)
+            raise ValueError(f"{listed} are all 0: retention would keep nothing")
         return self
 
     @model_validator(mode="after")

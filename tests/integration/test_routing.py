@@ -21,6 +21,7 @@ pytestmark = pytest.mark.integration
         ("tasks.verify.test_restore", "verify"),
         ("tasks.alerts.check_staleness", "maintenance"),
         ("tasks.replicate.copy_to_secondary", "maintenance"),
+        ("tasks.maintenance.reconcile", "maintenance"),
     ],
 )
 def test_a_task_is_delivered_to_exactly_its_queue(redis_server: Any, task: str, queue: str) -> None:

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,14 @@ def _engines() -> Iterator[None]:
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, s3_server: S3Server, s3_bucket: str) -> Fleet:
+def fleet(
+    tmp_path: Path,
+    s3_server: S3Server,
+    s3_bucket: str,
+    redis_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Fleet:
+    monkeypatch.setenv("BROKER_URL", redis_server.url)  # retention takes a lock in Redis
     second = s3_server.make_settings(s3_bucket, backup_part_size=5 * 1024 * 1024)
     base = make_fleet(tmp_path, secondary_object_store_location_type="s3")
     return replace(base, secondary=make_store(second), secondary_settings=second)

@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -80,8 +81,9 @@ def test_the_models_match_the_migrations(
 
 
 def test_rotation_metrics_status_and_retention_on_a_postgresql_catalog(
-    tmp_path: Path, pg_database: str
+    tmp_path: Path, pg_database: str, redis_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("BROKER_URL", redis_server.url)  # retention takes a lock in Redis
     from datetime import UTC, datetime, timedelta
 
     from tests.unit.test_metrics_status import scrape

@@ -28,6 +28,7 @@ def test_no_backup_entries_unless_regular_backups_are_enabled() -> None:
         ("tasks.verify.verify_backups", "verify"),
         ("tasks.verify.test_restore", "verify"),
         ("tasks.retention.apply_retention", "maintenance"),
+        ("tasks.maintenance.reconcile", "maintenance"),
         ("tasks.alerts.check_staleness", "maintenance"),
     ]
 

@@ -31,6 +31,13 @@ def _engines() -> Iterator[None]:
     dispose_engines()
 
 
+@pytest.fixture(autouse=True)
+def _locks(redis_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retention takes a lock in Redis (workers/locks.py)."""
+    monkeypatch.setenv("BROKER_URL", redis_server.url)
+    monkeypatch.delenv("LOCK_REDIS_URL", raising=False)
+
+
 @pytest.fixture
 def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return capture_system_events(monkeypatch, workers.retention)

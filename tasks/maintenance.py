@@ -1,0 +1,16 @@
+"""tasks.maintenance.reconcile (queue `maintenance`): settle rows whose worker was lost."""
+
+from typing import Any
+
+from workers.app import app
+from workers.fleet import current_fleet
+from workers.reconcile import reconcile as perform_reconcile
+
+
+@app.task(name="tasks.maintenance.reconcile")
+def reconcile(dry_run: bool = False) -> dict[str, Any]:
+    outcomes = perform_reconcile(current_fleet(), dry_run=dry_run)
+    return {
+        "settled": [o.as_dict() for o in outcomes if o.status != "left"],
+        "left": [o.as_dict() for o in outcomes if o.status == "left"],
+    }
