@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from workers.audit import scope as audit_scope
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Backup, Restore
@@ -46,6 +47,7 @@ def request_backup(
     only_config: bool = False,
     trigger: str = "api",
     requested_by: str | None = None,
+    customer: str | None = None,
     enqueue: Enqueue = celery_enqueue,
 ) -> Backup:
     """Record a Pending backup and enqueue it; ConflictError if one is already active."""
@@ -65,6 +67,7 @@ def request_backup(
             only_config=only_config,
             trigger=trigger,
             requested_by=requested_by,
+            requested_customer=customer or None,
         )
     kwargs: dict[str, object] = {"namespace": namespace, "timestamp": backup.timestamp}
     try:
@@ -156,10 +159,13 @@ def request_restore(
     source_namespace: str | None = None,
     skip: Iterable[str] = (),
     requested_by: str | None = None,
+    customer: str | None = None,
     enqueue: Enqueue = celery_enqueue,
 ) -> Restore:
     """Record a Pending restore of `timestamp` into `namespace` and enqueue it."""
     fleet.config.services_of(namespace)  # the target must be configured
+    for acted_on in (namespace, source_namespace or namespace):
+        audit_scope.acted_on(acted_on)  # an API call is recorded in both trails
     plan = plan_restore(
         fleet,
         namespace=namespace,
@@ -183,6 +189,7 @@ def request_restore(
             skipped=plan.skipped,
             backup_url=plan.backup_url,
             requested_by=requested_by,
+            requested_customer=customer or None,
         )
     try:
         # namespace and timestamp are labels: what Flower shows of the task

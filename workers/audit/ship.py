@@ -16,6 +16,7 @@ skipped.
 """
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -49,12 +50,28 @@ def flush_user_events(
     database_url: str,
     limits: ShipLimits = ShipLimits(),
     namespace: str | None = None,
+    configured: Collection[str] | None = None,
 ) -> FlushResult:
-    """Ship every event committed before this call; returns what was shipped."""
+    """Ship every event committed before this call; returns what was shipped.
+
+    With `configured` (the fleet's namespaces), events of any other namespace
+    stay in the catalog unshipped and unpurged (a namespace taken out of the
+    config ships again once it is back): no prefix is ever made for a name
+    the fleet does not know.
+    """
     with session_scope(database_url) as session:  # the lock it takes ends right here
         horizon = catalog.shipping_horizon(session)
     with session_scope(database_url) as session:
         namespaces = [namespace] if namespace else catalog.namespaces_with_events(session)
+    if configured is not None:
+        unknown = [name for name in namespaces if name not in configured]
+        if unknown:
+            log.warning(
+                "%d namespace(s) with user events are not configured; their events stay "
+                "in the catalog, unshipped",
+                len(unknown),
+            )
+        namespaces = [name for name in namespaces if name in configured]
     result = FlushResult()
     for name in namespaces:
         while (batch := _claim_batch(database_url, name, horizon, limits.batch_events)) is not None:
