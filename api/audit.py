@@ -50,6 +50,11 @@ OPERATIONS: Mapping[tuple[str, str], str] = {
 # Bodies recorded only by their size: the events themselves are stored on their own.
 PAYLOAD_NOT_RECORDED = frozenset({f"{BASE}/userevents"})
 SECRET_FIELD = re.compile(r"(?i)pass|secret|token|key|credential|authorization|signature")
+# `"<secret-looking name>": <string or scalar>` in text that does not parse as JSON.
+SECRET_JSON_VALUE = re.compile(
+    r'("[^"\\]*(?i:pass|secret|token|key|credential|authorization|signature)[^"\\]*"\s*:\s*)'
+    r'(?:"(?:[^"\\]|\\.)*"?|[^,{}\[\]\s]+)'
+)
 
 
 def operation_name(method: str, path_template: str) -> str:
@@ -61,7 +66,7 @@ def operation_name(method: str, path_template: str) -> str:
 
 
 MAX_DEPTH = 32  # deeper JSON containers are recorded as a marker, not walked
-TOO_DEEP = "…[nested too deeply]"
+TOO_DEEP = "[nested too deeply]"
 MAX_PARAMS = 32  # query and path parameters kept per event
 MAX_KEY_CHARS = 64
 MAX_VALUE_CHARS = 1024
@@ -98,8 +103,8 @@ def redact_payload(body: bytes, secrets: list[str]) -> str:
         text = json.dumps(_mask_fields(json.loads(text)), separators=(",", ":"))
     except RecursionError:  # nested deeper than the parser goes: nothing safe to keep
         return f"({len(body)} bytes not recorded: nested too deeply)"
-    except ValueError:
-        pass  # not JSON (or cut short): masked as text below
+    except ValueError:  # not JSON, or cut short: mask what looks like a secret field's value
+        text = SECRET_JSON_VALUE.sub(lambda found: found[1] + json.dumps(MASK), text)
     return cut_payload(redact(text, secrets))
 
 
