@@ -180,7 +180,7 @@ def test_a_restore_from_another_namespace_is_recorded_in_both_trails(fleet: Flee
                 sha256="0" * 64,
                 source_size=3,
                 source={"kind": "directory"},
-            )  # fmt: skip
+            )
         ],
     )
     fleet.store.put_object(manifest_key("team-b", timestamp), manifest.to_bytes())
@@ -207,7 +207,7 @@ def test_no_body_shape_skips_the_record(fleet: Fleet) -> None:
     recorded = events(fleet)
     assert len(recorded) == 4  # every call is in the trail, whatever its body
     assert recorded[0].request_payload == f"({len(deep)} bytes not recorded: nested too deeply)"
-    assert "\"[nested too deeply]\"" in recorded[1].request_payload
+    assert '"[nested too deeply]"' in recorded[1].request_payload
     everything = json.dumps([e.request_payload for e in recorded])
     assert "hunter2" not in everything and "abc123" not in everything
     assert "s3cr3t" not in everything
