@@ -124,7 +124,13 @@ def plan_restore(
     # Catalog or not, the manifest in the store says what the backup holds.
     manifest = read_manifest(fleet, namespace=source_namespace, timestamp=timestamp)
     targets = fleet.config.services_of(namespace)
-    skipped = sorted(set(skip) & set(manifest.services()))
+    unknown = sorted(set(skip) - set(manifest.services()))
+    if unknown:  # a typo must not restore the very service it meant to protect
+        raise InvalidRequestError(
+            f"unknown service(s) {', '.join(unknown)}: backup {timestamp} of namespace "
+            f"{source_namespace} holds {', '.join(sorted(manifest.services()))}"
+        )
+    skipped = sorted(set(skip))
     services = [service for service in manifest.services() if service not in skipped]
     if not services:
         raise InvalidRequestError("every service of the backup is disabled: nothing to restore")
