@@ -47,9 +47,7 @@ class ServiceToggle(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # The seed documentation's prose says `disabled`, its JSON `disable`: both are taken.
-    disable: StrictBool = Field(
-        default=False, validation_alias=AliasChoices("disable", "disabled")
-    )
+    disable: StrictBool = Field(default=False, validation_alias=AliasChoices("disable", "disabled"))
 
 
 class RestoreRequest(BaseModel):

@@ -105,7 +105,10 @@ def record_system_event(
             user_email=user_email,
             customer_name=customer_name,
             response_code=response_code,
-            request_params={str(k): redact(str(v), secrets) for k, v in (params or {}).items()},
+            request_params={
+                **({} if namespace in targets else {"namespace": namespace}),  # placed elsewhere
+                **{str(k): redact(str(v), secrets) for k, v in (params or {}).items()},
+            },
             request_payload=cut_payload(redact(payload, secrets)),
         )
         events = [dataclasses.replace(template, namespace=target) for target in targets]

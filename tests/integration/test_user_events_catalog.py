@@ -213,6 +213,11 @@ def test_backups_and_restores_are_audit_events(configured: str) -> None:
     assert (restored.namespace, restored_source.namespace) == ("app", "prod")
     assert restored_source.request_params == restored.request_params
     assert (from_unknown.namespace, from_unknown.user_email) == ("prod", "backfleet")
+    # A System event of a namespace the fleet does not configure goes to the default one.
+    record_system_event(namespace="gone", name="BackupDeleted", params={"timestamp": timestamp})
+    (placed,) = all_events(enabled)[4:]
+    assert placed.namespace == "app"
+    assert placed.request_params == {"namespace": "gone", "timestamp": timestamp}
     assert made.request_params == {
         "timestamp": timestamp, "status": "Success", "trigger": "api",
         "services": "db,files", "bytes": "3072",

@@ -13,11 +13,12 @@ A second flush waits for the first, then ships what is left.
 import fcntl
 import hashlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from workers.catalog.db import get_engine, normalize_url
 
@@ -41,8 +42,10 @@ def flush_lock(database_url: str, namespace: str) -> Iterator[None]:
             try:
                 yield
             finally:
-                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-                connection.commit()
+                # A broken connection has dropped the lock already: keep the flush's own error.
+                with suppress(SQLAlchemyError):
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    connection.commit()
         return
     database = make_url(normalize_url(database_url)).database
     if not database or database == ":memory:":
