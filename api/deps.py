@@ -21,6 +21,7 @@ from sqlalchemy import text
 
 from api.auth import CALLER_STATE, CHALLENGE, Unauthorized, identify
 from api.schemas import RestoreStatusQuery
+from workers.audit import scope as audit_scope
 from workers.catalog.db import session_scope
 from workers.errors import BackfleetError, NotFoundError
 from workers.fleet import Fleet
@@ -72,6 +73,7 @@ def resolve_namespace(fleet: Fleet, requested: str | None) -> str:
     namespace = requested or fleet.config.default_namespace
     if namespace not in fleet.config.namespaces:
         raise NotFoundError(f"namespace {namespace} is not configured in this fleet")
+    audit_scope.acted_on(namespace)  # the audit trail records the call in this namespace
     return namespace
 
 
@@ -165,7 +167,10 @@ async def restore_status_query(
     body = decode_json_object(await request.body())
     query = {"timestamp": timestamp, "namespace": namespace}
     merged = {name: value for name, value in query.items() if value is not None} | body
-    return validate_body(RestoreStatusQuery, merged, where="body" if body else "query")
+    asked = validate_body(RestoreStatusQuery, merged, where="body" if body else "query")
+    if asked.namespace:
+        audit_scope.acted_on(asked.namespace)  # recorded there if this fleet configures it
+    return asked
 
 
 RestoreStatusDep = Annotated[RestoreStatusQuery, Depends(restore_status_query)]

@@ -100,6 +100,7 @@ def ondemand_backup(
         only_config=body.only_config,
         trigger="api",
         requested_by=requested_by(caller),
+        customer=caller.customer,  # the customerName of the Backup/Restore audit event
         enqueue=enqueue,
     )
     return Message(code=202, message=f"Request Accepted with timestamp {backup.timestamp}")
@@ -151,6 +152,7 @@ def ondemand_restore(
         source_namespace=source,
         skip=body.skipped,
         requested_by=requested_by(caller),
+        customer=caller.customer,  # the customerName of the Backup/Restore audit event
         enqueue=enqueue,
     )
     return Message(code=202, message="Request Accepted")

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, StrictBool
 from pydantic.alias_generators import to_camel
 
 from workers.catalog.models import Artifact, Backup, Restore
@@ -39,14 +39,15 @@ class BackupRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    only_config: bool = Field(default=False, alias="onlyConfig")
+    only_config: StrictBool = Field(default=False, alias="onlyConfig")  # no "true", no 1
     namespace: DnsLabel | None = None
 
 
 class ServiceToggle(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    disable: bool = False
+    # The seed documentation's prose says `disabled`, its JSON `disable`: both are taken.
+    disable: StrictBool = Field(default=False, validation_alias=AliasChoices("disable", "disabled"))
 
 
 class RestoreRequest(BaseModel):

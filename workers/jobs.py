@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from workers.audit import scope as audit_scope
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Backup, Restore
@@ -52,6 +53,7 @@ def request_backup(
     only_config: bool = False,
     trigger: str = "api",
     requested_by: str | None = None,
+    customer: str | None = None,
     enqueue: Enqueue = celery_enqueue,
 ) -> Backup:
     """Record a Pending backup and enqueue it; ConflictError if one is already active."""
@@ -71,6 +73,7 @@ def request_backup(
             only_config=only_config,
             trigger=trigger,
             requested_by=requested_by,
+            requested_customer=customer or None,
         )
     kwargs: dict[str, object] = {"namespace": namespace, "timestamp": backup.timestamp}
     try:
@@ -135,7 +138,13 @@ def plan_restore(
     # Catalog or not, the manifest in the store says what the backup holds.
     manifest = read_manifest(fleet, namespace=source_namespace, timestamp=timestamp)
     targets = fleet.config.services_of(namespace)
-    skipped = sorted(set(skip) & set(manifest.services()))
+    unknown = sorted(set(skip) - set(manifest.services()))
+    if unknown:  # a typo must not restore the very service it meant to protect
+        raise InvalidRequestError(
+            f"unknown service(s) {', '.join(unknown)}: backup {timestamp} of namespace "
+            f"{source_namespace} holds {', '.join(sorted(manifest.services()))}"
+        )
+    skipped = sorted(set(skip))
     services = [service for service in manifest.services() if service not in skipped]
     if not services:
         raise InvalidRequestError("every service of the backup is disabled: nothing to restore")
@@ -170,6 +179,7 @@ def request_restore(
     source_namespace: str | None = None,
     skip: Iterable[str] = (),
     requested_by: str | None = None,
+    customer: str | None = None,
     enqueue: Enqueue = celery_enqueue,
     allow_unconfigured_source: bool | None = None,
 ) -> Restore:
@@ -185,6 +195,8 @@ def request_restore(
         allow_unconfigured_source = fleet.settings.backfleet_allow_unconfigured_source_namespaces
     if source not in fleet.config.namespaces and not allow_unconfigured_source:
         raise ForbiddenError(UNCONFIGURED_SOURCE)
+    for acted_on in (namespace, source):
+        audit_scope.acted_on(acted_on)  # an API call is recorded in both trails
     plan = plan_restore(
         fleet,
         namespace=namespace,
@@ -208,6 +220,7 @@ def request_restore(
             skipped=plan.skipped,
             backup_url=plan.backup_url,
             requested_by=requested_by,
+            requested_customer=customer or None,
         )
     try:
         # namespace and timestamp are labels: what Flower shows of the task

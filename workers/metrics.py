@@ -229,10 +229,19 @@ class CatalogCollector(Collector):
             "User events recorded but not yet confirmed shipped to the store",
             labels=["namespace"],
         )
+        elsewhere = GaugeMetricFamily(
+            "backfleet_audit_unplaced_events",
+            "User events of namespaces this fleet does not configure: kept, not shipped",
+        )
+        unplaced = 0
         with session_scope(fleet.settings.database_url) as session:
             for namespace, count in unshipped_by_namespace(session).items():
-                backlog.add_metric([namespace], float(count))
-        yield backlog
+                if namespace in fleet.config.namespaces:  # a label only for a configured name
+                    backlog.add_metric([namespace], float(count))
+                else:
+                    unplaced += count
+        elsewhere.add_metric([], float(unplaced))
+        yield from (backlog, elsewhere)
 
     def _queues(self, fleet: Fleet) -> Iterator[Metric]:
         up = GaugeMetricFamily("backfleet_broker_up", "1 if the broker answered this scrape")

@@ -7,6 +7,7 @@ is the helper for in-process callers of the platform: the same validation as
 `POST /athena/api/v1/userevents`, and it raises on bad input.
 """
 
+import dataclasses
 import json
 import logging
 import time
@@ -15,8 +16,10 @@ from typing import Any
 
 from workers.audit.catalog import NewEvent, insert_events
 from workers.audit.lines import cut_payload, validate_events
+from workers.audit.scope import placed
 from workers.catalog.db import session_scope
 from workers.redact import redact
+from workers.services_config import FleetConfig
 from workers.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,31 @@ def settings_secrets(settings: Settings) -> list[str]:
         return fleet.settings_secrets(settings)
 
 
+def fleet_config() -> FleetConfig | None:
+    """The fleet's config, or None where this process has none (a bare catalog tool)."""
+    from workers import fleet  # imported here: the fleet module imports much more
+
+    try:
+        return fleet.current_fleet().config
+    except Exception:
+        return None
+
+
+def placed_namespaces(namespace: str, also_in: Iterable[str] = ()) -> list[str]:
+    """Where an event of `namespace` (and of each of `also_in`) is recorded, each once.
+
+    `namespace` is placed by workers.audit.scope.placed (the default namespace
+    stands in for one the fleet does not configure); an `also_in` name the
+    fleet does not configure is left out. Without a fleet config the names stay
+    as given: Backfleet's own operations name only namespaces some config held.
+    """
+    config = fleet_config()
+    if config is None:
+        return list(dict.fromkeys([namespace, *also_in]))
+    extra = [name for name in also_in if name in config.namespaces]
+    return list(dict.fromkeys([placed(config, namespace), *extra]))
+
+
 def store_events(database_url: str, events: Sequence[NewEvent]) -> int:
     """Insert events in one transaction: all of them or none."""
     with session_scope(database_url) as session:
@@ -53,10 +81,13 @@ def record_system_event(
     response_code: int = 200,
     user_email: str = "backfleet",
     customer_name: str = "",
+    also_in: Sequence[str] = (),
 ) -> None:
     """Record one of Backfleet's own operations (opType "System", nameHints [name]).
 
-    A no-op unless ENABLE_USER_EVENTS is true. Never raises.
+    The event goes to `namespace` and each of `also_in` (a restore's source),
+    as `placed_namespaces` says. A no-op unless ENABLE_USER_EVENTS is true.
+    Never raises.
     """
     settings: Settings | None = None
     secrets: list[str] = []
@@ -65,7 +96,8 @@ def record_system_event(
         if not settings.enable_user_events:
             return
         secrets = settings_secrets(settings)
-        event = NewEvent(
+        targets = placed_namespaces(namespace, also_in)
+        template = NewEvent(
             namespace=namespace,
             op_type=SYSTEM_OP_TYPE,
             created_at=now_ms(),
@@ -73,10 +105,14 @@ def record_system_event(
             user_email=user_email,
             customer_name=customer_name,
             response_code=response_code,
-            request_params={str(k): redact(str(v), secrets) for k, v in (params or {}).items()},
+            request_params={
+                **({} if namespace in targets else {"namespace": namespace}),  # placed elsewhere
+                **{str(k): redact(str(v), secrets) for k, v in (params or {}).items()},
+            },
             request_payload=cut_payload(redact(payload, secrets)),
         )
-        store_events(settings.database_url, [event])
+        events = [dataclasses.replace(template, namespace=target) for target in targets]
+        store_events(settings.database_url, events)
     except Exception as exc:
         log.warning(
             "could not record the %s event of namespace %s: %s",
@@ -102,6 +138,9 @@ def record_user_events(
     events = validate_events(list(enumerate(lines, start=1)))
     if not settings.enable_user_events:
         return 0
+    config = fleet_config()
+    if config is not None:
+        config.services_of(namespace)  # ConfigError: events only for a configured namespace
     return store_events(settings.database_url, [NewEvent.of_line(namespace, e) for e in events])
 
 

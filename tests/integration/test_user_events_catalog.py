@@ -20,6 +20,7 @@ from workers.catalog import queries
 from workers.catalog.db import dispose_engines, get_engine, session_scope
 from workers.catalog.migrate import upgrade_catalog
 from workers.catalog.models import FAILED, SUCCESS, Artifact, Base, UserEvent
+from workers.fleet import reset_fleet
 from workers.settings import get_settings
 from workers.user_events import record_system_event, record_user_events
 
@@ -141,11 +142,36 @@ def test_the_in_process_helper_validates_like_the_api(enabled: str) -> None:
     assert len(all_events(enabled)) == 2
 
 
-def test_backups_and_restores_are_audit_events(enabled: str) -> None:
+FLEET_CONFIG = """
+namespace = "app"
+[namespaces.app.services.db]
+kind = "directory"
+path = "/data/db"
+[namespaces.prod.services.db]
+kind = "directory"
+path = "/data/db"
+"""
+
+
+@pytest.fixture
+def configured(enabled: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """`enabled`, with a fleet of namespaces `app` (the default) and `prod`."""
+    config = tmp_path / "backfleet.toml"
+    config.write_text(FLEET_CONFIG)
+    monkeypatch.setenv("BACKFLEET_CONFIG", str(config))
+    monkeypatch.setenv("OBJECT_STORE_LOCATION_LOCAL", str(tmp_path / "store"))
+    reset_fleet()
+    yield enabled
+    reset_fleet()
+
+
+def test_backups_and_restores_are_audit_events(configured: str) -> None:
+    enabled = configured
     with session_scope(enabled) as session:
         backup = queries.create_backup(
             session, namespace="app", services=["db", "files"], only_config=False,
-            trigger="api", requested_by="ops@example.com", moment=NOW,
+            trigger="api", requested_by="ops@example.com", requested_customer="acme",
+            moment=NOW,
         )  # fmt: skip
         backup.status, backup.size = SUCCESS, 3072
         for service, sha in (("db", "a" * 64), ("files", "b" * 64)):
@@ -166,15 +192,32 @@ def test_backups_and_restores_are_audit_events(enabled: str) -> None:
         restore = queries.create_restore(
             session, namespace="app", timestamp=timestamp, source_namespace="prod",
             services=["db"], skipped=["files"], backup_url="file:///b/prod/x/",
-            requested_by="alice@example.com",
+            requested_by="alice@example.com", requested_customer="globex",
         )  # fmt: skip
         restore.status, restore_id = FAILED, restore.id
+        elsewhere = queries.create_restore(
+            session, namespace="prod", timestamp=timestamp, source_namespace="nowhere",
+            services=["db"], skipped=[], backup_url="file:///b/nowhere/x/",
+        )  # fmt: skip
+        elsewhere.status, elsewhere_id = SUCCESS, elsewhere.id
 
     backup_ended(enabled, namespace="app", timestamp=timestamp)
     restore_ended(enabled, restore_id=restore_id)
+    restore_ended(enabled, restore_id=elsewhere_id)
 
-    made, restored = all_events(enabled)
+    made, restored, restored_source, from_unknown = all_events(enabled)
     assert made.name_hints == ["Backup"] and made.user_email == "ops@example.com"
+    assert (made.customer_name, restored.customer_name) == ("acme", "globex")
+    # A restore from another namespace is in both trails; a source the fleet does not
+    # configure gets no trail (nor a prefix, nor a label).
+    assert (restored.namespace, restored_source.namespace) == ("app", "prod")
+    assert restored_source.request_params == restored.request_params
+    assert (from_unknown.namespace, from_unknown.user_email) == ("prod", "backfleet")
+    # A System event of a namespace the fleet does not configure goes to the default one.
+    record_system_event(namespace="gone", name="BackupDeleted", params={"timestamp": timestamp})
+    (placed,) = all_events(enabled)[4:]
+    assert placed.namespace == "app"
+    assert placed.request_params == {"namespace": "gone", "timestamp": timestamp}
     assert made.request_params == {
         "timestamp": timestamp, "status": "Success", "trigger": "api",
         "services": "db,files", "bytes": "3072",

@@ -20,6 +20,7 @@ from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.migrate import upgrade_catalog
 from workers.catalog.models import UserEvent
 from workers.fleet import Fleet
+from workers.manifest import ArtifactEntry, Manifest, manifest_key
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
 from workers.stores.local import LocalStore
@@ -120,6 +121,96 @@ def test_refused_calls_are_recorded_and_no_secret_is(fleet: Fleet) -> None:
     assert latest.request_params == {"token": "***"}
     everything = json.dumps([[e.request_payload, e.request_params] for e in events(fleet)])
     assert "hunter2" not in everything and KEY not in everything and "abc123" not in everything
+
+
+def test_an_unauthenticated_call_is_one_bounded_event_in_the_default_namespace(
+    fleet: Fleet,
+) -> None:
+    body = json.dumps({"namespace": "team-b", "pad": "x" * 60_000}).encode()
+    query = "namespace=evil-ns&" + "&".join(f"p{n}={'v' * 500}" for n in range(40))
+    with client_for(fleet) as client:
+        for path in (f"{BASE}/ondemandbackup?{query}", f"{BASE}/userevents?namespace=team-b"):
+            answer = client.post(path, content=body, headers={"Authorization": "wrong"})
+            assert answer.status_code == 401
+    backup, ingest = events(fleet)
+    assert backup.namespace == ingest.namespace == "app"  # whatever the caller named
+    assert backup.request_payload == f"({len(body)} bytes not recorded: unauthenticated)"
+    assert ingest.request_payload == f"({len(body)} bytes not recorded: unauthenticated)"
+    assert len(backup.request_params) <= 8
+    assert all(len(v) <= 128 and len(k) <= 64 for k, v in backup.request_params.items())
+    assert (backup.user_email, backup.customer_name, backup.response_code) == ("", "", 401)
+
+
+def test_the_event_names_the_namespace_the_route_acted_on(fleet: Fleet) -> None:
+    with client_for(fleet) as client:
+        # The body names the namespace the backup is for; the query's is ignored by the route.
+        answer = client.post(
+            f"{BASE}/ondemandbackup?namespace=app", json={"namespace": "team-b"}, headers=AUTH
+        )
+        assert answer.status_code == 202
+        # Unknown namespaces (refused) and calls that name none go to the default namespace.
+        assert (
+            client.get(f"{BASE}/backup/latest?namespace=evil-ns", headers=AUTH).status_code == 404
+        )
+        assert client.get(f"{BASE}/restorestatus?timestamp=2023-02-02t17-03-15&namespace=null",
+                          headers=AUTH).status_code == 404  # fmt: skip
+        answer = client.get(
+            f"{BASE}/restorestatus?timestamp=2023-02-02t17-03-15&namespace=team-b", headers=AUTH
+        )
+        assert answer.status_code == 404
+    backup, unknown, null, status = events(fleet)
+    assert (backup.namespace, backup.name_hints) == ("team-b", ["OnDemandBackup"])
+    assert (unknown.namespace, null.namespace, status.namespace) == ("app", "app", "team-b")
+
+
+def test_a_restore_from_another_namespace_is_recorded_in_both_trails(fleet: Fleet) -> None:
+    timestamp = "2023-02-02t17-03-15"
+    manifest = Manifest(
+        namespace="team-b",
+        timestamp=timestamp,
+        started_at="2023-02-02T17:03:15Z",
+        finished_at="2023-02-02T17:04:15Z",
+        artifacts=[
+            ArtifactEntry(
+                service="files",
+                key=f"team-b/{timestamp}/files.tar",
+                format="tar",
+                compression="none",
+                size=3,
+                sha256="0" * 64,
+                source_size=3,
+                source={"kind": "directory"},
+            )
+        ],
+    )
+    fleet.store.put_object(manifest_key("team-b", timestamp), manifest.to_bytes())
+    body = {"timestamp": timestamp, "sourceNamespace": "team-b"}
+    with client_for(fleet) as client:
+        answer = client.post(f"{BASE}/ondemandrestore", json=body, headers=AUTH)
+        assert answer.status_code == 202
+    into, source = events(fleet)
+    assert (into.namespace, source.namespace) == ("app", "team-b")
+    assert into.name_hints == source.name_hints == ["OnDemandRestore"]
+    assert into.request_payload == source.request_payload
+
+
+def test_no_body_shape_skips_the_record(fleet: Fleet) -> None:
+    deep = b'{"a":' * 3000 + b"1" + b"}" * 3000
+    nested: dict[str, Any] = {"password": "hunter2-pw", "v": 1}
+    for _ in range(100):
+        nested = {"x": nested, "token": "abc123xyz"}
+    wide = {"items": [{"secret": "s3cr3t-value", "n": n} for n in range(5000)]}
+    with client_for(fleet) as client:
+        for body in (deep, json.dumps(nested).encode(), json.dumps(wide).encode(), b"[" * 50_000):
+            answer = client.request("GET", f"{BASE}/backup/latest", content=body, headers=AUTH)
+            assert answer.status_code == 404
+    recorded = events(fleet)
+    assert len(recorded) == 4  # every call is in the trail, whatever its body
+    assert recorded[0].request_payload == f"({len(deep)} bytes not recorded: nested too deeply)"
+    assert '"[nested too deeply]"' in recorded[1].request_payload
+    everything = json.dumps([e.request_payload for e in recorded])
+    assert "hunter2" not in everything and "abc123" not in everything
+    assert "s3cr3t" not in everything
 
 
 def test_nothing_is_recorded_when_user_events_are_off(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ def flush_from_settings(fleet: Fleet, *, namespace: str | None = None) -> FlushR
         database_url=fleet.settings.database_url,
         limits=ship_limits(fleet.settings),
         namespace=namespace,
+        configured=fleet.config.namespaces,
     )
 
 

@@ -43,6 +43,7 @@ def backup_ended(database_url: str, *, namespace: str, timestamp: str) -> None:
             ]
             status, services, size = backup.status, list(backup.services), backup.size or 0
             who, trigger, error = backup.requested_by, backup.trigger, backup.error
+            customer = backup.requested_customer or ""
     except Exception as exc:
         log.warning("could not read backup %s/%s for the audit trail: %s", namespace,
                     timestamp, redact(str(exc)))  # fmt: skip
@@ -60,11 +61,16 @@ def backup_ended(database_url: str, *, namespace: str, timestamp: str) -> None:
         payload=payload_json({"artifacts": artifacts, "error": error}),
         response_code=_code(status),
         user_email=who or "backfleet",
+        customer_name=customer,
     )
 
 
 def restore_ended(database_url: str, *, restore_id: int) -> None:
-    """Record a finished restore: who asked, from which backup, into which namespace."""
+    """Record a finished restore: who asked, from which backup, into which namespace.
+
+    A restore from another namespace is recorded in both trails (the source's
+    only where this fleet configures it).
+    """
     if not _enabled():
         return
     try:
@@ -77,6 +83,7 @@ def restore_ended(database_url: str, *, restore_id: int) -> None:
             )  # fmt: skip
             status, services, who = restore.status, list(restore.services), restore.requested_by
             skipped, error, url = list(restore.skipped), restore.error, restore.backup_url
+            customer = restore.requested_customer or ""
     except Exception as exc:
         log.warning("could not read restore %s for the audit trail: %s", restore_id,
                     redact(str(exc)))  # fmt: skip
@@ -95,4 +102,6 @@ def restore_ended(database_url: str, *, restore_id: int) -> None:
         payload=payload_json({"error": error}),
         response_code=_code(status),
         user_email=who or "backfleet",
+        customer_name=customer,
+        also_in=[source],  # the source's trail shows who read its backup
     )

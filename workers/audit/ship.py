@@ -9,18 +9,22 @@ Per namespace, in batches of at most `batch_events` events:
    (workers.audit.rows reads, workers.audit.objects writes);
 3. commit: `shipped_through = pending_through`, in one transaction.
 
-A flush that dies anywhere redoes the claimed batch: the same events in the
+One flush at a time ships a namespace (workers.audit.flush_lock): a claimed batch
+that is not committed is then always one whose flush died. A flush that dies
+anywhere redoes the claimed batch: the same events in the
 same order make the same objects under the same keys with the same bytes, so
 an object is at worst rewritten identically, never duplicated, and no event is
 skipped.
 """
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
 from workers.audit import catalog
+from workers.audit.flush_lock import flush_lock
 from workers.audit.objects import BatchWriter
 from workers.audit.rows import blocks
 from workers.catalog.db import get_engine, session_scope
@@ -49,26 +53,54 @@ def flush_user_events(
     database_url: str,
     limits: ShipLimits = ShipLimits(),
     namespace: str | None = None,
+    configured: Collection[str] | None = None,
 ) -> FlushResult:
-    """Ship every event committed before this call; returns what was shipped."""
+    """Ship every event committed before this call; returns what was shipped.
+
+    With `configured` (the fleet's namespaces), events of any other namespace
+    stay in the catalog unshipped and unpurged (a namespace taken out of the
+    config ships again once it is back): no prefix is ever made for a name
+    the fleet does not know.
+    """
     with session_scope(database_url) as session:  # the lock it takes ends right here
         horizon = catalog.shipping_horizon(session)
     with session_scope(database_url) as session:
         namespaces = [namespace] if namespace else catalog.namespaces_with_events(session)
+    if configured is not None:
+        unknown = [name for name in namespaces if name not in configured]
+        if unknown:
+            log.warning(
+                "%d namespace(s) with user events are not configured; their events stay "
+                "in the catalog, unshipped",
+                len(unknown),
+            )
+        namespaces = [name for name in namespaces if name in configured]
     result = FlushResult()
     for name in namespaces:
-        while (batch := _claim_batch(database_url, name, horizon, limits.batch_events)) is not None:
-            after, through = batch
-            keys, events = _write_batch(store, database_url, name, after, through, limits)
-            commit_shipped(database_url, name, through)
-            result.batches += 1
-            result.events += events
-            result.objects.extend(keys)
-            log.info(
-                "shipped %d user events of %s (ids %d-%d) in %d object(s)",
-                events, name, after + 1, through, len(keys),
-            )  # fmt: skip
+        with flush_lock(database_url, name):  # another flush of it: wait, then ship the rest
+            _ship_namespace(store, database_url, name, horizon, limits, result)
     return result
+
+
+def _ship_namespace(
+    store: ObjectStore,
+    database_url: str,
+    name: str,
+    horizon: int,
+    limits: ShipLimits,
+    result: FlushResult,
+) -> None:
+    while (batch := _claim_batch(database_url, name, horizon, limits.batch_events)) is not None:
+        after, through = batch
+        keys, events = _write_batch(store, database_url, name, after, through, limits)
+        commit_shipped(database_url, name, through)
+        result.batches += 1
+        result.events += events
+        result.objects.extend(keys)
+        log.info(
+            "shipped %d user events of %s (ids %d-%d) in %d object(s)",
+            events, name, after + 1, through, len(keys),
+        )  # fmt: skip
 
 
 def _claim_batch(

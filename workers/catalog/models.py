@@ -74,6 +74,7 @@ class Backup(Base):
     services: Mapped[list[str]] = mapped_column(default=list)
     task_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     requested_by: Mapped[str | None] = mapped_column(String(320))
+    requested_customer: Mapped[str | None] = mapped_column(String(256))  # the key's customer
     error: Mapped[str | None] = mapped_column(Text)
     size: Mapped[int | None] = mapped_column(BigInteger)
     # Deliveries that started work: more than 1 + TASK_MAX_REDELIVERIES means
@@ -175,6 +176,7 @@ class Restore(Base):
     bytes_total: Mapped[int | None] = mapped_column(BigInteger)
     task_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     requested_by: Mapped[str | None] = mapped_column(String(320))
+    requested_customer: Mapped[str | None] = mapped_column(String(256))  # the key's customer
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=_now)

@@ -34,6 +34,7 @@ def create_backup(
     only_config: bool,
     trigger: str,
     requested_by: str | None = None,
+    requested_customer: str | None = None,
     task_id: str | None = None,
     moment: datetime | None = None,
 ) -> Backup:
@@ -52,6 +53,7 @@ def create_backup(
             only_config=only_config,
             trigger=trigger,
             requested_by=requested_by,
+            requested_customer=requested_customer,
             task_id=task_id,
         )
         try:
@@ -137,6 +139,7 @@ def create_restore(
     skipped: list[str],
     backup_url: str,
     requested_by: str | None = None,
+    requested_customer: str | None = None,
 ) -> Restore:
     """Insert a Pending restore; ConflictError if one of the namespace is active."""
     restore = Restore(
@@ -147,6 +150,7 @@ def create_restore(
         skipped=skipped,
         backup_url=backup_url,
         requested_by=requested_by,
+        requested_customer=requested_customer,
     )
     try:
         with session.begin_nested():
