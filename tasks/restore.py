@@ -1,7 +1,9 @@
 """tasks.restore.run_restore: restore the services a Pending restore row names.
 
 It holds its namespace's lock, so no backup of the namespace runs meanwhile;
-a busy namespace makes it wait, up to BACKUP_TIME_LIMIT, then it fails.
+a busy namespace makes it wait, up to BACKUP_TIME_LIMIT, then it fails. The
+lock is strict: once it is lost (taken, expired, or Redis cannot confirm it)
+the restore stops before its next commit and fails, the target untouched.
 """
 
 from typing import Any
@@ -9,7 +11,6 @@ from typing import Any
 from celery import Task
 
 from workers.app import app
-from workers.audit.operations import restore_ended
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS
@@ -34,7 +35,7 @@ def run_restore(
         row = queries.get_restore(session, restore_id=restore_id)
         target = row.namespace if row is not None else (namespace or "")
         backup = row.timestamp if row is not None else (timestamp or "")
-    lock = namespace_lock(settings, target, label=f"restore of {backup}")
+    lock = namespace_lock(settings, target, label=f"restore of {backup}", strict=True)
     try:
         lock.acquire()
     except NamespaceBusy as busy:
@@ -47,8 +48,8 @@ def run_restore(
                 row.status, row.error = FAILED, f"the namespace stayed busy: {busy}"
         return {"restore_id": restore_id, "status": FAILED}
     try:
-        status = perform_restore(fleet, restore_id=restore_id)
-        restore_ended(settings.database_url, restore_id=restore_id)
+        # The alert and audit event come from run_restore, once, from the attempt that finished it.
+        status = perform_restore(fleet, restore_id=restore_id, check_lock=lock.confirm)
         return {"restore_id": restore_id, "status": status}
     finally:
         lock.release()
