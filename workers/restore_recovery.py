@@ -27,7 +27,10 @@ def recover_targets(fleet: Fleet, *, namespace: str, services: Iterable[str]) ->
     and the restore that follows fails on it with its own message.
     """
     problems: list[str] = []
-    specs = fleet.config.services_of(namespace)
+    try:
+        specs = fleet.config.services_of(namespace)
+    except Exception as exc:  # the restore itself then fails with the reason
+        return [redact(str(exc), fleet.secrets())]
     for service in services:
         spec = specs.get(service)
         if spec is None:

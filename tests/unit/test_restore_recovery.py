@@ -203,3 +203,10 @@ def test_recover_targets_reports_a_target_it_cannot_fix_and_goes_on(
     problems = recover_targets(fleet, namespace="app", services=["files", "db", "gone"])
     assert problems == ["files: PermissionError: no"]
     assert names(tmp_path) == []
+
+
+def test_recover_targets_of_an_unknown_namespace_reports_it(tmp_path: Path) -> None:
+    config = parse_fleet_config('namespace = "app"\n[services.db]\nkind = "sqlite"\npath = "x"\n')
+    fleet = Fleet(settings=Settings(), config=config, store=MemoryStore())
+    (problem,) = recover_targets(fleet, namespace="nosuch", services=["db"])
+    assert "nosuch" in problem
