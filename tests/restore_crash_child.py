@@ -3,9 +3,14 @@
     python -m tests.restore_crash_child RESTORE_ID POINT MARKER
 
 It runs tasks.restore.run_restore (lock, recovery, restore, result) with the
-environment it was given; when the restore reaches POINT it writes MARKER and
-SIGSTOPs itself, so the test can SIGKILL it exactly there, as an OOM kill or a
-pod eviction would. Points:
+environment it was given; when the restore reaches POINT it writes its pid to
+MARKER and SIGSTOPs itself, so the test can SIGKILL it exactly there, as an
+OOM kill or a pod eviction would; it pauses once (while MARKER does not exist).
+
+    python -m tests.restore_crash_child --worker POINT MARKER CELERY-ARGS...
+
+runs a Celery worker instead, whose pool processes carry the same hook, so
+the broker's own redelivery can be tested. Points:
 
 - directory-exchange: right after the atomic exchange, before the old tree is removed
 - directory-renames: the two-rename fallback, between the renames (the target is missing)
@@ -25,7 +30,9 @@ from typing import IO, Any
 
 
 def pause(marker: Path, point: str) -> None:
-    marker.write_text(point)
+    if marker.exists():  # once: the redelivered task runs through
+        return
+    marker.write_text(str(os.getpid()))
     os.kill(os.getpid(), signal.SIGSTOP)
 
 
@@ -94,6 +101,13 @@ def install(point: str, marker: Path) -> None:
 
 
 def main() -> None:
+    if sys.argv[1] == "--worker":
+        install(sys.argv[2], Path(sys.argv[3]))
+        from celery.__main__ import main as celery
+
+        sys.argv = ["celery", *sys.argv[4:]]
+        celery()
+        return
     restore_id, point, marker = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
     install(point, marker)
     from tasks.restore import run_restore

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from tasks.restore import run_restore
-from tests.fleet_processes import wait_for
+from tests.fleet_processes import FleetProcesses, wait_for
 from tests.restore_fleet import (
     RestoreCase,
     leftovers,
@@ -31,6 +31,7 @@ from tests.restore_fleet import (
     sqlite_rows,
     tree,
 )
+from tests.servers import RedisServer, started
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import FAILED, SUCCESS, Restore
 from workers.fleet import reset_fleet
@@ -95,6 +96,65 @@ def kill_at(
 def _stopped(pid: int) -> bool:
     with open(f"/proc/{pid}/stat") as stat:
         return stat.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def test_a_celery_worker_killed_between_the_renames_is_redelivered_and_ends_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker's own redelivery: a pool process SIGKILLed at the dangerous point of the
+    two-rename swap; the worker hands the task back, the lock expires, the next delivery
+    puts the old tree back, restores, and cleans up."""
+    redis_server = started(RedisServer())
+    fleet: FleetProcesses | None = None
+    case = make_case(tmp_path, redis_server.url, monkeypatch)
+    try:
+        times = {
+            "CELERY_VISIBILITY_TIMEOUT": "30",
+            "BACKUP_SOFT_TIME_LIMIT": "22",
+            "BACKUP_TIME_LIMIT": "26",
+            "SCHEDULED_BACKUP_WAIT": "10",
+        }
+        env = {**os.environ, **case.env, **times}
+        fleet = FleetProcesses(env, tmp_path / "logs")
+        marker = tmp_path / "reached"
+        fleet.start(
+            "worker",
+            [
+                sys.executable, "-m", "tests.restore_crash_child", "--worker",
+                "directory-renames", str(marker), "-A", "workers.app", "worker",
+                "-Q", "restore", "--concurrency", "1", "--without-gossip", "--without-mingle",
+                "--loglevel", "INFO", "-n", f"restore-crash-{os.getpid()}@%h",
+            ],
+        )  # fmt: skip
+        restore_id = new_restore(case, ["files"])
+        send = (
+            "from workers.app import app; "
+            f"app.send_task('tasks.restore.run_restore', kwargs={{'restore_id': {restore_id}}})"
+        )
+        subprocess.run([sys.executable, "-c", send], env=env, check=True, timeout=60)
+
+        wait_for(marker.exists, seconds=90, what="the restore reaching the swap")
+        pool_process = int(marker.read_text())
+        wait_for(lambda: _stopped(pool_process), seconds=10, what="the pool process stopping")
+        assert not case.files.exists()  # between the renames
+        os.kill(pool_process, signal.SIGKILL)
+
+        def finished() -> bool:
+            return restore_row(case, restore_id).status in (SUCCESS, FAILED)
+
+        wait_for(finished, seconds=90, what="the redelivered restore finishing")
+        row = restore_row(case, restore_id)
+        assert (row.status, row.error, row.attempts) == (SUCCESS, None, 2)
+        assert tree(case.files) == case.backed_up
+        assert leftovers(case) == []
+        assert len(restore_events(case)) == 1
+    finally:
+        if fleet is not None:
+            fleet.close()
+        case.redis.close()
+        redis_server.close()
+        reset_fleet()
+        dispose_engines()
 
 
 def redeliver(case: RestoreCase, restore_id: int) -> dict[str, Any]:
