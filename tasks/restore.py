@@ -1,9 +1,11 @@
 """tasks.restore.run_restore: restore the services a Pending restore row names.
 
 It holds its namespace's lock, so no backup of the namespace runs meanwhile;
-a busy namespace makes it wait, up to BACKUP_TIME_LIMIT, then it fails. So
-does a retention pass deleting in the namespace the backup is read from
-(workers/retention.py says why that suffices).
+a busy namespace makes it wait, up to BACKUP_TIME_LIMIT, then it fails. The
+lock is strict: once it is lost (taken, expired, or Redis cannot confirm it)
+the restore stops before its next commit and fails, the target untouched.
+A retention pass deleting in the namespace the backup is read from makes it
+wait too (workers/retention.py says why that suffices).
 """
 
 from typing import Any
@@ -11,7 +13,6 @@ from typing import Any
 from celery import Task
 
 from workers.app import app
-from workers.audit.operations import restore_ended
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS
@@ -37,7 +38,7 @@ def run_restore(
         target = row.namespace if row is not None else (namespace or "")
         backup = row.timestamp if row is not None else (timestamp or "")
         source = row.source_namespace if row is not None else (source_namespace or target)
-    lock = namespace_lock(settings, target, label=f"restore of {backup}")
+    lock = namespace_lock(settings, target, label=f"restore of {backup}", strict=True)
     try:
         lock.acquire()
         try:  # our row exists: a retention pass that starts now keeps the backup
@@ -55,8 +56,8 @@ def run_restore(
                 row.status, row.error = FAILED, f"the namespace stayed busy: {busy}"
         return {"restore_id": restore_id, "status": FAILED}
     try:
-        status = perform_restore(fleet, restore_id=restore_id)
-        restore_ended(settings.database_url, restore_id=restore_id)
+        # The alert and audit event come from run_restore, once, from the attempt that finished it.
+        status = perform_restore(fleet, restore_id=restore_id, check_lock=lock.confirm)
         return {"restore_id": restore_id, "status": status}
     finally:
         lock.release()

@@ -6,6 +6,10 @@ expired can never release (or extend) a newer holder's lock. This module adds
 a heartbeat thread that keeps the lock alive while a backup runs for hours,
 re-takes it if Redis lost it (a restart without persistence), and notes when
 another holder took it, so the job stops before it records anything.
+
+A strict lock (restores) never re-takes: a key that vanished may have let
+another job in meanwhile, so any loss counts, and `confirm()` checks the key
+live before the job commits a change it cannot undo.
 """
 
 import logging
@@ -19,6 +23,7 @@ import redis
 from redis.exceptions import LockError, RedisError
 from redis.lock import Lock
 
+from workers.errors import BackfleetError
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,10 +51,14 @@ def forget_clients() -> None:
     _client.cache_clear()
 
 
-def namespace_lock(settings: Settings, namespace: str, *, label: str) -> "NamespaceLock":
+def namespace_lock(
+    settings: Settings, namespace: str, *, label: str, strict: bool = False
+) -> "NamespaceLock":
     """The lock a backup or restore of `namespace` holds while it runs."""
     client = lock_client(settings.locks_url)
-    return NamespaceLock(client, namespace, label=label, ttl=settings.backup_lock_ttl)
+    return NamespaceLock(
+        client, namespace, label=label, ttl=settings.backup_lock_ttl, strict=strict
+    )
 
 
 def retention_lock(settings: Settings, namespace: str, *, label: str) -> "NamespaceLock":
@@ -113,6 +122,10 @@ class NamespaceBusy(Exception):
         self.namespace, self.holder = namespace, holder
 
 
+class LockLost(BackfleetError):
+    """The job no longer holds its namespace lock: it must stop before it changes anything."""
+
+
 class NamespaceLock:
     """Held while one backup or restore of a namespace runs.
 
@@ -121,15 +134,23 @@ class NamespaceLock:
     """
 
     def __init__(
-        self, client: redis.Redis, namespace: str, *, label: str, ttl: int, prefix: str = PREFIX
+        self,
+        client: redis.Redis,
+        namespace: str,
+        *,
+        label: str,
+        ttl: int,
+        prefix: str = PREFIX,
+        strict: bool = False,
     ) -> None:
-        self.namespace, self.ttl, self.key = namespace, ttl, prefix + namespace
+        self.namespace, self.ttl, self.key, self.strict = namespace, ttl, prefix + namespace, strict
         self.token = f"{label}|{uuid.uuid4().hex}"
         self._lock: Lock = client.lock(self.key, timeout=ttl, thread_local=False)
         self._client = client
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self.lost = threading.Event()
+        self.lost_reason = ""
 
     def holder(self) -> str | None:
         """The label of whoever holds the lock now, or None."""
@@ -161,6 +182,22 @@ class NamespaceLock:
         except RedisError as exc:  # it expires on its own after its TTL
             log.warning("could not release the lock of namespace %s: %s", self.namespace, exc)
 
+    def confirm(self) -> None:
+        """Raise LockLost unless the lock is still ours, checked in Redis now (and extended).
+
+        Called just before a change that cannot be undone; an unreachable Redis
+        cannot vouch for the lock either.
+        """
+        if not self.lost.is_set():
+            try:
+                self._lock.extend(self.ttl, replace_ttl=True)
+            except LockError:
+                self._retake()
+            except RedisError as exc:
+                self._mark_lost(f"Redis could not confirm it ({type(exc).__name__})")
+        if self.lost.is_set():
+            raise LockLost(f"the lock of namespace {self.namespace} was lost: {self.lost_reason}")
+
     def _beat(self) -> None:
         interval = max(1.0, self.ttl / 3)
         while not self._stop.wait(interval):
@@ -171,8 +208,21 @@ class NamespaceLock:
             except RedisError as exc:  # Redis down: keep trying; the TTL covers a short outage
                 log.warning("lock heartbeat of namespace %s failed: %s", self.namespace, exc)
 
+    def _mark_lost(self, reason: str) -> None:
+        log.error("the lock of namespace %s was lost: %s", self.namespace, reason)
+        self.lost_reason = reason
+        self.lost.set()
+        self._stop.set()
+
     def _retake(self) -> None:
         """The key is gone (Redis lost it) or another holder has it."""
+        if self.strict:
+            try:
+                holder = self.holder()
+            except RedisError:
+                holder = None
+            self._mark_lost(f"taken by {holder}" if holder else "it expired or was deleted")
+            return
         try:
             taken = self._client.set(self.key, self.token, nx=True, ex=self.ttl)
         except RedisError:
@@ -180,9 +230,7 @@ class NamespaceLock:
         if taken:
             log.warning("re-took the lost lock of namespace %s", self.namespace)
             return
-        log.error("the lock of namespace %s was taken by %s", self.namespace, self.holder())
-        self.lost.set()
-        self._stop.set()
+        self._mark_lost(f"taken by {self.holder()}")
 
     def __enter__(self) -> "NamespaceLock":
         self.acquire()

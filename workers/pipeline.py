@@ -606,15 +606,17 @@ def restore_artifacts(
     source: Source,
     keyring: crypto.Keyring | None = None,
     on_read: ProgressCallback | None = None,
+    before_commit: Callable[[], None] | None = None,
 ) -> None:
     """Stream a service's artifacts (its volumes, in order) back into its source.
 
-    The source commits only after every stream's verify() has passed.
+    The source commits only after every stream's verify() has passed;
+    `before_commit` runs after each verify() and may raise to stop it there.
     """
     restore_volumes = getattr(source, "restore_volumes", None)
     if len(entries) == 1 and restore_volumes is None:
         with open_restore_stream(store, entries[0], keyring, on_read) as stream:
-            source.restore(stream)
+            source.restore(_gated(stream, before_commit))
         return
     if restore_volumes is None:
         raise IntegrityError(f"{source.kind} sources cannot restore {len(entries)} volumes")
@@ -622,9 +624,31 @@ def restore_artifacts(
     def streams() -> Iterator[RestoreStream]:
         for entry in entries:
             with ExitStack() as stack:
-                yield stack.enter_context(open_restore_stream(store, entry, keyring, on_read))
+                stream = stack.enter_context(open_restore_stream(store, entry, keyring, on_read))
+                yield _gated(stream, before_commit)
 
     restore_volumes(streams())
+
+
+class _GatedStream:
+    """A restore stream whose verify() also runs a last check (is the lock still ours?)."""
+
+    def __init__(self, stream: RestoreStream, check: Callable[[], None]) -> None:
+        self._stream, self._check = stream, check
+
+    def read(self, size: int = -1, /) -> bytes:
+        return self._stream.read(size)
+
+    def verify(self) -> None:
+        self._stream.verify()
+        self._check()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _gated(stream: RestoreStream, check: Callable[[], None] | None) -> RestoreStream:
+    return stream if check is None else _GatedStream(stream, check)
 
 
 def restore_artifact(

@@ -3,26 +3,38 @@
 Services are restored one after another; the first failure stops the restore
 (the services not yet reached are untouched, and a failed service keeps its
 previous data, since every source commits only after verification).
+
+Each attempt first puts right what a killed attempt left (restore_recovery),
+checks its namespace lock right before each source commits (`check_lock`
+raises LockLost: the target stays as it was), and records its result as a
+compare-and-set from Running, for this attempt only: a redelivery, a newer
+attempt or the reconciler that recorded first wins, and only the winner sends
+the alert and the audit event.
 """
 
 import logging
 from collections.abc import Callable
+from typing import Any, cast
 
+from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 
 from workers import crypto
 from workers.attempts import start_attempt
+from workers.audit.operations import restore_ended
 from workers.catalog import queries
 from workers.catalog.db import session_scope, write_catalog
-from workers.catalog.models import FAILED, SUCCESS, Restore
+from workers.catalog.models import FAILED, RUNNING, SUCCESS, Restore
 from workers.errors import BackfleetError, NotFoundError, SourceError
 from workers.fleet import Fleet
 from workers.jobs import read_manifest
+from workers.locks import LockLost
 from workers.manifest import ArtifactEntry, Manifest
 from workers.notify import report_restore_outcome
 from workers.pipeline import restore_artifacts
 from workers.progress_record import CatalogProgress
 from workers.redact import redact
+from workers.restore_recovery import recover_targets
 from workers.sources import Source, make_source
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
@@ -31,21 +43,29 @@ from workers.verify import check_stored
 log = logging.getLogger(__name__)
 
 
-def run_restore(fleet: Fleet, *, restore_id: int) -> str:
+def run_restore(
+    fleet: Fleet, *, restore_id: int, check_lock: Callable[[], None] = lambda: None
+) -> str:
+    """Run (or resume) the restore; `check_lock` raises LockLost once the namespace is not ours."""
     url = fleet.settings.database_url
     with session_scope(url) as session:
         restore = queries.get_restore(session, restore_id=restore_id)
         if restore is None:
             raise NotFoundError(f"restore {restore_id} is not in the catalog")
-        if restore.status in (SUCCESS, FAILED):
+        if restore.status in (SUCCESS, FAILED):  # a redelivery of finished work: reported once
             return restore.status
-        if not start_attempt(restore, max_redeliveries=fleet.settings.task_max_redeliveries):
-            log.error("restore %s: %s", restore_id, restore.error)
-            return restore.status
+        started = start_attempt(restore, max_redeliveries=fleet.settings.task_max_redeliveries)
+        attempt, status, error = restore.attempts, restore.status, restore.error
         namespace, source_namespace = restore.namespace, restore.source_namespace
         timestamp, services = restore.timestamp, list(restore.services)
 
-    error: str | None = None
+    # A killed attempt may have left a staging copy, or a target renamed aside: put it right.
+    recover_targets(fleet, namespace=namespace, services=services)
+    if not started:  # past the redelivery cap: Failed in the same step that counted it
+        log.error("restore %s: %s", restore_id, error)
+        _report(fleet, restore_id, namespace, source_namespace, timestamp, status, error)
+        return status
+
     progress: _Progress | None = None
     try:
         manifest = read_manifest(fleet, namespace=source_namespace, timestamp=timestamp)
@@ -62,29 +82,69 @@ def run_restore(fleet: Fleet, *, restore_id: int) -> str:
                     f"{service} is a {entries[0].format} artifact, not {source.format}"
                 )
             log.info("restore %s: %s from %s/%s", restore_id, service, source_namespace, timestamp)
+
+            def gate(service: str = service) -> None:
+                try:
+                    check_lock()
+                except LockLost as lost:
+                    raise LockLost(f"{lost}; stopped before {service} was changed") from None
+
+            gate()
             try:
-                restore_with_fallback(fleet, entries, source, keyring, progress.add)
+                restore_with_fallback(fleet, entries, source, keyring, progress.add, gate)
+            except LockLost:
+                raise
             except Exception as exc:
                 raise SourceError(f"{service}: {_reason(exc)}") from exc
     except Exception as exc:
         error = redact(_reason(exc), fleet.secrets())
         log.error("restore %s failed: %s", restore_id, error)
 
-    def finish(session: Session) -> str:
+    status = FAILED if error else SUCCESS
+    done = progress.done if progress is not None else None
+
+    def finish(session: Session) -> bool:
+        """Running -> the result, if this attempt still owns the row; True if it did."""
+        values: dict[str, Any] = {"status": status, "error": error, "finished_at": utcnow()}
+        if done is not None:
+            values["bytes_done"] = done
+        changed = session.execute(
+            update(Restore)
+            .where(Restore.id == restore_id, Restore.status == RUNNING, Restore.attempts == attempt)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if cast(CursorResult[Any], changed).rowcount == 1:
+            return True
         row = session.get(Restore, restore_id)
-        assert row is not None
-        row.status, row.error, row.finished_at = (FAILED if error else SUCCESS), error, utcnow()
-        if progress is not None:
-            row.bytes_done = progress.done
-        return row.status
+        # A write retried after its commit went through (the reply was lost) finds its own result.
+        return row is not None and (row.attempts, row.status, row.error) == (attempt, status, error)
 
     patience = fleet.settings.catalog_retry_seconds
-    status = write_catalog(url, finish, what="recording the restore's result", patience=patience)
+    if not write_catalog(url, finish, what="recording the restore's result", patience=patience):
+        log.warning("restore %s: its result was recorded by another attempt first", restore_id)
+        with session_scope(url) as session:
+            row = session.get(Restore, restore_id)
+            return row.status if row is not None else status
+    _report(fleet, restore_id, namespace, source_namespace, timestamp, status, error)
+    return status
+
+
+def _report(
+    fleet: Fleet,
+    restore_id: int,
+    namespace: str,
+    source_namespace: str,
+    timestamp: str,
+    status: str,
+    error: str | None,
+) -> None:
+    """The alert and the audit event of a result this attempt recorded (never raises)."""
     report_restore_outcome(
         fleet, restore_id=restore_id, namespace=namespace, source_namespace=source_namespace,
         timestamp=timestamp, status=status, error=error,
     )  # fmt: skip
-    return status
+    restore_ended(fleet.settings.database_url, restore_id=restore_id)
 
 
 def restore_with_fallback(
@@ -93,6 +153,7 @@ def restore_with_fallback(
     source: Source,
     keyring: crypto.Keyring,
     on_read: Callable[[int], None],
+    before_commit: Callable[[], None] | None = None,
 ) -> None:
     """From the primary store; from the secondary when the primary lost or corrupted an artifact.
 
@@ -101,8 +162,11 @@ def restore_with_fallback(
     """
     try:
         restore_artifacts(
-            store=fleet.store, entries=entries, source=source, keyring=keyring, on_read=on_read
-        )
+            store=fleet.store, entries=entries, source=source, keyring=keyring, on_read=on_read,
+            before_commit=before_commit,
+        )  # fmt: skip
+    except LockLost:
+        raise
     except Exception as exc:
         # A corrupt stream may first show as the tool's complaint: the hashes decide.
         if fleet.secondary is None or _intact(fleet.store, entries):
@@ -113,7 +177,7 @@ def restore_with_fallback(
         )  # fmt: skip
         restore_artifacts(
             store=fleet.secondary, entries=entries, source=source, keyring=keyring,
-            on_read=on_read,
+            on_read=on_read, before_commit=before_commit,
         )  # fmt: skip
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import redis
 
-from workers.locks import PREFIX, NamespaceBusy, NamespaceLock
+from workers.locks import PREFIX, LockLost, NamespaceBusy, NamespaceLock
 
 pytestmark = pytest.mark.integration
 
@@ -71,3 +71,27 @@ def test_a_lock_redis_lost_is_taken_again_and_a_lock_taken_over_is_reported(
             time.sleep(0.1)
         assert lock.lost.is_set()
     assert client.get(PREFIX + "app") == b"backup intruder|token"  # not released by us
+
+
+@pytest.mark.timeout(30)
+def test_a_strict_lock_counts_a_vanished_key_as_lost_and_confirm_says_so(
+    client: redis.Redis,
+) -> None:
+    """A restore's lock: a key that vanished may have let another job in, so it is not re-taken."""
+    with NamespaceLock(client, "app", label="restore of x", ttl=3, strict=True) as lock:
+        lock.confirm()  # held: no error
+        client.delete(PREFIX + "app")
+        with pytest.raises(LockLost, match="lock of namespace app was lost: it expired"):
+            lock.confirm()
+        assert lock.lost.is_set()
+        time.sleep(1.5)  # nor does the heartbeat take it again
+        assert client.get(PREFIX + "app") is None
+
+
+@pytest.mark.timeout(30)
+def test_confirm_reports_a_lock_another_holder_took(client: redis.Redis) -> None:
+    with NamespaceLock(client, "app", label="restore of x", ttl=30, strict=True) as lock:
+        client.set(PREFIX + "app", "backup intruder|token", ex=30)
+        with pytest.raises(LockLost, match="taken by backup intruder"):
+            lock.confirm()
+    assert client.get(PREFIX + "app") == b"backup intruder|token"

@@ -376,6 +376,8 @@ def test_a_hostile_archive_is_refused_end_to_end(tmp_path: Path) -> None:
 def test_a_failed_swap_puts_the_old_target_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The two-rename swap, used where renameat2's exchange is unsupported."""
+    monkeypatch.setattr(directory_module, "exchange", lambda first, second: False)
     root = tmp_path / "data"
     build_tree(root)
     store = MemoryStore()

@@ -22,9 +22,13 @@ checks every stored byte against the manifest, and only then does
 artifact therefore never reaches the tool. The cost is disk: the work
 directory needs free space for one whole *uncompressed* dump (its
 `source_size` in the manifest) for as long as the restore runs. The file is
-removed whatever happens.
+removed whatever happens; its name carries a digest of the restore command,
+so the next restore of the service (`recover()`) removes one a killed worker
+left. Whether the tool itself applies its input all at once or not at all is
+the tool's own promise: Backfleet starts it only with a complete, verified input.
 """
 
+import hashlib
 import logging
 import os
 import signal
@@ -114,7 +118,7 @@ class CommandSource:
     # --- restore ---
     def restore(self, stream: RestoreStream) -> None:
         fd, name = tempfile.mkstemp(
-            prefix=".backfleet-restore-", suffix=f".{self.format}", dir=self.work_dir
+            prefix=self._staging_prefix(), suffix=f".{self.format}", dir=self.work_dir
         )
         try:
             with os.fdopen(fd, "wb", buffering=CHUNK_SIZE) as staged:
@@ -130,6 +134,22 @@ class CommandSource:
                 pass
             except OSError:  # the restore's own outcome matters more than the cleanup's
                 log.exception("could not remove the staged restore file %s", name)
+
+    def recover(self) -> None:
+        """Remove the staged file a killed restore of this service left in the work directory."""
+        folder = Path(self.work_dir or tempfile.gettempdir())
+        if not folder.is_dir():
+            return
+        for name in os.listdir(folder):
+            if name.startswith(self._staging_prefix()):
+                log.warning("removing %s, left by a restore that was killed", folder / name)
+                (folder / name).unlink(missing_ok=True)
+
+    def _staging_prefix(self) -> str:
+        # Named after the service's restore command: another service's restore, running
+        # at the same time from the same work directory, keeps its own staged file.
+        what = "\0".join([*self.restore_command, self.format]).encode()
+        return f".backfleet-restore-{hashlib.sha256(what).hexdigest()[:16]}-"
 
     def _run_restore(self, staged: IO[bytes]) -> None:
         command = self.restore_command

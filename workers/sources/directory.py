@@ -10,9 +10,14 @@ nanoseconds in the standard PAX `mtime` record and are set back to the nanosecon
 Restore: every member is checked (no absolute name, no `..`, nothing that
 resolves outside the staging folder through a link extracted before it) and
 extracted into `.<name>.backfleet-restore-<random>` beside the target. Only
-after `verify()` is the target renamed aside, the staging folder renamed into
-its place, and the old tree removed. Any failure removes the staging folder
-and leaves the target as it was.
+after `verify()` are the two swapped in ONE step, renameat2(RENAME_EXCHANGE),
+so the staging name then holds the old tree, which is removed. Where the
+exchange is unsupported (not Linux, an old kernel, some filesystems) the
+target is renamed aside to `.<name>.backfleet-old-<random>` and the staging
+folder into its place. Any failure removes the staging folder and leaves the
+target as it was. A worker killed at any point leaves the target old or new;
+`recover()`, run at the start of the next restore, puts an old tree renamed
+aside back if the target is missing and removes the leftovers.
 
 Volumes (BACKUP_VOLUME_SIZE): `dump_volume(after=…, max_bytes=…)` archives the
 entries that come after position `after` in the walk order, and stops before
@@ -31,6 +36,7 @@ folders' owners, mtimes and modes only after the last one (extracting into a
 folder moves its mtime, and a read-only folder must stay writable until then).
 """
 
+import ctypes
 import errno
 import hashlib
 import logging
@@ -46,6 +52,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import cache
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar, cast
 
@@ -183,6 +190,10 @@ class DirectorySource:
     def restore(self, stream: RestoreStream) -> None:
         self.restore_volumes([stream])
 
+    def recover(self) -> None:
+        """Resolve what a killed restore left beside the target (see the module's docstring)."""
+        recover_target(Path(os.path.realpath(self.path)))
+
     def restore_volumes(self, streams: Iterable[RestoreStream]) -> None:
         """Extract every volume, in order, into one staging folder; swap it in after the last.
 
@@ -198,7 +209,7 @@ class DirectorySource:
                 "configure a folder inside it as the service's path"
             )
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=f".{target.name}.backfleet-restore-", dir=target.parent)
+        staging = tempfile.mkdtemp(prefix=_staging_prefix(target), dir=target.parent)
         volumes = iter(streams)
         try:
             folders: _Folders = []
@@ -585,25 +596,93 @@ def _check_inside(name: str, staging: str, member: str) -> None:
         raise SourceError(f"refusing tar member {member!r}: {name!r} resolves outside the target")
 
 
+def _staging_prefix(target: Path) -> str:
+    return f".{target.name}.backfleet-restore-"
+
+
+def _old_prefix(target: Path) -> str:
+    return f".{target.name}.backfleet-old-"
+
+
 def _swap(staging: Path, target: Path) -> None:
-    old = target.with_name(f".{target.name}.backfleet-old-{secrets.token_hex(8)}")
+    old = target.with_name(f"{_old_prefix(target)}{secrets.token_hex(8)}")
     try:
         if not os.path.lexists(target):
             os.rename(staging, target)
             return
-        # Two renames: the target is missing for an instant, but never half restored.
-        os.rename(target, old)
-        try:
-            os.rename(staging, target)
-        except BaseException:
-            os.rename(old, target)
-            raise
+        if exchange(staging, target):
+            old = staging  # one atomic step: the staging name now holds the previous tree
+        else:
+            # Two renames: the target is missing for an instant, never half restored;
+            # a worker killed in that instant is undone by recover_target().
+            os.rename(target, old)
+            try:
+                os.rename(staging, target)
+            except BaseException:
+                os.rename(old, target)
+                raise
     except OSError as exc:
         raise SourceError(f"could not swap the restored copy into {target}: {exc}") from None
     try:
         _remove_tree(old)
     except OSError:  # the restore itself succeeded; the leftover is only disk space
         log.warning("restored %s but could not remove the previous copy %s", target, old)
+
+
+# renameat2(2) flag and "relative to the working directory" (linux/fcntl.h, linux/fs.h).
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+# The kernel or filesystem cannot exchange: fall back to two renames.
+_NO_EXCHANGE = {errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP}
+
+
+def exchange(first: Path, second: Path) -> bool:
+    """Swap two existing paths atomically (renameat2 RENAME_EXCHANGE); False if unsupported."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE):
+        code = ctypes.get_errno()
+        if code in _NO_EXCHANGE:
+            return False
+        raise OSError(code, os.strerror(code), str(first), None, str(second))
+    return True
+
+
+@cache
+def _renameat2() -> Any:
+    """libc's renameat2 (glibc 2.28+, musl 1.2.4+), or None where it has none."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    c_int, path = ctypes.c_int, ctypes.c_char_p
+    function.argtypes = [c_int, path, c_int, path, ctypes.c_uint]
+    function.restype = c_int
+    return function
+
+
+def recover_target(target: Path) -> None:
+    """Undo what a restore killed mid-way left beside `target` (held under its namespace lock).
+
+    If the target is missing and a tree renamed aside by the two-rename swap is
+    there, it goes back: that is the data before the restore. Then every
+    staging folder (partial, verified but not swapped, or the previous tree
+    after an exchange) and every other tree renamed aside is removed.
+    """
+    parent = target.parent
+    if not parent.is_dir():
+        return
+    names = os.listdir(parent)
+    olds = sorted(n for n in names if n.startswith(_old_prefix(target)))
+    if olds and not os.path.lexists(target):
+        back = parent / olds.pop(0)  # one at most: a restore puts it back before it goes on
+        os.rename(back, target)
+        log.warning("put back %s, renamed aside by a restore that was killed", target)
+    leftovers = [n for n in names if n.startswith(_staging_prefix(target))] + olds
+    for name in leftovers:
+        log.warning("removing %s, left by a restore that was killed", parent / name)
+        _remove_tree(parent / name)
 
 
 def _remove_quietly(path: str) -> None:

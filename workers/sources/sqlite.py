@@ -6,7 +6,10 @@ private temporary file; row counts are taken on that snapshot and the file is
 streamed. Restore: the stream is staged in a file beside the target, verified,
 checked with `PRAGMA integrity_check`, and only then copied INTO the live
 target with the backup API, so open connections and WAL files stay coherent
-and the target ends row for row as it was at backup time.
+and the target ends row for row as it was at backup time. That copy is one
+write transaction: a worker killed during it leaves a hot journal (or
+uncommitted WAL frames) that SQLite rolls back on the next open, so the
+target is old or new. `recover()` removes the staged files a killed restore left.
 """
 
 import logging
@@ -72,7 +75,7 @@ class SqliteSource:
         target = self.path
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(
-            prefix=f".{target.name}.backfleet-restore-", suffix=".sqlite", dir=target.parent
+            prefix=_staging_prefix(target), suffix=".sqlite", dir=target.parent
         )
         staged = Path(name)
         try:
@@ -85,6 +88,16 @@ class SqliteSource:
                 self._copy_into(copy, target)
         finally:
             _remove(staged)
+
+    def recover(self) -> None:
+        """Remove the staged copies (and side files) a killed restore left beside the target."""
+        target = self.path
+        if not target.parent.is_dir():
+            return
+        for name in os.listdir(target.parent):
+            if name.startswith(_staging_prefix(target)):
+                log.warning("removing %s, left by a restore that was killed", target.parent / name)
+                _remove(target.parent / name)
 
     def _copy_into(self, copy: sqlite3.Connection, target: Path) -> None:
         existed = target.exists()
@@ -101,6 +114,10 @@ class SqliteSource:
             if not existed:
                 _remove(target)
             raise
+
+
+def _staging_prefix(target: Path) -> str:
+    return f".{target.name}.backfleet-restore-"
 
 
 def _connect(path: Path, options: str) -> sqlite3.Connection:
