@@ -57,10 +57,11 @@ from workers.catalog.models import (
 )
 from workers.errors import BackfleetError
 from workers.fleet import Fleet
-from workers.locks import lock_holder
+from workers.locks import NamespaceBusy, lock_holder, namespace_lock
 from workers.manifest import Manifest, manifest_key
 from workers.notify import report_backup_outcome, report_restore_outcome
 from workers.redact import redact
+from workers.restore_recovery import recover_targets
 from workers.timestamps import utcnow
 from workers.user_events import record_system_event
 
@@ -232,6 +233,31 @@ def _complete_manifest(fleet: Fleet, job: Job) -> tuple[Manifest, bytes]:
 def _settle(fleet: Fleet, job: Job, outcome: Outcome) -> Outcome:
     if outcome.status == "left":
         return outcome
+    if job.kind == "backup":
+        return _write(fleet, job, outcome)
+    # A dead restore may have left its target half swapped or its staging copy behind:
+    # put that right under the namespace lock (no job starts on it meanwhile), then settle.
+    lock = namespace_lock(
+        fleet.settings, job.namespace, label=f"reconcile of restore {job.timestamp}"
+    )
+    try:
+        lock.acquire()
+    except NamespaceBusy:
+        return _outcome(job, "left", "a job took its namespace lock meanwhile")
+    try:
+        with session_scope(fleet.settings.database_url) as session:
+            row = session.get(Restore, job.row_id)
+            services = list(row.services) if row is not None else []
+        problems = recover_targets(fleet, namespace=job.namespace, services=services)
+        if problems:
+            reason = f"{outcome.reason}; not put right: {'; '.join(problems)}"
+            outcome = _outcome(job, outcome.status, reason)
+        return _write(fleet, job, outcome)
+    finally:
+        lock.release()
+
+
+def _write(fleet: Fleet, job: Job, outcome: Outcome) -> Outcome:
     url = fleet.settings.database_url
     with session_scope(url) as session:
         row: Backup | Restore | None

@@ -231,3 +231,30 @@ def test_pending_rows_are_settled_only_when_no_queue_holds_their_task(
                               trigger="api")  # fmt: skip
     (fresh,) = [o for o in reconcile(fleet, confirm_after=0.1) if o.namespace == "fresh"]
     assert fresh.status == "left" and fresh.reason == "requested too recently"
+
+
+@pytest.mark.timeout(60)
+def test_a_dead_restore_left_half_swapped_is_put_back_before_it_is_settled(
+    tmp_path: Path, redis_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis.Redis.from_url(redis_server.url).flushdb()
+    monkeypatch.setenv("BROKER_URL", redis_server.url)
+    fleet = make_fleet(tmp_path)
+    target = tmp_path / "data" / "files"
+    # What a worker killed between the two renames of a swap leaves: the old tree
+    # renamed aside, the target missing, a staging copy beside them.
+    aside = tmp_path / "data" / ".files.backfleet-old-0123abcd"
+    target.rename(aside)
+    (tmp_path / "data" / ".files.backfleet-restore-4567cdef").mkdir()
+    with session_scope(fleet.settings.database_url) as session:
+        restore = queries.create_restore(
+            session, namespace="app", source_namespace="app", timestamp="2026-01-01t00-00-00",
+            services=["files"], skipped=[], backup_url="file:///nowhere/",
+        )  # fmt: skip
+        restore.status, restore.attempts = RUNNING, 1
+    (settled,) = reconcile(fleet, confirm_after=0.1)
+    assert settled.kind == "restore" and settled.status == FAILED, settled
+    assert (target / "a.txt").read_text() == "alpha\n"  # the old data, back in place
+    assert sorted(os.listdir(tmp_path / "data")) == ["app.db", "files"]
+    (row,) = rows(fleet.settings.database_url, Restore)
+    assert row.status == FAILED and row.error is not None
