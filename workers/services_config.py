@@ -79,6 +79,8 @@ class ServiceSpec(BaseModel):
     restore_command: list[str] | None = None
     format: str | None = None  # the artifact's extension; DEFAULT_COMMAND_FORMAT when unset
     fail_on_stderr: bool = True  # a command that writes to stderr fails the artifact
+    # kind = "directory": restore device nodes, FIFOs and setuid/setgid bits (off: left out).
+    special_files: bool = False
 
     @field_validator("dump_command", "restore_command", mode="before")
     @classmethod
@@ -120,7 +122,9 @@ class ServiceSpec(BaseModel):
                 )
             if self.url is not None or self.path is not None:
                 raise ValueError("a command service takes no `url` or `path`: its commands say it")
-        else:
+        if self.kind != "directory" and "special_files" in self.model_fields_set:
+            raise ValueError(f'`special_files` is only for kind = "directory", not {self.kind}')
+        if self.kind != "command":
             extra = [key for key in _COMMAND_KEYS if key in self.model_fields_set]
             if extra:
                 keys = ", ".join(f"`{key}`" for key in extra)
