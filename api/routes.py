@@ -147,6 +147,7 @@ def ondemand_restore(
         skip=body.skipped,
         requested_by=requested_by(caller),
         enqueue=enqueue,
+        allow_unsigned=body.allow_unsigned,
     )
     return Message(code=202, message="Request Accepted")
 

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 from pydantic.alias_generators import to_camel
 
 from workers.catalog.models import Artifact, Backup, Restore
@@ -58,6 +58,8 @@ class RestoreRequest(BaseModel):
     source_namespace: DnsLabel | None = Field(default=None, alias="sourceNamespace")
     svcs: dict[DnsLabel, ServiceToggle] | None = None
     namespace: DnsLabel | None = None
+    # Accept a backup that cannot be authenticated (recorded on the restore; README).
+    allow_unsigned: StrictBool = Field(default=False, alias="allowUnsigned")
 
     @property
     def skipped(self) -> list[str]:

@@ -182,12 +182,19 @@ def _dry_run(namespace: str, only_config: bool) -> None:
 @click.option("--source-namespace", default=None, help="Namespace the backup was taken of.")
 @click.option("--skip", multiple=True, metavar="SERVICE", help="Leave this service alone.")
 @click.option("--wait", is_flag=True, help="Wait until it ends; exit 1 if it failed.")
+@click.option(
+    "--allow-unsigned",
+    is_flag=True,
+    help="Accept a backup that cannot be authenticated (no catalog record, no valid MAC) "
+    "or, with encryption configured, unencrypted artifacts. Recorded on the restore.",
+)
 def restore(
     timestamp: str,
     namespace: str | None,
     source_namespace: str | None,
     skip: tuple[str, ...],
     wait: bool,
+    allow_unsigned: bool,
 ) -> None:
     """Restore the backup TIMESTAMP (e.g. 2023-02-02t17-03-15)."""
     from workers.fleet import current_fleet
@@ -208,11 +215,14 @@ def restore(
         source_namespace=source_namespace,
         skip=skip,
         requested_by="cli",
+        allow_unsigned=allow_unsigned,
     )
     click.echo(
         f"restore of {row.source_namespace}/{timestamp} into {namespace} requested "
         f"(services: {', '.join(row.services)})"
     )
+    if row.error:  # the override's record
+        click.echo(f"warning: {row.error}", err=True)
     if wait:
         status, error = wait_for_restore(fleet.settings.database_url, row.id)
         _report(f"restore of {timestamp}", status, error)

@@ -113,6 +113,4 @@ path = "/srv/files"
     assert isinstance(dev, DirectorySource) and dev.special_files is True
     assert isinstance(files, DirectorySource) and files.special_files is False
     with pytest.raises(Exception, match="special_files"):
-        parse_fleet_config(
-            '[services.db]\nkind = "sqlite"\npath = "/x.db"\nspecial_files = true\n'
-        )
+        parse_fleet_config('[services.db]\nkind = "sqlite"\npath = "/x.db"\nspecial_files = true\n')
