@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from tests.health_fleet import make_fleet, take_backup
 from tests.plugins.object_stores import S3Server
@@ -34,7 +35,13 @@ def _engines() -> Iterator[None]:
 @pytest.fixture
 def fleet(tmp_path: Path, s3_server: S3Server, s3_bucket: str) -> Fleet:
     second = s3_server.make_settings(s3_bucket, backup_part_size=5 * 1024 * 1024)
-    base = make_fleet(tmp_path, secondary_object_store_location_type="s3")
+    # Signed manifests: a backup whose catalog row the primary's retention removed is
+    # still authenticated when it is restored from the secondary (workers/authenticity.py).
+    base = make_fleet(
+        tmp_path,
+        secondary_object_store_location_type="s3",
+        backup_signing_key=SecretStr("secondary-test-signing-key-0123456789"),
+    )
     return replace(base, secondary=make_store(second), secondary_settings=second)
 
 
