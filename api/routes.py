@@ -154,6 +154,7 @@ def ondemand_restore(
         requested_by=requested_by(caller),
         customer=caller.customer,  # the customerName of the Backup/Restore audit event
         enqueue=enqueue,
+        allow_unsigned=body.allow_unsigned,
     )
     return Message(code=202, message="Request Accepted")
 

@@ -59,6 +59,8 @@ class RestoreRequest(BaseModel):
     source_namespace: DnsLabel | None = Field(default=None, alias="sourceNamespace")
     svcs: dict[DnsLabel, ServiceToggle] | None = None
     namespace: DnsLabel | None = None
+    # Accept a backup that cannot be authenticated (recorded on the restore; README).
+    allow_unsigned: StrictBool = Field(default=False, alias="allowUnsigned")
 
     @property
     def skipped(self) -> list[str]:

@@ -5,6 +5,7 @@ unless another is given), and one namespace `app` whose SQLite database and
 directory are real files; backups run in-process through workers.backup_run.
 """
 
+import hashlib
 import os
 import sqlite3
 from datetime import datetime
@@ -17,6 +18,7 @@ from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.migrate import upgrade_catalog
 from workers.fleet import Fleet
+from workers.manifest import Manifest, manifest_key
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
 from workers.stores import ObjectStore
@@ -88,3 +90,13 @@ def capture_system_events(monkeypatch: Any, module: ModuleType) -> list[dict[str
     recorded: list[dict[str, Any]] = []
     monkeypatch.setattr(module, "record_system_event", lambda **kw: recorded.append(kw))
     return recorded
+
+
+def rewrite_manifest(fleet: Fleet, manifest: Manifest, *, namespace: str = "app") -> None:
+    """Store `manifest` as if this fleet had written it: its digest goes to the catalog too."""
+    data = manifest.to_bytes()
+    fleet.store.put_object(manifest_key(namespace, manifest.timestamp), data)
+    with session_scope(fleet.settings.database_url) as session:
+        backup = queries.get_backup(session, namespace=namespace, timestamp=manifest.timestamp)
+        assert backup is not None
+        backup.manifest_sha256 = hashlib.sha256(data).hexdigest()

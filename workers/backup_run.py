@@ -6,6 +6,7 @@ attempt left is resumed from the parts the catalog recorded, or aborted and
 started again; no row is ever duplicated.
 """
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from workers.catalog.models import FAILED, RUNNING, SUCCESS, Artifact, Backup, U
 from workers.errors import BackfleetError, NotFoundError
 from workers.fleet import Fleet
 from workers.manifest import ArtifactEntry, Manifest, artifact_key, manifest_key
+from workers.manifest_mac import MacKeys
 from workers.notify import report_backup_outcome
 from workers.part_budget import PartBudget
 from workers.pipeline import (
@@ -95,6 +97,7 @@ def run_backup(
             log.error("backup %s/%s: service %s failed: %s", namespace, timestamp, service, message)
 
     _stop_if(lock_lost, namespace, timestamp)
+    manifest_sha256: str | None = None
     if not errors:
         try:
             manifest = Manifest(
@@ -106,13 +109,15 @@ def run_backup(
                 finished_at=utcnow().isoformat(),
                 artifacts=entries,
             )
+            # Signed when a key is at hand; its digest goes to the catalog, and a restore
+            # or verification refuses any other manifest (workers/authenticity.py).
+            data = manifest.to_bytes(MacKeys.from_settings(fleet.settings).current)
             call_with_retries(
-                lambda: fleet.store.put_object(
-                    manifest_key(namespace, timestamp), manifest.to_bytes()
-                ),
+                lambda: fleet.store.put_object(manifest_key(namespace, timestamp), data),
                 policy=job.options.retry,
                 what="manifest upload",
             )
+            manifest_sha256 = hashlib.sha256(data).hexdigest()
         except Exception as exc:
             errors.append(f"manifest: {describe(exc, fleet)}")
 
@@ -124,6 +129,7 @@ def run_backup(
         assert row is not None
         row.status, row.error, row.finished_at = status, error, utcnow()
         row.size = sum(entry.size for entry in entries)
+        row.manifest_sha256 = manifest_sha256
 
     patience = fleet.settings.catalog_retry_seconds
     write_catalog(url, finish, what="recording the backup's result", patience=patience)

@@ -187,6 +187,12 @@ def _dry_run(namespace: str, only_config: bool) -> None:
     is_flag=True,
     help="Restore from a source namespace this fleet does not configure (another cluster's).",
 )
+@click.option(
+    "--allow-unsigned",
+    is_flag=True,
+    help="Accept a backup that cannot be authenticated (no catalog record, no valid MAC) "
+    "or, with encryption configured, unencrypted artifacts. Recorded on the restore.",
+)
 def restore(
     timestamp: str,
     namespace: str | None,
@@ -194,6 +200,7 @@ def restore(
     skip: tuple[str, ...],
     wait: bool,
     allow_unconfigured_source: bool,
+    allow_unsigned: bool,
 ) -> None:
     """Restore the backup TIMESTAMP (e.g. 2023-02-02t17-03-15)."""
     from workers.fleet import current_fleet
@@ -216,11 +223,14 @@ def restore(
         requested_by="cli",
         # The operator's flag, else BACKFLEET_ALLOW_UNCONFIGURED_SOURCE_NAMESPACES.
         allow_unconfigured_source=allow_unconfigured_source or None,
+        allow_unsigned=allow_unsigned,
     )
     click.echo(
         f"restore of {row.source_namespace}/{timestamp} into {namespace} requested "
         f"(services: {', '.join(row.services)})"
     )
+    if row.error:  # the override's record
+        click.echo(f"warning: {row.error}", err=True)
     if wait:
         status, error = wait_for_restore(fleet.settings.database_url, row.id)
         _report(f"restore of {timestamp}", status, error)

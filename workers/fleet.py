@@ -46,10 +46,15 @@ def settings_secrets(settings: Settings) -> list[str]:
     for secret in (
         settings.backup_encryption_key,
         settings.backup_encryption_old_keys,
+        settings.backup_signing_key,
         settings.alert_webhook_url,  # Slack's webhook URLs carry a token
     ):
         if secret is not None:
             values.append(secret.get_secret_value())
+    for listed in (settings.backup_encryption_old_keys, settings.backup_signing_key):
+        if listed is not None:  # comma-separated keys: each one alone is a secret too
+            keys = listed.get_secret_value().split(",")
+            values.extend(key.strip() for key in keys if key.strip())
     return values
 
 

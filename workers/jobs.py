@@ -7,9 +7,10 @@ broker cannot take the task, the row is marked Failed: nothing waits forever.
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from workers.audit import scope as audit_scope
+from workers.authenticity import TrustedManifest, load_manifest
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Backup, Restore
@@ -17,11 +18,10 @@ from workers.errors import (
     ConflictError,
     ForbiddenError,
     InvalidRequestError,
-    NotFoundError,
     TransientError,
 )
 from workers.fleet import Fleet
-from workers.manifest import Manifest, manifest_key
+from workers.manifest import Manifest
 from workers.redact import redact
 
 log = logging.getLogger(__name__)
@@ -110,21 +110,46 @@ class RestorePlan:
     services: list[str]
     skipped: list[str]
     backup_url: str
+    overridden: list[str] = field(default_factory=list)  # what allowUnsigned let through
 
 
-def read_manifest(fleet: Fleet, *, namespace: str, timestamp: str) -> Manifest:
-    """The manifest from the store, the source of truth; NotFoundError if absent."""
-    key = manifest_key(namespace, timestamp)
-    # The secondary store may hold a backup the primary lost or no longer keeps.
-    for store in (fleet.store, fleet.secondary):
-        if store is not None and store.exists(key):
-            with store.open_read(key) as handle:
-                return Manifest.from_bytes(handle.read())
-    raise NotFoundError(f"no backup {timestamp} of namespace {namespace} in the store")
+# Starts the error of a restore requested with allowUnsigned: the worker reads the
+# override from the row, so a redelivered task keeps it, and every reader sees it.
+ALLOW_UNSIGNED_NOTE = "allowUnsigned"
+
+
+def read_manifest(
+    fleet: Fleet, *, namespace: str, timestamp: str, allow_unsigned: bool = False
+) -> Manifest:
+    """The authentic manifest (workers/authenticity.py); NotFoundError if absent."""
+    return read_trusted_manifest(
+        fleet, namespace=namespace, timestamp=timestamp, allow_unsigned=allow_unsigned
+    ).manifest
+
+
+def read_trusted_manifest(
+    fleet: Fleet, *, namespace: str, timestamp: str, allow_unsigned: bool = False
+) -> TrustedManifest:
+    return load_manifest(
+        fleet, namespace=namespace, timestamp=timestamp, allow_unsigned=allow_unsigned
+    )
+
+
+def override_note(overridden: list[str], requested_by: str | None) -> str:
+    """The restore row's record of an allowUnsigned request, and of what it let through."""
+    who = f" by {requested_by}" if requested_by else ""
+    what = "; ".join(overridden) or "nothing needed it at request time"
+    return f"{ALLOW_UNSIGNED_NOTE} requested{who}: accepted {what}"
 
 
 def plan_restore(
-    fleet: Fleet, *, namespace: str, source_namespace: str, timestamp: str, skip: Iterable[str]
+    fleet: Fleet,
+    *,
+    namespace: str,
+    source_namespace: str,
+    timestamp: str,
+    skip: Iterable[str],
+    allow_unsigned: bool = False,
 ) -> RestorePlan:
     """Check that the backup exists and fits the target namespace, before anything is queued."""
     with session_scope(fleet.settings.database_url) as session:
@@ -135,8 +160,11 @@ def plan_restore(
                 "only a successful backup can be restored",
                 timestamp=timestamp,
             )
-    # Catalog or not, the manifest in the store says what the backup holds.
-    manifest = read_manifest(fleet, namespace=source_namespace, timestamp=timestamp)
+    # Catalog or not, the manifest in the store says what the backup holds, once authenticated.
+    trusted = read_trusted_manifest(
+        fleet, namespace=source_namespace, timestamp=timestamp, allow_unsigned=allow_unsigned
+    )
+    manifest = trusted.manifest
     targets = fleet.config.services_of(namespace)
     unknown = sorted(set(skip) - set(manifest.services()))
     if unknown:  # a typo must not restore the very service it meant to protect
@@ -168,6 +196,7 @@ def plan_restore(
         services=services,
         skipped=skipped,
         backup_url=fleet.store.url_for(source_namespace, timestamp),
+        overridden=trusted.overridden,
     )
 
 
@@ -182,12 +211,16 @@ def request_restore(
     customer: str | None = None,
     enqueue: Enqueue = celery_enqueue,
     allow_unconfigured_source: bool | None = None,
+    allow_unsigned: bool = False,
 ) -> Restore:
     """Record a Pending restore of `timestamp` into `namespace` and enqueue it.
 
     A source namespace this fleet does not configure is refused, before the store
     is read, unless `allow_unconfigured_source` (by default the setting
-    BACKFLEET_ALLOW_UNCONFIGURED_SOURCE_NAMESPACES) allows it.
+    BACKFLEET_ALLOW_UNCONFIGURED_SOURCE_NAMESPACES) allows it. `allow_unsigned`
+    accepts a backup that cannot be authenticated (and, with encryption
+    configured, unencrypted artifacts); the override is recorded on the restore
+    row (its error starts with ALLOW_UNSIGNED_NOTE) and logged.
     """
     fleet.config.services_of(namespace)  # the target must be configured
     source = source_namespace or namespace
@@ -203,6 +236,7 @@ def request_restore(
         source_namespace=source,
         timestamp=timestamp,
         skip=skip,
+        allow_unsigned=allow_unsigned,
     )
     url = fleet.settings.database_url
     with session_scope(url) as session:
@@ -222,6 +256,12 @@ def request_restore(
             requested_by=requested_by,
             requested_customer=customer or None,
         )
+        if allow_unsigned:
+            restore.error = override_note(plan.overridden, requested_by)
+            log.warning(
+                "restore %s of %s/%s into %s: %s", restore.id, plan.source_namespace, timestamp,
+                namespace, restore.error,
+            )  # fmt: skip
     try:
         # namespace and timestamp are labels: what Flower shows of the task
         labels = {"namespace": namespace, "source_namespace": plan.source_namespace}

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from workers.errors import IntegrityError
+from workers.manifest_mac import MacKey, sign
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -56,15 +57,42 @@ class Manifest(BaseModel):
     def services(self) -> list[str]:
         return list(dict.fromkeys(entry.service for entry in self.artifacts))
 
-    def to_bytes(self) -> bytes:
-        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True).encode() + b"\n"
+    def to_bytes(self, signer: MacKey | None = None) -> bytes:
+        """The stored form; with `signer`, it carries a MAC (workers/manifest_mac.py)."""
+        document = self.model_dump(mode="json")
+        if signer is not None:
+            document = sign(document, signer)
+        return json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Manifest":
-        try:
-            return cls.model_validate_json(data)
-        except ValidationError as exc:
-            raise IntegrityError(f"manifest is not valid: {exc.error_count()} problem(s)") from None
+        return parse_manifest(data)[0]
+
+
+def parse_manifest(data: bytes) -> tuple[Manifest, dict[str, Any]]:
+    """The manifest and the JSON document it was read from (what a MAC covers).
+
+    Both come from one parse, and a repeated key is refused, so what is checked
+    is exactly what is used.
+    """
+    try:
+        document = json.loads(data, object_pairs_hook=_unique_keys)
+        if not isinstance(document, dict):
+            raise ValueError("not a JSON object")
+        return Manifest.model_validate(document), document
+    except ValidationError as exc:
+        raise IntegrityError(f"manifest is not valid: {exc.error_count()} problem(s)") from None
+    except ValueError as exc:  # JSON syntax (JSONDecodeError), a repeated key
+        raise IntegrityError(f"manifest is not valid JSON: {exc}") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in document:
+            raise ValueError(f"the key {name!r} appears twice")
+        document[name] = value
+    return document
 
 
 def backup_prefix(namespace: str, timestamp: str) -> str:

@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from workers import crypto
+from workers.authenticity import load_manifest
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Backup, Verification
 from workers.errors import BackfleetError, IntegrityError, SourceError
@@ -55,7 +56,7 @@ from workers.sources.postgres import PostgresSource
 from workers.sources.sqlite import SqliteSource
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
-from workers.verify import read_manifest_from, report_verdict
+from workers.verify import report_verdict
 
 log = logging.getLogger(__name__)
 RETENTION_WAIT = 600  # seconds a test restore waits for a retention pass of its namespace
@@ -108,7 +109,8 @@ def _run_restore_test(fleet: Fleet, *, namespace: str, timestamp: str) -> Restor
     skipped: list[str] = []
     errors: list[str] = []
     try:
-        manifest = read_manifest_from(fleet.store, namespace, timestamp)
+        trusted = load_manifest(fleet, namespace=namespace, timestamp=timestamp, store=fleet.store)
+        manifest = trusted.manifest
         specs = fleet.config.services_of(namespace)
         for service in manifest.services():
             entries = manifest.artifacts_of(service)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from workers.authenticity import load_manifest
 from workers.catalog.db import session_scope
 from workers.catalog.models import SUCCESS, Backup
 from workers.errors import BackfleetError, IntegrityError
@@ -29,7 +30,7 @@ from workers.sources.base import CHUNK_SIZE
 from workers.stores import ObjectStore
 from workers.stores.base import UploadedPart
 from workers.timestamps import utcnow
-from workers.verify import check_stored, read_manifest_from
+from workers.verify import check_stored
 
 log = logging.getLogger(__name__)
 PREFIX = "SECONDARY_"
@@ -77,7 +78,9 @@ def copy_backup(fleet: Fleet, *, namespace: str, timestamp: str) -> None:
     target = fleet.secondary
     assert target is not None
     policy = RetryPolicy.from_settings(fleet.settings)
-    manifest = read_manifest_from(fleet.store, namespace, timestamp)
+    # Only an authentic manifest is copied, byte for byte: its digest stays the catalog's.
+    trusted = load_manifest(fleet, namespace=namespace, timestamp=timestamp, store=fleet.store)
+    manifest = trusted.manifest
     for entry in manifest.artifacts:
         if _holds(target, entry):
             continue  # an earlier attempt copied it, and it reads back right
@@ -87,7 +90,7 @@ def copy_backup(fleet: Fleet, *, namespace: str, timestamp: str) -> None:
         )  # fmt: skip
         check_stored(target, entry)
     call_with_retries(
-        lambda: target.put_object(manifest_key(namespace, timestamp), manifest.to_bytes()),
+        lambda: target.put_object(manifest_key(namespace, timestamp), trusted.data),
         policy=policy,
         what="manifest copy",
     )

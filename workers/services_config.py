@@ -95,6 +95,8 @@ class ServiceSpec(BaseModel):
     restore_command: list[str] | None = None
     format: str | None = None  # the artifact's extension; DEFAULT_COMMAND_FORMAT when unset
     fail_on_stderr: bool = True  # a command that writes to stderr fails the artifact
+    # kind = "directory": restore device nodes, FIFOs and setuid/setgid bits (off: left out).
+    special_files: bool = False
 
     @field_validator("dump_command", "restore_command", mode="before")
     @classmethod
@@ -180,6 +182,8 @@ class ServiceSpec(BaseModel):
                 raise ValueError("a command service takes no `url` or `path`: its commands say it")
         if self.env is not None and self.kind not in ("command", "postgres"):
             raise ValueError(f"`env` is only for command and postgres services, not {self.kind}")
+        if self.kind != "directory" and "special_files" in self.model_fields_set:
+            raise ValueError(f'`special_files` is only for kind = "directory", not {self.kind}')
         if self.kind != "command":
             extra = [key for key in _COMMAND_KEYS if key in self.model_fields_set]
             if extra:

@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     backup_direct_reads: bool = True  # O_DIRECT for uncached bytes of files of 1 MiB and more
     backup_encryption_key: SecretStr | None = None
     backup_encryption_old_keys: SecretStr | None = None
+    # Signs every manifest (HMAC-SHA256) when set; else the key comes from BACKUP_ENCRYPTION_KEY.
+    # Comma-separated: the first signs, the others still verify (a rotation).
+    backup_signing_key: SecretStr | None = None
     stale_upload_age: Annotated[int, Field(ge=60)] = 86400
     abort_stale_uploads_schedule: str = "30 * * * *"
     celery_result_expires: Annotated[int, Field(ge=60)] = 86400
@@ -250,6 +253,17 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_max_age(cls, value: str) -> str:
         parse_duration(value)
+        return value
+
+    @field_validator("backup_signing_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        keys = [] if value is None else value.get_secret_value().split(",")
+        if any(len(key.strip()) < 32 for key in keys):
+            raise ValueError(
+                "must be one key, or several comma-separated, of at least 32 characters "
+                "each (e.g. `openssl rand -hex 32`)"
+            )
         return value
 
     @field_validator("alert_webhook_url")

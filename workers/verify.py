@@ -2,8 +2,9 @@
 
 For each namespace: the latest successful backup, plus a rotating sample of
 older ones (those verified least recently first, VERIFY_SAMPLE_SIZE of them).
-Each artifact is read in full, its SHA-256 and size compared with the
-manifest (and the manifest with the catalog), and it is decrypted (when a key
+Only an authentic manifest is used (workers/authenticity.py: the catalog's
+digest, its artifact rows, or a valid MAC). Each artifact is read in full, its
+SHA-256 and size compared with the manifest, and it is decrypted (when a key
 is at hand) and decompressed to its end. A missing object, one changed byte,
 or a truncated stream fails the backup's verification, which is recorded in
 the catalog, reported as an audit event and alerted (`verify.failed`).
@@ -11,7 +12,7 @@ the catalog, reported as an audit event and alerted (`verify.failed`).
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,11 +20,12 @@ from sqlalchemy import select
 
 from workers import crypto
 from workers.alerts import AlertEvent, alerter_for, safely
+from workers.authenticity import load_manifest
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Backup, Verification
-from workers.errors import BackfleetError, IntegrityError, NotFoundError
+from workers.errors import BackfleetError, IntegrityError
 from workers.fleet import Fleet
-from workers.manifest import ArtifactEntry, Manifest, manifest_key
+from workers.manifest import ArtifactEntry, Manifest
 from workers.pipeline import open_restore_stream
 from workers.redact import redact
 from workers.sources.base import CHUNK_SIZE
@@ -101,9 +103,16 @@ def verify_backup(fleet: Fleet, *, namespace: str, timestamp: str) -> list[Verif
     for name, store in stores_of(fleet):
         if name == "secondary" and not copied:
             continue  # the copy sweep has not reached it yet: nothing to check there
+
+        # Only an authentic manifest is checked: a forged one fails the verification.
+        def load(store: ObjectStore = store) -> Manifest:
+            return load_manifest(
+                fleet, namespace=namespace, timestamp=timestamp, store=store
+            ).manifest
+
         result = check_backup(
-            store, namespace=namespace, timestamp=timestamp, keyring=keyring,
-            expected=_catalog_hashes(fleet, namespace, timestamp), store_name=name,
+            store, namespace=namespace, timestamp=timestamp, load=load, keyring=keyring,
+            store_name=name,
         )  # fmt: skip
         if result.error:
             result = _redacted(result, fleet.secrets())
@@ -121,21 +130,18 @@ def check_backup(
     *,
     namespace: str,
     timestamp: str,
+    load: Callable[[], Manifest],
     keyring: crypto.Keyring | None = None,
-    expected: dict[str, str] | None = None,
     store_name: str = "primary",
 ) -> VerifyResult:
-    """Read the manifest and every artifact of one backup from `store`; never raises."""
+    """Load the backup's manifest with `load`, read every artifact from `store`; never raises."""
     errors: list[str] = []
     count = read = 0
     try:
-        manifest = read_manifest_from(store, namespace, timestamp)
+        manifest = load()
     except Exception as exc:
         return VerifyResult(namespace, timestamp, store_name, FAILED, 0, 0, _reason(exc))
     for entry in manifest.artifacts:
-        if expected and expected.get(entry.key, entry.sha256) != entry.sha256:
-            errors.append(f"{entry.key}: the manifest's SHA-256 differs from the catalog's")
-            continue
         try:
             read += check_artifact(store, entry, keyring)
             count += 1
@@ -181,14 +187,6 @@ def check_stored(store: ObjectStore, entry: ArtifactEntry) -> int:
     return size
 
 
-def read_manifest_from(store: ObjectStore, namespace: str, timestamp: str) -> Manifest:
-    key = manifest_key(namespace, timestamp)
-    if not store.exists(key):
-        raise NotFoundError(f"the manifest {key} is missing")
-    with store.open_read(key) as handle:
-        return Manifest.from_bytes(handle.read())
-
-
 def _copied(fleet: Fleet, namespace: str, timestamp: str) -> bool:
     """Whether the secondary store should hold the backup (copied, or unknown to the catalog)."""
     with session_scope(fleet.settings.database_url) as session:
@@ -196,16 +194,6 @@ def _copied(fleet: Fleet, namespace: str, timestamp: str) -> bool:
             select(Backup).where(Backup.namespace == namespace, Backup.timestamp == timestamp)
         ).first()
         return backup is None or backup.copied_at is not None
-
-
-def _catalog_hashes(fleet: Fleet, namespace: str, timestamp: str) -> dict[str, str]:
-    with session_scope(fleet.settings.database_url) as session:
-        backup = session.scalars(
-            select(Backup).where(Backup.namespace == namespace, Backup.timestamp == timestamp)
-        ).first()
-        if backup is None:
-            return {}
-        return {row.key: row.sha256 for row in backup.artifacts if row.sha256}
 
 
 def _record(fleet: Fleet, results: Sequence[VerifyResult]) -> None:

@@ -20,6 +20,7 @@ import pytest
 from tests.fleet_processes import FleetProcesses
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+SIGNING_KEY = "dr-test-signing-key-" + "0123456789abcdef" * 2
 
 
 class Fleet:
@@ -40,6 +41,8 @@ class Fleet:
             "DATABASE_URL": f"sqlite:///{root / name / 'catalog.db'}",
             "BACKFLEET_CONFIG": str(config),
             "OBJECT_STORE_LOCATION_LOCAL": str(store),
+            # Shared by both regions: the standby accepts only manifests it can authenticate.
+            "BACKUP_SIGNING_KEY": SIGNING_KEY,
         }
         for variable in ("REDIS_URL", "BACKFLEET_NAMESPACE", "ENABLE_REGULAR_BACKUPS"):
             env.pop(variable, None)

@@ -6,7 +6,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.health_fleet import make_fleet, take_backup
+from tests.health_fleet import make_fleet, rewrite_manifest, take_backup
 from tests.servers import PostgresServer
 from workers import restore_test as rt
 from workers.catalog.db import dispose_engines
@@ -63,7 +63,7 @@ def test_postgres_restores_into_a_scratch_database_with_the_recorded_counts(
 
     # Counts that do not match fail the test, and the scratch database still goes.
     entry.source["row_counts"]["public.projects"] = 299
-    fleet.store.put_object(manifest_key("app", stamp), manifest.to_bytes())
+    rewrite_manifest(fleet, manifest)  # as if the fleet had recorded these counts
     (result,) = rt.run_restore_tests(fleet)
     assert result.status == "Failed"
     assert "public.projects: 299 recorded, 300 restored" in (result.error or "")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from tests.health_fleet import make_fleet, take_backup
 from tests.plugins.object_stores import S3Server
@@ -42,7 +43,13 @@ def fleet(
 ) -> Fleet:
     monkeypatch.setenv("BROKER_URL", redis_server.url)  # retention takes a lock in Redis
     second = s3_server.make_settings(s3_bucket, backup_part_size=5 * 1024 * 1024)
-    base = make_fleet(tmp_path, secondary_object_store_location_type="s3")
+    # Signed manifests: a backup whose catalog row the primary's retention removed is
+    # still authenticated when it is restored from the secondary (workers/authenticity.py).
+    base = make_fleet(
+        tmp_path,
+        secondary_object_store_location_type="s3",
+        backup_signing_key=SecretStr("secondary-test-signing-key-0123456789"),
+    )
     return replace(base, secondary=make_store(second), secondary_settings=second)
 
 

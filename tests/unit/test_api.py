@@ -24,6 +24,7 @@ from workers.catalog.models import FAILED, PENDING, SUCCESS, Backup, Restore
 from workers.errors import ConfigError
 from workers.fleet import Fleet
 from workers.manifest import ArtifactEntry, Manifest, manifest_key
+from workers.manifest_mac import MacKey
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
 from workers.stores.local import LocalStore
@@ -32,6 +33,7 @@ BASE = "/athena/api/v1"
 KEY = "k1-secret-value"
 OTHER_KEY = "k2-other-value"
 AUTH = {"Authorization": KEY}
+SIGNING_KEY = "a-signing-key-of-at-least-32-characters"
 BROKER_PASSWORD = "br0ker-pa55word"
 
 CONFIG = """
@@ -86,6 +88,7 @@ def make_fleet(tmp_path: Path, api_keys: str) -> Fleet:
         database_url=database_url,
         backfleet_api_keys=SecretStr(api_keys),
         object_store_location_local=tmp_path / "store",
+        backup_signing_key=SecretStr(SIGNING_KEY),
     )
     return Fleet(settings=settings, config=parse_fleet_config(CONFIG), store=store)
 
@@ -108,7 +111,10 @@ def env(tmp_path: Path) -> Iterator[Env]:
         yield Env(client=client, fleet=fleet, enqueue=enqueue, store=fleet.store)
 
 
-def write_manifest(store: LocalStore, namespace: str, timestamp: str) -> None:
+def write_manifest(
+    store: LocalStore, namespace: str, timestamp: str, *, signed: bool = True
+) -> None:
+    """A backup found only in the store, signed with the fleet's key unless `signed` is False."""
     kinds = {"postgres": ("postgres", "pgdump"), "gitserver": ("directory", "tar")}
     kinds["settings"] = ("sqlite", "sqlite")
     artifacts = [
@@ -131,7 +137,8 @@ def write_manifest(store: LocalStore, namespace: str, timestamp: str) -> None:
         finished_at="2023-02-02T17:04:15Z",
         artifacts=artifacts,
     )
-    store.put_object(manifest_key(namespace, timestamp), manifest.to_bytes())
+    signer = MacKey.derive(SIGNING_KEY) if signed else None
+    store.put_object(manifest_key(namespace, timestamp), manifest.to_bytes(signer))
 
 
 def finish_backups(url: str, status: str = SUCCESS) -> None:
@@ -493,6 +500,30 @@ def test_restore_from_the_store_respects_disabled_services(env: Env) -> None:
     again = env.client.post(f"{BASE}/ondemandrestore", headers=AUTH, json={"timestamp": timestamp})
     assert again.status_code == 409
     assert len(env.enqueue.calls) == 1
+
+
+def test_an_unsigned_backup_needs_allow_unsigned_which_is_recorded(env: Env) -> None:
+    timestamp = "2023-02-02t17-03-15"
+    write_manifest(env.store, "old-cluster", timestamp, signed=False)
+    body: dict[str, object] = {"timestamp": timestamp, "sourceNamespace": "old-cluster"}
+    refused = env.client.post(f"{BASE}/ondemandrestore", headers=AUTH, json=body)
+    assert refused.status_code == 400
+    assert "cannot be authenticated" in refused.json()["message"]
+    assert "allowUnsigned" in refused.json()["message"]
+    not_a_bool = env.client.post(
+        f"{BASE}/ondemandrestore", headers=AUTH, json={**body, "allowUnsigned": "yes"}
+    )
+    assert not_a_bool.status_code == 422
+    assert env.enqueue.calls == []
+
+    accepted = env.client.post(
+        f"{BASE}/ondemandrestore", headers=AUTH, json={**body, "allowUnsigned": True}
+    )
+    assert accepted.status_code == 202
+    with session_scope(env.url) as session:
+        (row,) = session.query(Restore).all()
+        assert row.error is not None and row.error.startswith("allowUnsigned requested by ")
+        assert "not in the catalog and carries no valid MAC" in row.error
 
 
 def test_restore_of_a_backup_that_is_not_successful_is_409(env: Env) -> None:

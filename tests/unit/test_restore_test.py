@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import workers.verify
-from tests.health_fleet import capture_system_events, make_fleet, take_backup
+from tests.health_fleet import capture_system_events, make_fleet, rewrite_manifest, take_backup
 from workers import restore_test as rt
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
@@ -101,7 +101,7 @@ def test_a_manifest_from_before_blake3_is_checked_with_sha256(
     assert (files, size) == (entry.source["files"], entry.source["bytes"])
     del entry.source["files_blake3"]
     entry.source["files_sha256"] = ("0" * 64) if tampered else digest
-    fleet.store.put_object(key, manifest.to_bytes())
+    rewrite_manifest(fleet, manifest)
 
     (result,) = rt.run_restore_tests(fleet)
     assert result.status == ("Failed" if tampered else "Success"), result.error
@@ -117,7 +117,7 @@ def test_sqlite_row_counts_that_differ_fail(tmp_path: Path, events: list[dict[st
     entry = manifest.artifact("db")
     assert entry is not None
     entry.source["row_counts"]["nodes"] += 1
-    fleet.store.put_object(key, manifest.to_bytes())
+    rewrite_manifest(fleet, manifest)
     (result,) = rt.run_restore_tests(fleet)
     assert result.status == "Failed"
     assert "nodes: 201 recorded, 200 restored" in (result.error or "")

@@ -142,7 +142,9 @@ def test_round_trip_keeps_names_links_modes_and_mtimes(tmp_path: Path) -> None:
     store = MemoryStore()
 
     entry = backup(store, DirectorySource(tmp_path / "src"))
-    restore_artifact(store=store, entry=entry, source=DirectorySource(tmp_path / "dst"))
+    # special_files: the FIFO too (tests/unit/test_restore_special_files.py: without it)
+    target = DirectorySource(tmp_path / "dst", special_files=True)
+    restore_artifact(store=store, entry=entry, source=target)
 
     assert_same_tree(tmp_path / "dst", original)
     for link, first in (("hard link", "plain.txt"), ("big/hard link", "big/odd size.bin")):
@@ -167,7 +169,7 @@ def test_restore_replaces_everything_changed_after_the_backup(tmp_path: Path) ->
     (root / "relative").unlink()
     os.chmod(root / "private", 0o777)
 
-    restore_artifact(store=store, entry=entry, source=DirectorySource(root))
+    restore_artifact(store=store, entry=entry, source=DirectorySource(root, special_files=True))
 
     assert_same_tree(root, original)
     assert leftovers(tmp_path) == []  # neither the staging folder nor the old copy
@@ -500,7 +502,7 @@ class Opened:
 
 def restore_volumes(store: MemoryStore, entries: list[ArtifactEntry], target: Path) -> Opened:
     streams = Opened(store, entries)
-    DirectorySource(target).restore_volumes(iter(streams))
+    DirectorySource(target, special_files=True).restore_volumes(iter(streams))  # the FIFO too
     return streams
 
 

@@ -43,6 +43,7 @@ def make_source(spec: ServiceSpec, settings: Settings, secrets: Sequence[str] = 
         spec.path,
         direct_writes=settings.restore_direct_writes,
         direct_reads=settings.backup_direct_reads,
+        special_files=spec.special_files,
     )
 
 

@@ -8,7 +8,9 @@ long names, symlink targets and hard links; mtimes travel as exact decimal
 nanoseconds in the standard PAX `mtime` record and are set back to the nanosecond.
 
 Restore: every member is checked (no absolute name, no `..`, nothing that
-resolves outside the staging folder through a link extracted before it) and
+resolves outside the staging folder through a link extracted before it);
+device nodes and FIFOs are left out and setuid/setgid bits cleared (a setgid
+folder keeps its bit) unless the service sets `special_files = true`; then it is
 extracted into `.<name>.backfleet-restore-<random>` beside the target. Only
 after `verify()` are the two swapped in ONE step, renameat2(RENAME_EXCHANGE),
 so the staging name then holds the old tree, which is removed. Where the
@@ -102,11 +104,18 @@ class DirectorySource:
     format: ClassVar[str] = "tar"
 
     def __init__(
-        self, path: Path, *, direct_writes: bool = True, direct_reads: bool = True
+        self,
+        path: Path,
+        *,
+        direct_writes: bool = True,
+        direct_reads: bool = True,
+        special_files: bool = False,
     ) -> None:
         self.path = Path(path)
         self.direct_writes = direct_writes  # RESTORE_DIRECT_WRITES (see direct_write.py)
         self.direct_reads = direct_reads  # BACKUP_DIRECT_READS (see direct_read.py)
+        # The service's `special_files = true`: restore device nodes, FIFOs, setuid/setgid.
+        self.special_files = special_files
 
     def dump(self) -> AbstractContextManager[Dump]:
         """The whole tree as one tar (facts: files and bytes)."""
@@ -213,15 +222,20 @@ class DirectorySource:
         volumes = iter(streams)
         try:
             folders: _Folders = []
+            left_out = _LeftOut()
             count = 0
             for stream in volumes:
-                _extract(stream, staging, target, folders, direct_writes=self.direct_writes)
+                _extract(
+                    stream, staging, target, folders, direct_writes=self.direct_writes,
+                    left_out=None if self.special_files else left_out,
+                )  # fmt: skip
                 stream.verify()  # nothing below runs unless every stored byte matched
                 count += 1
             if count == 0:
                 raise SourceError(f"no volumes to restore into {target}")
             _set_folder_attributes(folders, staging)
             _swap(Path(staging), target)
+            left_out.report(target)
         except BaseException:
             _remove_quietly(staging)
             raise
@@ -478,10 +492,48 @@ def _describe(exc: BaseException) -> str:
 
 
 # --- restore ---
+class _LeftOut:
+    """What a restore left out of the tree: special files, and setuid/setgid bits."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()  # special members skipped (so are hard links to them)
+        self.stripped = 0
+
+    def keep(self, member: tarfile.TarInfo) -> bool:
+        """False for a member not to extract; clears the privilege bits of the others."""
+        special = member.ischr() or member.isblk() or member.isfifo()
+        if special or (member.islnk() and os.path.normpath(member.linkname) in self.names):
+            self.names.add(os.path.normpath(member.name))
+            return False
+        # A setgid folder only sets the group of new files (`git init --shared`): it stays.
+        bits = stat.S_ISUID if member.isdir() else stat.S_ISUID | stat.S_ISGID
+        if member.mode & bits:
+            member.mode &= ~bits
+            self.stripped += 1
+        return True
+
+    def report(self, target: Path) -> None:
+        if self.names or self.stripped:
+            log.warning(
+                "restored %s without %d device node(s), FIFO(s) and links to them, and with "
+                "the setuid/setgid bits of %d file(s) cleared (`special_files = true` keeps them)",
+                target, len(self.names), self.stripped,
+            )  # fmt: skip
+
+
 def _extract(
-    stream: RestoreStream, staging: str, target: Path, folders: _Folders, *, direct_writes: bool
+    stream: RestoreStream,
+    staging: str,
+    target: Path,
+    folders: _Folders,
+    *,
+    direct_writes: bool,
+    left_out: _LeftOut | None = None,
 ) -> None:
-    """Extract one volume; folders are only created (see _set_folder_attributes)."""
+    """Extract one volume; folders are only created (see _set_folder_attributes).
+
+    With `left_out`, device nodes and FIFOs are skipped and setuid/setgid bits cleared.
+    """
     real_staging = os.path.realpath(staging)
     try:
         with _Extractor.open(
@@ -495,6 +547,8 @@ def _extract(
             tar.direct_writes = direct_writes
             for member in tar:
                 check_member(member, real_staging)
+                if left_out is not None and not left_out.keep(member):
+                    continue
                 tar.extract(member, staging, set_attrs=not member.isdir(), **_TRUSTED)
                 if member.isdir():
                     folders.append((tar, member))
