@@ -22,6 +22,7 @@ from workers.catalog.migrate import upgrade_catalog
 from workers.catalog.models import SUCCESS
 from workers.fleet import Fleet
 from workers.manifest import ArtifactEntry, Manifest, manifest_key
+from workers.manifest_mac import MacKey
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
 from workers.stores.local import LocalStore
@@ -54,6 +55,9 @@ def api_keys_setting() -> str:
     return ",".join(entries)
 
 
+SIGNING_KEY = "a-signing-key-of-at-least-32-characters"
+
+
 def make_fleet(database_url: str, store_root: Path, **settings: Any) -> Fleet:
     upgrade_catalog(database_url)
     store = LocalStore(store_root)
@@ -63,6 +67,7 @@ def make_fleet(database_url: str, store_root: Path, **settings: Any) -> Fleet:
         "backfleet_api_keys": SecretStr(api_keys_setting()),
         "object_store_location_local": store_root,
         "enable_user_events": True,
+        "backup_signing_key": SecretStr(SIGNING_KEY),
         **settings,
     }
     return Fleet(settings=Settings(**values), config=parse_fleet_config(CONFIG), store=store)
@@ -86,7 +91,8 @@ def write_manifest(store: LocalStore, namespace: str) -> None:
         finished_at="2023-02-02T17:04:15Z",
         artifacts=[artifact],
     )
-    store.put_object(manifest_key(namespace, TS), manifest.to_bytes())
+    # Signed: a backup found only in the store needs a valid MAC (workers/authenticity.py).
+    store.put_object(manifest_key(namespace, TS), manifest.to_bytes(MacKey.derive(SIGNING_KEY)))
 
 
 def seed(fleet: Fleet) -> None:

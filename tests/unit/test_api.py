@@ -503,6 +503,7 @@ def test_restore_from_the_store_respects_disabled_services(env: Env) -> None:
 
 
 def test_an_unsigned_backup_needs_allow_unsigned_which_is_recorded(env: Env) -> None:
+    env = allowing_unconfigured_sources(env)  # the backup is another cluster's
     timestamp = "2023-02-02t17-03-15"
     write_manifest(env.store, "old-cluster", timestamp, signed=False)
     body: dict[str, object] = {"timestamp": timestamp, "sourceNamespace": "old-cluster"}

@@ -18,6 +18,7 @@ from tests.unit.test_api import (
     BASE,
     CONFIG,
     KEY,
+    SIGNING_KEY,
     RecordingEnqueue,
     make_fleet,
     write_manifest,
@@ -87,6 +88,7 @@ def test_the_cli_refuses_an_unknown_skip_the_same_way(
     config.write_text(CONFIG)
     monkeypatch.setenv("BACKFLEET_CONFIG", str(config))
     monkeypatch.setenv("DATABASE_URL", fleet.settings.database_url)
+    monkeypatch.setenv("BACKUP_SIGNING_KEY", SIGNING_KEY)  # the manifest's MAC key
     monkeypatch.setenv(
         "OBJECT_STORE_LOCATION_LOCAL", str(fleet.settings.object_store_location_local)
     )

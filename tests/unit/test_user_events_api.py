@@ -21,6 +21,7 @@ from workers.catalog.migrate import upgrade_catalog
 from workers.catalog.models import UserEvent
 from workers.fleet import Fleet
 from workers.manifest import ArtifactEntry, Manifest, manifest_key
+from workers.manifest_mac import MacKey
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
 from workers.stores.local import LocalStore
@@ -39,6 +40,8 @@ kind = "directory"
 path = "/data/files"
 """
 
+SIGNING_KEY = "a-signing-key-of-at-least-32-characters"
+
 
 def make_fleet(tmp_path: Path, *, enabled: bool = True) -> Fleet:
     url = f"sqlite:///{tmp_path / 'catalog.db'}"
@@ -50,6 +53,7 @@ def make_fleet(tmp_path: Path, *, enabled: bool = True) -> Fleet:
         enable_user_events=enabled,
         backfleet_api_keys=SecretStr(f"{KEY}:ops@example.com:acme,{PLAIN_KEY}"),
         object_store_location_local=tmp_path / "store",
+        backup_signing_key=SecretStr(SIGNING_KEY),
     )
     return Fleet(settings=settings, config=parse_fleet_config(CONFIG), store=store)
 
@@ -183,7 +187,8 @@ def test_a_restore_from_another_namespace_is_recorded_in_both_trails(fleet: Flee
             )
         ],
     )
-    fleet.store.put_object(manifest_key("team-b", timestamp), manifest.to_bytes())
+    signer = MacKey.derive(SIGNING_KEY)  # found only in the store: it needs a valid MAC
+    fleet.store.put_object(manifest_key("team-b", timestamp), manifest.to_bytes(signer))
     body = {"timestamp": timestamp, "sourceNamespace": "team-b"}
     with client_for(fleet) as client:
         answer = client.post(f"{BASE}/ondemandrestore", json=body, headers=AUTH)
