@@ -23,6 +23,7 @@ from tests.scoped_api import (
     BASE,
     CONFIG,
     KEY_OF,
+    SIGNING_KEY,
     TENANTS,
     TS,
     UNCONFIGURED,
@@ -153,6 +154,7 @@ def cli_env(fleet: Fleet, tmp_path: Path, broker: str, **extra: str) -> dict[str
         "BACKFLEET_CONFIG": str(config),
         "OBJECT_STORE_LOCATION_TYPE": "local",
         "OBJECT_STORE_LOCATION_LOCAL": str(fleet.settings.object_store_location_local),
+        "BACKUP_SIGNING_KEY": SIGNING_KEY,  # the store-only manifest's MAC key
         **extra,
     }
 
