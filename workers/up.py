@@ -69,17 +69,29 @@ def prepare_var_dir(var_dir: Path) -> Path:
 
 def load_or_create_api_key(var_dir: Path) -> str:
     """The key kept in <var>/api-key (mode 0600), generated on first use."""
-    path = var_dir / "api-key"
+    return _load_or_create_secret(var_dir / "api-key", "API key")
+
+
+def load_or_create_signing_key(var_dir: Path) -> str:
+    """The manifest signing key kept in <var>/signing-key (mode 0600), generated on first use.
+
+    Without one, manifests go unsigned and a catalog that lost its rows could
+    restore its own backups only with `allowUnsigned`.
+    """
+    return _load_or_create_secret(var_dir / "signing-key", "signing key")
+
+
+def _load_or_create_secret(path: Path, what: str) -> str:
     try:
         key = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
-        key = secrets.token_urlsafe(32)  # URL-safe alphabet: never ':' or ','
+        key = secrets.token_urlsafe(32)  # URL-safe alphabet: never ':' or ','; 43 characters
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             file.write(key + "\n")
         return key
     if not key or any(char in key for char in ":, \t"):
-        raise ConfigError(f"{path} does not hold a usable API key; delete it to get a new one")
+        raise ConfigError(f"{path} does not hold a usable {what}; delete it to get a new one")
     path.chmod(0o600)
     return key
 
@@ -169,6 +181,8 @@ def prepare_environment(
         env["BACKFLEET_API_KEYS"] = f"{api_key}:admin@localhost:local"
     if services_file is not None:
         env["BACKFLEET_CONFIG"] = str(services_file)
+    if not env.get("BACKUP_SIGNING_KEY") and not env.get("BACKUP_ENCRYPTION_KEY"):
+        env["BACKUP_SIGNING_KEY"] = load_or_create_signing_key(var_dir)
     env.setdefault("DATABASE_URL", f"sqlite:///{var_dir / 'backfleet.db'}")
     env.setdefault("OBJECT_STORE_LOCATION_LOCAL", str(var_dir / "backup"))
     env.setdefault("BACKFLEET_API_PORT", "8080")

@@ -191,3 +191,15 @@ def test_stop_terms_then_kills_stragglers() -> None:
     assert time.monotonic() - started < 5
     assert children[0].process.returncode == -15  # SIGTERM
     assert children[1].process.returncode == -9  # SIGKILL after the grace period
+
+
+def test_up_keeps_a_signing_key_unless_one_is_given(tmp_path: Path) -> None:
+    env = prepare_environment(tmp_path, {}, api_key="k", services_file=None)
+    key = env["BACKUP_SIGNING_KEY"]
+    assert len(key) >= 32 and (tmp_path / "signing-key").read_text().strip() == key
+    assert stat.S_IMODE((tmp_path / "signing-key").stat().st_mode) == 0o600
+    again = prepare_environment(tmp_path, {}, api_key="k", services_file=None)
+    assert again["BACKUP_SIGNING_KEY"] == key  # the same key across restarts: old MACs verify
+    for given in ({"BACKUP_SIGNING_KEY": "x" * 40}, {"BACKUP_ENCRYPTION_KEY": "AGE-SECRET-KEY-1"}):
+        env = prepare_environment(tmp_path, given, api_key="k", services_file=None)
+        assert env.get("BACKUP_SIGNING_KEY") == given.get("BACKUP_SIGNING_KEY")
