@@ -26,9 +26,13 @@ queue and `unacked`, a lock being re-taken), and the row is settled only if
 it did not change meanwhile (same status, same delivery count).
 
 A backup is settled from the store, its source of truth: a manifest that is
-there and complete (every artifact it lists stored with its size, agreeing
-with the artifacts the catalog recorded) makes it `Success`, and the catalog's
-artifacts are filled from the manifest; otherwise it is `Failed`. A restore
+there, complete (every artifact it lists stored with its size, agreeing
+with the artifacts the catalog recorded) and authentic (a valid MAC from the
+fleet's keys, or listing exactly the artifacts the catalog recorded as stored,
+field for field) makes it `Success`, and the catalog's artifacts and manifest
+digest are filled from it; otherwise it is `Failed`. Anyone with write access
+to the bucket can put a manifest there: taken in unauthenticated, it would
+become what a restore checks against (workers/authenticity.py). A restore
 cannot be proven from the store and is `Failed`: its target may hold a part
 of the backup. Each settled row is a `BackupReconciled` or `RestoreReconciled`
 audit event and alerted like any other end (workers/notify.py).
@@ -44,6 +48,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from workers.authenticity import MAX_MANIFEST_BYTES
 from workers.broker_tasks import BrokerTasks, tasks_in_broker
 from workers.catalog import queries
 from workers.catalog.db import session_scope
@@ -52,13 +57,16 @@ from workers.catalog.models import (
     FAILED,
     PENDING,
     SUCCESS,
+    Artifact,
     Backup,
     Restore,
 )
 from workers.errors import BackfleetError
 from workers.fleet import Fleet
 from workers.locks import NamespaceBusy, lock_holder, namespace_lock
-from workers.manifest import Manifest, manifest_key
+from workers.manifest import ArtifactEntry, Manifest, manifest_key, parse_manifest
+from workers.manifest_mac import MacKeys
+from workers.manifest_mac import verify as verify_mac
 from workers.notify import report_backup_outcome, report_restore_outcome
 from workers.redact import redact
 from workers.restore_recovery import recover_targets
@@ -205,17 +213,25 @@ class Incomplete(BackfleetError):
 
 
 def _complete_manifest(fleet: Fleet, job: Job) -> tuple[Manifest, bytes]:
-    """The backup's manifest and its bytes, if it is there and every artifact is stored."""
+    """The backup's manifest and its bytes, if it is there, authentic, and every artifact is
+    stored. Authentic: a valid MAC from the fleet's keys, or exactly the artifacts the
+    catalog recorded as stored; else it may be an attacker's, and the catalog (which a
+    restore then trusts) must not take it in."""
     key = manifest_key(job.namespace, job.timestamp)
     if not fleet.store.exists(key):
         raise Incomplete("no manifest in the store")
     with fleet.store.open_read(key) as handle:
-        data = handle.read()
-    manifest = Manifest.from_bytes(data)
+        data = handle.read(MAX_MANIFEST_BYTES + 1)
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise Incomplete("the manifest is larger than any manifest we write")
+    manifest, document = parse_manifest(data)
     with session_scope(fleet.settings.database_url) as session:
         row = session.get(Backup, job.row_id)
         services = set(row.services) if row is not None else set()
-        recorded = {(a.service, a.volume): a.sha256 for a in (row.artifacts if row else [])}
+        only_config = row.only_config if row is not None else None
+        rows = list(row.artifacts) if row is not None else []
+        recorded = {(a.service, a.volume): a.sha256 for a in rows}
+        stored_rows = {(a.service, a.volume): _facts(a) for a in rows if _stored(a)}
     if (manifest.namespace, manifest.timestamp) != (job.namespace, job.timestamp):
         raise Incomplete("the manifest names another backup")
     if set(manifest.services()) != services:
@@ -227,7 +243,27 @@ def _complete_manifest(fleet: Fleet, job: Job) -> tuple[Manifest, bytes]:
         known = recorded.get((entry.service, entry.volume))
         if known is not None and known != entry.sha256:
             raise Incomplete(f"artifact {entry.key} differs from the catalog's record")
+    listed = {(entry.service, entry.volume): _facts(entry) for entry in manifest.artifacts}
+    as_recorded = listed == stored_rows and manifest.only_config == only_config
+    if not (as_recorded or verify_mac(document, MacKeys.from_settings(fleet.settings))):
+        raise Incomplete(
+            "its manifest cannot be authenticated: it carries no valid MAC from this fleet's "
+            "keys and does not list exactly the artifacts the catalog recorded as stored"
+        )
     return manifest, data
+
+
+def _stored(artifact: Artifact) -> bool:
+    return artifact.status == SUCCESS and artifact.sha256 is not None
+
+
+def _facts(item: Artifact | ArtifactEntry) -> tuple[Any, ...]:
+    """What a restore uses of an artifact, from a catalog row or a manifest entry."""
+    source = item.source if isinstance(item, ArtifactEntry) else item.facts or {}
+    return (
+        item.key, item.size, item.sha256, item.format, item.compression, item.encryption,
+        item.source_size, source,
+    )  # fmt: skip
 
 
 def _settle(fleet: Fleet, job: Job, outcome: Outcome) -> Outcome:
@@ -288,14 +324,12 @@ def _write(fleet: Fleet, job: Job, outcome: Outcome) -> Outcome:
 
 def _fill_from_manifest(session: Session, row: Backup, manifest: Manifest, data: bytes) -> None:
     """The catalog's artifacts as the manifest lists them, and the backup's size."""
-    vouched = True
     for entry in manifest.artifacts:
         artifact = queries.upsert_artifact(
             session, backup=row, service=entry.service,
             kind=str(entry.source.get("kind") or entry.format), key=entry.key, fmt=entry.format,
             compression=entry.compression, volume=entry.volume,
         )  # fmt: skip
-        vouched = vouched and artifact.status == SUCCESS and artifact.sha256 == entry.sha256
         artifact.status, artifact.key, artifact.size = SUCCESS, entry.key, entry.size
         artifact.sha256, artifact.source_size = entry.sha256, entry.source_size
         artifact.facts, artifact.encryption = entry.source, entry.encryption
@@ -307,10 +341,8 @@ def _fill_from_manifest(session: Session, row: Backup, manifest: Manifest, data:
         if (artifact.service, artifact.volume) not in listed:
             session.delete(artifact)
     row.size = sum(entry.size for entry in manifest.artifacts)
-    # The manifest's digest only when the catalog had recorded every artifact it lists
-    # (this fleet wrote them all); else a restore checks the manifest on its own terms.
-    if vouched:
-        row.manifest_sha256 = hashlib.sha256(data).hexdigest()
+    # Authenticated by _complete_manifest: from now on a restore accepts only these bytes.
+    row.manifest_sha256 = hashlib.sha256(data).hexdigest()
 
 
 def _report(fleet: Fleet, job: Job, outcome: Outcome) -> None:
