@@ -73,17 +73,25 @@ def parse_manifest(data: bytes) -> tuple[Manifest, dict[str, Any]]:
     """The manifest and the JSON document it was read from (what a MAC covers).
 
     Both come from one parse, and a repeated key is refused, so what is checked
-    is exactly what is used.
+    is exactly what is used. NaN and Infinity (not JSON, and no canonical form
+    for a MAC) and nesting deeper than the parser's stack are refused too: a
+    forged manifest must end as IntegrityError, not as an error a caller retries.
     """
     try:
-        document = json.loads(data, object_pairs_hook=_unique_keys)
+        document = json.loads(data, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
         if not isinstance(document, dict):
             raise ValueError("not a JSON object")
         return Manifest.model_validate(document), document
     except ValidationError as exc:
         raise IntegrityError(f"manifest is not valid: {exc.error_count()} problem(s)") from None
-    except ValueError as exc:  # JSON syntax (JSONDecodeError), a repeated key
+    except ValueError as exc:  # JSON syntax (JSONDecodeError), a repeated key, NaN
         raise IntegrityError(f"manifest is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise IntegrityError("manifest is not valid: nested too deeply") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -108,3 +108,25 @@ def test_the_cli_passes_allow_unsigned_and_shows_the_record(
     assert "warning: allowUnsigned requested by cli" in result.output
     CliRunner().invoke(main, ["restore", "2024-01-02t03-04-05"])
     assert asked["allow_unsigned"] is False
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda text: text.replace('"ratio": 0.5', '"ratio": NaN'),  # not JSON, Python reads it
+        lambda text: text.replace('"ratio": 0.5', '"ratio": ' + "[" * 100_000 + "]" * 100_000),
+    ],
+)
+def test_a_manifest_the_canonical_form_cannot_hold_is_refused_not_raised(change: object) -> None:
+    """A forged manifest may only be refused (IntegrityError or an invalid MAC): any other
+    error leaves the reconciler retrying its row forever, the namespace blocked."""
+    signing = keys(backup_signing_key=SIGNING)
+    assert signing.current is not None
+    text = manifest().to_bytes(signing.current).decode()
+    assert callable(change)
+    data = change(text).encode()
+    try:
+        _, document = parse_manifest(data)
+    except IntegrityError:
+        return
+    assert not verify(document, signing)
