@@ -51,6 +51,9 @@ from workers.errors import ConfigError
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # A command service's artifact extension: <service>.<format>.zst in the store.
 FORMAT_WORD = re.compile(r"^[a-z0-9]([-a-z0-9]{0,14}[a-z0-9])?$")
+# The names restores give their staging copies and the trees they set aside
+# (workers/sources/directory.py, sqlite.py): `.<target>.backfleet-restore-…`, `…-old-…`.
+RESTORE_LEFTOVER = re.compile(r"^\..*\.backfleet-(restore|old)-")
 DEFAULT_NAMESPACE = "app"
 DEFAULT_COMMAND_FORMAT = "dump"
 
@@ -172,6 +175,13 @@ class ServiceSpec(BaseModel):
             raise ValueError("a postgres service needs `url`")
         if self.kind in ("sqlite", "directory") and self.path is None:
             raise ValueError(f"a {self.kind} service needs `path`")
+        if self.path is not None and any(RESTORE_LEFTOVER.search(p) for p in self.path.parts):
+            # A restore's recovery removes such names beside its target (or moves one
+            # into the target's place): another service's data must never bear one.
+            raise ValueError(
+                f"`path` {str(self.path)!r} is named like a restore's staging copy "
+                "(`.<name>.backfleet-restore-…` or `.backfleet-old-…`): choose another name"
+            )
         if self.kind == "command":
             missing = [key for key in ("dump_command", "restore_command") if not getattr(self, key)]
             if missing:

@@ -4,6 +4,7 @@ import pytest
 
 from workers.errors import ConfigError
 from workers.services_config import load_fleet_config, parse_fleet_config
+from workers.sources.directory import DirectorySource
 
 SINGLE = """
 namespace = "prod"
@@ -192,3 +193,29 @@ def test_a_percent_encoded_postgres_password_is_accepted() -> None:
     url = "postgresql://backup:p%40ss%2Fw%40rd@127.0.0.1:5432/app?sslmode=disable"
     config = parse_fleet_config(f'[services.pg]\nkind = "postgres"\nurl = "{url}"\n')
     assert config.services_of("app")["pg"].url == url
+
+
+@pytest.mark.parametrize("kind", ["directory", "sqlite"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/data/.app.backfleet-restore-keep0001",
+        "/data/.app.backfleet-old-x/db",
+        "/d/.x.backfleet-restore-",
+    ],
+)
+def test_a_path_named_like_a_restores_staging_copy_is_refused(
+    tmp_path: Path, kind: str, path: str
+) -> None:
+    """The recovery of a neighbour `app` removes (or moves into place) whatever bears that
+    name: configured as a service's path, its data would be lost by another's restore."""
+    neighbour = tmp_path / "app"
+    staged = tmp_path / ".app.backfleet-restore-keep0001"
+    staged.mkdir()
+    (staged / "user-data").write_text("precious")
+    DirectorySource(neighbour).recover()
+    assert not staged.exists()  # what the recovery does to such a name
+
+    text = f'[services.db]\nkind = "{kind}"\npath = "{path}"\n'
+    with pytest.raises(ConfigError, match="named like a restore's staging copy"):
+        parse_fleet_config(text)
