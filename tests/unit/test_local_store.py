@@ -125,3 +125,22 @@ def test_a_new_sqlite_catalog_is_private(tmp_path: Path) -> None:
     assert stat.S_IMODE(database.parent.stat().st_mode) == 0o700
     for extra in database.parent.glob("catalog.db-*"):  # WAL and shared memory, if left
         assert stat.S_IMODE(extra.stat().st_mode) == 0o600
+
+
+def test_a_part_of_an_upload_that_is_gone_is_refused_not_written_world_readable(
+    tmp_path: Path,
+) -> None:
+    """An upload the stale-upload sweep (or `store init --reset`) removed while a slow backup
+    still sends parts: appending would make a new file with the umask's mode."""
+    store = LocalStore(tmp_path / "store")
+    store.init()
+    key = "app/2024-01-01t00-00-00/files.tar.zst"
+    upload = store.create_upload(key)
+    store.abort_upload(key, upload)
+    old = os.umask(0o022)
+    try:
+        with pytest.raises(PermanentError, match="no longer exists"):
+            store.upload_part(key, upload, 2, b"backup bytes")
+    finally:
+        os.umask(old)
+    assert not [p for p in (tmp_path / "store").rglob("*") if p.is_file()]

@@ -98,8 +98,14 @@ class LocalStore:
     def upload_part(
         self, key: str, upload_id: str, number: int, data: bytes | bytearray
     ) -> UploadedPart:
-        with open(self._upload_path(upload_id), "ab") as handle:
-            offset = handle.tell()
+        # Never O_CREAT: an upload removed meanwhile (aborted as stale, a reset) must fail,
+        # not come back as a new file with the umask's mode holding only the later parts.
+        try:
+            fd = os.open(self._upload_path(upload_id), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise PermanentError(f"the upload of {key} no longer exists") from None
+        with os.fdopen(fd, "ab") as handle:
+            offset = handle.seek(0, os.SEEK_END)
             handle.write(data)
         return UploadedPart(number=number, size=len(data), etag=str(offset))
 
