@@ -54,12 +54,16 @@ def run_restore(
             raise NotFoundError(f"restore {restore_id} is not in the catalog")
         if restore.status in (SUCCESS, FAILED):  # a redelivery of finished work: reported once
             return restore.status
+        # The override the caller asked for is on the row (workers/jobs.py), kept to the end;
+        # it is a note, not this attempt's error.
+        note = restore.error if (restore.error or "").startswith(ALLOW_UNSIGNED_NOTE) else None
         started = start_attempt(restore, max_redeliveries=fleet.settings.task_max_redeliveries)
-        attempt, status, error = restore.attempts, restore.status, restore.error
+        attempt, status = restore.attempts, restore.status
+        if not started and note:  # the cap's reason replaced it: the override stays on record
+            restore.error = f"{note}; {restore.error}"
+        error = None if started else restore.error
         namespace, source_namespace = restore.namespace, restore.source_namespace
         timestamp, services = restore.timestamp, list(restore.services)
-        # The override the caller asked for is on the row (workers/jobs.py), kept to the end.
-        note = restore.error if (restore.error or "").startswith(ALLOW_UNSIGNED_NOTE) else None
 
     # A killed attempt may have left a staging copy, or a target renamed aside: put it right.
     recover_targets(fleet, namespace=namespace, services=services)
