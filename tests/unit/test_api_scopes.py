@@ -238,3 +238,27 @@ def test_a_key_shows_its_scope_but_never_the_key_or_its_digest() -> None:
         "ApiKey(owner_email='a@x.io', customer='acme', namespaces='app', "
         "roles='read+backup+restore+ingest')"
     )
+
+
+def test_a_post_refuses_a_query_namespace_its_body_does_not_repeat(
+    client: TestClient, enqueue: Recording
+) -> None:
+    # A POST takes its namespace from the body: `?namespace=team-b` alone used to act,
+    # silently, on the default namespace (a restore overwriting the wrong one).
+    key = {"Authorization": WITHOUT_ROLE["ingest"]}  # every namespace
+    for path, body in (("ondemandbackup", {}), ("ondemandrestore", {"timestamp": TS})):
+        for sent in (body, {**body, "namespace": "app"}):
+            response = client.post(
+                f"{BASE}/{path}", params={"namespace": "team-b"}, json=sent, headers=key
+            )
+            assert response.status_code == 422, (path, sent, response.text)
+            assert "namespace" in response.json()["message"]
+    assert enqueue.calls == []
+    agreeing = client.post(
+        f"{BASE}/ondemandbackup",
+        params={"namespace": "team-b"},
+        json={"namespace": "team-b"},
+        headers=key,
+    )
+    assert agreeing.status_code == 202, agreeing.text
+    assert [kwargs["namespace"] for _, kwargs, _ in enqueue.calls] == ["team-b"]
