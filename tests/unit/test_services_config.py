@@ -192,3 +192,19 @@ def test_a_percent_encoded_postgres_password_is_accepted() -> None:
     url = "postgresql://backup:p%40ss%2Fw%40rd@127.0.0.1:5432/app?sslmode=disable"
     config = parse_fleet_config(f'[services.pg]\nkind = "postgres"\nurl = "{url}"\n')
     assert config.services_of("app")["pg"].url == url
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        'env = ["KUBECONFIG", "BACKUP_ENCRYPTION_KEY"]',
+        'env = ["aws_secret_key"]',  # settings are read whatever the case
+        'env = ["REDIS_URL"]',
+        'env = ["SECONDARY_AZURE_STORAGE_CONNECTION_STRING"]',
+        'password_env = "BACKFLEET_API_KEYS"',
+    ],
+)
+def test_a_service_may_not_hand_a_fleet_secret_to_its_tools(field: str) -> None:
+    # The README promises no store, encryption or API key and no broker URL reaches a tool.
+    with pytest.raises(ConfigError, match="holds a secret of Backfleet's own"):
+        parse_fleet_config(COMMAND + field + "\n")
