@@ -10,6 +10,7 @@ since the namespace may be in the body.
 """
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import cast
 
@@ -18,6 +19,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from workers.api_keys import ApiKey, match_api_key
 from workers.fleet import Fleet
+from workers.redact import redact
+
+log = logging.getLogger(__name__)
 
 PROTECTED_PREFIX = "/athena/"
 CALLER_STATE = "api_caller"  # the matched key, for api.deps.authenticate
@@ -29,6 +33,7 @@ MISSING_KEY = (
     "missing API key: send `Authorization: <api-key>` or `Authorization: Bearer <api-key>`"
 )
 INVALID_KEY = "invalid API key"
+UNAVAILABLE = "the service is not configured correctly; see its log"  # as api.deps.get_fleet
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
@@ -56,14 +61,14 @@ class ApiKeyMiddleware:
         if scope["type"] != "http" or not str(scope["path"]).startswith(PROTECTED_PREFIX):
             await self.app(scope, receive, send)
             return
+        headers = Headers(scope=scope)
         try:
             fleet = cast(Fleet, scope["app"].state.fleet_provider())
-        except Exception:
-            # The route answers 503 itself (api.deps.get_fleet), and still without the key
-            # nothing is done: its `authenticate` dependency needs the fleet too.
-            await self.app(scope, receive, send)
+        except Exception as exc:
+            # No keys to check against: answered here, or the body limit would read the body.
+            log.error("the API cannot build the fleet: %s", redact(str(exc)))
+            await _refuse(send, UNAVAILABLE, body_may_follow=_has_body(headers), status=503)
             return
-        headers = Headers(scope=scope)
         try:
             caller = identify(headers.get("authorization"), fleet.settings.api_keys)
         except Unauthorized as exc:
@@ -79,14 +84,12 @@ def _has_body(headers: Headers) -> bool:
     return headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
 
 
-async def _refuse(send: Send, message: str, *, body_may_follow: bool) -> None:
-    body = json.dumps({"code": 401, "message": message}).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *((name.lower().encode(), value.encode()) for name, value in CHALLENGE.items()),
-    ]
+async def _refuse(send: Send, message: str, *, body_may_follow: bool, status: int = 401) -> None:
+    body = json.dumps({"code": status, "message": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers += [(name.lower().encode(), value.encode()) for name, value in CHALLENGE.items()]
     if body_may_follow:  # the unread body must not be taken for the next request
         headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": 401, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -7,7 +7,7 @@ configured environment and tests inject their own.
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Annotated, Any, TypeVar, cast
 
 import redis
@@ -149,11 +149,35 @@ def validate_body(model: type[M], data: Mapping[str, Any], *, where: str = "body
         raise RequestValidationError(errors) from None
 
 
+def _field_names(model: type[BaseModel]) -> set[str]:
+    return {field.alias or name for name, field in model.model_fields.items()}
+
+
+def refuse_disagreement(
+    model: type[BaseModel], query: Iterable[tuple[str, str]], body: Mapping[str, Any]
+) -> None:
+    """422 for a query parameter naming a body field the body leaves out or gives otherwise.
+
+    Otherwise `POST ondemandrestore?namespace=b` with `{"timestamp": …}` would
+    act, silently, on the default namespace, and the audit record would show `b`.
+    """
+    fields = _field_names(model)
+    for name, value in query:
+        if name not in fields:
+            continue
+        if name not in body:
+            raise _invalid(("query", name), "value_error", "belongs in the JSON body")
+        if not isinstance(body[name], str) or body[name] != value:
+            raise _invalid(("query", name), "value_error", "differs from the JSON body's")
+
+
 def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
-    """A dependency parsing the request body as `model`."""
+    """A dependency parsing the request body as `model`; the query may only repeat its fields."""
 
     async def parse(request: Request) -> M:
-        return validate_body(model, decode_json_object(await request.body()))
+        data = decode_json_object(await request.body())
+        refuse_disagreement(model, request.query_params.multi_items(), data)
+        return validate_body(model, data)
 
     return parse
 
@@ -167,10 +191,7 @@ async def restore_status_query(
     body = decode_json_object(await request.body())
     query = {"timestamp": timestamp, "namespace": namespace}
     merged = {name: value for name, value in query.items() if value is not None} | body
-    asked = validate_body(RestoreStatusQuery, merged, where="body" if body else "query")
-    if asked.namespace:
-        audit_scope.acted_on(asked.namespace)  # recorded there if this fleet configures it
-    return asked
+    return validate_body(RestoreStatusQuery, merged, where="body" if body else "query")
 
 
 RestoreStatusDep = Annotated[RestoreStatusQuery, Depends(restore_status_query)]

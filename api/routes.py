@@ -37,6 +37,7 @@ from api.schemas import (
 )
 from api.scopes import Authorized, authorize, require_namespace, scoped_namespace
 from workers import jobs
+from workers.audit import scope as audit_scope
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.errors import NotFoundError
@@ -163,6 +164,7 @@ def ondemand_restore(
 def restore_status(fleet: FleetDep, caller: Authorized, asked: RestoreStatusDep) -> Status:
     if asked.namespace is not None:
         require_namespace(caller, asked.namespace)
+        audit_scope.acted_on(asked.namespace)  # only once the key may: a refusal stays out
     with session_scope(fleet.settings.database_url) as session:
         # A scoped key sees only restores whose target and source it both holds.
         restore = queries.latest_restore(

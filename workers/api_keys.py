@@ -35,6 +35,8 @@ EVERY_NAMESPACE = "*"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # as workers.services_config
 _HEX_DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
 _FILE_FIELDS = frozenset({"sha256", "owner", "customer", "namespaces", "roles"})
+# What `printf %s "$KEY" | sha256sum` gives when KEY is unset or misspelt.
+_EMPTY_KEY_DIGEST = hashlib.sha256(b"").hexdigest()
 
 
 def key_digest(key: str) -> bytes:
@@ -76,6 +78,8 @@ def match_api_key(presented: str, keys: Iterable[ApiKey]) -> ApiKey | None:
     scheme, _, rest = token.partition(" ")
     if scheme.lower() == "bearer":
         token = rest.strip()
+    if not token:  # `Authorization: Bearer` alone presents no key at all
+        return None
     given = key_digest(token)
     found: ApiKey | None = None
     for key in keys:  # no early exit: the time taken says nothing about which key matched
@@ -167,6 +171,10 @@ def _file_entry(entry: object, position: int) -> ApiKey:
         raise ValueError(
             f"{where}: sha256 must be 64 hex digits, the SHA-256 of the key "
             '(printf %s "$KEY" | sha256sum), not the key itself'
+        )
+    if digest.lower() == _EMPTY_KEY_DIGEST:
+        raise ValueError(
+            f"{where}: sha256 is the SHA-256 of an empty key (was $KEY set when it was hashed?)"
         )
     for name in ("owner", "customer"):
         if not isinstance(entry.get(name, ""), str):

@@ -9,9 +9,43 @@ names, and its own password.
 import os
 import re
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 
 BASE_VARIABLES = ("PATH", "HOME", "LANG", "TZ")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Settings whose value may carry a password although they are plain strings.
+_URL_SETTINGS = (
+    "broker_url",
+    "result_backend_url",
+    "lock_redis_url",
+    "database_url",
+    "aws_s3_endpoint_url",
+    "azure_storage_account_service_url",
+)
+SECONDARY_PREFIX = "SECONDARY_"  # the secondary store's settings (workers.settings)
+
+
+@lru_cache(maxsize=1)
+def fleet_secret_variables() -> frozenset[str]:
+    """The variables holding Backfleet's own secrets (upper case): no tool is given one."""
+    from pydantic import AliasChoices
+
+    from workers.settings import Settings  # here: the services file is parsed without it
+
+    names: set[str] = set()
+    for name, field in Settings.model_fields.items():
+        if "SecretStr" not in str(field.annotation) and name not in _URL_SETTINGS:
+            continue
+        alias = field.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [alias or name]
+        names.update(str(choice).upper() for choice in choices)
+    return frozenset(names | {SECONDARY_PREFIX + name for name in names})
+
+
+def fleet_secret_named(names: Iterable[str]) -> list[str]:
+    """Those of `names` that are variables of Backfleet's own secrets (any case)."""
+    secret = fleet_secret_variables()
+    return [name for name in names if name.upper() in secret]
 
 
 def child_env(

@@ -1,7 +1,7 @@
 """Scrub secrets from any text bound for a log, an error message or the catalog.
 
 Patterns catch the shapes a secret takes in a message without being known
-(URL passwords, `password=…`, JSON `"password": "…"`, Azure `AccountKey=`,
+(URL passwords, `password=…`, JSON `"password": "…"` and camelCase names, Azure `AccountKey=`,
 SAS signatures, `Authorization` headers); `secrets` masks the values the
 fleet knows wherever they appear. `url_password_forms` gives every form a
 URL's password may take in a message, for that list.
@@ -22,14 +22,17 @@ _URL_PASSWORD = re.compile(
 _CONNECTION_FIELD = re.compile(
     r"(?i)(?P<head>\b(?:AccountKey|SharedAccessSignature|SharedAccessKey)\s*=\s*)[^\s;'\"]+"
 )
+# After `Authorization`, whatever follows is the credential, however short.
 _AUTHORIZATION = re.compile(
     r"(?i)(?P<head>\b(?:Bearer|Basic|Token)\s+)[A-Za-z0-9._~+/=-]{4,}"
-    r"|(?P<header>\bAuthorization\s*[=:]\s*)(?!(?:Bearer|Basic|Token)\s)[^\s,;'\"]+"
+    r"|(?P<header>\bAuthorization\s*[=:]\s*(?:(?:Bearer|Basic|Token)\s+)?)[^\s,;'\"]+"
 )
-# `password=x`, `password: x`, `"password": "x"`, `db_password=x`, `X-Api-Key: x`…
+# `password=x`, `password: x`, `"password": "x"`, `db_password=x`, `X-Api-Key: x`, and
+# camelCase names (`"secretAccessKey": "x"`, `dbPassword=x`)…
 _KEY_VALUE = re.compile(
-    r"(?i)(?P<head>(?:\b|(?<=_))(?:[\w-]*[_-])?"
-    r"(?:password|passwd|pwd|pgpassword|secret|token|access_?key|api[_-]?key|sig)"
+    r"(?i)(?P<head>(?:\b|(?<=_))(?:[\w-]*[_-]|[a-z0-9]+(?=(?-i:[A-Z])))?"
+    r"(?:password|passwd|pwd|pgpassword|secret|token|access_?key|api[_-]?key|private_?key|sig)"
+    r"(?-i:[A-Z][A-Za-z]*)?"
     r"(?P<quote>['\"]?)\s*[=:]\s*)"
     r"(?P<value>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s&;,'\"}]+)"
 )

@@ -44,7 +44,7 @@ from pydantic import (
     model_validator,
 )
 
-from workers.child_env import ENV_NAME
+from workers.child_env import ENV_NAME, fleet_secret_named
 from workers.cron import parse_cron
 from workers.errors import ConfigError
 
@@ -69,6 +69,15 @@ def _unambiguous_userinfo(url: str) -> bool:
         return False
     at = rest.find("@")
     return at < 0 or not any(char in rest[:at] for char in "/?#")
+
+
+def _no_fleet_secret(names: list[str]) -> None:
+    found = fleet_secret_named(names)
+    if found:
+        raise ValueError(
+            f"{', '.join(found)} holds a secret of Backfleet's own (a store, encryption or API "
+            "key, or a broker or catalog URL): a service's tools are never given one"
+        )
 
 
 def check_dns_label(value: str, what: str) -> str:
@@ -122,6 +131,8 @@ class ServiceSpec(BaseModel):
     def _variable_name(cls, value: str | None) -> str | None:
         if value is not None and not ENV_NAME.match(value):
             raise ValueError(f"{value!r} is not an environment variable name")
+        if value is not None:
+            _no_fleet_secret([value])
         return value
 
     @field_validator("env", mode="before")
@@ -134,6 +145,7 @@ class ServiceSpec(BaseModel):
         bad = [name for name in value if not ENV_NAME.match(name)]
         if bad:
             raise ValueError(f"{', '.join(map(repr, bad))}: not environment variable names")
+        _no_fleet_secret(value)
         return value
 
     @field_validator("url")

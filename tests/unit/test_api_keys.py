@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from api.main import create_app
-from workers.api_keys import ROLES, configured_keys, parse_api_keys
+from workers.api_keys import ROLES, ApiKey, configured_keys, match_api_key, parse_api_keys
 from workers.catalog.db import dispose_engines
 from workers.errors import ConfigError
 from workers.fleet import Fleet
@@ -180,3 +180,23 @@ def test_the_same_key_in_the_variable_and_the_file_is_refused(
         load_settings()
     assert "same key as an earlier one" in str(caught.value)
     assert SECRET not in str(caught.value)
+
+
+EMPTY_DIGEST = hashlib.sha256(b"").hexdigest()  # `printf %s "$KEY" | sha256sum` with KEY unset
+
+
+def test_the_hash_of_an_empty_key_is_refused_in_the_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A misspelt variable hashes to this digest; accepted, `Authorization: Bearer` would match it.
+    text = f"[[keys]]\nsha256 = '{EMPTY_DIGEST}'\nnamespaces = ['*']\nroles = ['read']\n"
+    monkeypatch.setenv("BACKFLEET_API_KEYS_FILE", str(keys_file(tmp_path, text)))
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "entry 1: sha256 is the SHA-256 of an empty key" in str(caught.value)
+
+
+def test_an_empty_presented_key_matches_nothing() -> None:
+    empty = ApiKey("", digest=bytes.fromhex(EMPTY_DIGEST))  # as if the file had let it in
+    for presented in ("", " ", "Bearer", "Bearer  ", "bearer "):
+        assert match_api_key(presented, [empty]) is None

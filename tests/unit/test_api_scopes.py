@@ -30,7 +30,7 @@ from tests.scoped_api import (
 )
 from workers.api_keys import ApiKey, match_api_key
 from workers.catalog.db import dispose_engines, session_scope
-from workers.catalog.models import Restore
+from workers.catalog.models import Restore, UserEvent
 from workers.fleet import Fleet
 
 OTHER = {"app": "team-b", "team-b": "app"}
@@ -238,3 +238,43 @@ def test_a_key_shows_its_scope_but_never_the_key_or_its_digest() -> None:
         "ApiKey(owner_email='a@x.io', customer='acme', namespaces='app', "
         "roles='read+backup+restore+ingest')"
     )
+
+
+def test_a_post_refuses_a_query_namespace_its_body_does_not_repeat(
+    client: TestClient, enqueue: Recording
+) -> None:
+    # A POST takes its namespace from the body: `?namespace=team-b` alone used to act,
+    # silently, on the default namespace (a restore overwriting the wrong one).
+    key = {"Authorization": WITHOUT_ROLE["ingest"]}  # every namespace
+    for path, body in (("ondemandbackup", {}), ("ondemandrestore", {"timestamp": TS})):
+        for sent in (body, {**body, "namespace": "app"}):
+            response = client.post(
+                f"{BASE}/{path}", params={"namespace": "team-b"}, json=sent, headers=key
+            )
+            assert response.status_code == 422, (path, sent, response.text)
+            assert "namespace" in response.json()["message"]
+    assert enqueue.calls == []
+    agreeing = client.post(
+        f"{BASE}/ondemandbackup",
+        params={"namespace": "team-b"},
+        json={"namespace": "team-b"},
+        headers=key,
+    )
+    assert agreeing.status_code == 202, agreeing.text
+    assert [kwargs["namespace"] for _, kwargs, _ in enqueue.calls] == ["team-b"]
+
+
+def test_a_refused_restorestatus_is_recorded_in_the_default_namespace_only(
+    client: TestClient, fleet: Fleet
+) -> None:
+    # The app tenant's key asks about team-b: refused, and nothing lands in team-b's trail.
+    response = client.get(
+        f"{BASE}/restorestatus",
+        params={"timestamp": TS, "namespace": "team-b"},
+        headers={"Authorization": KEY_OF["app"]},
+    )
+    assert response.status_code == 403
+    recorder.drain()
+    with session_scope(fleet.settings.database_url) as session:
+        rows = session.query(UserEvent).all()
+        assert [(row.namespace, row.response_code) for row in rows] == [("app", 403)]

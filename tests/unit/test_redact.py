@@ -126,3 +126,25 @@ def test_connection_strings_are_stripped() -> None:
     out = strip_connection_strings(text)
     assert out == "cannot use <connection URL> nor <connection string>; retry"
     assert strip_connection_strings("exit 2: a=b is fine") == "exit 2: a=b is fine"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        json.dumps({"accessKeyId": "AKIA", "secretAccessKey": "Tr0ub4dor&3"}),  # AWS, rclone
+        json.dumps({"secretKey": "Tr0ub4dor&3"}),  # MinIO
+        json.dumps({"clientSecret": "Tr0ub4dor&3"}),
+        "dbPassword=Tr0ub4dor&3",
+        "private_key: Tr0ub4dor&3",
+        "Authorization: Bearer Tr0",  # a short key is a key too
+        "authorization=Bearer Tr0",
+    ],
+)
+def test_camel_case_names_and_short_bearer_keys_are_masked(text: str) -> None:
+    out = redact(text)
+    assert "Tr0" not in out and MASK in out
+
+
+@pytest.mark.parametrize("text", ["pg_dump killed by signal: 9", "designs=3", "keyboard: us"])
+def test_camel_case_matching_leaves_ordinary_words(text: str) -> None:
+    assert redact(text) == text

@@ -219,3 +219,19 @@ def test_a_path_named_like_a_restores_staging_copy_is_refused(
     text = f'[services.db]\nkind = "{kind}"\npath = "{path}"\n'
     with pytest.raises(ConfigError, match="named like a restore's staging copy"):
         parse_fleet_config(text)
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        'env = ["KUBECONFIG", "BACKUP_ENCRYPTION_KEY"]',
+        'env = ["aws_secret_key"]',  # settings are read whatever the case
+        'env = ["REDIS_URL"]',
+        'env = ["SECONDARY_AZURE_STORAGE_CONNECTION_STRING"]',
+        'password_env = "BACKFLEET_API_KEYS"',
+    ],
+)
+def test_a_service_may_not_hand_a_fleet_secret_to_its_tools(field: str) -> None:
+    # The README promises no store, encryption or API key and no broker URL reaches a tool.
+    with pytest.raises(ConfigError, match="holds a secret of Backfleet's own"):
+        parse_fleet_config(COMMAND + field + "\n")

@@ -147,10 +147,13 @@ def test_an_unauthenticated_call_is_one_bounded_event_in_the_default_namespace(
 
 def test_the_event_names_the_namespace_the_route_acted_on(fleet: Fleet) -> None:
     with client_for(fleet) as client:
-        # The body names the namespace the backup is for; the query's is ignored by the route.
+        # A query naming another namespace than the body is refused, and acted on nothing.
         answer = client.post(
-            f"{BASE}/ondemandbackup?namespace=app", json={"namespace": "team-b"}, headers=AUTH
+            f"{BASE}/ondemandbackup?namespace=team-b", json={"namespace": "app"}, headers=AUTH
         )
+        assert answer.status_code == 422
+        # The body names the namespace the backup is for.
+        answer = client.post(f"{BASE}/ondemandbackup", json={"namespace": "team-b"}, headers=AUTH)
         assert answer.status_code == 202
         # Unknown namespaces (refused) and calls that name none go to the default namespace.
         assert (
@@ -162,7 +165,8 @@ def test_the_event_names_the_namespace_the_route_acted_on(fleet: Fleet) -> None:
             f"{BASE}/restorestatus?timestamp=2023-02-02t17-03-15&namespace=team-b", headers=AUTH
         )
         assert answer.status_code == 404
-    backup, unknown, null, status = events(fleet)
+    refused, backup, unknown, null, status = events(fleet)
+    assert (refused.namespace, refused.response_code) == ("app", 422)
     assert (backup.namespace, backup.name_hints) == ("team-b", ["OnDemandBackup"])
     assert (unknown.namespace, null.namespace, status.namespace) == ("app", "app", "team-b")
 
