@@ -3,7 +3,15 @@
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, StrictBool
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from workers.catalog.models import Artifact, Backup, Restore
@@ -48,6 +56,15 @@ class ServiceToggle(BaseModel):
 
     # The seed documentation's prose says `disabled`, its JSON `disable`: both are taken.
     disable: StrictBool = Field(default=False, validation_alias=AliasChoices("disable", "disabled"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: Any) -> Any:
+        # Both spellings at once is ambiguous when they differ: say so, never pick one.
+        both = isinstance(data, dict) and "disable" in data and "disabled" in data
+        if both and data["disable"] != data["disabled"]:
+            raise ValueError("`disable` and `disabled` disagree: give one of them")
+        return data
 
 
 class RestoreRequest(BaseModel):

@@ -70,6 +70,12 @@ def test_disabled_is_a_synonym_of_disable(fleet: Fleet, word: str) -> None:
         assert session.query(Restore).one().skipped == ["postgres"]
 
 
+def test_disable_and_disabled_that_disagree_are_refused(fleet: Fleet) -> None:
+    body = {"timestamp": TIMESTAMP, "svcs": {"postgres": {"disable": False, "disabled": True}}}
+    code, answer, enqueue = restore(fleet, body)
+    assert code == 422 and "disagree" in answer["message"] and enqueue.calls == []
+
+
 @pytest.mark.parametrize("value", ["true", 1, "yes", None])
 def test_toggles_accept_only_booleans(fleet: Fleet, value: Any) -> None:
     body = {"timestamp": TIMESTAMP, "svcs": {"postgres": {"disable": value}}}
