@@ -231,7 +231,9 @@ class AuditMiddleware:
             for namespace in _namespaces(fleet, seen.acted_on, authenticated)
         ]
         for event in events:
-            self.events.submit(fleet.settings.database_url, event)
+            self.events.submit(
+                fleet.settings.database_url, event, unauthenticated=not authenticated
+            )
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ What it costs: an event waits at most ~`LINGER` seconds in memory, so a process
 killed outright loses at most that much; a clean exit drains the queue (atexit).
 When the catalog is down the queue fills; past `MAX_QUEUED` events new ones are
 dropped and counted, with a warning in the log, rather than slowing the API.
+Events of callers without a valid key may hold at most `UNAUTHENTICATED_BUDGET`
+places in the queue, so a flood of 401s cannot crowd out the real trail.
 """
 
 import atexit
@@ -25,6 +27,7 @@ from workers.user_events import store_events
 log = logging.getLogger(__name__)
 
 MAX_QUEUED = 50_000
+UNAUTHENTICATED_BUDGET = MAX_QUEUED // 10
 MAX_BATCH = 1000
 LINGER = 0.05  # seconds the writer waits for more events before it inserts a batch
 WRITE_TRIES = 3
@@ -32,23 +35,37 @@ EXIT_DRAIN_SECONDS = 5.0
 
 
 class EventRecorder:
-    def __init__(self, *, max_queued: int = MAX_QUEUED) -> None:
-        self._queue: queue.Queue[tuple[str, NewEvent]] = queue.Queue(maxsize=max_queued)
+    def __init__(
+        self, *, max_queued: int = MAX_QUEUED, unauthenticated_budget: int = UNAUTHENTICATED_BUDGET
+    ) -> None:
+        # (catalog URL, event, whether it counts against the unauthenticated budget)
+        self._queue: queue.Queue[tuple[str, NewEvent, bool]] = queue.Queue(maxsize=max_queued)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._unauthenticated_budget = unauthenticated_budget
+        self._unauthenticated_queued = 0
         self.dropped = 0
         self.written = 0
 
-    def submit(self, database_url: str, event: NewEvent) -> None:
+    def submit(self, database_url: str, event: NewEvent, *, unauthenticated: bool = False) -> None:
         """Queue one event for the catalog; never blocks, never raises."""
         self._ensure_thread()
-        try:
-            self._queue.put_nowait((database_url, event))
-        except queue.Full:
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.warning("audit queue full: %d API event(s) dropped so far", self.dropped)
+        with self._lock:
+            if unauthenticated and self._unauthenticated_queued >= self._unauthenticated_budget:
+                self._drop("unauthenticated-call budget spent")
+                return
+            try:
+                self._queue.put_nowait((database_url, event, unauthenticated))
+            except queue.Full:
+                self._drop("audit queue full")
+                return
+            self._unauthenticated_queued += unauthenticated
+
+    def _drop(self, why: str) -> None:
+        self.dropped += 1
+        if self.dropped == 1 or self.dropped % 1000 == 0:
+            log.warning("%s: %d API event(s) dropped so far", why, self.dropped)
 
     def drain(self, timeout: float = EXIT_DRAIN_SECONDS) -> bool:
         """Wait until every queued event is written (or given up); True if it got there."""
@@ -82,12 +99,14 @@ class EventRecorder:
             try:
                 self._write(batch)
             finally:
+                with self._lock:
+                    self._unauthenticated_queued -= sum(flag for _, _, flag in batch)
                 for _ in batch:
                     self._queue.task_done()
 
-    def _write(self, batch: list[tuple[str, NewEvent]]) -> None:
+    def _write(self, batch: list[tuple[str, NewEvent, bool]]) -> None:
         by_url: dict[str, list[NewEvent]] = {}
-        for url, event in batch:
+        for url, event, _ in batch:
             by_url.setdefault(url, []).append(event)
         for url, events in by_url.items():
             for attempt in range(1, WRITE_TRIES + 1):

@@ -5,6 +5,7 @@ A real SQLite catalog and local store; the recorder's background thread is real 
 """
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from sqlalchemy import select
 
 from api.main import create_app
 from api.recorder import EventRecorder, recorder
+from workers.audit.catalog import NewEvent
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.migrate import upgrade_catalog
 from workers.catalog.models import UserEvent
@@ -253,6 +255,32 @@ def test_the_recorder_survives_an_unreachable_catalog(tmp_path: Path) -> None:
         own.submit(bad_url, event)  # never raises, never blocks: a full queue drops
     assert own.drain(timeout=10)
     assert own.written == 0 and own.dropped == 30
+
+
+def test_a_flood_of_unauthenticated_events_cannot_crowd_out_the_real_trail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.audit_events import make_events
+
+    slow_catalog = threading.Event()
+    written: list[NewEvent] = []
+
+    def store_slowly(url: str, events: list[NewEvent]) -> int:
+        slow_catalog.wait(timeout=30)  # the catalog is slow until the flood is over
+        written.extend(events)
+        return len(events)
+
+    monkeypatch.setattr("api.recorder.store_events", store_slowly)
+    own = EventRecorder(max_queued=100, unauthenticated_budget=5)
+    flood, real = make_events(50, tag="flood"), make_events(20, tag="real")
+    for event in flood:
+        own.submit("sqlite://", event, unauthenticated=True)
+    for event in real:
+        own.submit("sqlite://", event)
+    slow_catalog.set()
+    assert own.drain(timeout=10)
+    assert own.dropped == 45 and len(written) == 25
+    assert [e for e in written if e in real] == real  # every real event kept, in order
 
 
 # --- POST /userevents ---
