@@ -34,7 +34,7 @@ COPY tasks tasks
 COPY api api
 RUN /opt/backfleet/bin/pip install --no-deps . \
     && /opt/backfleet/bin/python -m compileall -q /opt/backfleet \
-    && cd / && /opt/backfleet/bin/python -c "from beat_schedule import build_beat_schedule; import workers.app, api.main"
+    && cd / && /opt/backfleet/bin/python -c "from beat_schedule import build_beat_schedule; import tasks.app, workers.app, api.main"
 
 # --- runtime: Python, the PostgreSQL client tools, tini, ps (procps), and the virtualenv ---
 FROM ${BASE_IMAGE} AS runtime

@@ -52,7 +52,7 @@ def _rss_now() -> int:
 def _ready() -> tuple[dict[str, Any], float]:
     """Settle as a worker does once set up (gc.freeze); then the RSS and CPU that
     start cost, and the clock."""
-    from workers.memory import freeze_long_lived_objects
+    from tasks.memory import freeze_long_lived_objects
 
     freeze_long_lived_objects()  # as a worker process does once it is set up
     return {"rss_ready": _rss_now(), "cpu_ready": time.process_time()}, time.perf_counter()
@@ -88,8 +88,8 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def backup(args: argparse.Namespace) -> dict[str, Any]:
+    from tasks.memory import limit_heap_fragmentation
     from workers import pipeline
-    from workers.memory import limit_heap_fragmentation
 
     limit_heap_fragmentation()  # as a Celery worker process does at start
 

@@ -170,7 +170,7 @@ def _backfleet(args: list[str], env: dict[str, str], folder: Path, *, timeout: f
 def _worker(env: dict[str, str], folder: Path) -> Iterator[tuple[int, int]]:
     """A prefork worker with one child, ready; yields (parent pid, child pid)."""
     log_path = folder / "worker.log"
-    command = [str(PROJECT_PYTHON), "-m", "celery", "-A", "workers.app", "worker", "-Q", "backup",
+    command = [str(PROJECT_PYTHON), "-m", "celery", "-A", "tasks.app", "worker", "-Q", "backup",
                "--pool", "prefork", "--concurrency", "1", "--loglevel", "INFO",
                "-n", f"bench-{os.getpid()}@%h"]  # fmt: skip
     with open(log_path, "wb") as log:

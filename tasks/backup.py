@@ -12,7 +12,7 @@ from typing import Any
 
 from celery import Task
 
-from workers.app import app
+from tasks.app import app
 from workers.attempts import StopJob
 from workers.audit.operations import backup_ended
 from workers.backup_run import run_backup as perform_backup

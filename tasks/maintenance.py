@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from workers.app import app
+from tasks.app import app
 from workers.fleet import current_fleet
 from workers.reconcile import reconcile as perform_reconcile
 

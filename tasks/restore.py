@@ -12,7 +12,7 @@ from typing import Any
 
 from celery import Task
 
-from workers.app import app
+from tasks.app import app
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS

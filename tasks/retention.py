@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from workers.app import app
+from tasks.app import app
 from workers.fleet import current_fleet
 from workers.retention import RetentionPlan, apply_secondary_retention
 from workers.retention import apply_retention as perform_retention

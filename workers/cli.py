@@ -24,7 +24,7 @@ def _exec_celery(*args: str) -> NoReturn:
         get_settings()  # refuse to start on invalid settings, with a clear message
     except BackfleetError as exc:
         _fail(str(exc))
-    argv = [sys.executable, "-m", "celery", "-A", "workers.app", *args]
+    argv = [sys.executable, "-m", "celery", "-A", "tasks.app", *args]
     os.execv(sys.executable, argv)
 
 
@@ -145,6 +145,7 @@ def store_init() -> None:
 )
 def backup(namespace: str | None, only_config: bool, wait: bool, dry_run: bool) -> None:
     """Request an on-demand backup."""
+    from tasks.enqueue import celery_enqueue
     from workers.fleet import current_fleet
     from workers.jobs import request_backup
     from workers.progress import wait_for_backup
@@ -155,7 +156,12 @@ def backup(namespace: str | None, only_config: bool, wait: bool, dry_run: bool) 
         _dry_run(namespace, only_config)
         return
     row = request_backup(
-        fleet, namespace=namespace, only_config=only_config, trigger="cli", requested_by="cli"
+        fleet,
+        namespace=namespace,
+        only_config=only_config,
+        trigger="cli",
+        requested_by="cli",
+        enqueue=celery_enqueue,
     )
     click.echo(f"backup {row.timestamp} of namespace {namespace} requested")
     if wait:
@@ -203,6 +209,7 @@ def restore(
     allow_unsigned: bool,
 ) -> None:
     """Restore the backup TIMESTAMP (e.g. 2023-02-02t17-03-15)."""
+    from tasks.enqueue import celery_enqueue
     from workers.fleet import current_fleet
     from workers.jobs import request_restore
     from workers.progress import wait_for_restore
@@ -221,6 +228,7 @@ def restore(
         source_namespace=source_namespace,
         skip=skip,
         requested_by="cli",
+        enqueue=celery_enqueue,
         # The operator's flag, else BACKFLEET_ALLOW_UNCONFIGURED_SOURCE_NAMESPACES.
         allow_unconfigured_source=allow_unconfigured_source or None,
         allow_unsigned=allow_unsigned,

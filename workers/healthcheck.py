@@ -16,14 +16,15 @@ from pathlib import Path
 from workers.redact import redact
 
 TIMEOUT = 5.0
+CELERY_APPS = ("tasks.app", "workers.app")  # `celery -A` of the app, and its older alias
 
 
 def role_from_cmdline(argv: Sequence[str]) -> str | None:
     """`api` from ["tini", "--", "backfleet", "api", …], `worker` from
-    ["python", "-m", "celery", "-A", "workers.app", "worker", …] (what `backfleet worker`
+    ["python", "-m", "celery", "-A", "tasks.app", "worker", …] (what `backfleet worker`
     becomes when it is the first process itself); None for anything else."""
     for position, arg in enumerate(argv[:-1]):
-        if Path(arg).name == "backfleet" or arg == "workers.app":
+        if Path(arg).name == "backfleet" or arg in CELERY_APPS:
             return argv[position + 1]
     return None
 
@@ -64,7 +65,7 @@ def check_flower(argv: Sequence[str]) -> None:
 
 def check_worker(argv: Sequence[str]) -> None:
     """This pod's worker answers a ping through the broker (so it is connected and not stuck)."""
-    from workers.app import app
+    from tasks.app import app
 
     node = option_value(argv, "-n") or option_value(argv, "--hostname")
     node = node or f"celery@{socket.gethostname()}"

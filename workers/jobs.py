@@ -26,14 +26,9 @@ from workers.redact import redact
 
 log = logging.getLogger(__name__)
 
-# (task name, kwargs, queue) -> task id; the default sends through Celery.
+# (task name, kwargs, queue) -> task id; tasks.enqueue.celery_enqueue sends through Celery
+# (the library stays below tasks/, so its callers hand it in).
 Enqueue = Callable[[str, dict[str, object], str], str]
-
-
-def celery_enqueue(task: str, kwargs: dict[str, object], queue: str) -> str:
-    from workers.app import app  # imported here so the CLI starts without Celery's cost
-
-    return str(app.send_task(task, kwargs=kwargs, queue=queue).id)
 
 
 def services_for_backup(fleet: Fleet, *, namespace: str, only_config: bool) -> list[str]:
@@ -54,7 +49,7 @@ def request_backup(
     trigger: str = "api",
     requested_by: str | None = None,
     customer: str | None = None,
-    enqueue: Enqueue = celery_enqueue,
+    enqueue: Enqueue,
 ) -> Backup:
     """Record a Pending backup and enqueue it; ConflictError if one is already active."""
     services = services_for_backup(fleet, namespace=namespace, only_config=only_config)
@@ -209,7 +204,7 @@ def request_restore(
     skip: Iterable[str] = (),
     requested_by: str | None = None,
     customer: str | None = None,
-    enqueue: Enqueue = celery_enqueue,
+    enqueue: Enqueue,
     allow_unconfigured_source: bool | None = None,
     allow_unsigned: bool = False,
 ) -> Restore:

@@ -25,7 +25,6 @@ from workers.manifest import ArtifactEntry, manifest_key
 from workers.pipeline import part_size_for
 from workers.redact import redact
 from workers.retry import RetryPolicy, call_with_retries
-from workers.settings import Settings, load_prefixed_settings
 from workers.sources.base import CHUNK_SIZE
 from workers.stores import ObjectStore
 from workers.stores.base import UploadedPart
@@ -33,14 +32,6 @@ from workers.timestamps import utcnow
 from workers.verify import check_stored
 
 log = logging.getLogger(__name__)
-PREFIX = "SECONDARY_"
-
-
-def secondary_settings(settings: Settings) -> Settings | None:
-    """The secondary store's settings (from SECONDARY_* variables), or None if there is none."""
-    if not settings.secondary_object_store_location_type:
-        return None
-    return load_prefixed_settings(PREFIX)
 
 
 @dataclass

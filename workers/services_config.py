@@ -267,6 +267,15 @@ class FleetConfig:
                 f"namespace {namespace!r} is not configured (known: {known})"
             ) from None
 
+    def services_by_cron(self, namespace: str, regular_schedule: str) -> dict[str, list[str]]:
+        """Each cron the namespace backs up on, with its services in name order; a
+        service without a `schedule` of its own follows `regular_schedule`. Beat's
+        schedule and the health report's next backup both read it."""
+        by_cron: dict[str, list[str]] = {}
+        for name, spec in sorted(self.services_of(namespace).items()):
+            by_cron.setdefault(spec.schedule or regular_schedule, []).append(name)
+        return by_cron
+
 
 def parse_fleet_config(text: str, *, namespace_override: str | None = None) -> FleetConfig:
     """Parse the TOML text; ConfigError says which entry is wrong and why."""

@@ -367,6 +367,16 @@ def load_prefixed_settings(prefix: str) -> Settings:
         raise ConfigError(f"{prefix}: {describe_validation_error(exc)}") from None
 
 
+SECONDARY_PREFIX = "SECONDARY_"
+
+
+def secondary_settings(settings: Settings) -> Settings | None:
+    """The secondary store's settings (from SECONDARY_* variables), or None if there is none."""
+    if not settings.secondary_object_store_location_type:
+        return None
+    return load_prefixed_settings(SECONDARY_PREFIX)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read once (tests call get_settings.cache_clear())."""

@@ -207,7 +207,7 @@ def port_of(env: Mapping[str, str], name: str) -> int:
 
 def child_specs(env: Mapping[str, str], var_dir: Path) -> list[ChildSpec]:
     python = sys.executable
-    celery = [python, "-m", "celery", "-A", "workers.app"]
+    celery = [python, "-m", "celery", "-A", "tasks.app"]
     api_port, flower_port = env["BACKFLEET_API_PORT"], env["BACKFLEET_FLOWER_PORT"]
     return [
         ChildSpec(

@@ -112,7 +112,7 @@ def test_services_sharing_the_regular_cron_go_together() -> None:
 
 def _runs(expression: str, start: datetime, minutes: int) -> list[datetime]:
     """The times a beat ticking every minute would dispatch `expression`."""
-    import workers.app  # noqa: F401  (binds crontabs to the app, whose timezone is UTC)
+    import tasks.app  # noqa: F401  (binds crontabs to the app, whose timezone is UTC)
 
     schedule = parse_cron(expression)
     clock = [start]
@@ -161,7 +161,7 @@ def test_the_secondary_copy_sweep_is_scheduled_only_with_a_secondary_store() -> 
 def test_the_secondary_store_reads_its_own_prefixed_variables(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from workers.secondary import secondary_settings
+    from workers.settings import secondary_settings
 
     monkeypatch.setenv("SECONDARY_OBJECT_STORE_LOCATION_TYPE", "s3")
     monkeypatch.setenv("SECONDARY_AWS_S3_BUCKET_NAME", "far-away-copy")

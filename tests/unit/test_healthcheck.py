@@ -15,6 +15,7 @@ from workers.healthcheck import option_value, role_from_cmdline, run
         (["tini", "--", "backfleet", "worker", "--queues", "backup"], "worker"),
         (["/opt/backfleet/bin/backfleet", "api"], "api"),
         (["python", "-m", "celery", "-A", "workers.app", "worker", "-Q", "backup"], "worker"),
+        (["python", "-m", "celery", "-A", "tasks.app", "worker", "-Q", "backup"], "worker"),
         (["python", "-m", "celery", "worker"], None),
         (["backfleet"], None),
     ],
