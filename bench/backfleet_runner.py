@@ -13,7 +13,7 @@ workers.stores.make_store; `--store` sets OBJECT_STORE_LOCATION_TYPE. The
 backup calls upload_artifact with TransferOptions.from_settings as backup_run
 does (`--api worker`, the default, or BENCH_BACKFLEET_API=worker), so every
 BACKUP_* setting and the encryption key apply; with `--api store_artifact`,
-workers.pipeline.store_artifact with BACKUP_PART_SIZE and
+workers.transfer.pipeline.store_artifact with BACKUP_PART_SIZE and
 BACKUP_COMPRESSION_LEVEL. The restore rebuilds the ArtifactEntry from the
 backup's result file and calls restore_artifact.
 The result file also carries this process's own peak RSS (VmHWM), which
@@ -89,7 +89,7 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
 
 def backup(args: argparse.Namespace) -> dict[str, Any]:
     from tasks.memory import limit_heap_fragmentation
-    from workers import pipeline
+    from workers.transfer import pipeline
 
     limit_heap_fragmentation()  # as a Celery worker process does at start
 
@@ -97,7 +97,7 @@ def backup(args: argparse.Namespace) -> dict[str, Any]:
     source = _source(args.kind, args.source)
     ready, started = _ready()
     if args.api == "worker":  # what backup_run does: every BACKUP_* setting applies
-        from workers import crypto
+        from workers.transfer import crypto
 
         options = pipeline.TransferOptions.from_settings(
             settings, crypto.Keyring.from_settings(settings)
@@ -147,11 +147,11 @@ def _upload_volumes(
     pipeline: Any, store: Any, key: str, source: Any, options: Any, settings: Any
 ) -> list[Any]:
     """As backup_run does: a directory goes in volumes of BACKUP_VOLUME_SIZE,
-    BACKUP_VOLUME_CONCURRENCY at once (workers.volume_backup)."""
+    BACKUP_VOLUME_CONCURRENCY at once (workers.transfer.volumes)."""
     if not hasattr(source, "plan_volumes"):
         return [pipeline.upload_artifact(store=store, key=key, open_dump=source.dump,
                                          options=options)]  # fmt: skip
-    from workers.volume_backup import back_up_volumes
+    from workers.transfer.volumes import back_up_volumes
 
     stored: dict[int, Any] = {}
 
@@ -183,7 +183,7 @@ class _Entry:
 
 def restore(args: argparse.Namespace) -> dict[str, Any]:
     from workers.manifest import ArtifactEntry
-    from workers.pipeline import restore_artifact, restore_artifacts
+    from workers.transfer.pipeline import restore_artifact, restore_artifacts
 
     settings, store = _store(args.store)
     stored = json.loads(Path(args.entry).read_text())
@@ -207,7 +207,7 @@ def restore(args: argparse.Namespace) -> dict[str, Any]:
     source = _source(args.kind, args.target)
     ready, started = _ready()
     if args.api == "worker":
-        from workers import crypto
+        from workers.transfer import crypto
 
         keyring = crypto.Keyring.from_settings(settings)
         restore_artifacts(store=store, entries=entries, source=source, keyring=keyring)

@@ -7,9 +7,9 @@ from typing import ClassVar
 
 from workers.errors import SourceError
 from workers.manifest import ArtifactEntry
-from workers.pipeline import StoredArtifact, store_artifact
 from workers.sources.base import Dump, RestoreStream, Source
 from workers.stores.base import ObjectStore
+from workers.transfer.pipeline import StoredArtifact, store_artifact
 
 
 class BytesSource:

@@ -16,7 +16,6 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from workers import crypto
 from workers.attempts import StopJob, start_attempt
 from workers.catalog import queries
 from workers.catalog.db import session_scope, write_catalog
@@ -26,8 +25,15 @@ from workers.fleet import Fleet
 from workers.manifest import ArtifactEntry, Manifest, artifact_key, manifest_key
 from workers.manifest_mac import MacKeys
 from workers.notify import report_backup_outcome
-from workers.part_budget import PartBudget
-from workers.pipeline import (
+from workers.progress_record import CatalogProgress
+from workers.redact import redact
+from workers.retry import call_with_retries
+from workers.sources import Source, make_source
+from workers.stores.base import UploadedPart
+from workers.timestamps import utcnow
+from workers.transfer import crypto
+from workers.transfer.budget import PartBudget
+from workers.transfer.pipeline import (
     DumpFactory,
     ResumePoint,
     StopCheck,
@@ -35,13 +41,7 @@ from workers.pipeline import (
     TransferOptions,
     upload_artifact,
 )
-from workers.progress_record import CatalogProgress
-from workers.redact import redact
-from workers.retry import call_with_retries
-from workers.sources import Source, make_source
-from workers.stores.base import UploadedPart
-from workers.timestamps import utcnow
-from workers.volume_backup import VolumeSource, VolumeSpan, back_up_volumes
+from workers.transfer.volumes import VolumeSource, VolumeSpan, back_up_volumes
 
 log = logging.getLogger(__name__)
 COMPRESSION: Literal["zstd"] = "zstd"
@@ -161,7 +161,7 @@ class _ServiceBackups:
             return [self._artifact(source, service, 1, source.dump)]
         # A large directory goes in volumes, several at once, each starting after
         # the last entry of the one before, so a redelivered backup resumes at the
-        # first unfinished one (workers/volume_backup.py).
+        # first unfinished one (workers/transfer/volumes.py).
         settings = self.fleet.settings
 
         def store_volume(

@@ -247,7 +247,7 @@ def restore(
 @main.command()
 def keygen() -> None:
     """Print a new encryption key for BACKUP_ENCRYPTION_KEY (an age X25519 identity)."""
-    from workers import crypto
+    from workers.transfer import crypto
 
     key = crypto.generate_key()
     click.echo(key)

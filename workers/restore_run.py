@@ -19,7 +19,6 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 
-from workers import crypto
 from workers.attempts import start_attempt
 from workers.audit.operations import restore_ended
 from workers.catalog import queries
@@ -31,13 +30,14 @@ from workers.jobs import ALLOW_UNSIGNED_NOTE, read_trusted_manifest
 from workers.locks import LockLost
 from workers.manifest import ArtifactEntry, Manifest
 from workers.notify import report_restore_outcome
-from workers.pipeline import restore_artifacts
 from workers.progress_record import CatalogProgress
 from workers.redact import redact
 from workers.restore_recovery import recover_targets
 from workers.sources import Source, make_source
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
+from workers.transfer import crypto
+from workers.transfer.pipeline import restore_artifacts
 from workers.verify import check_stored
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,6 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from redis.exceptions import RedisError
 from sqlalchemy import select
 
-from workers import crypto
 from workers.authenticity import load_manifest
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Backup, Verification
@@ -40,7 +39,6 @@ from workers.errors import BackfleetError, IntegrityError, SourceError
 from workers.fleet import Fleet
 from workers.locks import reading_mark, wait_while_retention
 from workers.manifest import ArtifactEntry
-from workers.pipeline import restore_artifacts
 from workers.redact import redact
 from workers.services_config import ServiceSpec
 from workers.sources.directory import (
@@ -56,6 +54,8 @@ from workers.sources.postgres import PostgresSource
 from workers.sources.sqlite import SqliteSource
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
+from workers.transfer import crypto
+from workers.transfer.pipeline import restore_artifacts
 from workers.verify import report_verdict
 
 log = logging.getLogger(__name__)

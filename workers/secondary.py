@@ -22,13 +22,13 @@ from workers.catalog.models import SUCCESS, Backup
 from workers.errors import BackfleetError, IntegrityError
 from workers.fleet import Fleet
 from workers.manifest import ArtifactEntry, manifest_key
-from workers.pipeline import part_size_for
 from workers.redact import redact
 from workers.retry import RetryPolicy, call_with_retries
 from workers.sources.base import CHUNK_SIZE
 from workers.stores import ObjectStore
 from workers.stores.base import UploadedPart
 from workers.timestamps import utcnow
+from workers.transfer.pipeline import part_size_for
 from workers.verify import check_stored
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,6 @@ from typing import Any
 
 from sqlalchemy import select
 
-from workers import crypto
 from workers.alerts import AlertEvent, alerter_for, safely
 from workers.authenticity import load_manifest
 from workers.catalog.db import session_scope
@@ -26,11 +25,12 @@ from workers.catalog.models import FAILED, SUCCESS, Backup, Verification
 from workers.errors import BackfleetError, IntegrityError
 from workers.fleet import Fleet
 from workers.manifest import ArtifactEntry, Manifest
-from workers.pipeline import open_restore_stream
 from workers.redact import redact
 from workers.sources.base import CHUNK_SIZE
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
+from workers.transfer import crypto
+from workers.transfer.pipeline import open_restore_stream
 from workers.user_events import record_system_event
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,6 @@ import pytest
 from pydantic import SecretStr
 
 from tests.health_fleet import make_fleet, take_backup
-from workers import crypto
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.errors import IntegrityError
@@ -27,13 +26,14 @@ from workers.fleet import Fleet
 from workers.jobs import request_restore
 from workers.manifest import ArtifactEntry, Manifest, artifact_key, manifest_key
 from workers.manifest_mac import MacKeys
-from workers.pipeline import store_artifact
 from workers.restore_run import run_restore
 from workers.sources.base import Source
 from workers.sources.directory import DirectorySource
 from workers.sources.postgres import PostgresSource
 from workers.stores import ObjectStore, make_store
 from workers.stores.local import LocalStore
+from workers.transfer import crypto
+from workers.transfer.pipeline import store_artifact
 from workers.verify import verify_backups
 
 pytestmark = pytest.mark.integration

@@ -18,13 +18,13 @@ from workers.catalog.models import FAILED, RUNNING, SUCCESS
 from workers.errors import PermanentError
 from workers.fleet import Fleet
 from workers.jobs import read_manifest, request_restore
-from workers.pipeline import restore_artifacts
 from workers.restore_run import run_restore
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
 from workers.sources.directory import DirectorySource
 from workers.stores.base import UploadedPart
 from workers.stores.local import LocalStore
+from workers.transfer.pipeline import restore_artifacts
 
 pytestmark = pytest.mark.integration
 MiB = 1024 * 1024

@@ -27,10 +27,10 @@ from workers.catalog.migrate import upgrade_catalog
 from workers.catalog.models import SUCCESS, Artifact, UploadPart
 from workers.fleet import Fleet, build_fleet
 from workers.jobs import read_manifest
-from workers.pipeline import restore_artifacts
 from workers.settings import load_settings
 from workers.sources.directory import DirectorySource
 from workers.stores.base import ObjectStore, UploadedPart
+from workers.transfer.pipeline import restore_artifacts
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MiB = 1024 * 1024

@@ -10,9 +10,9 @@ import pytest
 from tests.fakes import entry_of
 from workers.errors import IntegrityError, SourceError
 from workers.manifest import ArtifactEntry
-from workers.pipeline import StoredArtifact, restore_artifact, store_artifact
 from workers.sources.postgres import PostgresSource
 from workers.stores.memory import MemoryStore
+from workers.transfer.pipeline import StoredArtifact, restore_artifact, store_artifact
 
 pytestmark = pytest.mark.integration
 KEY = "app/2023-02-02t17-03-15/postgres.pgdump.zst"

@@ -6,13 +6,13 @@ import pytest
 from click.testing import CliRunner
 from pydantic import SecretStr, ValidationError
 
-from workers import crypto
 from workers.cli import main
 from workers.errors import IntegrityError
 from workers.fleet import settings_secrets
 from workers.manifest import ArtifactEntry, Manifest, parse_manifest
 from workers.manifest_mac import MacKey, MacKeys, verify
 from workers.settings import Settings
+from workers.transfer import crypto
 
 SIGNING = "s" * 40
 OLD_SIGNING = "o" * 40

@@ -9,7 +9,9 @@ import zstandard
 from tests.fakes import BytesSource, entry_of
 from workers.errors import IntegrityError, SourceError
 from workers.manifest import ArtifactEntry
-from workers.pipeline import (
+from workers.sources.base import CHUNK_SIZE
+from workers.stores.memory import MemoryStore
+from workers.transfer.pipeline import (
     FRAME_SIZE,
     StoredArtifact,
     VerifyingReader,
@@ -17,8 +19,6 @@ from workers.pipeline import (
     restore_artifact,
     store_artifact,
 )
-from workers.sources.base import CHUNK_SIZE
-from workers.stores.memory import MemoryStore
 
 KEY = "app/2023-02-02t17-03-15/blob.bin.zst"
 

@@ -9,13 +9,17 @@ from typing import Any
 import pytest
 
 from tests.fakes import BytesSource, entry_of
-from workers import crypto
-from workers import pipeline as pipeline_module
-from workers.bandwidth import BandwidthLimiter
 from workers.errors import ConfigError, IntegrityError, PermanentError, TransientError
 from workers.manifest import ArtifactEntry
-from workers.part_budget import PartBudget
-from workers.pipeline import (
+from workers.retry import RetryPolicy, call_with_retries
+from workers.settings import Settings
+from workers.stores.base import UploadedPart
+from workers.stores.memory import MemoryStore
+from workers.transfer import crypto
+from workers.transfer import pipeline as pipeline_module
+from workers.transfer.bandwidth import BandwidthLimiter
+from workers.transfer.budget import PartBudget
+from workers.transfer.pipeline import (
     ResumePoint,
     StoredArtifact,
     TransferOptions,
@@ -24,10 +28,6 @@ from workers.pipeline import (
     restore_artifact,
     upload_artifact,
 )
-from workers.retry import RetryPolicy, call_with_retries
-from workers.settings import Settings
-from workers.stores.base import UploadedPart
-from workers.stores.memory import MemoryStore
 
 KEY = "app/2023-02-02t17-03-15/blob.bin.zst"
 MiB = 1024 * 1024

@@ -13,7 +13,6 @@ from tests.fakes import stored_entry
 from workers.fleet import Fleet
 from workers.locks import LockLost
 from workers.manifest import artifact_key
-from workers.pipeline import restore_artifacts
 from workers.restore_recovery import recover_targets
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
@@ -22,6 +21,7 @@ from workers.sources.command import CommandSource
 from workers.sources.directory import DirectorySource, recover_target
 from workers.sources.sqlite import SqliteSource
 from workers.stores.memory import MemoryStore
+from workers.transfer.pipeline import restore_artifacts
 
 pytestmark = pytest.mark.timeout(60)
 

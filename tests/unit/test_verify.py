@@ -13,12 +13,12 @@ import workers.verify
 from api.main import create_app
 from tests.health_fleet import capture_system_events, make_fleet, take_backup
 from tests.webhook import WebhookServer, webhook_server
-from workers import crypto
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import Alert, Verification
 from workers.fleet import Fleet
 from workers.manifest import Manifest, manifest_key
+from workers.transfer import crypto
 from workers.verify import backups_to_verify, verify_backups
 
 KEY = "verify-test-key"

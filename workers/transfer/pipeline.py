@@ -24,16 +24,16 @@ from typing import IO, Any
 
 import zstandard
 
-from workers import crypto
-from workers.bandwidth import BandwidthLimiter
 from workers.errors import BackfleetError, IntegrityError
 from workers.manifest import ArtifactEntry
-from workers.part_budget import PartBudget
 from workers.retry import RetryPolicy, call_with_retries
 from workers.settings import Settings
 from workers.sources.base import CHUNK_SIZE, Dump, ReadableStream, RestoreStream, Source
 from workers.sources.channel import ChunkChannel
 from workers.stores.base import ObjectStore, UploadedPart
+from workers.transfer import crypto
+from workers.transfer.bandwidth import BandwidthLimiter
+from workers.transfer.budget import PartBudget
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from functools import partial
 from typing import Any, Protocol
 
 from workers.manifest import ArtifactEntry
-from workers.part_budget import PartBudget
-from workers.pipeline import DumpFactory, StopCheck
 from workers.sources.base import Dump
+from workers.transfer.budget import PartBudget
+from workers.transfer.pipeline import DumpFactory, StopCheck
 
 
 class VolumeSource(Protocol):
