@@ -182,7 +182,7 @@ class _Entry:
 
 
 def restore(args: argparse.Namespace) -> dict[str, Any]:
-    from workers.manifest import ArtifactEntry
+    from workers.repository.manifest import ArtifactEntry
     from workers.transfer.pipeline import restore_artifact, restore_artifacts
 
     settings, store = _store(args.store)

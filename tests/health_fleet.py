@@ -18,7 +18,7 @@ from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.migrate import upgrade_catalog
 from workers.fleet import Fleet
-from workers.manifest import Manifest, manifest_key
+from workers.repository.manifest import Manifest, manifest_key
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
 from workers.stores import ObjectStore

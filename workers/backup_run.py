@@ -22,11 +22,11 @@ from workers.catalog.db import session_scope, write_catalog
 from workers.catalog.models import FAILED, RUNNING, SUCCESS, Artifact, Backup, UploadPart
 from workers.errors import BackfleetError, NotFoundError
 from workers.fleet import Fleet
-from workers.manifest import ArtifactEntry, Manifest, artifact_key, manifest_key
-from workers.manifest_mac import MacKeys
 from workers.notify import report_backup_outcome
 from workers.progress_record import CatalogProgress
 from workers.redact import redact
+from workers.repository.manifest import ArtifactEntry, Manifest, artifact_key, manifest_key
+from workers.repository.manifest_mac import MacKeys
 from workers.retry import call_with_retries
 from workers.sources import Source, make_source
 from workers.stores.base import UploadedPart
@@ -110,7 +110,7 @@ def run_backup(
                 artifacts=entries,
             )
             # Signed when a key is at hand; its digest goes to the catalog, and a restore
-            # or verification refuses any other manifest (workers/authenticity.py).
+            # or verification refuses any other manifest (workers/repository/authenticity.py).
             data = manifest.to_bytes(MacKeys.from_settings(fleet.settings).current)
             call_with_retries(
                 lambda: fleet.store.put_object(manifest_key(namespace, timestamp), data),

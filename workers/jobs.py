@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from workers.audit import scope as audit_scope
-from workers.authenticity import TrustedManifest, load_manifest
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Backup, Restore
@@ -21,8 +20,9 @@ from workers.errors import (
     TransientError,
 )
 from workers.fleet import Fleet
-from workers.manifest import Manifest
 from workers.redact import redact
+from workers.repository.authenticity import TrustedManifest, load_manifest
+from workers.repository.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ ALLOW_UNSIGNED_NOTE = "allowUnsigned"
 def read_manifest(
     fleet: Fleet, *, namespace: str, timestamp: str, allow_unsigned: bool = False
 ) -> Manifest:
-    """The authentic manifest (workers/authenticity.py); NotFoundError if absent."""
+    """The authentic manifest (workers/repository/authenticity.py); NotFoundError if absent."""
     return read_trusted_manifest(
         fleet, namespace=namespace, timestamp=timestamp, allow_unsigned=allow_unsigned
     ).manifest

@@ -32,7 +32,7 @@ fleet's keys, or listing exactly the artifacts the catalog recorded as stored,
 field for field) makes it `Success`, and the catalog's artifacts and manifest
 digest are filled from it; otherwise it is `Failed`. Anyone with write access
 to the bucket can put a manifest there: taken in unauthenticated, it would
-become what a restore checks against (workers/authenticity.py). A restore
+become what a restore checks against (workers/repository/authenticity.py). A restore
 cannot be proven from the store and is `Failed`: its target may hold a part
 of the backup. Each settled row is a `BackupReconciled` or `RestoreReconciled`
 audit event and alerted like any other end (workers/notify.py).
@@ -48,7 +48,6 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from workers.authenticity import MAX_MANIFEST_BYTES
 from workers.broker_tasks import BrokerTasks, tasks_in_broker
 from workers.catalog import queries
 from workers.catalog.db import session_scope
@@ -64,11 +63,12 @@ from workers.catalog.models import (
 from workers.errors import BackfleetError
 from workers.fleet import Fleet
 from workers.locks import NamespaceBusy, lock_holder, namespace_lock
-from workers.manifest import ArtifactEntry, Manifest, manifest_key, parse_manifest
-from workers.manifest_mac import MacKeys
-from workers.manifest_mac import verify as verify_mac
 from workers.notify import report_backup_outcome, report_restore_outcome
 from workers.redact import redact
+from workers.repository.authenticity import MAX_MANIFEST_BYTES
+from workers.repository.manifest import ArtifactEntry, Manifest, manifest_key, parse_manifest
+from workers.repository.manifest_mac import MacKeys
+from workers.repository.manifest_mac import verify as verify_mac
 from workers.restore_recovery import recover_targets
 from workers.timestamps import utcnow
 from workers.user_events import record_system_event

@@ -28,10 +28,10 @@ from workers.errors import BackfleetError, NotFoundError, SourceError
 from workers.fleet import Fleet
 from workers.jobs import ALLOW_UNSIGNED_NOTE, read_trusted_manifest
 from workers.locks import LockLost
-from workers.manifest import ArtifactEntry, Manifest
 from workers.notify import report_restore_outcome
 from workers.progress_record import CatalogProgress
 from workers.redact import redact
+from workers.repository.manifest import ArtifactEntry, Manifest
 from workers.restore_recovery import recover_targets
 from workers.sources import Source, make_source
 from workers.stores.base import ObjectStore

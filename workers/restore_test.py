@@ -32,14 +32,14 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from redis.exceptions import RedisError
 from sqlalchemy import select
 
-from workers.authenticity import load_manifest
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Backup, Verification
 from workers.errors import BackfleetError, IntegrityError, SourceError
 from workers.fleet import Fleet
 from workers.locks import reading_mark, wait_while_retention
-from workers.manifest import ArtifactEntry
 from workers.redact import redact
+from workers.repository.authenticity import load_manifest
+from workers.repository.manifest import ArtifactEntry
 from workers.services_config import ServiceSpec
 from workers.sources.directory import (
     FILE_HASH,

@@ -42,8 +42,8 @@ from workers.catalog.models import ACTIVE_STATUSES, SUCCESS, Backup, Restore
 from workers.errors import ConfigError
 from workers.fleet import Fleet
 from workers.locks import NamespaceBusy, NamespaceLock, backups_being_read, retention_lock
-from workers.manifest import MANIFEST_NAME, backup_prefix, manifest_key
 from workers.redact import redact
+from workers.repository.manifest import MANIFEST_NAME, backup_prefix, manifest_key
 from workers.stores.base import ObjectStore
 from workers.timestamps import parse_timestamp, utcnow
 from workers.user_events import record_system_event

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from workers.authenticity import load_manifest
 from workers.catalog.db import session_scope
 from workers.catalog.models import SUCCESS, Backup
 from workers.errors import BackfleetError, IntegrityError
 from workers.fleet import Fleet
-from workers.manifest import ArtifactEntry, manifest_key
 from workers.redact import redact
+from workers.repository.authenticity import load_manifest
+from workers.repository.manifest import ArtifactEntry, manifest_key
 from workers.retry import RetryPolicy, call_with_retries
 from workers.sources.base import CHUNK_SIZE
 from workers.stores import ObjectStore

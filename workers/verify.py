@@ -2,7 +2,7 @@
 
 For each namespace: the latest successful backup, plus a rotating sample of
 older ones (those verified least recently first, VERIFY_SAMPLE_SIZE of them).
-Only an authentic manifest is used (workers/authenticity.py: the catalog's
+Only an authentic manifest is used (workers/repository/authenticity.py: the catalog's
 digest, its artifact rows, or a valid MAC). Each artifact is read in full, its
 SHA-256 and size compared with the manifest, and it is decrypted (when a key
 is at hand) and decompressed to its end. A missing object, one changed byte,
@@ -19,13 +19,13 @@ from typing import Any
 from sqlalchemy import select
 
 from workers.alerts import AlertEvent, alerter_for, safely
-from workers.authenticity import load_manifest
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Backup, Verification
 from workers.errors import BackfleetError, IntegrityError
 from workers.fleet import Fleet
-from workers.manifest import ArtifactEntry, Manifest
 from workers.redact import redact
+from workers.repository.authenticity import load_manifest
+from workers.repository.manifest import ArtifactEntry, Manifest
 from workers.sources.base import CHUNK_SIZE
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow

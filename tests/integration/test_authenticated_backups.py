@@ -24,8 +24,8 @@ from workers.catalog.db import dispose_engines, session_scope
 from workers.errors import IntegrityError
 from workers.fleet import Fleet
 from workers.jobs import request_restore
-from workers.manifest import ArtifactEntry, Manifest, artifact_key, manifest_key
-from workers.manifest_mac import MacKeys
+from workers.repository.manifest import ArtifactEntry, Manifest, artifact_key, manifest_key
+from workers.repository.manifest_mac import MacKeys
 from workers.restore_run import run_restore
 from workers.sources.base import Source
 from workers.sources.directory import DirectorySource

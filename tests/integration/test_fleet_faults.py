@@ -34,7 +34,7 @@ from tests.servers import RedisServer, started
 from tests.tcpgate import TcpGate
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import SUCCESS, Backup, UploadPart
-from workers.manifest import Manifest, manifest_key
+from workers.repository.manifest import Manifest, manifest_key
 from workers.settings import Settings
 from workers.stores import make_store
 

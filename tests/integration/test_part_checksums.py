@@ -32,7 +32,7 @@ from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import FAILED, SUCCESS
 from workers.fleet import Fleet
-from workers.manifest import Manifest, artifact_key, manifest_key
+from workers.repository.manifest import Manifest, artifact_key, manifest_key
 from workers.settings import Settings
 from workers.stores import ObjectStore, make_store
 

@@ -25,7 +25,7 @@ from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import FAILED, RUNNING, SUCCESS, Restore
 from workers.fleet import current_fleet, reset_fleet
 from workers.locks import PREFIX
-from workers.manifest import MANIFEST_NAME
+from workers.repository.manifest import MANIFEST_NAME
 from workers.restore_run import run_restore as perform_restore
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

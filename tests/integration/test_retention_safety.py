@@ -31,7 +31,7 @@ from workers.errors import ConfigError
 from workers.fleet import Fleet
 from workers.jobs import request_restore
 from workers.locks import reading_mark, retention_lock
-from workers.manifest import manifest_key
+from workers.repository.manifest import manifest_key
 from workers.restore_run import run_restore
 from workers.retention import apply_retention
 from workers.services_config import RetentionSpec

@@ -17,7 +17,7 @@ from workers.catalog.db import dispose_engines, session_scope
 from workers.errors import IntegrityError
 from workers.fleet import Fleet
 from workers.gfs import Policy
-from workers.manifest import Manifest, manifest_key
+from workers.repository.manifest import Manifest, manifest_key
 from workers.restore_run import run_restore
 from workers.retention import apply_retention, apply_secondary_retention
 from workers.secondary import copy_backup, copy_pending
@@ -44,7 +44,8 @@ def fleet(
     monkeypatch.setenv("BROKER_URL", redis_server.url)  # retention takes a lock in Redis
     second = s3_server.make_settings(s3_bucket, backup_part_size=5 * 1024 * 1024)
     # Signed manifests: a backup whose catalog row the primary's retention removed is
-    # still authenticated when it is restored from the secondary (workers/authenticity.py).
+    # still authenticated when it is restored from the secondary
+    # (workers/repository/authenticity.py).
     base = make_fleet(
         tmp_path,
         secondary_object_store_location_type="s3",

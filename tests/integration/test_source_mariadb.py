@@ -5,7 +5,7 @@ import pytest
 from tests.fakes import stored_entry
 from tests.plugins.mariadb import MariaDBDatabase, client_tool, dump_tool
 from workers.errors import IntegrityError, SourceError
-from workers.manifest import ArtifactEntry, artifact_key
+from workers.repository.manifest import ArtifactEntry, artifact_key
 from workers.sources.command import CommandSource
 from workers.stores.memory import MemoryStore
 from workers.transfer.pipeline import restore_artifact

@@ -9,7 +9,7 @@ import pytest
 
 from tests.fakes import entry_of
 from workers.errors import IntegrityError, SourceError
-from workers.manifest import ArtifactEntry
+from workers.repository.manifest import ArtifactEntry
 from workers.sources.postgres import PostgresSource
 from workers.stores.memory import MemoryStore
 from workers.transfer.pipeline import StoredArtifact, restore_artifact, store_artifact

@@ -13,7 +13,7 @@ from tests.plugins.object_stores import AzuriteServer, S3Server
 from workers.catalog.db import dispose_engines, get_engine
 from workers.catalog.models import Base
 from workers.fleet import Fleet
-from workers.manifest import Manifest, manifest_key
+from workers.repository.manifest import Manifest, manifest_key
 from workers.stores import make_store
 from workers.verify import verify_backups
 

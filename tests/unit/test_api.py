@@ -23,8 +23,8 @@ from workers.catalog.migrate import upgrade_catalog
 from workers.catalog.models import FAILED, PENDING, SUCCESS, Backup, Restore
 from workers.errors import ConfigError
 from workers.fleet import Fleet
-from workers.manifest import ArtifactEntry, Manifest, manifest_key
-from workers.manifest_mac import MacKey
+from workers.repository.manifest import ArtifactEntry, Manifest, manifest_key
+from workers.repository.manifest_mac import MacKey
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
 from workers.stores.local import LocalStore

@@ -9,8 +9,8 @@ from pydantic import SecretStr, ValidationError
 from workers.cli import main
 from workers.errors import IntegrityError
 from workers.fleet import settings_secrets
-from workers.manifest import ArtifactEntry, Manifest, parse_manifest
-from workers.manifest_mac import MacKey, MacKeys, verify
+from workers.repository.manifest import ArtifactEntry, Manifest, parse_manifest
+from workers.repository.manifest_mac import MacKey, MacKeys, verify
 from workers.settings import Settings
 from workers.transfer import crypto
 

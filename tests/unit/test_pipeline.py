@@ -8,7 +8,7 @@ import zstandard
 
 from tests.fakes import BytesSource, entry_of
 from workers.errors import IntegrityError, SourceError
-from workers.manifest import ArtifactEntry
+from workers.repository.manifest import ArtifactEntry
 from workers.sources.base import CHUNK_SIZE
 from workers.stores.memory import MemoryStore
 from workers.transfer.pipeline import (

@@ -10,7 +10,7 @@ import pytest
 
 from tests.fakes import BytesSource, entry_of
 from workers.errors import ConfigError, IntegrityError, PermanentError, TransientError
-from workers.manifest import ArtifactEntry
+from workers.repository.manifest import ArtifactEntry
 from workers.retry import RetryPolicy, call_with_retries
 from workers.settings import Settings
 from workers.stores.base import UploadedPart

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import BytesSource, stored_entry
-from workers.manifest import artifact_key
+from workers.repository.manifest import artifact_key
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
 from workers.sources import make_source

@@ -15,7 +15,7 @@ from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import Alert, Verification
 from workers.cli import main
-from workers.manifest import Manifest, manifest_key
+from workers.repository.manifest import Manifest, manifest_key
 
 
 @pytest.fixture(autouse=True)

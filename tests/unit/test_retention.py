@@ -17,7 +17,7 @@ from workers.catalog.models import FAILED, SUCCESS, Backup
 from workers.cli import main
 from workers.fleet import Fleet
 from workers.gfs import Policy
-from workers.manifest import backup_prefix, manifest_key
+from workers.repository.manifest import backup_prefix, manifest_key
 from workers.retention import apply_retention, set_pinned
 from workers.stores.local import LocalStore
 from workers.timestamps import format_timestamp

@@ -9,7 +9,7 @@ import pytest
 
 from tests.fakes import stored_entry
 from workers.errors import IntegrityError, SourceError
-from workers.manifest import ArtifactEntry, artifact_key
+from workers.repository.manifest import ArtifactEntry, artifact_key
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
 from workers.sources import make_source

@@ -20,7 +20,7 @@ import zstandard
 
 from tests.fakes import BytesSource, stored_entry
 from workers.errors import IntegrityError, SourceError
-from workers.manifest import ArtifactEntry, artifact_key
+from workers.repository.manifest import ArtifactEntry, artifact_key
 from workers.services_config import ServiceSpec
 from workers.settings import Settings
 from workers.sources import directory as directory_module

@@ -11,7 +11,7 @@ import pytest
 
 from tests.fakes import BytesSource, stored_entry
 from workers.errors import IntegrityError, SourceError
-from workers.manifest import ArtifactEntry, artifact_key
+from workers.repository.manifest import ArtifactEntry, artifact_key
 from workers.sources import sqlite as sqlite_module
 from workers.sources.base import Source
 from workers.sources.sqlite import SqliteSource

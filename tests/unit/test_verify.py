@@ -17,7 +17,7 @@ from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import Alert, Verification
 from workers.fleet import Fleet
-from workers.manifest import Manifest, manifest_key
+from workers.repository.manifest import Manifest, manifest_key
 from workers.transfer import crypto
 from workers.verify import backups_to_verify, verify_backups
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from workers.manifest import ArtifactEntry
+from workers.repository.manifest import ArtifactEntry
 from workers.sources.base import Dump
 from workers.transfer.budget import PartBudget
 from workers.transfer.pipeline import DumpFactory, StopCheck, TransferStopped

@@ -25,7 +25,7 @@ from typing import IO, Any
 import zstandard
 
 from workers.errors import BackfleetError, IntegrityError
-from workers.manifest import ArtifactEntry
+from workers.repository.manifest import ArtifactEntry
 from workers.retry import RetryPolicy, call_with_retries
 from workers.settings import Settings
 from workers.sources.base import CHUNK_SIZE, Dump, ReadableStream, RestoreStream, Source

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
-from workers.manifest import ArtifactEntry
+from workers.repository.manifest import ArtifactEntry
 from workers.sources.base import Dump
 from workers.transfer.budget import PartBudget
 from workers.transfer.pipeline import DumpFactory, StopCheck
