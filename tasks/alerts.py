@@ -12,9 +12,9 @@ from celery import Task
 from celery.signals import worker_init
 
 from tasks.app import app
-from workers.alerts import alerter_for, deliver_in_background
 from workers.fleet import current_fleet
-from workers.notify import check_staleness as perform_check
+from workers.monitoring.alerts import alerter_for, deliver_in_background
+from workers.monitoring.notify import check_staleness as perform_check
 
 
 @app.task(name="tasks.alerts.check_staleness")
@@ -42,5 +42,5 @@ def queue_delivery(alert_id: int) -> None:
 
 @worker_init.connect  # connected when the worker imports this module, before it sends worker_init
 def _alerts_go_through_their_own_task(**_: object) -> None:
-    """A dead webhook must not hold the task that raised the alert (workers/alerts.py)."""
+    """A dead webhook must not hold the task that raised the alert (monitoring/alerts.py)."""
     deliver_in_background(queue_delivery)

@@ -13,10 +13,10 @@ from typing import Any
 from celery import Task
 
 from tasks.app import app
-from workers.attempts import StopJob
 from workers.audit.operations import backup_ended
 from workers.backup_run import run_backup as perform_backup
 from workers.catalog import queries
+from workers.catalog.attempts import StopJob
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, SkippedRun
 from workers.errors import ConflictError

@@ -16,14 +16,14 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from workers.attempts import StopJob, start_attempt
 from workers.catalog import queries
+from workers.catalog.attempts import StopJob, start_attempt
 from workers.catalog.db import session_scope, write_catalog
 from workers.catalog.models import FAILED, RUNNING, SUCCESS, Artifact, Backup, UploadPart
+from workers.catalog.progress import CatalogProgress
 from workers.errors import BackfleetError, NotFoundError
 from workers.fleet import Fleet
-from workers.notify import report_backup_outcome
-from workers.progress_record import CatalogProgress
+from workers.monitoring.notify import report_backup_outcome
 from workers.redact import redact
 from workers.repository.manifest import ArtifactEntry, Manifest, artifact_key, manifest_key
 from workers.repository.manifest_mac import MacKeys

@@ -262,8 +262,8 @@ def keygen() -> None:
 @main.command()
 def check() -> None:
     """Try every piece of the configuration for real and say what is wrong."""
-    from workers.checks import run_checks
     from workers.fleet import current_fleet
+    from workers.monitoring.checks import run_checks
 
     failed = 0
     for verdict in run_checks(current_fleet()):
@@ -443,7 +443,7 @@ def unpin(timestamp: str, namespace: str | None) -> None:
 def status(as_json: bool) -> None:
     """The health of every namespace at a glance; exit 1 if any is stale or has open alerts."""
     from workers.fleet import current_fleet
-    from workers.health import namespace_health
+    from workers.monitoring.health import namespace_health
 
     report = namespace_health(current_fleet())
     if as_json:

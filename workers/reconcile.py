@@ -35,7 +35,7 @@ to the bucket can put a manifest there: taken in unauthenticated, it would
 become what a restore checks against (workers/repository/authenticity.py). A restore
 cannot be proven from the store and is `Failed`: its target may hold a part
 of the backup. Each settled row is a `BackupReconciled` or `RestoreReconciled`
-audit event and alerted like any other end (workers/notify.py).
+audit event and alerted like any other end (workers/monitoring/notify.py).
 """
 
 import hashlib
@@ -48,6 +48,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from workers.audit.user_events import record_system_event
 from workers.broker_tasks import BrokerTasks, tasks_in_broker
 from workers.catalog import queries
 from workers.catalog.db import session_scope
@@ -63,7 +64,7 @@ from workers.catalog.models import (
 from workers.errors import BackfleetError
 from workers.fleet import Fleet
 from workers.locks import NamespaceBusy, lock_holder, namespace_lock
-from workers.notify import report_backup_outcome, report_restore_outcome
+from workers.monitoring.notify import report_backup_outcome, report_restore_outcome
 from workers.redact import redact
 from workers.repository.authenticity import MAX_MANIFEST_BYTES
 from workers.repository.manifest import ArtifactEntry, Manifest, manifest_key, parse_manifest
@@ -71,7 +72,6 @@ from workers.repository.manifest_mac import MacKeys
 from workers.repository.manifest_mac import verify as verify_mac
 from workers.restore_recovery import recover_targets
 from workers.timestamps import utcnow
-from workers.user_events import record_system_event
 
 log = logging.getLogger(__name__)
 PENDING_GRACE_SECONDS = 120.0  # the API's write-the-row-then-send window, with room to spare

@@ -19,17 +19,17 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 
-from workers.attempts import start_attempt
 from workers.audit.operations import restore_ended
 from workers.catalog import queries
+from workers.catalog.attempts import start_attempt
 from workers.catalog.db import session_scope, write_catalog
 from workers.catalog.models import FAILED, RUNNING, SUCCESS, Restore
+from workers.catalog.progress import CatalogProgress
 from workers.errors import BackfleetError, NotFoundError, SourceError
 from workers.fleet import Fleet
 from workers.jobs import ALLOW_UNSIGNED_NOTE, read_trusted_manifest
 from workers.locks import LockLost
-from workers.notify import report_restore_outcome
-from workers.progress_record import CatalogProgress
+from workers.monitoring.notify import report_restore_outcome
 from workers.redact import redact
 from workers.repository.manifest import ArtifactEntry, Manifest
 from workers.restore_recovery import recover_targets

@@ -37,6 +37,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from workers import gfs
+from workers.audit.user_events import record_system_event
 from workers.catalog.db import session_scope
 from workers.catalog.models import ACTIVE_STATUSES, SUCCESS, Backup, Restore
 from workers.errors import ConfigError
@@ -46,7 +47,6 @@ from workers.redact import redact
 from workers.repository.manifest import MANIFEST_NAME, backup_prefix, manifest_key
 from workers.stores.base import ObjectStore
 from workers.timestamps import parse_timestamp, utcnow
-from workers.user_events import record_system_event
 from workers.verify import namespaces_of
 
 log = logging.getLogger(__name__)

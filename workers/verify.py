@@ -18,11 +18,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from workers.alerts import AlertEvent, alerter_for, safely
+from workers.audit.user_events import record_system_event
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Backup, Verification
 from workers.errors import BackfleetError, IntegrityError
 from workers.fleet import Fleet
+from workers.monitoring.alerts import AlertEvent, alerter_for, safely
 from workers.redact import redact
 from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import ArtifactEntry, Manifest
@@ -31,7 +32,6 @@ from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
 from workers.transfer import crypto
 from workers.transfer.pipeline import open_restore_stream
-from workers.user_events import record_system_event
 
 log = logging.getLogger(__name__)
 

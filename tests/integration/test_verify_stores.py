@@ -88,8 +88,8 @@ def test_rotation_metrics_status_and_retention_on_a_postgresql_catalog(
 
     from tests.unit.test_metrics_status import scrape
     from workers.gfs import Policy
-    from workers.health import namespace_health
-    from workers.notify import check_staleness
+    from workers.monitoring.health import namespace_health
+    from workers.monitoring.notify import check_staleness
     from workers.retention import apply_retention
     from workers.verify import backups_to_verify
 

@@ -198,7 +198,7 @@ def test_user_events_flush_and_purge_on_the_audit_queue_when_enabled() -> None:
 
 def test_status_s_next_backup_counts_every_schedule_of_the_namespace() -> None:
     from workers.fleet import Fleet
-    from workers.health import next_backup
+    from workers.monitoring.health import next_backup
     from workers.stores.memory import MemoryStore
 
     settings = Settings(enable_regular_backups=True, regular_backup_schedule="0 */6 * * *")

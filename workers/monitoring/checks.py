@@ -15,8 +15,8 @@ from workers.catalog.db import get_engine
 from workers.catalog.migrate import alembic_config
 from workers.errors import BackfleetError, ConfigError
 from workers.fleet import Fleet
+from workers.monitoring.redis_checks import eviction_problem
 from workers.redact import redact
-from workers.redis_checks import eviction_problem
 from workers.services_config import ServiceSpec
 
 PROBE_PREFIX = ".backfleet-probe/"
