@@ -19,8 +19,8 @@ from tasks.memory import (
 )
 from tasks.task_labels import task_label as _labels_every_task  # noqa: F401 (connects)
 from workers.catalog.db import dispose_engines
-from workers.locks import forget_clients
 from workers.monitoring.redis_checks import eviction_problem
+from workers.operations.locks import forget_clients
 from workers.queues import QUEUES
 from workers.settings import get_settings
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from tasks.app import app
 from workers.fleet import current_fleet
-from workers.secondary import copy_pending
+from workers.operations.replicate import copy_pending
 
 
 @app.task(name="tasks.replicate.copy_to_secondary")

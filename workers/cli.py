@@ -147,7 +147,7 @@ def backup(namespace: str | None, only_config: bool, wait: bool, dry_run: bool) 
     """Request an on-demand backup."""
     from tasks.enqueue import celery_enqueue
     from workers.fleet import current_fleet
-    from workers.jobs import request_backup
+    from workers.operations.jobs import request_backup
     from workers.progress import wait_for_backup
 
     fleet = current_fleet()
@@ -170,8 +170,8 @@ def backup(namespace: str | None, only_config: bool, wait: bool, dry_run: bool) 
 
 
 def _dry_run(namespace: str, only_config: bool) -> None:
-    from workers.dry_run import dry_run
     from workers.fleet import current_fleet
+    from workers.operations.dry_run import dry_run
 
     click.echo(f"dry run of namespace {namespace}: nothing is stored")
     click.echo(f"{'SERVICE':<20} {'SOURCE':>14} {'STORED':>14} {'SECONDS':>8} {'MB/s':>8}")
@@ -211,7 +211,7 @@ def restore(
     """Restore the backup TIMESTAMP (e.g. 2023-02-02t17-03-15)."""
     from tasks.enqueue import celery_enqueue
     from workers.fleet import current_fleet
-    from workers.jobs import request_restore
+    from workers.operations.jobs import request_restore
     from workers.progress import wait_for_restore
     from workers.timestamps import parse_timestamp
 
@@ -279,7 +279,7 @@ def check() -> None:
 def store_sweep_uploads(dry_run: bool) -> None:
     """Abort multipart uploads older than STALE_UPLOAD_AGE that no running backup owns."""
     from workers.fleet import current_fleet
-    from workers.stale_uploads import abort_stale_uploads
+    from workers.operations.sweep import abort_stale_uploads
 
     result = abort_stale_uploads(current_fleet(), dry_run=dry_run)
     verb = "would abort" if dry_run else "aborted"
@@ -329,7 +329,7 @@ def list_backups(namespace: str | None, limit: int, as_json: bool) -> None:
 def verify(namespace: str | None, timestamp: str | None) -> None:
     """Read backups back and check them against their manifests; exit 1 on any failure."""
     from workers.fleet import current_fleet
-    from workers.verify import verify_backups
+    from workers.operations.verify import verify_backups
 
     if timestamp and not namespace:
         _fail("--timestamp needs --namespace")
@@ -349,7 +349,7 @@ def verify(namespace: str | None, timestamp: str | None) -> None:
 def test_restore_command(namespace: str | None, timestamp: str | None) -> None:
     """Restore backups into scratch targets, compare with their manifests; exit 1 on failure."""
     from workers.fleet import current_fleet
-    from workers.restore_test import run_restore_tests
+    from workers.operations.restore_test import run_restore_tests
 
     if timestamp and not namespace:
         _fail("--timestamp needs --namespace")
@@ -368,7 +368,7 @@ def test_restore_command(namespace: str | None, timestamp: str | None) -> None:
 def retention(namespace: str | None, dry_run: bool) -> None:
     """Delete the backups the GFS retention does not keep (pins and locks are never deleted)."""
     from workers.fleet import current_fleet
-    from workers.retention import apply_retention, apply_secondary_retention
+    from workers.operations.retention import apply_retention, apply_secondary_retention
 
     verb = "would delete" if dry_run else "deleted"
     fleet = current_fleet()
@@ -392,7 +392,7 @@ def retention(namespace: str | None, dry_run: bool) -> None:
 def reconcile(dry_run: bool, as_json: bool) -> None:
     """Settle Pending/Running backups and restores whose task and lock are gone."""
     from workers.fleet import current_fleet
-    from workers.reconcile import reconcile as perform_reconcile
+    from workers.operations.reconcile import reconcile as perform_reconcile
 
     outcomes = perform_reconcile(current_fleet(), dry_run=dry_run)
     if as_json:
@@ -413,7 +413,7 @@ def reconcile(dry_run: bool, as_json: bool) -> None:
 
 def _pin(timestamp: str, namespace: str | None, pinned: bool) -> None:
     from workers.fleet import current_fleet
-    from workers.retention import set_pinned
+    from workers.operations.retention import set_pinned
 
     fleet = current_fleet()
     namespace = namespace or fleet.config.default_namespace

@@ -36,7 +36,7 @@ from tests.scoped_api import (
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import Backup, Restore
 from workers.fleet import Fleet
-from workers.jobs import UNCONFIGURED_SOURCE
+from workers.operations.jobs import UNCONFIGURED_SOURCE
 from workers.queues import QUEUES
 
 pytestmark = pytest.mark.integration

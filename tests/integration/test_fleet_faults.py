@@ -354,7 +354,7 @@ def test_importing_the_app_and_tasks_connects_to_nothing(tmp_path: Path) -> None
     script = (
         "import tasks.backup, tasks.restore, tasks.retention, tasks.app\n"
         "from workers.catalog import db\n"
-        "from workers import locks\n"
+        "from workers.operations import locks\n"
         "from workers import fleet\n"
         "assert db._engines == {}, db._engines\n"
         "assert locks._client.cache_info().currsize == 0\n"

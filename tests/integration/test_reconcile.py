@@ -33,8 +33,8 @@ from tests.tcpgate import TcpGate
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import FAILED, PENDING, RUNNING, SUCCESS, Backup, Restore
-from workers.locks import PREFIX
-from workers.reconcile import reconcile
+from workers.operations.locks import PREFIX
+from workers.operations.reconcile import reconcile
 from workers.timestamps import utcnow
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -35,7 +35,7 @@ from tests.servers import RedisServer, started
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import FAILED, SUCCESS, Restore
 from workers.fleet import reset_fleet
-from workers.locks import PREFIX
+from workers.operations.locks import PREFIX
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 LOCK = PREFIX + "app"

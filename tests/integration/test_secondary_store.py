@@ -16,13 +16,13 @@ from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.errors import IntegrityError
 from workers.fleet import Fleet
-from workers.gfs import Policy
+from workers.operations.gfs import Policy
+from workers.operations.replicate import copy_backup, copy_pending
+from workers.operations.restore import run_restore
+from workers.operations.retention import apply_retention, apply_secondary_retention
+from workers.operations.verify import verify_backups
 from workers.repository.manifest import Manifest, manifest_key
-from workers.restore_run import run_restore
-from workers.retention import apply_retention, apply_secondary_retention
-from workers.secondary import copy_backup, copy_pending
 from workers.stores import make_store
-from workers.verify import verify_backups
 
 pytestmark = pytest.mark.integration
 

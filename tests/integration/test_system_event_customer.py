@@ -25,7 +25,7 @@ from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.migrate import upgrade_catalog
 from workers.catalog.models import SUCCESS, UserEvent
 from workers.fleet import current_fleet, reset_fleet
-from workers.locks import forget_clients
+from workers.operations.locks import forget_clients
 from workers.settings import get_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -743,7 +743,7 @@ def test_unexpected_error_is_a_generic_500(env: Env, monkeypatch: pytest.MonkeyP
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError(f"boom {KEY}")
 
-    monkeypatch.setattr("workers.jobs.request_backup", explode)
+    monkeypatch.setattr("workers.operations.jobs.request_backup", explode)
     client = TestClient(create_app(lambda: env.fleet, env.enqueue), raise_server_exceptions=False)
     response = client.post(f"{BASE}/ondemandbackup", headers=AUTH, json={})
     assert response.status_code == 500

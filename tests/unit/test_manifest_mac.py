@@ -101,7 +101,7 @@ def test_the_cli_passes_allow_unsigned_and_shows_the_record(
         config = Config()
 
     monkeypatch.setattr("workers.fleet.current_fleet", lambda: FakeFleet())
-    monkeypatch.setattr("workers.jobs.request_restore", request_restore)
+    monkeypatch.setattr("workers.operations.jobs.request_restore", request_restore)
     result = CliRunner().invoke(main, ["restore", "2024-01-02t03-04-05", "--allow-unsigned"])
     assert result.exit_code == 0, result.output
     assert asked["allow_unsigned"] is True

@@ -11,9 +11,9 @@ import pytest
 
 from tests.fakes import stored_entry
 from workers.fleet import Fleet
-from workers.locks import LockLost
+from workers.operations.locks import LockLost
+from workers.operations.recovery import recover_targets
 from workers.repository.manifest import artifact_key
-from workers.restore_recovery import recover_targets
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
 from workers.sources import directory

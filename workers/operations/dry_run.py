@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from workers.fleet import Fleet
-from workers.jobs import services_for_backup
+from workers.operations.jobs import services_for_backup
 from workers.sources import make_source
 from workers.stores.null import NullStore
 from workers.transfer import crypto

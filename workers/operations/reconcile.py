@@ -12,7 +12,7 @@ task and its lock are gone:
   it from before its row turns Running until after its end is written, and
   its heartbeat re-takes it within a third of BACKUP_LOCK_TTL if Redis lost it);
 - task: its message is neither queued nor delivered-and-unacknowledged in the
-  broker (workers/broker_tasks.py). A worker killed mid-task leaves its message
+  broker (workers/operations/broker_tasks.py). A worker killed mid-task leaves its message
   unacknowledged: Redis hands it back after CELERY_VISIBILITY_TIMEOUT and the
   redelivery resumes the job, so such a row is left to it. A failed or
   time-limited task is acknowledged, and only the reconciler can end its row.
@@ -49,7 +49,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from workers.audit.user_events import record_system_event
-from workers.broker_tasks import BrokerTasks, tasks_in_broker
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.models import (
@@ -63,14 +62,15 @@ from workers.catalog.models import (
 )
 from workers.errors import BackfleetError
 from workers.fleet import Fleet
-from workers.locks import NamespaceBusy, lock_holder, namespace_lock
 from workers.monitoring.notify import report_backup_outcome, report_restore_outcome
+from workers.operations.broker_tasks import BrokerTasks, tasks_in_broker
+from workers.operations.locks import NamespaceBusy, lock_holder, namespace_lock
+from workers.operations.recovery import recover_targets
 from workers.redact import redact
 from workers.repository.authenticity import MAX_MANIFEST_BYTES
 from workers.repository.manifest import ArtifactEntry, Manifest, manifest_key, parse_manifest
 from workers.repository.manifest_mac import MacKeys
 from workers.repository.manifest_mac import verify as verify_mac
-from workers.restore_recovery import recover_targets
 from workers.timestamps import utcnow
 
 log = logging.getLogger(__name__)

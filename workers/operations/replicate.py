@@ -20,6 +20,7 @@ from workers.catalog.db import session_scope
 from workers.catalog.models import SUCCESS, Backup
 from workers.errors import BackfleetError, IntegrityError
 from workers.fleet import Fleet
+from workers.operations.verify import check_stored
 from workers.redact import redact
 from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import ArtifactEntry, manifest_key
@@ -29,7 +30,6 @@ from workers.stores import ObjectStore
 from workers.stores.base import UploadedPart
 from workers.timestamps import utcnow
 from workers.transfer.pipeline import part_size_for
-from workers.verify import check_stored
 
 log = logging.getLogger(__name__)
 

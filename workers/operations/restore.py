@@ -27,18 +27,18 @@ from workers.catalog.models import FAILED, RUNNING, SUCCESS, Restore
 from workers.catalog.progress import CatalogProgress
 from workers.errors import BackfleetError, NotFoundError, SourceError
 from workers.fleet import Fleet
-from workers.jobs import ALLOW_UNSIGNED_NOTE, read_trusted_manifest
-from workers.locks import LockLost
 from workers.monitoring.notify import report_restore_outcome
+from workers.operations.jobs import ALLOW_UNSIGNED_NOTE, read_trusted_manifest
+from workers.operations.locks import LockLost
+from workers.operations.recovery import recover_targets
+from workers.operations.verify import check_stored
 from workers.redact import redact
 from workers.repository.manifest import ArtifactEntry, Manifest
-from workers.restore_recovery import recover_targets
 from workers.sources import Source, make_source
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
 from workers.transfer import crypto
 from workers.transfer.pipeline import restore_artifacts
-from workers.verify import check_stored
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ def run_restore(
             raise NotFoundError(f"restore {restore_id} is not in the catalog")
         if restore.status in (SUCCESS, FAILED):  # a redelivery of finished work: reported once
             return restore.status
-        # The override the caller asked for is on the row (workers/jobs.py), kept to the end;
-        # it is a note, not this attempt's error.
+        # The override the caller asked for is on the row (operations/jobs.py), kept to the
+        # end; it is a note, not this attempt's error.
         note = restore.error if (restore.error or "").startswith(ALLOW_UNSIGNED_NOTE) else None
         started = start_attempt(restore, max_redeliveries=fleet.settings.task_max_redeliveries)
         attempt, status = restore.attempts, restore.status

@@ -36,7 +36,8 @@ from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Backup, Verification
 from workers.errors import BackfleetError, IntegrityError, SourceError
 from workers.fleet import Fleet
-from workers.locks import reading_mark, wait_while_retention
+from workers.operations.locks import reading_mark, wait_while_retention
+from workers.operations.verify import report_verdict
 from workers.redact import redact
 from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import ArtifactEntry
@@ -56,7 +57,6 @@ from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
 from workers.transfer import crypto
 from workers.transfer.pipeline import restore_artifacts
-from workers.verify import report_verdict
 
 log = logging.getLogger(__name__)
 RETENTION_WAIT = 600  # seconds a test restore waits for a retention pass of its namespace
@@ -89,7 +89,7 @@ def run_restore_tests(
 
 
 def run_restore_test(fleet: Fleet, *, namespace: str, timestamp: str) -> RestoreTestResult:
-    """Test one backup, marked as being read so retention keeps it (workers/retention.py)."""
+    """Test one backup, marked as being read so retention keeps it (operations/retention.py)."""
     mark = reading_mark(fleet.settings, namespace, timestamp)
     try:
         mark.acquire()
