@@ -93,7 +93,7 @@ VOLUME ["/backup"]
 # Per role: the API's /healthz, Flower's /healthcheck, a ping of this worker
 # through the broker, the broker for beat; one-shot roles are always healthy.
 HEALTHCHECK --interval=30s --timeout=15s --start-period=30s --retries=3 \
-    CMD ["python", "-m", "workers.healthcheck"]
+    CMD ["python", "-m", "workers.cli.healthcheck"]
 
 # tini forwards SIGTERM to the role (a worker then finishes its running task)
 # and reaps the pg_dump/psql children.

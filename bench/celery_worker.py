@@ -34,7 +34,7 @@ import psutil
 
 from bench.common import MB, OUT_DIR, PROJECT_PYTHON, REPO_DIR
 from bench.measure import process_memory, tail
-from workers.embedded_redis import start_embedded_redis, stop_embedded_redis
+from workers.cli.embedded_redis import start_embedded_redis, stop_embedded_redis
 
 SAMPLE_S = 0.1
 READY_TIMEOUT_S = 60.0

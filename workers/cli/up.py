@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from workers.embedded_redis import die_with_parent, start_embedded_redis, stop_embedded_redis
+from workers.cli.embedded_redis import die_with_parent, start_embedded_redis, stop_embedded_redis
 from workers.errors import ConfigError
 from workers.queues import ALL_QUEUES
 
