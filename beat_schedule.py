@@ -3,9 +3,9 @@
 from dataclasses import dataclass, field
 from typing import Any
 
-from workers.cron import parse_cron
 from workers.services_config import FleetConfig, load_fleet_config
 from workers.settings import Settings
+from workers.timestamps import parse_cron
 
 
 @dataclass(frozen=True)

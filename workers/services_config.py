@@ -45,8 +45,8 @@ from pydantic import (
 )
 
 from workers.child_env import ENV_NAME, fleet_secret_named
-from workers.cron import parse_cron
 from workers.errors import ConfigError
+from workers.timestamps import parse_cron
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # A command service's artifact extension: <service>.<format>.zst in the store.

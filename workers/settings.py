@@ -25,8 +25,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from workers.api_keys import ApiKey as ApiKey
 from workers.api_keys import configured_keys
 from workers.api_keys import parse_api_keys as parse_api_keys
-from workers.cron import parse_cron
 from workers.errors import ConfigError
+from workers.timestamps import parse_cron
 
 MiB = 1024 * 1024
 StoreType = Literal["local", "s3", "azure-blob-storage"]

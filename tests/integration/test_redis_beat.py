@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 import redis
 
-from workers.cron import parse_cron
 from workers.errors import ConfigError
 from workers.monitoring.checks import check_broker
 from workers.monitoring.redis_checks import eviction_problem
+from workers.timestamps import parse_cron
 
 pytestmark = pytest.mark.integration
 

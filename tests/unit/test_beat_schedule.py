@@ -6,9 +6,9 @@ import pytest
 from celery.schedules import crontab
 
 from beat_schedule import build_beat_schedule, schedule_entries
-from workers.cron import parse_cron
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
+from workers.timestamps import parse_cron
 
 CONFIG = """
 [namespaces.a.services.db]

@@ -13,9 +13,8 @@ from sqlalchemy.orm import Session
 
 from workers.catalog.db import session_scope
 from workers.catalog.models import SUCCESS, Alert, Artifact, Backup, Verification
-from workers.cron import parse_cron
 from workers.fleet import Fleet
-from workers.timestamps import parse_timestamp, utcnow
+from workers.timestamps import parse_cron, parse_timestamp, utcnow
 
 
 @dataclass(frozen=True)
