@@ -15,6 +15,8 @@ from pathlib import Path
 
 from workers.redact import redact
 
+# Each check imports what it needs inside (Celery, Redis, the settings): the probe runs
+# every few seconds, so it loads only its role's share. Nothing imports this module.
 TIMEOUT = 5.0
 CELERY_APPS = ("tasks.app", "workers.app")  # `celery -A` of the app, and its older alias
 

@@ -82,6 +82,8 @@ def check_store(fleet: Fleet) -> str:
 
 def check_source(spec: ServiceSpec) -> str:
     if spec.kind == "postgres":
+        # Imported only when a PostgreSQL service is checked (psycopg's start-up cost);
+        # sources/ sits below this module, so the import closes no cycle.
         from workers.sources.postgres import PostgresSource
 
         assert spec.url is not None

@@ -52,7 +52,9 @@ from workers.sources.directory import (
     decode_position,
 )
 from workers.sources.postgres import PostgresSource
+from workers.sources.postgres import _row_counts as postgres_row_counts
 from workers.sources.sqlite import SqliteSource
+from workers.sources.sqlite import _row_counts as sqlite_row_counts
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
 from workers.transfer import crypto
@@ -285,15 +287,11 @@ def _compare_counts(entry: ArtifactEntry, counts: dict[str, int]) -> None:
 
 
 def _pg_row_counts(conn: Any) -> dict[str, int]:
-    from workers.sources.postgres import _row_counts
-
-    return _row_counts(conn)
+    return postgres_row_counts(conn)
 
 
 def _sqlite_row_counts(conn: sqlite3.Connection) -> dict[str, int]:
-    from workers.sources.sqlite import _row_counts
-
-    return _row_counts(conn)
+    return sqlite_row_counts(conn)
 
 
 def _newest_success(fleet: Fleet, namespace: str) -> str | None:
