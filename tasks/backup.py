@@ -27,7 +27,7 @@ from workers.operations.locks import NamespaceBusy, namespace_lock
 log = logging.getLogger(__name__)
 
 
-# Time limits: the app's BACKUP_SOFT_TIME_LIMIT and BACKUP_TIME_LIMIT (workers/app.py).
+# Time limits: the app's BACKUP_SOFT_TIME_LIMIT and BACKUP_TIME_LIMIT (tasks/app.py).
 @app.task(name="tasks.backup.run_backup", bind=True)
 def run_backup(
     self: Task,

@@ -21,7 +21,7 @@ from workers.operations.locks import NamespaceBusy, namespace_lock, wait_while_r
 from workers.operations.restore import run_restore as perform_restore
 
 
-# Time limits: the app's BACKUP_SOFT_TIME_LIMIT and BACKUP_TIME_LIMIT (workers/app.py).
+# Time limits: the app's BACKUP_SOFT_TIME_LIMIT and BACKUP_TIME_LIMIT (tasks/app.py).
 @app.task(name="tasks.restore.run_restore", bind=True)
 def run_restore(
     self: Task,
