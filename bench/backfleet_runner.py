@@ -13,7 +13,7 @@ workers.stores.make_store; `--store` sets OBJECT_STORE_LOCATION_TYPE. The
 backup calls upload_artifact with TransferOptions.from_settings as backup_run
 does (`--api worker`, the default, or BENCH_BACKFLEET_API=worker), so every
 BACKUP_* setting and the encryption key apply; with `--api store_artifact`,
-workers.transfer.pipeline.store_artifact with BACKUP_PART_SIZE and
+workers.transfer.upload.store_artifact with BACKUP_PART_SIZE and
 BACKUP_COMPRESSION_LEVEL. The restore rebuilds the ArtifactEntry from the
 backup's result file and calls restore_artifact.
 The result file also carries this process's own peak RSS (VmHWM), which
@@ -89,7 +89,8 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
 
 def backup(args: argparse.Namespace) -> dict[str, Any]:
     from tasks.memory import limit_heap_fragmentation
-    from workers.transfer import pipeline
+    from workers.transfer import upload as pipeline
+    from workers.transfer.parts import TransferOptions
 
     limit_heap_fragmentation()  # as a Celery worker process does at start
 
@@ -99,9 +100,7 @@ def backup(args: argparse.Namespace) -> dict[str, Any]:
     if args.api == "worker":  # what backup_run does: every BACKUP_* setting applies
         from workers.transfer import crypto
 
-        options = pipeline.TransferOptions.from_settings(
-            settings, crypto.Keyring.from_settings(settings)
-        )
+        options = TransferOptions.from_settings(settings, crypto.Keyring.from_settings(settings))
         volumes = _upload_volumes(pipeline, store, args.key, source, options, settings)
         stored = volumes[0]
     else:
@@ -183,7 +182,7 @@ class _Entry:
 
 def restore(args: argparse.Namespace) -> dict[str, Any]:
     from workers.repository.manifest import ArtifactEntry
-    from workers.transfer.pipeline import restore_artifact, restore_artifacts
+    from workers.transfer.download import restore_artifact, restore_artifacts
 
     settings, store = _store(args.store)
     stored = json.loads(Path(args.entry).read_text())

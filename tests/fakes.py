@@ -9,7 +9,7 @@ from workers.errors import SourceError
 from workers.repository.manifest import ArtifactEntry
 from workers.sources.base import Dump, RestoreStream, Source
 from workers.stores.base import ObjectStore
-from workers.transfer.pipeline import StoredArtifact, store_artifact
+from workers.transfer.upload import StoredArtifact, store_artifact
 
 
 class BytesSource:

@@ -34,7 +34,7 @@ from workers.sources.postgres import PostgresSource
 from workers.stores import ObjectStore, make_store
 from workers.stores.local import LocalStore
 from workers.transfer import crypto
-from workers.transfer.pipeline import store_artifact
+from workers.transfer.upload import store_artifact
 
 pytestmark = pytest.mark.integration
 MiB = 1024 * 1024

@@ -24,7 +24,7 @@ from workers.settings import Settings
 from workers.sources.directory import DirectorySource
 from workers.stores.base import UploadedPart
 from workers.stores.local import LocalStore
-from workers.transfer.pipeline import restore_artifacts
+from workers.transfer.download import restore_artifacts
 
 pytestmark = pytest.mark.integration
 MiB = 1024 * 1024

@@ -30,7 +30,7 @@ from workers.operations.jobs import read_manifest
 from workers.settings import load_settings
 from workers.sources.directory import DirectorySource
 from workers.stores.base import ObjectStore, UploadedPart
-from workers.transfer.pipeline import restore_artifacts
+from workers.transfer.download import restore_artifacts
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MiB = 1024 * 1024

@@ -8,7 +8,7 @@ from workers.errors import IntegrityError, SourceError
 from workers.repository.manifest import ArtifactEntry, artifact_key
 from workers.sources.command import CommandSource
 from workers.stores.memory import MemoryStore
-from workers.transfer.pipeline import restore_artifact
+from workers.transfer.download import restore_artifact
 
 pytestmark = pytest.mark.integration
 EVERY_BYTE = bytes(range(256)).hex()

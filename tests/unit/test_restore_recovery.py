@@ -21,7 +21,7 @@ from workers.sources.command import CommandSource
 from workers.sources.directory import DirectorySource, recover_target
 from workers.sources.sqlite import SqliteSource
 from workers.stores.memory import MemoryStore
-from workers.transfer.pipeline import restore_artifacts
+from workers.transfer.download import restore_artifacts
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -20,7 +20,7 @@ from workers.settings import Settings
 from workers.sources import make_source
 from workers.sources.directory import DirectorySource
 from workers.stores.memory import MemoryStore
-from workers.transfer.pipeline import restore_artifact
+from workers.transfer.download import restore_artifact
 
 KEY = artifact_key("app", "2024-01-02t03-04-05", "files", "tar", "zstd")
 IS_ROOT = os.geteuid() == 0

@@ -15,7 +15,7 @@ from workers.settings import Settings
 from workers.sources import make_source
 from workers.sources.command import CommandSource
 from workers.stores.memory import MemoryStore
-from workers.transfer.pipeline import restore_artifact
+from workers.transfer.download import restore_artifact
 
 SECRET_ENV = "BF_TEST_COMMAND_SECRET"
 SECRET = "hunter2-very-secret"

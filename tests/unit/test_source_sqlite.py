@@ -16,7 +16,7 @@ from workers.sources import sqlite as sqlite_module
 from workers.sources.base import Source
 from workers.sources.sqlite import SqliteSource
 from workers.stores.memory import MemoryStore
-from workers.transfer.pipeline import restore_artifact
+from workers.transfer.download import restore_artifact
 
 KEY = artifact_key("app", "2024-01-02t03-04-05", "db", "sqlite", "zstd")
 Rows = dict[str, Any]

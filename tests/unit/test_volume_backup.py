@@ -10,7 +10,8 @@ import pytest
 from workers.repository.manifest import ArtifactEntry
 from workers.sources.base import Dump
 from workers.transfer.budget import PartBudget
-from workers.transfer.pipeline import DumpFactory, StopCheck, TransferStopped
+from workers.transfer.parts import StopCheck, TransferStopped
+from workers.transfer.upload import DumpFactory
 from workers.transfer.volumes import VolumeSpan, back_up_volumes
 
 WAIT = 5.0

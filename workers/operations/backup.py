@@ -33,14 +33,8 @@ from workers.stores.base import UploadedPart
 from workers.timestamps import utcnow
 from workers.transfer import crypto
 from workers.transfer.budget import PartBudget
-from workers.transfer.pipeline import (
-    DumpFactory,
-    ResumePoint,
-    StopCheck,
-    StoredArtifact,
-    TransferOptions,
-    upload_artifact,
-)
+from workers.transfer.parts import StopCheck, TransferOptions
+from workers.transfer.upload import DumpFactory, ResumePoint, StoredArtifact, upload_artifact
 from workers.transfer.volumes import VolumeSource, VolumeSpan, back_up_volumes
 
 log = logging.getLogger(__name__)

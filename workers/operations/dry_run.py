@@ -9,7 +9,8 @@ from workers.operations.jobs import services_for_backup
 from workers.sources import make_source
 from workers.stores.null import NullStore
 from workers.transfer import crypto
-from workers.transfer.pipeline import TransferOptions, upload_artifact
+from workers.transfer.parts import TransferOptions
+from workers.transfer.upload import upload_artifact
 
 
 @dataclass(frozen=True)

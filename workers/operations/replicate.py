@@ -29,7 +29,7 @@ from workers.sources.base import CHUNK_SIZE
 from workers.stores import ObjectStore
 from workers.stores.base import UploadedPart
 from workers.timestamps import utcnow
-from workers.transfer.pipeline import part_size_for
+from workers.transfer.parts import part_size_for
 
 log = logging.getLogger(__name__)
 

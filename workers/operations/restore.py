@@ -38,7 +38,7 @@ from workers.sources import Source, make_source
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
 from workers.transfer import crypto
-from workers.transfer.pipeline import restore_artifacts
+from workers.transfer.download import restore_artifacts
 
 log = logging.getLogger(__name__)
 

@@ -58,7 +58,7 @@ from workers.sources.sqlite import _row_counts as sqlite_row_counts
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
 from workers.transfer import crypto
-from workers.transfer.pipeline import restore_artifacts
+from workers.transfer.download import restore_artifacts
 
 log = logging.getLogger(__name__)
 RETENTION_WAIT = 600  # seconds a test restore waits for a retention pass of its namespace

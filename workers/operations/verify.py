@@ -31,7 +31,7 @@ from workers.sources.base import CHUNK_SIZE
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
 from workers.transfer import crypto
-from workers.transfer.pipeline import open_restore_stream
+from workers.transfer.download import open_restore_stream
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ from typing import Any, Protocol
 from workers.repository.manifest import ArtifactEntry
 from workers.sources.base import Dump
 from workers.transfer.budget import PartBudget
-from workers.transfer.pipeline import DumpFactory, StopCheck
+from workers.transfer.parts import StopCheck
+from workers.transfer.upload import DumpFactory
 
 
 class VolumeSource(Protocol):
