@@ -31,9 +31,9 @@ from workers.monitoring.notify import report_restore_outcome
 from workers.operations.jobs import ALLOW_UNSIGNED_NOTE, read_trusted_manifest
 from workers.operations.locks import LockLost
 from workers.operations.recovery import recover_targets
-from workers.operations.verify import check_stored
 from workers.redact import redact
 from workers.repository.manifest import ArtifactEntry, Manifest
+from workers.repository.stored import check_stored
 from workers.sources import Source, make_source
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow

@@ -10,7 +10,6 @@ or a truncated stream fails the backup's verification, which is recorded in
 the catalog, reported as an audit event and alerted (`verify.failed`).
 """
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,13 +20,13 @@ from sqlalchemy import select
 from workers.audit.user_events import record_system_event
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Backup, Verification
-from workers.errors import BackfleetError, IntegrityError
+from workers.errors import BackfleetError
 from workers.fleet import Fleet
 from workers.monitoring.alerts import AlertEvent, alerter_for, safely
 from workers.redact import redact
 from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import ArtifactEntry, Manifest
-from workers.sources.base import CHUNK_SIZE
+from workers.repository.stored import check_stored
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
 from workers.transfer import crypto
@@ -173,18 +172,6 @@ def check_artifact(store: ObjectStore, entry: ArtifactEntry, keyring: crypto.Key
     with open_restore_stream(store, entry, keyring, count) as stream:
         stream.verify()
     return read
-
-
-def check_stored(store: ObjectStore, entry: ArtifactEntry) -> int:
-    """Read an artifact back from `store`: its size and SHA-256 must be the manifest's."""
-    digest, size = hashlib.sha256(), 0
-    with store.open_read(entry.key) as raw:
-        while chunk := raw.read(CHUNK_SIZE):
-            digest.update(chunk)
-            size += len(chunk)
-    if size != entry.size or digest.hexdigest() != entry.sha256:
-        raise IntegrityError(f"{entry.key} does not match its size and SHA-256 in the manifest")
-    return size
 
 
 def _copied(fleet: Fleet, namespace: str, timestamp: str) -> bool:
