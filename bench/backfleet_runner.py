@@ -10,7 +10,7 @@ The store comes from the environment exactly as a worker reads it
 (OBJECT_STORE_LOCATION_TYPE, AWS_S3_ENDPOINT_URL, AWS_ACCESS_KEY, ... or
 OBJECT_STORE_LOCATION_LOCAL) through workers.settings and
 workers.stores.make_store; `--store` sets OBJECT_STORE_LOCATION_TYPE. The
-backup calls upload_artifact with TransferOptions.from_settings as backup_run
+backup calls upload_artifact with TransferOptions.from_settings as operations.backup
 does (`--api worker`, the default, or BENCH_BACKFLEET_API=worker), so every
 BACKUP_* setting and the encryption key apply; with `--api store_artifact`,
 workers.transfer.upload.store_artifact with BACKUP_PART_SIZE and
@@ -97,7 +97,7 @@ def backup(args: argparse.Namespace) -> dict[str, Any]:
     settings, store = _store(args.store)
     source = _source(args.kind, args.source)
     ready, started = _ready()
-    if args.api == "worker":  # what backup_run does: every BACKUP_* setting applies
+    if args.api == "worker":  # what operations.backup does: every BACKUP_* setting applies
         from workers.transfer import crypto
 
         options = TransferOptions.from_settings(settings, crypto.Keyring.from_settings(settings))
@@ -145,7 +145,7 @@ def backup(args: argparse.Namespace) -> dict[str, Any]:
 def _upload_volumes(
     pipeline: Any, store: Any, key: str, source: Any, options: Any, settings: Any
 ) -> list[Any]:
-    """As backup_run does: a directory goes in volumes of BACKUP_VOLUME_SIZE,
+    """As operations.backup does: a directory goes in volumes of BACKUP_VOLUME_SIZE,
     BACKUP_VOLUME_CONCURRENCY at once (workers.transfer.volumes)."""
     if not hasattr(source, "plan_volumes"):
         return [pipeline.upload_artifact(store=store, key=key, open_dump=source.dump,
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             choices=["store_artifact", "worker"],
             default=os.environ.get("BENCH_BACKFLEET_API", "worker"),
             help="store_artifact (part size and level from the settings) or worker: "
-            "upload_artifact with TransferOptions.from_settings, as backup_run does",
+            "upload_artifact with TransferOptions.from_settings, as operations.backup does",
         )
         if name != "probe":
             command.add_argument("--kind", choices=["directory", "postgres"], required=True)

@@ -182,7 +182,7 @@ class _ServiceBackups:
         return entries
 
     def _finished_volumes(self, service: str) -> list[ArtifactEntry]:
-        """The volumes a dead attempt finished that chain from the first (see volume_backup)."""
+        """The volumes a dead attempt finished that chain from the first (transfer/volumes.py)."""
         with session_scope(self.url) as session:
             backup = session.get(Backup, self.backup_id)
             assert backup is not None

@@ -4,7 +4,7 @@ Services are restored one after another; the first failure stops the restore
 (the services not yet reached are untouched, and a failed service keeps its
 previous data, since every source commits only after verification).
 
-Each attempt first puts right what a killed attempt left (restore_recovery),
+Each attempt first puts right what a killed attempt left (operations/recovery.py),
 checks its namespace lock right before each source commits (`check_lock`
 raises LockLost: the target stays as it was), and records its result as a
 compare-and-set from Running, for this attempt only: a redelivery, a newer
