@@ -34,7 +34,7 @@ COPY tasks tasks
 COPY api api
 RUN /opt/backfleet/bin/pip install --no-deps . \
     && /opt/backfleet/bin/python -m compileall -q /opt/backfleet \
-    && cd / && /opt/backfleet/bin/python -c "from beat_schedule import build_beat_schedule; import workers.app, api.main"
+    && cd / && /opt/backfleet/bin/python -c "from beat_schedule import build_beat_schedule; import tasks.app, workers.app, api.main"
 
 # --- runtime: Python, the PostgreSQL client tools, tini, ps (procps), and the virtualenv ---
 FROM ${BASE_IMAGE} AS runtime
@@ -93,7 +93,7 @@ VOLUME ["/backup"]
 # Per role: the API's /healthz, Flower's /healthcheck, a ping of this worker
 # through the broker, the broker for beat; one-shot roles are always healthy.
 HEALTHCHECK --interval=30s --timeout=15s --start-period=30s --retries=3 \
-    CMD ["python", "-m", "workers.healthcheck"]
+    CMD ["python", "-m", "workers.cli.healthcheck"]
 
 # tini forwards SIGTERM to the role (a worker then finishes its running task)
 # and reaps the pg_dump/psql children.

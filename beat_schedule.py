@@ -1,12 +1,11 @@
 """The beat schedule as plain data: which task, on which cron (UTC), on which queue."""
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from workers.cron import parse_cron
 from workers.services_config import FleetConfig, load_fleet_config
 from workers.settings import Settings
+from workers.timestamps import parse_cron
 
 
 @dataclass(frozen=True)
@@ -93,9 +92,7 @@ def backup_entries(settings: Settings, config: FleetConfig, namespace: str) -> l
 
     Services without a `schedule` of their own follow REGULAR_BACKUP_SCHEDULE.
     """
-    by_cron: dict[str, list[str]] = defaultdict(list)
-    for name, spec in sorted(config.services_of(namespace).items()):
-        by_cron[spec.schedule or settings.regular_backup_schedule].append(name)
+    by_cron = config.services_by_cron(namespace, settings.regular_backup_schedule)
     entries = []
     for cron, services in sorted(by_cron.items(), key=lambda item: item[1]):
         regular = cron == settings.regular_backup_schedule

@@ -28,10 +28,10 @@ from api.recorder import EventRecorder, recorder
 from workers.audit.catalog import NewEvent
 from workers.audit.lines import MAX_PAYLOAD_CHARS, cut_payload
 from workers.audit.scope import noting
+from workers.audit.user_events import now_ms
 from workers.fleet import Fleet
 from workers.redact import MASK, redact
 from workers.settings import ApiKey
-from workers.user_events import now_ms
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from workers.audit import scope as audit_scope
 from workers.catalog.db import session_scope
 from workers.errors import BackfleetError, NotFoundError
 from workers.fleet import Fleet
-from workers.jobs import Enqueue
+from workers.operations.jobs import Enqueue
 from workers.redact import redact
 from workers.settings import ApiKey
 

@@ -20,8 +20,9 @@ from api.routes import athena, health
 from api.userevents import BODY_LIMIT as USER_EVENTS_BODY_LIMIT
 from api.userevents import PATH as USER_EVENTS_PATH
 from api.userevents import router as user_events
+from tasks.enqueue import celery_enqueue
 from workers.fleet import current_fleet
-from workers.jobs import Enqueue, celery_enqueue
+from workers.operations.jobs import Enqueue
 
 # Paths with their own body limit; every other path gets DEFAULT_BODY_LIMIT (1 MiB).
 BODY_LIMITS: Mapping[str, int] = {USER_EVENTS_PATH: USER_EVENTS_BODY_LIMIT}

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from api.deps import FleetProvider
-from workers.metrics import CatalogCollector
+from workers.monitoring.metrics import CatalogCollector
 
 metrics = APIRouter(tags=["health"])
 

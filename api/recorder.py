@@ -21,8 +21,8 @@ import threading
 import time
 
 from workers.audit.catalog import NewEvent
+from workers.audit.user_events import store_events
 from workers.redact import redact
-from workers.user_events import store_events
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
-"""Thin routes: parse, authenticate, call workers.jobs or the catalog queries, shape the answer.
+"""Thin routes: parse, authenticate, call operations.jobs or the catalog queries, shape the answer.
 
 Every /athena route is authenticated (api/auth.py, from the headers alone) and
 its role checked (api/scopes.py) before its body or parameters are looked at;
 the namespaces it names are checked against the key's scope before anything
-else, and nothing is enqueued unless every check of workers.jobs has passed.
+else, and nothing is enqueued unless every check of workers.operations.jobs has passed.
 Handlers are plain `def`s: FastAPI runs them in its thread pool, so the
 blocking catalog and store calls never stall the event loop.
 """
@@ -36,11 +36,11 @@ from api.schemas import (
     openapi_body,
 )
 from api.scopes import Authorized, authorize, require_namespace, scoped_namespace
-from workers import jobs
 from workers.audit import scope as audit_scope
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.errors import NotFoundError
+from workers.operations import jobs
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Message, "description": description}

@@ -17,8 +17,8 @@ from api.schemas import DnsLabel, Message
 from api.scopes import Authorized, authorize, scoped_namespace
 from workers.audit.catalog import NewEvent
 from workers.audit.lines import split_body, validate_events
+from workers.audit.user_events import store_events
 from workers.errors import NotFoundError
-from workers.user_events import store_events
 
 MiB = 1024 * 1024
 PATH = "/athena/api/v1/userevents"

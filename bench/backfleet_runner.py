@@ -10,10 +10,10 @@ The store comes from the environment exactly as a worker reads it
 (OBJECT_STORE_LOCATION_TYPE, AWS_S3_ENDPOINT_URL, AWS_ACCESS_KEY, ... or
 OBJECT_STORE_LOCATION_LOCAL) through workers.settings and
 workers.stores.make_store; `--store` sets OBJECT_STORE_LOCATION_TYPE. The
-backup calls upload_artifact with TransferOptions.from_settings as backup_run
+backup calls upload_artifact with TransferOptions.from_settings as operations.backup
 does (`--api worker`, the default, or BENCH_BACKFLEET_API=worker), so every
 BACKUP_* setting and the encryption key apply; with `--api store_artifact`,
-workers.pipeline.store_artifact with BACKUP_PART_SIZE and
+workers.transfer.upload.store_artifact with BACKUP_PART_SIZE and
 BACKUP_COMPRESSION_LEVEL. The restore rebuilds the ArtifactEntry from the
 backup's result file and calls restore_artifact.
 The result file also carries this process's own peak RSS (VmHWM), which
@@ -52,7 +52,7 @@ def _rss_now() -> int:
 def _ready() -> tuple[dict[str, Any], float]:
     """Settle as a worker does once set up (gc.freeze); then the RSS and CPU that
     start cost, and the clock."""
-    from workers.memory import freeze_long_lived_objects
+    from tasks.memory import freeze_long_lived_objects
 
     freeze_long_lived_objects()  # as a worker process does once it is set up
     return {"rss_ready": _rss_now(), "cpu_ready": time.process_time()}, time.perf_counter()
@@ -88,20 +88,19 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def backup(args: argparse.Namespace) -> dict[str, Any]:
-    from workers import pipeline
-    from workers.memory import limit_heap_fragmentation
+    from tasks.memory import limit_heap_fragmentation
+    from workers.transfer import upload as pipeline
+    from workers.transfer.parts import TransferOptions
 
     limit_heap_fragmentation()  # as a Celery worker process does at start
 
     settings, store = _store(args.store)
     source = _source(args.kind, args.source)
     ready, started = _ready()
-    if args.api == "worker":  # what backup_run does: every BACKUP_* setting applies
-        from workers import crypto
+    if args.api == "worker":  # what operations.backup does: every BACKUP_* setting applies
+        from workers.transfer import crypto
 
-        options = pipeline.TransferOptions.from_settings(
-            settings, crypto.Keyring.from_settings(settings)
-        )
+        options = TransferOptions.from_settings(settings, crypto.Keyring.from_settings(settings))
         volumes = _upload_volumes(pipeline, store, args.key, source, options, settings)
         stored = volumes[0]
     else:
@@ -146,12 +145,12 @@ def backup(args: argparse.Namespace) -> dict[str, Any]:
 def _upload_volumes(
     pipeline: Any, store: Any, key: str, source: Any, options: Any, settings: Any
 ) -> list[Any]:
-    """As backup_run does: a directory goes in volumes of BACKUP_VOLUME_SIZE,
-    BACKUP_VOLUME_CONCURRENCY at once (workers.volume_backup)."""
+    """As operations.backup does: a directory goes in volumes of BACKUP_VOLUME_SIZE,
+    BACKUP_VOLUME_CONCURRENCY at once (workers.transfer.volumes)."""
     if not hasattr(source, "plan_volumes"):
         return [pipeline.upload_artifact(store=store, key=key, open_dump=source.dump,
                                          options=options)]  # fmt: skip
-    from workers.volume_backup import back_up_volumes
+    from workers.transfer.volumes import back_up_volumes
 
     stored: dict[int, Any] = {}
 
@@ -182,8 +181,8 @@ class _Entry:
 
 
 def restore(args: argparse.Namespace) -> dict[str, Any]:
-    from workers.manifest import ArtifactEntry
-    from workers.pipeline import restore_artifact, restore_artifacts
+    from workers.repository.manifest import ArtifactEntry
+    from workers.transfer.download import restore_artifact, restore_artifacts
 
     settings, store = _store(args.store)
     stored = json.loads(Path(args.entry).read_text())
@@ -207,7 +206,7 @@ def restore(args: argparse.Namespace) -> dict[str, Any]:
     source = _source(args.kind, args.target)
     ready, started = _ready()
     if args.api == "worker":
-        from workers import crypto
+        from workers.transfer import crypto
 
         keyring = crypto.Keyring.from_settings(settings)
         restore_artifacts(store=store, entries=entries, source=source, keyring=keyring)
@@ -234,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             choices=["store_artifact", "worker"],
             default=os.environ.get("BENCH_BACKFLEET_API", "worker"),
             help="store_artifact (part size and level from the settings) or worker: "
-            "upload_artifact with TransferOptions.from_settings, as backup_run does",
+            "upload_artifact with TransferOptions.from_settings, as operations.backup does",
         )
         if name != "probe":
             command.add_argument("--kind", choices=["directory", "postgres"], required=True)

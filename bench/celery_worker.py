@@ -34,7 +34,7 @@ import psutil
 
 from bench.common import MB, OUT_DIR, PROJECT_PYTHON, REPO_DIR
 from bench.measure import process_memory, tail
-from workers.embedded_redis import start_embedded_redis, stop_embedded_redis
+from workers.cli.embedded_redis import start_embedded_redis, stop_embedded_redis
 
 SAMPLE_S = 0.1
 READY_TIMEOUT_S = 60.0
@@ -170,7 +170,7 @@ def _backfleet(args: list[str], env: dict[str, str], folder: Path, *, timeout: f
 def _worker(env: dict[str, str], folder: Path) -> Iterator[tuple[int, int]]:
     """A prefork worker with one child, ready; yields (parent pid, child pid)."""
     log_path = folder / "worker.log"
-    command = [str(PROJECT_PYTHON), "-m", "celery", "-A", "workers.app", "worker", "-Q", "backup",
+    command = [str(PROJECT_PYTHON), "-m", "celery", "-A", "tasks.app", "worker", "-Q", "backup",
                "--pool", "prefork", "--concurrency", "1", "--loglevel", "INFO",
                "-n", f"bench-{os.getpid()}@%h"]  # fmt: skip
     with open(log_path, "wb") as log:

@@ -25,7 +25,7 @@ from typing import Any
 
 from bench.datagen import DB_NAME, DEFAULT_PG_URL, ensure_database
 from bench.s3server import ACCESS_KEY, REGION, SECRET_KEY, S3Server
-from workers.embedded_redis import start_embedded_redis, stop_embedded_redis
+from workers.cli.embedded_redis import start_embedded_redis, stop_embedded_redis
 
 TARGET_DB = f"{DB_NAME}_dr"
 NAMESPACE = "bench"
@@ -95,7 +95,7 @@ class Fleet:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        probe = [sys.executable, "-m", "workers.healthcheck", "worker", "-n", self.node]
+        probe = [sys.executable, "-m", "workers.cli.healthcheck", "worker", "-n", self.node]
         deadline = time.monotonic() + 120
         while subprocess.run(probe, env=self.env, capture_output=True, check=False).returncode:
             if time.monotonic() > deadline:

@@ -9,11 +9,12 @@
 from typing import Any
 
 from celery import Task
+from celery.signals import worker_init
 
-from workers.alerts import alerter_for
-from workers.app import app
+from tasks.app import app
 from workers.fleet import current_fleet
-from workers.notify import check_staleness as perform_check
+from workers.monitoring.alerts import alerter_for, deliver_in_background
+from workers.monitoring.notify import check_staleness as perform_check
 
 
 @app.task(name="tasks.alerts.check_staleness")
@@ -37,3 +38,9 @@ def deliver_alert(self: Task, alert_id: int) -> dict[str, Any]:
 def queue_delivery(alert_id: int) -> None:
     """The worker's alert dispatcher: deliver_alert on the maintenance queue."""
     deliver_alert.delay(alert_id)  # publishing retries briefly (task_publish_retry_policy)
+
+
+@worker_init.connect  # connected when the worker imports this module, before it sends worker_init
+def _alerts_go_through_their_own_task(**_: object) -> None:
+    """A dead webhook must not hold the task that raised the alert (monitoring/alerts.py)."""
+    deliver_in_background(queue_delivery)

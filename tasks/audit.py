@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from workers.app import app
+from tasks.app import app
 from workers.audit.jobs import flush_from_settings, purge_from_settings
 from workers.fleet import current_fleet
 

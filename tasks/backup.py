@@ -12,22 +12,22 @@ from typing import Any
 
 from celery import Task
 
-from workers.app import app
-from workers.attempts import StopJob
+from tasks.app import app
 from workers.audit.operations import backup_ended
-from workers.backup_run import run_backup as perform_backup
 from workers.catalog import queries
+from workers.catalog.attempts import StopJob
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, SkippedRun
 from workers.errors import ConflictError
 from workers.fleet import Fleet, current_fleet
-from workers.jobs import services_for_backup
-from workers.locks import NamespaceBusy, namespace_lock
+from workers.operations.backup import run_backup as perform_backup
+from workers.operations.jobs import services_for_backup
+from workers.operations.locks import NamespaceBusy, namespace_lock
 
 log = logging.getLogger(__name__)
 
 
-# Time limits: the app's BACKUP_SOFT_TIME_LIMIT and BACKUP_TIME_LIMIT (workers/app.py).
+# Time limits: the app's BACKUP_SOFT_TIME_LIMIT and BACKUP_TIME_LIMIT (tasks/app.py).
 @app.task(name="tasks.backup.run_backup", bind=True)
 def run_backup(
     self: Task,

@@ -2,9 +2,9 @@
 
 from typing import Any
 
-from workers.app import app
+from tasks.app import app
 from workers.fleet import current_fleet
-from workers.reconcile import reconcile as perform_reconcile
+from workers.operations.reconcile import reconcile as perform_reconcile
 
 
 @app.task(name="tasks.maintenance.reconcile")

@@ -2,9 +2,9 @@
 
 from typing import Any
 
-from workers.app import app
+from tasks.app import app
 from workers.fleet import current_fleet
-from workers.secondary import copy_pending
+from workers.operations.replicate import copy_pending
 
 
 @app.task(name="tasks.replicate.copy_to_secondary")

@@ -5,23 +5,23 @@ a busy namespace makes it wait, up to BACKUP_TIME_LIMIT, then it fails. The
 lock is strict: once it is lost (taken, expired, or Redis cannot confirm it)
 the restore stops before its next commit and fails, the target untouched.
 A retention pass deleting in the namespace the backup is read from makes it
-wait too (workers/retention.py says why that suffices).
+wait too (workers/operations/retention.py says why that suffices).
 """
 
 from typing import Any
 
 from celery import Task
 
-from workers.app import app
+from tasks.app import app
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS
 from workers.fleet import current_fleet
-from workers.locks import NamespaceBusy, namespace_lock, wait_while_retention
-from workers.restore_run import run_restore as perform_restore
+from workers.operations.locks import NamespaceBusy, namespace_lock, wait_while_retention
+from workers.operations.restore import run_restore as perform_restore
 
 
-# Time limits: the app's BACKUP_SOFT_TIME_LIMIT and BACKUP_TIME_LIMIT (workers/app.py).
+# Time limits: the app's BACKUP_SOFT_TIME_LIMIT and BACKUP_TIME_LIMIT (tasks/app.py).
 @app.task(name="tasks.restore.run_restore", bind=True)
 def run_restore(
     self: Task,

@@ -2,11 +2,11 @@
 
 from typing import Any
 
-from workers.app import app
+from tasks.app import app
 from workers.fleet import current_fleet
-from workers.retention import RetentionPlan, apply_secondary_retention
-from workers.retention import apply_retention as perform_retention
-from workers.stale_uploads import abort_stale_uploads as sweep
+from workers.operations.retention import RetentionPlan, apply_secondary_retention
+from workers.operations.retention import apply_retention as perform_retention
+from workers.operations.sweep import abort_stale_uploads as sweep
 
 
 @app.task(name="tasks.retention.abort_stale_uploads")

@@ -2,10 +2,10 @@
 
 from typing import Any
 
-from workers.app import app
+from tasks.app import app
 from workers.fleet import current_fleet
-from workers.restore_test import run_restore_tests
-from workers.verify import verify_backups as perform_verify
+from workers.operations.restore_test import run_restore_tests
+from workers.operations.verify import verify_backups as perform_verify
 
 
 @app.task(name="tasks.verify.verify_backups")

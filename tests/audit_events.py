@@ -7,8 +7,8 @@ from typing import Any
 
 from workers.audit.catalog import NewEvent
 from workers.audit.layout import SUFFIX
+from workers.audit.user_events import store_events
 from workers.stores.base import ObjectStore
-from workers.user_events import store_events
 
 DAY_MS = 86_400_000
 T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z

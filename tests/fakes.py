@@ -6,10 +6,10 @@ from contextlib import contextmanager
 from typing import ClassVar
 
 from workers.errors import SourceError
-from workers.manifest import ArtifactEntry
-from workers.pipeline import StoredArtifact, store_artifact
+from workers.repository.manifest import ArtifactEntry
 from workers.sources.base import Dump, RestoreStream, Source
 from workers.stores.base import ObjectStore
+from workers.transfer.upload import StoredArtifact, store_artifact
 
 
 class BytesSource:

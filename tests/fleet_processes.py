@@ -100,7 +100,7 @@ class FleetProcesses:
         return self.start(
             name,
             [
-                sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queues,
+                sys.executable, "-m", "celery", "-A", "tasks.app", "worker", "-Q", queues,
                 "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
                 "--loglevel", "INFO", "-n", f"{name}-{os.getpid()}@%h",
             ],
@@ -109,7 +109,7 @@ class FleetProcesses:
     def beat(self, name: str) -> "subprocess.Popen[bytes]":
         return self.start(
             name,
-            [sys.executable, "-m", "celery", "-A", "workers.app", "beat", "--loglevel", "INFO"],
+            [sys.executable, "-m", "celery", "-A", "tasks.app", "beat", "--loglevel", "INFO"],
         )
 
     def api(self, port: int) -> "subprocess.Popen[bytes]":

@@ -2,7 +2,7 @@
 
 A catalog (SQLite, or PostgreSQL when given its URL), a store (the local one
 unless another is given), and one namespace `app` whose SQLite database and
-directory are real files; backups run in-process through workers.backup_run.
+directory are real files; backups run in-process through workers.operations.backup.
 """
 
 import hashlib
@@ -13,12 +13,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from workers.backup_run import run_backup
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.migrate import upgrade_catalog
 from workers.fleet import Fleet
-from workers.manifest import Manifest, manifest_key
+from workers.operations.backup import run_backup
+from workers.repository.manifest import Manifest, manifest_key
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
 from workers.stores import ObjectStore

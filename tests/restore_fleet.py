@@ -15,13 +15,13 @@ import psycopg
 import pytest
 import redis
 
-from workers.backup_run import run_backup
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.migrate import upgrade_catalog
 from workers.catalog.models import UserEvent
 from workers.fleet import current_fleet, reset_fleet
-from workers.locks import forget_clients
+from workers.operations.backup import run_backup
+from workers.operations.locks import forget_clients
 
 # The staging and set-aside names a restore uses beside its target, and in the work dir.
 LEFTOVER_MARK = ".backfleet-"

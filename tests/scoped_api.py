@@ -21,8 +21,8 @@ from workers.catalog.db import session_scope
 from workers.catalog.migrate import upgrade_catalog
 from workers.catalog.models import SUCCESS
 from workers.fleet import Fleet
-from workers.manifest import ArtifactEntry, Manifest, manifest_key
-from workers.manifest_mac import MacKey
+from workers.repository.manifest import ArtifactEntry, Manifest, manifest_key
+from workers.repository.manifest_mac import MacKey
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
 from workers.stores.local import LocalStore
@@ -91,7 +91,8 @@ def write_manifest(store: LocalStore, namespace: str) -> None:
         finished_at="2023-02-02T17:04:15Z",
         artifacts=[artifact],
     )
-    # Signed: a backup found only in the store needs a valid MAC (workers/authenticity.py).
+    # Signed: a backup found only in the store needs a valid MAC
+    # (workers/repository/authenticity.py).
     store.put_object(manifest_key(namespace, TS), manifest.to_bytes(MacKey.derive(SIGNING_KEY)))
 
 

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import sql
 
-from workers.embedded_redis import answers_ping, die_with_parent, free_port, redis_executable
+from workers.cli.embedded_redis import answers_ping, die_with_parent, free_port, redis_executable
 
 START_TIMEOUT = 30.0
 STOP_GRACE = 15.0

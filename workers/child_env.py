@@ -30,7 +30,9 @@ def fleet_secret_variables() -> frozenset[str]:
     """The variables holding Backfleet's own secrets (upper case): no tool is given one."""
     from pydantic import AliasChoices
 
-    from workers.settings import Settings  # here: the services file is parsed without it
+    # Here: the services file is parsed without the settings (start-up cost only;
+    # settings imports nothing of this module, so no cycle closes).
+    from workers.settings import Settings
 
     names: set[str] = set()
     for name, field in Settings.model_fields.items():

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from workers.redact import url_password_forms
 from workers.services_config import FleetConfig, load_fleet_config
-from workers.settings import Settings, get_settings
+from workers.settings import Settings, get_settings, secondary_settings
 from workers.stores import ObjectStore, make_store
 
 
@@ -78,8 +78,6 @@ _current: tuple[int, Fleet] | None = None
 
 
 def build_fleet(settings: Settings) -> Fleet:
-    from workers.secondary import secondary_settings  # it imports this module
-
     config = load_fleet_config(
         settings.backfleet_config, namespace_override=settings.backfleet_namespace
     )

@@ -1,116 +1,11 @@
-"""`python -m workers.healthcheck [ROLE]`: is this container's Backfleet process healthy?
+"""`python -m workers.healthcheck [ROLE]`, as manifests written before it moved name it.
 
-One image runs every role, so the role is the argument or, by default, the word
-after `backfleet` on the command line of the container's first process
-(`tini -- backfleet worker …`). Exit 0 when healthy; otherwise 1 and one line
-on stderr that never holds a secret.
+An alias only: the probe is workers/cli/healthcheck.py (`python -m workers.cli.healthcheck`).
 """
 
-import os
-import socket
 import sys
-import urllib.request
-from collections.abc import Callable, Sequence
-from pathlib import Path
 
-from workers.redact import redact
-
-TIMEOUT = 5.0
-
-
-def role_from_cmdline(argv: Sequence[str]) -> str | None:
-    """`api` from ["tini", "--", "backfleet", "api", …], `worker` from
-    ["python", "-m", "celery", "-A", "workers.app", "worker", …] (what `backfleet worker`
-    becomes when it is the first process itself); None for anything else."""
-    for position, arg in enumerate(argv[:-1]):
-        if Path(arg).name == "backfleet" or arg == "workers.app":
-            return argv[position + 1]
-    return None
-
-
-def first_process_cmdline() -> list[str]:
-    raw = Path("/proc/1/cmdline").read_bytes()
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
-def option_value(argv: Sequence[str], name: str) -> str | None:
-    """The value of `--name=V` or `--name V` in argv, if present."""
-    for position, arg in enumerate(argv):
-        if arg.startswith(f"{name}="):
-            return arg.split("=", 1)[1]
-        if arg == name and position + 1 < len(argv):
-            return argv[position + 1]
-    return None
-
-
-def http_ok(url: str) -> None:
-    """Raise unless `url` answers 200 within TIMEOUT."""
-    with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
-        if response.status != 200:
-            raise RuntimeError(f"{url} answered {response.status}")
-
-
-def check_api(argv: Sequence[str]) -> None:
-    from workers.settings import get_settings
-
-    port = option_value(argv, "--port") or str(get_settings().backfleet_api_port)
-    http_ok(f"http://127.0.0.1:{port}/healthz")
-
-
-def check_flower(argv: Sequence[str]) -> None:
-    port = option_value(argv, "--port") or os.environ.get("FLOWER_PORT", "5555")
-    http_ok(f"http://127.0.0.1:{port}/healthcheck")
-
-
-def check_worker(argv: Sequence[str]) -> None:
-    """This pod's worker answers a ping through the broker (so it is connected and not stuck)."""
-    from workers.app import app
-
-    node = option_value(argv, "-n") or option_value(argv, "--hostname")
-    node = node or f"celery@{socket.gethostname()}"
-    replies = app.control.ping(destination=[node], timeout=TIMEOUT, limit=1)
-    if not replies:
-        raise RuntimeError(f"worker {node} did not answer a ping within {TIMEOUT:.0f} s")
-
-
-def check_beat(argv: Sequence[str]) -> None:
-    """Beat is alive while this container is; what it needs besides is the broker."""
-    import redis
-
-    from workers.settings import get_settings
-
-    client = redis.Redis.from_url(
-        get_settings().broker_url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT
-    )
-    try:
-        client.ping()
-    finally:
-        client.close()
-
-
-def check_nothing(argv: Sequence[str]) -> None:
-    """One-shot roles (migrate, store init, …) are healthy while they run."""
-
-
-CHECKS: dict[str, Callable[[Sequence[str]], None]] = {
-    "api": check_api,
-    "worker": check_worker,
-    "beat": check_beat,
-    "flower": check_flower,
-}
-
-
-def run(argv: Sequence[str]) -> int:
-    cmdline = [] if argv else first_process_cmdline()
-    role = argv[0] if argv else role_from_cmdline(cmdline)
-    check = CHECKS.get(role or "", check_nothing)
-    try:
-        check(list(argv[1:]) if argv else cmdline)
-    except Exception as exc:
-        print(f"unhealthy {role}: {redact(str(exc) or type(exc).__name__)}", file=sys.stderr)
-        return 1
-    return 0
-
+from workers.cli.healthcheck import run
 
 if __name__ == "__main__":
     sys.exit(run(sys.argv[1:]))

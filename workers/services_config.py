@@ -45,8 +45,8 @@ from pydantic import (
 )
 
 from workers.child_env import ENV_NAME, fleet_secret_named
-from workers.cron import parse_cron
 from workers.errors import ConfigError
+from workers.timestamps import parse_cron
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # A command service's artifact extension: <service>.<format>.zst in the store.
@@ -266,6 +266,15 @@ class FleetConfig:
             raise ConfigError(
                 f"namespace {namespace!r} is not configured (known: {known})"
             ) from None
+
+    def services_by_cron(self, namespace: str, regular_schedule: str) -> dict[str, list[str]]:
+        """Each cron the namespace backs up on, with its services in name order; a
+        service without a `schedule` of its own follows `regular_schedule`. Beat's
+        schedule and the health report's next backup both read it."""
+        by_cron: dict[str, list[str]] = {}
+        for name, spec in sorted(self.services_of(namespace).items()):
+            by_cron.setdefault(spec.schedule or regular_schedule, []).append(name)
+        return by_cron
 
 
 def parse_fleet_config(text: str, *, namespace_override: str | None = None) -> FleetConfig:

@@ -25,8 +25,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from workers.api_keys import ApiKey as ApiKey
 from workers.api_keys import configured_keys
 from workers.api_keys import parse_api_keys as parse_api_keys
-from workers.cron import parse_cron
 from workers.errors import ConfigError
+from workers.timestamps import parse_cron
 
 MiB = 1024 * 1024
 StoreType = Literal["local", "s3", "azure-blob-storage"]
@@ -365,6 +365,16 @@ def load_prefixed_settings(prefix: str) -> Settings:
         return Settings(_env_prefix=prefix)  # type: ignore[call-arg]
     except ValidationError as exc:
         raise ConfigError(f"{prefix}: {describe_validation_error(exc)}") from None
+
+
+SECONDARY_PREFIX = "SECONDARY_"
+
+
+def secondary_settings(settings: Settings) -> Settings | None:
+    """The secondary store's settings (from SECONDARY_* variables), or None if there is none."""
+    if not settings.secondary_object_store_location_type:
+        return None
+    return load_prefixed_settings(SECONDARY_PREFIX)
 
 
 @lru_cache(maxsize=1)

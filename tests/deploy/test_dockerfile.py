@@ -45,7 +45,7 @@ def test_multi_stage_with_build_arguments_and_labels() -> None:
 def test_runs_unprivileged_with_a_healthcheck_and_tini() -> None:
     assert values("USER") == [("10001:10001",)]
     (healthcheck,) = [c for c in COMMANDS if c.cmd.upper() == "HEALTHCHECK"]
-    assert healthcheck.value == ("CMD", "python", "-m", "workers.healthcheck")
+    assert healthcheck.value == ("CMD", "python", "-m", "workers.cli.healthcheck")
     assert values("ENTRYPOINT") == [("tini", "--", "backfleet")]
     assert values("CMD") == [("api",)]
 

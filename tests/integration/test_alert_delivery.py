@@ -11,8 +11,8 @@ import redis
 
 from tests.fleet_processes import FleetProcesses, free_port, wait_for
 from tests.webhook import WebhookServer, webhook_server
-from workers.crypto import generate_key
-from workers.locks import PREFIX
+from workers.operations.locks import PREFIX
+from workers.transfer.crypto import generate_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.recorder import recorder
+from tasks.app import app as celery_app
 from tests.scoped_api import (
     BASE,
     CONFIG,
@@ -32,11 +33,10 @@ from tests.scoped_api import (
     make_fleet,
     seed,
 )
-from workers.app import app as celery_app
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import Backup, Restore
 from workers.fleet import Fleet
-from workers.jobs import UNCONFIGURED_SOURCE
+from workers.operations.jobs import UNCONFIGURED_SOURCE
 from workers.queues import QUEUES
 
 pytestmark = pytest.mark.integration

@@ -19,22 +19,22 @@ import pytest
 from pydantic import SecretStr
 
 from tests.health_fleet import make_fleet, take_backup
-from workers import crypto
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.errors import IntegrityError
 from workers.fleet import Fleet
-from workers.jobs import request_restore
-from workers.manifest import ArtifactEntry, Manifest, artifact_key, manifest_key
-from workers.manifest_mac import MacKeys
-from workers.pipeline import store_artifact
-from workers.restore_run import run_restore
+from workers.operations.jobs import request_restore
+from workers.operations.restore import run_restore
+from workers.operations.verify import verify_backups
+from workers.repository.manifest import ArtifactEntry, Manifest, artifact_key, manifest_key
+from workers.repository.manifest_mac import MacKeys
 from workers.sources.base import Source
 from workers.sources.directory import DirectorySource
 from workers.sources.postgres import PostgresSource
 from workers.stores import ObjectStore, make_store
 from workers.stores.local import LocalStore
-from workers.verify import verify_backups
+from workers.transfer import crypto
+from workers.transfer.upload import store_artifact
 
 pytestmark = pytest.mark.integration
 MiB = 1024 * 1024

@@ -28,8 +28,8 @@ from tests.plugins.object_stores import FAST_RETRIES, AzuriteServer
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.errors import ConfigError
-from workers.manifest import manifest_key
-from workers.restore_run import run_restore
+from workers.operations.restore import run_restore
+from workers.repository.manifest import manifest_key
 from workers.settings import Settings
 from workers.stores.azure_blob import AzureBlobStore
 

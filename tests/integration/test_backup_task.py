@@ -16,7 +16,7 @@ from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.migrate import upgrade_catalog
 from workers.catalog.models import FAILED, SUCCESS, Backup, SkippedRun
 from workers.fleet import reset_fleet
-from workers.locks import NamespaceLock, forget_clients
+from workers.operations.locks import NamespaceLock, forget_clients
 
 pytestmark = pytest.mark.integration
 

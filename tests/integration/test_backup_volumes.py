@@ -10,21 +10,21 @@ from typing import Any
 
 import pytest
 
-from workers.backup_run import run_backup
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.migrate import upgrade_catalog
 from workers.catalog.models import FAILED, RUNNING, SUCCESS
 from workers.errors import PermanentError
 from workers.fleet import Fleet
-from workers.jobs import read_manifest, request_restore
-from workers.pipeline import restore_artifacts
-from workers.restore_run import run_restore
+from workers.operations.backup import run_backup
+from workers.operations.jobs import read_manifest, request_restore
+from workers.operations.restore import run_restore
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
 from workers.sources.directory import DirectorySource
 from workers.stores.base import UploadedPart
 from workers.stores.local import LocalStore
+from workers.transfer.download import restore_artifacts
 
 pytestmark = pytest.mark.integration
 MiB = 1024 * 1024

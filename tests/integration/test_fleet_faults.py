@@ -34,7 +34,7 @@ from tests.servers import RedisServer, started
 from tests.tcpgate import TcpGate
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import SUCCESS, Backup, UploadPart
-from workers.manifest import Manifest, manifest_key
+from workers.repository.manifest import Manifest, manifest_key
 from workers.settings import Settings
 from workers.stores import make_store
 
@@ -249,7 +249,7 @@ def add_interval_entry(env: dict[str, str], *, seconds: int) -> None:
         "from datetime import timedelta\n"
         "from celery.schedules import schedule\n"
         "from redbeat import RedBeatSchedulerEntry\n"
-        "from workers.app import app\n"
+        "from tasks.app import app\n"
         f"RedBeatSchedulerEntry('probe', 'tasks.retention.abort_stale_uploads', "
         f"schedule(timedelta(seconds={seconds})), app=app, "
         "options={'queue': 'maintenance'}).save()\n"
@@ -352,9 +352,9 @@ def test_sigterm_lets_the_running_backup_finish(
 def test_importing_the_app_and_tasks_connects_to_nothing(tmp_path: Path) -> None:
     """SDK clients, pools and engines are made after the worker forks, never at import."""
     script = (
-        "import tasks.backup, tasks.restore, tasks.retention, workers.app\n"
+        "import tasks.backup, tasks.restore, tasks.retention, tasks.app\n"
         "from workers.catalog import db\n"
-        "from workers import locks\n"
+        "from workers.operations import locks\n"
         "from workers import fleet\n"
         "assert db._engines == {}, db._engines\n"
         "assert locks._client.cache_info().currsize == 0\n"

@@ -10,8 +10,8 @@ from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
+from tasks.app import app
 from tests.integration.test_fleet_e2e import API, Fleet, fleet  # noqa: F401 (the fixture)
-from workers.app import app
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import Alert
 

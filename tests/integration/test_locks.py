@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import redis
 
-from workers.locks import PREFIX, LockLost, NamespaceBusy, NamespaceLock
+from workers.operations.locks import PREFIX, LockLost, NamespaceBusy, NamespaceLock
 
 pytestmark = pytest.mark.integration
 

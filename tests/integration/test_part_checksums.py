@@ -27,12 +27,12 @@ import pytest
 from tests.faultproxy import Fault, FaultProxy, Request
 from tests.health_fleet import make_fleet
 from tests.plugins.object_stores import AzuriteServer, S3Server
-from workers.backup_run import run_backup
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import FAILED, SUCCESS
 from workers.fleet import Fleet
-from workers.manifest import Manifest, artifact_key, manifest_key
+from workers.operations.backup import run_backup
+from workers.repository.manifest import Manifest, artifact_key, manifest_key
 from workers.settings import Settings
 from workers.stores import ObjectStore, make_store
 

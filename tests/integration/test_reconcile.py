@@ -24,17 +24,17 @@ import pytest
 import redis
 from sqlalchemy import select, update
 
+from tasks.app import app
 from tests.fleet_processes import stop, wait_for
 from tests.health_fleet import make_fleet
 from tests.integration.test_fleet_faults import make_rig, stored_bytes_match
 from tests.integration.test_resume_after_kill import store_env
 from tests.tcpgate import TcpGate
-from workers.app import app
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import FAILED, PENDING, RUNNING, SUCCESS, Backup, Restore
-from workers.locks import PREFIX
-from workers.reconcile import reconcile
+from workers.operations.locks import PREFIX
+from workers.operations.reconcile import reconcile
 from workers.timestamps import utcnow
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -33,9 +33,9 @@ from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import FAILED, RUNNING, SUCCESS, Artifact, Backup
 from workers.errors import IntegrityError
 from workers.fleet import Fleet
-from workers.jobs import request_restore
-from workers.reconcile import reconcile
-from workers.restore_run import run_restore
+from workers.operations.jobs import request_restore
+from workers.operations.reconcile import reconcile
+from workers.operations.restore import run_restore
 
 pytestmark = pytest.mark.integration
 MiB = 1024 * 1024

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 import redis
 
-from workers.checks import check_broker
-from workers.cron import parse_cron
 from workers.errors import ConfigError
-from workers.redis_checks import eviction_problem
+from workers.monitoring.checks import check_broker
+from workers.monitoring.redis_checks import eviction_problem
+from workers.timestamps import parse_cron
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +45,7 @@ def test_an_unreachable_redis_is_reported_without_its_password() -> None:
 
 
 def test_after_beat_downtime_an_entry_catches_up_once(redis_server: Any) -> None:
-    from workers.app import app
+    from tasks.app import app
 
     saved = {name: app.conf[name] for name in ("redbeat_redis_url", "redbeat_key_prefix")}
     app.conf.update(redbeat_redis_url=redis_server.url, redbeat_key_prefix="catchup-test")

@@ -35,7 +35,7 @@ from tests.servers import RedisServer, started
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import FAILED, SUCCESS, Restore
 from workers.fleet import reset_fleet
-from workers.locks import PREFIX
+from workers.operations.locks import PREFIX
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 LOCK = PREFIX + "app"
@@ -128,7 +128,7 @@ def test_a_celery_worker_killed_between_the_renames_is_redelivered_and_ends_rest
         )  # fmt: skip
         restore_id = new_restore(case, ["files"])
         send = (
-            "from workers.app import app; "
+            "from tasks.app import app; "
             f"app.send_task('tasks.restore.run_restore', kwargs={{'restore_id': {restore_id}}})"
         )
         subprocess.run([sys.executable, "-c", send], env=env, check=True, timeout=60)

@@ -24,9 +24,9 @@ from tests.restore_fleet import (
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import FAILED, RUNNING, SUCCESS, Restore
 from workers.fleet import current_fleet, reset_fleet
-from workers.locks import PREFIX
-from workers.manifest import MANIFEST_NAME
-from workers.restore_run import run_restore as perform_restore
+from workers.operations.locks import PREFIX
+from workers.operations.restore import run_restore as perform_restore
+from workers.repository.manifest import MANIFEST_NAME
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 LOCK = PREFIX + "app"

@@ -8,9 +8,9 @@ import pytest
 
 from tests.health_fleet import make_fleet, rewrite_manifest, take_backup
 from tests.servers import PostgresServer
-from workers import restore_test as rt
 from workers.catalog.db import dispose_engines
-from workers.manifest import Manifest, manifest_key
+from workers.operations import restore_test as rt
+from workers.repository.manifest import Manifest, manifest_key
 
 pytestmark = pytest.mark.integration
 

@@ -20,17 +20,17 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.plugins.object_stores import AzuriteServer, S3Server
-from workers.backup_run import run_backup
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.migrate import upgrade_catalog
 from workers.catalog.models import SUCCESS, Artifact, UploadPart
 from workers.fleet import Fleet, build_fleet
-from workers.jobs import read_manifest
-from workers.pipeline import restore_artifacts
+from workers.operations.backup import run_backup
+from workers.operations.jobs import read_manifest
 from workers.settings import load_settings
 from workers.sources.directory import DirectorySource
 from workers.stores.base import ObjectStore, UploadedPart
+from workers.transfer.download import restore_artifacts
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MiB = 1024 * 1024
@@ -116,7 +116,8 @@ def test_a_killed_upload_is_resumed_and_nothing_is_left(case: Case) -> None:
             session, namespace="app", services=["files"], only_config=False, trigger="api"
         ).timestamp
     script = (
-        "from workers.backup_run import run_backup; from workers.fleet import current_fleet; "
+        "from workers.operations.backup import run_backup; "
+        "from workers.fleet import current_fleet; "
         f"run_backup(current_fleet(), namespace='app', timestamp='{timestamp}')"
     )
     slow = {**os.environ, **case.env, "BACKUP_MAX_BANDWIDTH": "6MiB"}  # ~6 s for 36 MiB

@@ -23,17 +23,17 @@ from sqlalchemy import select
 
 import tasks.restore
 from tests.health_fleet import make_fleet
-from workers.backup_run import run_backup
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import FAILED, PENDING, SUCCESS, Backup, Restore
 from workers.errors import ConfigError
 from workers.fleet import Fleet
-from workers.jobs import request_restore
-from workers.locks import reading_mark, retention_lock
-from workers.manifest import manifest_key
-from workers.restore_run import run_restore
-from workers.retention import apply_retention
+from workers.operations.backup import run_backup
+from workers.operations.jobs import request_restore
+from workers.operations.locks import reading_mark, retention_lock
+from workers.operations.restore import run_restore
+from workers.operations.retention import apply_retention
+from workers.repository.manifest import manifest_key
 from workers.services_config import RetentionSpec
 from workers.settings import Settings, load_settings
 

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 import redis
 
-from workers.app import QUEUES, app
+from tasks.app import QUEUES, app
 
 pytestmark = pytest.mark.integration
 

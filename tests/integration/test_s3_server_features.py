@@ -49,9 +49,9 @@ from tests.plugins.object_stores import MotoServer, unique_name
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.fleet import Fleet
-from workers.manifest import Manifest, manifest_key
-from workers.restore_run import run_restore
-from workers.retention import locked_until
+from workers.operations.restore import run_restore
+from workers.operations.retention import locked_until
+from workers.repository.manifest import Manifest, manifest_key
 from workers.stores import make_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

@@ -16,13 +16,13 @@ from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.errors import IntegrityError
 from workers.fleet import Fleet
-from workers.gfs import Policy
-from workers.manifest import Manifest, manifest_key
-from workers.restore_run import run_restore
-from workers.retention import apply_retention, apply_secondary_retention
-from workers.secondary import copy_backup, copy_pending
+from workers.operations.gfs import Policy
+from workers.operations.replicate import copy_backup, copy_pending
+from workers.operations.restore import run_restore
+from workers.operations.retention import apply_retention, apply_secondary_retention
+from workers.operations.verify import verify_backups
+from workers.repository.manifest import Manifest, manifest_key
 from workers.stores import make_store
-from workers.verify import verify_backups
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,8 @@ def fleet(
     monkeypatch.setenv("BROKER_URL", redis_server.url)  # retention takes a lock in Redis
     second = s3_server.make_settings(s3_bucket, backup_part_size=5 * 1024 * 1024)
     # Signed manifests: a backup whose catalog row the primary's retention removed is
-    # still authenticated when it is restored from the secondary (workers/authenticity.py).
+    # still authenticated when it is restored from the secondary
+    # (workers/repository/authenticity.py).
     base = make_fleet(
         tmp_path,
         secondary_object_store_location_type="s3",

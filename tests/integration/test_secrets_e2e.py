@@ -24,8 +24,8 @@ from tests.fleet_processes import FleetProcesses, free_port, wait_for
 from tests.secret_scan import given_secrets
 from tests.servers import PostgresServer
 from tests.webhook import WebhookServer, webhook_server
-from workers.crypto import generate_key
 from workers.redact import url_password_forms
+from workers.transfer.crypto import generate_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -5,10 +5,10 @@ import pytest
 from tests.fakes import stored_entry
 from tests.plugins.mariadb import MariaDBDatabase, client_tool, dump_tool
 from workers.errors import IntegrityError, SourceError
-from workers.manifest import ArtifactEntry, artifact_key
-from workers.pipeline import restore_artifact
+from workers.repository.manifest import ArtifactEntry, artifact_key
 from workers.sources.command import CommandSource
 from workers.stores.memory import MemoryStore
+from workers.transfer.download import restore_artifact
 
 pytestmark = pytest.mark.integration
 EVERY_BYTE = bytes(range(256)).hex()

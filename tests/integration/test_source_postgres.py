@@ -9,10 +9,11 @@ import pytest
 
 from tests.fakes import entry_of
 from workers.errors import IntegrityError, SourceError
-from workers.manifest import ArtifactEntry
-from workers.pipeline import StoredArtifact, restore_artifact, store_artifact
+from workers.repository.manifest import ArtifactEntry
 from workers.sources.postgres import PostgresSource
 from workers.stores.memory import MemoryStore
+from workers.transfer.download import restore_artifact
+from workers.transfer.upload import StoredArtifact, store_artifact
 
 pytestmark = pytest.mark.integration
 KEY = "app/2023-02-02t17-03-15/postgres.pgdump.zst"

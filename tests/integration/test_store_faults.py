@@ -18,7 +18,7 @@ import pytest
 
 from tests.faultproxy import Fault, FaultProxy, Request
 from tests.plugins.object_stores import AzuriteServer, S3Server, unique_name
-from workers.embedded_redis import free_port
+from workers.cli.embedded_redis import free_port
 from workers.errors import ConfigError, PermanentError
 from workers.retry import RetryPolicy, call_with_retries
 from workers.stores.azure_blob import AzureBlobStore

@@ -20,13 +20,13 @@ from api.recorder import recorder
 from tasks.backup import run_backup
 from tasks.restore import run_restore
 from tests.unit.test_api import RecordingEnqueue
+from workers.audit.user_events import SYSTEM_OP_TYPE
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.migrate import upgrade_catalog
 from workers.catalog.models import SUCCESS, UserEvent
 from workers.fleet import current_fleet, reset_fleet
-from workers.locks import forget_clients
+from workers.operations.locks import forget_clients
 from workers.settings import get_settings
-from workers.user_events import SYSTEM_OP_TYPE
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 KEY = "k-customer-secret"

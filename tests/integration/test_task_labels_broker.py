@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import redis
 
-from workers.app import app
+from tasks.app import app
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ import httpx2
 import pytest
 import redis
 
-from workers.embedded_redis import free_port, start_embedded_redis, stop_embedded_redis
+from workers.cli.embedded_redis import free_port, start_embedded_redis, stop_embedded_redis
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -110,7 +110,7 @@ def test_up_starts_everything_and_ctrl_c_stops_everything(tmp_path: Path) -> Non
     log = tmp_path / "up.log"
     with log.open("wb") as out:
         up = subprocess.Popen(
-            [sys.executable, "-m", "workers.up"],
+            [sys.executable, "-m", "workers.cli.up"],
             cwd=site, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, as a terminal gives `make up`
             preexec_fn=ignore_sigint,  # as a shell starts `up &`: it must still obey Ctrl-C

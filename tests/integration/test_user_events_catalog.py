@@ -16,13 +16,13 @@ from workers.audit.lines import InvalidEventsError
 from workers.audit.operations import backup_ended, restore_ended
 from workers.audit.purge import purge_user_events
 from workers.audit.ship import commit_shipped
+from workers.audit.user_events import record_system_event, record_user_events
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, get_engine, session_scope
 from workers.catalog.migrate import upgrade_catalog
 from workers.catalog.models import FAILED, SUCCESS, Artifact, Base, UserEvent
 from workers.fleet import reset_fleet
 from workers.settings import get_settings
-from workers.user_events import record_system_event, record_user_events
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)

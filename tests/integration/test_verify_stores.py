@@ -13,9 +13,9 @@ from tests.plugins.object_stores import AzuriteServer, S3Server
 from workers.catalog.db import dispose_engines, get_engine
 from workers.catalog.models import Base
 from workers.fleet import Fleet
-from workers.manifest import Manifest, manifest_key
+from workers.operations.verify import verify_backups
+from workers.repository.manifest import Manifest, manifest_key
 from workers.stores import make_store
-from workers.verify import verify_backups
 
 pytestmark = pytest.mark.integration
 
@@ -87,11 +87,11 @@ def test_rotation_metrics_status_and_retention_on_a_postgresql_catalog(
     from datetime import UTC, datetime, timedelta
 
     from tests.unit.test_metrics_status import scrape
-    from workers.gfs import Policy
-    from workers.health import namespace_health
-    from workers.notify import check_staleness
-    from workers.retention import apply_retention
-    from workers.verify import backups_to_verify
+    from workers.monitoring.health import namespace_health
+    from workers.monitoring.notify import check_staleness
+    from workers.operations.gfs import Policy
+    from workers.operations.retention import apply_retention
+    from workers.operations.verify import backups_to_verify
 
     fleet = make_fleet(tmp_path, database_url=pg_database, verify_sample_size=1)
     start = datetime.now(UTC) - timedelta(hours=5)

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def probe(env: dict[str, str], node: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "workers.healthcheck", "worker", "-n", node],
+        [sys.executable, "-m", "workers.healthcheck", "worker", "-n", node],  # the older name
         env=env,
         capture_output=True,
         text=True,
@@ -119,7 +119,7 @@ def test_flower_behind_basic_auth_still_answers_the_probe_and_prometheus(
 
 def probe_flower(env: dict[str, str], port: int) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "workers.healthcheck", "flower", "--port", str(port)],
+        [sys.executable, "-m", "workers.cli.healthcheck", "flower", "--port", str(port)],
         env=env,
         capture_output=True,
         text=True,

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers import START_TIMEOUT, started, stop_process, wait_until
-from workers.embedded_redis import die_with_parent, free_port
+from workers.cli.embedded_redis import die_with_parent, free_port
 
 PRIVATE_MARIADB_ENV = "BACKFLEET_TEST_PRIVATE_MARIADB"
 PORT_ENV = "TEST_MARIADB_PORT"

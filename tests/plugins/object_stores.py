@@ -39,7 +39,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.servers import started, stop_process, wait_until
-from workers.embedded_redis import die_with_parent, free_port
+from workers.cli.embedded_redis import die_with_parent, free_port
 from workers.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,14 +12,14 @@ from pydantic import SecretStr
 
 from tests.health_fleet import make_fleet, take_backup
 from tests.webhook import WebhookServer, webhook_server
-from workers.alerts import Alerter, AlertEvent
-from workers.backup_run import run_backup
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import Alert
 from workers.fleet import Fleet
-from workers.notify import check_staleness, report_backup_outcome
-from workers.restore_run import run_restore
+from workers.monitoring.alerts import Alerter, AlertEvent
+from workers.monitoring.notify import check_staleness, report_backup_outcome
+from workers.operations.backup import run_backup
+from workers.operations.restore import run_restore
 
 SECRET = "sup3r-s3cret-api-key"
 

@@ -23,8 +23,8 @@ from workers.catalog.migrate import upgrade_catalog
 from workers.catalog.models import FAILED, PENDING, SUCCESS, Backup, Restore
 from workers.errors import ConfigError
 from workers.fleet import Fleet
-from workers.manifest import ArtifactEntry, Manifest, manifest_key
-from workers.manifest_mac import MacKey
+from workers.repository.manifest import ArtifactEntry, Manifest, manifest_key
+from workers.repository.manifest_mac import MacKey
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
 from workers.stores.local import LocalStore
@@ -743,7 +743,7 @@ def test_unexpected_error_is_a_generic_500(env: Env, monkeypatch: pytest.MonkeyP
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError(f"boom {KEY}")
 
-    monkeypatch.setattr("workers.jobs.request_backup", explode)
+    monkeypatch.setattr("workers.operations.jobs.request_backup", explode)
     client = TestClient(create_app(lambda: env.fleet, env.enqueue), raise_server_exceptions=False)
     response = client.post(f"{BASE}/ondemandbackup", headers=AUTH, json={})
     assert response.status_code == 500

@@ -6,9 +6,9 @@ import pytest
 from celery.schedules import crontab
 
 from beat_schedule import build_beat_schedule, schedule_entries
-from workers.cron import parse_cron
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
+from workers.timestamps import parse_cron
 
 CONFIG = """
 [namespaces.a.services.db]
@@ -112,7 +112,7 @@ def test_services_sharing_the_regular_cron_go_together() -> None:
 
 def _runs(expression: str, start: datetime, minutes: int) -> list[datetime]:
     """The times a beat ticking every minute would dispatch `expression`."""
-    import workers.app  # noqa: F401  (binds crontabs to the app, whose timezone is UTC)
+    import tasks.app  # noqa: F401  (binds crontabs to the app, whose timezone is UTC)
 
     schedule = parse_cron(expression)
     clock = [start]
@@ -161,7 +161,7 @@ def test_the_secondary_copy_sweep_is_scheduled_only_with_a_secondary_store() -> 
 def test_the_secondary_store_reads_its_own_prefixed_variables(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from workers.secondary import secondary_settings
+    from workers.settings import secondary_settings
 
     monkeypatch.setenv("SECONDARY_OBJECT_STORE_LOCATION_TYPE", "s3")
     monkeypatch.setenv("SECONDARY_AWS_S3_BUCKET_NAME", "far-away-copy")
@@ -198,7 +198,7 @@ def test_user_events_flush_and_purge_on_the_audit_queue_when_enabled() -> None:
 
 def test_status_s_next_backup_counts_every_schedule_of_the_namespace() -> None:
     from workers.fleet import Fleet
-    from workers.health import next_backup
+    from workers.monitoring.health import next_backup
     from workers.stores.memory import MemoryStore
 
     settings = Settings(enable_regular_backups=True, regular_backup_schedule="0 */6 * * *")

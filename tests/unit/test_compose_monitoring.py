@@ -23,8 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from api.main import create_app
 from tests.health_fleet import make_fleet, take_backup
 from workers.catalog.db import dispose_engines
-from workers.notify import check_staleness
-from workers.verify import verify_backups
+from workers.monitoring.notify import check_staleness
+from workers.operations.verify import verify_backups
 
 COMPOSE = Path(__file__).resolve().parents[2] / "compose"
 RULES = COMPOSE / "prometheus" / "alerts.yml"

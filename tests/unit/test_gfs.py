@@ -3,7 +3,7 @@
 import calendar
 from datetime import UTC, datetime, timedelta
 
-from workers.gfs import Policy, select
+from workers.operations.gfs import Policy, select
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 END = datetime(2025, 12, 31, 23, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""workers.healthcheck: the role from the container's first process, and each role's probe."""
+"""workers.cli.healthcheck: the role from the container's first process, and each role's probe."""
 
 import threading
 from collections.abc import Iterator
@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from workers.healthcheck import option_value, role_from_cmdline, run
+from workers.cli.healthcheck import option_value, role_from_cmdline, run
 
 
 @pytest.mark.parametrize(
@@ -15,6 +15,7 @@ from workers.healthcheck import option_value, role_from_cmdline, run
         (["tini", "--", "backfleet", "worker", "--queues", "backup"], "worker"),
         (["/opt/backfleet/bin/backfleet", "api"], "api"),
         (["python", "-m", "celery", "-A", "workers.app", "worker", "-Q", "backup"], "worker"),
+        (["python", "-m", "celery", "-A", "tasks.app", "worker", "-Q", "backup"], "worker"),
         (["python", "-m", "celery", "worker"], None),
         (["backfleet"], None),
     ],

@@ -6,13 +6,13 @@ import pytest
 from click.testing import CliRunner
 from pydantic import SecretStr, ValidationError
 
-from workers import crypto
 from workers.cli import main
 from workers.errors import IntegrityError
 from workers.fleet import settings_secrets
-from workers.manifest import ArtifactEntry, Manifest, parse_manifest
-from workers.manifest_mac import MacKey, MacKeys, verify
+from workers.repository.manifest import ArtifactEntry, Manifest, parse_manifest
+from workers.repository.manifest_mac import MacKey, MacKeys, verify
 from workers.settings import Settings
+from workers.transfer import crypto
 
 SIGNING = "s" * 40
 OLD_SIGNING = "o" * 40
@@ -101,7 +101,7 @@ def test_the_cli_passes_allow_unsigned_and_shows_the_record(
         config = Config()
 
     monkeypatch.setattr("workers.fleet.current_fleet", lambda: FakeFleet())
-    monkeypatch.setattr("workers.jobs.request_restore", request_restore)
+    monkeypatch.setattr("workers.operations.jobs.request_restore", request_restore)
     result = CliRunner().invoke(main, ["restore", "2024-01-02t03-04-05", "--allow-unsigned"])
     assert result.exit_code == 0, result.output
     assert asked["allow_unsigned"] is True

@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from workers.memory import freeze_long_lived_objects, limit_heap_fragmentation, release_free_heap
+from tasks.memory import freeze_long_lived_objects, limit_heap_fragmentation, release_free_heap
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")

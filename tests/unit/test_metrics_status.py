@@ -13,16 +13,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.main import create_app
 from tests.health_fleet import make_fleet, take_backup
-from workers.backup_run import run_backup
+from workers.audit.user_events import record_user_events
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.cli import main
 from workers.fleet import Fleet
-from workers.metrics import queue_depths
-from workers.notify import check_staleness
+from workers.monitoring.metrics import queue_depths
+from workers.monitoring.notify import check_staleness
+from workers.operations.backup import run_backup
+from workers.operations.verify import verify_backups
 from workers.timestamps import parse_timestamp
-from workers.user_events import record_user_events
-from workers.verify import verify_backups
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -8,17 +8,11 @@ import zstandard
 
 from tests.fakes import BytesSource, entry_of
 from workers.errors import IntegrityError, SourceError
-from workers.manifest import ArtifactEntry
-from workers.pipeline import (
-    FRAME_SIZE,
-    StoredArtifact,
-    VerifyingReader,
-    _DecodingReader,
-    restore_artifact,
-    store_artifact,
-)
+from workers.repository.manifest import ArtifactEntry
 from workers.sources.base import CHUNK_SIZE
 from workers.stores.memory import MemoryStore
+from workers.transfer.download import VerifyingReader, _DecodingReader, restore_artifact
+from workers.transfer.upload import FRAME_SIZE, StoredArtifact, store_artifact
 
 KEY = "app/2023-02-02t17-03-15/blob.bin.zst"
 

@@ -9,25 +9,19 @@ from typing import Any
 import pytest
 
 from tests.fakes import BytesSource, entry_of
-from workers import crypto
-from workers import pipeline as pipeline_module
-from workers.bandwidth import BandwidthLimiter
 from workers.errors import ConfigError, IntegrityError, PermanentError, TransientError
-from workers.manifest import ArtifactEntry
-from workers.part_budget import PartBudget
-from workers.pipeline import (
-    ResumePoint,
-    StoredArtifact,
-    TransferOptions,
-    TransferStopped,
-    part_size_for,
-    restore_artifact,
-    upload_artifact,
-)
+from workers.repository.manifest import ArtifactEntry
 from workers.retry import RetryPolicy, call_with_retries
 from workers.settings import Settings
 from workers.stores.base import UploadedPart
 from workers.stores.memory import MemoryStore
+from workers.transfer import crypto
+from workers.transfer import upload as upload_module
+from workers.transfer.bandwidth import BandwidthLimiter
+from workers.transfer.budget import PartBudget
+from workers.transfer.download import restore_artifact
+from workers.transfer.parts import TransferOptions, TransferStopped, part_size_for
+from workers.transfer.upload import ResumePoint, StoredArtifact, upload_artifact
 
 KEY = "app/2023-02-02t17-03-15/blob.bin.zst"
 MiB = 1024 * 1024
@@ -181,7 +175,7 @@ def crash_midway(
         if len(recorded) >= parts_before_crash:
             raise KeyboardInterrupt  # stands in for SIGKILL: nothing after this runs
 
-    monkeypatch.setattr(pipeline_module, "_abort", lambda *args: None)
+    monkeypatch.setattr(upload_module, "_abort", lambda *args: None)
     with pytest.raises(KeyboardInterrupt):
         upload_artifact(
             store=store,

@@ -11,10 +11,9 @@ import pytest
 
 from tests.fakes import stored_entry
 from workers.fleet import Fleet
-from workers.locks import LockLost
-from workers.manifest import artifact_key
-from workers.pipeline import restore_artifacts
-from workers.restore_recovery import recover_targets
+from workers.operations.locks import LockLost
+from workers.operations.recovery import recover_targets
+from workers.repository.manifest import artifact_key
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
 from workers.sources import directory
@@ -22,6 +21,7 @@ from workers.sources.command import CommandSource
 from workers.sources.directory import DirectorySource, recover_target
 from workers.sources.sqlite import SqliteSource
 from workers.stores.memory import MemoryStore
+from workers.transfer.download import restore_artifacts
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import BytesSource, stored_entry
-from workers.manifest import artifact_key
-from workers.pipeline import restore_artifact
+from workers.repository.manifest import artifact_key
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
 from workers.sources import make_source
 from workers.sources.directory import DirectorySource
 from workers.stores.memory import MemoryStore
+from workers.transfer.download import restore_artifact
 
 KEY = artifact_key("app", "2024-01-02t03-04-05", "files", "tar", "zstd")
 IS_ROOT = os.geteuid() == 0

@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-import workers.verify
+import workers.operations.verify
 from tests.health_fleet import capture_system_events, make_fleet, rewrite_manifest, take_backup
-from workers import restore_test as rt
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import Alert, Verification
 from workers.cli import main
-from workers.manifest import Manifest, manifest_key
+from workers.operations import restore_test as rt
+from workers.repository.manifest import Manifest, manifest_key
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +26,7 @@ def _engines() -> Iterator[None]:
 
 @pytest.fixture
 def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    return capture_system_events(monkeypatch, workers.verify)
+    return capture_system_events(monkeypatch, workers.operations.verify)
 
 
 def scratch_dirs(work: Path) -> list[str]:

@@ -9,16 +9,16 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import insert, select
 
-import workers.retention
+import workers.operations.retention
 from tests.health_fleet import capture_system_events, make_fleet
 from tests.unit.test_gfs import END, expected_two_years, hourly_history
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import FAILED, SUCCESS, Backup
 from workers.cli import main
 from workers.fleet import Fleet
-from workers.gfs import Policy
-from workers.manifest import backup_prefix, manifest_key
-from workers.retention import apply_retention, set_pinned
+from workers.operations.gfs import Policy
+from workers.operations.retention import apply_retention, set_pinned
+from workers.repository.manifest import backup_prefix, manifest_key
 from workers.stores.local import LocalStore
 from workers.timestamps import format_timestamp
 
@@ -33,14 +33,14 @@ def _engines() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _locks(redis_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Retention takes a lock in Redis (workers/locks.py)."""
+    """Retention takes a lock in Redis (workers/operations/locks.py)."""
     monkeypatch.setenv("BROKER_URL", redis_server.url)
     monkeypatch.delenv("LOCK_REDIS_URL", raising=False)
 
 
 @pytest.fixture
 def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    return capture_system_events(monkeypatch, workers.retention)
+    return capture_system_events(monkeypatch, workers.operations.retention)
 
 
 def _quick_write(tmp_path: Path, key: str, data: bytes) -> None:

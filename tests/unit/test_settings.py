@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from workers.cron import parse_cron
 from workers.errors import ConfigError
 from workers.settings import Settings, load_settings, parse_api_keys
+from workers.timestamps import parse_cron
 
 
 @pytest.fixture(autouse=True)

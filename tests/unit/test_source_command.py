@@ -9,13 +9,13 @@ import pytest
 
 from tests.fakes import stored_entry
 from workers.errors import IntegrityError, SourceError
-from workers.manifest import ArtifactEntry, artifact_key
-from workers.pipeline import restore_artifact
+from workers.repository.manifest import ArtifactEntry, artifact_key
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
 from workers.sources import make_source
 from workers.sources.command import CommandSource
 from workers.stores.memory import MemoryStore
+from workers.transfer.download import restore_artifact
 
 SECRET_ENV = "BF_TEST_COMMAND_SECRET"
 SECRET = "hunter2-very-secret"

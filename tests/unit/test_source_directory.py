@@ -20,8 +20,7 @@ import zstandard
 
 from tests.fakes import BytesSource, stored_entry
 from workers.errors import IntegrityError, SourceError
-from workers.manifest import ArtifactEntry, artifact_key
-from workers.pipeline import VerifyingReader, restore_artifact, store_artifact
+from workers.repository.manifest import ArtifactEntry, artifact_key
 from workers.services_config import ServiceSpec
 from workers.settings import Settings
 from workers.sources import directory as directory_module
@@ -31,6 +30,8 @@ from workers.sources.direct_read import CacheAwareReader
 from workers.sources.direct_write import DIRECT_MIN_SIZE, DirectFile, aligned_buffer
 from workers.sources.directory import DirectorySource, check_member
 from workers.stores.memory import MemoryStore
+from workers.transfer.download import VerifyingReader, restore_artifact
+from workers.transfer.upload import store_artifact
 
 KEY = artifact_key("app", "2024-01-02t03-04-05", "files", "tar", "zstd")
 T0 = 1_600_000_000_123_456_789  # ns: mtimes with every digit used

@@ -11,12 +11,12 @@ import pytest
 
 from tests.fakes import BytesSource, stored_entry
 from workers.errors import IntegrityError, SourceError
-from workers.manifest import ArtifactEntry, artifact_key
-from workers.pipeline import restore_artifact
+from workers.repository.manifest import ArtifactEntry, artifact_key
 from workers.sources import sqlite as sqlite_module
 from workers.sources.base import Source
 from workers.sources.sqlite import SqliteSource
 from workers.stores.memory import MemoryStore
+from workers.transfer.download import restore_artifact
 
 KEY = artifact_key("app", "2024-01-02t03-04-05", "db", "sqlite", "zstd")
 Rows = dict[str, Any]

@@ -8,9 +8,9 @@ from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.migrate import upgrade_catalog
 from workers.catalog.models import RUNNING
 from workers.fleet import Fleet
+from workers.operations.sweep import abort_stale_uploads
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
-from workers.stale_uploads import abort_stale_uploads
 from workers.stores.base import PendingUpload
 from workers.stores.memory import MemoryStore
 from workers.timestamps import utcnow

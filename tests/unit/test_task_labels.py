@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from workers.task_labels import task_label
+from tasks.task_labels import task_label
 
 SENT = datetime(2026, 11, 22, 0, 0, 5, tzinfo=UTC)
 

@@ -8,10 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.errors import ConfigError
-from workers.services_config import load_fleet_config
-from workers.settings import parse_api_keys
-from workers.up import (
+from workers.cli.up import (
     ChildSpec,
     StopRequest,
     banner,
@@ -26,6 +23,9 @@ from workers.up import (
     supervise,
     wants_demo,
 )
+from workers.errors import ConfigError
+from workers.services_config import load_fleet_config
+from workers.settings import parse_api_keys
 
 
 def mode(path: Path) -> int:

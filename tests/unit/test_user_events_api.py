@@ -22,8 +22,8 @@ from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.migrate import upgrade_catalog
 from workers.catalog.models import UserEvent
 from workers.fleet import Fleet
-from workers.manifest import ArtifactEntry, Manifest, manifest_key
-from workers.manifest_mac import MacKey
+from workers.repository.manifest import ArtifactEntry, Manifest, manifest_key
+from workers.repository.manifest_mac import MacKey
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
 from workers.stores.local import LocalStore

@@ -9,17 +9,17 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-import workers.verify
+import workers.operations.verify
 from api.main import create_app
 from tests.health_fleet import capture_system_events, make_fleet, take_backup
 from tests.webhook import WebhookServer, webhook_server
-from workers import crypto
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import Alert, Verification
 from workers.fleet import Fleet
-from workers.manifest import Manifest, manifest_key
-from workers.verify import backups_to_verify, verify_backups
+from workers.operations.verify import backups_to_verify, verify_backups
+from workers.repository.manifest import Manifest, manifest_key
+from workers.transfer import crypto
 
 KEY = "verify-test-key"
 
@@ -32,7 +32,7 @@ def webhook() -> Iterator[WebhookServer]:
 
 @pytest.fixture
 def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    return capture_system_events(monkeypatch, workers.verify)
+    return capture_system_events(monkeypatch, workers.operations.verify)
 
 
 @pytest.fixture(autouse=True)

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from workers.manifest import ArtifactEntry
-from workers.part_budget import PartBudget
-from workers.pipeline import DumpFactory, StopCheck, TransferStopped
+from workers.repository.manifest import ArtifactEntry
 from workers.sources.base import Dump
-from workers.volume_backup import VolumeSpan, back_up_volumes
+from workers.transfer.budget import PartBudget
+from workers.transfer.parts import StopCheck, TransferStopped
+from workers.transfer.upload import DumpFactory
+from workers.transfer.volumes import VolumeSpan, back_up_volumes
 
 WAIT = 5.0
 

@@ -7,12 +7,12 @@ Reads the finished row from the catalog and records it through
 
 import logging
 
+from workers.audit.user_events import payload_json, record_system_event
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.models import SUCCESS
 from workers.redact import redact
 from workers.settings import get_settings
-from workers.user_events import payload_json, record_system_event
 
 log = logging.getLogger(__name__)
 

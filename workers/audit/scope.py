@@ -2,7 +2,7 @@
 
 The API's audit middleware opens a scope per request (`noting`); whatever resolves
 a namespace for the call (api/deps.resolve_namespace, a restore's source in
-workers.jobs) tells it with `acted_on`. The middleware then records the call in
+workers.operations.jobs) tells it with `acted_on`. The middleware then records the call in
 those namespaces, not in whatever the query or body happened to name. Outside a
 scope (the CLI, the workers) `acted_on` does nothing. The scope is a mutable list
 in a context variable: FastAPI runs sync handlers in a copy of the request's

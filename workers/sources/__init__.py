@@ -9,7 +9,8 @@ from workers.sources.base import Dump, RestoreStream, Source
 
 def make_source(spec: ServiceSpec, settings: Settings, secrets: Sequence[str] = ()) -> Source:
     """`secrets`: every secret the fleet knows, masked in the tools' messages."""
-    # Imported here: each source pulls its own dependencies (psycopg, tarfile…).
+    # Imported here: each source pulls its own dependencies (psycopg, tarfile…); the
+    # kinds import nothing above them, so no cycle closes.
     if spec.kind == "postgres":
         from workers.sources.postgres import PostgresSource
 

@@ -422,7 +422,7 @@ class FileDigest:
     Recorded per volume as `files_<algorithm>` (`files_blake3`), it pins down the
     file list, sizes and per-file contents without growing the manifest with the
     tree: a test restore recomputes it over the restored tree
-    (workers/restore_test.py). Both levels use the same algorithm.
+    (workers/operations/restore_test.py). Both levels use the same algorithm.
     """
 
     def __init__(self, algorithm: str = FILE_HASH) -> None:

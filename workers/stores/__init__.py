@@ -10,7 +10,8 @@ __all__ = ["LocalStore", "ObjectInfo", "ObjectStore", "UploadedPart", "make_stor
 def make_store(settings: Settings) -> ObjectStore:
     """The store OBJECT_STORE_LOCATION_TYPE names. Call it after fork, never at import.
 
-    The SDKs are imported here, only when chosen; their clients are made on first use.
+    The SDKs are imported here, only when chosen (start-up cost and memory; the adapters
+    import nothing above them, so no cycle closes); their clients are made on first use.
     """
     kind = settings.object_store_location_type
     if kind == "s3":

@@ -1,7 +1,7 @@
 """The small protocol every object store implements, and what it returns.
 
 A multipart upload is created, fed parts in order, then completed or aborted;
-callers register the abort the moment the upload exists (see pipeline.py) so
+callers register the abort the moment the upload exists (see transfer/upload.py) so
 no failure path leaves one behind. Provider limits are class constants.
 """
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from workers.embedded_redis import die_with_parent, start_embedded_redis, stop_embedded_redis
+from workers.cli.embedded_redis import die_with_parent, start_embedded_redis, stop_embedded_redis
 from workers.errors import ConfigError
 from workers.queues import ALL_QUEUES
 
@@ -207,7 +207,7 @@ def port_of(env: Mapping[str, str], name: str) -> int:
 
 def child_specs(env: Mapping[str, str], var_dir: Path) -> list[ChildSpec]:
     python = sys.executable
-    celery = [python, "-m", "celery", "-A", "workers.app"]
+    celery = [python, "-m", "celery", "-A", "tasks.app"]
     api_port, flower_port = env["BACKFLEET_API_PORT"], env["BACKFLEET_FLOWER_PORT"]
     return [
         ChildSpec(

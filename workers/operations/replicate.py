@@ -10,37 +10,25 @@ back and checks it again, and writes the manifest last, exactly as a backup
 does. Verification covers both copies, and restores fall back to it.
 """
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from workers.authenticity import load_manifest
 from workers.catalog.db import session_scope
 from workers.catalog.models import SUCCESS, Backup
-from workers.errors import BackfleetError, IntegrityError
+from workers.errors import BackfleetError
 from workers.fleet import Fleet
-from workers.manifest import ArtifactEntry, manifest_key
-from workers.pipeline import part_size_for
 from workers.redact import redact
+from workers.repository.authenticity import load_manifest
+from workers.repository.manifest import ArtifactEntry, manifest_key
+from workers.repository.stored import check_stored
 from workers.retry import RetryPolicy, call_with_retries
-from workers.settings import Settings, load_prefixed_settings
-from workers.sources.base import CHUNK_SIZE
 from workers.stores import ObjectStore
-from workers.stores.base import UploadedPart
 from workers.timestamps import utcnow
-from workers.verify import check_stored
+from workers.transfer.copy import copy_artifact
 
 log = logging.getLogger(__name__)
-PREFIX = "SECONDARY_"
-
-
-def secondary_settings(settings: Settings) -> Settings | None:
-    """The secondary store's settings (from SECONDARY_* variables), or None if there is none."""
-    if not settings.secondary_object_store_location_type:
-        return None
-    return load_prefixed_settings(PREFIX)
 
 
 @dataclass
@@ -101,57 +89,6 @@ def copy_backup(fleet: Fleet, *, namespace: str, timestamp: str) -> None:
         if row is not None:
             row.copied_at = utcnow()
     log.info("copied %s/%s to the secondary store", namespace, timestamp)
-
-
-def copy_artifact(
-    source: ObjectStore,
-    target: ObjectStore,
-    entry: ArtifactEntry,
-    *,
-    part_size: int,
-    policy: RetryPolicy,
-) -> None:
-    """Stream one object across in parts; IntegrityError if the source is not what it should be."""
-    key = entry.key
-    upload_id = call_with_retries(
-        lambda: target.create_upload(key), policy=policy, what=f"start of copy of {key}"
-    )
-    try:  # the abort is registered now: every failure below cleans up
-        parts: list[UploadedPart] = []
-        digest, pending = hashlib.sha256(), bytearray()
-
-        def send(data: bytes) -> None:
-            number = len(parts) + 1
-            parts.append(
-                call_with_retries(
-                    lambda: target.upload_part(key, upload_id, number, data),
-                    policy=policy,
-                    what=f"copy of part {number} of {key}",
-                )
-            )
-
-        with source.open_read(key) as raw:
-            while chunk := raw.read(CHUNK_SIZE):
-                digest.update(chunk)
-                pending += chunk
-                while len(pending) >= (size := part_size_for(len(parts) + 1, part_size, target)):
-                    send(bytes(pending[:size]))
-                    del pending[:size]
-        if pending or not parts:
-            send(bytes(pending))
-        if digest.hexdigest() != entry.sha256:
-            raise IntegrityError(f"{key} in the primary store does not match its SHA-256")
-        call_with_retries(
-            lambda: target.complete_upload(key, upload_id, parts),
-            policy=policy,
-            what=f"completion of copy of {key}",
-        )
-    except BaseException:
-        try:
-            target.abort_upload(key, upload_id)
-        except Exception:
-            log.exception("could not abort the copy of %s; the stale-upload sweep will", key)
-        raise
 
 
 def _holds(store: ObjectStore, entry: ArtifactEntry) -> bool:

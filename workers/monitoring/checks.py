@@ -15,8 +15,8 @@ from workers.catalog.db import get_engine
 from workers.catalog.migrate import alembic_config
 from workers.errors import BackfleetError, ConfigError
 from workers.fleet import Fleet
+from workers.monitoring.redis_checks import eviction_problem
 from workers.redact import redact
-from workers.redis_checks import eviction_problem
 from workers.services_config import ServiceSpec
 
 PROBE_PREFIX = ".backfleet-probe/"
@@ -82,6 +82,8 @@ def check_store(fleet: Fleet) -> str:
 
 def check_source(spec: ServiceSpec) -> str:
     if spec.kind == "postgres":
+        # Imported only when a PostgreSQL service is checked (psycopg's start-up cost);
+        # sources/ sits below this module, so the import closes no cycle.
         from workers.sources.postgres import PostgresSource
 
         assert spec.url is not None

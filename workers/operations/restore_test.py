@@ -32,16 +32,15 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from redis.exceptions import RedisError
 from sqlalchemy import select
 
-from workers import crypto
-from workers.authenticity import load_manifest
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Backup, Verification
 from workers.errors import BackfleetError, IntegrityError, SourceError
 from workers.fleet import Fleet
-from workers.locks import reading_mark, wait_while_retention
-from workers.manifest import ArtifactEntry
-from workers.pipeline import restore_artifacts
+from workers.operations.locks import reading_mark, wait_while_retention
+from workers.operations.verify import report_verdict
 from workers.redact import redact
+from workers.repository.authenticity import load_manifest
+from workers.repository.manifest import ArtifactEntry
 from workers.services_config import ServiceSpec
 from workers.sources.directory import (
     FILE_HASH,
@@ -53,10 +52,13 @@ from workers.sources.directory import (
     decode_position,
 )
 from workers.sources.postgres import PostgresSource
+from workers.sources.postgres import _row_counts as postgres_row_counts
 from workers.sources.sqlite import SqliteSource
+from workers.sources.sqlite import _row_counts as sqlite_row_counts
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
-from workers.verify import report_verdict
+from workers.transfer import crypto
+from workers.transfer.download import restore_artifacts
 
 log = logging.getLogger(__name__)
 RETENTION_WAIT = 600  # seconds a test restore waits for a retention pass of its namespace
@@ -89,7 +91,7 @@ def run_restore_tests(
 
 
 def run_restore_test(fleet: Fleet, *, namespace: str, timestamp: str) -> RestoreTestResult:
-    """Test one backup, marked as being read so retention keeps it (workers/retention.py)."""
+    """Test one backup, marked as being read so retention keeps it (operations/retention.py)."""
     mark = reading_mark(fleet.settings, namespace, timestamp)
     try:
         mark.acquire()
@@ -285,15 +287,11 @@ def _compare_counts(entry: ArtifactEntry, counts: dict[str, int]) -> None:
 
 
 def _pg_row_counts(conn: Any) -> dict[str, int]:
-    from workers.sources.postgres import _row_counts
-
-    return _row_counts(conn)
+    return postgres_row_counts(conn)
 
 
 def _sqlite_row_counts(conn: sqlite3.Connection) -> dict[str, int]:
-    from workers.sources.sqlite import _row_counts
-
-    return _row_counts(conn)
+    return sqlite_row_counts(conn)
 
 
 def _newest_success(fleet: Fleet, namespace: str) -> str | None:

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from workers.audit import scope as audit_scope
-from workers.authenticity import TrustedManifest, load_manifest
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Backup, Restore
@@ -21,19 +20,15 @@ from workers.errors import (
     TransientError,
 )
 from workers.fleet import Fleet
-from workers.manifest import Manifest
 from workers.redact import redact
+from workers.repository.authenticity import TrustedManifest, load_manifest
+from workers.repository.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
-# (task name, kwargs, queue) -> task id; the default sends through Celery.
+# (task name, kwargs, queue) -> task id; tasks.enqueue.celery_enqueue sends through Celery
+# (the library stays below tasks/, so its callers hand it in).
 Enqueue = Callable[[str, dict[str, object], str], str]
-
-
-def celery_enqueue(task: str, kwargs: dict[str, object], queue: str) -> str:
-    from workers.app import app  # imported here so the CLI starts without Celery's cost
-
-    return str(app.send_task(task, kwargs=kwargs, queue=queue).id)
 
 
 def services_for_backup(fleet: Fleet, *, namespace: str, only_config: bool) -> list[str]:
@@ -54,7 +49,7 @@ def request_backup(
     trigger: str = "api",
     requested_by: str | None = None,
     customer: str | None = None,
-    enqueue: Enqueue = celery_enqueue,
+    enqueue: Enqueue,
 ) -> Backup:
     """Record a Pending backup and enqueue it; ConflictError if one is already active."""
     services = services_for_backup(fleet, namespace=namespace, only_config=only_config)
@@ -121,7 +116,7 @@ ALLOW_UNSIGNED_NOTE = "allowUnsigned"
 def read_manifest(
     fleet: Fleet, *, namespace: str, timestamp: str, allow_unsigned: bool = False
 ) -> Manifest:
-    """The authentic manifest (workers/authenticity.py); NotFoundError if absent."""
+    """The authentic manifest (workers/repository/authenticity.py); NotFoundError if absent."""
     return read_trusted_manifest(
         fleet, namespace=namespace, timestamp=timestamp, allow_unsigned=allow_unsigned
     ).manifest
@@ -209,7 +204,7 @@ def request_restore(
     skip: Iterable[str] = (),
     requested_by: str | None = None,
     customer: str | None = None,
-    enqueue: Enqueue = celery_enqueue,
+    enqueue: Enqueue,
     allow_unconfigured_source: bool | None = None,
     allow_unsigned: bool = False,
 ) -> Restore:

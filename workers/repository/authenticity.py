@@ -9,7 +9,7 @@ Every reader of a backup goes through `load_manifest`. A manifest is used when
    size and SHA-256 must be the catalog's artifact rows (or the MAC must hold);
 3. the catalog does not know the backup (another cluster, an empty catalog, a
    sourceNamespace restore): its MAC must be valid under a key the fleet holds
-   (workers/manifest_mac.py);
+   (workers/repository/manifest_mac.py);
 4. else only with the caller's explicit, audited override (`allowUnsigned`).
 
 Whatever the basis, the manifest must describe the backup asked for, and each
@@ -28,9 +28,9 @@ from workers.catalog.db import session_scope
 from workers.catalog.models import SUCCESS
 from workers.errors import IntegrityError, NotFoundError
 from workers.fleet import Fleet
-from workers.manifest import Manifest, backup_prefix, manifest_key, parse_manifest
-from workers.manifest_mac import MacKeys
-from workers.manifest_mac import verify as verify_mac
+from workers.repository.manifest import Manifest, backup_prefix, manifest_key, parse_manifest
+from workers.repository.manifest_mac import MacKeys
+from workers.repository.manifest_mac import verify as verify_mac
 from workers.stores.base import ObjectStore
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ task and its lock are gone:
   it from before its row turns Running until after its end is written, and
   its heartbeat re-takes it within a third of BACKUP_LOCK_TTL if Redis lost it);
 - task: its message is neither queued nor delivered-and-unacknowledged in the
-  broker (workers/broker_tasks.py). A worker killed mid-task leaves its message
+  broker (workers/operations/broker_tasks.py). A worker killed mid-task leaves its message
   unacknowledged: Redis hands it back after CELERY_VISIBILITY_TIMEOUT and the
   redelivery resumes the job, so such a row is left to it. A failed or
   time-limited task is acknowledged, and only the reconciler can end its row.
@@ -32,10 +32,10 @@ fleet's keys, or listing exactly the artifacts the catalog recorded as stored,
 field for field) makes it `Success`, and the catalog's artifacts and manifest
 digest are filled from it; otherwise it is `Failed`. Anyone with write access
 to the bucket can put a manifest there: taken in unauthenticated, it would
-become what a restore checks against (workers/authenticity.py). A restore
+become what a restore checks against (workers/repository/authenticity.py). A restore
 cannot be proven from the store and is `Failed`: its target may hold a part
 of the backup. Each settled row is a `BackupReconciled` or `RestoreReconciled`
-audit event and alerted like any other end (workers/notify.py).
+audit event and alerted like any other end (workers/monitoring/notify.py).
 """
 
 import hashlib
@@ -48,8 +48,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from workers.authenticity import MAX_MANIFEST_BYTES
-from workers.broker_tasks import BrokerTasks, tasks_in_broker
+from workers.audit.user_events import record_system_event
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.models import (
@@ -63,15 +62,16 @@ from workers.catalog.models import (
 )
 from workers.errors import BackfleetError
 from workers.fleet import Fleet
-from workers.locks import NamespaceBusy, lock_holder, namespace_lock
-from workers.manifest import ArtifactEntry, Manifest, manifest_key, parse_manifest
-from workers.manifest_mac import MacKeys
-from workers.manifest_mac import verify as verify_mac
-from workers.notify import report_backup_outcome, report_restore_outcome
+from workers.monitoring.notify import report_backup_outcome, report_restore_outcome
+from workers.operations.broker_tasks import BrokerTasks, tasks_in_broker
+from workers.operations.locks import NamespaceBusy, lock_holder, namespace_lock
+from workers.operations.recovery import recover_targets
 from workers.redact import redact
-from workers.restore_recovery import recover_targets
+from workers.repository.authenticity import MAX_MANIFEST_BYTES
+from workers.repository.manifest import ArtifactEntry, Manifest, manifest_key, parse_manifest
+from workers.repository.manifest_mac import MacKeys
+from workers.repository.manifest_mac import verify as verify_mac
 from workers.timestamps import utcnow
-from workers.user_events import record_system_event
 
 log = logging.getLogger(__name__)
 PENDING_GRACE_SECONDS = 120.0  # the API's write-the-row-then-send window, with room to spare

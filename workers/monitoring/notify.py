@@ -6,10 +6,10 @@ Each function never raises: an alert must not break the work it reports on.
 import logging
 from functools import partial
 
-from workers.alerts import AlertEvent, alerter_for, safely
 from workers.catalog.models import FAILED, SUCCESS
 from workers.fleet import Fleet
-from workers.health import Freshness, freshness
+from workers.monitoring.alerts import AlertEvent, alerter_for, safely
+from workers.monitoring.health import Freshness, freshness
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,8 @@ from sqlalchemy.orm import Session
 
 from workers.catalog.db import session_scope
 from workers.catalog.models import SUCCESS, Alert, Artifact, Backup, Verification
-from workers.cron import parse_cron
 from workers.fleet import Fleet
-from workers.timestamps import parse_timestamp, utcnow
+from workers.timestamps import parse_cron, parse_timestamp, utcnow
 
 
 @dataclass(frozen=True)
@@ -117,12 +116,10 @@ def next_backup(fleet: Fleet, namespace: str, *, now: datetime | None = None) ->
     regular one and the services' own); None unless ENABLE_REGULAR_BACKUPS."""
     if not fleet.settings.enable_regular_backups:
         return None
-    from beat_schedule import backup_entries  # the schedule as beat builds it
-
     now = now or utcnow()
     moments = []
-    for entry in backup_entries(fleet.settings, fleet.config, namespace):
-        schedule = parse_cron(entry.cron)
+    for cron in fleet.config.services_by_cron(namespace, fleet.settings.regular_backup_schedule):
+        schedule = parse_cron(cron)
         schedule.nowfun = lambda: now  # measured from `now`, not from the wall clock
         # Celery's estimate lands a hair before the minute: round up to it.
         moment: datetime = now + schedule.remaining_estimate(now) + timedelta(seconds=1)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from workers import fleet
 from workers.audit.catalog import NewEvent, insert_events
 from workers.audit.lines import cut_payload, validate_events
 from workers.audit.scope import placed
@@ -33,8 +34,6 @@ def now_ms() -> int:
 
 def settings_secrets(settings: Settings) -> list[str]:
     """Secret values the settings hold (and the services' passwords when the fleet loads)."""
-    from workers import fleet  # imported here: the fleet module imports much more
-
     try:
         return fleet.current_fleet().secrets()
     except Exception:
@@ -43,8 +42,6 @@ def settings_secrets(settings: Settings) -> list[str]:
 
 def fleet_config() -> FleetConfig | None:
     """The fleet's config, or None where this process has none (a bare catalog tool)."""
-    from workers import fleet  # imported here: the fleet module imports much more
-
     try:
         return fleet.current_fleet().config
     except Exception:

@@ -16,32 +16,26 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from workers import crypto
-from workers.attempts import StopJob, start_attempt
 from workers.catalog import queries
+from workers.catalog.attempts import StopJob, start_attempt
 from workers.catalog.db import session_scope, write_catalog
 from workers.catalog.models import FAILED, RUNNING, SUCCESS, Artifact, Backup, UploadPart
+from workers.catalog.progress import CatalogProgress
 from workers.errors import BackfleetError, NotFoundError
 from workers.fleet import Fleet
-from workers.manifest import ArtifactEntry, Manifest, artifact_key, manifest_key
-from workers.manifest_mac import MacKeys
-from workers.notify import report_backup_outcome
-from workers.part_budget import PartBudget
-from workers.pipeline import (
-    DumpFactory,
-    ResumePoint,
-    StopCheck,
-    StoredArtifact,
-    TransferOptions,
-    upload_artifact,
-)
-from workers.progress_record import CatalogProgress
+from workers.monitoring.notify import report_backup_outcome
 from workers.redact import redact
+from workers.repository.manifest import ArtifactEntry, Manifest, artifact_key, manifest_key
+from workers.repository.manifest_mac import MacKeys
 from workers.retry import call_with_retries
 from workers.sources import Source, make_source
 from workers.stores.base import UploadedPart
 from workers.timestamps import utcnow
-from workers.volume_backup import VolumeSource, VolumeSpan, back_up_volumes
+from workers.transfer import crypto
+from workers.transfer.budget import PartBudget
+from workers.transfer.parts import StopCheck, TransferOptions
+from workers.transfer.upload import DumpFactory, ResumePoint, StoredArtifact, upload_artifact
+from workers.transfer.volumes import VolumeSource, VolumeSpan, back_up_volumes
 
 log = logging.getLogger(__name__)
 COMPRESSION: Literal["zstd"] = "zstd"
@@ -110,7 +104,7 @@ def run_backup(
                 artifacts=entries,
             )
             # Signed when a key is at hand; its digest goes to the catalog, and a restore
-            # or verification refuses any other manifest (workers/authenticity.py).
+            # or verification refuses any other manifest (workers/repository/authenticity.py).
             data = manifest.to_bytes(MacKeys.from_settings(fleet.settings).current)
             call_with_retries(
                 lambda: fleet.store.put_object(manifest_key(namespace, timestamp), data),
@@ -161,7 +155,7 @@ class _ServiceBackups:
             return [self._artifact(source, service, 1, source.dump)]
         # A large directory goes in volumes, several at once, each starting after
         # the last entry of the one before, so a redelivered backup resumes at the
-        # first unfinished one (workers/volume_backup.py).
+        # first unfinished one (workers/transfer/volumes.py).
         settings = self.fleet.settings
 
         def store_volume(
@@ -188,7 +182,7 @@ class _ServiceBackups:
         return entries
 
     def _finished_volumes(self, service: str) -> list[ArtifactEntry]:
-        """The volumes a dead attempt finished that chain from the first (see volume_backup)."""
+        """The volumes a dead attempt finished that chain from the first (transfer/volumes.py)."""
         with session_scope(self.url) as session:
             backup = session.get(Backup, self.backup_id)
             assert backup is not None

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
-from workers.manifest import ArtifactEntry
-from workers.part_budget import PartBudget
-from workers.pipeline import DumpFactory, StopCheck
+from workers.repository.manifest import ArtifactEntry
 from workers.sources.base import Dump
+from workers.transfer.budget import PartBudget
+from workers.transfer.parts import StopCheck
+from workers.transfer.upload import DumpFactory
 
 
 class VolumeSource(Protocol):

@@ -4,7 +4,7 @@ Services are restored one after another; the first failure stops the restore
 (the services not yet reached are untouched, and a failed service keeps its
 previous data, since every source commits only after verification).
 
-Each attempt first puts right what a killed attempt left (restore_recovery),
+Each attempt first puts right what a killed attempt left (operations/recovery.py),
 checks its namespace lock right before each source commits (`check_lock`
 raises LockLost: the target stays as it was), and records its result as a
 compare-and-set from Running, for this attempt only: a redelivery, a newer
@@ -19,26 +19,26 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 
-from workers import crypto
-from workers.attempts import start_attempt
 from workers.audit.operations import restore_ended
 from workers.catalog import queries
+from workers.catalog.attempts import start_attempt
 from workers.catalog.db import session_scope, write_catalog
 from workers.catalog.models import FAILED, RUNNING, SUCCESS, Restore
+from workers.catalog.progress import CatalogProgress
 from workers.errors import BackfleetError, NotFoundError, SourceError
 from workers.fleet import Fleet
-from workers.jobs import ALLOW_UNSIGNED_NOTE, read_trusted_manifest
-from workers.locks import LockLost
-from workers.manifest import ArtifactEntry, Manifest
-from workers.notify import report_restore_outcome
-from workers.pipeline import restore_artifacts
-from workers.progress_record import CatalogProgress
+from workers.monitoring.notify import report_restore_outcome
+from workers.operations.jobs import ALLOW_UNSIGNED_NOTE, read_trusted_manifest
+from workers.operations.locks import LockLost
+from workers.operations.recovery import recover_targets
 from workers.redact import redact
-from workers.restore_recovery import recover_targets
+from workers.repository.manifest import ArtifactEntry, Manifest
+from workers.repository.stored import check_stored
 from workers.sources import Source, make_source
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
-from workers.verify import check_stored
+from workers.transfer import crypto
+from workers.transfer.download import restore_artifacts
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ def run_restore(
             raise NotFoundError(f"restore {restore_id} is not in the catalog")
         if restore.status in (SUCCESS, FAILED):  # a redelivery of finished work: reported once
             return restore.status
-        # The override the caller asked for is on the row (workers/jobs.py), kept to the end;
-        # it is a note, not this attempt's error.
+        # The override the caller asked for is on the row (operations/jobs.py), kept to the
+        # end; it is a note, not this attempt's error.
         note = restore.error if (restore.error or "").startswith(ALLOW_UNSIGNED_NOTE) else None
         started = start_attempt(restore, max_redeliveries=fleet.settings.task_max_redeliveries)
         attempt, status = restore.attempts, restore.status

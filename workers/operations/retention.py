@@ -1,6 +1,6 @@
 """The retention pass: which backups of a namespace go, and deleting them safely.
 
-The GFS policy (workers/gfs.py) runs over the namespace's successful backups,
+The GFS policy (workers/operations/gfs.py) runs over the namespace's successful backups,
 full and onlyConfig ones as two separate series (a config-only backup must
 not stand in for a full one). A policy that keeps nothing is refused. On top
 of it, these are never deleted: a pinned backup (`backfleet pin`), the newest
@@ -11,7 +11,7 @@ is under an S3 Object Lock retention or legal hold. Pending, Running and
 Failed backups are not touched.
 
 Retention and restores exclude each other through the namespace's retention
-lock (workers/locks.py), held for the whole pass over a namespace (plan and
+lock (workers/operations/locks.py), held for the whole pass over a namespace (plan and
 deletes). A restore's catalog row is written before its worker starts, and
 the worker waits while the retention lock of the namespace it reads from is
 held (tasks/restore.py). So a restore whose row existed when the pass took
@@ -36,18 +36,23 @@ from typing import Protocol
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from workers import gfs
+from workers.audit.user_events import record_system_event
 from workers.catalog.db import session_scope
 from workers.catalog.models import ACTIVE_STATUSES, SUCCESS, Backup, Restore
 from workers.errors import ConfigError
 from workers.fleet import Fleet
-from workers.locks import NamespaceBusy, NamespaceLock, backups_being_read, retention_lock
-from workers.manifest import MANIFEST_NAME, backup_prefix, manifest_key
+from workers.operations import gfs
+from workers.operations.locks import (
+    NamespaceBusy,
+    NamespaceLock,
+    backups_being_read,
+    retention_lock,
+)
+from workers.operations.verify import namespaces_of
 from workers.redact import redact
+from workers.repository.manifest import MANIFEST_NAME, backup_prefix, manifest_key
 from workers.stores.base import ObjectStore
 from workers.timestamps import parse_timestamp, utcnow
-from workers.user_events import record_system_event
-from workers.verify import namespaces_of
 
 log = logging.getLogger(__name__)
 DELETE_BATCH = 100  # backups whose catalog rows go in one transaction

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from workers.errors import IntegrityError
-from workers.manifest_mac import MacKey, sign
+from workers.repository.manifest_mac import MacKey, sign
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -58,7 +58,7 @@ class Manifest(BaseModel):
         return list(dict.fromkeys(entry.service for entry in self.artifacts))
 
     def to_bytes(self, signer: MacKey | None = None) -> bytes:
-        """The stored form; with `signer`, it carries a MAC (workers/manifest_mac.py)."""
+        """The stored form; with `signer`, it carries a MAC (workers/repository/manifest_mac.py)."""
         document = self.model_dump(mode="json")
         if signer is not None:
             document = sign(document, signer)

@@ -2,7 +2,7 @@
 
 For each namespace: the latest successful backup, plus a rotating sample of
 older ones (those verified least recently first, VERIFY_SAMPLE_SIZE of them).
-Only an authentic manifest is used (workers/authenticity.py: the catalog's
+Only an authentic manifest is used (workers/repository/authenticity.py: the catalog's
 digest, its artifact rows, or a valid MAC). Each artifact is read in full, its
 SHA-256 and size compared with the manifest, and it is decrypted (when a key
 is at hand) and decompressed to its end. A missing object, one changed byte,
@@ -10,7 +10,6 @@ or a truncated stream fails the backup's verification, which is recorded in
 the catalog, reported as an audit event and alerted (`verify.failed`).
 """
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,20 +17,20 @@ from typing import Any
 
 from sqlalchemy import select
 
-from workers import crypto
-from workers.alerts import AlertEvent, alerter_for, safely
-from workers.authenticity import load_manifest
+from workers.audit.user_events import record_system_event
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Backup, Verification
-from workers.errors import BackfleetError, IntegrityError
+from workers.errors import BackfleetError
 from workers.fleet import Fleet
-from workers.manifest import ArtifactEntry, Manifest
-from workers.pipeline import open_restore_stream
+from workers.monitoring.alerts import AlertEvent, alerter_for, safely
 from workers.redact import redact
-from workers.sources.base import CHUNK_SIZE
+from workers.repository.authenticity import load_manifest
+from workers.repository.manifest import ArtifactEntry, Manifest
+from workers.repository.stored import check_stored
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
-from workers.user_events import record_system_event
+from workers.transfer import crypto
+from workers.transfer.download import open_restore_stream
 
 log = logging.getLogger(__name__)
 
@@ -173,18 +172,6 @@ def check_artifact(store: ObjectStore, entry: ArtifactEntry, keyring: crypto.Key
     with open_restore_stream(store, entry, keyring, count) as stream:
         stream.verify()
     return read
-
-
-def check_stored(store: ObjectStore, entry: ArtifactEntry) -> int:
-    """Read an artifact back from `store`: its size and SHA-256 must be the manifest's."""
-    digest, size = hashlib.sha256(), 0
-    with store.open_read(entry.key) as raw:
-        while chunk := raw.read(CHUNK_SIZE):
-            digest.update(chunk)
-            size += len(chunk)
-    if size != entry.size or digest.hexdigest() != entry.sha256:
-        raise IntegrityError(f"{entry.key} does not match its size and SHA-256 in the manifest")
-    return size
 
 
 def _copied(fleet: Fleet, namespace: str, timestamp: str) -> bool:

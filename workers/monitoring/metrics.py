@@ -17,7 +17,7 @@ from workers.audit.catalog import unshipped_by_namespace
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Alert, Artifact, Backup, Verification
 from workers.fleet import Fleet
-from workers.health import freshness
+from workers.monitoring.health import freshness
 from workers.queues import QUEUES
 from workers.timestamps import parse_timestamp
 

@@ -4,12 +4,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from workers import crypto
 from workers.fleet import Fleet
-from workers.jobs import services_for_backup
-from workers.pipeline import TransferOptions, upload_artifact
+from workers.operations.jobs import services_for_backup
 from workers.sources import make_source
 from workers.stores.null import NullStore
+from workers.transfer import crypto
+from workers.transfer.parts import TransferOptions
+from workers.transfer.upload import upload_artifact
 
 
 @dataclass(frozen=True)

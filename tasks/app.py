@@ -1,0 +1,155 @@
+"""The Celery app: broker, queues, routes, reliability settings and the beat schedule.
+
+`celery -A tasks.app worker|beat|flower` works as Celery users expect, and so does
+the older `celery -A workers.app` (an alias module). Nothing here connects to
+anything: SDK clients and DB engines are made after fork.
+"""
+
+import logging
+
+from celery import Celery
+from celery.signals import task_postrun, worker_init, worker_process_init, worker_ready
+from kombu.entity import Exchange, Queue
+
+from beat_schedule import build_beat_schedule
+from tasks.memory import (
+    freeze_long_lived_objects,
+    limit_heap_fragmentation,
+    release_free_heap,
+)
+from tasks.task_labels import task_label as _labels_every_task  # noqa: F401 (connects)
+from workers.catalog.db import dispose_engines
+from workers.monitoring.redis_checks import eviction_problem
+from workers.operations.locks import forget_clients
+from workers.queues import QUEUES
+from workers.settings import get_settings
+
+log = logging.getLogger(__name__)
+TASK_ROUTES = {
+    "tasks.backup.*": {"queue": "backup"},
+    "tasks.restore.*": {"queue": "restore"},
+    "tasks.audit.*": {"queue": "audit"},
+    "tasks.verify.*": {"queue": "verify"},
+    "tasks.retention.*": {"queue": "maintenance"},
+    "tasks.maintenance.*": {"queue": "maintenance"},
+    "tasks.alerts.*": {"queue": "maintenance"},
+    "tasks.replicate.*": {"queue": "maintenance"},
+}
+
+FAST_FAIL_RETRIES = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+
+settings = get_settings()
+VISIBILITY = settings.celery_visibility_timeout
+# How often a worker hands back messages whose worker died (kombu >= 5.6 sweeps
+# every interval x throttle seconds); a fraction of the visibility timeout.
+UNACKED_SWEEP = {
+    "unacked_restore_interval": max(1, min(10, VISIBILITY // 10)),
+    "unacked_restore_throttle": max(1, min(10, VISIBILITY // 100)),
+}
+app = Celery(
+    "backfleet",
+    broker=settings.broker_url,
+    backend=settings.results_url,
+    include=[
+        "tasks.backup",
+        "tasks.restore",
+        "tasks.retention",
+        "tasks.maintenance",
+        "tasks.verify",
+        "tasks.alerts",
+        "tasks.replicate",
+        "tasks.audit",
+    ],
+)
+app.conf.update(
+    # Each queue its own exchange and routing key: a bare Queue(name) would be
+    # bound to the default exchange with the default key, and every message
+    # would then be delivered to all five queues.
+    task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
+    task_default_exchange="backup",
+    task_default_routing_key="backup",
+    task_default_queue="backup",
+    task_routes=TASK_ROUTES,
+    # A task is acknowledged only when it has finished, and a worker holds one
+    # message at a time, so a worker that dies hands its backup back (the
+    # catalog counts deliveries and fails a job past TASK_MAX_REDELIVERIES).
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    # Not cancelled on a lost broker connection: measured with Celery 5.7 and a
+    # Redis restart (tests/integration/test_fleet_faults.py), cancelling killed
+    # the backup and its message was never delivered again. Left running, the
+    # task finishes and acknowledges after the reconnect; a copy delivered
+    # meanwhile waits on the namespace lock, then finds the backup done.
+    worker_cancel_long_running_tasks_on_connection_loss=False,
+    # Redis redelivers an unacknowledged message after the visibility timeout:
+    # it must outlast the longest backup (settings check BACKUP_TIME_LIMIT < it),
+    # and Celery reads it from each of these places.
+    visibility_timeout=VISIBILITY,
+    task_soft_time_limit=settings.backup_soft_time_limit,
+    task_time_limit=settings.backup_time_limit,
+    # Flower shows every task as it is sent, starts and ends.
+    worker_send_task_events=True,
+    task_send_sent_event=True,
+    task_track_started=True,
+    result_expires=settings.celery_result_expires,
+    result_extended=True,
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    timezone="UTC",
+    enable_utc=True,
+    broker_connection_retry_on_startup=True,
+    # An unreachable broker fails a request within seconds (the API answers 503)
+    # instead of hanging it; workers keep reconnecting on their own.
+    broker_transport_options={
+        "socket_connect_timeout": 5,
+        "visibility_timeout": VISIBILITY,
+        **UNACKED_SWEEP,
+    },
+    redis_socket_connect_timeout=5,
+    task_publish_retry_policy=FAST_FAIL_RETRIES,
+    # Workers use this policy too: a result that cannot be stored is only a
+    # lost status line for Flower, since the catalog holds the truth.
+    result_backend_transport_options={
+        "retry_policy": FAST_FAIL_RETRIES,
+        "visibility_timeout": VISIBILITY,
+    },
+    beat_schedule=build_beat_schedule(settings),
+    # One active beat however many run: RedBeat keeps the schedule in Redis
+    # behind a lock; a standby takes over within lock timeout + loop interval.
+    beat_scheduler="tasks.beat_scheduler:ResilientRedBeatScheduler",
+    redbeat_redis_url=settings.broker_url,
+    redbeat_key_prefix="backfleet:redbeat",
+    redbeat_lock_timeout=settings.beat_lock_timeout,
+    redbeat_redis_options={"socket_connect_timeout": 5, "socket_timeout": 10},
+    beat_max_loop_interval=max(1, settings.beat_lock_timeout // 3),
+)
+
+
+@worker_init.connect  # sent after the worker has imported the `include` modules above
+def _freeze_before_the_pool_forks(**_: object) -> None:
+    """Children keep the parent's long-lived objects shared (tasks/memory.py)."""
+    freeze_long_lived_objects()
+
+
+@worker_process_init.connect
+def _fresh_connections_after_fork(**_: object) -> None:
+    """A forked pool process must not share its parent's database connections."""
+    dispose_engines()
+    forget_clients()
+    limit_heap_fragmentation()
+    freeze_long_lived_objects()
+
+
+@task_postrun.connect
+def _give_back_freed_memory(**_: object) -> None:
+    """An idle worker should not keep the last backup's buffers (tasks/memory.py)."""
+    release_free_heap()
+
+
+@worker_ready.connect
+def _warn_if_redis_may_evict(**_: object) -> None:
+    problem = eviction_problem(settings.broker_url)
+    if problem:
+        log.error("%s", problem)

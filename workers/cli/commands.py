@@ -1,0 +1,294 @@
+"""`backfleet`: the group, the fleet's processes, backups and restores (admin.py: the rest)."""
+
+import os
+import sys
+from typing import Any, NoReturn
+
+import click
+
+from workers.errors import BackfleetError
+from workers.queues import ALL_QUEUES
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _exec_celery(*args: str) -> NoReturn:
+    """Become the Celery process (so signals reach it directly)."""
+    from workers.settings import get_settings
+
+    try:
+        get_settings()  # refuse to start on invalid settings, with a clear message
+    except BackfleetError as exc:
+        _fail(str(exc))
+    argv = [sys.executable, "-m", "celery", "-A", "tasks.app", *args]
+    os.execv(sys.executable, argv)
+
+
+class BackfleetGroup(click.Group):
+    """Turns Backfleet's own errors into one clear line and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BackfleetError as exc:
+            _fail(str(exc))
+
+
+@click.group(cls=BackfleetGroup)
+def main() -> None:
+    """Backfleet: backups and audit logs for self-hosted platforms."""
+
+
+@main.command()
+def up() -> None:
+    """Run the whole fleet on this machine (API, worker, beat, Flower, embedded Redis)."""
+    from workers.cli.up import run_up
+
+    sys.exit(run_up())
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address [BACKFLEET_API_HOST, 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port [BACKFLEET_API_PORT, 8080].")
+def api(host: str | None, port: int | None) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    from workers.settings import get_settings
+
+    settings = get_settings()
+    uvicorn.run(
+        "api.main:app",
+        host=host or settings.backfleet_api_host,
+        port=port or settings.backfleet_api_port,
+        log_level=settings.backfleet_log_level.lower(),
+    )
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option(
+    "--queues",
+    default=ALL_QUEUES,
+    show_default=True,
+    help="Comma-separated queues to consume, e.g. backup,restore for a pod of long jobs.",
+)
+@click.pass_context
+def worker(ctx: click.Context, queues: str) -> None:
+    """Run a Celery worker (extra arguments go to `celery worker`)."""
+    known = set(ALL_QUEUES.split(","))
+    chosen = [name.strip() for name in queues.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - known)
+    if not chosen or unknown:
+        _fail(f"--queues takes names among {ALL_QUEUES}; got {queues!r}")
+    _exec_celery("worker", "-Q", ",".join(chosen), "-E", *ctx.args)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def beat(ctx: click.Context) -> None:
+    """Run Celery beat, which emits the scheduled jobs."""
+    _exec_celery("beat", *ctx.args)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def flower(ctx: click.Context) -> None:
+    """Run Flower, the live dashboard, on 127.0.0.1:5555 unless told otherwise."""
+    extra = list(ctx.args)
+    if not any(arg.startswith("--address") for arg in extra):
+        extra.insert(0, "--address=127.0.0.1")
+    _exec_celery("flower", *extra)
+
+
+@main.command()
+def migrate() -> None:
+    """Create or upgrade the catalog's tables (DATABASE_URL)."""
+    from workers.catalog.db import normalize_url
+    from workers.catalog.migrate import upgrade_catalog
+    from workers.redact import redact
+    from workers.settings import get_settings
+
+    url = get_settings().database_url
+    upgrade_catalog(url)
+    click.echo(f"catalog migrated: {redact(normalize_url(url))}")
+
+
+@main.group()
+def store() -> None:
+    """Manage the object store."""
+
+
+@store.command("init")
+def store_init() -> None:
+    """Create the bucket, container or directory the settings name."""
+    from workers.settings import get_settings
+    from workers.stores import make_store
+
+    target = make_store(get_settings())
+    target.init()
+    target.check()
+    click.echo(f"{target.kind} store ready")
+
+
+@main.command()
+@click.option("--namespace", default=None, help="Namespace [the configured default].")
+@click.option("--only-config", is_flag=True, help="Only the services marked `config = true`.")
+@click.option(
+    "--wait", is_flag=True, help="Wait until it ends, with progress; exit 1 if it failed."
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Stream every source through the pipeline, store nothing."
+)
+def backup(namespace: str | None, only_config: bool, wait: bool, dry_run: bool) -> None:
+    """Request an on-demand backup."""
+    from tasks.enqueue import celery_enqueue
+    from workers.cli.progress import wait_for_backup
+    from workers.fleet import current_fleet
+    from workers.operations.jobs import request_backup
+
+    fleet = current_fleet()
+    namespace = namespace or fleet.config.default_namespace
+    if dry_run:
+        _dry_run(namespace, only_config)
+        return
+    row = request_backup(
+        fleet,
+        namespace=namespace,
+        only_config=only_config,
+        trigger="cli",
+        requested_by="cli",
+        enqueue=celery_enqueue,
+    )
+    click.echo(f"backup {row.timestamp} of namespace {namespace} requested")
+    if wait:
+        status, error = wait_for_backup(fleet.settings.database_url, namespace, row.timestamp)
+        _report(f"backup {row.timestamp}", status, error)
+
+
+def _dry_run(namespace: str, only_config: bool) -> None:
+    from workers.fleet import current_fleet
+    from workers.operations.dry_run import dry_run
+
+    click.echo(f"dry run of namespace {namespace}: nothing is stored")
+    click.echo(f"{'SERVICE':<20} {'SOURCE':>14} {'STORED':>14} {'SECONDS':>8} {'MB/s':>8}")
+    for result in dry_run(current_fleet(), namespace=namespace, only_config=only_config):
+        click.echo(
+            f"{result.service:<20} {result.source_bytes:>14} {result.stored_bytes:>14} "
+            f"{result.seconds:>8.2f} {result.throughput / 1e6:>8.1f}"
+        )
+
+
+@main.command()
+@click.argument("timestamp")
+@click.option("--namespace", default=None, help="Namespace to restore into [the default].")
+@click.option("--source-namespace", default=None, help="Namespace the backup was taken of.")
+@click.option("--skip", multiple=True, metavar="SERVICE", help="Leave this service alone.")
+@click.option("--wait", is_flag=True, help="Wait until it ends; exit 1 if it failed.")
+@click.option(
+    "--allow-unconfigured-source",
+    is_flag=True,
+    help="Restore from a source namespace this fleet does not configure (another cluster's).",
+)
+@click.option(
+    "--allow-unsigned",
+    is_flag=True,
+    help="Accept a backup that cannot be authenticated (no catalog record, no valid MAC) "
+    "or, with encryption configured, unencrypted artifacts. Recorded on the restore.",
+)
+def restore(
+    timestamp: str,
+    namespace: str | None,
+    source_namespace: str | None,
+    skip: tuple[str, ...],
+    wait: bool,
+    allow_unconfigured_source: bool,
+    allow_unsigned: bool,
+) -> None:
+    """Restore the backup TIMESTAMP (e.g. 2023-02-02t17-03-15)."""
+    from tasks.enqueue import celery_enqueue
+    from workers.cli.progress import wait_for_restore
+    from workers.fleet import current_fleet
+    from workers.operations.jobs import request_restore
+    from workers.timestamps import parse_timestamp
+
+    try:
+        parse_timestamp(timestamp)
+    except ValueError as exc:
+        _fail(str(exc))
+    fleet = current_fleet()
+    namespace = namespace or fleet.config.default_namespace
+    row = request_restore(
+        fleet,
+        namespace=namespace,
+        timestamp=timestamp,
+        source_namespace=source_namespace,
+        skip=skip,
+        requested_by="cli",
+        enqueue=celery_enqueue,
+        # The operator's flag, else BACKFLEET_ALLOW_UNCONFIGURED_SOURCE_NAMESPACES.
+        allow_unconfigured_source=allow_unconfigured_source or None,
+        allow_unsigned=allow_unsigned,
+    )
+    click.echo(
+        f"restore of {row.source_namespace}/{timestamp} into {namespace} requested "
+        f"(services: {', '.join(row.services)})"
+    )
+    if row.error:  # the override's record
+        click.echo(f"warning: {row.error}", err=True)
+    if wait:
+        status, error = wait_for_restore(fleet.settings.database_url, row.id)
+        _report(f"restore of {timestamp}", status, error)
+
+
+@main.command()
+def keygen() -> None:
+    """Print a new encryption key for BACKUP_ENCRYPTION_KEY (an age X25519 identity)."""
+    from workers.transfer import crypto
+
+    key = crypto.generate_key()
+    click.echo(key)
+    key_id, recipient = crypto.public_details(key)
+    click.echo(
+        f"# key id {key_id}; public recipient {recipient}\n"
+        "# keep the key secret and safe: without it the backups it encrypts cannot be restored",
+        err=True,
+    )
+
+
+@main.command()
+def check() -> None:
+    """Try every piece of the configuration for real and say what is wrong."""
+    from workers.fleet import current_fleet
+    from workers.monitoring.checks import run_checks
+
+    failed = 0
+    for verdict in run_checks(current_fleet()):
+        mark = "ok  " if verdict.ok else "FAIL"
+        click.echo(f"{mark} {verdict.name}: {verdict.detail}")
+        failed += not verdict.ok
+    if failed:
+        _fail(f"{failed} check(s) failed", code=1)
+
+
+@store.command("sweep-uploads")
+@click.option("--dry-run", is_flag=True, help="Only list what would be aborted.")
+def store_sweep_uploads(dry_run: bool) -> None:
+    """Abort multipart uploads older than STALE_UPLOAD_AGE that no running backup owns."""
+    from workers.fleet import current_fleet
+    from workers.operations.sweep import abort_stale_uploads
+
+    result = abort_stale_uploads(current_fleet(), dry_run=dry_run)
+    verb = "would abort" if dry_run else "aborted"
+    for key in result.aborted:
+        click.echo(f"{verb} {key}")
+    click.echo(f"{len(result.aborted)} {verb}, {len(result.kept)} kept")
+
+
+def _report(what: str, status: str, error: str | None) -> None:
+    if status == "Success":
+        click.echo(f"{what}: Success")
+        return
+    _fail(f"{what}: {status}: {error or 'no reason recorded'}", code=1)

@@ -1,0 +1,1 @@
+"""Moving bytes: upload and download pipelines, volumes, part budget, bandwidth, encryption."""
