@@ -46,3 +46,9 @@ class InvalidRequestError(PermanentError):
 
 class ForbiddenError(PermanentError):
     """The caller may not do this (HTTP 403): outside its key's scope, or refused by policy."""
+
+
+def reason_of(exc: BaseException) -> str:
+    """What went wrong, for an operator: our own errors speak for themselves, others get
+    their type named (a bare "timed out" says little). Callers redact it before it leaves."""
+    return str(exc) if isinstance(exc, BackfleetError) else f"{type(exc).__name__}: {exc}"

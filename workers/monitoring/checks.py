@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 
 from workers.catalog.db import get_engine
 from workers.catalog.migrate import alembic_config
-from workers.errors import BackfleetError, ConfigError
+from workers.errors import ConfigError, reason_of
 from workers.fleet import Fleet
 from workers.monitoring.redis_checks import eviction_problem
 from workers.redact import redact
@@ -42,7 +42,7 @@ def run_checks(fleet: Fleet) -> Iterator[Verdict]:
         try:
             yield Verdict(name, True, check())
         except Exception as exc:
-            reason = str(exc) if isinstance(exc, BackfleetError) else f"{type(exc).__name__}: {exc}"
+            reason = reason_of(exc)
             yield Verdict(name, False, redact(reason, fleet.secrets()))
 
 

@@ -21,7 +21,7 @@ from workers.catalog.attempts import StopJob, start_attempt
 from workers.catalog.db import session_scope, write_catalog
 from workers.catalog.models import FAILED, RUNNING, SUCCESS, Artifact, Backup, UploadPart
 from workers.catalog.progress import CatalogProgress
-from workers.errors import BackfleetError, NotFoundError
+from workers.errors import NotFoundError, reason_of
 from workers.fleet import Fleet
 from workers.monitoring.notify import report_backup_outcome
 from workers.redact import redact
@@ -352,5 +352,4 @@ def _entry_from_row(row: Artifact) -> ArtifactEntry:
 
 def describe(exc: BaseException, fleet: Fleet) -> str:
     """An operator-readable reason, with every known secret masked."""
-    text = str(exc) if isinstance(exc, BackfleetError) else f"{type(exc).__name__}: {exc}"
-    return redact(text, fleet.secrets())
+    return redact(reason_of(exc), fleet.secrets())

@@ -25,7 +25,7 @@ from workers.catalog.attempts import start_attempt
 from workers.catalog.db import session_scope, write_catalog
 from workers.catalog.models import FAILED, RUNNING, SUCCESS, Restore
 from workers.catalog.progress import CatalogProgress
-from workers.errors import BackfleetError, NotFoundError, SourceError
+from workers.errors import BackfleetError, NotFoundError, SourceError, reason_of
 from workers.fleet import Fleet
 from workers.monitoring.notify import report_restore_outcome
 from workers.operations.jobs import ALLOW_UNSIGNED_NOTE, read_trusted_manifest
@@ -106,9 +106,9 @@ def run_restore(
             except LockLost:
                 raise
             except Exception as exc:
-                raise SourceError(f"{service}: {_reason(exc)}") from exc
+                raise SourceError(f"{service}: {reason_of(exc)}") from exc
     except Exception as exc:
-        error = redact(_reason(exc), fleet.secrets())
+        error = redact(reason_of(exc), fleet.secrets())
         log.error("restore %s failed: %s", restore_id, error)
 
     status = FAILED if error else SUCCESS
@@ -219,7 +219,3 @@ class _Progress:
     def add(self, count: int) -> None:
         self.done += count
         self.recorder.update(self.done)
-
-
-def _reason(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, BackfleetError) else f"{type(exc).__name__}: {exc}"

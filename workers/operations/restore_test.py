@@ -34,7 +34,7 @@ from sqlalchemy import select
 
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Backup, Verification
-from workers.errors import BackfleetError, IntegrityError, SourceError
+from workers.errors import IntegrityError, SourceError, reason_of
 from workers.fleet import Fleet
 from workers.operations.locks import reading_mark, wait_while_retention
 from workers.operations.verify import report_verdict
@@ -128,11 +128,11 @@ def _run_restore_test(fleet: Fleet, *, namespace: str, timestamp: str) -> Restor
                 check(fleet.store, entries, spec, keyring, scratch)
                 tested.append(service)
             except Exception as exc:
-                errors.append(f"{service}: {_reason(exc)}")
+                errors.append(f"{service}: {reason_of(exc)}")
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
     except Exception as exc:
-        errors.append(_reason(exc))
+        errors.append(reason_of(exc))
     error = redact("; ".join(errors), fleet.secrets()) or None
     result = RestoreTestResult(
         namespace, timestamp, FAILED if error else SUCCESS, tested, skipped, error
@@ -326,7 +326,3 @@ def _record(fleet: Fleet, result: RestoreTestResult) -> None:
         fleet, namespace=result.namespace, timestamp=result.timestamp, failed=failed,
         what="test restore", condition_suffix=":restore",
     )  # fmt: skip
-
-
-def _reason(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, BackfleetError) else f"{type(exc).__name__}: {exc}"

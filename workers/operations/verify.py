@@ -20,7 +20,7 @@ from sqlalchemy import select
 from workers.audit.user_events import record_system_event
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Backup, Verification
-from workers.errors import BackfleetError
+from workers.errors import reason_of
 from workers.fleet import Fleet
 from workers.monitoring.alerts import AlertEvent, alerter_for, safely
 from workers.redact import redact
@@ -139,13 +139,13 @@ def check_backup(
     try:
         manifest = load()
     except Exception as exc:
-        return VerifyResult(namespace, timestamp, store_name, FAILED, 0, 0, _reason(exc))
+        return VerifyResult(namespace, timestamp, store_name, FAILED, 0, 0, reason_of(exc))
     for entry in manifest.artifacts:
         try:
             read += check_artifact(store, entry, keyring)
             count += 1
         except Exception as exc:
-            errors.append(f"{entry.key}: {_reason(exc)}")
+            errors.append(f"{entry.key}: {reason_of(exc)}")
     status = FAILED if errors else SUCCESS
     return VerifyResult(
         namespace, timestamp, store_name, status, count, read, "; ".join(errors) or None
@@ -254,7 +254,3 @@ def _redacted(result: VerifyResult, secrets: list[str]) -> VerifyResult:
         result.namespace, result.timestamp, result.store, result.status, result.artifacts,
         result.bytes_read, redact(result.error or "", secrets),
     )  # fmt: skip
-
-
-def _reason(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, BackfleetError) else f"{type(exc).__name__}: {exc}"
