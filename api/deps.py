@@ -10,13 +10,10 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Annotated, Any, TypeVar, cast
 
-import redis
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ValidationError
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from sqlalchemy import text
 
 from api.auth import CALLER_STATE, CHALLENGE, Unauthorized, identify
@@ -25,6 +22,7 @@ from workers.audit import scope as audit_scope
 from workers.catalog.db import session_scope
 from workers.errors import BackfleetError, NotFoundError
 from workers.fleet import Fleet
+from workers.monitoring.redis_client import REQUEST, redis_client
 from workers.operations.jobs import Enqueue
 from workers.redact import redact
 from workers.settings import ApiKey
@@ -33,8 +31,6 @@ log = logging.getLogger(__name__)
 
 FleetProvider = Callable[[], Fleet]
 M = TypeVar("M", bound=BaseModel)
-
-BROKER_PING_TIMEOUT = 2.0  # seconds
 
 # --- the fleet and the enqueue function ---
 
@@ -205,20 +201,8 @@ def check_catalog(fleet: Fleet) -> None:
         session.execute(text("SELECT 1"))
 
 
-def _redis_url(url: str) -> str:
-    # Kombu spells a Unix socket `redis+socket:///path?virtual_host=N`; redis-py `unix:///path`.
-    if url.startswith("redis+socket://"):
-        return "unix://" + url.removeprefix("redis+socket://").partition("?")[0]
-    return url
-
-
 def ping_broker(url: str) -> None:
-    client = redis.Redis.from_url(
-        _redis_url(url),
-        socket_connect_timeout=BROKER_PING_TIMEOUT,
-        socket_timeout=BROKER_PING_TIMEOUT,
-        retry=Retry(NoBackoff(), 0),
-    )
+    client = redis_client(url, REQUEST)
     try:
         client.ping()
     finally:

@@ -20,6 +20,7 @@ from tasks.memory import (
 from tasks.task_labels import task_label as _labels_every_task  # noqa: F401 (connects)
 from workers.catalog.db import dispose_engines
 from workers.monitoring.redis_checks import eviction_problem
+from workers.monitoring.redis_client import redis_py_url
 from workers.operations.locks import forget_clients
 from workers.queues import QUEUES
 from workers.settings import get_settings
@@ -119,7 +120,7 @@ app.conf.update(
     # One active beat however many run: RedBeat keeps the schedule in Redis
     # behind a lock; a standby takes over within lock timeout + loop interval.
     beat_scheduler="tasks.beat_scheduler:ResilientRedBeatScheduler",
-    redbeat_redis_url=settings.broker_url,
+    redbeat_redis_url=redis_py_url(settings.broker_url),  # RedBeat knows no redis+socket://
     redbeat_key_prefix="backfleet:redbeat",
     redbeat_lock_timeout=settings.beat_lock_timeout,
     redbeat_redis_options={"socket_connect_timeout": 5, "socket_timeout": 10},

@@ -78,14 +78,17 @@ def redis_binary() -> str:
 
 class RedisServer:
     """A redis-server of the tests' own, 127.0.0.1 only; `persistent` keeps an append-only
-    file (fsync on every write), as production does, so a restart keeps queued tasks."""
+    file (fsync on every write), as production does, so a restart keeps queued tasks;
+    `unix_socket` also listens on `self.socket` (owner only), as a sidecar Redis may."""
 
-    def __init__(self, persistent: bool = False) -> None:
+    def __init__(self, persistent: bool = False, *, unix_socket: bool = False) -> None:
         self.persistent = persistent
+        self.unix_socket = unix_socket
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.directory = Path(tempfile.mkdtemp(prefix="backfleet-test-redis-"))
         self.log = self.directory / "redis.log"
+        self.socket = self.directory / "redis.sock"
         self.process: subprocess.Popen[bytes] | None = None
         atexit.register(self.close)
 
@@ -96,6 +99,8 @@ class RedisServer:
         else:
             argv += ["--save", "", "--appendonly", "no"]
         argv += ["--protected-mode", "yes", "--maxmemory-policy", "noeviction"]
+        if self.unix_socket:
+            argv += ["--unixsocket", str(self.socket), "--unixsocketperm", "700"]
         argv += ["--daemonize", "no", "--dir", str(self.directory), "--logfile", str(self.log)]
         self.process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent()

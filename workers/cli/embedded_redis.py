@@ -20,6 +20,7 @@ from pathlib import Path
 import redis
 
 from workers.child_env import child_env
+from workers.monitoring.redis_client import PROBE, redis_client
 
 PR_SET_PDEATHSIG = 1
 START_ATTEMPTS = 3  # a free port can be taken by someone else before redis binds it
@@ -62,7 +63,7 @@ def die_with_parent() -> Callable[[], None]:
 
 
 def answers_ping(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    client = redis_client(url, PROBE)
     try:
         return bool(client.ping())
     except redis.RedisError:

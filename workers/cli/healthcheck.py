@@ -78,13 +78,10 @@ def check_worker(argv: Sequence[str]) -> None:
 
 def check_beat(argv: Sequence[str]) -> None:
     """Beat is alive while this container is; what it needs besides is the broker."""
-    import redis
-
+    from workers.monitoring.redis_client import CHECK, redis_client
     from workers.settings import get_settings
 
-    client = redis.Redis.from_url(
-        get_settings().broker_url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT
-    )
+    client = redis_client(get_settings().broker_url, CHECK)
     try:
         client.ping()
     finally:

@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import redis
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
@@ -16,6 +15,7 @@ from workers.catalog.migrate import alembic_config
 from workers.errors import ConfigError, reason_of
 from workers.fleet import Fleet
 from workers.monitoring.redis_checks import eviction_problem
+from workers.monitoring.redis_client import CHECK, redis_client
 from workers.redact import redact
 from workers.services_config import ServiceSpec
 
@@ -57,7 +57,7 @@ def check_catalog(fleet: Fleet) -> str:
 
 
 def check_broker(url: str) -> str:
-    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    client = redis_client(url, CHECK)
     try:
         client.ping()
     finally:

@@ -6,6 +6,7 @@ a restart loses nothing. The audit backlog arrives with the audit trail.
 
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime
 
 import redis
@@ -18,6 +19,7 @@ from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Alert, Artifact, Backup, Verification
 from workers.fleet import Fleet
 from workers.monitoring.health import freshness
+from workers.monitoring.redis_client import REQUEST, redis_client
 from workers.queues import QUEUES
 from workers.timestamps import parse_timestamp
 
@@ -27,12 +29,11 @@ log = logging.getLogger(__name__)
 _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
 
-def queue_depths(broker_url: str, timeout: float = 2.0) -> dict[str, int] | None:
+def queue_depths(broker_url: str, timeout: float = REQUEST.socket_timeout) -> dict[str, int] | None:
     """Messages waiting per queue; None when the broker does not answer."""
+    profile = replace(REQUEST, connect_timeout=timeout, socket_timeout=timeout)
     try:
-        client = redis.Redis.from_url(
-            broker_url, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
+        client = redis_client(broker_url, profile)
         with client:
             pipe = client.pipeline()
             for queue in QUEUES:

@@ -1,8 +1,8 @@
 """Is the broker's Redis safe to hold tasks? An evicting Redis silently drops queued backups."""
 
-import redis
 from redis.exceptions import RedisError
 
+from workers.monitoring.redis_client import CHECK, redis_client
 from workers.redact import redact
 
 SAFE_POLICY = "noeviction"
@@ -11,7 +11,7 @@ SAFE_POLICY = "noeviction"
 def eviction_problem(url: str) -> str | None:
     """A clear sentence when Redis at `url` may evict broker keys; None when it will not."""
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+        client = redis_client(url, CHECK)
         policy = client.config_get("maxmemory-policy").get("maxmemory-policy")
     except RedisError as exc:
         # Managed Redis often forbids CONFIG: say so instead of guessing.

@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
 from kombu.transport.redis import PRIORITY_STEPS, Channel
 
+from workers.monitoring.redis_client import SCAN, redis_client
 from workers.queues import QUEUES
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def queue_keys(queues: Iterable[str] = QUEUES) -> list[str]:
 
 def tasks_in_broker(broker_url: str) -> BrokerTasks:
     """Every task message queued or delivered-but-unacknowledged, at one moment."""
-    client = redis.Redis.from_url(broker_url, socket_timeout=30, socket_connect_timeout=5)
+    client = redis_client(broker_url, SCAN)
     try:
         with client.pipeline(transaction=True) as pipe:  # one consistent snapshot
             for key in queue_keys():

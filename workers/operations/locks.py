@@ -24,6 +24,7 @@ from redis.exceptions import LockError, RedisError
 from redis.lock import Lock
 
 from workers.errors import BackfleetError
+from workers.monitoring.redis_client import LOCKS, redis_client
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,9 +38,7 @@ READING_PREFIX = "backfleet:reading:"
 @cache
 def _client(url: str) -> redis.Redis:
     # One client per process and URL, made on first use (after fork), never at import.
-    return redis.Redis.from_url(
-        url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
-    )
+    return redis_client(url, LOCKS)
 
 
 def lock_client(url: str) -> redis.Redis:
