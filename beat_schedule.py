@@ -1,8 +1,22 @@
-"""The beat schedule as plain data: which task, on which cron (UTC), on which queue."""
+"""The beat schedule as plain data: which task, on which cron (UTC); its queue is the
+task's own, from workers.queues."""
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from workers.queues import (
+    ABORT_STALE_UPLOADS,
+    APPLY_RETENTION,
+    CHECK_STALENESS,
+    COPY_TO_SECONDARY,
+    FLUSH_USER_EVENTS,
+    PURGE_USER_EVENTS,
+    RECONCILE,
+    RUN_BACKUP,
+    TEST_RESTORE,
+    VERIFY_BACKUPS,
+    queue_of,
+)
 from workers.services_config import FleetConfig, load_fleet_config
 from workers.settings import Settings
 from workers.timestamps import parse_cron
@@ -13,8 +27,11 @@ class ScheduleEntry:
     name: str
     task: str
     cron: str
-    queue: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def queue(self) -> str:
+        return queue_of(self.task)
 
 
 def schedule_entries(settings: Settings, config: FleetConfig | None) -> list[ScheduleEntry]:
@@ -22,63 +39,54 @@ def schedule_entries(settings: Settings, config: FleetConfig | None) -> list[Sch
     entries: list[ScheduleEntry] = [
         ScheduleEntry(
             name="abort-stale-uploads",
-            task="tasks.retention.abort_stale_uploads",
+            task=ABORT_STALE_UPLOADS,
             cron=settings.abort_stale_uploads_schedule,
-            queue="maintenance",
         ),
         ScheduleEntry(
             name="verify-backups",
-            task="tasks.verify.verify_backups",
+            task=VERIFY_BACKUPS,
             cron=settings.verify_schedule,
-            queue="verify",
         ),
         ScheduleEntry(
             name="test-restore",
-            task="tasks.verify.test_restore",
+            task=TEST_RESTORE,
             cron=settings.restore_test_schedule,
-            queue="verify",
         ),
         ScheduleEntry(
             name="apply-retention",
-            task="tasks.retention.apply_retention",
+            task=APPLY_RETENTION,
             cron=settings.retention_schedule,
-            queue="maintenance",
         ),
         ScheduleEntry(
             name="reconcile",
-            task="tasks.maintenance.reconcile",
+            task=RECONCILE,
             cron=settings.reconcile_schedule,
-            queue="maintenance",
         ),
         ScheduleEntry(
             name="check-staleness",
-            task="tasks.alerts.check_staleness",
+            task=CHECK_STALENESS,
             cron=settings.staleness_check_schedule,
-            queue="maintenance",
         ),
     ]
     if settings.secondary_object_store_location_type:
         entries.append(
             ScheduleEntry(
                 name="copy-to-secondary",
-                task="tasks.replicate.copy_to_secondary",
+                task=COPY_TO_SECONDARY,
                 cron=settings.secondary_copy_schedule,
-                queue="maintenance",
             )
         )
     if settings.enable_user_events:
         entries += [
             ScheduleEntry(
                 name="flush-user-events",
-                task="tasks.audit.flush_user_events",
+                task=FLUSH_USER_EVENTS,
                 cron=settings.uevents_schedule,
-                queue="audit",
             ),
             ScheduleEntry(
                 name="purge-user-events",
-                task="tasks.audit.purge_user_events",
+                task=PURGE_USER_EVENTS,
                 cron=settings.uevents_gc_schedule,
-                queue="audit",
             ),
         ]
     if settings.enable_regular_backups and config is not None:
@@ -102,10 +110,7 @@ def backup_entries(settings: Settings, config: FleetConfig, namespace: str) -> l
         kwargs: dict[str, Any] = {"namespace": namespace}
         if len(by_cron) > 1:  # a part of the namespace's services: name them
             kwargs.update(services=services, schedule=name)
-        entries.append(
-            ScheduleEntry(name=name, task="tasks.backup.run_backup", cron=cron, queue="backup",
-                          kwargs=kwargs)
-        )  # fmt: skip
+        entries.append(ScheduleEntry(name=name, task=RUN_BACKUP, cron=cron, kwargs=kwargs))
     return entries
 
 

@@ -15,15 +15,16 @@ from tasks.app import app
 from workers.fleet import current_fleet
 from workers.monitoring.alerts import alerter_for, deliver_in_background
 from workers.monitoring.notify import check_staleness as perform_check
+from workers.queues import CHECK_STALENESS, DELIVER_ALERT
 
 
-@app.task(name="tasks.alerts.check_staleness")
+@app.task(name=CHECK_STALENESS)
 def check_staleness() -> dict[str, Any]:
     found = perform_check(current_fleet())
     return {"stale": [f.condition.removeprefix("backup.stale:") for f in found if f.stale]}
 
 
-@app.task(name="tasks.alerts.deliver_alert", bind=True, max_retries=None)
+@app.task(name=DELIVER_ALERT, bind=True, max_retries=None)
 def deliver_alert(self: Task, alert_id: int) -> dict[str, Any]:
     fleet = current_fleet()
     alerter = alerter_for(fleet)

@@ -22,20 +22,11 @@ from workers.catalog.db import dispose_engines
 from workers.monitoring.redis_checks import eviction_problem
 from workers.monitoring.redis_client import redis_py_url
 from workers.operations.locks import forget_clients
-from workers.queues import QUEUES
+from workers.queues import QUEUES, TASK_QUEUES
 from workers.settings import get_settings
 
 log = logging.getLogger(__name__)
-TASK_ROUTES = {
-    "tasks.backup.*": {"queue": "backup"},
-    "tasks.restore.*": {"queue": "restore"},
-    "tasks.audit.*": {"queue": "audit"},
-    "tasks.verify.*": {"queue": "verify"},
-    "tasks.retention.*": {"queue": "maintenance"},
-    "tasks.maintenance.*": {"queue": "maintenance"},
-    "tasks.alerts.*": {"queue": "maintenance"},
-    "tasks.replicate.*": {"queue": "maintenance"},
-}
+TASK_ROUTES = {task: {"queue": queue} for task, queue in TASK_QUEUES.items()}
 
 FAST_FAIL_RETRIES = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 

@@ -23,12 +23,13 @@ from workers.fleet import Fleet, current_fleet
 from workers.operations.backup import run_backup as perform_backup
 from workers.operations.jobs import services_for_backup
 from workers.operations.locks import NamespaceBusy, namespace_lock
+from workers.queues import RUN_BACKUP
 
 log = logging.getLogger(__name__)
 
 
 # Time limits: the app's BACKUP_SOFT_TIME_LIMIT and BACKUP_TIME_LIMIT (tasks/app.py).
-@app.task(name="tasks.backup.run_backup", bind=True)
+@app.task(name=RUN_BACKUP, bind=True)
 def run_backup(
     self: Task,
     namespace: str | None = None,

@@ -5,9 +5,10 @@ from typing import Any
 from tasks.app import app
 from workers.fleet import current_fleet
 from workers.operations.reconcile import reconcile as perform_reconcile
+from workers.queues import RECONCILE
 
 
-@app.task(name="tasks.maintenance.reconcile")
+@app.task(name=RECONCILE)
 def reconcile(dry_run: bool = False) -> dict[str, Any]:
     outcomes = perform_reconcile(current_fleet(), dry_run=dry_run)
     return {

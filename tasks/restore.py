@@ -19,10 +19,11 @@ from workers.catalog.models import FAILED, SUCCESS
 from workers.fleet import current_fleet
 from workers.operations.locks import NamespaceBusy, namespace_lock, wait_while_retention
 from workers.operations.restore import run_restore as perform_restore
+from workers.queues import RUN_RESTORE
 
 
 # Time limits: the app's BACKUP_SOFT_TIME_LIMIT and BACKUP_TIME_LIMIT (tasks/app.py).
-@app.task(name="tasks.restore.run_restore", bind=True)
+@app.task(name=RUN_RESTORE, bind=True)
 def run_restore(
     self: Task,
     restore_id: int,

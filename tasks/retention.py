@@ -7,15 +7,16 @@ from workers.fleet import current_fleet
 from workers.operations.retention import RetentionPlan, apply_secondary_retention
 from workers.operations.retention import apply_retention as perform_retention
 from workers.operations.sweep import abort_stale_uploads as sweep
+from workers.queues import ABORT_STALE_UPLOADS, APPLY_RETENTION
 
 
-@app.task(name="tasks.retention.abort_stale_uploads")
+@app.task(name=ABORT_STALE_UPLOADS)
 def abort_stale_uploads() -> dict[str, Any]:
     result = sweep(current_fleet())
     return {"aborted": result.aborted, "kept": len(result.kept)}
 
 
-@app.task(name="tasks.retention.apply_retention")
+@app.task(name=APPLY_RETENTION)
 def apply_retention(namespace: str | None = None, dry_run: bool = False) -> dict[str, Any]:
     fleet = current_fleet()
     plans = perform_retention(fleet, namespace=namespace, dry_run=dry_run)

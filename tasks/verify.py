@@ -6,9 +6,10 @@ from tasks.app import app
 from workers.fleet import current_fleet
 from workers.operations.restore_test import run_restore_tests
 from workers.operations.verify import verify_backups as perform_verify
+from workers.queues import TEST_RESTORE, VERIFY_BACKUPS
 
 
-@app.task(name="tasks.verify.verify_backups")
+@app.task(name=VERIFY_BACKUPS)
 def verify_backups(namespace: str | None = None, timestamp: str | None = None) -> dict[str, Any]:
     results = perform_verify(current_fleet(), namespace=namespace, timestamp=timestamp)
     return {
@@ -17,7 +18,7 @@ def verify_backups(namespace: str | None = None, timestamp: str | None = None) -
     }
 
 
-@app.task(name="tasks.verify.test_restore")
+@app.task(name=TEST_RESTORE)
 def test_restore(namespace: str | None = None, timestamp: str | None = None) -> dict[str, Any]:
     results = run_restore_tests(current_fleet(), namespace=namespace, timestamp=timestamp)
     return {

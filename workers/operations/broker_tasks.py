@@ -24,7 +24,7 @@ from typing import Any
 from kombu.transport.redis import PRIORITY_STEPS, Channel
 
 from workers.monitoring.redis_client import SCAN, redis_client
-from workers.queues import QUEUES
+from workers.queues import QUEUES, RUN_BACKUP, RUN_RESTORE
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,9 @@ def _note(found: BrokerTasks, message: Any) -> None:
         found.ids.add(str(task_id))
     kwargs = _kwargs(message)
     task = str(headers.get("task") or "")
-    if task == "tasks.backup.run_backup" and kwargs.get("timestamp"):
+    if task == RUN_BACKUP and kwargs.get("timestamp"):
         found.backups.add((str(kwargs.get("namespace") or ""), str(kwargs["timestamp"])))
-    elif task == "tasks.restore.run_restore" and isinstance(kwargs.get("restore_id"), int):
+    elif task == RUN_RESTORE and isinstance(kwargs.get("restore_id"), int):
         found.restores.add(kwargs["restore_id"])
 
 

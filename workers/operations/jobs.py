@@ -20,6 +20,7 @@ from workers.errors import (
     TransientError,
 )
 from workers.fleet import Fleet
+from workers.queues import RUN_BACKUP, RUN_RESTORE, queue_of
 from workers.redact import redact
 from workers.repository.authenticity import TrustedManifest, load_manifest
 from workers.repository.manifest import Manifest
@@ -72,7 +73,7 @@ def request_backup(
         )
     kwargs: dict[str, object] = {"namespace": namespace, "timestamp": backup.timestamp}
     try:
-        task_id = enqueue("tasks.backup.run_backup", kwargs, "backup")
+        task_id = enqueue(RUN_BACKUP, kwargs, queue_of(RUN_BACKUP))
     except Exception as exc:
         _mark_not_enqueued(url, backup_id=backup.id, reason=redact(str(exc), fleet.secrets()))
         raise TransientError("the broker did not accept the backup task; try again") from None
@@ -265,7 +266,7 @@ def request_restore(
             **labels,
             "timestamp": timestamp,
         }
-        task_id = enqueue("tasks.restore.run_restore", task_kwargs, "restore")
+        task_id = enqueue(RUN_RESTORE, task_kwargs, queue_of(RUN_RESTORE))
     except Exception as exc:
         with session_scope(url) as session:
             row = session.get(Restore, restore.id)
