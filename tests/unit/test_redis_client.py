@@ -1,5 +1,9 @@
 """The one Redis client factory: every URL form the settings accept, read as kombu reads it."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import redis
 from redis.connection import SSLConnection, UnixDomainSocketConnection
@@ -92,3 +96,18 @@ def test_a_request_profile_does_not_retry() -> None:
 def test_an_unknown_scheme_is_refused_as_redis_py_refuses_it() -> None:
     with pytest.raises(ValueError, match="redis://, rediss://, unix://"):
         redis_client("http://127.0.0.1:6379/0", CHECK)
+
+
+def test_beat_reads_a_socket_broker_url_too() -> None:
+    """RedBeat hands its URL to redis-py as is: the app gives it one redis-py can read."""
+    code = (
+        "from redbeat.schedulers import get_redis; from tasks.app import app; "
+        "pool = get_redis(app).connection_pool; "
+        "print(pool.connection_kwargs['path'], pool.connection_kwargs['db'])"
+    )
+    env = {**os.environ, "BROKER_URL": "redis+socket:///tmp/beat.sock?virtual_host=2"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["/tmp/beat.sock", "2"]
