@@ -14,12 +14,11 @@ from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import text
 
 from api.auth import CALLER_STATE, CHALLENGE, Unauthorized, identify
 from api.schemas import RestoreStatusQuery
 from workers.audit import scope as audit_scope
-from workers.catalog.db import session_scope
+from workers.catalog.db import ping, session_scope
 from workers.errors import BackfleetError, NotFoundError
 from workers.fleet import Fleet
 from workers.monitoring.redis_client import REQUEST, redis_client
@@ -198,7 +197,7 @@ RestoreStatusDep = Annotated[RestoreStatusQuery, Depends(restore_status_query)]
 
 def check_catalog(fleet: Fleet) -> None:
     with session_scope(fleet.settings.database_url) as session:
-        session.execute(text("SELECT 1"))
+        ping(session)
 
 
 def ping_broker(url: str) -> None:

@@ -17,7 +17,7 @@ from workers.audit.operations import backup_ended
 from workers.catalog import queries
 from workers.catalog.attempts import StopJob
 from workers.catalog.db import session_scope
-from workers.catalog.models import FAILED, SUCCESS, SkippedRun
+from workers.catalog.models import FAILED, SUCCESS
 from workers.errors import ConflictError
 from workers.fleet import Fleet, current_fleet
 from workers.operations.backup import run_backup as perform_backup
@@ -106,16 +106,14 @@ def _namespace_busy(
     with session_scope(settings.database_url) as session:
         if timestamp is None:
             log.warning("scheduled backup of %s skipped: %s", namespace, reason)
-            if session.query(SkippedRun).filter_by(task_id=task.request.id).first() is None:
-                session.add(
-                    SkippedRun(
-                        namespace=namespace,
-                        schedule=schedule or "regular",
-                        services=sorted(services or []),
-                        reason=reason,
-                        task_id=task.request.id,
-                    )
-                )
+            queries.record_skipped_run(
+                session,
+                namespace=namespace,
+                schedule=schedule or "regular",
+                services=sorted(services or []),
+                reason=reason,
+                task_id=task.request.id,
+            )
             return {"namespace": namespace, "status": "Skipped", "reason": reason}
         row = queries.get_backup(session, namespace=namespace, timestamp=timestamp)
         if row is not None and row.status not in (SUCCESS, FAILED):

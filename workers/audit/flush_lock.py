@@ -13,14 +13,11 @@ A second flush waits for the first, then ships what is left.
 import fcntl
 import hashlib
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
-
-from workers.catalog.db import get_engine, normalize_url
+from workers.audit.catalog import advisory_lock
+from workers.catalog.db import database_file, get_engine
 
 LOCK_SUFFIX = ".audit-flush.lock"
 
@@ -35,19 +32,10 @@ def lock_key(namespace: str) -> int:
 def flush_lock(database_url: str, namespace: str) -> Iterator[None]:
     engine = get_engine(database_url)
     if engine.dialect.name == "postgresql":
-        with engine.connect() as connection:
-            key = lock_key(namespace)
-            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
-            connection.commit()  # the lock is the session's, not the transaction's
-            try:
-                yield
-            finally:
-                # A broken connection has dropped the lock already: keep the flush's own error.
-                with suppress(SQLAlchemyError):
-                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-                    connection.commit()
+        with advisory_lock(engine, lock_key(namespace)):
+            yield
         return
-    database = make_url(normalize_url(database_url)).database
+    database = database_file(database_url)
     if not database or database == ":memory:":
         yield  # one connection, one process: nothing to exclude
         return

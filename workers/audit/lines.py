@@ -11,9 +11,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-from sqlalchemy import ColumnElement, Text, cast, func, literal
 
-from workers.catalog.models import UserEvent as E
 from workers.errors import InvalidRequestError
 
 MAX_PAYLOAD_CHARS = 64 * 1024  # longer request payloads are cut, and say so
@@ -124,38 +122,3 @@ def cut_payload(payload: str) -> str:
     if len(payload) <= MAX_PAYLOAD_CHARS:
         return payload
     return payload[: MAX_PAYLOAD_CHARS - len(TRUNCATED)] + TRUNCATED
-
-
-def line_sql(dialect: str) -> ColumnElement[str]:
-    """A SQL expression giving each user_events row as its JSON line (no newline).
-
-    The database writes the line, so shipping a million events is one streamed
-    query rather than a million JSON encodes in Python. Strings are escaped by
-    the database's own JSON functions; the JSON columns are stored compact
-    (workers.catalog.db.compact_json), and SQLite's json() minifies them anyway.
-    """
-
-    def string(column: Any) -> Any:  # a JSON string literal of a text column
-        if dialect == "postgresql":
-            return cast(func.to_json(column), Text)
-        return func.json_quote(column)
-
-    def structure(column: Any) -> Any:  # a JSON column's text (compact)
-        return cast(column, Text) if dialect == "postgresql" else func.json(column)
-
-    parts: list[Any] = [
-        literal('{"opType":'), string(E.op_type),
-        literal(',"createdAt":'), cast(E.created_at, Text),
-        literal(',"nameHints":'), structure(E.name_hints),
-        literal(',"userEmail":'), string(E.user_email),
-        literal(',"customerName":'), string(E.customer_name),
-        literal(',"responseCode":'), cast(E.response_code, Text),
-        literal(',"requestParams":'), structure(E.request_params),
-        literal(',"requestPayload":'), string(E.request_payload),
-        literal(',"latencyInMillis":'), cast(E.latency_ms, Text),
-        literal("}"),
-    ]  # fmt: skip
-    joined = parts[0]
-    for part in parts[1:]:
-        joined = joined.op("||")(part)
-    return cast(joined, Text)

@@ -2,7 +2,7 @@
 
 A raw line is `<JSON line>\\t<event id>\\n`, in id order (the index's order, so
 the database produces rows while the worker consumes them). The database
-writes the JSON line itself (workers.audit.lines.line_sql).
+writes the JSON line itself (workers.audit.catalog.line_sql).
 
 PostgreSQL: one cheap query finds where the date changes along the ids, then
 `psql` runs COPY and its stdout is read in large blocks, cut at those places
@@ -22,13 +22,10 @@ from collections.abc import Iterator
 from datetime import date, timedelta
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from sqlalchemy import Engine, func, or_, select
-from sqlalchemy.sql.elements import ColumnElement
 
+from workers.audit import catalog
 from workers.audit.layout import DAY_MS
-from workers.audit.lines import line_sql
-from workers.catalog.db import session_scope
-from workers.catalog.models import UserEvent
+from workers.catalog.db import Engine, session_scope
 from workers.child_env import libpq_env
 from workers.errors import TransientError
 from workers.redact import redact
@@ -41,10 +38,6 @@ BLOCK_BYTES = 256 * 1024
 EPOCH = date(1970, 1, 1)
 
 
-def _in_batch(namespace: str, after: int, through: int) -> ColumnElement[bool]:
-    return (UserEvent.namespace == namespace) & (UserEvent.id > after) & (UserEvent.id <= through)
-
-
 def blocks(
     engine: Engine, database_url: str, namespace: str, after: int, through: int
 ) -> Iterator[tuple[date, bytes]]:
@@ -54,31 +47,10 @@ def blocks(
         yield from _row_blocks(engine, database_url, namespace, after, through)
 
 
-def _day_starts(engine: Engine, namespace: str, after: int, through: int) -> list[tuple[int, int]]:
-    """(first id, day number) of each run of consecutive ids on one UTC date."""
-    day = UserEvent.created_at // DAY_MS
-    runs = (
-        select(
-            UserEvent.id,
-            day.label("day"),
-            func.lag(day).over(order_by=UserEvent.id).label("previous"),
-        )
-        .where(_in_batch(namespace, after, through))
-        .subquery()
-    )
-    query = (
-        select(runs.c.id, runs.c.day)
-        .where(or_(runs.c.previous.is_(None), runs.c.day != runs.c.previous))
-        .order_by(runs.c.id)
-    )
-    with engine.connect() as connection:
-        return [(int(first), int(number)) for first, number in connection.execute(query)]
-
-
 def _postgres_blocks(
     engine: Engine, namespace: str, after: int, through: int
 ) -> Iterator[tuple[date, bytes]]:
-    starts = _day_starts(engine, namespace, after, through)
+    starts = catalog.day_starts(engine, namespace=namespace, after=after, through=through)
     if not starts:
         return
     next_run = 1
@@ -100,17 +72,6 @@ def _postgres_blocks(
             yield day, block
 
 
-def _copy_query(engine: Engine, namespace: str, low: int, high: int) -> str:
-    query = (
-        select(line_sql("postgresql"), UserEvent.id)
-        .where(_in_batch(namespace, low, high))
-        .order_by(UserEvent.id)
-    )
-    # Literal values: a namespace is a DNS label and the rest are integers.
-    sql = query.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
-    return f"COPY ({sql}) TO STDOUT"
-
-
 def _copy_out(engine: Engine, namespace: str, after: int, through: int) -> Iterator[bytes]:
     psql = shutil.which("psql")
     if psql is None:
@@ -120,7 +81,7 @@ def _copy_out(engine: Engine, namespace: str, after: int, through: int) -> Itera
     password = str(params.pop("password", "") or "")
     env = libpq_env(password)  # not the worker's secrets
     command = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", make_conninfo("", **params)]
-    command += ["-c", _copy_query(engine, namespace, after, through)]
+    command += ["-c", catalog.copy_lines_sql(engine, namespace=namespace, low=after, high=through)]
     process = subprocess.Popen(
         command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )
@@ -142,7 +103,8 @@ def _copy_out_psycopg(engine: Engine, namespace: str, after: int, through: int) 
         raw = connection.connection.driver_connection
         assert raw is not None
         for low in range(after, through, IDS_PER_COPY):
-            statement = _copy_query(engine, namespace, low, min(low + IDS_PER_COPY, through))
+            high = min(low + IDS_PER_COPY, through)
+            statement = catalog.copy_lines_sql(engine, namespace=namespace, low=low, high=high)
             with raw.cursor().copy(statement) as copy:
                 for data in copy:
                     yield bytes(data)
@@ -170,17 +132,18 @@ def _complete_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
 def _row_blocks(
     engine: Engine, database_url: str, namespace: str, after: int, through: int
 ) -> Iterator[tuple[date, bytes]]:
-    query = (
-        select(UserEvent.id, UserEvent.created_at, line_sql(engine.dialect.name))
-        .where(_in_batch(namespace, after, through))
-        .order_by(UserEvent.id)
-        .execution_options(yield_per=ROWS_PER_FETCH)
-    )
     day_number: int | None = None
     lines: list[bytes] = []
     size = 0
     with session_scope(database_url) as session:
-        for event_id, created_at, line in session.execute(query):
+        rows = catalog.event_lines(
+            session,
+            namespace=namespace,
+            after=after,
+            through=through,
+            rows_per_fetch=ROWS_PER_FETCH,
+        )
+        for event_id, created_at, line in rows:
             number = created_at // DAY_MS
             if lines and (number != day_number or size >= BLOCK_BYTES):
                 yield EPOCH + timedelta(days=day_number or 0), b"".join(lines)

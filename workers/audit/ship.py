@@ -21,14 +21,11 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
-
 from workers.audit import catalog
 from workers.audit.flush_lock import flush_lock
 from workers.audit.objects import BatchWriter
 from workers.audit.rows import blocks
 from workers.catalog.db import get_engine, session_scope
-from workers.catalog.models import UserEvent
 from workers.stores.base import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -111,15 +108,13 @@ def _claim_batch(
         state = catalog.shipping_state(session, namespace=namespace, lock=True)
         if state.pending_through is not None and state.pending_through > state.shipped_through:
             return state.shipped_through, state.pending_through  # a flush died: redo it
-        in_range = select(UserEvent.id).where(
-            UserEvent.namespace == namespace,
-            UserEvent.id > state.shipped_through,
-            UserEvent.id <= horizon,
+        last = catalog.batch_end(
+            session,
+            namespace=namespace,
+            after=state.shipped_through,
+            horizon=horizon,
+            batch_events=batch_events,
         )
-        ascending = in_range.order_by(UserEvent.id)
-        last = session.scalar(ascending.offset(batch_events - 1).limit(1))
-        if last is None:  # fewer than a full batch left: take them all
-            last = session.scalar(in_range.order_by(UserEvent.id.desc()).limit(1))
         if last is None:
             return None
         state.pending_through = last

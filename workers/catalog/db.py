@@ -9,10 +9,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine as Engine  # re-exported: callers type their engines with it
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session as Session  # re-exported: callers type their sessions
+from sqlalchemy.orm import sessionmaker
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -28,6 +30,11 @@ def normalize_url(url: str) -> str:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
+
+
+def database_file(url: str) -> str | None:
+    """The `database` part of the URL: a SQLite URL's file (None or ":memory:" for none)."""
+    return make_url(normalize_url(url)).database
 
 
 def compact_json(value: object) -> str:
@@ -99,6 +106,11 @@ def session_scope(url: str) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def ping(session: Session) -> None:
+    """One round trip to the catalog (readiness): raises when it does not answer."""
+    session.execute(text("SELECT 1"))
 
 
 def dispose_engines() -> None:

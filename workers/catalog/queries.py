@@ -1,13 +1,23 @@
 """Keyword-only data access. Callers own the session and its transaction."""
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, Row, delete, select, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.orm import Session
 
-from workers.catalog.models import ACTIVE_STATUSES, Artifact, Backup, Restore
+from workers.catalog.models import (
+    ACTIVE_STATUSES,
+    RUNNING,
+    SUCCESS,
+    Artifact,
+    Backup,
+    Restore,
+    SkippedRun,
+    UploadPart,
+)
 from workers.errors import ConflictError
 from workers.timestamps import format_timestamp, utcnow
 
@@ -80,6 +90,132 @@ def backup_by_task(session: Session, *, task_id: str) -> Backup | None:
 def get_backup(session: Session, *, namespace: str, timestamp: str) -> Backup | None:
     query = select(Backup).where(Backup.namespace == namespace, Backup.timestamp == timestamp)
     return session.scalars(query).first()
+
+
+def lock_backup(session: Session, *, backup_id: int) -> Backup | None:
+    """The backup row, locked (SELECT ... FOR UPDATE) until the caller's transaction ends."""
+    query = select(Backup).where(Backup.id == backup_id).with_for_update()
+    return session.scalars(query).first()
+
+
+def active_backups(session: Session) -> Sequence[Backup]:
+    """Every Pending or Running backup."""
+    return session.scalars(select(Backup).where(Backup.status.in_(ACTIVE_STATUSES))).all()
+
+
+def backup_namespaces(session: Session) -> set[str]:
+    """Every namespace the catalog has backups of."""
+    return set(session.scalars(select(Backup.namespace).distinct()))
+
+
+def newest_success(
+    session: Session, *, namespace: str, excluding_id: int | None = None
+) -> Backup | None:
+    """The namespace's newest successful backup (other than `excluding_id`)."""
+    query = select(Backup).where(Backup.namespace == namespace, Backup.status == SUCCESS)
+    if excluding_id is not None:
+        query = query.where(Backup.id != excluding_id)
+    return session.scalars(query.order_by(Backup.timestamp.desc()).limit(1)).first()
+
+
+def least_recently_verified(
+    session: Session, *, namespace: str, excluding_id: int, limit: int
+) -> Sequence[Backup]:
+    """Successful backups never verified first, then the longest ago verified; oldest first."""
+    query = (
+        select(Backup)
+        .where(Backup.namespace == namespace, Backup.status == SUCCESS, Backup.id != excluding_id)
+        .order_by(Backup.verified_at.is_not(None), Backup.verified_at, Backup.timestamp)
+        .limit(limit)
+    )
+    return session.scalars(query).all()
+
+
+def uncopied_backups(session: Session, *, limit: int) -> list[tuple[str, str]]:
+    """(namespace, timestamp) of successful backups not copied to the secondary, oldest first."""
+    query = (
+        select(Backup.namespace, Backup.timestamp)
+        .where(Backup.status == SUCCESS, Backup.copied_at.is_(None))
+        .order_by(Backup.timestamp)
+        .limit(limit)
+    )
+    return [(namespace, timestamp) for namespace, timestamp in session.execute(query).all()]
+
+
+# What retention weighs of each backup.
+_RETENTION_COLUMNS = (
+    Backup.timestamp,
+    Backup.only_config,
+    Backup.pinned,
+    Backup.verified,
+    Backup.services,
+    Backup.status,
+)
+
+
+def retention_facts(
+    session: Session, *, namespace: str, timestamps: Iterable[str] | None = None
+) -> Sequence[Row[str, bool, bool, str | None, list[str], str]]:
+    """Retention's columns of the namespace's successful backups, or of those `timestamps`
+    whatever their status."""
+    query = select(*_RETENTION_COLUMNS).where(Backup.namespace == namespace)
+    if timestamps is None:
+        query = query.where(Backup.status == SUCCESS)
+    else:
+        query = query.where(Backup.timestamp.in_(list(timestamps)))
+    return session.execute(query).all()
+
+
+def delete_backups(session: Session, *, namespace: str, timestamps: Iterable[str]) -> None:
+    """Delete the rows; the database cascades to artifacts and parts, unlinks verifications."""
+    stamps = list(timestamps)
+    session.execute(
+        delete(Backup).where(Backup.namespace == namespace, Backup.timestamp.in_(stamps))
+    )
+
+
+def running_upload_ids(session: Session) -> set[str]:
+    """The multipart upload ids of artifacts of Running backups."""
+    query = (
+        select(Artifact.upload_id)
+        .join(Backup)
+        .where(Backup.status == RUNNING, Artifact.upload_id.is_not(None))
+    )
+    return {upload_id for upload_id in session.scalars(query) if upload_id is not None}
+
+
+def artifacts_of_upload(session: Session, *, upload_id: str) -> Sequence[Artifact]:
+    return session.scalars(select(Artifact).where(Artifact.upload_id == upload_id)).all()
+
+
+def forget_parts(session: Session, *, artifact_id: int, number: int | None = None) -> None:
+    """Delete the artifact's recorded upload parts (only part `number`, when given)."""
+    query = delete(UploadPart).where(UploadPart.artifact_id == artifact_id)
+    if number is not None:
+        query = query.where(UploadPart.number == number)
+    session.execute(query)
+
+
+def record_skipped_run(
+    session: Session,
+    *,
+    namespace: str,
+    schedule: str,
+    services: list[str],
+    reason: str,
+    task_id: str,
+) -> None:
+    """Record a scheduled backup that was skipped, once per task (a retried task finds it)."""
+    if session.query(SkippedRun).filter_by(task_id=task_id).first() is None:
+        session.add(
+            SkippedRun(
+                namespace=namespace,
+                schedule=schedule,
+                services=services,
+                reason=reason,
+                task_id=task_id,
+            )
+        )
 
 
 def latest_backup(session: Session, *, namespace: str) -> Backup | None:
@@ -163,6 +299,41 @@ def create_restore(
             timestamp=stamp,
         ) from None
     return restore
+
+
+def lock_restore(session: Session, *, restore_id: int) -> Restore | None:
+    """The restore row, locked (SELECT ... FOR UPDATE) until the caller's transaction ends."""
+    query = select(Restore).where(Restore.id == restore_id).with_for_update()
+    return session.scalars(query).first()
+
+
+def active_restores(session: Session) -> Sequence[Restore]:
+    """Every Pending or Running restore."""
+    return session.scalars(select(Restore).where(Restore.status.in_(ACTIVE_STATUSES))).all()
+
+
+def restores_reading(session: Session, *, source_namespace: str) -> list[tuple[int, str, str]]:
+    """(id, timestamp, status) of the Pending or Running restores of the namespace's backups."""
+    query = select(Restore.id, Restore.timestamp, Restore.status).where(
+        Restore.source_namespace == source_namespace, Restore.status.in_(ACTIVE_STATUSES)
+    )
+    return [(restore_id, stamp, status) for restore_id, stamp, status in session.execute(query)]
+
+
+def finish_restore_attempt(
+    session: Session, *, restore_id: int, attempt: int, values: Mapping[str, Any]
+) -> bool:
+    """Compare and set: write `values` only while the row is Running for `attempt`.
+
+    True if this attempt still owned the row (exactly one row changed).
+    """
+    changed = session.execute(
+        update(Restore)
+        .where(Restore.id == restore_id, Restore.status == RUNNING, Restore.attempts == attempt)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return cast(CursorResult[Any], changed).rowcount == 1
 
 
 def get_restore(session: Session, *, restore_id: int) -> Restore | None:

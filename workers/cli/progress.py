@@ -11,12 +11,10 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from workers.catalog import queries
-from workers.catalog.db import session_scope
-from workers.catalog.models import SUCCESS, Backup
+from workers.catalog.db import Session, session_scope
+from workers.catalog.models import Backup
 
 TERMINAL = ("Success", "Failed")
 POLL_SECONDS = 0.5
@@ -36,12 +34,7 @@ def _bar() -> Progress:
 
 def expected_size(session: Session, backup: Backup) -> int | None:
     """The source bytes of the services' last successful backup: the ETA's yardstick."""
-    previous = session.scalars(
-        select(Backup)
-        .where(Backup.namespace == backup.namespace, Backup.status == SUCCESS,
-               Backup.id != backup.id)
-        .order_by(Backup.timestamp.desc())
-    ).first()  # fmt: skip
+    previous = queries.newest_success(session, namespace=backup.namespace, excluding_id=backup.id)
     if previous is None:
         return None
     sizes = [a.source_size or 0 for a in previous.artifacts if a.service in backup.services]

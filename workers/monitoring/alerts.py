@@ -22,9 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError as SQLIntegrityError
-
+from workers.catalog import alerts as alert_rows
 from workers.catalog.db import session_scope
 from workers.catalog.models import Alert
 from workers.redact import redact
@@ -106,10 +104,7 @@ class Alerter:
         alert = self._clean(alert)
         with session_scope(self.url) as session:
             row = _row(condition, alert)
-            try:
-                with session.begin_nested():
-                    session.add(row)
-            except SQLIntegrityError:
+            if not alert_rows.insert_unless_open(session, row=row):
                 return False  # the same condition is open: it was alerted already
             alert_id = row.id
         self._send(alert_id, alert)
@@ -119,7 +114,7 @@ class Alerter:
         """A one-off event: sent once, whatever happens to the task that reports it."""
         alert = self._clean(alert)
         with session_scope(self.url) as session:
-            if session.scalars(select(Alert.id).where(Alert.condition == condition)).first():
+            if alert_rows.condition_seen(session, condition=condition):
                 return False
             row = _row(condition, alert)
             row.resolved_at = row.opened_at = utcnow()
@@ -132,23 +127,14 @@ class Alerter:
     def resolve(self, condition: str) -> bool:
         """Close the condition (it may be alerted again once it reopens)."""
         with session_scope(self.url) as session:
-            rows = session.scalars(
-                select(Alert).where(Alert.condition == condition, Alert.resolved_at.is_(None))
-            ).all()
+            rows = alert_rows.open_alerts(session, condition=condition)
             for row in rows:
                 row.resolved_at = utcnow()
             return bool(rows)
 
     def open_conditions(self, prefix: str) -> list[str]:
         with session_scope(self.url) as session:
-            return list(
-                session.scalars(
-                    select(Alert.condition).where(
-                        Alert.condition.startswith(prefix, autoescape=True),
-                        Alert.resolved_at.is_(None),
-                    )
-                )
-            )
+            return alert_rows.open_conditions(session, prefix=prefix)
 
     def redeliver(self) -> int:
         """Send what earlier attempts could not; returns how many went out (or were queued).
@@ -159,13 +145,12 @@ class Alerter:
         now = utcnow()
         settled = now - timedelta(seconds=self._tries_take())
         with session_scope(self.url) as session:
-            rows = session.scalars(
-                select(Alert).where(
-                    Alert.delivered_at.is_(None),
-                    Alert.opened_at > now - REDELIVERY_WINDOW,
-                    (Alert.attempts >= self.policy.attempts) | (Alert.opened_at < settled),
-                )
-            ).all()
+            rows = alert_rows.owed_alerts(
+                session,
+                opened_after=now - REDELIVERY_WINDOW,
+                settled_before=settled,
+                attempts=self.policy.attempts,
+            )
             pending = [(row.id, _event_of(row)) for row in rows]
         return sum(self._send(alert_id, alert) for alert_id, alert in pending)
 

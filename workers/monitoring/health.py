@@ -8,11 +8,8 @@ backup's age is measured from there.
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
+from workers.catalog import queries, reports
 from workers.catalog.db import session_scope
-from workers.catalog.models import SUCCESS, Alert, Artifact, Backup, Verification
 from workers.fleet import Fleet
 from workers.timestamps import parse_cron, parse_timestamp, utcnow
 
@@ -51,21 +48,12 @@ def freshness(fleet: Fleet, *, now: datetime | None = None) -> list[Freshness]:
     found: list[Freshness] = []
     with session_scope(fleet.settings.database_url) as session:
         for namespace in sorted(fleet.config.namespaces):
-            stamp = _last_success(session, namespace, None)
+            stamp = reports.last_success(session, namespace=namespace)
             found.append(_judge(namespace, None, stamp, now, limit))
             for service in sorted(fleet.config.services_of(namespace)):
-                stamp = _last_success(session, namespace, service)
+                stamp = reports.last_success(session, namespace=namespace, service=service)
                 found.append(_judge(namespace, service, stamp, now, limit))
     return found
-
-
-def _last_success(session: Session, namespace: str, service: str | None) -> str | None:
-    query = select(func.max(Backup.timestamp)).where(
-        Backup.namespace == namespace, Backup.status == SUCCESS
-    )
-    if service is not None:
-        query = query.join(Artifact).where(Artifact.service == service, Artifact.status == SUCCESS)
-    return session.scalar(query)
 
 
 def _judge(
@@ -80,27 +68,15 @@ def namespace_health(fleet: Fleet, *, now: datetime | None = None) -> list[Names
     report = []
     with session_scope(fleet.settings.database_url) as session:
         for namespace in sorted(fleet.config.namespaces):
-            last = session.scalars(
-                select(Backup)
-                .where(Backup.namespace == namespace)
-                .order_by(Backup.timestamp.desc(), Backup.id.desc())
-            ).first()
-            check = session.scalars(
-                select(Verification)
-                .where(Verification.namespace == namespace)
-                .order_by(Verification.checked_at.desc(), Verification.id.desc())
-            ).first()
-            alerts = session.scalar(
-                select(func.count(Alert.id)).where(
-                    Alert.namespace == namespace, Alert.resolved_at.is_(None)
-                )
-            )
+            last = queries.latest_backup(session, namespace=namespace)
+            check = reports.latest_verification(session, namespace=namespace)
+            alerts = reports.open_alert_count(session, namespace=namespace)
             report.append(
                 NamespaceHealth(
                     namespace=namespace,
                     last_backup=last.timestamp if last else None,
                     last_status=last.status if last else None,
-                    last_success=_last_success(session, namespace, None),
+                    last_success=reports.last_success(session, namespace=namespace),
                     stale=namespace in stale,
                     last_verified=check.status if check else None,
                     last_verified_at=check.checked_at if check else None,

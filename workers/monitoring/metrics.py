@@ -12,11 +12,11 @@ from datetime import datetime
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
 from workers.audit.catalog import unshipped_by_namespace
+from workers.catalog import reports
 from workers.catalog.db import session_scope
-from workers.catalog.models import FAILED, SUCCESS, Alert, Artifact, Backup, Verification
+from workers.catalog.models import SUCCESS, Verification
 from workers.fleet import Fleet
 from workers.monitoring.health import freshness
 from workers.monitoring.redis_client import REQUEST, redis_client
@@ -77,30 +77,14 @@ class CatalogCollector(Collector):
             failures_help="Failed backups recorded in the catalog",
         )
         with session_scope(fleet.settings.database_url) as session:
-            newest = (
-                select(Backup.namespace, func.max(Backup.timestamp).label("stamp"))
-                .where(Backup.status == SUCCESS)
-                .group_by(Backup.namespace)
-                .subquery()
-            )
-            rows = session.execute(
-                select(Backup).join(
-                    newest,
-                    (Backup.namespace == newest.c.namespace) & (Backup.timestamp == newest.c.stamp),
-                )
-            ).scalars()
-            for row in rows:
+            for row in reports.newest_successes(session):
                 labels = [row.namespace]
                 last_time.add_metric(labels, parse_timestamp(row.timestamp).timestamp())
                 if row.started_at and row.finished_at:
                     spent = (row.finished_at - row.started_at).total_seconds()
                     duration.add_metric(labels, spent)
                 size.add_metric(labels, float(row.size or 0))
-            for namespace, count in session.execute(
-                select(Backup.namespace, func.count(Backup.id))
-                .where(Backup.status == FAILED)
-                .group_by(Backup.namespace)
-            ):
+            for namespace, count in reports.failed_backups(session):
                 failures.add_metric([namespace], float(count))
         yield from (last_time, duration, size, failures)
 
@@ -114,47 +98,14 @@ class CatalogCollector(Collector):
             failures_help="Failed artifacts of the service recorded in the catalog",
         )
         with session_scope(fleet.settings.database_url) as session:
-            newest = (
-                select(
-                    Backup.namespace,
-                    Artifact.service,
-                    func.max(Backup.timestamp).label("stamp"),
-                )
-                .join(Artifact)
-                .where(Backup.status == SUCCESS, Artifact.status == SUCCESS)
-                .group_by(Backup.namespace, Artifact.service)
-                .subquery()
-            )
-            rows = session.execute(
-                select(
-                    Backup.namespace,
-                    Artifact.service,
-                    Backup.timestamp,
-                    func.sum(Artifact.size),
-                    func.min(Artifact.started_at),
-                    func.max(Artifact.finished_at),
-                )
-                .join(Artifact)
-                .join(
-                    newest,
-                    (Backup.namespace == newest.c.namespace)
-                    & (Artifact.service == newest.c.service)
-                    & (Backup.timestamp == newest.c.stamp),
-                )
-                .group_by(Backup.namespace, Artifact.service, Backup.timestamp)
-            )
+            rows = reports.newest_service_successes(session)
             for namespace, service, stamp, stored, started, finished in rows:
                 labels = [namespace, service]
                 last_time.add_metric(labels, parse_timestamp(stamp).timestamp())
                 size.add_metric(labels, float(stored or 0))
                 if started is not None and finished is not None:
                     duration.add_metric(labels, _span(started, finished))
-            for namespace, service, count in session.execute(
-                select(Backup.namespace, Artifact.service, func.count(Artifact.id))
-                .join(Artifact)
-                .where(Artifact.status == FAILED)
-                .group_by(Backup.namespace, Artifact.service)
-            ):
+            for namespace, service, count in reports.failed_artifacts(session):
                 failures.add_metric([namespace, service], float(count))
         yield from (last_time, duration, size, failures)
 
@@ -176,18 +127,9 @@ class CatalogCollector(Collector):
         )
         with session_scope(fleet.settings.database_url) as session:
             newest: dict[tuple[str, str], Verification] = {}
-            for row in session.scalars(
-                select(Verification).order_by(Verification.checked_at, Verification.id)
-            ):
+            for row in reports.verifications_in_order(session):
                 newest[(row.namespace, row.kind)] = row  # the last one wins
-            for namespace, kind, status, count in session.execute(
-                select(
-                    Verification.namespace,
-                    Verification.kind,
-                    Verification.status,
-                    func.count(Verification.id),
-                ).group_by(Verification.namespace, Verification.kind, Verification.status)
-            ):
+            for namespace, kind, status, count in reports.verification_counts(session):
                 results.add_metric([namespace, kind, status.lower()], float(count))
         for (namespace, kind), row in sorted(newest.items()):
             last_time.add_metric([namespace, kind], row.checked_at.timestamp())
@@ -216,11 +158,7 @@ class CatalogCollector(Collector):
             "backfleet_alerts_open", "Open alert conditions", labels=["event"]
         )
         with session_scope(fleet.settings.database_url) as session:
-            for event, count in session.execute(
-                select(Alert.event, func.count(Alert.id))
-                .where(Alert.resolved_at.is_(None))
-                .group_by(Alert.event)
-            ):
+            for event, count in reports.open_alerts_by_event(session):
                 alerts.add_metric([event], float(count))
         yield from (stale, age, max_age, alerts)
 

@@ -13,12 +13,10 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar, cast
 
 from billiard.exceptions import SoftTimeLimitExceeded
-from sqlalchemy import delete
-from sqlalchemy.orm import Session
 
 from workers.catalog import queries
 from workers.catalog.attempts import StopJob, start_attempt
-from workers.catalog.db import session_scope, write_catalog
+from workers.catalog.db import Session, session_scope, write_catalog
 from workers.catalog.models import FAILED, RUNNING, SUCCESS, Artifact, Backup, UploadPart
 from workers.catalog.progress import CatalogProgress
 from workers.errors import NotFoundError, reason_of
@@ -255,7 +253,7 @@ class _ServiceBackups:
                 assert failed is not None
                 failed.status, failed.finished_at = FAILED, utcnow()
                 failed.error, failed.upload_id = reason, None
-                session.execute(delete(UploadPart).where(UploadPart.artifact_id == artifact_id))
+                queries.forget_parts(session, artifact_id=artifact_id)
 
             self._write(record_failure, "recording a failed artifact")
             raise
@@ -270,18 +268,14 @@ class _ServiceBackups:
             row = session.get(Artifact, artifact_id)
             assert row is not None
             row.upload_id, row.part_size = upload_id, self.options.part_size
-            session.execute(delete(UploadPart).where(UploadPart.artifact_id == artifact_id))
+            queries.forget_parts(session, artifact_id=artifact_id)
 
         self._write(record, "recording an upload id")
 
     def _record_part(self, artifact_id: int, part: UploadedPart) -> None:
         def record(session: Session) -> None:
             # A write retried after a lost commit reply must not add the part twice.
-            session.execute(
-                delete(UploadPart).where(
-                    UploadPart.artifact_id == artifact_id, UploadPart.number == part.number
-                )
-            )
+            queries.forget_parts(session, artifact_id=artifact_id, number=part.number)
             session.add(
                 UploadPart(
                     artifact_id=artifact_id, number=part.number, size=part.size,
@@ -304,7 +298,7 @@ class _ServiceBackups:
                 stored.facts,
                 stored.encryption,
             )
-            session.execute(delete(UploadPart).where(UploadPart.artifact_id == artifact_id))
+            queries.forget_parts(session, artifact_id=artifact_id)
             return _entry_from_row(row)
 
         return self._write(record, "recording a stored artifact")

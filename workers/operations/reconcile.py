@@ -45,14 +45,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from workers.audit.user_events import record_system_event
 from workers.catalog import queries
-from workers.catalog.db import session_scope
+from workers.catalog.db import Session, session_scope
 from workers.catalog.models import (
-    ACTIVE_STATUSES,
     FAILED,
     PENDING,
     SUCCESS,
@@ -137,13 +133,13 @@ def reconcile(
 
 def _active_jobs(url: str) -> list[Job]:
     with session_scope(url) as session:
-        backups = session.scalars(select(Backup).where(Backup.status.in_(ACTIVE_STATUSES)))
+        backups = queries.active_backups(session)
         jobs = [
             Job("backup", b.id, b.namespace, b.timestamp, b.status, b.attempts or 0,
                 b.task_id, b.created_at)
             for b in backups
         ]  # fmt: skip
-        restores = session.scalars(select(Restore).where(Restore.status.in_(ACTIVE_STATUSES)))
+        restores = queries.active_restores(session)
         jobs += [
             Job("restore", r.id, r.namespace, r.timestamp, r.status, r.attempts or 0,
                 r.task_id, r.created_at, r.source_namespace)
@@ -298,13 +294,9 @@ def _write(fleet: Fleet, job: Job, outcome: Outcome) -> Outcome:
     with session_scope(url) as session:
         row: Backup | Restore | None
         if job.kind == "backup":
-            row = session.scalars(
-                select(Backup).where(Backup.id == job.row_id).with_for_update()
-            ).first()
+            row = queries.lock_backup(session, backup_id=job.row_id)
         else:
-            row = session.scalars(
-                select(Restore).where(Restore.id == job.row_id).with_for_update()
-            ).first()
+            row = queries.lock_restore(session, restore_id=job.row_id)
         if row is None or (row.status, row.attempts or 0) != (job.status, job.attempts):
             return _outcome(job, "left", "it changed while being looked at")
         if isinstance(row, Backup) and outcome.status == SUCCESS:

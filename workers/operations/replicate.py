@@ -13,10 +13,8 @@ does. Verification covers both copies, and restores fall back to it.
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
-
+from workers.catalog import queries
 from workers.catalog.db import session_scope
-from workers.catalog.models import SUCCESS, Backup
 from workers.errors import BackfleetError
 from workers.fleet import Fleet
 from workers.redact import redact
@@ -43,12 +41,7 @@ def copy_pending(fleet: Fleet, *, limit: int = 100) -> CopyReport:
     if fleet.secondary is None:
         return report
     with session_scope(fleet.settings.database_url) as session:
-        pending = session.execute(
-            select(Backup.namespace, Backup.timestamp)
-            .where(Backup.status == SUCCESS, Backup.copied_at.is_(None))
-            .order_by(Backup.timestamp)
-            .limit(limit)
-        ).all()
+        pending = queries.uncopied_backups(session, limit=limit)
     for namespace, timestamp in pending:
         name = f"{namespace}/{timestamp}"
         try:
@@ -83,9 +76,7 @@ def copy_backup(fleet: Fleet, *, namespace: str, timestamp: str) -> None:
         what="manifest copy",
     )
     with session_scope(fleet.settings.database_url) as session:
-        row = session.scalars(
-            select(Backup).where(Backup.namespace == namespace, Backup.timestamp == timestamp)
-        ).first()
+        row = queries.get_backup(session, namespace=namespace, timestamp=timestamp)
         if row is not None:
             row.copied_at = utcnow()
     log.info("copied %s/%s to the secondary store", namespace, timestamp)

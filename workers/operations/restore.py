@@ -14,16 +14,13 @@ the alert and the audit event.
 
 import logging
 from collections.abc import Callable
-from typing import Any, cast
-
-from sqlalchemy import CursorResult, update
-from sqlalchemy.orm import Session
+from typing import Any
 
 from workers.audit.operations import restore_ended
 from workers.catalog import queries
 from workers.catalog.attempts import start_attempt
-from workers.catalog.db import session_scope, write_catalog
-from workers.catalog.models import FAILED, RUNNING, SUCCESS, Restore
+from workers.catalog.db import Session, session_scope, write_catalog
+from workers.catalog.models import FAILED, SUCCESS, Restore
 from workers.catalog.progress import CatalogProgress
 from workers.errors import BackfleetError, NotFoundError, SourceError, reason_of
 from workers.fleet import Fleet
@@ -120,13 +117,9 @@ def run_restore(
         values: dict[str, Any] = {"status": status, "error": recorded, "finished_at": utcnow()}
         if done is not None:
             values["bytes_done"] = done
-        changed = session.execute(
-            update(Restore)
-            .where(Restore.id == restore_id, Restore.status == RUNNING, Restore.attempts == attempt)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        if cast(CursorResult[Any], changed).rowcount == 1:
+        if queries.finish_restore_attempt(
+            session, restore_id=restore_id, attempt=attempt, values=values
+        ):
             return True
         row = session.get(Restore, restore_id)
         # A write retried after its commit went through (the reply was lost) finds its own result.

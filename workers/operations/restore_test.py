@@ -30,10 +30,10 @@ from typing import Any
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from redis.exceptions import RedisError
-from sqlalchemy import select
 
+from workers.catalog import queries
 from workers.catalog.db import session_scope
-from workers.catalog.models import FAILED, SUCCESS, Backup, Verification
+from workers.catalog.models import FAILED, SUCCESS, Verification
 from workers.errors import IntegrityError, SourceError, reason_of
 from workers.fleet import Fleet
 from workers.operations.locks import reading_mark, wait_while_retention
@@ -296,21 +296,14 @@ def _sqlite_row_counts(conn: sqlite3.Connection) -> dict[str, int]:
 
 def _newest_success(fleet: Fleet, namespace: str) -> str | None:
     with session_scope(fleet.settings.database_url) as session:
-        return session.scalars(
-            select(Backup.timestamp)
-            .where(Backup.namespace == namespace, Backup.status == SUCCESS)
-            .order_by(Backup.timestamp.desc())
-        ).first()
+        newest = queries.newest_success(session, namespace=namespace)
+        return newest.timestamp if newest is not None else None
 
 
 def _record(fleet: Fleet, result: RestoreTestResult) -> None:
     now = utcnow()
     with session_scope(fleet.settings.database_url) as session:
-        backup = session.scalars(
-            select(Backup).where(
-                Backup.namespace == result.namespace, Backup.timestamp == result.timestamp
-            )
-        ).first()
+        backup = queries.get_backup(session, namespace=result.namespace, timestamp=result.timestamp)
         session.add(
             Verification(
                 backup_id=backup.id if backup else None, namespace=result.namespace,

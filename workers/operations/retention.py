@@ -33,12 +33,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
-
 from workers.audit.user_events import record_system_event
-from workers.catalog.db import session_scope
-from workers.catalog.models import ACTIVE_STATUSES, SUCCESS, Backup, Restore
+from workers.catalog import queries
+from workers.catalog.db import Session, session_scope
+from workers.catalog.models import SUCCESS
 from workers.errors import ConfigError
 from workers.fleet import Fleet
 from workers.operations import gfs
@@ -90,9 +88,7 @@ def plan_retention(
     """What goes; `being_read`: timestamps a reading mark is held on (a test restore)."""
     policy = namespace_policy(fleet, namespace, policy)
     with session_scope(fleet.settings.database_url) as session:
-        rows = session.execute(
-            select(*_COLUMNS).where(Backup.namespace == namespace, Backup.status == SUCCESS)
-        ).all()
+        rows = queries.retention_facts(session, namespace=namespace)
         in_use = _read_by_restores(session, namespace, being_read)
     plan = RetentionPlan(namespace)
     for only_config in (False, True):
@@ -225,9 +221,7 @@ def _secondary_pass(
         if info.key.count("/") == 2 and info.key.endswith("/" + MANIFEST_NAME)
     )
     with session_scope(fleet.settings.database_url) as session:
-        rows = session.execute(
-            select(*_COLUMNS).where(Backup.namespace == ns, Backup.timestamp.in_(stamps))
-        ).all()
+        rows = queries.retention_facts(session, namespace=ns, timestamps=stamps)
         in_use = _read_by_restores(session, ns, being_read)
     known = {row.timestamp: row for row in rows}
     plan = RetentionPlan(ns)
@@ -267,12 +261,6 @@ def _secondary_pass(
     return plan
 
 
-_COLUMNS = (
-    Backup.timestamp, Backup.only_config, Backup.pinned, Backup.verified, Backup.services,
-    Backup.status,
-)  # fmt: skip
-
-
 class _Protectable(Protocol):
     timestamp: str
     pinned: bool
@@ -286,11 +274,7 @@ def _read_by_restores(
 ) -> dict[str, list[str]]:
     """Timestamp -> the Pending or Running restores (and test restores) reading that backup."""
     found: dict[str, list[str]] = {stamp: ["read by a test restore"] for stamp in being_read}
-    for restore_id, stamp, status in session.execute(
-        select(Restore.id, Restore.timestamp, Restore.status).where(
-            Restore.source_namespace == namespace, Restore.status.in_(ACTIVE_STATUSES)
-        )
-    ):
+    for restore_id, stamp, status in queries.restores_reading(session, source_namespace=namespace):
         found.setdefault(stamp, []).append(f"read by restore {restore_id} ({status})")
     return found
 
@@ -333,9 +317,7 @@ def _delete_batch(fleet: Fleet, plan: RetentionPlan, stamps: list[str]) -> None:
             del plan.delete[stamp]
     with session_scope(fleet.settings.database_url) as session:
         # The database cascades to artifacts and parts, and unlinks verifications.
-        session.execute(
-            delete(Backup).where(Backup.namespace == plan.namespace, Backup.timestamp.in_(gone))
-        )
+        queries.delete_backups(session, namespace=plan.namespace, timestamps=gone)
     for stamp in gone:
         reason = plan.delete[stamp]
         log.info("retention: deleted %s/%s: %s", plan.namespace, stamp, reason)
@@ -356,9 +338,7 @@ def delete_objects(store: ObjectStore, *, namespace: str, timestamp: str) -> Non
 def set_pinned(fleet: Fleet, *, namespace: str, timestamp: str, pinned: bool) -> bool:
     """Pin or unpin a backup; False if the catalog has no such backup."""
     with session_scope(fleet.settings.database_url) as session:
-        row = session.scalars(
-            select(Backup).where(Backup.namespace == namespace, Backup.timestamp == timestamp)
-        ).first()
+        row = queries.get_backup(session, namespace=namespace, timestamp=timestamp)
         if row is None:
             return False
         row.pinned = pinned

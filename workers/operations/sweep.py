@@ -10,10 +10,8 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
-
+from workers.catalog import queries
 from workers.catalog.db import session_scope
-from workers.catalog.models import RUNNING, Artifact, Backup
 from workers.fleet import Fleet
 from workers.timestamps import utcnow
 
@@ -30,13 +28,7 @@ def abort_stale_uploads(fleet: Fleet, *, dry_run: bool = False) -> SweepResult:
     cutoff = utcnow() - timedelta(seconds=fleet.settings.stale_upload_age)
     url = fleet.settings.database_url
     with session_scope(url) as session:
-        running = set(
-            session.scalars(
-                select(Artifact.upload_id)
-                .join(Backup)
-                .where(Backup.status == RUNNING, Artifact.upload_id.is_not(None))
-            )
-        )
+        running = queries.running_upload_ids(session)
     aborted, kept = [], []
     for upload in fleet.store.list_uploads(""):
         young = upload.started is not None and upload.started > cutoff
@@ -49,8 +41,6 @@ def abort_stale_uploads(fleet: Fleet, *, dry_run: bool = False) -> SweepResult:
         log.info("aborting stale upload of %s (started %s)", upload.key, upload.started)
         fleet.store.abort_upload(upload.key, upload.upload_id)
         with session_scope(url) as session:
-            for row in session.scalars(
-                select(Artifact).where(Artifact.upload_id == upload.upload_id)
-            ):
+            for row in queries.artifacts_of_upload(session, upload_id=upload.upload_id):
                 row.upload_id = None
     return SweepResult(aborted=aborted, kept=kept)

@@ -15,11 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-
 from workers.audit.user_events import record_system_event
+from workers.catalog import queries
 from workers.catalog.db import session_scope
-from workers.catalog.models import FAILED, SUCCESS, Backup, Verification
+from workers.catalog.models import FAILED, SUCCESS, Verification
 from workers.errors import reason_of
 from workers.fleet import Fleet
 from workers.monitoring.alerts import AlertEvent, alerter_for, safely
@@ -58,22 +57,19 @@ def stores_of(fleet: Fleet) -> list[tuple[str, ObjectStore]]:
 def backups_to_verify(fleet: Fleet, *, namespace: str, sample: int) -> list[str]:
     """The newest successful backup, then the `sample` least recently verified older ones."""
     with session_scope(fleet.settings.database_url) as session:
-        done = select(Backup).where(Backup.namespace == namespace, Backup.status == SUCCESS)
-        newest = session.scalars(done.order_by(Backup.timestamp.desc()).limit(1)).first()
+        newest = queries.newest_success(session, namespace=namespace)
         if newest is None:
             return []
-        older = session.scalars(
-            done.where(Backup.id != newest.id)
-            .order_by(Backup.verified_at.is_not(None), Backup.verified_at, Backup.timestamp)
-            .limit(sample)
-        ).all()
+        older = queries.least_recently_verified(
+            session, namespace=namespace, excluding_id=newest.id, limit=sample
+        )
         return [newest.timestamp, *(row.timestamp for row in older)]
 
 
 def namespaces_of(fleet: Fleet) -> list[str]:
     """The configured namespaces and every namespace the catalog has backups of."""
     with session_scope(fleet.settings.database_url) as session:
-        known = set(session.scalars(select(Backup.namespace).distinct()))
+        known = queries.backup_namespaces(session)
     return sorted(known | set(fleet.config.namespaces))
 
 
@@ -177,9 +173,7 @@ def check_artifact(store: ObjectStore, entry: ArtifactEntry, keyring: crypto.Key
 def _copied(fleet: Fleet, namespace: str, timestamp: str) -> bool:
     """Whether the secondary store should hold the backup (copied, or unknown to the catalog)."""
     with session_scope(fleet.settings.database_url) as session:
-        backup = session.scalars(
-            select(Backup).where(Backup.namespace == namespace, Backup.timestamp == timestamp)
-        ).first()
+        backup = queries.get_backup(session, namespace=namespace, timestamp=timestamp)
         return backup is None or backup.copied_at is not None
 
 
@@ -191,9 +185,7 @@ def _record(fleet: Fleet, results: Sequence[VerifyResult]) -> None:
     failed = [result for result in results if result.status == FAILED]
     now = utcnow()
     with session_scope(fleet.settings.database_url) as session:
-        backup = session.scalars(
-            select(Backup).where(Backup.namespace == namespace, Backup.timestamp == timestamp)
-        ).first()
+        backup = queries.get_backup(session, namespace=namespace, timestamp=timestamp)
         for result in results:
             session.add(
                 Verification(
