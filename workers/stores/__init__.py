@@ -2,8 +2,8 @@
 
 A new store is a module in this package whose class implements `RegisteredStore`
 (stores/base.py: its settings, secrets and capabilities as class data) plus one line
-in `STORES`. Nothing else names a store: settings, redaction, retention and the tests
-read the registry.
+in `STORES` (and its name in settings.StoreType, which tests/unit/test_registries.py
+holds equal to it). Redaction, retention and the tests read the registry.
 """
 
 from functools import cache
