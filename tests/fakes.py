@@ -21,6 +21,7 @@ class BytesSource:
 
     kind: ClassVar[str] = "bytes"
     format: ClassVar[str] = "bin"
+    volumes: ClassVar[bool] = False
 
     def __init__(self, data: bytes, *, fail_after_dump: bool = False) -> None:
         self.data, self.fail_after_dump = data, fail_after_dump

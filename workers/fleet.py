@@ -6,10 +6,12 @@ Made on first use in each process (so after a worker forks), never at import.
 import os
 from dataclasses import dataclass
 
+from pydantic import SecretStr
+
 from workers.redact import url_password_forms
 from workers.services_config import FleetConfig, load_fleet_config
 from workers.settings import Settings, get_settings, secondary_settings
-from workers.stores import ObjectStore, make_store
+from workers.stores import ObjectStore, make_store, store_class
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,7 @@ class Fleet:
         """Every secret value this process knows, for redaction."""
         values = settings_secrets(self.settings)
         if self.secondary_settings is not None:
-            values.extend(_store_secrets(self.secondary_settings))
+            values.extend(settings_secrets(self.secondary_settings))
         for services in self.config.namespaces.values():
             for spec in services.values():
                 if spec.password_env and os.environ.get(spec.password_env):
@@ -36,21 +38,14 @@ class Fleet:
 def settings_secrets(settings: Settings) -> list[str]:
     """The secret values the settings themselves hold (not the services' passwords)."""
     values = [key.key for key in settings.api_keys] + _store_secrets(settings)
-    for url in (
-        settings.broker_url,
-        settings.result_backend_url,
-        settings.lock_redis_url,
-        settings.database_url,
-    ):
-        values.extend(url_password_forms(url))
-    for secret in (
-        settings.backup_encryption_key,
-        settings.backup_encryption_old_keys,
-        settings.backup_signing_key,
-        settings.alert_webhook_url,  # Slack's webhook URLs carry a token
-    ):
-        if secret is not None:
-            values.append(secret.get_secret_value())
+    # Every secret-typed field and every URL (its password), whichever store or service
+    # reads it: a field added later cannot be left out of redaction.
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            values.append(value.get_secret_value())
+        elif isinstance(value, str) and name.endswith("_url"):
+            values.extend(url_password_forms(value))
     for listed in (settings.backup_encryption_old_keys, settings.backup_signing_key):
         if listed is not None:  # comma-separated keys: each one alone is a secret too
             keys = listed.get_secret_value().split(",")
@@ -59,19 +54,16 @@ def settings_secrets(settings: Settings) -> list[str]:
 
 
 def _store_secrets(settings: Settings) -> list[str]:
-    # The secondary store's settings are a whole Settings: its URLs may hold passwords too.
-    urls = [settings.aws_s3_endpoint_url, settings.azure_storage_account_service_url]
-    return [form for url in urls for form in url_password_forms(url)] + [
-        secret.get_secret_value()
-        for secret in (
-            settings.aws_secret_key,
-            settings.aws_access_key,
-            settings.azure_storage_access_key,
-            settings.azure_storage_sas_token,
-            settings.azure_storage_connection_string,
-        )
-        if secret is not None
-    ]
+    """What the chosen store declares secret (`secret_fields`), plain strings included."""
+    store = store_class(settings.object_store_location_type)
+    values: list[str] = []
+    for name in store.secret_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            values.append(value.get_secret_value())
+        elif isinstance(value, str) and value:
+            values.extend(url_password_forms(value) if "://" in value else [value])
+    return values
 
 
 _current: tuple[int, Fleet] | None = None

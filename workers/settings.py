@@ -179,7 +179,7 @@ class Settings(BaseSettings):
     alert_webhook_attempts: Annotated[int, Field(ge=1, le=20)] = 5
     alert_webhook_timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
     # The secondary store's own settings are these same variables prefixed with SECONDARY_.
-    secondary_object_store_location_type: Literal["", "local", "s3", "azure-blob-storage"] = ""
+    secondary_object_store_location_type: Literal["", StoreType] = ""
     secondary_copy_schedule: str = "*/15 * * * *"
     backfleet_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -3,7 +3,7 @@
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from click.testing import CliRunner
@@ -136,6 +136,8 @@ def test_pinned_and_newest_verified_good_backups_are_never_deleted(
 
 class LockedStore(LocalStore):
     """A local store whose objects under `locked` prefixes report an Object Lock retention."""
+
+    object_lock: ClassVar[bool] = True
 
     def __init__(self, root: Path, locked: dict[str, datetime]) -> None:
         super().__init__(root)

@@ -1,8 +1,5 @@
 """`backfleet check`: every piece the fleet needs, tried for real, each with a clear verdict."""
 
-import os
-import shutil
-import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,6 +15,7 @@ from workers.monitoring.redis_checks import eviction_problem
 from workers.monitoring.redis_client import CHECK, redis_client
 from workers.redact import redact
 from workers.services_config import ServiceSpec
+from workers.sources import source_class
 
 PROBE_PREFIX = ".backfleet-probe/"
 
@@ -81,35 +79,5 @@ def check_store(fleet: Fleet) -> str:
 
 
 def check_source(spec: ServiceSpec) -> str:
-    if spec.kind == "postgres":
-        # Imported only when a PostgreSQL service is checked (psycopg's start-up cost);
-        # sources/ sits below this module, so the import closes no cycle.
-        from workers.sources.postgres import PostgresSource
-
-        assert spec.url is not None
-        for tool in ("pg_dump", "pg_restore", "psql"):
-            if shutil.which(tool) is None:
-                raise ConfigError(f"{tool} is not installed")
-        source = PostgresSource(spec.url, password_env=spec.password_env, env=spec.env or ())
-        with source.connect() as conn:
-            row = conn.execute("SHOW server_version").fetchone()
-        return f"PostgreSQL {row[0] if row else '?'} reachable"
-    if spec.kind == "sqlite":
-        assert spec.path is not None
-        if not spec.path.is_file():
-            raise ConfigError(f"{spec.path} does not exist")
-        with sqlite3.connect(f"file:{spec.path}?mode=ro", uri=True) as db:
-            tables = db.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()
-        return f"SQLite database readable ({tables[0]} tables)"
-    if spec.kind == "directory":
-        assert spec.path is not None
-        if not spec.path.is_dir():
-            raise ConfigError(f"{spec.path} is not a directory")
-        if not os.access(spec.path, os.R_OK | os.X_OK):
-            raise ConfigError(f"{spec.path} is not readable")
-        return "directory readable"
-    commands = [getattr(spec, "dump_command", None), getattr(spec, "restore_command", None)]
-    missing = [argv[0] for argv in commands if argv and shutil.which(argv[0]) is None]
-    if missing:
-        raise ConfigError(f"not installed: {', '.join(missing)}")
-    return "commands found"
+    # The kind's module (psycopg…) is imported only when a service of that kind is checked.
+    return source_class(spec.kind).probe(spec)

@@ -36,9 +36,7 @@ def recover_targets(fleet: Fleet, *, namespace: str, services: Iterable[str]) ->
         if spec is None:
             continue
         try:
-            recover = getattr(make_source(spec, fleet.settings), "recover", None)
-            if recover is not None:
-                recover()
+            make_source(spec, fleet.settings).recover()
         except Exception as exc:
             problem = redact(f"{service}: {type(exc).__name__}: {exc}", fleet.secrets())
             log.error("could not recover the target of %s/%s", namespace, problem)

@@ -9,32 +9,23 @@
   digest of every file's path, size and content hash (`files_blake3`, or
   `files_sha256` in manifests written before BLAKE3) must match.
 
-The scratch database and folder are removed whatever happens. Command
-services are not tested (their tools' targets are their own business).
+Each kind's check is its own (`restore_test_target` in sources/); the scratch
+database and folder are removed whatever happens. A kind without one says why in
+`no_restore_test` (command services: their tools' targets are their own business).
 """
 
-import bisect
 import logging
-import os
-import secrets
 import shutil
-import sqlite3
-import stat
 import tempfile
-from collections.abc import Callable
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from redis.exceptions import RedisError
 
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Verification
-from workers.errors import IntegrityError, SourceError, reason_of
+from workers.errors import reason_of
 from workers.fleet import Fleet
 from workers.operations.locks import reading_mark, wait_while_retention
 from workers.operations.verify import report_verdict
@@ -42,19 +33,7 @@ from workers.redact import redact
 from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import ArtifactEntry
 from workers.services_config import ServiceSpec
-from workers.sources.directory import (
-    FILE_HASH,
-    FILE_HASHES,
-    DirectorySource,
-    FileDigest,
-    Key,
-    _Walk,
-    decode_position,
-)
-from workers.sources.postgres import PostgresSource
-from workers.sources.postgres import _row_counts as postgres_row_counts
-from workers.sources.sqlite import SqliteSource
-from workers.sources.sqlite import _row_counts as sqlite_row_counts
+from workers.sources import source_class
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
 from workers.transfer import crypto
@@ -73,9 +52,6 @@ class RestoreTestResult:
     skipped: list[str]  # services of a kind that is not tested
     error: str | None = None
     store: str = "primary"
-
-
-Check = Callable[[ObjectStore, list[ArtifactEntry], ServiceSpec, crypto.Keyring, Path], None]
 
 
 def run_restore_tests(
@@ -118,14 +94,13 @@ def _run_restore_test(fleet: Fleet, *, namespace: str, timestamp: str) -> Restor
             entries = manifest.artifacts_of(service)
             spec = specs.get(service)
             kind = str(entries[0].source.get("kind") or (spec.kind if spec else ""))
-            check = CHECKS.get(kind)
-            if check is None or spec is None or spec.kind != kind:
+            if spec is None or spec.kind != kind or source_class(kind).no_restore_test:
                 skipped.append(service)
                 continue
-            scratch = Path(tempfile.mkdtemp(prefix="backfleet-restore-test-",
-                                            dir=fleet.settings.backfleet_work_dir))  # fmt: skip
+            work = fleet.settings.backfleet_work_dir
+            scratch = Path(tempfile.mkdtemp(prefix="backfleet-restore-test-", dir=work))
             try:
-                check(fleet.store, entries, spec, keyring, scratch)
+                _test_restore(fleet.store, entries, spec, keyring, scratch)
                 tested.append(service)
             except Exception as exc:
                 errors.append(f"{service}: {reason_of(exc)}")
@@ -143,155 +118,22 @@ def _run_restore_test(fleet: Fleet, *, namespace: str, timestamp: str) -> Restor
     return result
 
 
-# --- the checks, one per kind ---
-
-
-def check_postgres(
+def _test_restore(
     store: ObjectStore,
     entries: list[ArtifactEntry],
     spec: ServiceSpec,
     keyring: crypto.Keyring,
     scratch: Path,
 ) -> None:
-    assert spec.url is not None
-    source = PostgresSource(spec.url, password_env=spec.password_env, env=spec.env or ())
-    name = f"backfleet_restore_test_{secrets.token_hex(6)}"
-    params: dict[str, Any] = conninfo_to_dict(spec.url)
-    params["dbname"] = name
-    with source.connect() as admin:
-        admin.autocommit = True
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        target = PostgresSource(
-            make_conninfo(**params), password_env=spec.password_env, env=spec.env or ()
-        )
-        restore_artifacts(store=store, entries=entries, source=target, keyring=keyring)
-        with target.connect() as conn:
-            counts = _pg_row_counts(conn)
-        _compare_counts(entries[0], counts)
-    finally:
-        with source.connect() as admin:
-            admin.autocommit = True
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    """Restore into the kind's scratch target, then run its check on the recorded facts."""
+    target = source_class(spec.kind).restore_test_target(spec, scratch)
+    assert target is not None  # no_restore_test is None
+    with target as restore:
+        restore_artifacts(store=store, entries=entries, source=restore.target, keyring=keyring)
+        restore.check([entry.source for entry in entries])
 
 
-def check_sqlite(
-    store: ObjectStore,
-    entries: list[ArtifactEntry],
-    spec: ServiceSpec,
-    keyring: crypto.Keyring,
-    scratch: Path,
-) -> None:
-    target = scratch / "restore-test.sqlite"
-    restore_artifacts(store=store, entries=entries, source=SqliteSource(target, scratch),
-                      keyring=keyring)  # fmt: skip
-    with closing(sqlite3.connect(f"{target.resolve().as_uri()}?mode=ro", uri=True)) as conn:
-        verdict = [row[0] for row in conn.execute("PRAGMA integrity_check").fetchmany(5)]
-        if verdict != ["ok"]:
-            raise IntegrityError(f"integrity_check of the restored database: {verdict}")
-        counts = _sqlite_row_counts(conn)
-    _compare_counts(entries[0], counts)
-
-
-def check_directory(
-    store: ObjectStore,
-    entries: list[ArtifactEntry],
-    spec: ServiceSpec,
-    keyring: crypto.Keyring,
-    scratch: Path,
-) -> None:
-    target = scratch / "tree"
-    restore_artifacts(store=store, entries=entries, source=DirectorySource(target),
-                      keyring=keyring)  # fmt: skip
-    algorithm = recorded_file_hash(entries[0].source)
-    found = tree_facts(target, entries, algorithm or FILE_HASH)
-    for entry, (files, size, digest) in zip(entries, found, strict=True):
-        recorded = entry.source
-        where = f"volume {entry.volume}"
-        if (files, size) != (recorded.get("files"), recorded.get("bytes")):
-            raise IntegrityError(
-                f"{where}: restored {files} files of {size} bytes, the manifest says "
-                f"{recorded.get('files')} files of {recorded.get('bytes')} bytes"
-            )
-        if algorithm is not None and digest != recorded.get(f"files_{algorithm}"):
-            raise IntegrityError(f"{where}: the restored files' names, sizes or contents differ")
-
-
-def recorded_file_hash(facts: dict[str, Any]) -> str | None:
-    """The per-file hash a directory volume's facts were recorded with, if any."""
-    return next((name for name in FILE_HASHES if f"files_{name}" in facts), None)
-
-
-def tree_facts(
-    root: Path, entries: list[ArtifactEntry], algorithm: str = FILE_HASH
-) -> list[tuple[int, int, str]]:
-    """(files, bytes, files digest) per volume, walking the tree as the backup did."""
-    # Volume k holds the entries after volume k-1's `last` up to its own `last`.
-    bounds: list[Key] = [decode_position(str(e.source["last"])) for e in entries[:-1]]
-    tallies = [_Tally(algorithm) for _ in entries]
-    broot = os.fsencode(root)
-    walk = _Walk(broot, None)
-    while (key := walk.next()) is not None:
-        path = os.path.join(broot, *key)
-        mode = os.lstat(path).st_mode
-        if stat.S_ISDIR(mode):
-            walk.enter(key)
-        if stat.S_ISREG(mode):
-            tallies[bisect.bisect_left(bounds, key)].add(key, path)
-    return [(t.files, t.size, t.digest.hexdigest()) for t in tallies]
-
-
-class _Tally:
-    def __init__(self, algorithm: str) -> None:
-        self.files, self.size, self.digest = 0, 0, FileDigest(algorithm)
-
-    def add(self, key: Key, path: bytes) -> None:
-        size, content = _file_hash(path, self.digest.new_hash())
-        self.files += 1
-        self.size += size
-        self.digest.add(key, size, content)
-
-
-def _file_hash(path: bytes, digest: Any) -> tuple[int, str]:
-    size = 0
-    with open(path, "rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
-
-
-CHECKS: dict[str, Check] = {
-    "postgres": check_postgres,
-    "sqlite": check_sqlite,
-    "directory": check_directory,
-}
-
-
-# --- comparing and recording ---
-
-
-def _compare_counts(entry: ArtifactEntry, counts: dict[str, int]) -> None:
-    recorded = entry.source.get("row_counts")
-    if recorded is None:
-        raise SourceError("the manifest recorded no row counts to compare with")
-    if counts != recorded:
-        differ = sorted(
-            f"{table}: {recorded.get(table)} recorded, {counts.get(table)} restored"
-            for table in set(recorded) | set(counts)
-            if recorded.get(table) != counts.get(table)
-        )
-        raise IntegrityError("row counts differ: " + ", ".join(differ[:10]))
-
-
-def _pg_row_counts(conn: Any) -> dict[str, int]:
-    return postgres_row_counts(conn)
-
-
-def _sqlite_row_counts(conn: sqlite3.Connection) -> dict[str, int]:
-    return sqlite_row_counts(conn)
+# --- recording ---
 
 
 def _newest_success(fleet: Fleet, namespace: str) -> str | None:

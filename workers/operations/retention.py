@@ -28,7 +28,7 @@ that dies half-way is finished by the next one: deleting is idempotent.
 """
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -114,12 +114,11 @@ def plan_retention(
 
 def locked_until(store: ObjectStore, namespace: str, timestamp: str) -> datetime | None:
     """The latest Object Lock retention still in force on the backup's objects, if any."""
-    probe: Callable[[str], datetime | None] | None = getattr(store, "locked_until", None)
-    if probe is None:
+    if not store.object_lock:
         return None
     now, latest = utcnow(), None
     for info in store.list(backup_prefix(namespace, timestamp)):
-        until = probe(info.key)
+        until = store.locked_until(info.key)
         if until is not None and until > now and (latest is None or until > latest):
             latest = until
     return latest

@@ -48,9 +48,8 @@ class VerifyResult:
 def stores_of(fleet: Fleet) -> list[tuple[str, ObjectStore]]:
     """Every copy to verify: the primary store, and the secondary when there is one."""
     stores: list[tuple[str, ObjectStore]] = [("primary", fleet.store)]
-    secondary = getattr(fleet, "secondary", None)
-    if secondary is not None:
-        stores.append(("secondary", secondary))
+    if fleet.secondary is not None:
+        stores.append(("secondary", fleet.secondary))
     return stores
 
 

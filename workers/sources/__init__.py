@@ -1,51 +1,49 @@
-"""What is backed up and restored; `make_source` builds one from a services-file entry."""
+"""What is backed up and restored, and the registry of kinds.
+
+A new kind is a module in this package whose class implements `SourceKind`
+(sources/base.py: from_spec, probe, its restore-test target and check, or why it has
+none) plus one line in `SOURCES` (and its `kind` in services_config.ServiceKind).
+`backfleet check`, restores, test restores and recovery read the registry.
+"""
 
 from collections.abc import Sequence
+from functools import cache
+from importlib import import_module
 
-from workers.services_config import DEFAULT_COMMAND_FORMAT, ServiceSpec
+from workers.services_config import ServiceKind, ServiceSpec
 from workers.settings import Settings
-from workers.sources.base import Dump, RestoreStream, Source
+from workers.sources.base import Dump, RestoreStream, ScratchRestore, Source, SourceKind
+
+# kind → "module:Class", imported when a service of that kind is first used (each pulls
+# its own dependencies: psycopg, tarfile…).
+SOURCES: dict[ServiceKind, str] = {
+    "postgres": "workers.sources.postgres:PostgresSource",
+    "sqlite": "workers.sources.sqlite:SqliteSource",
+    "directory": "workers.sources.directory:DirectorySource",
+    "command": "workers.sources.command:CommandSource",
+}
+
+
+@cache
+def source_class(kind: str) -> type[SourceKind]:
+    """The class registered for `kind`, its module imported now."""
+    module, _, attribute = SOURCES[kind].partition(":")  # type: ignore[index]
+    cls: type[SourceKind] = getattr(import_module(module), attribute)
+    return cls
 
 
 def make_source(spec: ServiceSpec, settings: Settings, secrets: Sequence[str] = ()) -> Source:
     """`secrets`: every secret the fleet knows, masked in the tools' messages."""
-    # Imported here: each source pulls its own dependencies (psycopg, tarfile…); the
-    # kinds import nothing above them, so no cycle closes.
-    if spec.kind == "postgres":
-        from workers.sources.postgres import PostgresSource
-
-        assert spec.url is not None
-        return PostgresSource(
-            spec.url, password_env=spec.password_env, env=spec.env or (), secrets=secrets
-        )
-    if spec.kind == "sqlite":
-        from workers.sources.sqlite import SqliteSource
-
-        assert spec.path is not None
-        return SqliteSource(spec.path, settings.backfleet_work_dir)
-    if spec.kind == "command":
-        from workers.sources.command import CommandSource
-
-        assert spec.dump_command is not None and spec.restore_command is not None
-        return CommandSource(
-            spec.dump_command,
-            spec.restore_command,
-            format=spec.format or DEFAULT_COMMAND_FORMAT,
-            fail_on_stderr=spec.fail_on_stderr,
-            password_env=spec.password_env,
-            env=spec.env or (),
-            secrets=secrets,
-            work_dir=settings.backfleet_work_dir,
-        )
-    from workers.sources.directory import DirectorySource
-
-    assert spec.path is not None
-    return DirectorySource(
-        spec.path,
-        direct_writes=settings.restore_direct_writes,
-        direct_reads=settings.backup_direct_reads,
-        special_files=spec.special_files,
-    )
+    return source_class(spec.kind).from_spec(spec, settings, secrets)
 
 
-__all__ = ["Dump", "RestoreStream", "Source", "make_source"]
+__all__ = [
+    "SOURCES",
+    "Dump",
+    "RestoreStream",
+    "ScratchRestore",
+    "Source",
+    "SourceKind",
+    "make_source",
+    "source_class",
+]

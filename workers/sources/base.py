@@ -7,10 +7,15 @@ the stored bytes do not match the manifest — and only then swaps the staged
 data in. So a corrupt or tampered artifact never touches the target.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, Self
+
+from workers.errors import IntegrityError, SourceError
+from workers.services_config import ServiceSpec
+from workers.settings import Settings
 
 CHUNK_SIZE = 1024 * 1024
 
@@ -34,7 +39,8 @@ class Dump:
 
 
 class Source(Protocol):
-    kind: ClassVar[str]  # postgres, sqlite, directory
+    kind: ClassVar[str]  # postgres, sqlite, directory, command
+    volumes: ClassVar[bool]  # restores several volumes at once (restore_volumes)?
 
     @property
     def format(self) -> str:
@@ -46,6 +52,78 @@ class Source(Protocol):
         ...
 
     def restore(self, stream: RestoreStream) -> None: ...
+
+    def restore_volumes(self, streams: Iterable[RestoreStream]) -> None:
+        """Every volume in order, committed after the last verified (if `volumes`)."""
+        ...
+
+    def recover(self) -> None:
+        """Put right what a killed restore left (staging copies, a tree renamed aside)."""
+        ...
+
+
+# Checks a test restore against the facts the manifest recorded, one dict per volume.
+FactsCheck = Callable[[Sequence[Mapping[str, Any]]], None]
+
+
+@dataclass(frozen=True)
+class ScratchRestore:
+    """Where a test restore goes (never the service's own target), and its check."""
+
+    target: Source
+    check: FactsCheck
+
+
+class SourceKind(Source, Protocol):
+    """A kind the services file may name (listed in `sources.SOURCES`)."""
+
+    # Why test restores skip this kind, or None when restore_test_target has a check.
+    no_restore_test: ClassVar[str | None]
+
+    @classmethod
+    def from_spec(cls, spec: ServiceSpec, settings: Settings, secrets: Sequence[str]) -> Self:
+        """The source a services-file entry describes (`secrets` masked in tools' output)."""
+        ...
+
+    @classmethod
+    def probe(cls, spec: ServiceSpec) -> str:
+        """`backfleet check`: raise ConfigError if the service cannot be backed up; else
+        say what was found."""
+        ...
+
+    @classmethod
+    def restore_test_target(
+        cls, spec: ServiceSpec, scratch: Path
+    ) -> AbstractContextManager[ScratchRestore] | None:
+        """A scratch target (removed on exit) and its check; None if `no_restore_test`."""
+        ...
+
+
+class OneStream:
+    """For kinds whose backup is one stream: no volumes; `recover` has nothing to do."""
+
+    kind: ClassVar[str]
+    volumes: ClassVar[bool] = False
+
+    def restore_volumes(self, streams: Iterable[RestoreStream]) -> None:
+        raise IntegrityError(f"{self.kind} sources cannot restore several volumes")
+
+    def recover(self) -> None:
+        return None
+
+
+def compare_row_counts(facts: Mapping[str, Any], counts: dict[str, int]) -> None:
+    """Raise IntegrityError unless a restored database's row counts are those recorded."""
+    recorded = facts.get("row_counts")
+    if recorded is None:
+        raise SourceError("the manifest recorded no row counts to compare with")
+    if counts != recorded:
+        differ = sorted(
+            f"{table}: {recorded.get(table)} recorded, {counts.get(table)} restored"
+            for table in set(recorded) | set(counts)
+            if recorded.get(table) != counts.get(table)
+        )
+        raise IntegrityError("row counts differ: " + ", ".join(differ[:10]))
 
 
 def iter_chunks(stream: ReadableStream, size: int = CHUNK_SIZE) -> Iterator[bytes]:

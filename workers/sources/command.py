@@ -31,6 +31,7 @@ the tool's own promise: Backfleet starts it only with a complete, verified input
 import hashlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -40,10 +41,12 @@ from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from workers.child_env import child_env
-from workers.errors import SourceError
+from workers.errors import ConfigError, SourceError
 from workers.redact import redact
 from workers.services_config import DEFAULT_COMMAND_FORMAT as DEFAULT_FORMAT
-from workers.sources.base import CHUNK_SIZE, Dump, RestoreStream, iter_chunks
+from workers.services_config import ServiceSpec
+from workers.settings import Settings
+from workers.sources.base import CHUNK_SIZE, Dump, OneStream, RestoreStream, iter_chunks
 from workers.sources.process import StderrTail
 
 log = logging.getLogger(__name__)
@@ -66,9 +69,13 @@ class _Output:
         return data
 
 
-class CommandSource:
+class CommandSource(OneStream):
     kind: ClassVar[str] = "command"
     format: str = DEFAULT_FORMAT  # per service: an instance attribute (the artifact's extension)
+    no_restore_test: ClassVar[str | None] = (
+        "a command restores wherever its restore_command writes: there is no scratch "
+        "target to restore into, and its tools' targets are their own business"
+    )
 
     def __init__(
         self,
@@ -92,6 +99,34 @@ class CommandSource:
         self.env = list(env)
         self.secrets = list(secrets)  # the fleet's: masked in the tools' messages
         self.work_dir = work_dir
+
+    @classmethod
+    def from_spec(
+        cls, spec: ServiceSpec, settings: Settings, secrets: Sequence[str]
+    ) -> "CommandSource":
+        assert spec.dump_command is not None and spec.restore_command is not None
+        return cls(
+            spec.dump_command,
+            spec.restore_command,
+            format=spec.format or DEFAULT_FORMAT,
+            fail_on_stderr=spec.fail_on_stderr,
+            password_env=spec.password_env,
+            env=spec.env or (),
+            secrets=secrets,
+            work_dir=settings.backfleet_work_dir,
+        )
+
+    @classmethod
+    def probe(cls, spec: ServiceSpec) -> str:
+        commands = [spec.dump_command, spec.restore_command]
+        missing = [argv[0] for argv in commands if argv and shutil.which(argv[0]) is None]
+        if missing:
+            raise ConfigError(f"not installed: {', '.join(missing)}")
+        return "commands found"
+
+    @classmethod
+    def restore_test_target(cls, spec: ServiceSpec, scratch: Path) -> None:
+        return None  # see no_restore_test
 
     # --- dump ---
     @contextmanager

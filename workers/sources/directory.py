@@ -38,6 +38,7 @@ folders' owners, mtimes and modes only after the last one (extracting into a
 folder moves its mtime, and a read-only folder must stay writable until then).
 """
 
+import bisect
 import ctypes
 import errno
 import hashlib
@@ -50,7 +51,7 @@ import stat
 import tarfile
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -60,8 +61,10 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar, cast
 
 import blake3
 
-from workers.errors import BackfleetError, SourceError
-from workers.sources.base import CHUNK_SIZE, Dump, ReadableStream, RestoreStream
+from workers.errors import BackfleetError, ConfigError, IntegrityError, SourceError
+from workers.services_config import ServiceSpec
+from workers.settings import Settings
+from workers.sources.base import CHUNK_SIZE, Dump, ReadableStream, RestoreStream, ScratchRestore
 from workers.sources.channel import ChunkChannel
 from workers.sources.direct_read import CacheAwareReader
 from workers.sources.direct_write import DIRECT_MIN_SIZE, DirectFile, aligned_buffer
@@ -102,6 +105,37 @@ _Folders = list[tuple[tarfile.TarFile, tarfile.TarInfo]]
 class DirectorySource:
     kind: ClassVar[str] = "directory"
     format: ClassVar[str] = "tar"
+    volumes: ClassVar[bool] = True
+    no_restore_test: ClassVar[str | None] = None  # per volume: files, bytes, files digest
+
+    @classmethod
+    def from_spec(
+        cls, spec: ServiceSpec, settings: Settings, secrets: Sequence[str]
+    ) -> "DirectorySource":
+        assert spec.path is not None
+        return cls(
+            spec.path,
+            direct_writes=settings.restore_direct_writes,
+            direct_reads=settings.backup_direct_reads,
+            special_files=spec.special_files,
+        )
+
+    @classmethod
+    def probe(cls, spec: ServiceSpec) -> str:
+        assert spec.path is not None
+        if not spec.path.is_dir():
+            raise ConfigError(f"{spec.path} is not a directory")
+        if not os.access(spec.path, os.R_OK | os.X_OK):
+            raise ConfigError(f"{spec.path} is not readable")
+        return "directory readable"
+
+    @classmethod
+    @contextmanager
+    def restore_test_target(cls, spec: ServiceSpec, scratch: Path) -> Iterator[ScratchRestore]:
+        """A scratch folder; per volume, the file count, bytes and the digest of every
+        file's path, size and content hash must be those recorded."""
+        target = scratch / "tree"
+        yield ScratchRestore(cls(target), lambda facts: check_tree(target, facts))
 
     def __init__(
         self,
@@ -760,3 +794,65 @@ def _remove_tree(path: str | Path) -> None:
                 if not os.path.islink(full):  # never chmod through a link
                     os.chmod(full, stat.S_IRWXU)
         shutil.rmtree(path)
+
+
+# --- the test restore's check (see DirectorySource.restore_test_target) ---
+
+
+def check_tree(root: Path, facts: Sequence[Mapping[str, Any]]) -> None:
+    """Raise IntegrityError unless each volume restored under `root` is as recorded."""
+    algorithm = recorded_file_hash(facts[0])
+    found = tree_facts(root, facts, algorithm or FILE_HASH)
+    for number, (recorded, (files, size, digest)) in enumerate(zip(facts, found, strict=True)):
+        where = f"volume {number + 1}"
+        if (files, size) != (recorded.get("files"), recorded.get("bytes")):
+            raise IntegrityError(
+                f"{where}: restored {files} files of {size} bytes, the manifest says "
+                f"{recorded.get('files')} files of {recorded.get('bytes')} bytes"
+            )
+        if algorithm is not None and digest != recorded.get(f"files_{algorithm}"):
+            raise IntegrityError(f"{where}: the restored files' names, sizes or contents differ")
+
+
+def recorded_file_hash(facts: Mapping[str, Any]) -> str | None:
+    """The per-file hash a directory volume's facts were recorded with, if any."""
+    return next((name for name in FILE_HASHES if f"files_{name}" in facts), None)
+
+
+def tree_facts(
+    root: Path, facts: Sequence[Mapping[str, Any]], algorithm: str = FILE_HASH
+) -> list[tuple[int, int, str]]:
+    """(files, bytes, files digest) per volume, walking the tree as the backup did."""
+    # Volume k holds the entries after volume k-1's `last` up to its own `last`.
+    bounds: list[Key] = [decode_position(str(f["last"])) for f in facts[:-1]]
+    tallies = [_Tally(algorithm) for _ in facts]
+    broot = os.fsencode(root)
+    walk = _Walk(broot, None)
+    while (key := walk.next()) is not None:
+        path = os.path.join(broot, *key)
+        mode = os.lstat(path).st_mode
+        if stat.S_ISDIR(mode):
+            walk.enter(key)
+        if stat.S_ISREG(mode):
+            tallies[bisect.bisect_left(bounds, key)].add(key, path)
+    return [(t.files, t.size, t.digest.hexdigest()) for t in tallies]
+
+
+class _Tally:
+    def __init__(self, algorithm: str) -> None:
+        self.files, self.size, self.digest = 0, 0, FileDigest(algorithm)
+
+    def add(self, key: Key, path: bytes) -> None:
+        size, content = _file_hash(path, self.digest.new_hash())
+        self.files += 1
+        self.size += size
+        self.digest.add(key, size, content)
+
+
+def _file_hash(path: bytes, digest: Any) -> tuple[int, str]:
+    size = 0
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()

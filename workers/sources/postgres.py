@@ -19,9 +19,12 @@ HOME, LANG, TZ and the service's `env` names (workers.child_env).
 """
 
 import os
+import secrets as secrets_module
+import shutil
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO, Any, ClassVar
 
 import psycopg
@@ -31,7 +34,16 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from workers.child_env import libpq_env
 from workers.errors import ConfigError, SourceError
 from workers.redact import redact, strip_connection_strings, url_password_forms
-from workers.sources.base import CHUNK_SIZE, Dump, RestoreStream
+from workers.services_config import ServiceSpec
+from workers.settings import Settings
+from workers.sources.base import (
+    CHUNK_SIZE,
+    Dump,
+    OneStream,
+    RestoreStream,
+    ScratchRestore,
+    compare_row_counts,
+)
 from workers.sources.process import StderrTail, stop
 
 _LIST_TABLES = """
@@ -74,9 +86,10 @@ COMMENT ON SCHEMA public IS 'standard public schema';
 """
 
 
-class PostgresSource:
+class PostgresSource(OneStream):
     kind: ClassVar[str] = "postgres"
     format: ClassVar[str] = "pgdump"
+    no_restore_test: ClassVar[str | None] = None  # a scratch database, row counts compared
 
     def __init__(
         self,
@@ -108,6 +121,53 @@ class PostgresSource:
     def _env(self) -> dict[str, str]:
         # pg_dump/pg_restore/psql get libpq's settings and the password, not the worker's secrets.
         return libpq_env(self._password, names=self._env_names)
+
+    @classmethod
+    def from_spec(
+        cls, spec: ServiceSpec, settings: Settings, secrets: Sequence[str]
+    ) -> "PostgresSource":
+        assert spec.url is not None
+        return cls(spec.url, password_env=spec.password_env, env=spec.env or (), secrets=secrets)
+
+    @classmethod
+    def probe(cls, spec: ServiceSpec) -> str:
+        for tool in ("pg_dump", "pg_restore", "psql"):
+            if shutil.which(tool) is None:
+                raise ConfigError(f"{tool} is not installed")
+        assert spec.url is not None
+        source = cls(spec.url, password_env=spec.password_env, env=spec.env or ())
+        with source.connect() as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+        return f"PostgreSQL {row[0] if row else '?'} reachable"
+
+    @classmethod
+    @contextmanager
+    def restore_test_target(cls, spec: ServiceSpec, scratch: Path) -> Iterator[ScratchRestore]:
+        """A scratch database on the service's server (the role needs CREATEDB), dropped
+        on exit; its per-table row counts must equal those of the dump's own snapshot."""
+        assert spec.url is not None
+        source = cls(spec.url, password_env=spec.password_env, env=spec.env or ())
+        name = f"backfleet_restore_test_{secrets_module.token_hex(6)}"
+        params: dict[str, Any] = conninfo_to_dict(spec.url)
+        params["dbname"] = name
+        with source.connect() as admin:
+            admin.autocommit = True
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            target = cls(
+                make_conninfo(**params), password_env=spec.password_env, env=spec.env or ()
+            )
+
+            def check(facts: Sequence[Mapping[str, Any]]) -> None:
+                with target.connect() as conn:
+                    compare_row_counts(facts[0], _row_counts(conn))
+
+            yield ScratchRestore(target, check)
+        finally:
+            with source.connect() as admin:
+                admin.autocommit = True
+                drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                admin.execute(drop.format(sql.Identifier(name)))
 
     def connect(self) -> psycopg.Connection[Any]:
         """A connection to the database (for checks); SourceError if it cannot be had."""

@@ -17,13 +17,23 @@ import os
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
-from workers.errors import SourceError
-from workers.sources.base import CHUNK_SIZE, Dump, RestoreStream, iter_chunks
+from workers.errors import ConfigError, IntegrityError, SourceError
+from workers.services_config import ServiceSpec
+from workers.settings import Settings
+from workers.sources.base import (
+    CHUNK_SIZE,
+    Dump,
+    OneStream,
+    RestoreStream,
+    ScratchRestore,
+    compare_row_counts,
+    iter_chunks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +46,42 @@ _USER_TABLES = (
 )
 
 
-class SqliteSource:
+class SqliteSource(OneStream):
     kind: ClassVar[str] = "sqlite"
     format: ClassVar[str] = "sqlite"
+    no_restore_test: ClassVar[str | None] = None  # integrity_check and row counts
+
+    @classmethod
+    def from_spec(
+        cls, spec: ServiceSpec, settings: Settings, secrets: Sequence[str]
+    ) -> "SqliteSource":
+        assert spec.path is not None
+        return cls(spec.path, settings.backfleet_work_dir)
+
+    @classmethod
+    def probe(cls, spec: ServiceSpec) -> str:
+        assert spec.path is not None
+        if not spec.path.is_file():
+            raise ConfigError(f"{spec.path} does not exist")
+        with sqlite3.connect(f"file:{spec.path}?mode=ro", uri=True) as db:
+            tables = db.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()
+        return f"SQLite database readable ({tables[0]} tables)"
+
+    @classmethod
+    @contextmanager
+    def restore_test_target(cls, spec: ServiceSpec, scratch: Path) -> Iterator[ScratchRestore]:
+        """A scratch file: `PRAGMA integrity_check` must pass, row counts must match."""
+        target = scratch / "restore-test.sqlite"
+
+        def check(facts: Sequence[Mapping[str, Any]]) -> None:
+            with closing(sqlite3.connect(f"{target.resolve().as_uri()}?mode=ro", uri=True)) as db:
+                verdict = [row[0] for row in db.execute("PRAGMA integrity_check").fetchmany(5)]
+                if verdict != ["ok"]:
+                    raise IntegrityError(f"integrity_check of the restored database: {verdict}")
+                counts = _row_counts(db)
+            compare_row_counts(facts[0], counts)
+
+        yield ScratchRestore(cls(target, scratch), check)
 
     def __init__(self, path: Path, work_dir: Path | None = None) -> None:
         self.path = Path(path)

@@ -186,6 +186,21 @@ class AzureBlobStore:
     min_part_size: ClassVar[int] = 1
     max_part_size: ClassVar[int] = 4000 * MiB  # per staged block
     parallel_parts: ClassVar[bool] = True
+    object_lock: ClassVar[bool] = False
+    settings_fields: ClassVar[tuple[str, ...]] = (
+        "azure_storage_container_name",
+        "azure_storage_account_service_url",
+        "azure_storage_account_name",
+        "azure_storage_access_key",
+        "azure_storage_sas_token",
+        "azure_storage_connection_string",
+    )
+    secret_fields: ClassVar[tuple[str, ...]] = (
+        "azure_storage_account_service_url",
+        "azure_storage_access_key",
+        "azure_storage_sas_token",
+        "azure_storage_connection_string",
+    )
 
     def __init__(self, config: AzureConfig, *, policy: RetryPolicy | None = None) -> None:
         self.config = config
@@ -512,6 +527,9 @@ class AzureBlobStore:
     def check(self) -> None:
         if not self._container_exists():
             raise ConfigError(self.config.missing_container)
+
+    def locked_until(self, key: str) -> datetime | None:
+        return None  # object_lock is False: nothing here is ever locked
 
     def init(self) -> None:
         if self._container_exists():

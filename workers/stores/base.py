@@ -8,9 +8,10 @@ no failure path leaves one behind. Provider limits are class constants.
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO, ClassVar, Protocol
+from typing import BinaryIO, ClassVar, Protocol, Self
 
 from workers.errors import PermanentError
+from workers.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class ObjectStore(Protocol):
     min_part_size: ClassVar[int]
     max_part_size: ClassVar[int]
     parallel_parts: ClassVar[bool]  # may parts be sent at once, out of order?
+    object_lock: ClassVar[bool]  # may objects carry a retention lock (see locked_until)?
 
     def create_upload(self, key: str) -> str:
         """Start a multipart upload of `key`; returns its upload id."""
@@ -106,6 +108,23 @@ class ObjectStore(Protocol):
     def init(self) -> None:
         """Create the bucket, container or directory (`backfleet store init`)."""
         ...
+
+    def locked_until(self, key: str) -> datetime | None:
+        """When the object's retention lock ends; None if it has none (or the store
+        cannot lock: `object_lock` False). Retention keeps what is still locked."""
+        ...
+
+
+class RegisteredStore(ObjectStore, Protocol):
+    """A store the fleet can be configured with (listed in `stores.STORES`)."""
+
+    # The Settings fields it reads, and those of them that hold (or, like a URL with a
+    # password, may hold) a secret: the fleet redacts them (tests check both lists).
+    settings_fields: ClassVar[tuple[str, ...]]
+    secret_fields: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self: ...
 
 
 def check_key(key: str) -> str:

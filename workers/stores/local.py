@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO, ClassVar
 
 from workers.errors import ConfigError, NotFoundError, PermanentError
+from workers.settings import Settings
 from workers.stores.base import ObjectInfo, PendingUpload, UploadedPart, check_key
 
 UPLOADS_DIR = ".backfleet-uploads"
@@ -48,6 +49,12 @@ class LocalStore:
     min_part_size: ClassVar[int] = 1
     max_part_size: ClassVar[int] = 5 * 1024**3
     parallel_parts: ClassVar[bool] = False  # parts are appended in order
+    object_lock: ClassVar[bool] = False
+    settings_fields: ClassVar[tuple[str, ...]] = (
+        "object_store_location_local",
+        "object_store_local_file_mode",
+    )
+    secret_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, root: Path, *, file_mode: int = DEFAULT_FILE_MODE) -> None:
         self.root = root.absolute()
@@ -209,6 +216,13 @@ class LocalStore:
             )
         if not os.access(self.root, os.W_OK):
             raise ConfigError(f"local store directory {self.root} is not writable")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "LocalStore":
+        return cls(settings.object_store_location_local, file_mode=settings.local_file_mode)
+
+    def locked_until(self, key: str) -> datetime | None:
+        return None  # object_lock is False: nothing here is ever locked
 
     def init(self) -> None:
         self._make_dirs(self.root)

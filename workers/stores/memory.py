@@ -3,6 +3,7 @@
 import io
 import uuid
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import BinaryIO, ClassVar
 
 from workers.errors import NotFoundError, PermanentError
@@ -15,6 +16,7 @@ class MemoryStore:
     min_part_size: ClassVar[int] = 1
     max_part_size: ClassVar[int] = 5 * 1024**3
     parallel_parts: ClassVar[bool] = True
+    object_lock: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
@@ -83,6 +85,9 @@ class MemoryStore:
 
     def check(self) -> None:
         return None
+
+    def locked_until(self, key: str) -> datetime | None:
+        return None  # object_lock is False: nothing here is ever locked
 
     def init(self) -> None:
         return None

@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import BinaryIO, ClassVar
 
 from workers.errors import NotFoundError
@@ -14,6 +15,7 @@ class NullStore:
     min_part_size: ClassVar[int] = 1
     max_part_size: ClassVar[int] = 5 * 1024**3
     parallel_parts: ClassVar[bool] = True
+    object_lock: ClassVar[bool] = False
 
     def create_upload(self, key: str) -> str:
         return uuid.uuid4().hex
@@ -55,6 +57,9 @@ class NullStore:
 
     def check(self) -> None:
         return None
+
+    def locked_until(self, key: str) -> datetime | None:
+        return None  # object_lock is False: nothing here is ever locked
 
     def init(self) -> None:
         return None

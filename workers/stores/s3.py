@@ -271,6 +271,28 @@ class S3Store:
     min_part_size: ClassVar[int] = 5 * MiB  # all parts but the last
     max_part_size: ClassVar[int] = 5 * GiB
     parallel_parts: ClassVar[bool] = True
+    object_lock: ClassVar[bool] = True  # a bucket may lock objects even when we set none
+    settings_fields: ClassVar[tuple[str, ...]] = (
+        "aws_s3_bucket_name",
+        "aws_s3_region",
+        "aws_s3_endpoint_url",
+        "aws_access_key",
+        "aws_secret_key",
+        "aws_s3_addressing_style",
+        "aws_s3_checksum_algorithm",
+        "aws_s3_sse",
+        "aws_s3_sse_kms_key_id",
+        "aws_s3_object_lock_mode",
+        "aws_s3_object_lock_days",
+        "aws_s3_bucket_url_prefix",
+        "aws_s3_bucket_url_suffix",
+        "backup_upload_concurrency",
+    )
+    secret_fields: ClassVar[tuple[str, ...]] = (
+        "aws_access_key",
+        "aws_secret_key",
+        "aws_s3_endpoint_url",
+    )
 
     def __init__(
         self,

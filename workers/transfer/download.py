@@ -200,12 +200,11 @@ def restore_artifacts(
     The source commits only after every stream's verify() has passed;
     `before_commit` runs after each verify() and may raise to stop it there.
     """
-    restore_volumes = getattr(source, "restore_volumes", None)
-    if len(entries) == 1 and restore_volumes is None:
+    if len(entries) == 1 and not source.volumes:
         with open_restore_stream(store, entries[0], keyring, on_read) as stream:
             source.restore(_gated(stream, before_commit))
         return
-    if restore_volumes is None:
+    if not source.volumes:
         raise IntegrityError(f"{source.kind} sources cannot restore {len(entries)} volumes")
 
     def streams() -> Iterator[RestoreStream]:
@@ -214,7 +213,7 @@ def restore_artifacts(
                 stream = stack.enter_context(open_restore_stream(store, entry, keyring, on_read))
                 yield _gated(stream, before_commit)
 
-    restore_volumes(streams())
+    source.restore_volumes(streams())
 
 
 class _GatedStream:
