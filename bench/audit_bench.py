@@ -394,8 +394,11 @@ def machine() -> dict[str, Any]:
 
 def render(results: dict[str, Any]) -> str:
     m, ingest, over, flush = (
-        results["machine"], results["ingest"], results["overhead"], results["flush"],
-    )  # fmt: skip
+        results["machine"],
+        results["ingest"],
+        results["overhead"],
+        results["flush"],
+    )
     b, p = flush["backfleet"], flush.get("peer", {})
     runner = b.get("runner", {})
     flush_rate = runner["events"] / runner["seconds"] if runner.get("seconds") else 0.0

@@ -148,8 +148,9 @@ def _upload_volumes(
     """As operations.backup does: a directory goes in volumes of BACKUP_VOLUME_SIZE,
     BACKUP_VOLUME_CONCURRENCY at once (workers.transfer.volumes)."""
     if not hasattr(source, "plan_volumes"):
-        return [pipeline.upload_artifact(store=store, key=key, open_dump=source.dump,
-                                         options=options)]  # fmt: skip
+        return [
+            pipeline.upload_artifact(store=store, key=key, open_dump=source.dump, options=options)
+        ]
     from workers.transfer.volumes import back_up_volumes
 
     stored: dict[int, Any] = {}
@@ -157,9 +158,13 @@ def _upload_volumes(
     def store_volume(number: int, open_dump: Any, span: Any, should_stop: Any, budget: Any) -> Any:
         name = key if number == 1 else f"{key}.v{number:04d}"
         stored[number] = pipeline.upload_artifact(
-            store=store, key=name, open_dump=open_dump, options=options, budget=budget,
+            store=store,
+            key=name,
+            open_dump=open_dump,
+            options=options,
+            budget=budget,
             should_stop=should_stop,
-        )  # fmt: skip
+        )
         return _Entry(stored[number].facts)
 
     entries = back_up_volumes(
@@ -198,11 +203,20 @@ def restore(args: argparse.Namespace) -> dict[str, Any]:
         source=stored.get("facts", {}),
     )
     entries = [entry] + [
-        ArtifactEntry(service="bench", volume=number, key=v["key"], format=stored["format"],
-                      compression="zstd", encryption=v.get("encryption"), size=v["size"],
-                      sha256=v["sha256"], source_size=v["source_size"], source=v.get("facts", {}))
+        ArtifactEntry(
+            service="bench",
+            volume=number,
+            key=v["key"],
+            format=stored["format"],
+            compression="zstd",
+            encryption=v.get("encryption"),
+            size=v["size"],
+            sha256=v["sha256"],
+            source_size=v["source_size"],
+            source=v.get("facts", {}),
+        )
         for number, v in enumerate(stored.get("volumes", []), start=2)
-    ]  # fmt: skip
+    ]
     source = _source(args.kind, args.target)
     ready, started = _ready()
     if args.api == "worker":

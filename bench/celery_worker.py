@@ -46,8 +46,12 @@ def memory_kib(pid: int) -> dict[str, int]:
     Private_Dirty of smaps_rollup), in KiB; psutil.Error once the process is gone."""
     _name, rss, hwm = process_memory(pid)
     full = psutil.Process(pid).memory_full_info()
-    return {"VmRSS": rss // 1024, "VmHWM": hwm // 1024, "Pss": full.pss // 1024,
-            "Private": full.uss // 1024}  # fmt: skip
+    return {
+        "VmRSS": rss // 1024,
+        "VmHWM": hwm // 1024,
+        "Pss": full.pss // 1024,
+        "Private": full.uss // 1024,
+    }
 
 
 def children_of(pid: int) -> list[int]:
@@ -162,22 +166,43 @@ def _backfleet(args: list[str], env: dict[str, str], folder: Path, *, timeout: f
             timeout=timeout,
         )
     if done.returncode != 0:
-        raise RuntimeError(f"backfleet {' '.join(args)} exited {done.returncode}: "
-                           f"{tail(folder / 'cli.log', 1500)}")  # fmt: skip
+        raise RuntimeError(
+            f"backfleet {' '.join(args)} exited {done.returncode}: {tail(folder / 'cli.log', 1500)}"
+        )
 
 
 @contextmanager
 def _worker(env: dict[str, str], folder: Path) -> Iterator[tuple[int, int]]:
     """A prefork worker with one child, ready; yields (parent pid, child pid)."""
     log_path = folder / "worker.log"
-    command = [str(PROJECT_PYTHON), "-m", "celery", "-A", "tasks.app", "worker", "-Q", "backup",
-               "--pool", "prefork", "--concurrency", "1", "--loglevel", "INFO",
-               "-n", f"bench-{os.getpid()}@%h"]  # fmt: skip
+    command = [
+        str(PROJECT_PYTHON),
+        "-m",
+        "celery",
+        "-A",
+        "tasks.app",
+        "worker",
+        "-Q",
+        "backup",
+        "--pool",
+        "prefork",
+        "--concurrency",
+        "1",
+        "--loglevel",
+        "INFO",
+        "-n",
+        f"bench-{os.getpid()}@%h",
+    ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            command, env=env, cwd=REPO_DIR, stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            command,
+            env=env,
+            cwd=REPO_DIR,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while b" ready." not in log_path.read_bytes() or not children_of(process.pid):

@@ -81,14 +81,18 @@ class Vocabulary:
         self.last = [word(2, 4).capitalize() for _ in range(3000)]
         self.cities = [word(2, 4).capitalize() for _ in range(800)]
         self.countries = [word(2, 3).capitalize() + "land" for _ in range(60)]
-        self.streets = [word(2, 3).capitalize() + rng.choice([" Street", " Road", " Way", " Lane"])
-                        for _ in range(2000)]  # fmt: skip
+        self.streets = [
+            word(2, 3).capitalize() + rng.choice([" Street", " Road", " Way", " Lane"])
+            for _ in range(2000)
+        ]
         words = [word(1, 3) for _ in range(8000)]
         self.sentences = []
         for _ in range(40000):
             count = rng.randint(4, 18)
-            picked = (rng.choice(_COMMON) if rng.random() < 0.45 else rng.choice(words)
-                      for _ in range(count))  # fmt: skip
+            picked = (
+                rng.choice(_COMMON) if rng.random() < 0.45 else rng.choice(words)
+                for _ in range(count)
+            )
             self.sentences.append(" ".join(picked).capitalize() + ".")
         base = datetime(2019, 1, 1, tzinfo=UTC)
         self.timestamps = [
@@ -204,14 +208,21 @@ def ensure_directory(size: int, *, seed: int = SEED, log: Callable[[str], None] 
         target = staging / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(target, "wb", buffering=0) as out:
-            chunks = _random_chunks(seed, index, length) if kind == "bin" else \
-                _text_chunks(rng, pool, length)  # fmt: skip
+            chunks = (
+                _random_chunks(seed, index, length)
+                if kind == "bin"
+                else _text_chunks(rng, pool, length)
+            )
             for chunk in chunks:
                 out.write(chunk)
     os.rename(staging, path)
     bytes_by_kind = {kind: sum(n for _, n, k in plan if k == kind) for kind in ("bin", "csv")}
-    meta = {**want, "files": len(plan), "bytes_by_kind": bytes_by_kind,
-            "seconds": round(time.monotonic() - started, 1)}  # fmt: skip
+    meta = {
+        **want,
+        "files": len(plan),
+        "bytes_by_kind": bytes_by_kind,
+        "seconds": round(time.monotonic() - started, 1),
+    }
     write_json(marker, meta)
     log(f"generated {len(plan)} files in {meta['seconds']}s")
     return path

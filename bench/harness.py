@@ -58,8 +58,16 @@ from bench.common import (
 from bench.measure import NCPU, Measurement, run_measured, wait_for_quiet
 from bench.s3server import ACCESS_KEY, REGION, SECRET_KEY, S3Server
 
-ALL_TOOLS = ["aws", "rclone", "restic", "backfleet", "celery-worker", "pgdump-fc", "pgdump-z0-zstd",
-             "pg_restore"]  # fmt: skip
+ALL_TOOLS = [
+    "aws",
+    "rclone",
+    "restic",
+    "backfleet",
+    "celery-worker",
+    "pgdump-fc",
+    "pgdump-z0-zstd",
+    "pg_restore",
+]
 RESTORE_DB = "backfleet_bench_restore"
 LOCAL_STORE = DATA_DIR / "local-store"
 RESULTS_JSON = OUT_DIR / "results.json"
@@ -444,8 +452,10 @@ class Bench:
         self.server.remove_bucket(bucket)
         if outcome["ok"]:
             rss, private = outcome["child_peak_rss"], outcome["child_peak_private"]
-            log(f"  {outcome['wall_s']:.1f}s, child peak RSS {rss / 2**20:.0f} MiB "
-                f"({private / 2**20:.0f} MiB private)")  # fmt: skip
+            log(
+                f"  {outcome['wall_s']:.1f}s, child peak RSS {rss / 2**20:.0f} MiB "
+                f"({private / 2**20:.0f} MiB private)"
+            )
         else:
             log(f"  FAILED: {outcome['error'][-600:]}")
         self.save()

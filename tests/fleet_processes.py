@@ -76,8 +76,12 @@ class FleetProcesses:
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "workers.cli", *args],
-            env=self.env, capture_output=True, text=True, timeout=timeout, check=False,
-        )  # fmt: skip
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def prepare(self) -> None:
         """Migrate the catalog and create the bucket or container."""
@@ -100,11 +104,24 @@ class FleetProcesses:
         return self.start(
             name,
             [
-                sys.executable, "-m", "celery", "-A", "tasks.app", "worker", "-Q", queues,
-                "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
-                "--loglevel", "INFO", "-n", f"{name}-{os.getpid()}@%h",
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tasks.app",
+                "worker",
+                "-Q",
+                queues,
+                "--concurrency",
+                str(concurrency),
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+                "-n",
+                f"{name}-{os.getpid()}@%h",
             ],
-        )  # fmt: skip
+        )
 
     def beat(self, name: str) -> "subprocess.Popen[bytes]":
         return self.start(

@@ -92,9 +92,12 @@ def make_case(
     fleet = current_fleet()
     with session_scope(catalog) as session:
         timestamp = queries.create_backup(
-            session, namespace="app", services=sorted(fleet.config.services_of("app")),
-            only_config=False, trigger="test",
-        ).timestamp  # fmt: skip
+            session,
+            namespace="app",
+            services=sorted(fleet.config.services_of("app")),
+            only_config=False,
+            trigger="test",
+        ).timestamp
     outcome = run_backup(fleet, namespace="app", timestamp=timestamp)
     assert outcome.status == "Success", outcome.error
     backed_up = tree(files)
@@ -108,18 +111,30 @@ def make_case(
         with psycopg.connect(postgres, autocommit=True) as conn:
             conn.execute("DELETE FROM things WHERE id > 100")
     return RestoreCase(
-        catalog=catalog, env=env, files=files, database=database, work=work,
-        timestamp=timestamp, backed_up=backed_up, changed=tree(files),
-        redis=redis.Redis.from_url(redis_url), postgres=postgres,
-    )  # fmt: skip
+        catalog=catalog,
+        env=env,
+        files=files,
+        database=database,
+        work=work,
+        timestamp=timestamp,
+        backed_up=backed_up,
+        changed=tree(files),
+        redis=redis.Redis.from_url(redis_url),
+        postgres=postgres,
+    )
 
 
 def new_restore(case: RestoreCase, services: list[str]) -> int:
     with session_scope(case.catalog) as session:
         return queries.create_restore(
-            session, namespace="app", source_namespace="app", timestamp=case.timestamp,
-            services=services, skipped=[], backup_url="test",
-        ).id  # fmt: skip
+            session,
+            namespace="app",
+            source_namespace="app",
+            timestamp=case.timestamp,
+            services=services,
+            skipped=[],
+            backup_url="test",
+        ).id
 
 
 def tree(path: Path) -> dict[str, str]:

@@ -32,12 +32,15 @@ MiB = 1024 * 1024
 StoreType = Literal["local", "s3", "azure-blob-storage"]
 
 
-_SIZE_UNITS = {
-    "": 1, "b": 1,
-    "k": 10**3, "kb": 10**3, "kib": 2**10,
-    "m": 10**6, "mb": 10**6, "mib": 2**20,
-    "g": 10**9, "gb": 10**9, "gib": 2**30,
-}  # fmt: skip
+def _size_units() -> dict[str, int]:
+    """`k`, `kb` (decimal) and `kib` (binary) for each prefix, and plain bytes."""
+    units = {"": 1, "b": 1}
+    for power, prefix in enumerate("kmg", start=1):
+        units |= {prefix: 1000**power, f"{prefix}b": 1000**power, f"{prefix}ib": 1024**power}
+    return units
+
+
+_SIZE_UNITS = _size_units()
 
 
 def parse_size(text: str) -> int:

@@ -19,11 +19,22 @@ KUBERNETES_VERSIONS = ["1.28.0", "1.33.0"]
 CUSTOM_KINDS = {"Kustomization", "ScaledObject", "TriggerAuthentication"}
 # KEDA's ScaledObject fields (keda.sh/v1alpha1), for a typo check.
 SCALED_OBJECT_FIELDS = {
-    "scaleTargetRef", "pollingInterval", "cooldownPeriod", "initialCooldownPeriod",
-    "idleReplicaCount", "minReplicaCount", "maxReplicaCount", "fallback", "advanced", "triggers",
-}  # fmt: skip
-ADVANCED_FIELDS = {"restoreToOriginalReplicaCount", "horizontalPodAutoscalerConfig",
-                   "scalingModifiers"}  # fmt: skip
+    "scaleTargetRef",
+    "pollingInterval",
+    "cooldownPeriod",
+    "initialCooldownPeriod",
+    "idleReplicaCount",
+    "minReplicaCount",
+    "maxReplicaCount",
+    "fallback",
+    "advanced",
+    "triggers",
+}
+ADVANCED_FIELDS = {
+    "restoreToOriginalReplicaCount",
+    "horizontalPodAutoscalerConfig",
+    "scalingModifiers",
+}
 # Deepest task step a worker may be in when told to stop, in seconds (worker-backup.yaml).
 LONGEST_BACKUP_STEP = 3600
 

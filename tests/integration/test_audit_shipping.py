@@ -113,9 +113,16 @@ def test_every_event_ships_exactly_once_grouped_by_date(
     # The line format, exactly these keys in this order.
     first_line = next(iter(objects.values()))[0]
     assert list(first_line) == [
-        "opType", "createdAt", "nameHints", "userEmail", "customerName",
-        "responseCode", "requestParams", "requestPayload", "latencyInMillis",
-    ]  # fmt: skip
+        "opType",
+        "createdAt",
+        "nameHints",
+        "userEmail",
+        "customerName",
+        "responseCode",
+        "requestParams",
+        "requestPayload",
+        "latencyInMillis",
+    ]
 
     # A second flush has nothing to do; new events go to new objects.
     assert flush_user_events(store=store, database_url=pg_url, limits=limits).events == 0

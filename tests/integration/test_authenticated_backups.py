@@ -86,9 +86,14 @@ def files_of(fleet: Fleet) -> Path:
 def restore(fleet: Fleet, stamp: str, *, allow_unsigned: bool = False) -> tuple[str, str | None]:
     """Request and run a restore of app/`stamp` into app; its (status, error)."""
     row = request_restore(
-        fleet, namespace="app", timestamp=stamp, source_namespace="app", requested_by="test",
-        enqueue=lambda *_: uuid.uuid4().hex, allow_unsigned=allow_unsigned,
-    )  # fmt: skip
+        fleet,
+        namespace="app",
+        timestamp=stamp,
+        source_namespace="app",
+        requested_by="test",
+        enqueue=lambda *_: uuid.uuid4().hex,
+        allow_unsigned=allow_unsigned,
+    )
     return finish(fleet, row.id)
 
 
@@ -107,10 +112,16 @@ def plant(fleet: Fleet, stamp: str, service: str, source: Source) -> ArtifactEnt
         store=fleet.store, key=key, source=source, part_size=5 * MiB, compression_level=1
     )
     return ArtifactEntry(
-        service=service, key=key, format=source.format, compression="zstd", encryption=None,
-        size=stored.size, sha256=stored.sha256, source_size=stored.source_size,
+        service=service,
+        key=key,
+        format=source.format,
+        compression="zstd",
+        encryption=None,
+        size=stored.size,
+        sha256=stored.sha256,
+        source_size=stored.source_size,
         source=stored.facts,
-    )  # fmt: skip
+    )
 
 
 def planted_files(tmp_path: Path) -> DirectorySource:
@@ -156,9 +167,12 @@ def test_a_manifest_edited_after_the_backup_is_refused_and_the_target_untouched(
     before = tree(files_of(fleet))
     # A restore requested while the manifest was still genuine, run after the forgery.
     pending = request_restore(
-        fleet, namespace="app", timestamp=stamp, requested_by="test",
+        fleet,
+        namespace="app",
+        timestamp=stamp,
+        requested_by="test",
         enqueue=lambda *_: uuid.uuid4().hex,
-    )  # fmt: skip
+    )
     forge(fleet, stamp, evil_pg, plant(fleet, stamp, "files", planted_files(tmp_path)))
 
     status, error = finish(fleet, pending.id)

@@ -123,9 +123,14 @@ def test_backup_and_restore_with_each_credential(
     changed.write_text("changed after the backup\n")
     with session_scope(fleet.settings.database_url) as session:
         restore_id = queries.create_restore(
-            session, namespace="app", source_namespace="app", timestamp=stamp,
-            services=["db", "files"], skipped=[], backup_url=url,
-        ).id  # fmt: skip
+            session,
+            namespace="app",
+            source_namespace="app",
+            timestamp=stamp,
+            services=["db", "files"],
+            skipped=[],
+            backup_url=url,
+        ).id
     assert run_restore(fleet, restore_id=restore_id) == "Success"
     assert changed.read_text() == "alpha\n"
 

@@ -363,9 +363,13 @@ def test_importing_the_app_and_tasks_connects_to_nothing(tmp_path: Path) -> None
     )
     env = {**os.environ, "BROKER_URL": "redis://127.0.0.1:1/0", "DATABASE_URL": "sqlite:///x"}
     done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     assert done.returncode == 0 and "clean" in done.stdout, done.stderr
 
 

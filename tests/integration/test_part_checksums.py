@@ -96,9 +96,12 @@ def _backup_through(
         (tmp_path / "data" / "files" / "noise.bin").write_bytes(os.urandom(11 * MiB))
         with session_scope(fleet.settings.database_url) as session:
             stamp = queries.create_backup(
-                session, namespace="app", services=["db", "files"], only_config=False,
+                session,
+                namespace="app",
+                services=["db", "files"],
+                only_config=False,
                 trigger="test",
-            ).timestamp  # fmt: skip
+            ).timestamp
         run_backup(fleet, namespace="app", timestamp=stamp)
     assert proxy.by_action == {"corrupt": 1}, "the proxy damaged no part"
     return proxy, fleet, stamp, direct

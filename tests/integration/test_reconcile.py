@@ -82,8 +82,9 @@ def test_a_backup_whose_last_write_met_a_catalog_outage_is_settled_and_unblocks(
                     conn.execute(SLOW_FINISH)
                 rig.fleet.worker("worker")
                 assert rig.fleet.cli("backup").returncode == 0
-                wait_for(lambda: _manifest_stored(rig), seconds=90, what="the manifest stored",
-                         every=0.1)  # fmt: skip
+                wait_for(
+                    lambda: _manifest_stored(rig), seconds=90, what="the manifest stored", every=0.1
+                )
                 gate.outage(20)  # longer than CATALOG_RETRY_SECONDS: the last write is lost
                 (stuck,) = rows(direct, Backup)
                 wait_for(
@@ -153,8 +154,11 @@ def test_a_killed_workers_restore_is_left_to_redelivery_then_settled_when_its_ta
         assert done.returncode == 0, done.stderr
         (backup,) = rows(catalog, Backup)
         assert rig.fleet.cli("restore", backup.timestamp).returncode == 0
-        wait_for(lambda: marker.exists() and marker.read_text().strip() != "", seconds=60,
-                 what="the restore command running")  # fmt: skip
+        wait_for(
+            lambda: marker.exists() and marker.read_text().strip() != "",
+            seconds=60,
+            what="the restore command running",
+        )
         try:
             stop(worker, signal.SIGKILL)  # the whole pod
         finally:
@@ -206,8 +210,14 @@ def test_pending_rows_are_settled_only_when_no_queue_holds_their_task(
     old = utcnow() - timedelta(minutes=10)
     with session_scope(fleet.settings.database_url) as session:
         for namespace in ("queued", "lost"):
-            queries.create_backup(session, namespace=namespace, services=["db"],
-                                  only_config=False, trigger="api", moment=old)  # fmt: skip
+            queries.create_backup(
+                session,
+                namespace=namespace,
+                services=["db"],
+                only_config=False,
+                trigger="api",
+                moment=old,
+            )
         session.execute(update(Backup).values(created_at=old))
         stamps = {b.namespace: b.timestamp for b in session.scalars(select(Backup))}
     # A real message on the backup queue for one of them, with no task id on its row.
@@ -227,8 +237,9 @@ def test_pending_rows_are_settled_only_when_no_queue_holds_their_task(
     assert statuses == {"queued": PENDING, "lost": FAILED}
     # A Pending row younger than the grace period is left: the API may be sending its task.
     with session_scope(fleet.settings.database_url) as session:
-        queries.create_backup(session, namespace="fresh", services=["db"], only_config=False,
-                              trigger="api")  # fmt: skip
+        queries.create_backup(
+            session, namespace="fresh", services=["db"], only_config=False, trigger="api"
+        )
     (fresh,) = [o for o in reconcile(fleet, confirm_after=0.1) if o.namespace == "fresh"]
     assert fresh.status == "left" and fresh.reason == "requested too recently"
 
@@ -248,9 +259,14 @@ def test_a_dead_restore_left_half_swapped_is_put_back_before_it_is_settled(
     (tmp_path / "data" / ".files.backfleet-restore-4567cdef").mkdir()
     with session_scope(fleet.settings.database_url) as session:
         restore = queries.create_restore(
-            session, namespace="app", source_namespace="app", timestamp="2026-01-01t00-00-00",
-            services=["files"], skipped=[], backup_url="file:///nowhere/",
-        )  # fmt: skip
+            session,
+            namespace="app",
+            source_namespace="app",
+            timestamp="2026-01-01t00-00-00",
+            services=["files"],
+            skipped=[],
+            backup_url="file:///nowhere/",
+        )
         restore.status, restore.attempts = RUNNING, 1
     (settled,) = reconcile(fleet, confirm_after=0.1)
     assert settled.kind == "restore" and settled.status == FAILED, settled

@@ -79,9 +79,12 @@ def settle(fleet: Fleet) -> tuple[str, str]:
 
 def restore(fleet: Fleet, stamp: str) -> tuple[str, str | None]:
     row = request_restore(
-        fleet, namespace="app", timestamp=stamp, requested_by="test",
+        fleet,
+        namespace="app",
+        timestamp=stamp,
+        requested_by="test",
         enqueue=lambda *_: uuid.uuid4().hex,
-    )  # fmt: skip
+    )
     run_restore(fleet, restore_id=row.id)
     with session_scope(fleet.settings.database_url) as session:
         done = queries.get_restore(session, restore_id=row.id)

@@ -63,9 +63,12 @@ def _catch_up_once(app: Any) -> None:
     hourly = parse_cron("0 * * * *")
     five_hours_ago = datetime.now(UTC) - timedelta(hours=5)
     entry = RedBeatSchedulerEntry(
-        "catchup", "tasks.retention.abort_stale_uploads", hourly, app=app,
+        "catchup",
+        "tasks.retention.abort_stale_uploads",
+        hourly,
+        app=app,
         last_run_at=five_hours_ago,
-    )  # fmt: skip
+    )
     entry.save()
     due, _ = entry.is_due()
     assert due  # five runs were missed: one catch-up

@@ -120,12 +120,27 @@ def test_a_celery_worker_killed_between_the_renames_is_redelivered_and_ends_rest
         fleet.start(
             "worker",
             [
-                sys.executable, "-m", "tests.restore_crash_child", "--worker",
-                "directory-renames", str(marker), "-A", "workers.app", "worker",
-                "-Q", "restore", "--concurrency", "1", "--without-gossip", "--without-mingle",
-                "--loglevel", "INFO", "-n", f"restore-crash-{os.getpid()}@%h",
+                sys.executable,
+                "-m",
+                "tests.restore_crash_child",
+                "--worker",
+                "directory-renames",
+                str(marker),
+                "-A",
+                "workers.app",
+                "worker",
+                "-Q",
+                "restore",
+                "--concurrency",
+                "1",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+                "-n",
+                f"restore-crash-{os.getpid()}@%h",
             ],
-        )  # fmt: skip
+        )
         restore_id = new_restore(case, ["files"])
         send = (
             "from tasks.app import app; "

@@ -39,9 +39,12 @@ from workers.settings import Settings, load_settings
 
 pytestmark = [pytest.mark.integration]
 AGGRESSIVE = {  # keep the newest hourly backup, nothing else
-    "retention_keep_hourly": 1, "retention_keep_daily": 0, "retention_keep_weekly": 0,
-    "retention_keep_monthly": 0, "retention_keep_yearly": 0,
-}  # fmt: skip
+    "retention_keep_hourly": 1,
+    "retention_keep_daily": 0,
+    "retention_keep_weekly": 0,
+    "retention_keep_monthly": 0,
+    "retention_keep_yearly": 0,
+}
 START = datetime(2026, 3, 1, tzinfo=UTC)
 
 
@@ -57,9 +60,13 @@ def backup_of(fleet: Fleet, services: list[str], hour: int) -> str:
     """A real backup of some services of `app`, stamped START + `hour` hours."""
     with session_scope(fleet.settings.database_url) as session:
         stamp = queries.create_backup(
-            session, namespace="app", services=services, only_config=False, trigger="test",
+            session,
+            namespace="app",
+            services=services,
+            only_config=False,
+            trigger="test",
             moment=START + timedelta(hours=hour),
-        ).timestamp  # fmt: skip
+        ).timestamp
     outcome = run_backup(fleet, namespace="app", timestamp=stamp)
     assert outcome.status == SUCCESS, outcome.error
     return stamp
@@ -82,9 +89,13 @@ def test_a_policy_that_keeps_nothing_is_refused(tmp_path: Path, pg_database: str
     # At start: every process loads its settings first and stops on this one.
     env = {**os.environ, **{name.upper(): "0" for name in zero}, "DATABASE_URL": pg_database}
     done = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "retention"], env=env, capture_output=True,
-        text=True, timeout=60, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "workers.cli", "retention"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "RETENTION_KEEP_YEARLY are all 0" in done.stderr
     # A services-file [retention] table that turns the last rule off is refused too,
@@ -165,9 +176,15 @@ def test_a_restore_waits_while_retention_deletes_in_its_source_namespace(
 ) -> None:
     # Short limits, so the restore's patience (retries x countdown) runs out within seconds.
     fleet = make_fleet(
-        tmp_path, database_url=pg_database, backup_lock_ttl=5, backup_soft_time_limit=5,
-        backup_time_limit=10, celery_visibility_timeout=40, scheduled_backup_wait=10, **AGGRESSIVE,
-    )  # fmt: skip
+        tmp_path,
+        database_url=pg_database,
+        backup_lock_ttl=5,
+        backup_soft_time_limit=5,
+        backup_time_limit=10,
+        celery_visibility_timeout=40,
+        scheduled_backup_wait=10,
+        **AGGRESSIVE,
+    )
     stamps = [backup_of(fleet, ["db", "files"], hour) for hour in range(2)]
     restore = request_restore(
         fleet, namespace="app", timestamp=stamps[0], enqueue=lambda *_: "queued-task"

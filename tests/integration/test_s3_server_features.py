@@ -207,9 +207,14 @@ def test_a_backup_is_stored_encrypted_with_the_chosen_checksums(
     noise.write_bytes(b"changed after the backup")
     with session_scope(fleet.settings.database_url) as session:
         restore_id = queries.create_restore(
-            session, namespace="app", source_namespace="app", timestamp=stamp,
-            services=["db", "files"], skipped=[], backup_url="x",
-        ).id  # fmt: skip
+            session,
+            namespace="app",
+            source_namespace="app",
+            timestamp=stamp,
+            services=["db", "files"],
+            skipped=[],
+            backup_url="x",
+        ).id
     assert run_restore(fleet, restore_id=restore_id) == "Success"
     assert noise.read_bytes() == before
 

@@ -70,9 +70,14 @@ def digest(path: Path) -> dict[str, str]:
 def restore(fleet: Fleet, stamp: str, services: list[str]) -> str:
     with session_scope(fleet.settings.database_url) as session:
         restore_id = queries.create_restore(
-            session, namespace="app", source_namespace="app", timestamp=stamp,
-            services=services, skipped=[], backup_url="x",
-        ).id  # fmt: skip
+            session,
+            namespace="app",
+            source_namespace="app",
+            timestamp=stamp,
+            services=services,
+            skipped=[],
+            backup_url="x",
+        ).id
     return run_restore(fleet, restore_id=restore_id)
 
 
@@ -154,10 +159,14 @@ def test_the_secondary_keeps_its_own_longer_retention(fleet: Fleet) -> None:
     fleet = replace(
         fleet,
         secondary_settings=fleet.secondary_settings.model_copy(
-            update={"retention_keep_hourly": 3, "retention_keep_daily": 0,
-                    "retention_keep_weekly": 0, "retention_keep_monthly": 0}
+            update={
+                "retention_keep_hourly": 3,
+                "retention_keep_daily": 0,
+                "retention_keep_weekly": 0,
+                "retention_keep_monthly": 0,
+            }
         ),
-    )  # fmt: skip
+    )
     start = datetime.now(UTC) - timedelta(hours=10)
     stamps = [take_backup(fleet, moment=start + timedelta(hours=h)) for h in range(5)]
     copy_pending(fleet)

@@ -72,10 +72,21 @@ def test_private_postgres_cluster() -> None:
         env = {**os.environ, PRIVATE_POSTGRES_ENV: "1", "TMPDIR": scratch}
         env.pop("TEST_POSTGRES_URL", None)
         done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-             f"{Path(__file__).relative_to(REPO)}::test_postgres_roundtrip"],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                f"{Path(__file__).relative_to(REPO)}::test_postgres_roundtrip",
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
         output = done.stdout + done.stderr
         assert done.returncode == 0, output
         assert "1 passed" in output, output

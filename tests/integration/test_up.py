@@ -56,8 +56,13 @@ def processes_in(directory: Path) -> dict[int, str]:
     return found
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, process: subprocess.Popen[bytes],
-             log: Path, what: str) -> None:  # fmt: skip
+def wait_for(
+    condition: Callable[[], bool],
+    timeout: float,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    what: str,
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if process.poll() is not None:
@@ -111,10 +116,14 @@ def test_up_starts_everything_and_ctrl_c_stops_everything(tmp_path: Path) -> Non
     with log.open("wb") as out:
         up = subprocess.Popen(
             [sys.executable, "-m", "workers.cli.up"],
-            cwd=site, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            cwd=site,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, as a terminal gives `make up`
             preexec_fn=ignore_sigint,  # as a shell starts `up &`: it must still obey Ctrl-C
-        )  # fmt: skip
+        )
     try:
         base = f"http://127.0.0.1:{api_port}"
         wait_for(lambda: answers_http(f"{base}/healthz", 200), START_TIMEOUT, up, log, "the API")

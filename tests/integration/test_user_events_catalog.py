@@ -108,8 +108,10 @@ def test_system_events_are_recorded_and_never_raise(
     )
     (event,) = all_events(enabled)
     assert (event.op_type, event.name_hints, event.user_email) == (
-        "System", ["BackupVerified"], "backfleet",
-    )  # fmt: skip
+        "System",
+        ["BackupVerified"],
+        "backfleet",
+    )
     assert event.request_params["url"] == "postgresql://u:***@db/x"
     assert "very-secret-key" not in event.request_payload
 
@@ -169,10 +171,15 @@ def test_backups_and_restores_are_audit_events(configured: str) -> None:
     enabled = configured
     with session_scope(enabled) as session:
         backup = queries.create_backup(
-            session, namespace="app", services=["db", "files"], only_config=False,
-            trigger="api", requested_by="ops@example.com", requested_customer="acme",
+            session,
+            namespace="app",
+            services=["db", "files"],
+            only_config=False,
+            trigger="api",
+            requested_by="ops@example.com",
+            requested_customer="acme",
             moment=NOW,
-        )  # fmt: skip
+        )
         backup.status, backup.size = SUCCESS, 3072
         for service, sha in (("db", "a" * 64), ("files", "b" * 64)):
             backup.artifacts.append(
@@ -190,15 +197,26 @@ def test_backups_and_restores_are_audit_events(configured: str) -> None:
         timestamp = backup.timestamp
     with session_scope(enabled) as session:
         restore = queries.create_restore(
-            session, namespace="app", timestamp=timestamp, source_namespace="prod",
-            services=["db"], skipped=["files"], backup_url="file:///b/prod/x/",
-            requested_by="alice@example.com", requested_customer="globex",
-        )  # fmt: skip
+            session,
+            namespace="app",
+            timestamp=timestamp,
+            source_namespace="prod",
+            services=["db"],
+            skipped=["files"],
+            backup_url="file:///b/prod/x/",
+            requested_by="alice@example.com",
+            requested_customer="globex",
+        )
         restore.status, restore_id = FAILED, restore.id
         elsewhere = queries.create_restore(
-            session, namespace="prod", timestamp=timestamp, source_namespace="nowhere",
-            services=["db"], skipped=[], backup_url="file:///b/nowhere/x/",
-        )  # fmt: skip
+            session,
+            namespace="prod",
+            timestamp=timestamp,
+            source_namespace="nowhere",
+            services=["db"],
+            skipped=[],
+            backup_url="file:///b/nowhere/x/",
+        )
         elsewhere.status, elsewhere_id = SUCCESS, elsewhere.id
 
     backup_ended(enabled, namespace="app", timestamp=timestamp)
@@ -219,13 +237,18 @@ def test_backups_and_restores_are_audit_events(configured: str) -> None:
     assert placed.namespace == "app"
     assert placed.request_params == {"namespace": "gone", "timestamp": timestamp}
     assert made.request_params == {
-        "timestamp": timestamp, "status": "Success", "trigger": "api",
-        "services": "db,files", "bytes": "3072",
-    }  # fmt: skip
+        "timestamp": timestamp,
+        "status": "Success",
+        "trigger": "api",
+        "services": "db,files",
+        "bytes": "3072",
+    }
     assert "a" * 64 in made.request_payload and "b" * 64 in made.request_payload
     assert (restored.name_hints, restored.user_email, restored.response_code) == (
-        ["Restore"], "alice@example.com", 500,
-    )  # fmt: skip
+        ["Restore"],
+        "alice@example.com",
+        500,
+    )
     assert restored.request_params["sourceNamespace"] == "prod"
     assert restored.request_params["timestamp"] == timestamp
 

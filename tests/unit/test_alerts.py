@@ -110,9 +110,14 @@ def test_restores_are_alerted_when_they_end(tmp_path: Path, webhook: WebhookServ
     stamp = take_backup(fleet)
     with session_scope(fleet.settings.database_url) as session:
         restore = queries.create_restore(
-            session, namespace="app", source_namespace="app", timestamp=stamp,
-            services=["db", "files"], skipped=[], backup_url="file:///x",
-        )  # fmt: skip
+            session,
+            namespace="app",
+            source_namespace="app",
+            timestamp=stamp,
+            services=["db", "files"],
+            skipped=[],
+            backup_url="file:///x",
+        )
         restore_id = restore.id
     assert run_restore(fleet, restore_id=restore_id) == "Success"
     assert webhook.events() == ["restore.succeeded"]
@@ -122,9 +127,14 @@ def test_restores_are_alerted_when_they_end(tmp_path: Path, webhook: WebhookServ
         path.unlink()
     with session_scope(fleet.settings.database_url) as session:
         restore_id = queries.create_restore(
-            session, namespace="app", source_namespace="app", timestamp=stamp,
-            services=["db"], skipped=[], backup_url="file:///x",
-        ).id  # fmt: skip
+            session,
+            namespace="app",
+            source_namespace="app",
+            timestamp=stamp,
+            services=["db"],
+            skipped=[],
+            backup_url="file:///x",
+        ).id
     assert run_restore(fleet, restore_id=restore_id) == "Failed"
     assert webhook.events() == ["restore.succeeded", "restore.failed"]
     run_restore(fleet, restore_id=restore_id)  # a redelivery of finished work: no repeat
@@ -159,9 +169,11 @@ def test_an_unreachable_webhook_never_raises_nor_logs_its_url(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     fleet = make_fleet(
-        tmp_path, alert_webhook_url=SecretStr("http://127.0.0.1:1/hooks/T0K3N"),
-        alert_webhook_attempts=2, alert_webhook_timeout=1,
-    )  # fmt: skip
+        tmp_path,
+        alert_webhook_url=SecretStr("http://127.0.0.1:1/hooks/T0K3N"),
+        alert_webhook_attempts=2,
+        alert_webhook_timeout=1,
+    )
     alerter = Alerter(fleet.settings, fleet.secrets(), sleep=lambda _: None)
     assert alerter.open("c", AlertEvent(event="backup.stale", text="z")) is True
     assert "T0K3N" not in caplog.text and "ConnectError" in caplog.text

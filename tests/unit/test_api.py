@@ -349,8 +349,13 @@ def test_latest_is_404_before_any_then_the_newest(env: Env) -> None:
         "verifiedAt": None,
     }
     assert list(response.json()) == [
-        "backupurl", "namespace", "status", "timestamp", "verified", "verifiedAt"
-    ]  # fmt: skip
+        "backupurl",
+        "namespace",
+        "status",
+        "timestamp",
+        "verified",
+        "verifiedAt",
+    ]
     other = env.client.get(f"{BASE}/backup/latest?namespace=team-b", headers=AUTH)
     assert other.status_code == 404
     bad = env.client.get(f"{BASE}/backup/latest?namespace=../x", headers=AUTH)

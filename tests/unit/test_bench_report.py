@@ -27,8 +27,15 @@ def test_a_new_run_keeps_the_notes_below_the_marker(
 
 def _run(wall: float, inner: float, cpu: float, cpu_ready: float) -> dict[str, object]:
     mbps = 1000 / wall  # 1000 MB of input
-    return {"ok": True, "wall_s": wall, "mbps": mbps, "cpu_s": cpu, "inner_s": inner,
-            "cpu_ready_s": cpu_ready, "worker_peak_rss": 100 << 20}  # fmt: skip
+    return {
+        "ok": True,
+        "wall_s": wall,
+        "mbps": mbps,
+        "cpu_s": cpu,
+        "inner_s": inner,
+        "cpu_ready_s": cpu_ready,
+        "worker_peak_rss": 100 << 20,
+    }
 
 
 def _backup(backfleet_runs: list[dict[str, object]]) -> dict[str, object]:
@@ -63,11 +70,19 @@ def test_results_without_the_runner_s_own_timing_get_no_running_worker_row() -> 
 
 
 def test_the_celery_worker_section_shows_each_size_and_a_failure() -> None:
-    measured = {"size": "1G", "ok": True, "wall_s": 5.46, "mbps": 196.7,
-                "child_peak_rss": 169 << 20, "child_peak_private": 103 << 20,
-                "child_peak_pss": 131 << 20, "child_idle_rss": 92 << 20,
-                "child_idle_private": 18 << 20, "child_after_rss": 124 << 20,
-                "parent_rss": 109 << 20}  # fmt: skip
+    measured = {
+        "size": "1G",
+        "ok": True,
+        "wall_s": 5.46,
+        "mbps": 196.7,
+        "child_peak_rss": 169 << 20,
+        "child_peak_private": 103 << 20,
+        "child_peak_pss": 131 << 20,
+        "child_idle_rss": 92 << 20,
+        "child_idle_private": 18 << 20,
+        "child_after_rss": 124 << 20,
+        "parent_rss": 109 << 20,
+    }
     failed = {"size": "10G", "ok": False, "error": "RuntimeError: the worker\ndid not | start"}
 
     lines = report.celery_worker_section([measured, failed])

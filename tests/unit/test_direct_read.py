@@ -12,8 +12,16 @@ from workers.sources import direct_read
 from workers.sources.direct_read import CacheAwareReader, cached_pages
 from workers.sources.direct_write import ALIGNMENT, BUFFER_SIZE, aligned_buffer
 
-SIZES = [0, 1, ALIGNMENT - 1, ALIGNMENT, BUFFER_SIZE - 1, BUFFER_SIZE, BUFFER_SIZE + 1,
-         3 * BUFFER_SIZE + 5 * ALIGNMENT + 123]  # fmt: skip
+SIZES = [
+    0,
+    1,
+    ALIGNMENT - 1,
+    ALIGNMENT,
+    BUFFER_SIZE - 1,
+    BUFFER_SIZE,
+    BUFFER_SIZE + 1,
+    3 * BUFFER_SIZE + 5 * ALIGNMENT + 123,
+]
 
 
 @pytest.fixture

@@ -28,8 +28,17 @@ def write_in_pieces(path: Path, data: bytes, piece: int, buffer: mmap.mmap) -> b
     return direct
 
 
-SIZES = [0, 1, ALIGNMENT - 1, ALIGNMENT, ALIGNMENT + 1, BUFFER_SIZE - 1, BUFFER_SIZE,
-         BUFFER_SIZE + 1, 3 * BUFFER_SIZE + 5 * ALIGNMENT + 123]  # fmt: skip
+SIZES = [
+    0,
+    1,
+    ALIGNMENT - 1,
+    ALIGNMENT,
+    ALIGNMENT + 1,
+    BUFFER_SIZE - 1,
+    BUFFER_SIZE,
+    BUFFER_SIZE + 1,
+    3 * BUFFER_SIZE + 5 * ALIGNMENT + 123,
+]
 
 
 PIECES = [7, 16 * 1024, 256 * 1024, 5 * BUFFER_SIZE]

@@ -20,14 +20,22 @@ OLD_SIGNING = "o" * 40
 
 def manifest() -> Manifest:
     entry = ArtifactEntry(
-        service="files", key="app/2024-01-02t03-04-05/files.tar.zst", format="tar",
-        compression="zstd", size=10, sha256="a" * 64, source_size=20,
+        service="files",
+        key="app/2024-01-02t03-04-05/files.tar.zst",
+        format="tar",
+        compression="zstd",
+        size=10,
+        sha256="a" * 64,
+        source_size=20,
         source={"kind": "directory", "files": 1, "ratio": 0.5},
-    )  # fmt: skip
+    )
     return Manifest(
-        namespace="app", timestamp="2024-01-02t03-04-05", started_at="s", finished_at="f",
+        namespace="app",
+        timestamp="2024-01-02t03-04-05",
+        started_at="s",
+        finished_at="f",
         artifacts=[entry],
-    )  # fmt: skip
+    )
 
 
 def keys(**settings: str) -> MacKeys:

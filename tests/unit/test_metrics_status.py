@@ -89,9 +89,17 @@ def test_metrics_come_from_the_catalog(tmp_path: Path) -> None:
     assert m[("backfleet_broker_up", ())] == 1
     assert not any(name == "backfleet_audit_backlog_events" for name, _ in m)
 
-    line = {"opType": "Mutation", "createdAt": 1700000000000, "nameHints": ["Deploy"],
-            "userEmail": "a@example.com", "customerName": "acme", "responseCode": 200,
-            "requestParams": {}, "requestPayload": "", "latencyInMillis": 3}  # fmt: skip
+    line = {
+        "opType": "Mutation",
+        "createdAt": 1700000000000,
+        "nameHints": ["Deploy"],
+        "userEmail": "a@example.com",
+        "customerName": "acme",
+        "responseCode": 200,
+        "requestParams": {},
+        "requestPayload": "",
+        "latencyInMillis": 3,
+    }
     settings = fleet.settings.model_copy(update={"enable_user_events": True})
     assert record_user_events([line, line], namespace="app", settings=settings) == 2
     m = scrape(fleet, {"backup": 0})

@@ -94,9 +94,14 @@ def _store_raw(store: MemoryStore, stored_bytes: bytes, source_size: int) -> Art
     """An artifact whose stored bytes are given as they are (not made by the pipeline)."""
     store.objects[KEY] = stored_bytes
     stored = StoredArtifact(
-        key=KEY, size=len(stored_bytes), sha256=hashlib.sha256(stored_bytes).hexdigest(),
-        source_size=source_size, facts={"kind": "bytes"}, encryption=None, part_size=0,
-    )  # fmt: skip
+        key=KEY,
+        size=len(stored_bytes),
+        sha256=hashlib.sha256(stored_bytes).hexdigest(),
+        source_size=source_size,
+        facts={"kind": "bytes"},
+        encryption=None,
+        part_size=0,
+    )
     return entry_for(stored)
 
 

@@ -297,9 +297,12 @@ def test_a_stop_check_aborts_the_upload_and_leaves_nothing() -> None:
 
     with pytest.raises(TransferStopped):
         upload_artifact(
-            store=store, key=KEY, open_dump=BytesSource(os.urandom(8 * MiB)).dump,
-            options=options(), should_stop=should_stop,
-        )  # fmt: skip
+            store=store,
+            key=KEY,
+            open_dump=BytesSource(os.urandom(8 * MiB)).dump,
+            options=options(),
+            should_stop=should_stop,
+        )
     assert store.uploads == {} and KEY not in store.objects
 
 
@@ -311,9 +314,12 @@ def test_artifacts_uploading_at_once_share_one_budget_of_parts() -> None:
 
     def upload(index: int) -> None:
         stored[index] = upload_artifact(
-            store=store, key=f"{KEY}.{index}", open_dump=BytesSource(datas[index]).dump,
-            options=options(), budget=budget,
-        )  # fmt: skip
+            store=store,
+            key=f"{KEY}.{index}",
+            open_dump=BytesSource(datas[index]).dump,
+            options=options(),
+            budget=budget,
+        )
 
     threads = [threading.Thread(target=upload, args=(index,)) for index in (0, 1)]
     for thread in threads:

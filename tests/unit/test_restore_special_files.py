@@ -44,8 +44,9 @@ def planted_tar() -> bytes:
         for name, mode in (("./suid", 0o4755), ("./sgid", 0o2711), ("./plain", 0o640)):
             data = name.encode()
             owner = {"uid": 1234, "gid": 2345} if name == "./plain" else {}
-            tar.addfile(_member(name, tarfile.REGTYPE, mode, size=len(data), **owner),
-                        io.BytesIO(data))  # fmt: skip
+            tar.addfile(
+                _member(name, tarfile.REGTYPE, mode, size=len(data), **owner), io.BytesIO(data)
+            )
         tar.addfile(_member("./null", tarfile.CHRTYPE, 0o666, devmajor=1, devminor=3))
         tar.addfile(_member("./disk", tarfile.BLKTYPE, 0o660, devmajor=7, devminor=0))
         tar.addfile(_member("./fifo", tarfile.FIFOTYPE, 0o644))

@@ -58,10 +58,18 @@ def add_backups(
     """Catalog rows and stored objects (a manifest and an artifact) of finished backups."""
     stamps = [format_timestamp(m) for m in moments]
     rows = [
-        {"namespace": "app", "timestamp": s, "status": SUCCESS, "only_config": False,
-         "trigger": "schedule", "services": ["db"], "created_at": m, **columns}
+        {
+            "namespace": "app",
+            "timestamp": s,
+            "status": SUCCESS,
+            "only_config": False,
+            "trigger": "schedule",
+            "services": ["db"],
+            "created_at": m,
+            **columns,
+        }
         for s, m in zip(stamps, moments, strict=True)
-    ]  # fmt: skip
+    ]
     with session_scope(fleet.settings.database_url) as session:
         session.execute(insert(Backup), rows)
     put = write or fleet.store.put_object
@@ -179,8 +187,13 @@ def test_full_and_config_only_backups_are_separate_series(
 
 
 def test_the_cli_pins_and_prints_a_dry_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fleet = make_fleet(tmp_path, retention_keep_hourly=2, retention_keep_daily=0,
-                       retention_keep_weekly=0, retention_keep_monthly=0)  # fmt: skip
+    fleet = make_fleet(
+        tmp_path,
+        retention_keep_hourly=2,
+        retention_keep_daily=0,
+        retention_keep_weekly=0,
+        retention_keep_monthly=0,
+    )
     stamps = add_backups(fleet, hours(5))
     monkeypatch.setattr("workers.fleet.current_fleet", lambda: fleet)
     runner = CliRunner()

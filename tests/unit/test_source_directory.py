@@ -151,9 +151,11 @@ def test_round_trip_keeps_names_links_modes_and_mtimes(tmp_path: Path) -> None:
     for link, first in (("hard link", "plain.txt"), ("big/hard link", "big/odd size.bin")):
         assert os.lstat(tmp_path / "dst" / link).st_ino == os.lstat(tmp_path / "dst" / first).st_ino
     assert entry.source == {
-        "kind": "directory", "files": files, "bytes": size,
+        "kind": "directory",
+        "files": files,
+        "bytes": size,
         "files_blake3": entry.source["files_blake3"],
-    }  # fmt: skip
+    }
     assert re.fullmatch("[0-9a-f]{64}", entry.source["files_blake3"])
     assert leftovers(tmp_path) == []
 
@@ -217,9 +219,11 @@ def test_a_20_mib_file_round_trips(tmp_path: Path) -> None:
 
     assert (tmp_path / "dst" / "big.bin").read_bytes() == data
     assert entry.source == {
-        "kind": "directory", "files": 1, "bytes": len(data),
+        "kind": "directory",
+        "files": 1,
+        "bytes": len(data),
         "files_blake3": entry.source["files_blake3"],
-    }  # fmt: skip
+    }
 
 
 def test_a_missing_directory_or_a_file_is_a_source_error(tmp_path: Path) -> None:
@@ -649,9 +653,12 @@ def test_resuming_after_the_end_gives_an_empty_final_volume(tmp_path: Path) -> N
     with tarfile.open(fileobj=io.BytesIO(empty)) as tar:
         assert tar.getnames() == []
     assert again.facts == {
-        **dump.facts, "files": 0, "bytes": 0, "after": dump.facts["last"],
+        **dump.facts,
+        "files": 0,
+        "bytes": 0,
+        "after": dump.facts["last"],
         "files_blake3": blake3.blake3(b"").hexdigest(),
-    }  # fmt: skip
+    }
 
     for bad in ("not hex", b"../x".hex(), b"a//b".hex(), ""):
         with pytest.raises(SourceError, match="not a volume position"):
@@ -717,8 +724,11 @@ def test_one_volume_is_the_plain_dump(tmp_path: Path) -> None:
         single = volume.stream.read()
     assert plain == single
     assert volume.facts == {
-        **whole.facts, "after": None, "last": volume.facts["last"], "final": True
-    }  # fmt: skip
+        **whole.facts,
+        "after": None,
+        "last": volume.facts["last"],
+        "final": True,
+    }
     assert set(whole.facts) == {"kind", "files", "bytes", "files_blake3"}
 
 

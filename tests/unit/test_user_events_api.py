@@ -96,15 +96,21 @@ def test_each_call_is_recorded_with_its_caller_operation_and_result(fleet: Fleet
     backup, latest, status = events(fleet)
 
     assert (backup.op_type, backup.name_hints, backup.response_code) == (
-        "Mutation", ["OnDemandBackup"], 202,
-    )  # fmt: skip
+        "Mutation",
+        ["OnDemandBackup"],
+        202,
+    )
     assert (backup.user_email, backup.customer_name, backup.namespace) == (
-        "ops@example.com", "acme", "app",
-    )  # fmt: skip
+        "ops@example.com",
+        "acme",
+        "app",
+    )
     assert backup.request_payload == "{}"
     assert (latest.op_type, latest.name_hints, latest.response_code) == (
-        "Query", ["LatestBackup"], 404,
-    )  # fmt: skip
+        "Query",
+        ["LatestBackup"],
+        404,
+    )
     assert latest.request_params == {"namespace": "team-b"} and latest.namespace == "team-b"
     assert status.name_hints == ["RestoreStatus"] and status.user_email == ""
     assert status.request_params == {"timestamp": "2023-02-02t17-03-15"}
@@ -161,8 +167,12 @@ def test_the_event_names_the_namespace_the_route_acted_on(fleet: Fleet) -> None:
         assert (
             client.get(f"{BASE}/backup/latest?namespace=evil-ns", headers=AUTH).status_code == 404
         )
-        assert client.get(f"{BASE}/restorestatus?timestamp=2023-02-02t17-03-15&namespace=null",
-                          headers=AUTH).status_code == 404  # fmt: skip
+        assert (
+            client.get(
+                f"{BASE}/restorestatus?timestamp=2023-02-02t17-03-15&namespace=null", headers=AUTH
+            ).status_code
+            == 404
+        )
         answer = client.get(
             f"{BASE}/restorestatus?timestamp=2023-02-02t17-03-15&namespace=team-b", headers=AUTH
         )

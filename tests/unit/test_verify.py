@@ -187,9 +187,11 @@ def test_encrypted_artifacts_are_decrypted_or_at_least_hashed(
 
 
 def test_the_cli_verifies_and_exits_1_on_a_failure(
-    tmp_path: Path, webhook: WebhookServer, events: list[dict[str, Any]],
+    tmp_path: Path,
+    webhook: WebhookServer,
+    events: list[dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     from click.testing import CliRunner
 
     from workers.cli import main

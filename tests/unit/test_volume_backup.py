@@ -37,9 +37,16 @@ def entry(number: int, span: VolumeSpan) -> ArtifactEntry:
     final = span.until is None
     facts = {"after": span.after, "last": span.until or "zz", "final": final}
     return ArtifactEntry(
-        service="files", volume=number, key=f"v{number}", format="tar", compression="zstd",
-        size=1, sha256="0" * 64, source_size=1, source=facts,
-    )  # fmt: skip
+        service="files",
+        volume=number,
+        key=f"v{number}",
+        format="tar",
+        compression="zstd",
+        size=1,
+        sha256="0" * 64,
+        source_size=1,
+        source=facts,
+    )
 
 
 def test_volumes_run_side_by_side_and_come_back_in_order() -> None:
@@ -55,9 +62,13 @@ def test_volumes_run_side_by_side_and_come_back_in_order() -> None:
         return entry(number, span)
 
     entries = back_up_volumes(
-        PlannedSource(["b", "d"]), finished=[], max_bytes=1, concurrency=2,
-        part_concurrency=3, store_volume=store_volume,
-    )  # fmt: skip
+        PlannedSource(["b", "d"]),
+        finished=[],
+        max_bytes=1,
+        concurrency=2,
+        part_concurrency=3,
+        store_volume=store_volume,
+    )
 
     assert [e.volume for e in entries] == [1, 2, 3]
     assert sorted(spans, key=lambda s: s.after or "") == [
@@ -88,9 +99,13 @@ def test_a_failed_volume_stops_the_one_beside_it_and_no_other_starts() -> None:
 
     with pytest.raises(RuntimeError, match="volume 1 broke"):
         back_up_volumes(
-            PlannedSource(["b", "d"]), finished=[], max_bytes=1, concurrency=2,
-            part_concurrency=3, store_volume=store_volume,
-        )  # fmt: skip
+            PlannedSource(["b", "d"]),
+            finished=[],
+            max_bytes=1,
+            concurrency=2,
+            part_concurrency=3,
+            store_volume=store_volume,
+        )
 
     assert seen == {1: "started", 2: "stopped"}
 
@@ -106,9 +121,13 @@ def test_a_redelivery_plans_after_the_finished_volumes() -> None:
         return entry(number, span)
 
     entries = back_up_volumes(
-        PlannedSource(["b", "d"]), finished=done, max_bytes=1, concurrency=2,
-        part_concurrency=3, store_volume=store_volume,
-    )  # fmt: skip
+        PlannedSource(["b", "d"]),
+        finished=done,
+        max_bytes=1,
+        concurrency=2,
+        part_concurrency=3,
+        store_volume=store_volume,
+    )
 
     assert entries[0] is done[0] and [e.volume for e in entries] == [1, 2, 3]
     assert spans == [VolumeSpan("b", "d"), VolumeSpan("d", None)]

@@ -84,9 +84,17 @@ class NewEvent:
 
 
 COPY_COLUMNS = (
-    "namespace", "op_type", "created_at", "name_hints", "user_email", "customer_name",
-    "response_code", "request_params", "request_payload", "latency_ms",
-)  # fmt: skip
+    "namespace",
+    "op_type",
+    "created_at",
+    "name_hints",
+    "user_email",
+    "customer_name",
+    "response_code",
+    "request_params",
+    "request_payload",
+    "latency_ms",
+)
 
 
 def insert_events(session: Session, *, events: Iterable[NewEvent]) -> int:
@@ -105,11 +113,18 @@ def insert_events(session: Session, *, events: Iterable[NewEvent]) -> int:
             for e in batch:
                 copy.write_row(
                     (
-                        e.namespace, e.op_type, e.created_at, compact_json(list(e.name_hints)),
-                        e.user_email, e.customer_name, e.response_code,
-                        compact_json(dict(e.request_params)), e.request_payload, e.latency_ms,
+                        e.namespace,
+                        e.op_type,
+                        e.created_at,
+                        compact_json(list(e.name_hints)),
+                        e.user_email,
+                        e.customer_name,
+                        e.response_code,
+                        compact_json(dict(e.request_params)),
+                        e.request_payload,
+                        e.latency_ms,
                     )
-                )  # fmt: skip
+                )
     else:
         table = cast(Table, UserEvent.__table__)
         session.execute(insert(table), [event.row() for event in batch])

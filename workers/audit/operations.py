@@ -45,8 +45,12 @@ def backup_ended(database_url: str, *, namespace: str, timestamp: str) -> None:
             who, trigger, error = backup.requested_by, backup.trigger, backup.error
             customer = backup.requested_customer or ""
     except Exception as exc:
-        log.warning("could not read backup %s/%s for the audit trail: %s", namespace,
-                    timestamp, redact(str(exc)))  # fmt: skip
+        log.warning(
+            "could not read backup %s/%s for the audit trail: %s",
+            namespace,
+            timestamp,
+            redact(str(exc)),
+        )
         return
     record_system_event(
         namespace=namespace,
@@ -79,14 +83,17 @@ def restore_ended(database_url: str, *, restore_id: int) -> None:
             if restore is None:
                 return
             namespace, source, timestamp = (
-                restore.namespace, restore.source_namespace, restore.timestamp,
-            )  # fmt: skip
+                restore.namespace,
+                restore.source_namespace,
+                restore.timestamp,
+            )
             status, services, who = restore.status, list(restore.services), restore.requested_by
             skipped, error, url = list(restore.skipped), restore.error, restore.backup_url
             customer = restore.requested_customer or ""
     except Exception as exc:
-        log.warning("could not read restore %s for the audit trail: %s", restore_id,
-                    redact(str(exc)))  # fmt: skip
+        log.warning(
+            "could not read restore %s for the audit trail: %s", restore_id, redact(str(exc))
+        )
         return
     record_system_event(
         namespace=namespace,

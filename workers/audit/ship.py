@@ -96,8 +96,12 @@ def _ship_namespace(
         result.objects.extend(keys)
         log.info(
             "shipped %d user events of %s (ids %d-%d) in %d object(s)",
-            events, name, after + 1, through, len(keys),
-        )  # fmt: skip
+            events,
+            name,
+            after + 1,
+            through,
+            len(keys),
+        )
 
 
 def _claim_batch(

@@ -134,8 +134,10 @@ def retry_catalog(write: Callable[[], T], *, what: str, patience: float) -> T:
                 raise
             log.warning(
                 "catalog unreachable while %s (%s); retrying in %.1f s",
-                what, type(exc).__name__, delay,
-            )  # fmt: skip
+                what,
+                type(exc).__name__,
+                delay,
+            )
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
 

@@ -257,9 +257,14 @@ def upsert_artifact(
     if existing is not None:
         return existing
     artifact = Artifact(
-        backup=backup, service=service, volume=volume, kind=kind, key=key, format=fmt,
+        backup=backup,
+        service=service,
+        volume=volume,
+        kind=kind,
+        key=key,
+        format=fmt,
         compression=compression,
-    )  # fmt: skip
+    )
     session.add(artifact)
     session.flush()
     return artifact

@@ -52,8 +52,12 @@ def wait_for_backup(database_url: str, namespace: str, timestamp: str) -> tuple[
                 done = sum(a.bytes_done for a in backup.artifacts)
                 total = expected_size(session, backup)
                 status, error = backup.status, backup.error
-            progress.update(task, completed=done, total=max(total, done) if total else None,
-                            description=f"backup {timestamp} {status}")  # fmt: skip
+            progress.update(
+                task,
+                completed=done,
+                total=max(total, done) if total else None,
+                description=f"backup {timestamp} {status}",
+            )
             if status in TERMINAL:
                 return status, error
             time.sleep(POLL_SECONDS)
@@ -69,8 +73,9 @@ def wait_for_restore(database_url: str, restore_id: int) -> tuple[str, str | Non
                 assert row is not None
                 status, error = row.status, row.error
                 done, total = row.bytes_done, row.bytes_total
-            progress.update(task, completed=done, total=total,
-                            description=f"restore {row.timestamp} {status}")  # fmt: skip
+            progress.update(
+                task, completed=done, total=total, description=f"restore {row.timestamp} {status}"
+            )
             if status in TERMINAL:
                 return status, error
             time.sleep(POLL_SECONDS)

@@ -211,21 +211,41 @@ def child_specs(env: Mapping[str, str], var_dir: Path) -> list[ChildSpec]:
     api_port, flower_port = env["BACKFLEET_API_PORT"], env["BACKFLEET_FLOWER_PORT"]
     return [
         ChildSpec(
-            "api", [python, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
-                    "--port", api_port],
+            "api",
+            [python, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", api_port],
         ),
         ChildSpec(
-            "worker", [*celery, "worker", "-Q", ALL_QUEUES, "--concurrency", "2", "-E",
-                       "--loglevel", "INFO", "-n", "backfleet@%h"],
+            "worker",
+            [
+                *celery,
+                "worker",
+                "-Q",
+                ALL_QUEUES,
+                "--concurrency",
+                "2",
+                "-E",
+                "--loglevel",
+                "INFO",
+                "-n",
+                "backfleet@%h",
+            ],
         ),
         ChildSpec(
-            "beat", [*celery, "beat", "--schedule", str(var_dir / "celerybeat-schedule"),
-                     "--loglevel", "INFO"],
+            "beat",
+            [
+                *celery,
+                "beat",
+                "--schedule",
+                str(var_dir / "celerybeat-schedule"),
+                "--loglevel",
+                "INFO",
+            ],
         ),
         ChildSpec(
-            "flower", [*celery, "flower", "--address=127.0.0.1", f"--port={flower_port}"],
+            "flower",
+            [*celery, "flower", "--address=127.0.0.1", f"--port={flower_port}"],
         ),
-    ]  # fmt: skip
+    ]
 
 
 def banner(env: Mapping[str, str], api_key: str | None, var_dir: Path) -> str:

@@ -176,8 +176,9 @@ class Alerter:
                 return True
             except Exception as exc:  # the broker is down: send it here instead
                 # Only the type: a broker error may quote its URL and password.
-                log.warning("could not queue alert %s (%s); sending it now", alert.event,
-                            type(exc).__name__)  # fmt: skip
+                log.warning(
+                    "could not queue alert %s (%s); sending it now", alert.event, type(exc).__name__
+                )
         return self._deliver(alert_id, alert)
 
     def _clean(self, alert: AlertEvent) -> AlertEvent:
@@ -212,8 +213,11 @@ class Alerter:
                 break
             log.warning(
                 "alert webhook (ALERT_WEBHOOK_URL) %s for %s (attempt %d of %d)",
-                reason, alert.event, attempt, attempts,
-            )  # fmt: skip
+                reason,
+                alert.event,
+                attempt,
+                attempts,
+            )
             if attempt < attempts:
                 self.sleep(self.policy.delay(attempt))
         with session_scope(self.url) as session:

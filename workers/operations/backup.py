@@ -164,9 +164,14 @@ class _ServiceBackups:
             budget: PartBudget,
         ) -> ArtifactEntry:
             return self._artifact(
-                source, service, volume, open_dump, span=span, should_stop=should_stop,
+                source,
+                service,
+                volume,
+                open_dump,
+                span=span,
+                should_stop=should_stop,
                 budget=budget,
-            )  # fmt: skip
+            )
 
         entries = back_up_volumes(
             cast(VolumeSource, source),
@@ -213,16 +218,27 @@ class _ServiceBackups:
     ) -> ArtifactEntry:
         encrypted = self.options.identity is not None
         key = artifact_key(
-            self.namespace, self.timestamp, service, source.format, COMPRESSION,
-            encrypted=encrypted, volume=volume,
-        )  # fmt: skip
+            self.namespace,
+            self.timestamp,
+            service,
+            source.format,
+            COMPRESSION,
+            encrypted=encrypted,
+            volume=volume,
+        )
         with session_scope(self.url) as session:
             backup = session.get(Backup, self.backup_id)
             assert backup is not None
             row = queries.upsert_artifact(
-                session, backup=backup, service=service, kind=source.kind, key=key,
-                fmt=source.format, compression=COMPRESSION, volume=volume,
-            )  # fmt: skip
+                session,
+                backup=backup,
+                service=service,
+                kind=source.kind,
+                key=key,
+                fmt=source.format,
+                compression=COMPRESSION,
+                volume=volume,
+            )
             finished = row.status == SUCCESS and row.sha256 is not None
             # A volume a dead attempt stored for other entries than this one's is redone.
             if finished and (span is None or span.matches(row.facts or {})):
@@ -278,10 +294,13 @@ class _ServiceBackups:
             queries.forget_parts(session, artifact_id=artifact_id, number=part.number)
             session.add(
                 UploadPart(
-                    artifact_id=artifact_id, number=part.number, size=part.size,
-                    etag=part.etag, sha256=part.sha256,
+                    artifact_id=artifact_id,
+                    number=part.number,
+                    size=part.size,
+                    etag=part.etag,
+                    sha256=part.sha256,
                 )
-            )  # fmt: skip
+            )
 
         self._write(record, "recording an uploaded part")
 

@@ -35,7 +35,9 @@ def dry_run(fleet: Fleet, *, namespace: str, only_config: bool) -> Iterator[DryR
         source = make_source(specs[service], fleet.settings, fleet.secrets())
         started = time.monotonic()
         stored = upload_artifact(
-            store=NullStore(), key=f"{namespace}/dry-run/{service}", open_dump=source.dump,
+            store=NullStore(),
+            key=f"{namespace}/dry-run/{service}",
+            open_dump=source.dump,
             options=options,
-        )  # fmt: skip
+        )
         yield DryRunResult(service, stored.source_size, stored.size, time.monotonic() - started)

@@ -255,9 +255,13 @@ def request_restore(
         if allow_unsigned:
             restore.error = override_note(plan.overridden, requested_by)
             log.warning(
-                "restore %s of %s/%s into %s: %s", restore.id, plan.source_namespace, timestamp,
-                namespace, restore.error,
-            )  # fmt: skip
+                "restore %s of %s/%s into %s: %s",
+                restore.id,
+                plan.source_namespace,
+                timestamp,
+                namespace,
+                restore.error,
+            )
     try:
         # namespace and timestamp are labels: what Flower shows of the task
         labels = {"namespace": namespace, "source_namespace": plan.source_namespace}

@@ -135,16 +135,33 @@ def _active_jobs(url: str) -> list[Job]:
     with session_scope(url) as session:
         backups = queries.active_backups(session)
         jobs = [
-            Job("backup", b.id, b.namespace, b.timestamp, b.status, b.attempts or 0,
-                b.task_id, b.created_at)
+            Job(
+                "backup",
+                b.id,
+                b.namespace,
+                b.timestamp,
+                b.status,
+                b.attempts or 0,
+                b.task_id,
+                b.created_at,
+            )
             for b in backups
-        ]  # fmt: skip
+        ]
         restores = queries.active_restores(session)
         jobs += [
-            Job("restore", r.id, r.namespace, r.timestamp, r.status, r.attempts or 0,
-                r.task_id, r.created_at, r.source_namespace)
+            Job(
+                "restore",
+                r.id,
+                r.namespace,
+                r.timestamp,
+                r.status,
+                r.attempts or 0,
+                r.task_id,
+                r.created_at,
+                r.source_namespace,
+            )
             for r in restores
-        ]  # fmt: skip
+        ]
     return jobs
 
 
@@ -178,9 +195,14 @@ def _alive(fleet: Fleet, job: Job, broker: BrokerTasks, young: datetime) -> str 
 
 def _outcome(job: Job, status: str, reason: str) -> Outcome:
     return Outcome(
-        kind=job.kind, namespace=job.namespace, timestamp=job.timestamp, was=job.status,
-        status=status, reason=reason, restore_id=job.row_id if job.kind == "restore" else None,
-    )  # fmt: skip
+        kind=job.kind,
+        namespace=job.namespace,
+        timestamp=job.timestamp,
+        was=job.status,
+        status=status,
+        reason=reason,
+        restore_id=job.row_id if job.kind == "restore" else None,
+    )
 
 
 def _plan(fleet: Fleet, job: Job) -> Outcome:
@@ -257,9 +279,15 @@ def _facts(item: Artifact | ArtifactEntry) -> tuple[Any, ...]:
     """What a restore uses of an artifact, from a catalog row or a manifest entry."""
     source = item.source if isinstance(item, ArtifactEntry) else item.facts or {}
     return (
-        item.key, item.size, item.sha256, item.format, item.compression, item.encryption,
-        item.source_size, source,
-    )  # fmt: skip
+        item.key,
+        item.size,
+        item.sha256,
+        item.format,
+        item.compression,
+        item.encryption,
+        item.source_size,
+        source,
+    )
 
 
 def _settle(fleet: Fleet, job: Job, outcome: Outcome) -> Outcome:
@@ -308,8 +336,15 @@ def _write(fleet: Fleet, job: Job, outcome: Outcome) -> Outcome:
                 _fill_from_manifest(session, row, manifest, data)
         row.status, row.finished_at = outcome.status, utcnow()
         row.error = None if outcome.status == SUCCESS else outcome.reason
-    log.warning("reconciled %s %s/%s: %s -> %s: %s", job.kind, job.namespace, job.timestamp,
-                job.status, outcome.status, outcome.reason)  # fmt: skip
+    log.warning(
+        "reconciled %s %s/%s: %s -> %s: %s",
+        job.kind,
+        job.namespace,
+        job.timestamp,
+        job.status,
+        outcome.status,
+        outcome.reason,
+    )
     _report(fleet, job, outcome)
     return outcome
 
@@ -318,10 +353,15 @@ def _fill_from_manifest(session: Session, row: Backup, manifest: Manifest, data:
     """The catalog's artifacts as the manifest lists them, and the backup's size."""
     for entry in manifest.artifacts:
         artifact = queries.upsert_artifact(
-            session, backup=row, service=entry.service,
-            kind=str(entry.source.get("kind") or entry.format), key=entry.key, fmt=entry.format,
-            compression=entry.compression, volume=entry.volume,
-        )  # fmt: skip
+            session,
+            backup=row,
+            service=entry.service,
+            kind=str(entry.source.get("kind") or entry.format),
+            key=entry.key,
+            fmt=entry.format,
+            compression=entry.compression,
+            volume=entry.volume,
+        )
         artifact.status, artifact.key, artifact.size = SUCCESS, entry.key, entry.size
         artifact.sha256, artifact.source_size = entry.sha256, entry.source_size
         artifact.facts, artifact.encryption = entry.source, entry.encryption
@@ -339,8 +379,13 @@ def _fill_from_manifest(session: Session, row: Backup, manifest: Manifest, data:
 
 def _report(fleet: Fleet, job: Job, outcome: Outcome) -> None:
     code = 200 if outcome.status == SUCCESS else 500
-    params = {"namespace": job.namespace, "timestamp": job.timestamp, "was": job.status,
-              "status": outcome.status, "reason": outcome.reason}  # fmt: skip
+    params = {
+        "namespace": job.namespace,
+        "timestamp": job.timestamp,
+        "was": job.status,
+        "status": outcome.status,
+        "reason": outcome.reason,
+    }
     if job.kind == "backup":
         record_system_event(
             namespace=job.namespace, name="BackupReconciled", params=params, response_code=code
@@ -352,7 +397,11 @@ def _report(fleet: Fleet, job: Job, outcome: Outcome) -> None:
         namespace=job.namespace, name="RestoreReconciled", params=params, response_code=code
     )
     report_restore_outcome(
-        fleet, restore_id=job.row_id, namespace=job.namespace,
-        source_namespace=job.source_namespace or job.namespace, timestamp=job.timestamp,
-        status=outcome.status, error=outcome.reason,
-    )  # fmt: skip
+        fleet,
+        restore_id=job.row_id,
+        namespace=job.namespace,
+        source_namespace=job.source_namespace or job.namespace,
+        timestamp=job.timestamp,
+        status=outcome.status,
+        error=outcome.reason,
+    )

@@ -66,9 +66,12 @@ def copy_backup(fleet: Fleet, *, namespace: str, timestamp: str) -> None:
         if _holds(target, entry):
             continue  # an earlier attempt copied it, and it reads back right
         copy_artifact(
-            fleet.store, target, entry, part_size=fleet.settings.backup_part_size,
+            fleet.store,
+            target,
+            entry,
+            part_size=fleet.settings.backup_part_size,
             policy=policy,
-        )  # fmt: skip
+        )
         check_stored(target, entry)
     call_with_retries(
         lambda: target.put_object(manifest_key(namespace, timestamp), trusted.data),

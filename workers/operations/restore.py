@@ -147,9 +147,14 @@ def _report(
 ) -> None:
     """The alert and the audit event of a result this attempt recorded (never raises)."""
     report_restore_outcome(
-        fleet, restore_id=restore_id, namespace=namespace, source_namespace=source_namespace,
-        timestamp=timestamp, status=status, error=error,
-    )  # fmt: skip
+        fleet,
+        restore_id=restore_id,
+        namespace=namespace,
+        source_namespace=source_namespace,
+        timestamp=timestamp,
+        status=status,
+        error=error,
+    )
     restore_ended(fleet.settings.database_url, restore_id=restore_id)
 
 
@@ -168,9 +173,13 @@ def restore_with_fallback(
     """
     try:
         restore_artifacts(
-            store=fleet.store, entries=entries, source=source, keyring=keyring, on_read=on_read,
+            store=fleet.store,
+            entries=entries,
+            source=source,
+            keyring=keyring,
+            on_read=on_read,
             before_commit=before_commit,
-        )  # fmt: skip
+        )
     except LockLost:
         raise
     except Exception as exc:
@@ -179,12 +188,17 @@ def restore_with_fallback(
             raise
         log.warning(
             "%s: the primary store failed (%s); restoring from the secondary store",
-            entries[0].service, redact(str(exc), fleet.secrets()),
-        )  # fmt: skip
+            entries[0].service,
+            redact(str(exc), fleet.secrets()),
+        )
         restore_artifacts(
-            store=fleet.secondary, entries=entries, source=source, keyring=keyring,
-            on_read=on_read, before_commit=before_commit,
-        )  # fmt: skip
+            store=fleet.secondary,
+            entries=entries,
+            source=source,
+            keyring=keyring,
+            on_read=on_read,
+            before_commit=before_commit,
+        )
 
 
 def _intact(store: ObjectStore, entries: list[ArtifactEntry]) -> bool:

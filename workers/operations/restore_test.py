@@ -112,8 +112,13 @@ def _run_restore_test(fleet: Fleet, *, namespace: str, timestamp: str) -> Restor
     result = RestoreTestResult(
         namespace, timestamp, FAILED if error else SUCCESS, tested, skipped, error
     )
-    log.info("test restore of %s/%s: %s%s", namespace, timestamp, result.status,
-             f": {error}" if error else "")  # fmt: skip
+    log.info(
+        "test restore of %s/%s: %s%s",
+        namespace,
+        timestamp,
+        result.status,
+        f": {error}" if error else "",
+    )
     _record(fleet, result)
     return result
 
@@ -148,16 +153,26 @@ def _record(fleet: Fleet, result: RestoreTestResult) -> None:
         backup = queries.get_backup(session, namespace=result.namespace, timestamp=result.timestamp)
         session.add(
             Verification(
-                backup_id=backup.id if backup else None, namespace=result.namespace,
-                timestamp=result.timestamp, kind="restore", store="primary",
-                status=result.status, artifacts=len(result.tested), bytes_read=0,
-                error=result.error, checked_at=now,
+                backup_id=backup.id if backup else None,
+                namespace=result.namespace,
+                timestamp=result.timestamp,
+                kind="restore",
+                store="primary",
+                status=result.status,
+                artifacts=len(result.tested),
+                bytes_read=0,
+                error=result.error,
+                checked_at=now,
             )
-        )  # fmt: skip
+        )
         if backup is not None and result.status == FAILED:
             backup.verified, backup.verified_at = FAILED, now
     failed = [result] if result.status == FAILED else []
     report_verdict(
-        fleet, namespace=result.namespace, timestamp=result.timestamp, failed=failed,
-        what="test restore", condition_suffix=":restore",
-    )  # fmt: skip
+        fleet,
+        namespace=result.namespace,
+        timestamp=result.timestamp,
+        failed=failed,
+        what="test restore",
+        condition_suffix=":restore",
+    )

@@ -105,16 +105,24 @@ def verify_backup(fleet: Fleet, *, namespace: str, timestamp: str) -> list[Verif
             ).manifest
 
         result = check_backup(
-            store, namespace=namespace, timestamp=timestamp, load=load, keyring=keyring,
+            store,
+            namespace=namespace,
+            timestamp=timestamp,
+            load=load,
+            keyring=keyring,
             store_name=name,
-        )  # fmt: skip
+        )
         if result.error:
             result = _redacted(result, fleet.secrets())
         results.append(result)
         log.info(
-            "verify %s/%s (%s): %s%s", namespace, timestamp, name, result.status,
+            "verify %s/%s (%s): %s%s",
+            namespace,
+            timestamp,
+            name,
+            result.status,
             f": {result.error}" if result.error else "",
-        )  # fmt: skip
+        )
     _record(fleet, results)
     return results
 
@@ -188,12 +196,18 @@ def _record(fleet: Fleet, results: Sequence[VerifyResult]) -> None:
         for result in results:
             session.add(
                 Verification(
-                    backup_id=backup.id if backup else None, namespace=namespace,
-                    timestamp=timestamp, kind="read", store=result.store, status=result.status,
-                    artifacts=result.artifacts, bytes_read=result.bytes_read,
-                    error=result.error, checked_at=now,
+                    backup_id=backup.id if backup else None,
+                    namespace=namespace,
+                    timestamp=timestamp,
+                    kind="read",
+                    store=result.store,
+                    status=result.status,
+                    artifacts=result.artifacts,
+                    bytes_read=result.bytes_read,
+                    error=result.error,
+                    checked_at=now,
                 )
-            )  # fmt: skip
+            )
         if backup is not None:
             backup.verified, backup.verified_at = (FAILED if failed else SUCCESS), now
     report_verdict(fleet, namespace=namespace, timestamp=timestamp, failed=failed)
@@ -242,6 +256,11 @@ def report_verdict(
 
 def _redacted(result: VerifyResult, secrets: list[str]) -> VerifyResult:
     return VerifyResult(
-        result.namespace, result.timestamp, result.store, result.status, result.artifacts,
-        result.bytes_read, redact(result.error or "", secrets),
-    )  # fmt: skip
+        result.namespace,
+        result.timestamp,
+        result.store,
+        result.status,
+        result.artifacts,
+        result.bytes_read,
+        redact(result.error or "", secrets),
+    )

@@ -260,9 +260,13 @@ class DirectorySource:
             count = 0
             for stream in volumes:
                 _extract(
-                    stream, staging, target, folders, direct_writes=self.direct_writes,
+                    stream,
+                    staging,
+                    target,
+                    folders,
+                    direct_writes=self.direct_writes,
                     left_out=None if self.special_files else left_out,
-                )  # fmt: skip
+                )
                 stream.verify()  # nothing below runs unless every stored byte matched
                 count += 1
             if count == 0:
@@ -551,8 +555,10 @@ class _LeftOut:
             log.warning(
                 "restored %s without %d device node(s), FIFO(s) and links to them, and with "
                 "the setuid/setgid bits of %d file(s) cleared (`special_files = true` keeps them)",
-                target, len(self.names), self.stripped,
-            )  # fmt: skip
+                target,
+                len(self.names),
+                self.stripped,
+            )
 
 
 def _extract(

@@ -190,9 +190,16 @@ def _upload(
             hooks.on_upload(upload_id)
     # The abort is registered now, so every failure path below cleans up.
     sink = PartSink(
-        store=store, key=key, upload_id=upload_id, options=options, part_size=part_size,
-        done=done, on_part=hooks.on_part, budget=hooks.budget, should_stop=hooks.should_stop,
-    )  # fmt: skip
+        store=store,
+        key=key,
+        upload_id=upload_id,
+        options=options,
+        part_size=part_size,
+        done=done,
+        on_part=hooks.on_part,
+        budget=hooks.budget,
+        should_stop=hooks.should_stop,
+    )
     try:
         with open_dump() as dump:
             reader = _CompressingReader(dump.stream, options.compression_level, hooks.on_progress)
