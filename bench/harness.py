@@ -34,12 +34,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench import datagen, peers
-from bench.celery_worker import measure_worker_backup
+from bench.celery_worker import CeleryFleet, sampling
 from bench.common import (
     DATA_DIR,
     MB,
@@ -69,6 +70,8 @@ ALL_TOOLS = [
     "pg_restore",
 ]
 RESTORE_DB = "backfleet_bench_restore"
+PEERS = ("aws", "rclone", "restic")
+CELERY_LABEL = "Backfleet through a Celery worker (backfleet backup --wait)"
 LOCAL_STORE = DATA_DIR / "local-store"
 RESULTS_JSON = OUT_DIR / "results.json"
 LOGS = OUT_DIR / "logs"
@@ -397,11 +400,15 @@ class Bench:
         meta = read_json(DATA_DIR / f"dir-{label}.json")
         info = {"path": str(source), "files": files, "bytes": total, **meta}
         tools = [tool for tool in ("aws", "rclone", "restic", "backfleet") if self.wants(tool)]
+        celery = self.wants("celery-worker") and self.backfleet_store == "s3"
+        if celery:
+            tools.insert(0, "celery-worker")
         labels = {
             "aws": "tar | zstd -1 | aws s3 cp -",
             "rclone": "tar | zstd -1 | rclone rcat",
             "restic": "restic backup",
-            "backfleet": f"Backfleet ({self.backfleet_store} store)",
+            "backfleet": f"Backfleet runner ({self.backfleet_store} store, no queue or catalog)",
+            "celery-worker": CELERY_LABEL,
         }
         backup = Scenario(
             id=f"dir-{label}-backup",
@@ -410,7 +417,7 @@ class Bench:
             input_bytes=total,
             input=info,
             contenders=[
-                Contender(tool, labels[tool], "backfleet" if tool == "backfleet" else "peer")
+                Contender(tool, labels[tool], "peer" if tool in PEERS else "backfleet")
                 for tool in tools
             ],
         )
@@ -426,39 +433,89 @@ class Bench:
         if self.wants("backfleet"):
             self.scenarios.append(restore)
         timeout = timeout_for(total)
-        for run in range(1, self.config.runs + 1):
-            for tool in rotated(tools, run):
-                log(f"dir {label} run {run}/{self.config.runs}: {labels[tool]}")
-                if tool == "backfleet":
-                    self.backfleet_directory(backup, restore, run, source, files, timeout)
-                else:
-                    self.peer_directory(backup, tool, run, source, timeout)
-                    self.say(backup, tool, run)
-                self.save()
-        if self.wants("celery-worker") and self.backfleet_store == "s3":
-            self.celery_worker_backup(label, source, total, timeout)
+        with contextlib.ExitStack() as stack:
+            fleet = stack.enter_context(self.celery_fleet(label, source)) if celery else None
+            for run in range(1, self.config.runs + 1):
+                for tool in rotated(tools, run):
+                    log(f"dir {label} run {run}/{self.config.runs}: {labels[tool]}")
+                    if tool == "backfleet":
+                        self.backfleet_directory(backup, restore, run, source, files, timeout)
+                    elif tool == "celery-worker":
+                        assert fleet is not None
+                        self.celery_directory(backup, fleet, run, source, timeout)
+                        self.say(backup, tool, run)
+                    else:
+                        self.peer_directory(backup, tool, run, source, timeout)
+                        self.say(backup, tool, run)
+                    self.save()
 
-    def celery_worker_backup(self, label: str, source: Path, total: int, timeout: float) -> None:
-        """One more backup, by a real prefork worker, for its memory (bench/celery_worker.py)."""
+    # --- Backfleet as users run it: a request through a Celery worker ---
+    def celery_bucket(self, label: str) -> str:
+        return f"celery-{label.lower()}"
+
+    @contextlib.contextmanager
+    def celery_fleet(self, label: str, source: Path) -> Iterator[CeleryFleet]:
+        """A broker, a catalog and a prefork worker, started once per size like a deployment."""
         assert self.server is not None
-        bucket = f"celery-{label.lower()}"
+        bucket = self.celery_bucket(label)
         self.server.create_bucket(bucket)
-        log(f"dir {label}: one backup by a Celery worker (prefork, one process), for its memory")
+        try:
+            with CeleryFleet(source, self.backfleet_env(bucket)) as fleet:
+                log(f"dir {label}: Celery worker ready (pid {fleet.parent_pid})")
+                yield fleet
+        finally:
+            self.server.remove_bucket(bucket)
+
+    def celery_directory(
+        self, scenario: Scenario, fleet: CeleryFleet, run: int, source: Path, timeout: float
+    ) -> None:
+        """One `backfleet backup --wait`, timed from the command's start to its exit."""
+        assert self.server is not None
+        contender = scenario.contender("celery-worker")
+        command = fleet.cli_command("backup", "--wait")
+        contender.command = "backfleet backup --wait (worker: celery -A workers.app worker -c 1)"
+        bucket = self.celery_bucket(size_tag(scenario))
         gate = self.quiet()
-        outcome = measure_worker_backup(
-            source, store_env=self.backfleet_env(bucket), input_bytes=total, timeout=timeout
-        )
-        self.results.setdefault("celery_worker", []).append({"size": label, **outcome, **gate})
-        self.server.remove_bucket(bucket)
-        if outcome["ok"]:
-            rss, private = outcome["child_peak_rss"], outcome["child_peak_private"]
-            log(
-                f"  {outcome['wall_s']:.1f}s, child peak RSS {rss / 2**20:.0f} MiB "
-                f"({private / 2**20:.0f} MiB private)"
+        reread([source])
+        cpu_before = fleet.worker_cpu_s()
+        with sampling(fleet) as sampler:
+            measurement = run_measured(
+                command,
+                env=fleet.env,
+                timeout=timeout,
+                log_path=LOGS / f"{scenario.id}-celery-r{run}.log",
+                cwd=REPO_DIR,
+                watch_pid=self.server.pid,
+                service_pids=fleet.service_pids,
             )
+        worker_cpu = fleet.worker_cpu_s() - cpu_before
+        record = run_record(run, measurement, scenario.input_bytes, "python")
+        record.update(gate)
+        backup = fleet.last_backup()
+        memory = fleet.memory()
+        # The worker's CPU is the backup's own: the client's column, not a server's.
+        record["cli_cpu_s"] = record["cpu_s"]
+        record["cpu_s"] = round(record["cpu_s"] + worker_cpu, 3)
+        record["db_server_cpu_s"] = round(max(0.0, record["db_server_cpu_s"] - worker_cpu), 3)
+        record["worker_cpu_s"] = round(worker_cpu, 3)
+        record["queue_s"] = backup.get("queue_s")
+        record["worker_peak_rss"] = memory["child_peak_rss"]
+        record["worker_tree_peak_pss"] = sampler.peak_tree_pss * 1024
+        record["child_peak_private"] = sampler.peak_child["Private"] * 1024
+        record["child_peak_pss"] = sampler.peak_child["Pss"] * 1024
+        record["parent_rss"] = memory["parent_rss"]
+        if record["ok"] and backup.get("status") != "Success":
+            record["ok"] = False
+            record["error"] = f"the backup ended {backup.get('status')}"
+        if record["ok"]:
+            stored = self.server.bucket_files(bucket)
+            record["stored_bytes"] = sum(path.stat().st_size for path in stored)
         else:
-            log(f"  FAILED: {outcome['error'][-600:]}")
-        self.save()
+            record["error"] = f"{record.get('error', '')}\n{fleet.worker_log_tail()}"
+        contender.runs.append(record)
+        # Each run starts from an empty bucket, as the peers' do.
+        self.server.remove_bucket(bucket)
+        self.server.create_bucket(bucket)
 
     def peer_directory(
         self, scenario: Scenario, tool: str, run: int, source: Path, timeout: float

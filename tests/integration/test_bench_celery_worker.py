@@ -1,11 +1,13 @@
-"""bench/celery_worker.py end to end: a prefork worker backs up a folder to a real S3 server."""
+"""bench/celery_worker.py end to end: `backfleet backup --wait` through a prefork worker
+to a real S3 server, its time and memory read."""
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from bench.celery_worker import measure_worker_backup
+from bench.celery_worker import CeleryFleet, sampling
 from tests.plugins.object_stores import S3Server
 
 
@@ -28,15 +30,23 @@ def test_a_prefork_worker_backs_up_and_its_memory_is_read(
         "AWS_S3_ADDRESSING_STYLE": "path",
     }
 
-    outcome = measure_worker_backup(
-        source, store_env=store_env, input_bytes=3 * 2**20 + 5, timeout=120
-    )
+    with CeleryFleet(source, store_env) as fleet:
+        folder = fleet.folder
+        idle = fleet.memory()
+        with sampling(fleet) as sampler:
+            done = subprocess.run(
+                fleet.cli_command("backup", "--wait"), env=fleet.env, capture_output=True
+            )
+        assert done.returncode == 0, done.stdout[-2000:] + fleet.worker_log_tail().encode()
+        backup = fleet.last_backup()
+        after = fleet.memory()
 
-    assert outcome["ok"], outcome.get("error")
-    assert 0 < outcome["child_idle_private"] <= outcome["child_peak_private"]
-    assert outcome["child_peak_private"] <= outcome["child_peak_pss"] <= outcome["child_peak_rss"]
-    assert outcome["parent_rss"] > 0 and outcome["wall_s"] > 0
+    assert backup["status"] == "Success" and backup["queue_s"] > 0
+    assert idle["child_rss"] > 0 and idle["parent_rss"] > 0
+    assert 0 < sampler.peak_child["Private"] <= sampler.peak_child["Pss"]
+    assert sampler.peak_child["Pss"] < sampler.peak_tree_pss
+    assert after["child_peak_rss"] >= sampler.peak_child["Pss"] * 1024
     listed = s3_server.client().list_objects_v2(Bucket=s3_bucket).get("Contents", [])
     keys = [item["Key"] for item in listed]
     assert any(key.startswith("bench/") and "/files." in key for key in keys), keys
-    assert not list((Path(__file__).parents[2] / "bench" / "out").glob("celery-worker-*"))
+    assert not folder.exists()  # the broker, the catalog and the logs are gone

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from bench.celery_worker import PeakSampler, children_of, memory_kib
+from bench.celery_worker import WorkerSampler, children_of, memory_kib
 
 
 def test_memory_readings_of_this_process_are_consistent() -> None:
@@ -16,24 +16,33 @@ def test_memory_readings_of_this_process_are_consistent() -> None:
     assert now["Private"] <= now["Pss"] <= now["VmRSS"]
 
 
-def test_children_are_found_and_a_sampler_keeps_the_peak() -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", "import time; b = bytearray(32 << 20); time.sleep(30)"]
-    )
+GROW_IN_A_CHILD = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c",
+    "import time; b = bytearray(32 << 20); b[::4096] = b'x' * len(b[::4096]); time.sleep(30)"])
+time.sleep(30)
+"""
+
+
+def test_children_are_found_and_a_sampler_keeps_the_peak_of_the_whole_tree() -> None:
+    parent = subprocess.Popen([sys.executable, "-c", GROW_IN_A_CHILD])
     try:
-        while child.pid not in children_of(os.getpid()):
-            assert child.poll() is None
+        while parent.pid not in children_of(os.getpid()):
+            assert parent.poll() is None
             time.sleep(0.01)
-        sampler = PeakSampler(child.pid)
+        sampler = WorkerSampler(parent.pid)
         sampler.start()
-        while sampler.peak["Private"] < 32 << 10:  # KiB: the 32 MiB buffer is in
-            assert child.poll() is None
+        while sampler.peak_child["Private"] < 32 << 10:  # KiB: the child's 32 MiB are in
+            assert parent.poll() is None
             time.sleep(0.01)
-        child.kill()
-        child.wait()
-        peak = sampler.stop()  # a last sample of a gone process keeps the peak
+        for child in children_of(parent.pid):
+            os.kill(child, 9)
+        parent.kill()
+        parent.wait()
+        sampler.stop()  # a last sample of gone processes keeps the peaks
     finally:
-        child.kill()
-        child.wait()
-    assert peak["Private"] >= 32 << 10 and peak["Pss"] >= peak["Private"]
+        parent.kill()
+        parent.wait()
+    assert sampler.peak_child["Pss"] >= sampler.peak_child["Private"] >= 32 << 10
+    assert sampler.peak_tree_pss > sampler.peak_child["Pss"]  # the parent counts too
     assert children_of(2**22 + 1) == []  # no such process

@@ -1,10 +1,11 @@
 """Keyword-only data access. Callers own the session and its transaction."""
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Row, delete, select, update
+from sqlalchemy import CursorResult, Row, delete, func, select, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.orm import Session
 
@@ -85,6 +86,24 @@ def create_backup(
 
 def backup_by_task(session: Session, *, task_id: str) -> Backup | None:
     return session.scalars(select(Backup).where(Backup.task_id == task_id)).first()
+
+
+@dataclass(frozen=True)
+class BackupState:
+    status: str
+    error: str | None
+    bytes_done: int  # source bytes read so far, over every artifact
+
+
+def backup_state(session: Session, *, namespace: str, timestamp: str) -> BackupState | None:
+    """A backup's status, error and progress in one query: what a waiting client polls."""
+    row = session.execute(
+        select(Backup.status, Backup.error, func.coalesce(func.sum(Artifact.bytes_done), 0))
+        .outerjoin(Artifact, Artifact.backup_id == Backup.id)
+        .where(Backup.namespace == namespace, Backup.timestamp == timestamp)
+        .group_by(Backup.id)
+    ).one_or_none()
+    return None if row is None else BackupState(row[0], row[1], int(row[2]))
 
 
 def get_backup(session: Session, *, namespace: str, timestamp: str) -> Backup | None:

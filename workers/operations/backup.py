@@ -17,7 +17,8 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from workers.catalog import queries
 from workers.catalog.attempts import StopJob, start_attempt
 from workers.catalog.db import Session, session_scope, write_catalog
-from workers.catalog.models import FAILED, RUNNING, SUCCESS, Artifact, Backup, UploadPart
+from workers.catalog.models import FAILED, RUNNING, SUCCESS, Artifact, Backup
+from workers.catalog.part_ledger import PartLedger
 from workers.catalog.progress import CatalogProgress
 from workers.errors import NotFoundError, reason_of
 from workers.fleet import Fleet
@@ -248,6 +249,7 @@ class _ServiceBackups:
             artifact_id = row.id
 
         progress = CatalogProgress(self.url, Artifact, artifact_id)
+        ledger = PartLedger(artifact_id, self._write)
         try:
             stored = upload_artifact(
                 store=self.fleet.store,
@@ -256,7 +258,7 @@ class _ServiceBackups:
                 options=self.options,
                 resume=resume,
                 on_upload=lambda upload_id: self._record_upload(artifact_id, upload_id),
-                on_part=lambda part: self._record_part(artifact_id, part),
+                on_part=ledger.add,
                 on_progress=progress.update,
                 budget=budget,
                 should_stop=should_stop,
@@ -287,22 +289,6 @@ class _ServiceBackups:
             queries.forget_parts(session, artifact_id=artifact_id)
 
         self._write(record, "recording an upload id")
-
-    def _record_part(self, artifact_id: int, part: UploadedPart) -> None:
-        def record(session: Session) -> None:
-            # A write retried after a lost commit reply must not add the part twice.
-            queries.forget_parts(session, artifact_id=artifact_id, number=part.number)
-            session.add(
-                UploadPart(
-                    artifact_id=artifact_id,
-                    number=part.number,
-                    size=part.size,
-                    etag=part.etag,
-                    sha256=part.sha256,
-                )
-            )
-
-        self._write(record, "recording an uploaded part")
 
     def _record_success(
         self, artifact_id: int, service: str, volume: int, source: Source, stored: StoredArtifact
