@@ -37,11 +37,12 @@ def pause(marker: Path, point: str) -> None:
 
 
 def install(point: str, marker: Path) -> None:
-    from workers.sources import directory, postgres
+    from workers.sources import postgres
     from workers.sources import sqlite as sqlite_source
+    from workers.sources.directory import swap as directory_swap
 
     if point == "directory-exchange":
-        real_exchange = directory.exchange
+        real_exchange = directory_swap.exchange
 
         def exchange_then_pause(first: Path, second: Path) -> bool:
             done = real_exchange(first, second)
@@ -49,10 +50,10 @@ def install(point: str, marker: Path) -> None:
             pause(marker, point)
             return done
 
-        directory.exchange = exchange_then_pause  # type: ignore[assignment]
+        directory_swap.exchange = exchange_then_pause  # type: ignore[assignment]
     elif point == "directory-renames":
         real_rename = os.rename
-        directory.exchange = lambda first, second: False  # type: ignore[assignment]
+        directory_swap.exchange = lambda first, second: False  # type: ignore[assignment]
 
         def rename(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
             real_rename(src, dst, *args, **kwargs)

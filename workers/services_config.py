@@ -52,7 +52,7 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # A command service's artifact extension: <service>.<format>.zst in the store.
 FORMAT_WORD = re.compile(r"^[a-z0-9]([-a-z0-9]{0,14}[a-z0-9])?$")
 # The names restores give their staging copies and the trees they set aside
-# (workers/sources/directory.py, sqlite.py): `.<target>.backfleet-restore-…`, `…-old-…`.
+# (workers/sources/directory/swap.py, sqlite.py): `.<target>.backfleet-restore-…`, `…-old-…`.
 RESTORE_LEFTOVER = re.compile(r"^\..*\.backfleet-(restore|old)-")
 DEFAULT_NAMESPACE = "app"
 DEFAULT_COMMAND_FORMAT = "dump"

@@ -16,9 +16,10 @@ from workers.operations.recovery import recover_targets
 from workers.repository.manifest import artifact_key
 from workers.services_config import parse_fleet_config
 from workers.settings import Settings
-from workers.sources import directory
 from workers.sources.command import CommandSource
-from workers.sources.directory import DirectorySource, recover_target
+from workers.sources.directory import DirectorySource
+from workers.sources.directory import swap as directory_swap
+from workers.sources.directory.swap import recover_target
 from workers.sources.sqlite import SqliteSource
 from workers.stores.memory import MemoryStore
 from workers.transfer.download import restore_artifacts
@@ -87,7 +88,7 @@ def restored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, exchange: bool)
     target = tmp_path / "target" / "files"
     make_tree(target, "old")
     if not exchange:
-        monkeypatch.setattr(directory, "exchange", lambda first, second: False)
+        monkeypatch.setattr(directory_swap, "exchange", lambda first, second: False)
     restore_artifacts(store=store, entries=[entry], source=DirectorySource(target))
     return target
 
@@ -105,13 +106,13 @@ def test_the_exchange_is_used_where_supported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[Path, Path]] = []
-    real = directory.exchange
+    real = directory_swap.exchange
 
     def recorded(first: Path, second: Path) -> bool:
         calls.append((first, second))
         return real(first, second)
 
-    monkeypatch.setattr(directory, "exchange", recorded)
+    monkeypatch.setattr(directory_swap, "exchange", recorded)
     renames: list[Any] = []
     monkeypatch.setattr(os, "rename", lambda *args: renames.append(args))  # must not be needed
     target = restored(tmp_path, monkeypatch, exchange=True)
@@ -129,16 +130,16 @@ def test_an_unsupported_exchange_falls_back(
         ctypes.set_errno(errno.EINVAL)  # e.g. a filesystem without RENAME_EXCHANGE
         return -1
 
-    monkeypatch.setattr(directory, "_renameat2", lambda: unsupported)
-    assert directory.exchange(tmp_path / "a", tmp_path / "b") is False
-    monkeypatch.setattr(directory, "_renameat2", lambda: None)  # a libc without renameat2
-    assert directory.exchange(tmp_path / "a", tmp_path / "b") is False
+    monkeypatch.setattr(directory_swap, "_renameat2", lambda: unsupported)
+    assert directory_swap.exchange(tmp_path / "a", tmp_path / "b") is False
+    monkeypatch.setattr(directory_swap, "_renameat2", lambda: None)  # a libc without renameat2
+    assert directory_swap.exchange(tmp_path / "a", tmp_path / "b") is False
 
 
 def test_an_exchange_error_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     with pytest.raises(FileNotFoundError):
-        directory.exchange(tmp_path / "a", tmp_path / "missing")
+        directory_swap.exchange(tmp_path / "a", tmp_path / "missing")
 
 
 # --- the commit gate (the namespace lock) ---

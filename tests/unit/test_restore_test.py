@@ -16,7 +16,7 @@ from workers.catalog.models import Alert, Verification
 from workers.cli import main
 from workers.operations import restore_test as rt
 from workers.repository.manifest import Manifest, manifest_key
-from workers.sources import directory
+from workers.sources.directory import check as directory_check
 
 
 @pytest.fixture(autouse=True)
@@ -67,13 +67,13 @@ def test_a_tree_that_does_not_restore_as_recorded_fails_and_is_cleaned_up(
     work.mkdir()
     fleet = make_fleet(tmp_path, backfleet_work_dir=work)
     stamp = take_backup(fleet)
-    real = directory.tree_facts
+    real = directory_check.tree_facts
 
     def one_file_changed(root: Path, entries: list[Any], algorithm: str) -> list[Any]:
         (root / "a.txt").write_text("ALPHA\n")  # same size, different content
         return real(root, entries, algorithm)
 
-    monkeypatch.setattr(directory, "tree_facts", one_file_changed)
+    monkeypatch.setattr(directory_check, "tree_facts", one_file_changed)
     (result,) = rt.run_restore_tests(fleet)
     assert result.status == "Failed"
     assert "files: volume 1: the restored files' names, sizes or contents differ" in (
@@ -96,9 +96,9 @@ def test_a_manifest_from_before_blake3_is_checked_with_sha256(
     with fleet.store.open_read(key) as handle:
         manifest = Manifest.from_bytes(handle.read())
     (entry,) = manifest.artifacts_of("files")
-    assert directory.recorded_file_hash(entry.source) == "blake3"
+    assert directory_check.recorded_file_hash(entry.source) == "blake3"
     # What a backup written before BLAKE3 recorded: the same digest, over SHA-256s.
-    ((files, size, digest),) = directory.tree_facts(
+    ((files, size, digest),) = directory_check.tree_facts(
         tmp_path / "data" / "files", [entry.source], "sha256"
     )
     assert (files, size) == (entry.source["files"], entry.source["bytes"])

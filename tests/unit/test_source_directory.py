@@ -23,12 +23,12 @@ from workers.errors import IntegrityError, SourceError
 from workers.repository.manifest import ArtifactEntry, artifact_key
 from workers.services_config import ServiceSpec
 from workers.settings import Settings
-from workers.sources import directory as directory_module
 from workers.sources import make_source
 from workers.sources.base import Dump, RestoreStream, Source
 from workers.sources.direct_read import CacheAwareReader
 from workers.sources.direct_write import DIRECT_MIN_SIZE, DirectFile, aligned_buffer
-from workers.sources.directory import DirectorySource, check_member
+from workers.sources.directory import DirectorySource, archive, extract, swap
+from workers.sources.directory.extract import check_member
 from workers.stores.memory import MemoryStore
 from workers.transfer.download import VerifyingReader, restore_artifact
 from workers.transfer.upload import store_artifact
@@ -271,7 +271,7 @@ def test_an_error_while_archiving_surfaces_at_exit(
     def broken(*args: object) -> None:
         raise OSError("disk read error")
 
-    monkeypatch.setattr(directory_module, "_add_file", broken)
+    monkeypatch.setattr(archive, "_add_file", broken)
     store = MemoryStore()
 
     with pytest.raises(SourceError, match="disk read error"):
@@ -384,7 +384,7 @@ def test_a_failed_swap_puts_the_old_target_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The two-rename swap, used where renameat2's exchange is unsupported."""
-    monkeypatch.setattr(directory_module, "exchange", lambda first, second: False)
+    monkeypatch.setattr(swap, "exchange", lambda first, second: False)
     root = tmp_path / "data"
     build_tree(root)
     store = MemoryStore()
@@ -759,7 +759,7 @@ def test_restore_direct_writes_decides_how_large_files_are_written(
         opened.append(os.path.basename(path))
         return DirectFile(path, buffer)
 
-    monkeypatch.setattr(directory_module, "DirectFile", spy)
+    monkeypatch.setattr(extract, "DirectFile", spy)
     settings = Settings(restore_direct_writes=direct)
     spec = ServiceSpec(name="files", kind="directory", path=tmp_path / "dst")
 
@@ -781,7 +781,7 @@ def test_backup_direct_reads_decides_how_large_files_are_read(
             readers.append(size)
             super().__init__(fd, size, buffer)
 
-    monkeypatch.setattr(directory_module, "CacheAwareReader", Spy)
+    monkeypatch.setattr(archive, "CacheAwareReader", Spy)
     spec = ServiceSpec(name="files", kind="directory", path=tmp_path / "src")
     source = make_source(spec, Settings(backup_direct_reads=direct))
     store = MemoryStore()
@@ -808,11 +808,11 @@ def test_a_failed_extraction_frees_its_direct_write_buffer(
         buffers.append(aligned_buffer())
         return buffers[-1]
 
-    monkeypatch.setattr(directory_module, "aligned_buffer", tracked)
+    monkeypatch.setattr(extract, "aligned_buffer", tracked)
 
     with (
         pytest.raises(tarfile.TarError),
-        directory_module._Extractor.open(fileobj=cut_short, mode="r|") as extractor,
+        extract._Extractor.open(fileobj=cut_short, mode="r|") as extractor,
     ):
         for item in extractor:
             extractor.extract(item, tmp_path)
