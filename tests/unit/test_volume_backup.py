@@ -78,6 +78,30 @@ def test_volumes_run_side_by_side_and_come_back_in_order() -> None:
     ]
 
 
+def test_a_volume_that_ends_first_frees_its_place_while_an_older_one_still_runs() -> None:
+    third_started = threading.Event()
+
+    def store_volume(
+        number: int, open_dump: DumpFactory, span: VolumeSpan, stop: StopCheck, budget: PartBudget
+    ) -> ArtifactEntry:
+        if number == 1:  # a long first volume: the third must start beside it
+            assert third_started.wait(WAIT), "volume 3 waited for volume 1"
+        if number == 3:
+            third_started.set()
+        return entry(number, span)
+
+    entries = back_up_volumes(
+        PlannedSource(["b", "d"]),
+        finished=[],
+        max_bytes=1,
+        concurrency=2,
+        part_concurrency=3,
+        store_volume=store_volume,
+    )
+
+    assert [e.volume for e in entries] == [1, 2, 3]
+
+
 def test_a_failed_volume_stops_the_one_beside_it_and_no_other_starts() -> None:
     second_started = threading.Event()
     seen: dict[int, Any] = {}

@@ -16,9 +16,8 @@ repeated or lost, however the tree changed in between.
 """
 
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
@@ -71,7 +70,16 @@ def back_up_volumes(
     budget = PartBudget(part_concurrency)
     stop = threading.Event()
     with ThreadPoolExecutor(concurrency, thread_name_prefix="volume") as pool:
-        running: deque[Future[ArtifactEntry]] = deque()
+        running: set[Future[ArtifactEntry]] = set()
+        done: list[ArtifactEntry] = []
+
+        def collect(when: str) -> None:
+            # Whichever volume ends first frees its place: waiting for the oldest
+            # left one core idle while a later, smaller volume had already ended.
+            ended, _ = wait(running, return_when=when)
+            running.difference_update(ended)
+            done.extend(future.result() for future in ended)  # a failed volume raises here
+
         try:
             # Until a volume reports the walk's end: the last planned one goes by
             # size, so a tree that grew since the plan has more volumes after it.
@@ -82,15 +90,17 @@ def back_up_volumes(
                     open_dump = partial(
                         source.dump_volume, after=after, max_bytes=max_bytes, until=until
                     )
-                    number = len(entries) + len(running) + 1
-                    running.append(
+                    number = len(entries) + len(done) + len(running) + 1
+                    running.add(
                         pool.submit(store_volume, number, open_dump, span, stop.is_set, budget)
                     )
                     if len(running) >= concurrency:
-                        entries.append(running.popleft().result())
+                        collect(FIRST_COMPLETED)
                     after = until
                 while running:
-                    entries.append(running.popleft().result())
+                    collect(ALL_COMPLETED)
+                entries += sorted(done, key=lambda entry: entry.volume)
+                done.clear()
         except BaseException:
             stop.set()  # the others abort at their next part
             wait(running)
