@@ -1,6 +1,7 @@
 """Object stores behind one protocol, and the registry that names them.
 
-A new store is a module in this package whose class implements `RegisteredStore`
+A new store is a module (or a subpackage, like s3/ and azure_blob/, whose `__init__`
+exports the class) in this package whose class implements `RegisteredStore`
 (stores/base.py: its settings, secrets and capabilities as class data) plus one line
 in `STORES` (and its name in settings.StoreType, which tests/unit/test_registries.py
 holds equal to it). Redaction, retention and the tests read the registry.
