@@ -3,6 +3,7 @@
 import json
 import os
 import statistics
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,9 @@ REPO_DIR = BENCH_DIR.parent
 DATA_DIR = BENCH_DIR / "data"
 OUT_DIR = BENCH_DIR / "out"
 PEERS_VENV = BENCH_DIR / ".venv-peers"
-PROJECT_PYTHON = REPO_DIR / ".venv" / "bin" / "python"
+# The project's venv (make venv); in a git worktree without one, the interpreter running us.
+_VENV_PYTHON = REPO_DIR / ".venv" / "bin" / "python"
+PROJECT_PYTHON = _VENV_PYTHON if _VENV_PYTHON.exists() else Path(sys.executable)
 
 KiB = 1024
 MiB = 1024 * KiB
