@@ -10,7 +10,7 @@ from workers.cli import main
 from workers.errors import IntegrityError
 from workers.fleet import settings_secrets
 from workers.repository.manifest import ArtifactEntry, Manifest, parse_manifest
-from workers.repository.manifest_mac import MacKey, MacKeys, verify
+from workers.repository.manifest_mac import MacKey, MacKeys, hkdf_sha256, verify
 from workers.settings import Settings
 from workers.transfer import crypto
 
@@ -138,3 +138,29 @@ def test_a_manifest_the_canonical_form_cannot_hold_is_refused_not_raised(change:
     except IntegrityError:
         return
     assert not verify(document, signing)
+
+
+@pytest.mark.parametrize(
+    ("salt", "info", "okm"),
+    [
+        (  # RFC 5869, test case 1
+            bytes(range(13)),
+            bytes(range(0xF0, 0xFA)),
+            "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865",
+        ),
+        (  # RFC 5869, test case 3: no salt, no info
+            b"",
+            b"",
+            "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8",
+        ),
+    ],
+)
+def test_hkdf_gives_the_rfc_5869_vectors(salt: bytes, info: bytes, okm: str) -> None:
+    assert hkdf_sha256(b"\x0b" * 22, salt=salt, info=info, length=42).hex() == okm
+
+
+def test_keys_derive_as_before_the_standard_library_took_over_hkdf() -> None:
+    """The values the `cryptography` package's HKDF gave: manifests signed then still verify."""
+    key = MacKey.derive(SIGNING)
+    assert key.key_id == "38a00246873f33f0"
+    assert key.secret.hex() == "5f94495986511196b9b61275f648fc716027d58d6a8dae8c1185a0a0fbcc52f4"

@@ -24,12 +24,14 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
-
-from isal import isal_zlib
+from typing import TYPE_CHECKING
 
 from workers.audit.layout import object_key
 from workers.errors import IntegrityError
 from workers.stores.base import ObjectStore
+
+if TYPE_CHECKING:
+    from isal import isal_zlib
 
 # ISA-L's deflate at level 1: 3.5x zlib level 3 (355 against 100 MB/s on these lines, one
 # core) for 6.4x compression instead of 7.7x. Plain gzip: any gunzip reads it.
@@ -52,6 +54,13 @@ def last_id(raw: bytes) -> int:
     return int(raw[raw.rindex(b"\t", 0, end) + 1 : end])
 
 
+def _compressor() -> "isal_zlib.Compress":
+    # Imported here: a worker process loads ISA-L only once it ships user events.
+    from isal import isal_zlib
+
+    return isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, GZIP_WBITS)
+
+
 @dataclass
 class _Object:
     day: date
@@ -59,9 +68,7 @@ class _Object:
     last_id: int = 0
     raw_bytes: int = 0  # raw lines taken (ids included): at least the bytes it will hold
     buffer: bytearray = field(default_factory=bytearray)  # clean lines not yet compressed
-    compressor: isal_zlib.Compress = field(
-        default_factory=lambda: isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, GZIP_WBITS)
-    )
+    compressor: "isal_zlib.Compress" = field(default_factory=_compressor)
     compressed: list[bytes] = field(default_factory=list)
 
     def compress(self, chunk: bytes) -> None:  # on the background thread

@@ -21,8 +21,6 @@ import subprocess
 from collections.abc import Iterator
 from datetime import date, timedelta
 
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
 from workers.audit import catalog
 from workers.audit.layout import DAY_MS
 from workers.catalog.db import Engine, session_scope
@@ -77,6 +75,9 @@ def _copy_out(engine: Engine, namespace: str, after: int, through: int) -> Itera
     if psql is None:
         yield from _copy_out_psycopg(engine, namespace, after, through)
         return
+    # Here, not at the top: a worker with a SQLite catalog never loads psycopg.
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
     params = conninfo_to_dict(engine.url.set(drivername="postgresql").render_as_string(False))
     password = str(params.pop("password", "") or "")
     env = libpq_env(password)  # not the worker's secrets

@@ -11,6 +11,9 @@ still verify, for a rotation), else from BACKUP_ENCRYPTION_KEY; manifests signed
 with BACKUP_ENCRYPTION_OLD_KEYS still verify. The key id is an HMAC of a
 fixed label under the derived key: it names the key without revealing it.
 Readers that predate the field ignore it (the manifest allows extra fields).
+
+HKDF is two HMACs (`hkdf_sha256`), so the standard library does it: the
+`cryptography` package would add ~6 MiB to every worker process for them.
 """
 
 import hashlib
@@ -19,15 +22,25 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from workers.settings import Settings
 
 MAC_FIELD = "mac"
 ALGORITHM = "hmac-sha256"
 _SALT = b"backfleet manifest mac v1"
 _INFO = b"manifest hmac-sha256 key"
+_HASH_BYTES = hashlib.sha256().digest_size
+
+
+def hkdf_sha256(material: bytes, *, salt: bytes, info: bytes, length: int) -> bytes:
+    """HKDF-SHA256 (RFC 5869): extract a pseudorandom key, expand it to `length` bytes."""
+    if not 0 < length <= 255 * _HASH_BYTES:
+        raise ValueError(f"HKDF-SHA256 makes 1 to {255 * _HASH_BYTES} bytes, not {length}")
+    prk = hmac.new(salt or bytes(_HASH_BYTES), material, hashlib.sha256).digest()
+    okm, block = b"", b""
+    for counter in range(1, -(-length // _HASH_BYTES) + 1):
+        block = hmac.new(prk, block + info + bytes([counter]), hashlib.sha256).digest()
+        okm += block
+    return okm[:length]
 
 
 @dataclass(frozen=True)
@@ -37,9 +50,7 @@ class MacKey:
 
     @classmethod
     def derive(cls, material: str) -> "MacKey":
-        secret = HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT, info=_INFO).derive(
-            material.strip().encode()
-        )
+        secret = hkdf_sha256(material.strip().encode(), salt=_SALT, info=_INFO, length=32)
         key_id = hmac.new(secret, b"backfleet key id", hashlib.sha256).hexdigest()[:16]
         return cls(key_id=key_id, secret=secret)
 
