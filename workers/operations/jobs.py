@@ -1,4 +1,4 @@
-"""Requesting backups and restores: shared by the API, the CLI and scheduled tasks.
+"""Requesting backups and restores: what the API and the CLI call (the "request" verb).
 
 A request checks what it can at once (namespace, services, the backup exists,
 nothing collides), records a Pending row, then enqueues the task. If the
