@@ -21,7 +21,6 @@ from workers.catalog.models import FAILED, SUCCESS
 from workers.errors import ConflictError
 from workers.fleet import Fleet, current_fleet
 from workers.operations.backup import run_backup as perform_backup
-from workers.operations.jobs import services_for_backup
 from workers.operations.locks import NamespaceBusy, namespace_lock
 from workers.queues import RUN_BACKUP
 
@@ -74,7 +73,7 @@ def _scheduled_row(
     task: Task, fleet: Fleet, namespace: str, only_config: bool, services: list[str] | None
 ) -> str:
     """The row of a scheduled run, made from the task id so a redelivery finds it again."""
-    names = services or services_for_backup(fleet, namespace=namespace, only_config=only_config)
+    names = services or fleet.config.services_for_backup(namespace, only_config=only_config)
     with session_scope(fleet.settings.database_url) as session:
         backup = queries.backup_by_task(session, task_id=task.request.id) or queries.create_backup(
             session,

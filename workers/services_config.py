@@ -45,7 +45,7 @@ from pydantic import (
 )
 
 from workers.child_env import ENV_NAME, fleet_secret_named
-from workers.errors import ConfigError
+from workers.errors import ConfigError, InvalidRequestError
 from workers.timestamps import parse_cron
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -266,6 +266,18 @@ class FleetConfig:
             raise ConfigError(
                 f"namespace {namespace!r} is not configured (known: {known})"
             ) from None
+
+    def services_for_backup(self, namespace: str, *, only_config: bool) -> list[str]:
+        """The services a backup of `namespace` takes, in name order: all, or only those
+        marked `config = true`. A request, a scheduled run and a dry run all ask this."""
+        specs = self.services_of(namespace)
+        names = sorted(name for name, spec in specs.items() if spec.config or not only_config)
+        if not names:
+            raise InvalidRequestError(
+                f"namespace {namespace} has no service marked `config = true` for an "
+                "onlyConfig backup"
+            )
+        return names
 
     def services_by_cron(self, namespace: str, regular_schedule: str) -> dict[str, list[str]]:
         """Each cron the namespace backs up on, with its services in name order; a

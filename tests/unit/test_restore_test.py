@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-import workers.operations.verify
+import workers.operations.verdicts
 from tests.health_fleet import capture_system_events, make_fleet, rewrite_manifest, take_backup
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
@@ -27,7 +27,7 @@ def _engines() -> Iterator[None]:
 
 @pytest.fixture
 def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    return capture_system_events(monkeypatch, workers.operations.verify)
+    return capture_system_events(monkeypatch, workers.operations.verdicts)
 
 
 def scratch_dirs(work: Path) -> list[str]:

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-import workers.operations.verify
+import workers.operations.verdicts
 from api.main import create_app
 from tests.health_fleet import capture_system_events, make_fleet, take_backup
 from tests.webhook import WebhookServer, webhook_server
@@ -32,7 +32,7 @@ def webhook() -> Iterator[WebhookServer]:
 
 @pytest.fixture
 def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    return capture_system_events(monkeypatch, workers.operations.verify)
+    return capture_system_events(monkeypatch, workers.operations.verdicts)
 
 
 @pytest.fixture(autouse=True)

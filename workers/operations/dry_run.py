@@ -5,7 +5,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from workers.fleet import Fleet
-from workers.operations.jobs import services_for_backup
 from workers.sources import make_source
 from workers.stores.null import NullStore
 from workers.transfer import crypto
@@ -31,7 +30,7 @@ def dry_run(fleet: Fleet, *, namespace: str, only_config: bool) -> Iterator[DryR
         fleet.settings, crypto.Keyring.from_settings(fleet.settings)
     )
     specs = fleet.config.services_of(namespace)
-    for service in services_for_backup(fleet, namespace=namespace, only_config=only_config):
+    for service in fleet.config.services_for_backup(namespace, only_config=only_config):
         source = make_source(specs[service], fleet.settings, fleet.secrets())
         started = time.monotonic()
         stored = upload_artifact(

@@ -1,4 +1,4 @@
-"""Requesting backups and restores: shared by the API, the CLI and scheduled tasks.
+"""Requesting backups and restores: what the API and the CLI call (the "request" verb).
 
 A request checks what it can at once (namespace, services, the backup exists,
 nothing collides), records a Pending row, then enqueues the task. If the
@@ -20,9 +20,10 @@ from workers.errors import (
     TransientError,
 )
 from workers.fleet import Fleet
+from workers.operations.overrides import override_note
 from workers.queues import RUN_BACKUP, RUN_RESTORE, queue_of
 from workers.redact import redact
-from workers.repository.authenticity import TrustedManifest, load_manifest
+from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -30,16 +31,6 @@ log = logging.getLogger(__name__)
 # (task name, kwargs, queue) -> task id; tasks.enqueue.celery_enqueue sends through Celery
 # (the library stays below tasks/, so its callers hand it in).
 Enqueue = Callable[[str, dict[str, object], str], str]
-
-
-def services_for_backup(fleet: Fleet, *, namespace: str, only_config: bool) -> list[str]:
-    specs = fleet.config.services_of(namespace)
-    names = sorted(name for name, spec in specs.items() if spec.config or not only_config)
-    if not names:
-        raise InvalidRequestError(
-            f"namespace {namespace} has no service marked `config = true` for an onlyConfig backup"
-        )
-    return names
 
 
 def request_backup(
@@ -53,7 +44,7 @@ def request_backup(
     enqueue: Enqueue,
 ) -> Backup:
     """Record a Pending backup and enqueue it; ConflictError if one is already active."""
-    services = services_for_backup(fleet, namespace=namespace, only_config=only_config)
+    services = fleet.config.services_for_backup(namespace, only_config=only_config)
     url = fleet.settings.database_url
     with session_scope(url) as session:
         if restoring := queries.active_restore(session, namespace=namespace):
@@ -109,33 +100,13 @@ class RestorePlan:
     overridden: list[str] = field(default_factory=list)  # what allowUnsigned let through
 
 
-# Starts the error of a restore requested with allowUnsigned: the worker reads the
-# override from the row, so a redelivered task keeps it, and every reader sees it.
-ALLOW_UNSIGNED_NOTE = "allowUnsigned"
-
-
 def read_manifest(
     fleet: Fleet, *, namespace: str, timestamp: str, allow_unsigned: bool = False
 ) -> Manifest:
     """The authentic manifest (workers/repository/authenticity.py); NotFoundError if absent."""
-    return read_trusted_manifest(
-        fleet, namespace=namespace, timestamp=timestamp, allow_unsigned=allow_unsigned
-    ).manifest
-
-
-def read_trusted_manifest(
-    fleet: Fleet, *, namespace: str, timestamp: str, allow_unsigned: bool = False
-) -> TrustedManifest:
     return load_manifest(
         fleet, namespace=namespace, timestamp=timestamp, allow_unsigned=allow_unsigned
-    )
-
-
-def override_note(overridden: list[str], requested_by: str | None) -> str:
-    """The restore row's record of an allowUnsigned request, and of what it let through."""
-    who = f" by {requested_by}" if requested_by else ""
-    what = "; ".join(overridden) or "nothing needed it at request time"
-    return f"{ALLOW_UNSIGNED_NOTE} requested{who}: accepted {what}"
+    ).manifest
 
 
 def plan_restore(
@@ -157,7 +128,7 @@ def plan_restore(
                 timestamp=timestamp,
             )
     # Catalog or not, the manifest in the store says what the backup holds, once authenticated.
-    trusted = read_trusted_manifest(
+    trusted = load_manifest(
         fleet, namespace=source_namespace, timestamp=timestamp, allow_unsigned=allow_unsigned
     )
     manifest = trusted.manifest
@@ -216,7 +187,7 @@ def request_restore(
     BACKFLEET_ALLOW_UNCONFIGURED_SOURCE_NAMESPACES) allows it. `allow_unsigned`
     accepts a backup that cannot be authenticated (and, with encryption
     configured, unencrypted artifacts); the override is recorded on the restore
-    row (its error starts with ALLOW_UNSIGNED_NOTE) and logged.
+    row (its error starts with overrides.ALLOW_UNSIGNED_NOTE) and logged.
     """
     fleet.config.services_of(namespace)  # the target must be configured
     source = source_namespace or namespace

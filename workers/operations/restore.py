@@ -25,10 +25,11 @@ from workers.catalog.progress import CatalogProgress
 from workers.errors import BackfleetError, NotFoundError, SourceError, reason_of
 from workers.fleet import Fleet
 from workers.monitoring.notify import report_restore_outcome
-from workers.operations.jobs import ALLOW_UNSIGNED_NOTE, read_trusted_manifest
 from workers.operations.locks import LockLost
+from workers.operations.overrides import override_of
 from workers.operations.recovery import recover_targets
 from workers.redact import redact
+from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import ArtifactEntry, Manifest
 from workers.repository.stored import check_stored
 from workers.sources import Source, make_source
@@ -51,9 +52,9 @@ def run_restore(
             raise NotFoundError(f"restore {restore_id} is not in the catalog")
         if restore.status in (SUCCESS, FAILED):  # a redelivery of finished work: reported once
             return restore.status
-        # The override the caller asked for is on the row (operations/jobs.py), kept to the
-        # end; it is a note, not this attempt's error.
-        note = restore.error if (restore.error or "").startswith(ALLOW_UNSIGNED_NOTE) else None
+        # The override the caller asked for is on the row (operations/overrides.py), kept to
+        # the end; it is a note, not this attempt's error.
+        note = override_of(restore.error)
         started = start_attempt(restore, max_redeliveries=fleet.settings.task_max_redeliveries)
         attempt, status = restore.attempts, restore.status
         if not started and note:  # the cap's reason replaced it: the override stays on record
@@ -71,7 +72,7 @@ def run_restore(
 
     progress: _Progress | None = None
     try:
-        trusted = read_trusted_manifest(
+        trusted = load_manifest(
             fleet, namespace=source_namespace, timestamp=timestamp, allow_unsigned=bool(note)
         )
         manifest = trusted.manifest

@@ -28,7 +28,7 @@ from workers.catalog.models import FAILED, SUCCESS, Verification
 from workers.errors import reason_of
 from workers.fleet import Fleet
 from workers.operations.locks import reading_mark, wait_while_retention
-from workers.operations.verify import report_verdict
+from workers.operations.verdicts import report_verdict
 from workers.redact import redact
 from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import ArtifactEntry

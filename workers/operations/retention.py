@@ -46,9 +46,9 @@ from workers.operations.locks import (
     backups_being_read,
     retention_lock,
 )
-from workers.operations.verify import namespaces_of
 from workers.redact import redact
 from workers.repository.manifest import MANIFEST_NAME, backup_prefix, manifest_key
+from workers.repository.namespaces import namespaces_of
 from workers.stores.base import ObjectStore
 from workers.timestamps import parse_timestamp, utcnow
 

@@ -13,18 +13,17 @@ the catalog, reported as an audit event and alerted (`verify.failed`).
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from workers.audit.user_events import record_system_event
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Verification
 from workers.errors import reason_of
 from workers.fleet import Fleet
-from workers.monitoring.alerts import AlertEvent, alerter_for, safely
+from workers.operations.verdicts import report_verdict
 from workers.redact import redact
 from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import ArtifactEntry, Manifest
+from workers.repository.namespaces import namespaces_of
 from workers.repository.stored import check_stored
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
@@ -63,13 +62,6 @@ def backups_to_verify(fleet: Fleet, *, namespace: str, sample: int) -> list[str]
             session, namespace=namespace, excluding_id=newest.id, limit=sample
         )
         return [newest.timestamp, *(row.timestamp for row in older)]
-
-
-def namespaces_of(fleet: Fleet) -> list[str]:
-    """The configured namespaces and every namespace the catalog has backups of."""
-    with session_scope(fleet.settings.database_url) as session:
-        known = queries.backup_namespaces(session)
-    return sorted(known | set(fleet.config.namespaces))
 
 
 def verify_backups(
@@ -211,47 +203,6 @@ def _record(fleet: Fleet, results: Sequence[VerifyResult]) -> None:
         if backup is not None:
             backup.verified, backup.verified_at = (FAILED if failed else SUCCESS), now
     report_verdict(fleet, namespace=namespace, timestamp=timestamp, failed=failed)
-
-
-def report_verdict(
-    fleet: Fleet,
-    *,
-    namespace: str,
-    timestamp: str,
-    failed: Sequence["VerifyResult | Any"],
-    what: str = "verification",
-    condition_suffix: str = "",
-) -> None:
-    """Audit event, and an alert that opens on failure and resolves on success."""
-    condition = f"verify.failed:{namespace}:{timestamp}{condition_suffix}"
-    alerter = alerter_for(fleet)
-    if failed:
-        reason = "; ".join(f"{result.store}: {result.error}" for result in failed)
-        record_system_event(
-            namespace=namespace,
-            name="BackupVerifyFailed",
-            params={
-                "namespace": namespace,
-                "timestamp": timestamp,
-                "check": what,
-                "reason": reason[:1000],
-            },
-            response_code=500,
-        )
-        alert = AlertEvent(
-            event="verify.failed",
-            text=f"Backfleet: {what} of backup {namespace}/{timestamp} FAILED: {reason}",
-            namespace=namespace,
-            timestamp=timestamp,
-        )
-        safely(lambda: alerter.open(condition, alert), condition)
-    else:
-        record_system_event(
-            namespace=namespace,
-            name="BackupVerified",
-            params={"namespace": namespace, "timestamp": timestamp, "check": what},
-        )
-        safely(lambda: alerter.resolve(condition), condition)
 
 
 def _redacted(result: VerifyResult, secrets: list[str]) -> VerifyResult:
