@@ -1,5 +1,5 @@
 """`python -m workers.cli`: the same as `backfleet`."""
 
-from workers.cli import main
+from workers.cli import run
 
-main()
+run()
