@@ -70,15 +70,15 @@ def back_up_volumes(
     budget = PartBudget(part_concurrency)
     stop = threading.Event()
     with ThreadPoolExecutor(concurrency, thread_name_prefix="volume") as pool:
-        running: set[Future[ArtifactEntry]] = set()
-        done: list[ArtifactEntry] = []
+        running: dict[Future[ArtifactEntry], int] = {}  # each volume's number
+        done: dict[int, ArtifactEntry] = {}
 
         def collect(when: str) -> None:
             # Whichever volume ends first frees its place: waiting for the oldest
             # left one core idle while a later, smaller volume had already ended.
             ended, _ = wait(running, return_when=when)
-            running.difference_update(ended)
-            done.extend(future.result() for future in ended)  # a failed volume raises here
+            for future in ended:
+                done[running.pop(future)] = future.result()  # a failed volume raises here
 
         try:
             # Until a volume reports the walk's end: the last planned one goes by
@@ -91,16 +91,14 @@ def back_up_volumes(
                         source.dump_volume, after=after, max_bytes=max_bytes, until=until
                     )
                     number = len(entries) + len(done) + len(running) + 1
-                    running.add(
-                        pool.submit(store_volume, number, open_dump, span, stop.is_set, budget)
-                    )
+                    volume = pool.submit(store_volume, number, open_dump, span, stop.is_set, budget)
+                    running[volume] = number
                     if len(running) >= concurrency:
                         collect(FIRST_COMPLETED)
                     after = until
                 while running:
                     collect(ALL_COMPLETED)
-                entries += sorted(done, key=lambda entry: entry.volume)
-                done.clear()
+                entries += [done.pop(number) for number in sorted(done)]
         except BaseException:
             stop.set()  # the others abort at their next part
             wait(running)
