@@ -275,7 +275,7 @@ class Bench:
             self.server = server
             log(f"rclone serve s3 on {server.endpoint} (pid {server.pid})")
             self.aws_env = peers.aws_env(server.endpoint, DATA_DIR / "state")
-            if self.wants("backfleet"):
+            if self.wants("backfleet") or self.wants("celery-worker"):
                 self.backfleet_store = self.choose_store()
             self.results["backfleet_store"] = self.backfleet_store
             if "dir" in self.config.scenarios:

@@ -1,4 +1,10 @@
-"""Sending a task through Celery: the `enqueue` the API and the CLI hand to operations.jobs."""
+"""Sending a task through Celery, and hearing that it ended: what the API and the CLI
+hand to operations.jobs (`celery_enqueue`) and to the CLI's progress bars (`wait_for_task`)."""
+
+import logging
+import time
+
+log = logging.getLogger(__name__)
 
 
 def celery_enqueue(task: str, kwargs: dict[str, object], queue: str) -> str:
@@ -8,3 +14,27 @@ def celery_enqueue(task: str, kwargs: dict[str, object], queue: str) -> str:
     from tasks.app import app
 
     return str(app.send_task(task, kwargs=kwargs, queue=queue).id)
+
+
+def wait_for_task(task_id: str, timeout: float) -> bool:
+    """Block until the task has ended or `timeout` seconds passed; True if it ended.
+
+    Through the result backend, whose Redis pub/sub tells of the end at once, so a
+    waiting client neither lags behind the worker nor takes CPU from it by polling.
+    The catalog stays the truth: the caller reads the outcome there. When the backend
+    cannot say (unreachable, or results are off), this sleeps out `timeout` and
+    answers False, and the caller goes on polling the catalog.
+    """
+    from celery.exceptions import TimeoutError as ResultTimeout
+
+    from tasks.app import app
+
+    try:
+        app.AsyncResult(task_id).get(timeout=timeout, propagate=False)
+    except ResultTimeout:
+        return False
+    except Exception as exc:  # a backend down is no reason to stop waiting
+        log.debug("the result backend did not answer for task %s: %s", task_id, exc)
+        time.sleep(timeout)
+        return False
+    return True

@@ -145,7 +145,6 @@ def store_init() -> None:
 def backup(namespace: str | None, only_config: bool, wait: bool, dry_run: bool) -> None:
     """Request an on-demand backup."""
     from tasks.enqueue import celery_enqueue
-    from workers.cli.progress import wait_for_backup
     from workers.fleet import current_fleet
     from workers.operations.jobs import request_backup
 
@@ -164,7 +163,12 @@ def backup(namespace: str | None, only_config: bool, wait: bool, dry_run: bool) 
     )
     click.echo(f"backup {row.timestamp} of namespace {namespace} requested")
     if wait:
-        status, error = wait_for_backup(fleet.settings.database_url, namespace, row.timestamp)
+        # Imported once the task is queued: the worker starts meanwhile.
+        from tasks.enqueue import wait_for_task
+        from workers.cli.progress import wait_for_backup
+
+        url = fleet.settings.database_url
+        status, error = wait_for_backup(url, namespace, row.timestamp, waiter=wait_for_task)
         _report(f"backup {row.timestamp}", status, error)
 
 
@@ -209,7 +213,6 @@ def restore(
 ) -> None:
     """Restore the backup TIMESTAMP (e.g. 2023-02-02t17-03-15)."""
     from tasks.enqueue import celery_enqueue
-    from workers.cli.progress import wait_for_restore
     from workers.fleet import current_fleet
     from workers.operations.jobs import request_restore
     from workers.timestamps import parse_timestamp
@@ -239,7 +242,11 @@ def restore(
     if row.error:  # the override's record
         click.echo(f"warning: {row.error}", err=True)
     if wait:
-        status, error = wait_for_restore(fleet.settings.database_url, row.id)
+        from tasks.enqueue import wait_for_task
+        from workers.cli.progress import wait_for_restore
+
+        url = fleet.settings.database_url
+        status, error = wait_for_restore(url, row.id, waiter=wait_for_task)
         _report(f"restore of {timestamp}", status, error)
 
 

@@ -1,6 +1,7 @@
 """Progress bars for `backfleet backup --wait` and `restore --wait`, read from the catalog."""
 
 import time
+from collections.abc import Callable
 
 from rich.progress import (
     BarColumn,
@@ -17,8 +18,13 @@ from workers.catalog.db import Session, session_scope
 from workers.catalog.models import Backup
 
 TERMINAL = ("Success", "Failed")
-# One small query per poll: a backup that ends is seen within a tenth of a second.
+# Without a way to hear of the task's end: one small query per poll, so a backup that
+# ends is seen within a tenth of a second.
 POLL_SECONDS = 0.1
+# With one (tasks.enqueue.wait_for_task): the bar is redrawn from the catalog this often.
+DRAW_SECONDS = 0.5
+# (task id, seconds) -> whether the task ended meanwhile: blocks until it ends or time is up.
+TaskWaiter = Callable[[str, float], bool]
 
 
 def _bar() -> Progress:
@@ -43,12 +49,15 @@ def expected_size(session: Session, backup: Backup) -> int | None:
     return sum(sizes) or None
 
 
-def wait_for_backup(database_url: str, namespace: str, timestamp: str) -> tuple[str, str | None]:
+def wait_for_backup(
+    database_url: str, namespace: str, timestamp: str, *, waiter: TaskWaiter | None = None
+) -> tuple[str, str | None]:
     """Draw bytes done, throughput and ETA until the backup ends; return (status, error)."""
     with session_scope(database_url) as session:
         backup = queries.get_backup(session, namespace=namespace, timestamp=timestamp)
         assert backup is not None
         total = expected_size(session, backup)
+        pause = _Pause(waiter, backup.task_id)
     with _bar() as progress:
         task = progress.add_task(f"backup {timestamp}", total=None)
         while True:
@@ -63,11 +72,14 @@ def wait_for_backup(database_url: str, namespace: str, timestamp: str) -> tuple[
             )
             if state.status in TERMINAL:
                 return state.status, state.error
-            time.sleep(POLL_SECONDS)
+            pause()
 
 
-def wait_for_restore(database_url: str, restore_id: int) -> tuple[str, str | None]:
+def wait_for_restore(
+    database_url: str, restore_id: int, *, waiter: TaskWaiter | None = None
+) -> tuple[str, str | None]:
     """Draw stored bytes read back, throughput and ETA until the restore ends."""
+    pause: _Pause | None = None
     with _bar() as progress:
         task = progress.add_task("restore", total=None)
         while True:
@@ -76,9 +88,27 @@ def wait_for_restore(database_url: str, restore_id: int) -> tuple[str, str | Non
                 assert row is not None
                 status, error = row.status, row.error
                 done, total = row.bytes_done, row.bytes_total
+                pause = pause or _Pause(waiter, row.task_id)
             progress.update(
                 task, completed=done, total=total, description=f"restore {row.timestamp} {status}"
             )
             if status in TERMINAL:
                 return status, error
+            pause()
+
+
+class _Pause:
+    """Waits between two looks at the catalog: until the task ends (or DRAW_SECONDS
+    pass, to redraw the bar) when there is a waiter and a task id, else POLL_SECONDS.
+    Once the task has ended, the row is read again after POLL_SECONDS: a task that
+    ended before its row did (it handed the namespace to another holder) is polled."""
+
+    def __init__(self, waiter: TaskWaiter | None, task_id: str | None) -> None:
+        self.waiter, self.task_id = waiter, task_id
+        self.ended = False
+
+    def __call__(self) -> None:
+        if self.waiter is None or self.task_id is None or self.ended:
             time.sleep(POLL_SECONDS)
+        else:
+            self.ended = self.waiter(self.task_id, DRAW_SECONDS)
