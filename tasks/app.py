@@ -11,7 +11,6 @@ from celery import Celery
 from celery.signals import task_postrun, worker_init, worker_process_init, worker_ready
 from kombu.entity import Exchange, Queue
 
-from beat_schedule import build_beat_schedule
 from tasks.memory import (
     freeze_long_lived_objects,
     limit_heap_fragmentation,
@@ -107,7 +106,7 @@ app.conf.update(
         "retry_policy": FAST_FAIL_RETRIES,
         "visibility_timeout": VISIBILITY,
     },
-    beat_schedule=build_beat_schedule(settings),
+    # beat_schedule: built by tasks.beat_scheduler when beat starts (only beat reads it).
     # One active beat however many run: RedBeat keeps the schedule in Redis
     # behind a lock; a standby takes over within lock timeout + loop interval.
     beat_scheduler="tasks.beat_scheduler:ResilientRedBeatScheduler",

@@ -1,4 +1,8 @@
-"""RedBeat, made to ride out a Redis restart.
+"""RedBeat, made to ride out a Redis restart, and the one place the schedule is built.
+
+The schedule (beat_schedule.py, from the settings) is built when beat starts its
+scheduler, not when tasks.app is imported: every CLI request, API and worker
+imports the app, and only beat reads the schedule (~50 ms of cron parsing each).
 
 RedBeat keeps one beat active through a lock in Redis, but its tick lets a
 connection error escape and beat exits. Here a tick that cannot reach Redis
@@ -15,10 +19,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from beat_schedule import build_beat_schedule
+from workers.settings import get_settings
+
 log = logging.getLogger(__name__)
 
 
 class ResilientRedBeatScheduler(RedBeatScheduler):  # type: ignore[misc]
+    def __init__(self, app: Any, *args: Any, **kwargs: Any) -> None:
+        if not app.conf.beat_schedule:  # one set by hand (a test, a shell) is kept
+            app.conf.beat_schedule = build_beat_schedule(get_settings())
+        super().__init__(app, *args, **kwargs)
+
     def tick(self, *args: Any, **kwargs: Any) -> float:
         try:
             return float(super().tick(*args, **kwargs))

@@ -40,6 +40,11 @@ def test_a_prefork_worker_backs_up_and_its_memory_is_read(
         assert done.returncode == 0, done.stdout[-2000:] + fleet.worker_log_tail().encode()
         backup = fleet.last_backup()
         after = fleet.memory()
+        # A script's backup through the API, against the same fleet.
+        script = subprocess.run(fleet.api_command(), env=fleet.api_env, capture_output=True)
+        assert script.returncode == 0, script.stderr[-2000:]
+        assert script.stdout.decode().endswith(" Success\n")
+        assert fleet.last_backup()["status"] == "Success"
 
     assert backup["status"] == "Success" and backup["queue_s"] > 0
     assert idle["child_rss"] > 0 and idle["parent_rss"] > 0

@@ -70,7 +70,7 @@ def _celery_run(wall: float, queue: float, tree_pss_mib: int) -> dict[str, objec
         "wall_s": wall,
         "mbps": 1000 / wall,
         "cpu_s": 4.0,
-        "cli_cpu_s": 0.5,
+        "client_cpu_s": 0.5,
         "worker_cpu_s": 3.5,
         "queue_s": queue,
         "worker_peak_rss": 120 << 20,
@@ -113,8 +113,8 @@ def test_the_celery_section_splits_the_time_and_shows_the_memory_peaks() -> None
 
     assert lines[0] == "## The headline contender: time and memory of the Celery path"
     assert (
-        "| dir-1G-backup | 4.20 | 3.55 | 0.65 | 3.5 | 0.5 | 120 MiB | 60 MiB | 90 MiB "
-        "| 100 MiB | 151 MiB |" in lines
+        "| dir-1G-backup | backfleet backup --wait | 4.20 | 3.55 | 0.65 | 3.5 | 0.5 | 120 MiB "
+        "| 60 MiB | 90 MiB | 100 MiB | 151 MiB |" in lines
     )
     assert report.celery_worker_section([_backup([])]) == []
 
