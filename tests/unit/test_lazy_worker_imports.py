@@ -56,7 +56,10 @@ def test_a_worker_with_a_sqlite_catalog_loads_no_psycopg_isal_or_cryptography(
 
 def test_the_app_leaves_the_schedule_to_beat(tmp_path: Path) -> None:
     """Every CLI request, API and worker imports tasks.app; only beat reads the schedule."""
-    probe = "import sys, tasks.app; print(tasks.app.app.conf.beat_schedule, 'beat_schedule' in sys.modules)"
+    probe = (
+        "import sys, tasks.app; "
+        "print(tasks.app.app.conf.beat_schedule, 'beat_schedule' in sys.modules)"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": f"sqlite:///{tmp_path}/c.db"}
     done = subprocess.run(
         [sys.executable, "-c", probe],
