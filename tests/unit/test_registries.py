@@ -92,6 +92,10 @@ def test_a_kind_declares_its_probe_volumes_and_restore_test(kind: str, tmp_path:
         assert inspect.ismethod(getattr(cls, method)), f"{kind} lacks the class method {method}"
     for method in ("dump", "restore", "restore_volumes", "recover"):
         assert callable(getattr(cls, method, None)), f"{kind} lacks {method}"
+    # A kind that says it backs up in volumes can plan and dump them (operations.backup
+    # reads the flag, not the methods).
+    for method in ("plan_volumes", "dump_volume"):
+        assert callable(getattr(cls, method, None)) == cls.volumes, f"{kind}: volumes vs {method}"
     spec = spec_of(kind, tmp_path)
     source = cls.from_spec(spec, Settings(), ())
     assert source.kind == kind and source.format

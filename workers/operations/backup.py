@@ -150,7 +150,7 @@ class _ServiceBackups:
         if spec is None:
             raise NotFoundError(f"service {service} is no longer in the services file")
         source = make_source(spec, self.fleet.settings, self.fleet.secrets())
-        if not hasattr(source, "plan_volumes"):
+        if not source.volumes:  # declared by the kind (sources/base.py)
             return [self._artifact(source, service, 1, source.dump)]
         # A large directory goes in volumes, several at once, each starting after
         # the last entry of the one before, so a redelivered backup resumes at the

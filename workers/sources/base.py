@@ -40,7 +40,9 @@ class Dump:
 
 class Source(Protocol):
     kind: ClassVar[str]  # postgres, sqlite, directory, command
-    volumes: ClassVar[bool]  # restores several volumes at once (restore_volumes)?
+    # Backs up in volumes (plan_volumes, dump_volume) and restores several at once
+    # (restore_volumes)?
+    volumes: ClassVar[bool]
 
     @property
     def format(self) -> str:
