@@ -1,7 +1,7 @@
 """The uploaded parts of one artifact, recorded in the catalog in batches.
 
 A resumed upload skips the parts the catalog recorded. Recording each part in
-its own transaction cost ~200 commits per GiB (a part is 5 MiB), each an fsync
+its own transaction cost ~150 commits per GiB stored (5 MiB parts), each an fsync
 of SQLite's journal or a round trip to PostgreSQL, made on the upload threads
 themselves. The ledger writes what has arrived at most every `every` seconds,
 in one transaction. A part uploaded but not yet recorded when the process dies
