@@ -18,6 +18,7 @@ from tasks.memory import (
 )
 from tasks.task_labels import task_label as _labels_every_task  # noqa: F401 (connects)
 from workers.catalog.db import dispose_engines
+from workers.fleet import warm_up
 from workers.monitoring.redis_checks import eviction_problem
 from workers.monitoring.redis_client import redis_py_url
 from workers.operations.locks import forget_clients
@@ -126,10 +127,12 @@ def _freeze_before_the_pool_forks(**_: object) -> None:
 
 @worker_process_init.connect
 def _fresh_connections_after_fork(**_: object) -> None:
-    """A forked pool process must not share its parent's database connections."""
+    """A forked pool process must not share its parent's database connections; it loads
+    what its first task needs now, not while a user waits (workers.fleet.warm_up)."""
     dispose_engines()
     forget_clients()
     limit_heap_fragmentation()
+    warm_up()
     freeze_long_lived_objects()
 
 

@@ -163,7 +163,9 @@ def test_a_failed_volume_stops_the_others_and_leaves_no_upload(fleet: Fleet) -> 
     assert outcome.status == FAILED and "refused" in (outcome.error or "")
     assert store.open == 0 and list(store.list_uploads("app/")) == []
     assert not store.exists(f"app/{timestamp}/manifest.json")
-    assert "files.v0003.tar.zst" not in {key.rsplit("/", 1)[1] for key in store.created}
+    # Whether a third volume started depends on which of the first two ended first
+    # (volumes take whichever place frees first); that none starts once one has failed
+    # is tests/unit/test_volume_backup.py's, where the timing is fixed.
 
 
 def test_a_volume_stored_for_entries_no_longer_its_own_is_redone(

@@ -71,3 +71,53 @@ def test_the_app_leaves_the_schedule_to_beat(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["{}", "False"]
+
+
+WARM = """
+import json, logging, sys
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+from workers.fleet import warm_up
+warm_up()  # what each pool process does at worker_process_init (tasks/app.py)
+print(json.dumps(sorted(m for m in ("boto3", "workers.sources.directory") if m in sys.modules)))
+"""
+
+
+def test_a_pool_process_loads_its_store_sdk_and_source_kinds_before_its_first_task(
+    tmp_path: Path,
+) -> None:
+    services = tmp_path / "backfleet.toml"
+    services.write_text(f'[services.files]\nkind = "directory"\npath = "{tmp_path}"\n')
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'catalog.db'}",
+        "BACKFLEET_CONFIG": str(services),
+        "OBJECT_STORE_LOCATION_TYPE": "s3",
+        "AWS_S3_BUCKET_NAME": "bucket",
+        "AWS_S3_ENDPOINT_URL": "http://127.0.0.1:9",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", WARM], cwd=ROOT, env=env, capture_output=True, text=True, timeout=100
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [
+        "boto3",
+        "workers.sources.directory",
+    ]
+
+
+def test_a_fleet_that_cannot_be_built_is_left_to_the_first_task_without_its_secrets(
+    tmp_path: Path,
+) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": "postgresql://backfleet:hunter2-secret@127.0.0.1:1/x",
+        "BACKFLEET_CONFIG": str(tmp_path / "missing.toml"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", WARM], cwd=ROOT, env=env, capture_output=True, text=True, timeout=100
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "could not prepare this worker process" in done.stderr
+    assert "hunter2-secret" not in done.stderr + done.stdout
