@@ -176,6 +176,10 @@ class Settings(BaseSettings):
     retention_keep_monthly: Annotated[int, Field(ge=-1)] = 84
     retention_keep_yearly: Annotated[int, Field(ge=-1)] = 0
     backup_max_age: str = "2h"  # the RPO: e.g. 2h, 90m, 1d or seconds
+    # Each service's defaults for its own `rto`, `verify` and `test_restore` keys.
+    backup_rto: str = "4h"
+    verify_every: str = "1d"
+    test_restore_every: str = "7d"
     staleness_check_schedule: str = "*/5 * * * *"
     reconcile_schedule: str = "*/5 * * * *"  # settles rows whose worker was lost
     alert_webhook_url: SecretStr | None = None
@@ -252,7 +256,7 @@ class Settings(BaseSettings):
         parse_file_mode(value)
         return value
 
-    @field_validator("backup_max_age")
+    @field_validator("backup_max_age", "backup_rto", "verify_every", "test_restore_every")
     @classmethod
     def _valid_max_age(cls, value: str) -> str:
         parse_duration(value)

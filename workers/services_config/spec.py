@@ -1,51 +1,13 @@
-"""The services file (TOML, BACKFLEET_CONFIG): which namespaces hold which services.
-
-Two shapes are accepted:
-
-    namespace = "app"
-    [services.postgres]
-    kind = "postgres"
-    url = "postgresql://backup@db:5432/app"
-
-or, for one fleet protecting many platform instances,
-
-    [namespaces.team-a.services.postgres]
-    kind = "postgres"
-    url = "…"
-
-A `command` service runs any dump tool (argv lists, no shell):
-
-    [services.mariadb]
-    kind = "command"
-    dump_command = ["mysqldump", "--single-transaction", "--databases", "app"]
-    restore_command = ["mysql"]
-    format = "sql"          # the artifact's extension (default "dump")
-    fail_on_stderr = true   # the default; false for tools that chatter on stderr
-    password_env = "MYSQL_PWD"  # its value is masked in every message
-    env = ["MYSQL_HOST"]        # the only other variables the tools get
-
-A tool (a command, or pg_dump/pg_restore/psql) runs with PATH, HOME, LANG,
-TZ, the variables named in `env` and its `password_env` (postgres tools also
-libpq's PG* variables): never the worker's other secrets.
-"""
+"""One service of the services file: its kind, where its data is, its tools and its policy."""
 
 import re
-import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from workers.child_env import ENV_NAME, fleet_secret_named
-from workers.errors import ConfigError, InvalidRequestError
+from workers.services_config.policy import RetentionSpec, check_duration
 from workers.timestamps import parse_cron
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -54,7 +16,6 @@ FORMAT_WORD = re.compile(r"^[a-z0-9]([-a-z0-9]{0,14}[a-z0-9])?$")
 # The names restores give their staging copies and the trees they set aside
 # (workers/sources/directory/swap.py, sqlite.py): `.<target>.backfleet-restore-…`, `…-old-…`.
 RESTORE_LEFTOVER = re.compile(r"^\..*\.backfleet-(restore|old)-")
-DEFAULT_NAMESPACE = "app"
 DEFAULT_COMMAND_FORMAT = "dump"
 
 ServiceKind = Literal["postgres", "sqlite", "directory", "command"]
@@ -109,6 +70,17 @@ class ServiceSpec(BaseModel):
     fail_on_stderr: bool = True  # a command that writes to stderr fails the artifact
     # kind = "directory": restore device nodes, FIFOs and setuid/setgid bits (off: left out).
     special_files: bool = False
+    # Its protection policy (workers/services_config/policy.py): unset keys take the defaults.
+    retention: RetentionSpec | None = None
+    max_age: str | None = None
+    rto: str | None = None
+    verify: str | None = None
+    test_restore: str | None = None
+
+    @field_validator("max_age", "rto", "verify", "test_restore")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        return check_duration(value)
 
     @field_validator("dump_command", "restore_command", mode="before")
     @classmethod
@@ -215,125 +187,3 @@ class ServiceSpec(BaseModel):
         if self.schedule is not None:
             parse_cron(self.schedule)
         return self
-
-
-class RetentionSpec(BaseModel):
-    """A namespace's own GFS counts (`keep-hourly = 48`…); unset ones take RETENTION_KEEP_*."""
-
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=lambda name: name.replace("_", "-")
-    )
-    keep_hourly: Annotated[int, Field(ge=-1)] | None = None
-    keep_daily: Annotated[int, Field(ge=-1)] | None = None
-    keep_weekly: Annotated[int, Field(ge=-1)] | None = None
-    keep_monthly: Annotated[int, Field(ge=-1)] | None = None
-    keep_yearly: Annotated[int, Field(ge=-1)] | None = None
-
-
-class _NamespaceBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    services: Annotated[dict[str, ServiceSpec], Field(min_length=1)]
-    retention: RetentionSpec | None = None
-
-
-class _FileBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    namespace: str | None = None
-    services: dict[str, ServiceSpec] | None = None
-    retention: RetentionSpec | None = None  # of the single namespace
-    namespaces: dict[str, _NamespaceBody] | None = None
-
-    @model_validator(mode="after")
-    def _one_shape(self) -> "_FileBody":
-        if (self.services is None) == (self.namespaces is None):
-            raise ValueError("give either [services.<name>] or [namespaces.<ns>.services.<name>]")
-        return self
-
-
-@dataclass(frozen=True)
-class FleetConfig:
-    """Every namespace the fleet protects, with its services by name."""
-
-    default_namespace: str
-    namespaces: dict[str, dict[str, ServiceSpec]]
-    retention: dict[str, RetentionSpec] = field(default_factory=dict)  # per namespace
-
-    def services_of(self, namespace: str) -> dict[str, ServiceSpec]:
-        try:
-            return self.namespaces[namespace]
-        except KeyError:
-            known = ", ".join(sorted(self.namespaces))
-            raise ConfigError(
-                f"namespace {namespace!r} is not configured (known: {known})"
-            ) from None
-
-    def services_for_backup(self, namespace: str, *, only_config: bool) -> list[str]:
-        """The services a backup of `namespace` takes, in name order: all, or only those
-        marked `config = true`. A request, a scheduled run and a dry run all ask this."""
-        specs = self.services_of(namespace)
-        names = sorted(name for name, spec in specs.items() if spec.config or not only_config)
-        if not names:
-            raise InvalidRequestError(
-                f"namespace {namespace} has no service marked `config = true` for an "
-                "onlyConfig backup"
-            )
-        return names
-
-    def services_by_cron(self, namespace: str, regular_schedule: str) -> dict[str, list[str]]:
-        """Each cron the namespace backs up on, with its services in name order; a
-        service without a `schedule` of its own follows `regular_schedule`. Beat's
-        schedule and the health report's next backup both read it."""
-        by_cron: dict[str, list[str]] = {}
-        for name, spec in sorted(self.services_of(namespace).items()):
-            by_cron.setdefault(spec.schedule or regular_schedule, []).append(name)
-        return by_cron
-
-
-def parse_fleet_config(text: str, *, namespace_override: str | None = None) -> FleetConfig:
-    """Parse the TOML text; ConfigError says which entry is wrong and why."""
-    try:
-        body = _FileBody.model_validate(tomllib.loads(text))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"services file is not valid TOML: {exc}") from None
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc']) or 'file'}: "
-            f"{item['msg'].removeprefix('Value error, ')}"
-            for item in exc.errors()
-        )
-        raise ConfigError(f"services file: {problems}") from None
-
-    if body.services is not None:
-        name = namespace_override or body.namespace or DEFAULT_NAMESPACE
-        raw = {name: body.services}
-        default = name
-        retention = {name: body.retention} if body.retention else {}
-    else:
-        assert body.namespaces is not None
-        raw = {ns: entry.services for ns, entry in body.namespaces.items()}
-        retention = {ns: e.retention for ns, e in body.namespaces.items() if e.retention}
-        default = namespace_override or body.namespace or sorted(raw)[0]
-        if default not in raw:
-            raise ConfigError(f"default namespace {default!r} has no [namespaces.{default}] table")
-
-    namespaces: dict[str, dict[str, ServiceSpec]] = {}
-    try:
-        for ns, services in raw.items():
-            check_dns_label(ns, "namespace")
-            namespaces[ns] = {
-                svc: spec.model_copy(update={"name": check_dns_label(svc, "service name")})
-                for svc, spec in services.items()
-            }
-    except ValueError as exc:
-        raise ConfigError(f"services file: {exc}") from None
-    return FleetConfig(default_namespace=default, namespaces=namespaces, retention=retention)
-
-
-def load_fleet_config(path: Path, *, namespace_override: str | None = None) -> FleetConfig:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"services file {path} does not exist (set BACKFLEET_CONFIG to its path)"
-        ) from None
-    return parse_fleet_config(text, namespace_override=namespace_override)
