@@ -46,6 +46,7 @@ from pydantic import (
 
 from workers.child_env import ENV_NAME, fleet_secret_named
 from workers.errors import ConfigError, InvalidRequestError
+from workers.settings import check_growth_factor
 from workers.timestamps import parse_cron
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -109,6 +110,16 @@ class ServiceSpec(BaseModel):
     fail_on_stderr: bool = True  # a command that writes to stderr fails the artifact
     # kind = "directory": restore device nodes, FIFOs and setuid/setgid bits (off: left out).
     special_files: bool = False
+    # Size anomalies: this service's own drop fraction and growth factor (else SIZE_ANOMALY_*).
+    size_drop: Annotated[float, Field(ge=0, lt=1)] | None = None
+    size_growth: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
+
+    @field_validator("size_growth")
+    @classmethod
+    def _growth_factor(cls, value: float | None) -> float | None:
+        if value is not None:
+            check_growth_factor(value)
+        return value
 
     @field_validator("dump_command", "restore_command", mode="before")
     @classmethod
