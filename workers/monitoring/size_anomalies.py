@@ -74,32 +74,39 @@ def _judge_backup(
         rows = reports.service_size_history(
             session, namespace=namespace, services=services, through=timestamp, backups=depth
         )
-    # Per service, per backup: every volume summed; newest backup first.
-    totals: dict[str, dict[int, tuple[str, int, int, bool]]] = {}
-    for row in rows:
-        stamp, source, stored, encrypted = totals.setdefault(row.service, {}).get(
-            row.backup_id, (row.timestamp, 0, 0, row.encrypted)
-        )
-        totals[row.service][row.backup_id] = (
-            stamp,
-            source + row.source_size,
-            stored + row.size,
-            encrypted or row.encrypted,
-        )
+    histories = _histories(rows)
     anomalies: dict[str, str] = {}
     for service, policy in policies.items():
-        by_backup = totals.get(service, {})
-        if backup_id not in by_backup:
-            continue  # not stored by this backup (nothing to judge)
-        newest_first = sorted(by_backup.items(), key=lambda item: item[1][0], reverse=True)
-        sizes = {
-            bid: ServiceSizes(source, stored, enc) for bid, (_, source, stored, enc) in newest_first
-        }
-        current = sizes.pop(backup_id)
-        if (text := judge(service, current, list(sizes.values()), policy)) is not None:
+        history = histories.get(service, [])
+        if not history or history[0][0] != backup_id:
+            continue  # this backup did not store the service: nothing to judge
+        earlier = [sizes for _, sizes in history[1:]]
+        if (text := judge(service, history[0][1], earlier, policy)) is not None:
             anomalies[service] = text
             log.warning("backup %s/%s: size anomaly: %s", namespace, timestamp, text)
     return anomalies
+
+
+def _histories(rows: Sequence[reports.ArtifactSizes]) -> dict[str, list[tuple[int, ServiceSizes]]]:
+    """Per service, (backup id, its sizes with every volume summed), newest backup first."""
+    summed: dict[tuple[str, int], tuple[str, ServiceSizes]] = {}
+    for row in rows:
+        key = (row.service, row.backup_id)
+        stamp, sizes = summed.get(key, (row.timestamp, ServiceSizes(0, 0, encrypted=False)))
+        summed[key] = (
+            stamp,
+            ServiceSizes(
+                sizes.source + row.source_size,
+                sizes.stored + row.size,
+                encrypted=sizes.encrypted or row.encrypted,
+            ),
+        )
+    histories: dict[str, list[tuple[int, ServiceSizes]]] = {}
+    for (service, backup_id), (_, sizes) in sorted(
+        summed.items(), key=lambda item: item[1][0], reverse=True
+    ):
+        histories.setdefault(service, []).append((backup_id, sizes))
+    return histories
 
 
 def _alert(
