@@ -136,10 +136,12 @@ class Status(_Response):
 
 
 class BackupStatus(Status):
-    """`backup/latest`: Status plus the last verification's verdict (null: never verified)."""
+    """`backup/latest`: Status plus the last verification's verdict (null: never verified),
+    and what was unusual about its sizes (null: nothing; it is Success all the same)."""
 
     verified: str | None = None
     verified_at: datetime | None = None
+    size_anomaly: str | None = None
 
     @classmethod
     def of_backup(cls, backup: Backup, *, url: str) -> "BackupStatus":
@@ -152,6 +154,7 @@ class BackupStatus(Status):
             **Status.of_backup(backup, url=url).model_dump(),
             "verified": backup.verified,
             "verified_at": backup.verified_at,
+            "size_anomaly": backup.size_anomaly,
         }
 
 
@@ -166,6 +169,7 @@ class ArtifactDetail(_Response):
     sha256: str | None
     encryption: dict[str, str] | None
     error: str | None
+    size_anomaly: str | None = None  # on a service's first volume: its sizes were unusual
 
     @classmethod
     def of(cls, artifact: Artifact) -> "ArtifactDetail":
@@ -180,6 +184,7 @@ class ArtifactDetail(_Response):
             sha256=artifact.sha256,
             encryption=artifact.encryption,
             error=artifact.error,
+            size_anomaly=artifact.size_anomaly,
         )
 
 

@@ -68,6 +68,14 @@ def parse_file_mode(text: str) -> int:
     return mode
 
 
+def check_growth_factor(value: float) -> None:
+    """A size growth factor: above 1 (3.0: three times the median), or 0 for off."""
+    if value != 0 and value <= 1:
+        raise ValueError(
+            "must be a factor above 1 (e.g. 3 for three times the median), or 0 for off"
+        )
+
+
 def parse_duration(text: str) -> int:
     """`2h`, `90m`, `1d`, `3600s` or a plain number of seconds; at least one second."""
     number = text.strip().lower()
@@ -185,6 +193,12 @@ class Settings(BaseSettings):
     alert_webhook_url: SecretStr | None = None
     alert_webhook_attempts: Annotated[int, Field(ge=1, le=20)] = 5
     alert_webhook_timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
+    # Size anomalies (workers/monitoring/sizes.py): each service of a successful backup against
+    # the median of its last N successful ones. A drop is the fraction below the median, a
+    # growth the factor above it; 0 turns either off (a 0-byte dump is always an anomaly).
+    size_anomaly_history: Annotated[int, Field(ge=0, le=1000)] = 7
+    size_anomaly_drop: Annotated[float, Field(ge=0, lt=1)] = 0.5
+    size_anomaly_growth: Annotated[float, Field(ge=0, le=1_000_000)] = 3.0
     # The secondary store's own settings are these same variables prefixed with SECONDARY_.
     secondary_object_store_location_type: Literal["", StoreType] = ""
     secondary_copy_schedule: str = "*/15 * * * *"
@@ -271,6 +285,12 @@ class Settings(BaseSettings):
                 "must be one key, or several comma-separated, of at least 32 characters "
                 "each (e.g. `openssl rand -hex 32`)"
             )
+        return value
+
+    @field_validator("size_anomaly_growth")
+    @classmethod
+    def _growth_factor(cls, value: float) -> float:
+        check_growth_factor(value)
         return value
 
     @field_validator("alert_webhook_url")

@@ -347,6 +347,7 @@ def test_latest_is_404_before_any_then_the_newest(env: Env) -> None:
         "timestamp": timestamp,
         "verified": None,
         "verifiedAt": None,
+        "sizeAnomaly": None,
     }
     assert list(response.json()) == [
         "backupurl",
@@ -355,6 +356,7 @@ def test_latest_is_404_before_any_then_the_newest(env: Env) -> None:
         "timestamp",
         "verified",
         "verifiedAt",
+        "sizeAnomaly",
     ]
     other = env.client.get(f"{BASE}/backup/latest?namespace=team-b", headers=AUTH)
     assert other.status_code == 404
@@ -398,6 +400,7 @@ def test_backup_detail(env: Env) -> None:
         "timestamp": timestamp,
         "verified": None,
         "verifiedAt": None,
+        "sizeAnomaly": None,
         "services": ["settings"],
         "onlyConfig": True,
         "trigger": "api",
@@ -417,6 +420,7 @@ def test_backup_detail(env: Env) -> None:
                 "sha256": "ab" * 32,
                 "encryption": None,
                 "error": None,
+                "sizeAnomaly": None,
             }
         ],
     }

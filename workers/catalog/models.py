@@ -90,6 +90,9 @@ class Backup(Base):
     copied_at: Mapped[datetime | None]  # when the secondary store got its verified copy
     # SHA-256 of the manifest this fleet wrote: a restore refuses any other manifest.
     manifest_sha256: Mapped[str | None] = mapped_column(String(64))
+    # Its services whose sizes stood out from their history (monitoring/size_anomalies.py);
+    # None: nothing did, or never checked. The backup stays Success all the same.
+    size_anomaly: Mapped[str | None] = mapped_column(Text)
 
     artifacts: Mapped[list["Artifact"]] = relationship(
         back_populates="backup", cascade="all, delete-orphan", order_by="Artifact.service"
@@ -125,6 +128,8 @@ class Artifact(Base):
     upload_id: Mapped[str | None] = mapped_column(String(1024))
     part_size: Mapped[int | None] = mapped_column(BigInteger)
     bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)  # source bytes read so far
+    # On a service's first volume: how its sizes stood out from its history (None: they did not).
+    size_anomaly: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 

@@ -193,6 +193,20 @@ def delete_backups(session: Session, *, namespace: str, timestamps: Iterable[str
     )
 
 
+def mark_size_anomalies(session: Session, *, backup_id: int, anomalies: Mapping[str, str]) -> None:
+    """Record each service's size anomaly on its first volume, and all of them on the backup."""
+    backup = session.get(Backup, backup_id)
+    if backup is None:
+        return  # deleted meanwhile: nothing to mark
+    backup.size_anomaly = "; ".join(anomalies[s] for s in sorted(anomalies)) or None
+    first: dict[str, Artifact] = {}
+    for row in sorted(backup.artifacts, key=lambda r: r.volume):
+        if row.service in anomalies:
+            first.setdefault(row.service, row)
+    for service, row in first.items():
+        row.size_anomaly = anomalies[service]
+
+
 def running_upload_ids(session: Session) -> set[str]:
     """The multipart upload ids of artifacts of Running backups."""
     query = (

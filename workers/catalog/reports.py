@@ -3,11 +3,13 @@
 Keyword-only like queries.py; callers own the session.
 """
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Subquery
 
 from workers.catalog.models import FAILED, SUCCESS, Alert, Artifact, Backup, Verification
 
@@ -40,6 +42,21 @@ def newest_successes(session: Session) -> Sequence[Backup]:
     return session.execute(query).scalars().all()
 
 
+def _newest_service_stamps() -> Subquery:
+    """(namespace, service, stamp): the newest successful backup with the service successful."""
+    return (
+        select(
+            Backup.namespace,
+            Artifact.service,
+            func.max(Backup.timestamp).label("stamp"),
+        )
+        .join(Artifact)
+        .where(Backup.status == SUCCESS, Artifact.status == SUCCESS)
+        .group_by(Backup.namespace, Artifact.service)
+        .subquery()
+    )
+
+
 def failed_backups(session: Session) -> list[tuple[str, int]]:
     """(namespace, how many Failed backups)."""
     query = (
@@ -53,17 +70,7 @@ def failed_backups(session: Session) -> list[tuple[str, int]]:
 def newest_service_successes(session: Session) -> list[ServiceSuccess]:
     """Per namespace and service: the newest successful backup with the service's artifacts
     successful, their stored bytes, first start and last finish."""
-    newest = (
-        select(
-            Backup.namespace,
-            Artifact.service,
-            func.max(Backup.timestamp).label("stamp"),
-        )
-        .join(Artifact)
-        .where(Backup.status == SUCCESS, Artifact.status == SUCCESS)
-        .group_by(Backup.namespace, Artifact.service)
-        .subquery()
-    )
+    newest = _newest_service_stamps()
     query = (
         select(
             Backup.namespace,
@@ -83,6 +90,84 @@ def newest_service_successes(session: Session) -> list[ServiceSuccess]:
         .group_by(Backup.namespace, Artifact.service, Backup.timestamp)
     )
     return [tuple(row) for row in session.execute(query)]  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class ArtifactSizes:
+    backup_id: int
+    timestamp: str  # the backup's
+    service: str
+    size: int
+    source_size: int
+    encrypted: bool
+
+
+def service_size_history(
+    session: Session, *, namespace: str, services: Collection[str], through: str, backups: int
+) -> list[ArtifactSizes]:
+    """Every successful artifact of `services` in the namespace's last `backups` successful
+    backups holding each service, up to timestamp `through` (included); one query."""
+    rank = func.dense_rank().over(
+        partition_by=Artifact.service, order_by=(Backup.timestamp.desc(), Backup.id.desc())
+    )
+    ranked = (
+        select(
+            Backup.id.label("backup_id"),
+            Backup.timestamp,
+            Artifact.service,
+            Artifact.size,
+            Artifact.source_size,
+            Artifact.encryption,
+            rank.label("rank"),
+        )
+        .join(Artifact)
+        .where(
+            Backup.namespace == namespace,
+            Backup.status == SUCCESS,
+            Backup.timestamp <= through,
+            Artifact.status == SUCCESS,
+            Artifact.service.in_(sorted(services)),
+        )
+        .subquery()
+    )
+    query = select(
+        ranked.c.backup_id,
+        ranked.c.timestamp,
+        ranked.c.service,
+        ranked.c.size,
+        ranked.c.source_size,
+        ranked.c.encryption,
+    ).where(ranked.c.rank <= backups)
+    return [
+        # The JSON column reads back None whether SQL NULL or JSON null was stored.
+        ArtifactSizes(backup_id, stamp, service, size or 0, source or 0, bool(encryption))
+        for backup_id, stamp, service, size, source, encryption in session.execute(query)
+    ]
+
+
+def newest_service_anomalies(session: Session) -> list[tuple[str, str, int, str | None]]:
+    """Per namespace and service, of the newest successful backup holding it: the service's
+    source bytes and its size anomaly (None: none)."""
+    newest = _newest_service_stamps()
+    query = (
+        select(
+            Backup.namespace,
+            Artifact.service,
+            func.sum(Artifact.source_size),
+            func.max(Artifact.size_anomaly),
+        )
+        .join(Artifact)
+        .join(
+            newest,
+            (Backup.namespace == newest.c.namespace)
+            & (Artifact.service == newest.c.service)
+            & (Backup.timestamp == newest.c.stamp),
+        )
+        .group_by(Backup.namespace, Artifact.service)
+    )
+    return [
+        (ns, svc, int(source or 0), anomaly) for ns, svc, source, anomaly in session.execute(query)
+    ]
 
 
 def failed_artifacts(session: Session) -> list[tuple[str, str, int]]:

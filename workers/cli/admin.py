@@ -31,6 +31,7 @@ def list_backups(namespace: str | None, limit: int, as_json: bool) -> None:
                 "services": b.services,
                 "size": b.size,
                 "error": b.error,
+                "sizeAnomaly": b.size_anomaly,
             }
             for b in queries.list_backups(session, namespace=namespace, limit=limit)
         ]
@@ -43,6 +44,8 @@ def list_backups(namespace: str | None, limit: int, as_json: bool) -> None:
         services = ",".join(row["services"])
         name, stamp, status = row["namespace"], row["timestamp"], row["status"]
         click.echo(f"{name:<16} {stamp:<20} {status:<8} {size:>12}  {services}")
+        if row["sizeAnomaly"]:  # still a Success: said under its line, not in the status
+            click.echo(f"{'':<16} size anomaly: {row['sizeAnomaly']}")
 
 
 @main.command()

@@ -62,6 +62,7 @@ class CatalogCollector(Collector):
         fleet = self.fleet_provider()
         yield from self._backups(fleet)
         yield from self._services(fleet)
+        yield from self._sizes(fleet)
         yield from self._verifications(fleet)
         yield from self._health(fleet)
         yield from self._audit_backlog(fleet)
@@ -108,6 +109,23 @@ class CatalogCollector(Collector):
             for namespace, service, count in reports.failed_artifacts(session):
                 failures.add_metric([namespace, service], float(count))
         yield from (last_time, duration, size, failures)
+
+    def _sizes(self, fleet: Fleet) -> Iterator[Metric]:
+        source = GaugeMetricFamily(
+            "backfleet_service_last_success_source_size_bytes",
+            "Source bytes (what the dump gave) of the service in its newest successful backup",
+            labels=["namespace", "service"],
+        )
+        anomaly = GaugeMetricFamily(
+            "backfleet_backup_size_anomaly",
+            "1 if the service's newest successful backup had a size anomaly, else 0",
+            labels=["namespace", "service"],
+        )
+        with session_scope(fleet.settings.database_url) as session:
+            for namespace, service, bytes_, text in reports.newest_service_anomalies(session):
+                source.add_metric([namespace, service], float(bytes_))
+                anomaly.add_metric([namespace, service], 0.0 if text is None else 1.0)
+        yield from (source, anomaly)
 
     def _verifications(self, fleet: Fleet) -> Iterator[Metric]:
         last_time = GaugeMetricFamily(

@@ -23,6 +23,7 @@ from workers.catalog.progress import CatalogProgress
 from workers.errors import NotFoundError, reason_of
 from workers.fleet import Fleet
 from workers.monitoring.notify import report_backup_outcome
+from workers.monitoring.size_anomalies import check_backup_sizes
 from workers.redact import redact
 from workers.repository.manifest import ArtifactEntry, Manifest, artifact_key, manifest_key
 from workers.repository.manifest_mac import MacKeys
@@ -127,6 +128,10 @@ def run_backup(
     patience = fleet.settings.catalog_retry_seconds
     write_catalog(url, finish, what="recording the backup's result", patience=patience)
     report_backup_outcome(fleet, namespace, timestamp, status, error)  # alerts when Failed
+    if status == SUCCESS:  # marks and alerts sizes unlike the service's history; never raises
+        check_backup_sizes(
+            fleet, backup_id=backup_id, namespace=namespace, timestamp=timestamp, services=services
+        )
     return BackupOutcome(namespace, timestamp, status, error)
 
 

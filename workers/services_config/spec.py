@@ -2,12 +2,13 @@
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from workers.child_env import ENV_NAME, fleet_secret_named
 from workers.services_config.policy import RetentionSpec, check_duration
+from workers.settings import check_growth_factor
 from workers.timestamps import parse_cron
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -81,6 +82,17 @@ class ServiceSpec(BaseModel):
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
         return check_duration(value)
+
+    # Size anomalies: this service's own drop fraction and growth factor (else SIZE_ANOMALY_*).
+    size_drop: Annotated[float, Field(ge=0, lt=1)] | None = None
+    size_growth: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
+
+    @field_validator("size_growth")
+    @classmethod
+    def _growth_factor(cls, value: float | None) -> float | None:
+        if value is not None:
+            check_growth_factor(value)
+        return value
 
     @field_validator("dump_command", "restore_command", mode="before")
     @classmethod
