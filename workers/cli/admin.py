@@ -31,6 +31,7 @@ def list_backups(namespace: str | None, limit: int, as_json: bool) -> None:
                 "services": b.services,
                 "size": b.size,
                 "error": b.error,
+                "warning": b.warning,
             }
             for b in queries.list_backups(session, namespace=namespace, limit=limit)
         ]
