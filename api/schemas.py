@@ -14,7 +14,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from workers.catalog.models import Artifact, Backup, Restore
+from workers.catalog.models import Artifact, Backup, HookRun, Restore
 from workers.services_config import DNS_LABEL
 from workers.timestamps import is_timestamp
 
@@ -188,15 +188,45 @@ class ArtifactDetail(_Response):
         )
 
 
+class HookRunDetail(_Response):
+    """One run of a service's `pre` or `post` hook; `output` is its redacted tail."""
+
+    service: str
+    hook: str
+    attempt: int
+    program: str
+    status: str
+    detail: str
+    output: str
+    started_at: datetime
+    finished_at: datetime
+
+    @classmethod
+    def of(cls, run: HookRun) -> "HookRunDetail":
+        return cls(
+            service=run.service,
+            hook=run.hook,
+            attempt=run.attempt,
+            program=run.program,
+            status=run.status,
+            detail=run.detail,
+            output=run.output,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+        )
+
+
 class BackupDetail(BackupStatus):
     services: list[str]
     only_config: bool
     trigger: str
     error: str | None
+    warning: str | None  # what went wrong without failing it: a `post` hook that failed
     size: int | None
     started_at: datetime | None
     finished_at: datetime | None
     artifacts: list[ArtifactDetail]
+    hooks: list[HookRunDetail]
 
     @classmethod
     def of(cls, backup: Backup, *, url: str) -> "BackupDetail":
@@ -207,10 +237,12 @@ class BackupDetail(BackupStatus):
             only_config=backup.only_config,
             trigger=backup.trigger,
             error=backup.error,
+            warning=backup.warning,
             size=backup.size,
             started_at=backup.started_at,
             finished_at=backup.finished_at,
             artifacts=[ArtifactDetail.of(artifact) for artifact in backup.artifacts],
+            hooks=[HookRunDetail.of(run) for run in backup.hook_runs],
         )
 
 

@@ -70,6 +70,12 @@ def child_env(
     return env
 
 
+def tool_env(names: Iterable[str] = (), password_env: str | None = None) -> dict[str, str]:
+    """For a command service's tools and any service's hooks: `names` (its `env`) and its
+    `password_env`, besides BASE_VARIABLES."""
+    return child_env([*names, *([password_env] if password_env else [])])
+
+
 def libpq_env(password: str = "", *, names: Iterable[str] = ()) -> dict[str, str]:
     """For pg_dump, pg_restore and psql: libpq's own PG* settings and the password."""
     return child_env(names, prefixes=("PG",), extra={"PGPASSWORD": password} if password else None)

@@ -26,7 +26,10 @@ from workers.api_keys import ApiKey as ApiKey
 from workers.api_keys import configured_keys
 from workers.api_keys import parse_api_keys as parse_api_keys
 from workers.errors import ConfigError
+
+# parse_duration is re-exported: callers import it from here too.
 from workers.timestamps import parse_cron
+from workers.timestamps import parse_duration as parse_duration
 
 MiB = 1024 * 1024
 StoreType = Literal["local", "s3", "azure-blob-storage"]
@@ -53,9 +56,6 @@ def parse_size(text: str) -> int:
     return int(float(digits) * _SIZE_UNITS[unit])
 
 
-_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
 def parse_file_mode(text: str) -> int:
     """An octal file mode with read/write bits only, the owner's included: `0600`, `640`."""
     if not re.fullmatch(r"0?[0-7]{3}", text.strip()):
@@ -74,16 +74,6 @@ def check_growth_factor(value: float) -> None:
         raise ValueError(
             "must be a factor above 1 (e.g. 3 for three times the median), or 0 for off"
         )
-
-
-def parse_duration(text: str) -> int:
-    """`2h`, `90m`, `1d`, `3600s` or a plain number of seconds; at least one second."""
-    number = text.strip().lower()
-    digits = number.rstrip("smhdw")
-    unit = number[len(digits) :]
-    if unit not in _DURATION_UNITS or not digits.isdigit() or int(digits) < 1:
-        raise ValueError(f"{text!r} is not a duration such as 2h, 90m, 1d or 7200")
-    return int(digits) * _DURATION_UNITS[unit]
 
 
 class Settings(BaseSettings):
@@ -173,6 +163,8 @@ class Settings(BaseSettings):
     scheduled_backup_wait: Annotated[int, Field(ge=0)] = 900
     beat_lock_timeout: Annotated[int, Field(ge=5, le=600)] = 30
     catalog_retry_seconds: Annotated[int, Field(ge=0)] = 300
+    # How long a service's `pre`/`post` hook may run (its own `timeout` wins): 10m, 90s, 1h.
+    backup_hook_timeout: str = "10m"
     # --- proving backups, keeping the right ones, saying when something is wrong ---
     verify_schedule: str = "0 3 * * *"
     verify_sample_size: Annotated[int, Field(ge=0, le=1000)] = 3
@@ -270,9 +262,11 @@ class Settings(BaseSettings):
         parse_file_mode(value)
         return value
 
-    @field_validator("backup_max_age", "backup_rto", "verify_every", "test_restore_every")
+    @field_validator(
+        "backup_max_age", "backup_rto", "verify_every", "test_restore_every", "backup_hook_timeout"
+    )
     @classmethod
-    def _valid_max_age(cls, value: str) -> str:
+    def _valid_duration(cls, value: str) -> str:
         parse_duration(value)
         return value
 
@@ -343,6 +337,11 @@ class Settings(BaseSettings):
     def max_age_seconds(self) -> int:
         """BACKUP_MAX_AGE in seconds."""
         return parse_duration(self.backup_max_age)
+
+    @property
+    def hook_timeout_seconds(self) -> int:
+        """BACKUP_HOOK_TIMEOUT in seconds."""
+        return parse_duration(self.backup_hook_timeout)
 
     @property
     def api_keys(self) -> list[ApiKey]:

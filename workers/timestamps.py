@@ -1,6 +1,6 @@
 """Time in Backfleet, always UTC: backup timestamps as the existing product writes them
-(e.g. `2023-02-02t17-03-15`), and five-field cron strings (minute hour day-of-month month
-day-of-week)."""
+(e.g. `2023-02-02t17-03-15`), five-field cron strings (minute hour day-of-month month
+day-of-week), and durations (`2h`, `90m`: BACKUP_MAX_AGE, a hook's time limit)."""
 
 import re
 from datetime import UTC, datetime
@@ -58,3 +58,16 @@ def parse_cron(expression: str) -> "crontab":
         )
     except Exception as exc:  # celery raises ValueError and friends for bad fields
         raise ValueError(f"cron {expression!r} is not valid: {exc}") from None
+
+
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> int:
+    """`2h`, `90m`, `1d`, `3600s` or a plain number of seconds; at least one second."""
+    number = text.strip().lower()
+    digits = number.rstrip("smhdw")
+    unit = number[len(digits) :]
+    if unit not in _DURATION_UNITS or not digits.isdigit() or int(digits) < 1:
+        raise ValueError(f"{text!r} is not a duration such as 2h, 90m, 1d or 7200")
+    return int(digits) * _DURATION_UNITS[unit]

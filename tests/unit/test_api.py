@@ -19,6 +19,7 @@ from api.limits import BodyLimitMiddleware, MiB
 from api.main import create_app
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
+from workers.catalog.hook_runs import record_hook_run
 from workers.catalog.migrate import upgrade_catalog
 from workers.catalog.models import FAILED, PENDING, SUCCESS, Backup, Restore
 from workers.errors import ConfigError
@@ -389,6 +390,19 @@ def test_backup_detail(env: Env) -> None:
             started,
             started,
         )
+        backup.warning = "settings: post hook incus failed (exit 1): not found"
+        record_hook_run(
+            session,
+            backup_id=backup.id,
+            service="settings",
+            hook="post",
+            program="incus",
+            ok=False,
+            detail="exit 1",
+            output="not found",
+            started_at=started,
+            finished_at=started,
+        )
 
     response = env.client.get(f"{BASE}/backup/{timestamp}", headers=AUTH)
     assert response.status_code == 200
@@ -405,6 +419,7 @@ def test_backup_detail(env: Env) -> None:
         "onlyConfig": True,
         "trigger": "api",
         "error": None,
+        "warning": "settings: post hook incus failed (exit 1): not found",
         "size": 10,
         "startedAt": detail["startedAt"],
         "finishedAt": detail["finishedAt"],
@@ -421,6 +436,19 @@ def test_backup_detail(env: Env) -> None:
                 "encryption": None,
                 "error": None,
                 "sizeAnomaly": None,
+            }
+        ],
+        "hooks": [
+            {
+                "service": "settings",
+                "hook": "post",
+                "attempt": 1,
+                "program": "incus",
+                "status": "Failed",
+                "detail": "exit 1",
+                "output": "not found",
+                "startedAt": detail["startedAt"],
+                "finishedAt": detail["startedAt"],
             }
         ],
     }

@@ -235,3 +235,65 @@ def test_a_service_may_not_hand_a_fleet_secret_to_its_tools(field: str) -> None:
     # The README promises no store, encryption or API key and no broker URL reaches a tool.
     with pytest.raises(ConfigError, match="holds a secret of Backfleet's own"):
         parse_fleet_config(COMMAND + field + "\n")
+
+
+DIRECTORY = '[services.files]\nkind = "directory"\npath = "/data/files"\n'
+
+
+@pytest.mark.parametrize("kind_table", [DIRECTORY, COMMAND.replace("mariadb", "files")])
+def test_any_kind_may_have_hooks(kind_table: str) -> None:
+    text = (
+        kind_table
+        + 'env = ["INCUS_REMOTE"]\n'
+        + "[services.files.hooks]\n"
+        + 'pre = ["incus", "snapshot", "create", "c1", "backfleet"]\n'
+        + 'post = ["incus", "snapshot", "delete", "c1", "backfleet"]\n'
+        + 'timeout = "90s"\n'
+    )
+    spec = parse_fleet_config(text).services_of("app")["files"]
+    assert spec.hooks is not None
+    assert spec.hooks.pre == ["incus", "snapshot", "create", "c1", "backfleet"]
+    assert spec.hooks.post == ["incus", "snapshot", "delete", "c1", "backfleet"]
+    assert spec.hooks.timeout_seconds(default=600) == 90
+    assert spec.env == ["INCUS_REMOTE"]  # the hooks' environment, whatever the kind
+
+
+def test_a_hook_without_timeout_takes_the_setting_and_one_hook_is_enough() -> None:
+    spec = parse_fleet_config(DIRECTORY + '[services.files.hooks]\npost = ["sync"]\n')
+    hooks = spec.services_of("app")["files"].hooks
+    assert hooks is not None and hooks.pre is None and hooks.post == ["sync"]
+    assert hooks.timeout_seconds(default=600) == 600
+
+
+@pytest.mark.parametrize(
+    ("hooks", "problem"),
+    [
+        ('pre = "incus snapshot create c1"', r"hooks.pre: must be a list of strings.*no shell"),
+        ("post = []", "hooks.post: must name a program to run"),
+        ('pre = [""]', "hooks.pre: must name a program to run"),
+        ('pre = ["sh", 3]', "hooks.pre: must be a list of strings"),
+        ('pre = ["a\\u0000b"]', "hooks.pre: must not contain NUL"),
+        ('timeout = "5m"', "a hooks table needs `pre`, `post` or both"),
+        ('pre = ["true"]\ntimeout = "soon"', "hooks.timeout: 'soon' is not a duration"),
+        ('pre = ["true"]\ntimeout = "0s"', "hooks.timeout: '0s' is not a duration"),
+        ('pre = ["true"]\nshell = "true"', r"hooks.shell: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_hooks_say_what_is_wrong(hooks: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        parse_fleet_config(DIRECTORY + "[services.files.hooks]\n" + hooks + "\n")
+
+
+def test_a_hook_may_not_be_handed_a_fleet_secret_either() -> None:
+    text = DIRECTORY + 'env = ["BACKUP_ENCRYPTION_KEY"]\n[services.files.hooks]\npre = ["true"]\n'
+    with pytest.raises(ConfigError, match="holds a secret of Backfleet's own"):
+        parse_fleet_config(text)
+
+
+def test_backup_hook_timeout_is_a_duration_setting() -> None:
+    from workers.settings import Settings
+
+    assert Settings().hook_timeout_seconds == 600
+    assert Settings(backup_hook_timeout="1h").hook_timeout_seconds == 3600
+    with pytest.raises(ValueError, match="not a duration"):
+        Settings(backup_hook_timeout="ten minutes")

@@ -43,6 +43,7 @@ def backup_ended(database_url: str, *, namespace: str, timestamp: str) -> None:
             ]
             status, services, size = backup.status, list(backup.services), backup.size or 0
             who, trigger, error = backup.requested_by, backup.trigger, backup.error
+            warning = backup.warning
             customer = backup.requested_customer or ""
     except Exception as exc:
         log.warning(
@@ -62,7 +63,7 @@ def backup_ended(database_url: str, *, namespace: str, timestamp: str) -> None:
             "services": ",".join(services),
             "bytes": str(size),
         },
-        payload=payload_json({"artifacts": artifacts, "error": error}),
+        payload=payload_json({"artifacts": artifacts, "error": error, "warning": warning}),
         response_code=_code(status),
         user_email=who or "backfleet",
         customer_name=customer,

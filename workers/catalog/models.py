@@ -93,9 +93,14 @@ class Backup(Base):
     # Its services whose sizes stood out from their history (monitoring/size_anomalies.py);
     # None: nothing did, or never checked. The backup stays Success all the same.
     size_anomaly: Mapped[str | None] = mapped_column(Text)
+    # What went wrong without failing the backup (a `post` hook that failed), one per line.
+    warning: Mapped[str | None] = mapped_column(Text)
 
     artifacts: Mapped[list["Artifact"]] = relationship(
         back_populates="backup", cascade="all, delete-orphan", order_by="Artifact.service"
+    )
+    hook_runs: Mapped[list["HookRun"]] = relationship(
+        cascade="all, delete-orphan", order_by="HookRun.id"
     )
 
 
@@ -153,6 +158,24 @@ class UploadPart(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     etag: Mapped[str] = mapped_column(String(1024))
     sha256: Mapped[str] = mapped_column(String(64))
+
+
+class HookRun(Base):
+    """One run of a service's `pre` or `post` hook in a backup (workers/operations/hooks.py)."""
+
+    __tablename__ = "hook_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    backup_id: Mapped[int] = mapped_column(ForeignKey("backups.id", ondelete="CASCADE"), index=True)
+    service: Mapped[str] = mapped_column(String(63))
+    hook: Mapped[str] = mapped_column(String(8))  # "pre" or "post"
+    attempt: Mapped[int] = mapped_column(default=1)  # the backup's delivery that ran it
+    program: Mapped[str] = mapped_column(String(255))  # the base name of its argv[0]
+    status: Mapped[str] = mapped_column(String(16))  # Success or Failed
+    detail: Mapped[str] = mapped_column(Text)  # exit 0, exit 3, timed out after 600 s…
+    output: Mapped[str] = mapped_column(Text, default="")  # stdout+stderr's tail, redacted
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
 
 
 class Restore(Base):

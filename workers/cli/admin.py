@@ -32,6 +32,7 @@ def list_backups(namespace: str | None, limit: int, as_json: bool) -> None:
                 "size": b.size,
                 "error": b.error,
                 "sizeAnomaly": b.size_anomaly,
+                "warning": b.warning,
             }
             for b in queries.list_backups(session, namespace=namespace, limit=limit)
         ]

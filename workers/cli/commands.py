@@ -183,6 +183,8 @@ def _dry_run(namespace: str, only_config: bool) -> None:
             f"{result.service:<20} {result.source_bytes:>14} {result.stored_bytes:>14} "
             f"{result.seconds:>8.2f} {result.throughput / 1e6:>8.1f}"
         )
+        for hook in result.hooks:
+            click.echo(f"  hook, not run in a dry run: {hook}")
 
 
 @main.command()

@@ -1,5 +1,6 @@
 """`backfleet check`: every piece the fleet needs, tried for real, each with a clear verdict."""
 
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -80,4 +81,11 @@ def check_store(fleet: Fleet) -> str:
 
 def check_source(spec: ServiceSpec) -> str:
     # The kind's module (psycopg…) is imported only when a service of that kind is checked.
-    return source_class(spec.kind).probe(spec)
+    verdict = source_class(spec.kind).probe(spec)
+    if spec.hooks is None:
+        return verdict
+    hooks = [argv for argv in (spec.hooks.pre, spec.hooks.post) if argv]
+    missing = [argv[0] for argv in hooks if shutil.which(argv[0]) is None]
+    if missing:
+        raise ConfigError(f"hook program not installed: {', '.join(missing)}")
+    return f"{verdict}; hook programs found"

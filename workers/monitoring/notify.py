@@ -1,4 +1,4 @@
-"""What the fleet alerts about: staleness, failed backups, finished restores.
+"""What the fleet alerts about: staleness, failed backups and hooks, finished restores.
 
 Each function never raises: an alert must not break the work it reports on.
 """
@@ -56,6 +56,22 @@ def report_backup_outcome(
         timestamp=timestamp,
     )
     condition = f"backup.failed:{namespace}:{timestamp}"
+    safely(lambda: alerter_for(fleet).once(condition, alert), condition)
+
+
+def report_hook_failure(
+    fleet: Fleet, namespace: str, timestamp: str, service: str, summary: str
+) -> None:
+    """`backup.hook_failed`, once per service of a backup: a `post` hook failed (the
+    backup keeps its artifact; what the hook should have put back may still be off)."""
+    alert = AlertEvent(
+        event="backup.hook_failed",
+        text=f"Backfleet: backup {namespace}/{timestamp}, service {service}: {summary}",
+        namespace=namespace,
+        service=service,
+        timestamp=timestamp,
+    )
+    condition = f"backup.hook_failed:{namespace}:{timestamp}:{service}"
     safely(lambda: alerter_for(fleet).once(condition, alert), condition)
 
 

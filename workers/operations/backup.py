@@ -24,10 +24,12 @@ from workers.errors import NotFoundError, reason_of
 from workers.fleet import Fleet
 from workers.monitoring.notify import report_backup_outcome
 from workers.monitoring.size_anomalies import check_backup_sizes
+from workers.operations.hooks import hooks_around
 from workers.redact import redact
 from workers.repository.manifest import ArtifactEntry, Manifest, artifact_key, manifest_key
 from workers.repository.manifest_mac import MacKeys
 from workers.retry import call_with_retries
+from workers.services_config import ServiceSpec
 from workers.sources import Source, make_source
 from workers.stores.base import UploadedPart
 from workers.timestamps import utcnow
@@ -154,6 +156,28 @@ class _ServiceBackups:
         spec = self.fleet.config.services_of(self.namespace).get(service)
         if spec is None:
             raise NotFoundError(f"service {service} is no longer in the services file")
+        if spec.hooks is not None and (stored := self._stored_already(service)):
+            # A redelivery: nothing of this service is dumped again, so no hook runs again.
+            log.info(
+                "backup %s/%s: service %s was stored by an earlier attempt: its hooks do not run",
+                self.namespace,
+                self.timestamp,
+                service,
+            )
+            self._drop_volumes_after(service, len(stored))
+            return stored
+        # `pre` before the source is built (it may make what the dump reads), `post` after
+        # the dump whatever happened (workers/operations/hooks.py).
+        with hooks_around(
+            self.fleet,
+            spec,
+            backup_id=self.backup_id,
+            namespace=self.namespace,
+            timestamp=self.timestamp,
+        ):
+            return self._dump(spec, service)
+
+    def _dump(self, spec: ServiceSpec, service: str) -> list[ArtifactEntry]:
         source = make_source(spec, self.fleet.settings, self.fleet.secrets())
         if not source.volumes:  # declared by the kind (sources/base.py)
             return [self._artifact(source, service, 1, source.dump)]
@@ -189,6 +213,11 @@ class _ServiceBackups:
         )
         self._drop_volumes_after(service, len(entries))
         return entries
+
+    def _stored_already(self, service: str) -> list[ArtifactEntry]:
+        """Every artifact of the service, if an earlier attempt of this backup stored them all."""
+        finished = self._finished_volumes(service)
+        return finished if finished and finished[-1].source.get("final", True) else []
 
     def _finished_volumes(self, service: str) -> list[ArtifactEntry]:
         """The volumes a dead attempt finished that chain from the first (transfer/volumes.py)."""

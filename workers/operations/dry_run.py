@@ -1,10 +1,16 @@
-"""`backfleet backup --dry-run`: every source through the whole pipeline, nothing stored."""
+"""`backfleet backup --dry-run`: every source through the whole pipeline, nothing stored.
 
+A service's hooks are listed, not run: a dry run changes nothing, and the
+dump reads the service as it is (without what `pre` would have made)."""
+
+import shlex
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from workers.fleet import Fleet
+from workers.redact import redact
+from workers.services_config import ServiceSpec
 from workers.sources import make_source
 from workers.stores.null import NullStore
 from workers.transfer import crypto
@@ -18,6 +24,7 @@ class DryRunResult:
     source_bytes: int
     stored_bytes: int
     seconds: float
+    hooks: tuple[str, ...] = ()  # "pre: incus snapshot create c1 backfleet": not run
 
     @property
     def throughput(self) -> float:
@@ -39,4 +46,15 @@ def dry_run(fleet: Fleet, *, namespace: str, only_config: bool) -> Iterator[DryR
             open_dump=source.dump,
             options=options,
         )
-        yield DryRunResult(service, stored.source_size, stored.size, time.monotonic() - started)
+        seconds = time.monotonic() - started
+        hooks = hooks_of(specs[service], fleet.secrets())
+        yield DryRunResult(service, stored.source_size, stored.size, seconds, hooks)
+
+
+def hooks_of(spec: ServiceSpec, secrets: list[str]) -> tuple[str, ...]:
+    """The hooks a backup would run around the service, as `pre: <argv>` lines, redacted."""
+    hooks = spec.hooks
+    if hooks is None:
+        return ()
+    listed = [("pre", hooks.pre), ("post", hooks.post)]
+    return tuple(f"{name}: {redact(shlex.join(argv), secrets)}" for name, argv in listed if argv)

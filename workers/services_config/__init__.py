@@ -24,9 +24,16 @@ A `command` service runs any dump tool (argv lists, no shell):
     password_env = "MYSQL_PWD"  # its value is masked in every message
     env = ["MYSQL_HOST"]        # the only other variables the tools get
 
-A tool (a command, or pg_dump/pg_restore/psql) runs with PATH, HOME, LANG,
-TZ, the variables named in `env` and its `password_env` (postgres tools also
-libpq's PG* variables): never the worker's other secrets.
+Any service may have hooks, argv lists run before and after its dump:
+
+    [services.incus.hooks]
+    pre = ["incus", "snapshot", "create", "c1", "backfleet"]
+    post = ["incus", "snapshot", "delete", "c1", "backfleet"]
+    timeout = "10m"         # optional; BACKUP_HOOK_TIMEOUT when unset
+
+A tool (a command, a hook, or pg_dump/pg_restore/psql) runs with PATH, HOME,
+LANG, TZ, the variables named in `env` and its `password_env` (postgres tools
+also libpq's PG* variables): never the worker's other secrets.
 
 Every service may state its own policy (policy.py lists the keys and their
 fleet-wide defaults):
@@ -55,6 +62,7 @@ from workers.services_config.spec import (
     DNS_LABEL,
     FORMAT_WORD,
     RESTORE_LEFTOVER,
+    HooksSpec,
     ServiceKind,
     ServiceSpec,
     check_dns_label,
@@ -67,6 +75,7 @@ __all__ = [
     "FORMAT_WORD",
     "RESTORE_LEFTOVER",
     "FleetConfig",
+    "HooksSpec",
     "RetentionSpec",
     "ServiceKind",
     "ServicePolicy",

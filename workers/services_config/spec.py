@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from workers.child_env import ENV_NAME, fleet_secret_named
 from workers.services_config.policy import RetentionSpec, check_duration
 from workers.settings import check_growth_factor
-from workers.timestamps import parse_cron
+from workers.timestamps import parse_cron, parse_duration
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # A command service's artifact extension: <service>.<format>.zst in the store.
@@ -51,6 +51,55 @@ def check_dns_label(value: str, what: str) -> str:
     return value
 
 
+def check_argv(cls: type, value: object) -> object:
+    """A command as an argv list (no shell): dump_command, restore_command, a hook's pre/post."""
+    if value is None:
+        return value
+    if not isinstance(value, list) or not all(isinstance(arg, str) for arg in value):
+        raise ValueError(
+            "must be a list of strings, the program and its arguments (no shell), e.g. "
+            '["mysqldump", "--databases", "app"]'
+        )
+    if not value or not value[0]:
+        raise ValueError("must name a program to run: the list is empty")
+    if any("\0" in arg for arg in value):
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+class HooksSpec(BaseModel):
+    """`[services.<name>.hooks]`: commands run around the service's dump (workers/sources/hooks.py).
+
+    `pre` runs before the dump, and a failure fails the service's artifact; `post`
+    runs after it whatever happened (a failure is a warning on the backup).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pre: list[str] | None = None
+    post: list[str] | None = None
+    timeout: str | None = None  # e.g. "10m"; unset: BACKUP_HOOK_TIMEOUT
+
+    _argv = field_validator("pre", "post", mode="before")(check_argv)
+
+    @field_validator("timeout")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _runs_something(self) -> "HooksSpec":
+        if self.pre is None and self.post is None:
+            raise ValueError("a hooks table needs `pre`, `post` or both")
+        return self
+
+    def timeout_seconds(self, default: int) -> int:
+        """Its own `timeout`, else `default` (BACKUP_HOOK_TIMEOUT)."""
+        return parse_duration(self.timeout) if self.timeout is not None else default
+
+
 class ServiceSpec(BaseModel):
     """One thing to back up. `url` may hold a password: it is never logged or stored."""
 
@@ -71,6 +120,8 @@ class ServiceSpec(BaseModel):
     fail_on_stderr: bool = True  # a command that writes to stderr fails the artifact
     # kind = "directory": restore device nodes, FIFOs and setuid/setgid bits (off: left out).
     special_files: bool = False
+    # Any kind: commands run before and after its dump (a snapshot, a flush, stop/start).
+    hooks: HooksSpec | None = None
     # Its protection policy (workers/services_config/policy.py): unset keys take the defaults.
     retention: RetentionSpec | None = None
     max_age: str | None = None
@@ -94,21 +145,7 @@ class ServiceSpec(BaseModel):
             check_growth_factor(value)
         return value
 
-    @field_validator("dump_command", "restore_command", mode="before")
-    @classmethod
-    def _argv(cls, value: object) -> object:
-        if value is None:
-            return value
-        if not isinstance(value, list) or not all(isinstance(arg, str) for arg in value):
-            raise ValueError(
-                "must be a list of strings, the program and its arguments (no shell), e.g. "
-                '["mysqldump", "--databases", "app"]'
-            )
-        if not value or not value[0]:
-            raise ValueError("must name a program to run: the list is empty")
-        if any("\0" in arg for arg in value):
-            raise ValueError("must not contain NUL characters")
-        return value
+    _argv = field_validator("dump_command", "restore_command", mode="before")(check_argv)
 
     @field_validator("password_env")
     @classmethod
@@ -186,8 +223,11 @@ class ServiceSpec(BaseModel):
                 )
             if self.url is not None or self.path is not None:
                 raise ValueError("a command service takes no `url` or `path`: its commands say it")
-        if self.env is not None and self.kind not in ("command", "postgres"):
-            raise ValueError(f"`env` is only for command and postgres services, not {self.kind}")
+        if self.env is not None and self.kind not in ("command", "postgres") and not self.hooks:
+            raise ValueError(
+                f"`env` is only for command and postgres services, not {self.kind}, unless "
+                "it has [hooks] (their environment)"
+            )
         if self.kind != "directory" and "special_files" in self.model_fields_set:
             raise ValueError(f'`special_files` is only for kind = "directory", not {self.kind}')
         if self.kind != "command":

@@ -32,7 +32,6 @@ import hashlib
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -40,19 +39,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
-from workers.child_env import child_env
+from workers.child_env import tool_env
 from workers.errors import ConfigError, SourceError
-from workers.redact import redact
 from workers.services_config import DEFAULT_COMMAND_FORMAT as DEFAULT_FORMAT
 from workers.services_config import ServiceSpec
 from workers.settings import Settings
 from workers.sources.base import CHUNK_SIZE, Dump, OneStream, RestoreStream, iter_chunks
-from workers.sources.process import StderrTail
+from workers.sources.process import StderrTail, exit_status, redact_output, spawn, stop_group
 
 log = logging.getLogger(__name__)
-
-# How long a terminated tool may take to exit before it is killed.
-STOP_GRACE = 5.0
 
 
 class _Output:
@@ -140,12 +135,12 @@ class CommandSource(OneStream):
         try:
             yield Dump(stream=output, facts=facts)
         except BaseException:
-            _stop(process)
+            stop_group(process)
             raise
         finally:
             process.stdout.close()
         if not output.at_end:
-            _stop(process)
+            stop_group(process)
             raise SourceError(f"the output of {command[0]} was not read to the end")
         process.wait()
         self._check(command, process.returncode, errors)
@@ -193,74 +188,26 @@ class CommandSource(OneStream):
         try:
             process.wait()
         except BaseException:  # e.g. the task's time limit: the tool must not run on
-            _stop(process)
+            stop_group(process)
             raise
         self._check(command, process.returncode, errors)
 
     # --- running the tools ---
     def _spawn(self, command: list[str], **kwargs: Any) -> "subprocess.Popen[bytes]":
-        try:
-            # A session of its own: a stop reaches every process the tool started.
-            return subprocess.Popen(
-                command,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                env=self._child_env(),
-                **kwargs,
-            )
-        except FileNotFoundError:
-            raise SourceError(
-                f"{command[0]} is not installed (not found on the worker's PATH)"
-            ) from None
-        except PermissionError:
-            raise SourceError(f"{command[0]} cannot be run: permission denied") from None
-        except OSError as exc:
-            raise SourceError(f"{command[0]} cannot be run: {exc.strerror or exc}") from None
+        return spawn(command, env=self._child_env(), **kwargs)
 
     def _check(self, command: list[str], returncode: int, errors: StderrTail) -> None:
         complaint = self._clean(errors.text())
         if returncode != 0:
             said = complaint or "(nothing on stderr)"
-            raise SourceError(f"{command[0]} failed ({_status(returncode)}): {said}")
+            raise SourceError(f"{command[0]} failed ({exit_status(returncode)}): {said}")
         if complaint and self.fail_on_stderr:
             raise SourceError(f"{command[0]} wrote to stderr: {complaint}")
         if complaint:
             log.warning("%s succeeded with messages: %s", command[0], complaint)
 
     def _child_env(self) -> dict[str, str]:
-        names = [*self.env, *([self.password_env] if self.password_env else [])]
-        return child_env(names)
+        return tool_env(self.env, self.password_env)
 
     def _clean(self, text: str) -> str:
-        secrets = [os.environ.get(self.password_env, "")] if self.password_env else []
-        return redact(text, [*secrets, *self.secrets])
-
-
-def _status(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exit {returncode}"
-
-
-def _stop(process: "subprocess.Popen[bytes]") -> None:
-    """Terminate the tool and everything it started, then reap it."""
-    if process.poll() is not None:
-        return
-    _signal_group(process, signal.SIGTERM)
-    try:
-        process.wait(STOP_GRACE)
-    except subprocess.TimeoutExpired:
-        _signal_group(process, signal.SIGKILL)
-        process.wait()
-
-
-def _signal_group(process: "subprocess.Popen[bytes]", sig: int) -> None:
-    try:
-        os.killpg(process.pid, sig)  # the tool leads its own session, hence its group
-    except ProcessLookupError:
-        pass
-    except PermissionError:  # e.g. a setuid tool: signal what we can
-        process.send_signal(sig)
+        return redact_output(text, password_env=self.password_env, secrets=self.secrets)

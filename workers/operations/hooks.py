@@ -1,0 +1,144 @@
+"""A service's hooks around its part of a backup (`[services.<name>.hooks]`).
+
+`pre` runs before the service is dumped (before its source is even built, so it
+may make what the dump reads: a snapshot, an export). If it fails, times out or
+cannot start, the service's artifact fails with the hook's message, and so the
+backup, as with any failed artifact. `post` runs after the dump whatever
+happened (the artifact stored or failed, `pre` failed or timed out): it is
+what puts things back. A failed `post` does not throw away an artifact that
+was stored: the backup keeps its status, and gets a warning (`backups.warning`),
+a `backup.hook_failed` alert and a log line at WARNING.
+
+Every run is recorded: a `hook_runs` row (the program's name, how it ended, the
+redacted tail of its output), a log line at INFO, and an audit event
+`BackupHook` (with ENABLE_USER_EVENTS). Recording never fails the backup.
+"""
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+from workers.audit.user_events import payload_json, record_system_event
+from workers.catalog.db import Session, write_catalog
+from workers.catalog.hook_runs import add_backup_warning, record_hook_run
+from workers.errors import SourceError, reason_of
+from workers.fleet import Fleet
+from workers.monitoring.notify import report_hook_failure
+from workers.redact import redact
+from workers.services_config import ServiceSpec
+from workers.sources.hooks import HookName, HookResult, run_hook
+
+log = logging.getLogger(__name__)
+_Change = Callable[[Session], None]
+
+
+@contextmanager
+def hooks_around(
+    fleet: Fleet, spec: ServiceSpec, *, backup_id: int, namespace: str, timestamp: str
+) -> Iterator[None]:
+    """Run the service's `pre` hook, then the body, then its `post` hook (always).
+
+    A failed `pre` raises SourceError naming the hook, how it ended and its output."""
+    hooks = spec.hooks
+    if hooks is None:
+        yield
+        return
+    runner = _Runner(fleet, spec, backup_id=backup_id, namespace=namespace, timestamp=timestamp)
+    try:
+        if hooks.pre:
+            pre = runner.run("pre", hooks.pre)
+            if not pre.ok:
+                raise SourceError(pre.summary())
+        yield
+    finally:
+        if hooks.post:
+            post = runner.run("post", hooks.post)
+            if not post.ok:
+                runner.warn(post)
+
+
+class _Runner:
+    """Runs one service's hooks in one backup, and records each run."""
+
+    def __init__(
+        self, fleet: Fleet, spec: ServiceSpec, *, backup_id: int, namespace: str, timestamp: str
+    ) -> None:
+        self.fleet, self.spec, self.backup_id = fleet, spec, backup_id
+        self.namespace, self.timestamp = namespace, timestamp
+        self.secrets = fleet.secrets()
+        assert spec.hooks is not None
+        self.timeout = spec.hooks.timeout_seconds(fleet.settings.hook_timeout_seconds)
+
+    def run(self, hook: HookName, argv: Sequence[str]) -> HookResult:
+        result = run_hook(
+            hook,
+            argv,
+            env=self.spec.env or (),
+            password_env=self.spec.password_env,
+            secrets=self.secrets,
+            timeout=self.timeout,
+        )
+        log.info(
+            "backup %s/%s: service %s: %s hook %s ended (%s) in %.1f s; output: %s",
+            self.namespace,
+            self.timestamp,
+            self.spec.name,
+            hook,
+            result.program,
+            result.detail,
+            result.seconds,
+            result.output or "(none)",
+        )
+        self._record(result)
+        record_system_event(
+            namespace=self.namespace,
+            name="BackupHook",
+            params={
+                "timestamp": self.timestamp,
+                "service": self.spec.name,
+                "hook": hook,
+                "program": result.program,
+                "status": "Success" if result.ok else "Failed",
+                "detail": result.detail,
+            },
+            payload=payload_json({"output": result.output}),
+            response_code=200 if result.ok else 500,
+        )
+        return result
+
+    def warn(self, result: HookResult) -> None:
+        """A failed `post`: a warning on the backup and an alert; the backup keeps its status."""
+        summary = result.summary()
+        log.warning(
+            "backup %s/%s: service %s: %s", self.namespace, self.timestamp, self.spec.name, summary
+        )
+        warning = f"{self.spec.name}: {summary}"
+        self._write(
+            lambda session: add_backup_warning(session, backup_id=self.backup_id, warning=warning),
+            "recording a hook's warning",
+        )
+        report_hook_failure(self.fleet, self.namespace, self.timestamp, self.spec.name, summary)
+
+    def _record(self, result: HookResult) -> None:
+        def record(session: Session) -> None:
+            record_hook_run(
+                session,
+                backup_id=self.backup_id,
+                service=self.spec.name,
+                hook=result.hook,
+                program=result.program,
+                ok=result.ok,
+                detail=result.detail,
+                output=result.output,
+                started_at=result.started_at,
+                finished_at=result.finished_at,
+            )
+
+        self._write(record, "recording a hook run")
+
+    def _write(self, change: _Change, what: str) -> None:
+        try:
+            patience = self.fleet.settings.catalog_retry_seconds
+            write_catalog(self.fleet.settings.database_url, change, what=what, patience=patience)
+        except Exception as exc:  # the record of a hook must not fail the backup
+            log.warning("%s failed: %s", what, redact(reason_of(exc), self.secrets))
