@@ -3,7 +3,10 @@
 day-of-week), and durations (`2h`, `90m`: BACKUP_MAX_AGE, a hook's time limit)."""
 
 import re
-from datetime import UTC, datetime
+from calendar import monthrange
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -71,3 +74,69 @@ def parse_duration(text: str) -> int:
     if unit not in _DURATION_UNITS or not digits.isdigit() or int(digits) < 1:
         raise ValueError(f"{text!r} is not a duration such as 2h, 90m, 1d or 7200")
     return int(digits) * _DURATION_UNITS[unit]
+
+
+# The Gregorian calendar repeats every 400 years, weekdays included (146097 days = 20871 weeks).
+_CYCLE_START, _CYCLE_YEARS, _CYCLE_DAYS = 2000, 400, 146097
+_MINUTES_PER_DAY = 24 * 60
+
+
+@lru_cache(maxsize=256)
+def longest_gap(expression: str) -> int | None:
+    """Seconds of the longest wait between two consecutive runs of the cron (UTC); None if
+    it never runs. Exact: a weekly cron gives 7 days, a monthly one 31, a leap-day one 8
+    years. Day-of-month and day-of-week must both match, as in Celery's crontab (which
+    beat runs)."""
+    schedule = parse_cron(expression)
+    times = sorted(hour * 60 + minute for hour in schedule.hour for minute in schedule.minute)
+    days = _widest_day_gap(
+        frozenset(schedule.month_of_year),
+        frozenset(schedule.day_of_month),
+        frozenset(schedule.day_of_week),
+    )
+    if days is None or not times:
+        return None
+    within_a_day = max((b - a for a, b in pairwise(times)), default=0)
+    # From the day's last run to the first run of the next run day.
+    between_days = days * _MINUTES_PER_DAY - (times[-1] - times[0])
+    return int(max(within_a_day, between_days)) * 60
+
+
+def _widest_day_gap(
+    months: frozenset[int], days: frozenset[int], weekdays: frozenset[int]
+) -> int | None:
+    """The most days from one run day to the next (None: no run day at all)."""
+    if len(months) == 12 and len(days) == 31:  # only weekdays matter: a 7-day cycle
+        ordered = sorted(weekdays)
+        return max(b - a for a, b in zip(ordered, [*ordered[1:], ordered[0] + 7], strict=True))
+    # Else walk one whole cycle of the Gregorian calendar, which repeats every 400 years,
+    # weekdays included; the gap across its end wraps to its first run day.
+    every_weekday = len(weekdays) == 7
+    first_day = last_day = None
+    widest = 0
+    for year in range(_CYCLE_START, _CYCLE_START + _CYCLE_YEARS):
+        for month in sorted(months):
+            first = date(year, month, 1)
+            ordinal, weekday = first.toordinal(), first.isoweekday() % 7  # Sunday is 0
+            length = monthrange(year, month)[1]
+            for day in sorted(days):
+                if day > length or not (every_weekday or (weekday + day - 1) % 7 in weekdays):
+                    continue
+                today = ordinal + day - 1
+                if last_day is None:
+                    first_day = today
+                else:
+                    widest = max(widest, today - last_day)
+                last_day = today
+    if first_day is None or last_day is None:
+        return None
+    return max(widest, first_day + _CYCLE_DAYS - last_day)
+
+
+def next_run(expression: str, after: datetime) -> datetime:
+    """The first run of the cron (UTC) after `after`, to the minute."""
+    schedule = parse_cron(expression)
+    schedule.nowfun = lambda: after  # measured from `after`, not from the wall clock
+    # Celery's estimate lands a hair before the minute: round up to it.
+    moment: datetime = after + schedule.remaining_estimate(after) + timedelta(seconds=1)
+    return moment.replace(second=0, microsecond=0)

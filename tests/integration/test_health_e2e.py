@@ -3,6 +3,7 @@ API and Redis. Each scheduled task is sent as beat sends it, and the test waits 
 result (a task that crashes fails the test) and checks what it did in the catalog."""
 
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,11 +14,12 @@ from sqlalchemy import select
 from tasks.app import app
 from tests.integration.test_fleet_e2e import API, Fleet, fleet  # noqa: F401 (the fixture)
 from workers.catalog.db import dispose_engines, session_scope
-from workers.catalog.models import Alert
+from workers.catalog.models import Alert, ServiceSeen
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TASK_TIMEOUT = 120
-STALE = ["app", "app:gitserver", "app:metagraph", "app:postgres"]  # namespace, services
+SERVICES = ["app:gitserver", "app:metagraph", "app:postgres"]
+STALE = ["app", *SERVICES]  # the namespace is stale through its services
 
 
 def run(redis_url: str, task: str) -> Any:
@@ -72,9 +74,16 @@ def backup(running: Fleet) -> str:
 )
 def test_scheduled_checks_run_on_the_worker(fleet: Fleet, redis_server: Any) -> None:  # noqa: F811
     try:
-        # No backup yet: the staleness check finds the namespace stale and opens its alert.
+        # A fresh install: no backup yet, but none was due yet either.
+        assert run(redis_server.url, "tasks.alerts.check_staleness")["stale"] == []
+        assert stale_alerts(fleet) == {}
+        # As if the fleet had first seen its services a day ago: their first runs are
+        # overdue, and the check opens an alert for each service.
+        with session_scope(fleet.env["DATABASE_URL"]) as session:
+            for row in session.scalars(select(ServiceSeen)):
+                row.first_seen_at -= timedelta(days=1)
         assert sorted(run(redis_server.url, "tasks.alerts.check_staleness")["stale"]) == STALE
-        assert stale_alerts(fleet) == {f"backup.stale:{c}": True for c in STALE}
+        assert stale_alerts(fleet) == {f"backup.stale:{c}": True for c in SERVICES}
 
         older = backup(fleet)
         time.sleep(1.1)  # timestamps have whole seconds
@@ -98,7 +107,7 @@ def test_scheduled_checks_run_on_the_worker(fleet: Fleet, redis_server: Any) -> 
 
         # Fresh now: the check closes the alert it opened.
         assert run(redis_server.url, "tasks.alerts.check_staleness")["stale"] == []
-        assert stale_alerts(fleet) == {f"backup.stale:{c}": False for c in STALE}
+        assert stale_alerts(fleet) == {f"backup.stale:{c}": False for c in SERVICES}
         assert metric(fleet, "backfleet_backup_stale", namespace="app", service="") == 0
         status = fleet.cli("status", "--json")
         assert status.returncode == 0, status.stdout + status.stderr

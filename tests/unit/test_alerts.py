@@ -53,15 +53,17 @@ def test_staleness_is_alerted_once_per_open_condition_and_reopens(
     old = take_backup(fleet, moment=datetime.now(UTC) - timedelta(hours=3))
     found = check_staleness(fleet)
     assert {(f.service, f.stale) for f in found} == {(None, True), ("db", True), ("files", True)}
-    assert webhook.events() == ["backup.stale"] * 3
+    # One alert per stale service; the namespace is stale through them, not alerted itself.
+    assert webhook.events() == ["backup.stale"] * 2
     bodies = {body.get("service"): body for body in webhook.received}
-    assert bodies[None]["namespace"] == "app" and bodies[None]["timestamp"] == old
-    assert "namespace app is stale" in bodies[None]["text"]
-    assert bodies["db"]["service"] == "db"
-    assert set(bodies[None]) == {"text", "event", "namespace", "timestamp"}
+    assert bodies["db"]["namespace"] == "app" and bodies["db"]["timestamp"] == old
+    assert "service db of namespace app is stale" in bodies["db"]["text"]
+    assert "3.0 h old (its max_age is 2 h)" in bodies["db"]["text"]
+    assert bodies["files"]["service"] == "files"
+    assert set(bodies["db"]) == {"text", "event", "namespace", "timestamp", "service"}
 
     check_staleness(fleet)  # still stale: nobody is told twice
-    assert len(webhook.received) == 3
+    assert len(webhook.received) == 2
 
     take_backup(fleet)  # fresh again: the conditions close
     assert not any(f.stale for f in check_staleness(fleet))
@@ -70,14 +72,34 @@ def test_staleness_is_alerted_once_per_open_condition_and_reopens(
     later = fleet_with(tmp_path, webhook, backup_max_age="1")  # an RPO of one second
     time.sleep(1.1)
     check_staleness(later)
-    assert webhook.events() == ["backup.stale"] * 6  # reopened: told again
+    assert webhook.events() == ["backup.stale"] * 4  # reopened: told again
 
 
-def test_a_namespace_never_backed_up_is_stale(tmp_path: Path, webhook: WebhookServer) -> None:
+def test_a_namespace_alert_of_an_earlier_version_is_closed(
+    tmp_path: Path, webhook: WebhookServer
+) -> None:
     fleet = fleet_with(tmp_path, webhook)
-    found = check_staleness(fleet)
+    alerter = Alerter(fleet.settings)
+    assert alerter.open("backup.stale:app", AlertEvent(event="backup.stale", text="old"))
+    take_backup(fleet)
+    check_staleness(fleet)
+    assert alerter.open_conditions("backup.stale:") == []
+
+
+def test_a_namespace_never_backed_up_turns_stale_once_its_first_run_was_due(
+    tmp_path: Path, webhook: WebhookServer
+) -> None:
+    fleet = fleet_with(tmp_path, webhook, backup_max_age="2h")  # hourly, at minute 0
+    installed = datetime(2026, 3, 2, 10, 30, tzinfo=UTC)
+    assert not any(f.stale for f in check_staleness(fleet, now=installed))
+    due_by = datetime(2026, 3, 2, 13, 0, tzinfo=UTC)  # the 11:00 run, plus 2 h of grace
+    assert {f.due_by for f in check_staleness(fleet, now=due_by) if f.service} == {due_by}
+    assert webhook.received == []
+    found = check_staleness(fleet, now=due_by + timedelta(minutes=1))
     assert all(f.stale and f.age is None for f in found)
-    assert "has no successful backup" in webhook.received[0]["text"]
+    assert webhook.events() == ["backup.stale"] * 2
+    text = webhook.received[0]["text"]
+    assert "has no successful backup, and one was due by 2026-03-02 13:00 UTC" in text
     assert "timestamp" not in webhook.received[0]
 
 

@@ -16,6 +16,7 @@ from tests.health_fleet import make_fleet, take_backup
 from workers.audit.user_events import record_user_events
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
+from workers.catalog.models import ServiceSeen
 from workers.cli import main
 from workers.fleet import Fleet
 from workers.monitoring.metrics import queue_depths
@@ -83,8 +84,9 @@ def test_metrics_come_from_the_catalog(tmp_path: Path) -> None:
     assert m[("backfleet_verifications_total", (*read[:1], *app, ("result", "success")))] == 1
     assert m[("backfleet_backup_stale", (("namespace", "app"), ("service", "")))] == 1
     assert m[("backfleet_backup_age_seconds", db)] >= 3 * 3600
-    assert m[("backfleet_backup_max_age_seconds", ())] == 7200
-    assert m[("backfleet_alerts_open", (("event", "backup.stale"),))] == 3
+    assert m[("backfleet_backup_max_age_seconds", ())] == 7200  # BACKUP_MAX_AGE, as before
+    assert m[("backfleet_backup_max_age_seconds", db)] == 7200  # the service's own
+    assert m[("backfleet_alerts_open", (("event", "backup.stale"),))] == 2  # db and files
     assert m[("backfleet_queue_depth", (("queue", "backup"),))] == 2
     assert m[("backfleet_broker_up", ())] == 1
     assert not any(name == "backfleet_audit_backlog_events" for name, _ in m)
@@ -138,8 +140,21 @@ def test_status_shows_every_namespace_at_a_glance(
     monkeypatch.setattr("workers.fleet.current_fleet", lambda: fleet)
     runner = CliRunner()
     never = runner.invoke(main, ["status"])
-    assert never.exit_code == 1  # stale: no backup yet
-    assert "never STALE" in never.output
+    assert never.exit_code == 0, never.output  # no backup yet, but none was due yet either
+    assert "never" in never.output and "STALE" not in never.output
+    assert "  db             never (due by " in never.output
+    # A day later (the services were first seen then), the first runs are long overdue.
+    with session_scope(fleet.settings.database_url) as session:
+        for row in session.query(ServiceSeen):
+            row.first_seen_at -= timedelta(days=1)
+    overdue = runner.invoke(main, ["status"])
+    assert overdue.exit_code == 1  # stale: no backup, and the first runs were due
+    assert "never STALE" in overdue.output
+    services = json.loads(runner.invoke(main, ["status", "--json"]).output)[0]["services"]
+    assert [(s["service"], s["stale"], s["maxAgeSeconds"]) for s in services] == [
+        ("db", True, 7200),
+        ("files", True, 7200),
+    ]
     stamp = take_backup(fleet)
     verify_backups(fleet)
     fine = runner.invoke(main, ["status"])

@@ -276,6 +276,17 @@ class Alert(Base):
     resolved_at: Mapped[datetime | None]
 
 
+class ServiceSeen(Base):
+    """When the fleet first saw each service: a service never backed up yet is judged
+    fresh until its first scheduled run after this moment was due, plus a grace."""
+
+    __tablename__ = "services_seen"
+
+    namespace: Mapped[str] = mapped_column(String(63), primary_key=True)
+    service: Mapped[str] = mapped_column(String(63), primary_key=True)
+    first_seen_at: Mapped[datetime]
+
+
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 EventId = BigInteger().with_variant(Integer(), "sqlite")
 

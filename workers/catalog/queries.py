@@ -5,9 +5,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Row, delete, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, Row, Select, delete, func, select, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from workers.catalog.models import (
     ACTIVE_STATUSES,
@@ -18,6 +18,7 @@ from workers.catalog.models import (
     Restore,
     SkippedRun,
     UploadPart,
+    Verification,
 )
 from workers.errors import ConflictError
 from workers.timestamps import format_timestamp, utcnow
@@ -138,16 +139,105 @@ def newest_success(
 
 
 def least_recently_verified(
-    session: Session, *, namespace: str, excluding_id: int, limit: int
+    session: Session,
+    *,
+    namespace: str,
+    excluding_id: int | None = None,
+    excluding_ids: Collection[int] = (),
+    limit: int,
 ) -> Sequence[Backup]:
     """Successful backups never verified first, then the longest ago verified; oldest first."""
+    skip = [*excluding_ids, *([] if excluding_id is None else [excluding_id])]
     query = (
         select(Backup)
-        .where(Backup.namespace == namespace, Backup.status == SUCCESS, Backup.id != excluding_id)
+        .where(Backup.namespace == namespace, Backup.status == SUCCESS, Backup.id.not_in(skip))
         .order_by(Backup.verified_at.is_not(None), Backup.verified_at, Backup.timestamp)
         .limit(limit)
     )
     return session.scalars(query).all()
+
+
+def newest_success_holding(session: Session, *, namespace: str, service: str) -> Backup | None:
+    """The newest successful backup holding a successful artifact of `service`, whatever
+    its kind (full, onlyConfig, or one of the service's own schedule)."""
+    return session.scalars(
+        _holding(namespace, service).order_by(Backup.timestamp.desc()).limit(1)
+    ).first()
+
+
+def newest_verified_good(
+    session: Session, *, namespace: str, service: str | None = None
+) -> Backup | None:
+    """The newest successful backup whose last verification passed (holding a successful
+    artifact of `service`, when given)."""
+    query = (
+        select(Backup).where(Backup.namespace == namespace, Backup.status == SUCCESS)
+        if service is None
+        else _holding(namespace, service)
+    )
+    query = query.where(Backup.verified == SUCCESS)
+    return session.scalars(query.order_by(Backup.timestamp.desc()).limit(1)).first()
+
+
+def last_verified_newest(session: Session, *, namespace: str, service: str) -> datetime | None:
+    """When the service's newest backup was last read back (verified, in any store): the
+    latest verification of a backup holding `service` that no newer backup holding it
+    had finished before. A verification of an older backup (the rotating sample) does not
+    count: the service's newest data was not the one read."""
+    newer = aliased(Backup)
+    query = (
+        select(func.max(Verification.checked_at))
+        .join(Backup, Verification.backup_id == Backup.id)
+        .where(
+            Verification.kind == "read",
+            Backup.namespace == namespace,
+            Backup.status == SUCCESS,
+            _holds(Backup, service),
+            ~select(newer.id)
+            .where(
+                newer.namespace == namespace,
+                newer.status == SUCCESS,
+                newer.timestamp > Backup.timestamp,
+                func.coalesce(newer.finished_at, newer.created_at) <= Verification.checked_at,
+                _holds(newer, service),
+            )
+            .exists(),
+        )
+    )
+    stamp: datetime | None = session.scalar(query)  # UTC-aware: the column's type applies
+    return stamp
+
+
+def services_in_backups(session: Session, *, namespace: str) -> list[str]:
+    """Every service with an artifact in the namespace's backups, in name order."""
+    query = (
+        select(Artifact.service)
+        .join(Backup)
+        .where(Backup.namespace == namespace)
+        .distinct()
+        .order_by(Artifact.service)
+    )
+    return list(session.scalars(query))
+
+
+def _holding(namespace: str, service: str) -> Select[Backup]:
+    """The namespace's successful backups with a successful artifact of `service`."""
+    return select(Backup).where(
+        Backup.namespace == namespace, Backup.status == SUCCESS, _holds(Backup, service)
+    )
+
+
+def _holds(backup: type[Backup], service: str) -> ColumnElement[bool]:
+    """`backup` (the class or an alias of it) has a successful artifact of `service`."""
+    return (
+        select(Artifact.id)
+        .where(
+            Artifact.backup_id == backup.id,
+            Artifact.service == service,
+            Artifact.status == SUCCESS,
+        )
+        .exists()
+    )
 
 
 def uncopied_backups(session: Session, *, limit: int) -> list[tuple[str, str]]:

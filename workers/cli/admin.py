@@ -3,11 +3,14 @@ retention, reconcile, pin/unpin, status and the audit trail's."""
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from workers.cli.commands import _fail, main
+
+if TYPE_CHECKING:
+    from workers.monitoring.health import Freshness
 
 
 @main.command("list")
@@ -167,7 +170,8 @@ def unpin(timestamp: str, namespace: str | None) -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(as_json: bool) -> None:
-    """The health of every namespace at a glance; exit 1 if any is stale or has open alerts."""
+    """The health of every namespace, and each service's freshness against its own
+    max_age, at a glance; exit 1 if any is stale or has open alerts."""
     from workers.fleet import current_fleet
     from workers.monitoring.health import namespace_health
 
@@ -184,6 +188,17 @@ def status(as_json: bool) -> None:
                 "verifiedAt": h.last_verified_at.isoformat() if h.last_verified_at else None,
                 "nextBackup": h.next_backup.isoformat() if h.next_backup else None,
                 "openAlerts": h.open_alerts,
+                "services": [
+                    {
+                        "service": s.service,
+                        "lastSuccess": s.last_success,
+                        "ageSeconds": s.age,
+                        "maxAgeSeconds": s.max_age,
+                        "stale": s.stale,
+                        "dueBy": s.due_by.isoformat() if s.due_by else None,
+                    }
+                    for s in h.services
+                ],
             }
             for h in report
         ]
@@ -206,8 +221,23 @@ def status(as_json: bool) -> None:
                 f"{h.namespace:<16} {last:<30} {success:<26} {checked:<30} {upcoming:<17} "
                 f"{h.open_alerts}"
             )
+            for item in h.services:
+                click.echo(f"  {item.service or '':<14} {_service_freshness(item)}")
     if any(h.stale or h.open_alerts for h in report):
         sys.exit(1)
+
+
+def _service_freshness(item: "Freshness") -> str:
+    """`2026-…t… (3.0 h old, max_age 2 h) STALE`, or `never (due by …)`: one status line."""
+    from workers.monitoring.health import span
+
+    limit = f"max_age {span(item.max_age or 0)}"
+    if item.age is None:
+        due = f"due by {item.due_by:%Y-%m-%d %H:%M} UTC, " if item.due_by else ""
+        line = f"never ({due}{limit})"
+    else:
+        line = f"{item.last_success} ({item.age / 3600:.1f} h old, {limit})"
+    return line + (" STALE" if item.stale else "")
 
 
 @main.group()

@@ -157,7 +157,9 @@ class CatalogCollector(Collector):
     def _health(self, fleet: Fleet) -> Iterator[Metric]:
         stale = GaugeMetricFamily(
             "backfleet_backup_stale",
-            "1 if the latest successful backup is older than BACKUP_MAX_AGE (or there is none)",
+            "1 if the latest successful backup holding the service is older than its max_age "
+            "(or there is none past its first scheduled run's grace); a namespace "
+            '(service="") is stale when any of its services is',
             labels=["namespace", "service"],
         )
         age = GaugeMetricFamily(
@@ -165,13 +167,20 @@ class CatalogCollector(Collector):
             "Age of the latest successful backup (absent: none yet)",
             labels=["namespace", "service"],
         )
+        max_age = GaugeMetricFamily(
+            "backfleet_backup_max_age_seconds",
+            "Each service's max_age, the RPO it is judged by; without labels, BACKUP_MAX_AGE",
+            labels=["namespace", "service"],
+        )
+        # The unlabelled series is the fleet-wide default, as before per-service policies.
+        max_age.add_sample(max_age.name, {}, float(fleet.settings.max_age_seconds))
         for item in freshness(fleet):
             labels = [item.namespace, item.service or ""]
             stale.add_metric(labels, 1.0 if item.stale else 0.0)
             if item.age is not None:
                 age.add_metric(labels, item.age)
-        max_age = GaugeMetricFamily("backfleet_backup_max_age_seconds", "BACKUP_MAX_AGE, the RPO")
-        max_age.add_metric([], float(fleet.settings.max_age_seconds))
+            if item.max_age is not None:
+                max_age.add_metric(labels, float(item.max_age))
         alerts = GaugeMetricFamily(
             "backfleet_alerts_open", "Open alert conditions", labels=["event"]
         )

@@ -4,36 +4,44 @@ Each function never raises: an alert must not break the work it reports on.
 """
 
 import logging
+from datetime import datetime
 from functools import partial
 
 from workers.catalog.models import FAILED, SUCCESS
 from workers.fleet import Fleet
 from workers.monitoring.alerts import AlertEvent, alerter_for, safely
-from workers.monitoring.health import Freshness, freshness
+from workers.monitoring.health import Freshness, freshness, span
 
 log = logging.getLogger(__name__)
 
 
-def check_staleness(fleet: Fleet) -> list[Freshness]:
-    """Open an alert for each stale namespace or service, close the fresh ones, resend the rest."""
+def check_staleness(fleet: Fleet, *, now: datetime | None = None) -> list[Freshness]:
+    """Open an alert for each stale service, close the fresh ones, resend the rest.
+
+    Each service is judged against its own max_age (monitoring/health.py). A
+    namespace is stale when one of its services is, and that service's alert says
+    so (with the namespace): the namespace gets no alert of its own, and one an
+    earlier version opened is closed.
+    """
     alerter = alerter_for(fleet)
-    found = freshness(fleet)
-    hours = fleet.settings.max_age_seconds / 3600
+    found = freshness(fleet, now=now)
     for item in found:
-        if not item.stale:
+        if not item.stale or item.service is None:
             safely(partial(alerter.resolve, item.condition), item.condition)
             continue
-        what = f"namespace {item.namespace}"
-        if item.service:
-            what = f"service {item.service} of {what}"
-        since = (
-            f"its latest successful backup is {item.last_success}, {item.age / 3600:.1f} h old"
-            if item.age is not None
-            else "it has no successful backup"
-        )
+        limit = f"its max_age is {span(item.max_age or 0)}"
+        if item.age is not None:
+            since = (
+                f"its latest successful backup is {item.last_success}, "
+                f"{item.age / 3600:.1f} h old ({limit})"
+            )
+        else:
+            due = f" by {item.due_by:%Y-%m-%d %H:%M} UTC" if item.due_by else ""
+            since = f"it has no successful backup, and one was due{due} ({limit})"
         alert = AlertEvent(
             event="backup.stale",
-            text=f"Backfleet: {what} is stale: {since} (BACKUP_MAX_AGE is {hours:g} h)",
+            text=f"Backfleet: service {item.service} of namespace {item.namespace} is stale: "
+            f"{since}",
             namespace=item.namespace,
             service=item.service,
             timestamp=item.last_success,

@@ -1,7 +1,12 @@
 """Verification: read every artifact back from the store and prove it matches its manifest.
 
-For each namespace: the latest successful backup, plus a rotating sample of
-older ones (those verified least recently first, VERIFY_SAMPLE_SIZE of them).
+For each namespace, each service whose last verification is older than its
+`verify` cadence (VERIFY_EVERY by default) is due: the newest successful backup
+holding its artifact (a full, onlyConfig or per-schedule backup alike) is
+verified; services verified within their cadence are skipped (VERIFY_SCHEDULE
+decides when the pass runs, the cadence which services it takes). A rotating
+sample of older backups is added (those verified least recently first,
+VERIFY_SAMPLE_SIZE of them).
 Only an authentic manifest is used (workers/repository/authenticity.py: the catalog's
 digest, its artifact rows, or a valid MAC). Each artifact is read in full, its
 SHA-256 and size compared with the manifest, and it is decrypted (when a key
@@ -13,10 +18,11 @@ the catalog, reported as an audit event and alerted (`verify.failed`).
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from workers.catalog import queries
-from workers.catalog.db import session_scope
-from workers.catalog.models import FAILED, SUCCESS, Verification
+from workers.catalog.db import Session, session_scope
+from workers.catalog.models import FAILED, SUCCESS, Backup, Verification
 from workers.errors import reason_of
 from workers.fleet import Fleet
 from workers.operations.verdicts import report_verdict
@@ -25,6 +31,7 @@ from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import ArtifactEntry, Manifest
 from workers.repository.namespaces import namespaces_of
 from workers.repository.stored import check_stored
+from workers.settings import parse_duration
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
 from workers.transfer import crypto
@@ -52,29 +59,65 @@ def stores_of(fleet: Fleet) -> list[tuple[str, ObjectStore]]:
     return stores
 
 
-def backups_to_verify(fleet: Fleet, *, namespace: str, sample: int) -> list[str]:
-    """The newest successful backup, then the `sample` least recently verified older ones."""
+def backups_to_verify(
+    fleet: Fleet, *, namespace: str, sample: int, now: datetime | None = None
+) -> list[str]:
+    """The newest backup holding each due service's artifact, newest first, then the
+    `sample` least recently verified other successful backups."""
+    now = now or utcnow()
+    chosen: list[Backup] = []
     with session_scope(fleet.settings.database_url) as session:
-        newest = queries.newest_success(session, namespace=namespace)
-        if newest is None:
-            return []
+        for service, cadence in _cadences(fleet, session, namespace).items():
+            last = queries.last_verified_newest(session, namespace=namespace, service=service)
+            if last is not None and now - last < _due_after(cadence):
+                continue  # verified within its cadence
+            newest = queries.newest_success_holding(session, namespace=namespace, service=service)
+            if newest is not None and newest not in chosen:
+                chosen.append(newest)
+        chosen.sort(key=lambda backup: backup.timestamp, reverse=True)
         older = queries.least_recently_verified(
-            session, namespace=namespace, excluding_id=newest.id, limit=sample
+            session, namespace=namespace, excluding_ids=[b.id for b in chosen], limit=sample
         )
-        return [newest.timestamp, *(row.timestamp for row in older)]
+        return [backup.timestamp for backup in (*chosen, *older)]
+
+
+def _cadences(fleet: Fleet, session: Session, namespace: str) -> dict[str, int]:
+    """Each service's `verify` cadence in seconds; a namespace no longer configured keeps
+    its backups' services at VERIFY_EVERY."""
+    if namespace in fleet.config.namespaces:
+        return {
+            service: fleet.config.policy_of(namespace, service, fleet.settings).verify
+            for service in sorted(fleet.config.services_of(namespace))
+        }
+    every = parse_duration(fleet.settings.verify_every)
+    return {s: every for s in queries.services_in_backups(session, namespace=namespace)}
+
+
+def _due_after(cadence: int) -> timedelta:
+    """How old a service's last verification must be for it to be due again: its cadence,
+    less a tenth of it (at most an hour), so a daily check on a daily schedule that ran a
+    little later yesterday, or took longer, is not put off by a day."""
+    return timedelta(seconds=cadence - min(cadence / 10, 3600))
 
 
 def verify_backups(
-    fleet: Fleet, *, namespace: str | None = None, timestamp: str | None = None
+    fleet: Fleet,
+    *,
+    namespace: str | None = None,
+    timestamp: str | None = None,
+    now: datetime | None = None,
 ) -> list[VerifyResult]:
-    """Verify the chosen backups (default: every namespace's selection) in every store."""
+    """Verify the chosen backups (default: every namespace's selection) in every store.
+    `now` (default: when each namespace's turn comes) decides which services are due."""
     namespaces = [namespace] if namespace else namespaces_of(fleet)
     results: list[VerifyResult] = []
     for ns in namespaces:
         stamps = (
             [timestamp]
             if timestamp
-            else backups_to_verify(fleet, namespace=ns, sample=fleet.settings.verify_sample_size)
+            else backups_to_verify(
+                fleet, namespace=ns, sample=fleet.settings.verify_sample_size, now=now
+            )
         )
         for stamp in stamps:
             results.extend(verify_backup(fleet, namespace=ns, timestamp=stamp))

@@ -68,7 +68,8 @@ class ServicePolicy:
     `max_age` is None when neither the service nor the settings give one and the
     service has a schedule of its own: the freshness check then derives it from
     that schedule (its longest gap between runs, plus BACKUP_MAX_AGE as grace), so a
-    weekly service is not "stale" six days a week.
+    weekly service is not "stale" six days a week (workers/monitoring/health.py,
+    service_max_age).
     """
 
     retention: RetentionSpec  # every count set

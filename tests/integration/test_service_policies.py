@@ -1,0 +1,231 @@
+"""Freshness and verification per service, each judged by its own policy, on a real catalog
+(SQLite and PostgreSQL), with real backups and a real webhook receiver.
+
+The check is the one the scheduled task runs (workers.monitoring.notify.check_staleness);
+time is injected where a test needs the future (`now`), never waited for.
+"""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from tests.health_fleet import make_fleet
+from tests.unit.test_metrics_status import scrape
+from tests.webhook import WebhookServer, webhook_server
+from workers.catalog import queries
+from workers.catalog.db import dispose_engines, session_scope
+from workers.fleet import Fleet
+from workers.monitoring.notify import check_staleness
+from workers.operations.backup import run_backup
+from workers.operations.verify import verify_backups
+
+pytestmark = pytest.mark.integration
+HOUR, DAY = 3600, 86400
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'catalog.db'}"
+    else:
+        yield request.getfixturevalue("pg_database")
+    dispose_engines()
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookServer]:
+    with webhook_server() as server:
+        yield server
+
+
+def fleet_of(
+    tmp_path: Path, catalog: str, webhook: WebhookServer, services: str, **overrides: Any
+) -> Fleet:
+    """make_fleet's `db` (sqlite) and `files` (directory) on REGULAR_BACKUP_SCHEDULE
+    (hourly), plus `services`, whose `{data}` is the folder of its data."""
+    return make_fleet(
+        tmp_path,
+        database_url=catalog,
+        extra_services=services.replace("{data}", str(tmp_path / "data")),
+        alert_webhook_url=SecretStr(webhook.url),
+        backup_max_age="2h",
+        regular_backup_schedule="0 * * * *",
+        **overrides,
+    )
+
+
+def backup_of(
+    fleet: Fleet, services: list[str], moment: datetime, *, only_config: bool = False
+) -> str:
+    """A real backup of just these services (as a per-schedule or onlyConfig run takes)."""
+    with session_scope(fleet.settings.database_url) as session:
+        stamp = queries.create_backup(
+            session,
+            namespace="app",
+            services=services,
+            only_config=only_config,
+            trigger="test",
+            moment=moment,
+        ).timestamp
+    outcome = run_backup(fleet, namespace="app", timestamp=stamp)
+    assert outcome.status == "Success", outcome.error
+    return stamp
+
+
+def stale_services(webhook: WebhookServer) -> list[str]:
+    return sorted(body["service"] for body in webhook.received if body["event"] == "backup.stale")
+
+
+WEEKLY_AND_HOURLY = """
+[namespaces.app.services.weekly]
+kind = "sqlite"
+path = "{data}/app.db"
+schedule = "0 3 * * 0"
+[namespaces.app.services.hourly]
+kind = "directory"
+path = "{data}/files"
+schedule = "0 * * * *"
+"""
+
+
+def test_a_weekly_service_3_days_old_is_fresh_an_hourly_one_3_hours_old_is_not(
+    tmp_path: Path, catalog: str, webhook: WebhookServer
+) -> None:
+    fleet = fleet_of(tmp_path, catalog, webhook, WEEKLY_AND_HOURLY)
+    now = datetime.now(UTC)
+    backup_of(fleet, ["db", "files", "hourly", "weekly"], now - timedelta(days=3))
+    backup_of(fleet, ["hourly"], now - timedelta(hours=3))
+    backup_of(fleet, ["db", "files"], now - timedelta(minutes=30))
+
+    found = {item.service: item for item in check_staleness(fleet)}
+    assert {name for name, item in found.items() if item.stale} == {None, "hourly"}
+    assert found["weekly"].max_age == 7 * DAY + 2 * HOUR  # its schedule's gap + BACKUP_MAX_AGE
+    assert found["weekly"].age is not None and found["weekly"].age > 3 * DAY - 60
+    assert found["hourly"].max_age == 1 * HOUR + 2 * HOUR
+    # The webhook hears of the hourly service only.
+    assert stale_services(webhook) == ["hourly"]
+    assert "hourly of namespace app is stale" in webhook.received[0]["text"]
+    assert "(its max_age is 3 h)" in webhook.received[0]["text"]
+
+    m = scrape(fleet, {"backup": 0})
+    label = lambda service: (("namespace", "app"), ("service", service))  # noqa: E731
+    assert m[("backfleet_backup_stale", label("weekly"))] == 0
+    assert m[("backfleet_backup_stale", label("hourly"))] == 1
+    assert m[("backfleet_backup_stale", label(""))] == 1  # the namespace, through `hourly`
+    assert m[("backfleet_backup_max_age_seconds", label("weekly"))] == 7 * DAY + 2 * HOUR
+    assert m[("backfleet_backup_max_age_seconds", label("db"))] == 2 * HOUR
+    assert m[("backfleet_backup_max_age_seconds", ())] == 2 * HOUR  # BACKUP_MAX_AGE
+
+    backup_of(fleet, ["hourly"], datetime.now(UTC))
+    assert not any(item.stale for item in check_staleness(fleet))
+    assert stale_services(webhook) == ["hourly"]  # closed, not sent again
+
+
+def test_a_fresh_install_alerts_only_once_a_first_run_was_due_plus_the_grace(
+    tmp_path: Path, catalog: str, webhook: WebhookServer
+) -> None:
+    services = WEEKLY_AND_HOURLY.split("[namespaces.app.services.hourly]")[0]
+    fleet = fleet_of(tmp_path, catalog, webhook, services)
+    installed = datetime(2026, 3, 4, 10, 30, tzinfo=UTC)  # a Wednesday
+    check_staleness(fleet, now=installed)  # the fleet first sees its services
+
+    # db and files: the 11:00 run, plus BACKUP_MAX_AGE (2 h).
+    assert not any(f.stale for f in check_staleness(fleet, now=installed.replace(hour=12)))
+    assert webhook.received == []
+    # A restart changes nothing: when each service was first seen is in the catalog.
+    restarted = fleet_of(tmp_path, catalog, webhook, services)
+    at_13_01 = datetime(2026, 3, 4, 13, 1, tzinfo=UTC)
+    check_staleness(restarted, now=at_13_01)
+    assert stale_services(webhook) == ["db", "files"]
+
+    # weekly: Sunday's 03:00 run, plus the 2 h of grace (not its whole 7 d 2 h max_age).
+    sunday = datetime(2026, 3, 8, 3, 0, tzinfo=UTC)
+    found = {f.service: f for f in check_staleness(fleet, now=sunday + timedelta(hours=1))}
+    assert not found["weekly"].stale
+    assert found["weekly"].due_by == sunday + timedelta(hours=2)
+    assert stale_services(webhook) == ["db", "files"]
+    check_staleness(fleet, now=sunday + timedelta(hours=2, minutes=1))
+    assert stale_services(webhook) == ["db", "files", "weekly"]
+    weekly = webhook.received[-1]
+    assert "no successful backup, and one was due by 2026-03-08 05:00 UTC" in weekly["text"]
+
+
+def test_a_service_only_in_only_config_backups_is_judged_and_verified_by_them(
+    tmp_path: Path, catalog: str, webhook: WebhookServer
+) -> None:
+    fleet = fleet_of(
+        tmp_path,
+        catalog,
+        webhook,
+        """
+[namespaces.app.services.settings]
+kind = "directory"
+path = "{data}/files"
+config = true
+max_age = "1d"
+""",
+        verify_sample_size=0,
+    )
+    now = datetime.now(UTC)
+    config_only = backup_of(fleet, ["settings"], now - timedelta(hours=20), only_config=True)
+    full = backup_of(fleet, ["db", "files"], now - timedelta(minutes=10))
+
+    found = {f.service: f for f in check_staleness(fleet)}
+    assert found["settings"].last_success == config_only and not found["settings"].stale
+    assert webhook.received == []
+
+    # Each service's newest backup is verified: the onlyConfig one holds `settings`.
+    verified = [r.timestamp for r in verify_backups(fleet)]
+    assert verified == [full, config_only]
+
+
+def test_verification_takes_each_due_service_s_newest_backup_and_skips_the_others(
+    tmp_path: Path, catalog: str, webhook: WebhookServer
+) -> None:
+    fleet = fleet_of(
+        tmp_path,
+        catalog,
+        webhook,
+        """
+[namespaces.app.services.fast]
+kind = "sqlite"
+path = "{data}/app.db"
+verify = "1h"
+[namespaces.app.services.slow]
+kind = "directory"
+path = "{data}/files"
+verify = "7d"
+""",
+        verify_sample_size=0,
+    )
+    now = datetime.now(UTC)
+    everything = ["db", "fast", "files", "slow"]
+    first = backup_of(fleet, everything, now - timedelta(hours=5))
+    assert [r.timestamp for r in verify_backups(fleet)] == [first]  # none verified yet: all due
+    with session_scope(fleet.settings.database_url) as session:
+        good = queries.newest_verified_good(session, namespace="app", service="slow")
+        assert good is not None and good.timestamp == first
+
+    second = backup_of(fleet, everything, now - timedelta(hours=4))
+    third = backup_of(fleet, ["slow"], now - timedelta(hours=3))  # its own schedule's run
+
+    # Within the hour nothing is due; two hours on, `fast` is (its newest is `second`),
+    # while `slow` (newest: `third`), `db` and `files` were verified within their cadence.
+    assert verify_backups(fleet, now=datetime.now(UTC) + timedelta(minutes=30)) == []
+    later = datetime.now(UTC) + timedelta(hours=2)
+    assert [r.timestamp for r in verify_backups(fleet, now=later)] == [second]
+    with session_scope(fleet.settings.database_url) as session:
+        fast = queries.newest_verified_good(session, namespace="app", service="fast")
+        slow = queries.newest_verified_good(session, namespace="app", service="slow")
+        assert fast is not None and fast.timestamp == second
+        assert slow is not None and slow.timestamp == second  # `third` is not verified yet
+        backup = queries.get_backup(session, namespace="app", timestamp=third)
+        assert backup is not None and backup.verified is None
+
+    # A week on, every service is due: each one's newest backup, newest first, once each.
+    week = datetime.now(UTC) + timedelta(days=7)
+    assert [r.timestamp for r in verify_backups(fleet, now=week)] == [third, second]
