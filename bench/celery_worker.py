@@ -57,6 +57,7 @@ SAMPLE_S = 0.1
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 20.0
 NAMESPACE = "bench"
+POOL = os.environ.get("BENCH_WORKER_POOL", "prefork")  # threads: one process, for comparison
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -245,7 +246,7 @@ class CeleryFleet:
         """A prefork worker with one child, consuming the backup queue, ready."""
         log_path = self.folder / "worker.log"
         command = [str(PROJECT_PYTHON), "-m", "celery", "-A", "workers.app", "worker"]
-        command += ["-Q", "backup", "--pool", "prefork", "--concurrency", "1"]
+        command += ["-Q", "backup", "--pool", POOL, "--concurrency", "1"]
         command += ["--loglevel", "INFO", "-n", f"bench-{os.getpid()}@%h"]
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
@@ -259,7 +260,9 @@ class CeleryFleet:
             )
         self.worker = process
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while b" ready." not in log_path.read_bytes() or not children_of(process.pid):
+        while b" ready." not in log_path.read_bytes() or (
+            POOL == "prefork" and not children_of(process.pid)
+        ):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the Celery worker did not become ready: {tail(log_path, 800)}")
             time.sleep(0.2)

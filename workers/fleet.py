@@ -96,12 +96,15 @@ def current_fleet() -> Fleet:
 
 def warm_up() -> None:
     """Load, in a new worker process, what its first task would: the fleet (settings,
-    services file, the store adapters with their SDKs) and the source kinds the services
+    services file, the store adapters with their SDKs and clients) and the source kinds the services
     file names, so the first backup after a pod starts does not pay for them (~0.5 s of
     imports). A fleet that cannot be built is left for that task to report in full.
     """
     try:
         fleet = current_fleet()
+        for store in (fleet.store, fleet.secondary):
+            if store is not None:
+                store.warm_up()
         kinds = {
             spec.kind for services in fleet.config.namespaces.values() for spec in services.values()
         }

@@ -121,3 +121,38 @@ def test_a_fleet_that_cannot_be_built_is_left_to_the_first_task_without_its_secr
     assert done.returncode == 0, done.stderr[-2000:]
     assert "could not prepare this worker process" in done.stderr
     assert "hunter2-secret" not in done.stderr + done.stdout
+
+
+def test_queueing_a_backup_to_s3_loads_no_sdk(tmp_path: Path) -> None:
+    """The CLI and the API build the fleet (its store included) to queue a request; the S3
+    adapter loads boto3 only when it first talks to the store (~0.2 s a command)."""
+    services = tmp_path / "backfleet.toml"
+    services.write_text(f'[services.files]\nkind = "directory"\npath = "{tmp_path}"\n')
+    probe = (
+        "import json, sys\n"
+        "import tasks.app, tasks.enqueue, workers.cli.commands, workers.operations.jobs\n"
+        "from workers.fleet import current_fleet\n"
+        "fleet = current_fleet()\n"
+        "assert type(fleet.store).__name__ == 'S3Store', fleet.store\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('boto3', 'botocore')))))\n"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AZURE_"))},
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'catalog.db'}",
+        "BACKFLEET_CONFIG": str(services),
+        "OBJECT_STORE_LOCATION_TYPE": "s3",
+        "AWS_S3_BUCKET_NAME": "backups",
+        "AWS_ACCESS_KEY": "access",
+        "AWS_SECRET_KEY": "secret",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []

@@ -109,6 +109,11 @@ class ObjectStore(Protocol):
         """Create the bucket, container or directory (`backfleet store init`)."""
         ...
 
+    def warm_up(self) -> None:
+        """Load the SDK and build the client now, without a request: a worker process
+        does it at start (workers.fleet.warm_up), not during its first backup."""
+        ...
+
     def locked_until(self, key: str) -> datetime | None:
         """When the object's retention lock ends; None if it has none (or the store
         cannot lock: `object_lock` False). Retention keeps what is still locked."""

@@ -227,6 +227,9 @@ class LocalStore:
     def init(self) -> None:
         self._make_dirs(self.root)
 
+    def warm_up(self) -> None:
+        return None  # no SDK, no client
+
     def remove_all_uploads(self) -> None:
         """Tests and `store init --reset` only: forget every unfinished upload."""
         shutil.rmtree(self.root / UPLOADS_DIR, ignore_errors=True)

@@ -91,3 +91,6 @@ class MemoryStore:
 
     def init(self) -> None:
         return None
+
+    def warm_up(self) -> None:
+        return None

@@ -63,3 +63,6 @@ class NullStore:
 
     def init(self) -> None:
         return None
+
+    def warm_up(self) -> None:
+        return None

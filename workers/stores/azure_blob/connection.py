@@ -34,6 +34,9 @@ class AzureConnection:
     def _client(self) -> BlobServiceClient:
         return self._service.get()
 
+    def warm_up(self) -> None:
+        self._client()
+
     def _container(self) -> ContainerClient:
         return self._client().get_container_client(self.config.container)
 

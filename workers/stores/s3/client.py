@@ -2,14 +2,13 @@
 
 There is one retry layer, workers.retry: botocore's own retries are off. Checksums
 are sent only when asked ("when_required"): write_params.py puts them in headers.
+boto3 is imported when the first client is made, not with this module: a process
+that only builds the fleet (the CLI queueing a backup) never loads it (~0.2 s).
 """
 
 import os
 import threading
 from typing import Any
-
-import boto3
-from botocore.config import Config
 
 from workers.errors import ConfigError
 from workers.stores.s3.config import S3Config
@@ -23,6 +22,8 @@ def _session() -> Any:
     """One boto3 session per process: it caches the service model, so clients come cheap."""
     pid = os.getpid()
     if pid not in _SESSIONS:
+        import boto3.session
+
         _SESSIONS.clear()  # a forked child must not reuse its parent's
         _SESSIONS[pid] = boto3.session.Session()
     return _SESSIONS[pid]
@@ -30,6 +31,8 @@ def _session() -> Any:
 
 def make_client(cfg: S3Config) -> Any:
     """A boto3 S3 client for `cfg`; ConfigError naming the setting when it cannot be made."""
+    from botocore.config import Config
+
     if cfg.checksum == "CRC32C":
         crc32c(b"")  # refuse now, not on the first part
     options: dict[str, Any] = {

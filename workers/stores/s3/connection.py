@@ -38,6 +38,9 @@ class S3Connection:
     def _client(self) -> Any:
         return self._s3.get()
 
+    def warm_up(self) -> None:
+        self._client()
+
     # --- calling the SDK ---
     def _once(self, what: str, operation: Callable[[], T]) -> T:
         return call_once(what, operation, self._map_error)

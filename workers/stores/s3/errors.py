@@ -7,9 +7,6 @@ signature details, and every message is redacted: none carries a secret.
 import http.client
 from typing import Any
 
-import urllib3.exceptions
-from botocore import exceptions as boto_errors
-
 from workers.errors import (
     BackfleetError,
     ConfigError,
@@ -41,6 +38,10 @@ DAMAGED_IN_TRANSIT = frozenset({"BadDigest", "XAmzContentSHA256Mismatch"})
 
 def s3_error(exc: BaseException, *, what: str, config: S3Config) -> BackfleetError | None:
     """The Backfleet error for an SDK or network failure; None for anything else (a bug)."""
+    # Here, not at the top: the SDK is loaded only by a process that talks to S3.
+    import urllib3.exceptions
+    from botocore import exceptions as boto_errors
+
     if isinstance(exc, boto_errors.ClientError):
         return _client_error(exc, what=what, config=config)
     if isinstance(exc, boto_errors.NoCredentialsError | boto_errors.PartialCredentialsError):

@@ -8,8 +8,6 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, BinaryIO, ClassVar
 
-from botocore import exceptions as boto_errors
-
 from workers.errors import ConfigError, NotFoundError, PermanentError
 from workers.redact import redact
 from workers.retry import RetryPolicy
@@ -144,8 +142,11 @@ class S3Store(S3Multipart):
     def _bucket_exists(self) -> bool:
         """One HEAD, no retries (readiness must answer fast); errors name the setting."""
         what = f"check of bucket {self.config.bucket}"
+        client = self._client()  # loads the SDK
+        from botocore import exceptions as boto_errors
+
         try:
-            self._client().head_bucket(Bucket=self.config.bucket)
+            client.head_bucket(Bucket=self.config.bucket)
         except (boto_errors.EndpointConnectionError, boto_errors.ConnectTimeoutError):
             where = redact(
                 self.config.endpoint_url or f"S3 in {self.config.region}", self.config.secrets
