@@ -1,6 +1,7 @@
 """The retention pass over a real catalog and a local store (and an Object-Locked stand-in)."""
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,10 +16,12 @@ from tests.unit.test_gfs import END, expected_two_years, hourly_history
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import FAILED, SUCCESS, Backup
 from workers.cli import main
+from workers.errors import ConfigError
 from workers.fleet import Fleet
 from workers.operations.gfs import Policy
 from workers.operations.retention import apply_retention, set_pinned
 from workers.repository.manifest import backup_prefix, manifest_key
+from workers.services_config import parse_fleet_config
 from workers.stores.local import LocalStore
 from workers.timestamps import format_timestamp
 
@@ -133,7 +136,7 @@ def test_pinned_and_newest_verified_good_backups_are_never_deleted(
                 row.verified = FAILED
     (plan,) = apply_retention(fleet, policy=KEEP_2_HOURS)
     assert plan.keep[stamps[2]] == ["pinned"]
-    assert plan.keep[stamps[4]] == ["newest verified-good backup"]
+    assert plan.keep[stamps[4]] == ["newest verified-good backup of service db"]
     assert set(plan.delete) == {stamps[0], stamps[1], stamps[3], stamps[5]}
     assert catalog_stamps(fleet) == {stamps[2], stamps[4], stamps[6], stamps[7]}
     # Unpinned, it goes at the next pass.
@@ -173,17 +176,26 @@ def test_object_locked_backups_are_kept_until_the_lock_ends(
     assert set(plan.delete) == {stamps[0], stamps[2]}
 
 
-def test_full_and_config_only_backups_are_separate_series(
+def test_config_only_backups_join_the_series_of_the_services_they_hold(
     tmp_path: Path, events: list[dict[str, Any]]
 ) -> None:
     fleet = make_fleet(tmp_path)
-    moments = hours(4)
-    full = add_backups(fleet, moments[:2])
-    config = add_backups(fleet, moments[2:], only_config=True)
+    moments = hours(5)
+    full = add_backups(fleet, moments[:2], services=["db", "files"])
+    config = add_backups(fleet, moments[2:4], only_config=True, services=["files"])
+    newer = add_backups(fleet, moments[4:], services=["db", "files"])
     (plan,) = apply_retention(fleet, policy=Policy(hourly=1, daily=0, weekly=0, monthly=0))
-    # Each series keeps its own newest: a config-only backup never stands in for a full one.
-    assert set(plan.keep) == {full[1], config[1]}
-    assert set(plan.delete) == {full[0], config[0]}
+    # A config-only backup is one more copy of `files`: the newer full backup's copy
+    # supersedes it. It never stood in for `db`, whose series it is not in.
+    assert set(plan.keep) == {newer[0]}
+    assert plan.keep[newer[0]] == ["newest backup of service db", "newest backup of service files"]
+    assert set(plan.delete) == {*full, *config}
+    assert plan.delete[config[0]] == (
+        "not kept by retention of any service it holds: files (keep-hourly 1, keep-daily 0, "
+        "keep-weekly 0, keep-monthly 0, keep-yearly 0)"
+    )
+    assert "of any service it holds: db (keep-hourly 1" in plan.delete[full[0]]
+    assert "; files (keep-hourly 1" in plan.delete[full[0]]
 
 
 def test_the_cli_pins_and_prints_a_dry_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -255,11 +267,6 @@ def test_the_s3_store_reads_object_lock_retention_and_legal_hold(
 def test_a_namespace_may_set_its_own_counts_in_the_services_file(
     tmp_path: Path, events: list[dict[str, Any]]
 ) -> None:
-    from dataclasses import replace
-
-    from workers.errors import ConfigError
-    from workers.services_config import parse_fleet_config
-
     config = parse_fleet_config(
         """
 [namespaces.app.services.db]
@@ -293,3 +300,177 @@ path = "/y.db"
         parse_fleet_config(
             '[services.db]\nkind = "sqlite"\npath = "/x.db"\n[retention]\nkeep-hourl = 2\n'
         )
+
+
+PER_SERVICE = """
+[namespaces.app.services.db]
+kind = "sqlite"
+path = "/x.db"
+[namespaces.app.services.db.retention]
+keep-hourly = 1
+[namespaces.app.services.files]
+kind = "directory"
+path = "/files"
+{namespace_table}
+[namespaces.other.services.db]
+kind = "sqlite"
+path = "/y.db"
+"""
+SETTINGS_KEEP_5_HOURS = {
+    "retention_keep_hourly": 5,
+    "retention_keep_daily": 0,
+    "retention_keep_weekly": 0,
+    "retention_keep_monthly": 0,
+}
+
+
+def per_service_fleet(tmp_path: Path, namespace_table: str = "", **settings: Any) -> Fleet:
+    config = parse_fleet_config(PER_SERVICE.format(namespace_table=namespace_table))
+    return replace(make_fleet(tmp_path, **{**SETTINGS_KEEP_5_HOURS, **settings}), config=config)
+
+
+def separate_schedules(fleet: Fleet, count: int) -> dict[str, list[str]]:
+    """`count` hours of db-only and files-only backups, minutes apart."""
+    return {
+        "db": add_backups(fleet, hours(count), services=["db"]),
+        "files": add_backups(
+            fleet, [m + timedelta(minutes=30) for m in hours(count)], services=["files"]
+        ),
+    }
+
+
+def test_each_service_takes_its_table_then_the_namespace_then_the_settings(
+    tmp_path: Path, events: list[dict[str, Any]]
+) -> None:
+    fleet = per_service_fleet(tmp_path, "[namespaces.app.retention]\nkeep-hourly = 3\n")
+    taken = separate_schedules(fleet, 8)
+    (plan,) = apply_retention(fleet, namespace="app", dry_run=True)
+    assert set(plan.keep) == {taken["db"][-1], *taken["files"][-3:]}  # its 1; the namespace's 3
+    assert plan.policies == {
+        "db": "keep-hourly 1, keep-daily 0, keep-weekly 0, keep-monthly 0, keep-yearly 0",
+        "files": "keep-hourly 3, keep-daily 0, keep-weekly 0, keep-monthly 0, keep-yearly 0",
+    }
+    assert plan.keep[taken["files"][-2]] == ["files: hourly"]
+    assert plan.delete[taken["db"][0]].startswith(
+        "not kept by retention of any service it holds: db (keep-hourly 1, keep-daily 0"
+    )
+    # Without the namespace's table, `files` takes RETENTION_KEEP_* (5 hours).
+    fleet = per_service_fleet(tmp_path / "again")
+    taken = separate_schedules(fleet, 8)
+    (plan,) = apply_retention(fleet, namespace="app")
+    assert set(plan.keep) == {taken["db"][-1], *taken["files"][-5:]}
+    assert catalog_stamps(fleet) == stored_stamps(fleet) == set(plan.keep)
+    assert {e["params"]["timestamp"] for e in events} == set(plan.delete)
+    assert all("of any service it holds" in e["params"]["reason"] for e in events)
+
+
+def test_a_service_policy_that_keeps_nothing_is_refused_naming_the_service(
+    tmp_path: Path, events: list[dict[str, Any]]
+) -> None:
+    # The settings leave only keep-hourly on; `db` of namespace `other` turns it off.
+    zeroed = "[namespaces.other.services.db.retention]\nkeep-hourly = 0\n"
+    fleet = per_service_fleet(tmp_path, zeroed)
+    stamps = add_backups(fleet, hours(8), services=["db", "files"])
+    refused = r"namespace other keeps nothing for service db \(keep-hourly 0, .*\): set a count"
+    with pytest.raises(ConfigError, match=refused):
+        apply_retention(fleet)  # `app` comes first, but nothing is touched before the refusal
+    assert catalog_stamps(fleet) == stored_stamps(fleet) == set(stamps)
+    assert events == []
+    with pytest.raises(ConfigError, match=refused):
+        apply_retention(fleet, namespace="other", dry_run=True)
+    (plan,) = apply_retention(fleet, namespace="app")  # its own policies keep something
+    assert set(plan.keep) == set(stamps[-5:])
+
+
+def test_a_service_no_longer_configured_takes_the_namespace_policy(
+    tmp_path: Path, events: list[dict[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    fleet = per_service_fleet(tmp_path, "[namespaces.app.retention]\nkeep-hourly = 2\n")
+    db = add_backups(fleet, hours(4), services=["db"])
+    old = add_backups(
+        fleet, [m + timedelta(minutes=30) for m in hours(6)], services=["db", "grafana"]
+    )
+    with caplog.at_level("WARNING", logger="workers.operations.retention"):
+        (plan,) = apply_retention(fleet, namespace="app")
+    assert "grafana no longer in the services file" in caplog.text
+    note = "not in the services file: the namespace's policy"
+    assert plan.policies["grafana"].endswith(f"; {note}")
+    assert plan.policies["grafana"].startswith("keep-hourly 2, keep-daily 0")
+    # Its newest two stay, the newer also `db`'s newest copy; the db-only ones all go.
+    assert set(plan.keep) == {old[-1], old[-2]}
+    assert plan.keep[old[-2]] == ["grafana: hourly"]
+    assert "; grafana (keep-hourly 2, keep-daily 0" in plan.delete[old[0]]
+    assert set(plan.delete) == {*db, *old[:-2]}
+
+
+def test_the_cli_explains_what_keeps_each_backup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet = per_service_fleet(tmp_path)
+    taken = separate_schedules(fleet, 3)
+    monkeypatch.setattr("workers.fleet.current_fleet", lambda: fleet)
+    out = CliRunner().invoke(main, ["retention", "--namespace", "app", "--dry-run", "--explain"])
+    assert out.exit_code == 0, out.output
+    assert "app policy of db: keep-hourly 1, keep-daily 0" in out.output
+    assert "app policy of files: keep-hourly 5, keep-daily 0" in out.output
+    assert f"keep app/{taken['db'][-1]}: newest backup of service db" in out.output
+    assert f"keep app/{taken['files'][1]}: files: hourly" in out.output
+    assert f"would delete app/{taken['db'][0]}: not kept by retention" in out.output
+    assert "app: 4 kept, 2 would delete" in out.output
+
+
+def test_the_secondary_groups_uncatalogued_backups_by_their_authentic_manifests(
+    tmp_path: Path, events: list[dict[str, Any]]
+) -> None:
+    from pydantic import SecretStr
+
+    from workers.operations.retention import apply_secondary_retention
+    from workers.repository.manifest import ArtifactEntry, Manifest
+    from workers.repository.manifest_mac import MacKeys
+
+    key = SecretStr("secondary-test-signing-key-0123456789")
+    fleet = make_fleet(tmp_path, backup_signing_key=key)
+    second = LocalStore(tmp_path / "second")
+    second.init()
+    counts = {f"retention_keep_{p}": 0 for p in ("daily", "weekly", "monthly", "yearly")}
+    counts["retention_keep_hourly"] = 1
+    secondary_settings = fleet.settings.model_copy(update=counts)
+    fleet = replace(fleet, secondary=second, secondary_settings=secondary_settings)
+    signer = MacKeys.from_settings(fleet.settings).current
+
+    def held(moment: datetime, service: str, *, signed: bool = True) -> str:
+        """A backup the secondary holds and the catalog no longer knows."""
+        stamp = format_timestamp(moment)
+        entry = ArtifactEntry(
+            service=service,
+            key=f"{backup_prefix('app', stamp)}{service}.tar.zst",
+            format="tar",
+            compression="zstd",
+            size=1,
+            sha256="0" * 64,
+            source_size=1,
+        )
+        manifest = Manifest(
+            namespace="app", timestamp=stamp, started_at="-", finished_at="-", artifacts=[entry]
+        )
+        second.put_object(entry.key, b"x")
+        second.put_object(manifest_key("app", stamp), manifest.to_bytes(signer if signed else None))
+        return stamp
+
+    db = [held(m, "db") for m in hours(4)]
+    ca = [held(m + timedelta(minutes=30), "step-ca") for m in hours(2)]
+    # Unsigned, it cannot be authenticated: it must not push the real step-ca copies out.
+    forged = held(hours(6)[-1], "step-ca", signed=False)
+    (plan,) = apply_secondary_retention(fleet)
+    assert plan.keep == {
+        db[-1]: ["newest backup of service db"],
+        ca[-1]: ["newest backup of service step-ca"],
+        forged: ["newest backup whose services are unknown"],
+    }
+    assert plan.delete[ca[0]] == (
+        "not kept by the secondary store's retention of any service it holds: step-ca "
+        "(keep-hourly 1, keep-daily 0, keep-weekly 0, keep-monthly 0, keep-yearly 0)"
+    )
+    assert {info.key.split("/")[1] for info in second.list("app/")} == set(plan.keep)
+    assert {e["params"]["timestamp"] for e in events} == {*db[:-1], ca[0]}
+    assert all(e["params"]["store"] == "secondary" for e in events)

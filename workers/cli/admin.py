@@ -94,8 +94,13 @@ def test_restore_command(namespace: str | None, timestamp: str | None) -> None:
 @main.command()
 @click.option("--namespace", default=None, help="Only this namespace [every one].")
 @click.option("--dry-run", is_flag=True, help="Only print what would be deleted, and why.")
-def retention(namespace: str | None, dry_run: bool) -> None:
-    """Delete the backups the GFS retention does not keep (pins and locks are never deleted)."""
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Also print each service's policy and each kept backup with what keeps it.",
+)
+def retention(namespace: str | None, dry_run: bool, explain: bool) -> None:
+    """Delete the backups no service's GFS retention keeps (pins and locks are never deleted)."""
     from workers.fleet import current_fleet
     from workers.operations.retention import apply_retention, apply_secondary_retention
 
@@ -108,6 +113,11 @@ def retention(namespace: str | None, dry_run: bool) -> None:
             if plan.skipped:
                 click.echo(f"{where}{plan.namespace}: skipped this pass: {plan.skipped}")
                 continue
+            if explain:
+                for series, policy in sorted(plan.policies.items()):
+                    click.echo(f"{where}{plan.namespace} policy of {series}: {policy}")
+                for stamp, reasons in sorted(plan.keep.items()):
+                    click.echo(f"{where}keep {plan.namespace}/{stamp}: {'; '.join(reasons)}")
             for stamp, reason in sorted(plan.delete.items()):
                 click.echo(f"{where}{verb} {plan.namespace}/{stamp}: {reason}")
             for stamp, error in sorted(plan.failed.items()):

@@ -1,14 +1,35 @@
 """The retention pass: which backups of a namespace go, and deleting them safely.
 
-The GFS policy (workers/operations/gfs.py) runs over the namespace's successful backups,
-full and onlyConfig ones as two separate series (a config-only backup must
-not stand in for a full one). A policy that keeps nothing is refused. On top
-of it, these are never deleted: a pinned backup (`backfleet pin`), the newest
-backup whose last verification succeeded, the newest successful backup of
-each service (verified or not: the last copy of a service never goes), a
-backup a Pending or Running restore reads, and a backup any of whose objects
-is under an S3 Object Lock retention or legal hold. Pending, Running and
-Failed backups are not touched.
+Retention is per service (workers/operations/service_series.py): each service's
+series is every successful backup holding its artifact (full, onlyConfig or
+taken on the service's own schedule), and GFS (workers/operations/gfs.py) runs
+over it with the service's own counts, resolved by `FleetConfig.policy_of`: its
+`[services.<name>.retention]` table, else the namespace's `[retention]`, else
+RETENTION_KEEP_*. A backup goes only when no policy of any service it holds
+keeps it. A service no longer in the services file (its artifacts are still in
+old backups) takes the namespace's policy (`[retention]`, else RETENTION_KEEP_*)
+for its series, and the pass logs it: a renamed or mistyped service keeps its
+history, held no longer than a configured service's with those counts (GFS
+counts backups, not time: once no new backup of it comes, what its series keeps
+stops shrinking; its newest, the last copy, stays). A policy that keeps nothing
+(a service's, or the namespace's) is refused with a message naming it, before
+any namespace is touched.
+
+Backups are deleted whole, never rewritten: the artifacts of a service whose
+policy no longer keeps them stay inside a backup that another service's policy
+keeps. Manifests are signed and a restore reads them as written; rewriting one
+to drop artifacts would open a window in which a restore reads a half-changed
+backup. The cost is the extra artifacts of the faster services in the backups a
+slower service still needs (none when each schedule takes its own services).
+
+On top of the counts, these are never deleted: in each service's series its
+newest backup (verified or not: the last copy of a service never goes) and its
+newest backup whose last verification succeeded; a pinned backup (`backfleet
+pin`), a backup a Pending or Running restore reads, and a backup any of whose
+objects is under an S3 Object Lock retention or legal hold. Pending, Running and
+Failed backups are not touched. Each plan says, of each kept backup, which
+service's rule (or which protection) keeps it, and of each deleted one, the
+policies of the services it held that were checked.
 
 Retention and restores exclude each other through the namespace's retention
 lock (workers/operations/locks.py), held for the whole pass over a namespace (plan and
@@ -37,23 +58,27 @@ from workers.audit.user_events import record_system_event
 from workers.catalog import queries
 from workers.catalog.db import Session, session_scope
 from workers.catalog.models import SUCCESS
-from workers.errors import ConfigError
+from workers.errors import ConfigError, IntegrityError, NotFoundError
 from workers.fleet import Fleet
-from workers.operations import gfs
+from workers.operations import gfs, service_series
 from workers.operations.locks import (
     NamespaceBusy,
     NamespaceLock,
     backups_being_read,
     retention_lock,
 )
+from workers.operations.service_series import Candidate, ServicePolicies
 from workers.redact import redact
+from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import MANIFEST_NAME, backup_prefix, manifest_key
 from workers.repository.namespaces import namespaces_of
 from workers.stores.base import ObjectStore
-from workers.timestamps import parse_timestamp, utcnow
+from workers.timestamps import utcnow
 
 log = logging.getLogger(__name__)
 DELETE_BATCH = 100  # backups whose catalog rows go in one transaction
+# What a series of a service no longer in the services file is checked against.
+NOT_CONFIGURED = "not in the services file: the namespace's policy"
 
 
 @dataclass
@@ -63,10 +88,13 @@ class RetentionPlan:
     delete: dict[str, str] = field(default_factory=dict)  # timestamp -> reason
     failed: dict[str, str] = field(default_factory=dict)  # timestamp -> why it could not go
     skipped: str | None = None  # why the namespace was left alone this pass
+    # Each service's series (and the configured services') -> the policy it was checked against.
+    policies: dict[str, str] = field(default_factory=dict)
 
 
 def namespace_policy(fleet: Fleet, namespace: str, policy: gfs.Policy | None = None) -> gfs.Policy:
-    """RETENTION_KEEP_* with the namespace's own counts; ConfigError if it keeps nothing."""
+    """RETENTION_KEEP_* with the namespace's own counts (what a service no longer in the
+    services file takes); ConfigError if it keeps nothing."""
     policy = policy or gfs.Policy.from_settings(fleet.settings).overridden(
         fleet.config.retention.get(namespace)
     )
@@ -78,6 +106,29 @@ def namespace_policy(fleet: Fleet, namespace: str, policy: gfs.Policy | None = N
     return policy
 
 
+def service_policies(
+    fleet: Fleet, namespace: str, policy: gfs.Policy | None = None
+) -> ServicePolicies:
+    """Each configured service's policy (`FleetConfig.policy_of`), and the namespace's for
+    the others. `policy`, when given, stands for every one. ConfigError names the first
+    service whose policy keeps nothing."""
+    fallback = namespace_policy(fleet, namespace, policy)
+    base = gfs.Policy.from_settings(fleet.settings)
+    services: dict[str, gfs.Policy] = {}
+    for name in sorted(fleet.config.namespaces.get(namespace, {})):
+        own = policy or base.overridden(
+            fleet.config.policy_of(namespace, name, fleet.settings).retention
+        )
+        if own.keeps_nothing:
+            raise ConfigError(
+                f"the retention of namespace {namespace} keeps nothing for service {name} "
+                f"({own.describe()}): set a count above 0 in the service's retention table "
+                f"([services.{name}.retention]), the namespace's [retention] or RETENTION_KEEP_*"
+            )
+        services[name] = own
+    return ServicePolicies(services, fallback, fallback_note=NOT_CONFIGURED)
+
+
 def plan_retention(
     fleet: Fleet,
     *,
@@ -86,29 +137,30 @@ def plan_retention(
     being_read: Iterable[str] = (),
 ) -> RetentionPlan:
     """What goes; `being_read`: timestamps a reading mark is held on (a test restore)."""
-    policy = namespace_policy(fleet, namespace, policy)
+    policies = service_policies(fleet, namespace, policy)
     with session_scope(fleet.settings.database_url) as session:
         rows = queries.retention_facts(session, namespace=namespace)
         in_use = _read_by_restores(session, namespace, being_read)
-    plan = RetentionPlan(namespace)
-    for only_config in (False, True):
-        series = [
-            (row.timestamp, parse_timestamp(row.timestamp))
-            for row in rows
-            if row.only_config == only_config
-        ]
-        for stamp, reasons in gfs.select(series, policy).items():
-            plan.keep[stamp] = reasons
-    _keep_protected(plan, rows, in_use)
-    why = f"not kept by retention ({policy.describe()})"
-    for row in sorted(rows, key=lambda r: r.timestamp):
-        if row.timestamp in plan.keep:
+    candidates = [_candidate(row) for row in rows]
+    plan = _plan(namespace, candidates, policies, rows, in_use)
+    gone = sorted(set(plan.policies) - set(policies.services) - {service_series.UNKNOWN})
+    if gone:
+        log.warning(
+            "retention of %s: %s no longer in the services file: their backups take the "
+            "namespace's policy (%s)",
+            namespace,
+            ", ".join(gone),
+            policies.fallback.describe(),
+        )
+    for candidate in sorted(candidates, key=lambda c: c.timestamp):
+        stamp = candidate.timestamp
+        if stamp in plan.keep:
             continue
-        locked = locked_until(fleet.store, namespace, row.timestamp)
+        locked = locked_until(fleet.store, namespace, stamp)
         if locked is not None:
-            plan.keep[row.timestamp] = [f"object lock until {locked.isoformat()}"]
+            plan.keep[stamp] = [f"object lock until {locked.isoformat()}"]
         else:
-            plan.delete[row.timestamp] = why
+            plan.delete[stamp] = service_series.why_not_kept(candidate, policies, by="retention")
     return plan
 
 
@@ -133,8 +185,10 @@ def apply_retention(
 ) -> list[RetentionPlan]:
     """Plan every namespace (or one) and, unless `dry_run`, delete what the plans say."""
     plans = []
-    for ns in [namespace] if namespace else namespaces_of(fleet):
-        namespace_policy(fleet, ns, policy)  # refused before any lock is taken
+    visited = [namespace] if namespace else namespaces_of(fleet)
+    for ns in visited:  # refused before any lock is taken or anything deleted
+        service_policies(fleet, ns, policy)
+    for ns in visited:
         if dry_run:
             plans.append(plan_retention(fleet, namespace=ns, policy=policy))
             continue
@@ -180,10 +234,15 @@ def apply_secondary_retention(
 ) -> list[RetentionPlan]:
     """The secondary store's own pass, with its own counts (SECONDARY_RETENTION_KEEP_*).
 
-    The store, not the catalog, says what the secondary holds (the primary's
-    pass may have removed a backup's catalog row already); pins and the newest
-    verified-good backup still come from the catalog. Catalog rows are not
-    touched here.
+    Per service too: each service's series of what the secondary holds, under the
+    secondary's counts (one policy for every service: the secondary's retention is
+    its own, often longer, so the services file's tables do not shorten it). The
+    store, not the catalog, says what the secondary holds (the primary's pass may
+    have removed a backup's catalog row already): the services of such a backup
+    come from its manifest, if it can be authenticated (workers/repository/
+    authenticity.py), so a forged manifest cannot push real backups out of a
+    service's series; those that cannot form one series of their own. Pins and
+    verdicts still come from the catalog. Catalog rows are not touched here.
     """
     store, second = fleet.secondary, fleet.secondary_settings
     if store is None:
@@ -223,24 +282,30 @@ def _secondary_pass(
         rows = queries.retention_facts(session, namespace=ns, timestamps=stamps)
         in_use = _read_by_restores(session, ns, being_read)
     known = {row.timestamp: row for row in rows}
-    plan = RetentionPlan(ns)
-    for only_config in (False, True):
-        series = [
-            (stamp, parse_timestamp(stamp))
-            for stamp in stamps
-            if (known[stamp].only_config if stamp in known else False) == only_config
-        ]
-        plan.keep.update(gfs.select(series, policy))
-    _keep_protected(plan, rows, in_use)
-    why = f"not kept by the secondary store's retention ({policy.describe()})"
+    candidates, unreadable = [], {}
     for stamp in stamps:
+        if stamp in known:
+            candidates.append(_candidate(known[stamp]))
+            continue
+        found = _uncatalogued(fleet, store, ns, stamp)
+        if isinstance(found, Candidate):
+            candidates.append(found)
+        else:
+            unreadable[stamp] = found
+    policies = ServicePolicies({}, policy)
+    plan = _plan(ns, candidates, policies, rows, in_use)
+    for stamp, why in unreadable.items():  # judged at a pass that can read it
+        plan.keep.setdefault(stamp, []).append(why)
+    by = "the secondary store's retention"
+    for candidate in candidates:
+        stamp = candidate.timestamp
         if stamp in plan.keep:
             continue
         locked = locked_until(store, ns, stamp)
         if locked is not None:
             plan.keep[stamp] = [f"object lock until {locked.isoformat()}"]
             continue
-        plan.delete[stamp] = why
+        why = plan.delete[stamp] = service_series.why_not_kept(candidate, policies, by=by)
         if lock is None:
             continue
         if lock.lost.is_set():
@@ -260,12 +325,28 @@ def _secondary_pass(
     return plan
 
 
-class _Protectable(Protocol):
+def _uncatalogued(fleet: Fleet, store: ObjectStore, ns: str, stamp: str) -> Candidate | str:
+    """A backup only the store knows, with the services its authentic manifest lists (none
+    if it is not authentic); or why its manifest could not be read this pass."""
+    try:
+        trusted = load_manifest(fleet, namespace=ns, timestamp=stamp, store=store)
+    except (IntegrityError, NotFoundError) as exc:
+        log.warning("secondary retention: %s/%s: services unknown: %s", ns, stamp, exc)
+        return Candidate(stamp, ())
+    except Exception as exc:  # a store that failed to answer: the next pass decides
+        return f"its manifest could not be read: {redact(str(exc), fleet.secrets())}"
+    return Candidate(stamp, tuple(trusted.manifest.services()))
+
+
+class _Facts(Protocol):
     timestamp: str
     pinned: bool
     verified: str | None
     services: list[str]
-    status: str
+
+
+def _candidate(row: _Facts) -> Candidate:
+    return Candidate(row.timestamp, tuple(row.services), verified_good=row.verified == SUCCESS)
 
 
 def _read_by_restores(
@@ -278,25 +359,23 @@ def _read_by_restores(
     return found
 
 
-def _keep_protected(
-    plan: RetentionPlan, rows: Sequence[_Protectable], in_use: dict[str, list[str]]
-) -> None:
-    """Whatever the counts say: pins, the newest verified-good backup, the newest backup of
-    each service (of the successful ones), and the backups restores are reading."""
-    verified = sorted(row.timestamp for row in rows if row.verified == SUCCESS)
-    if verified:
-        plan.keep.setdefault(verified[-1], []).append("newest verified-good backup")
-    newest: dict[str, str] = {}
-    for row in rows:
-        for service in row.services if row.status == SUCCESS else []:
-            newest[service] = max(newest.get(service, row.timestamp), row.timestamp)
-    for service, stamp in sorted(newest.items()):
-        plan.keep.setdefault(stamp, []).append(f"newest backup of service {service}")
+def _plan(
+    namespace: str,
+    candidates: Sequence[Candidate],
+    policies: ServicePolicies,
+    rows: Sequence[_Facts],
+    in_use: dict[str, list[str]],
+) -> RetentionPlan:
+    """What each service's series keeps, then whatever the counts say: pins and the
+    backups restores are reading."""
+    selection = service_series.select(candidates, policies)
+    plan = RetentionPlan(namespace, keep=selection.keep, policies=selection.policies)
     for row in rows:
         if row.pinned:
             plan.keep.setdefault(row.timestamp, []).append("pinned")
     for stamp, reasons in in_use.items():
         plan.keep.setdefault(stamp, []).extend(reasons)
+    return plan
 
 
 def _delete_batch(fleet: Fleet, plan: RetentionPlan, stamps: list[str]) -> None:
