@@ -16,6 +16,22 @@ def celery_enqueue(task: str, kwargs: dict[str, object], queue: str) -> str:
     return str(app.send_task(task, kwargs=kwargs, queue=queue).id)
 
 
+def queue_consumers(queue: str, timeout: float = 2.0) -> int | None:
+    """How many workers consume `queue` (Celery's remote control, through the broker);
+    None when the broker cannot be asked. A worker busy with a long backup still answers:
+    its main process consumes while its pool child works."""
+    from tasks.app import app
+
+    try:
+        replies = app.control.inspect(timeout=timeout).active_queues() or {}
+    except Exception as exc:  # the broker down: say nothing rather than something wrong
+        log.debug("could not ask the workers which queues they consume: %s", exc)
+        return None
+    return sum(
+        1 for queues in replies.values() if any(entry.get("name") == queue for entry in queues)
+    )
+
+
 def wait_for_task(task_id: str, timeout: float) -> bool:
     """Block until the task has ended or `timeout` seconds passed; True if it ended.
 

@@ -12,6 +12,11 @@ class TransientError(BackfleetError):
     """May succeed if tried again (a timeout, a reset connection, a busy server)."""
 
 
+class UnreachableError(TransientError):
+    """A server Backfleet needs (the broker, the catalog, the store) did not answer; the
+    message names it, where it was looked for (redacted) and the setting that says so."""
+
+
 class PermanentError(BackfleetError):
     """Will fail again the same way until a setting or the data is fixed."""
 

@@ -28,7 +28,13 @@ def parse_timestamp(text: str) -> datetime:
     """Parse a backup timestamp; ValueError names the expected form."""
     if not TIMESTAMP_PATTERN.match(text):
         raise ValueError(f"timestamp {text!r} is not of the form 2023-02-02t17-03-15")
-    return datetime.strptime(text, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    try:
+        return datetime.strptime(text, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    except ValueError:  # strptime's own words name its format string, not the date's fault
+        raise ValueError(
+            f"timestamp {text!r} is not a real moment: its month, day, hour, minute or second "
+            "is out of range (the form is 2023-02-02t17-03-15, in UTC)"
+        ) from None
 
 
 def is_timestamp(text: str) -> bool:

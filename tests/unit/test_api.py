@@ -21,7 +21,7 @@ from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.hook_runs import record_hook_run
 from workers.catalog.migrate import upgrade_catalog
-from workers.catalog.models import FAILED, PENDING, SUCCESS, Backup, Restore
+from workers.catalog.models import PENDING, SUCCESS, Backup, Restore
 from workers.errors import ConfigError
 from workers.fleet import Fleet
 from workers.repository.manifest import ArtifactEntry, Manifest, manifest_key
@@ -314,7 +314,10 @@ def test_malformed_json_is_422_json(env: Env, content: bytes) -> None:
     assert env.enqueue.calls == []
 
 
-def test_broker_refusal_is_503_and_the_backup_is_failed(env: Env) -> None:
+def test_broker_refusal_is_503_names_broker_url_and_records_nothing(env: Env) -> None:
+    """A request the broker never took is not a failed backup: no row that `latest` or
+    the failure metric would show (issue 20)."""
+
     def refuse(task: str, kwargs: dict[str, object], queue: str) -> str:
         raise ConnectionError(f"redis://:{BROKER_PASSWORD}@127.0.0.1:1 refused")
 
@@ -322,12 +325,13 @@ def test_broker_refusal_is_503_and_the_backup_is_failed(env: Env) -> None:
     response = client.post(f"{BASE}/ondemandbackup", headers=AUTH, json={})
     assert response.status_code == 503
     assert response.headers["retry-after"]
-    assert "try again" in response.json()["message"]
+    message = response.json()["message"]
+    assert "(BROKER_URL) did not accept the backup task" in message
+    assert "nothing was queued or recorded" in message
     assert BROKER_PASSWORD not in response.text
     with session_scope(env.url) as session:
-        backup = session.query(Backup).one()
-        assert backup.status == FAILED
-        assert BROKER_PASSWORD not in (backup.error or "")
+        assert session.query(Backup).count() == 0
+    assert client.get(f"{BASE}/backup/latest", headers=AUTH).status_code == 404
 
 
 # --- backup status ---

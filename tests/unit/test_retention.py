@@ -212,7 +212,7 @@ def test_the_cli_pins_and_prints_a_dry_run(tmp_path: Path, monkeypatch: pytest.M
     pinned = runner.invoke(main, ["pin", stamps[1]])
     assert pinned.exit_code == 0 and "pinned" in pinned.output
     missing = runner.invoke(main, ["pin", "2001-01-01t00-00-00"])
-    assert missing.exit_code == 2 and "no backup 2001-01-01t00-00-00" in missing.output
+    assert missing.exit_code == 1 and "no backup 2001-01-01t00-00-00" in missing.output
     dry = runner.invoke(main, ["retention", "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert f"would delete app/{stamps[2]}: not kept by retention" in dry.output

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from workers.cli.commands import _fail, main
+from workers.cli.exits import FAILED
 
 if TYPE_CHECKING:
     from workers.monitoring.health import Freshness
@@ -157,7 +158,7 @@ def _pin(timestamp: str, namespace: str | None, pinned: bool) -> None:
     fleet = current_fleet()
     namespace = namespace or fleet.config.default_namespace
     if not set_pinned(fleet, namespace=namespace, timestamp=timestamp, pinned=pinned):
-        _fail(f"no backup {timestamp} of namespace {namespace} in the catalog")
+        _fail(f"no backup {timestamp} of namespace {namespace} in the catalog", FAILED)
     click.echo(f"backup {namespace}/{timestamp} {'pinned' if pinned else 'unpinned'}")
 
 

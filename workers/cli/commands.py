@@ -6,11 +6,12 @@ from typing import Any, NoReturn
 
 import click
 
+from workers.cli.exits import FAILED, USAGE, exit_code_of, outage_of
 from workers.errors import BackfleetError
 from workers.queues import ALL_QUEUES
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
+def _fail(message: str, code: int = USAGE) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
@@ -28,16 +29,23 @@ def _exec_celery(*args: str) -> NoReturn:
 
 
 class BackfleetGroup(click.Group):
-    """Turns Backfleet's own errors into one clear line and exit code 2."""
+    """Turns Backfleet's own errors, and a catalog or broker that does not answer, into one
+    clear line and a documented exit code (workers/cli/exits.py)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except BackfleetError as exc:
-            _fail(str(exc))
+            _fail(str(exc), exit_code_of(exc))
+        except Exception as exc:
+            outage = outage_of(exc)
+            if outage is None:
+                raise
+            _fail(str(outage), exit_code_of(outage))
 
 
 @click.group(cls=BackfleetGroup)
+@click.version_option(package_name="backfleet", message="backfleet %(version)s")
 def main() -> None:
     """Backfleet: backups and audit logs for self-hosted platforms."""
 
@@ -164,11 +172,13 @@ def backup(namespace: str | None, only_config: bool, wait: bool, dry_run: bool) 
     click.echo(f"backup {row.timestamp} of namespace {namespace} requested")
     if wait:
         # Imported once the task is queued: the worker starts meanwhile.
-        from tasks.enqueue import wait_for_task
+        from tasks.enqueue import queue_consumers, wait_for_task
         from workers.cli.progress import wait_for_backup
 
         url = fleet.settings.database_url
-        status, error = wait_for_backup(url, namespace, row.timestamp, waiter=wait_for_task)
+        status, error = wait_for_backup(
+            url, namespace, row.timestamp, waiter=wait_for_task, consumers=queue_consumers
+        )
         _report(f"backup {row.timestamp}", status, error)
 
 
@@ -185,6 +195,18 @@ def _dry_run(namespace: str, only_config: bool) -> None:
         )
         for hook in result.hooks:
             click.echo(f"  hook, not run in a dry run: {hook}")
+
+
+def _latest_success(database_url: str, namespace: str) -> str:
+    """The timestamp `restore latest` means; exit 1 when the namespace has no such backup."""
+    from workers.catalog import queries
+    from workers.catalog.db import session_scope
+
+    with session_scope(database_url) as session:
+        newest = queries.newest_success(session, namespace=namespace)
+        if newest is None:
+            _fail(f"namespace {namespace} has no successful backup to restore", FAILED)
+        return newest.timestamp
 
 
 @main.command()
@@ -213,18 +235,22 @@ def restore(
     allow_unconfigured_source: bool,
     allow_unsigned: bool,
 ) -> None:
-    """Restore the backup TIMESTAMP (e.g. 2023-02-02t17-03-15)."""
+    """Restore the backup TIMESTAMP (e.g. 2023-02-02t17-03-15), or `latest`: the source
+    namespace's newest successful backup."""
     from tasks.enqueue import celery_enqueue
     from workers.fleet import current_fleet
     from workers.operations.jobs import request_restore
     from workers.timestamps import parse_timestamp
 
-    try:
-        parse_timestamp(timestamp)
-    except ValueError as exc:
-        _fail(str(exc))
+    if timestamp != "latest":
+        try:
+            parse_timestamp(timestamp)
+        except ValueError as exc:
+            _fail(f"{exc}, or `latest`")
     fleet = current_fleet()
     namespace = namespace or fleet.config.default_namespace
+    if timestamp == "latest":
+        timestamp = _latest_success(fleet.settings.database_url, source_namespace or namespace)
     row = request_restore(
         fleet,
         namespace=namespace,
@@ -244,11 +270,13 @@ def restore(
     if row.error:  # the override's record
         click.echo(f"warning: {row.error}", err=True)
     if wait:
-        from tasks.enqueue import wait_for_task
+        from tasks.enqueue import queue_consumers, wait_for_task
         from workers.cli.progress import wait_for_restore
 
         url = fleet.settings.database_url
-        status, error = wait_for_restore(url, row.id, waiter=wait_for_task)
+        status, error = wait_for_restore(
+            url, row.id, waiter=wait_for_task, consumers=queue_consumers
+        )
         _report(f"restore of {timestamp}", status, error)
 
 
@@ -279,7 +307,7 @@ def check() -> None:
         click.echo(f"{mark} {verdict.name}: {verdict.detail}")
         failed += not verdict.ok
     if failed:
-        _fail(f"{failed} check(s) failed", code=1)
+        _fail(f"{failed} check(s) failed", code=FAILED)
 
 
 @store.command("sweep-uploads")
@@ -300,4 +328,4 @@ def _report(what: str, status: str, error: str | None) -> None:
     if status == "Success":
         click.echo(f"{what}: Success")
         return
-    _fail(f"{what}: {status}: {error or 'no reason recorded'}", code=1)
+    _fail(f"{what}: {status}: {error or 'no reason recorded'}", code=FAILED)

@@ -16,6 +16,8 @@ from rich.progress import (
 from workers.catalog import queries
 from workers.catalog.db import Session, session_scope
 from workers.catalog.models import Backup
+from workers.errors import UnreachableError
+from workers.queues import RUN_BACKUP, RUN_RESTORE, queue_of
 
 TERMINAL = ("Success", "Failed")
 # Without a way to hear of the task's end: one small query per poll, so a backup that
@@ -25,6 +27,39 @@ POLL_SECONDS = 0.1
 DRAW_SECONDS = 0.5
 # (task id, seconds) -> whether the task ended meanwhile: blocks until it ends or time is up.
 TaskWaiter = Callable[[str, float], bool]
+# queue -> how many workers consume it (None: nobody could be asked).
+ConsumerCount = Callable[[str], int | None]
+# A job still Pending this long makes --wait ask whether any worker consumes its queue,
+# and again this often: with none, waiting would never end.
+PICKUP_CHECK_SECONDS = 15.0
+
+
+class PickupWatch:
+    """Gives up on a job no worker will take: Pending past PICKUP_CHECK_SECONDS while no
+    worker consumes its queue. A busy worker (the job queued behind another) keeps
+    the wait going; so does a broker that cannot be asked."""
+
+    def __init__(
+        self,
+        what: str,
+        queue: str,
+        consumers: ConsumerCount | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.what, self.queue, self.consumers, self.clock = what, queue, consumers, clock
+        self.next_check = clock() + PICKUP_CHECK_SECONDS
+
+    def check(self, status: str) -> None:
+        if status != "Pending" or self.consumers is None or self.clock() < self.next_check:
+            return
+        self.next_check = self.clock() + PICKUP_CHECK_SECONDS
+        if self.consumers(self.queue) == 0:
+            raise UnreachableError(
+                f"no worker consumes queue `{self.queue}`, so nothing runs the {self.what}: it "
+                "stays queued and runs once a worker starts (`backfleet worker --queues "
+                f"{self.queue},…`, or `backfleet up`); stopped waiting"
+            )
 
 
 def _bar() -> Progress:
@@ -50,9 +85,16 @@ def expected_size(session: Session, backup: Backup) -> int | None:
 
 
 def wait_for_backup(
-    database_url: str, namespace: str, timestamp: str, *, waiter: TaskWaiter | None = None
+    database_url: str,
+    namespace: str,
+    timestamp: str,
+    *,
+    waiter: TaskWaiter | None = None,
+    consumers: ConsumerCount | None = None,
 ) -> tuple[str, str | None]:
-    """Draw bytes done, throughput and ETA until the backup ends; return (status, error)."""
+    """Draw bytes done, throughput and ETA until the backup ends; return (status, error).
+    UnreachableError if it stays Pending while no worker consumes its queue."""
+    watch = PickupWatch(f"backup {timestamp}", queue_of(RUN_BACKUP), consumers)
     with session_scope(database_url) as session:
         backup = queries.get_backup(session, namespace=namespace, timestamp=timestamp)
         assert backup is not None
@@ -72,14 +114,21 @@ def wait_for_backup(
             )
             if state.status in TERMINAL:
                 return state.status, state.error
+            watch.check(state.status)
             pause()
 
 
 def wait_for_restore(
-    database_url: str, restore_id: int, *, waiter: TaskWaiter | None = None
+    database_url: str,
+    restore_id: int,
+    *,
+    waiter: TaskWaiter | None = None,
+    consumers: ConsumerCount | None = None,
 ) -> tuple[str, str | None]:
-    """Draw stored bytes read back, throughput and ETA until the restore ends."""
+    """Draw stored bytes read back, throughput and ETA until the restore ends.
+    UnreachableError if it stays Pending while no worker consumes its queue."""
     pause: _Pause | None = None
+    watch = PickupWatch(f"restore {restore_id}", queue_of(RUN_RESTORE), consumers)
     with _bar() as progress:
         task = progress.add_task("restore", total=None)
         while True:
@@ -94,6 +143,7 @@ def wait_for_restore(
             )
             if status in TERMINAL:
                 return status, error
+            watch.check(status)
             pause()
 
 

@@ -2,7 +2,9 @@
 
 A request checks what it can at once (namespace, services, the backup exists,
 nothing collides), records a Pending row, then enqueues the task. If the
-broker cannot take the task, the row is marked Failed: nothing waits forever.
+broker cannot take the task, the row is removed again and the caller gets an
+UnreachableError naming the broker and BROKER_URL: nothing waits forever, and a
+request that was never queued is not a failed backup.
 """
 
 import logging
@@ -12,12 +14,13 @@ from dataclasses import dataclass, field
 from workers.audit import scope as audit_scope
 from workers.catalog import queries
 from workers.catalog.db import session_scope
-from workers.catalog.models import FAILED, SUCCESS, Backup, Restore
+from workers.catalog.models import PENDING, SUCCESS, Backup, Restore
 from workers.errors import (
     ConflictError,
     ForbiddenError,
     InvalidRequestError,
-    TransientError,
+    UnreachableError,
+    reason_of,
 )
 from workers.fleet import Fleet
 from workers.operations.overrides import override_note
@@ -66,8 +69,8 @@ def request_backup(
     try:
         task_id = enqueue(RUN_BACKUP, kwargs, queue_of(RUN_BACKUP))
     except Exception as exc:
-        _mark_not_enqueued(url, backup_id=backup.id, reason=redact(str(exc), fleet.secrets()))
-        raise TransientError("the broker did not accept the backup task; try again") from None
+        _forget_unqueued(url, Backup, backup.id)
+        raise broker_refused(fleet, "backup", exc) from None
     with session_scope(url) as session:
         row = session.get(Backup, backup.id)
         if row is not None and row.task_id is None:
@@ -75,11 +78,26 @@ def request_backup(
     return backup
 
 
-def _mark_not_enqueued(url: str, *, backup_id: int, reason: str) -> None:
+def _forget_unqueued(url: str, model: type[Backup] | type[Restore], row_id: int) -> None:
+    """A request the broker never took leaves no row: a Failed one would show as the
+    namespace's latest backup and count as a failure, though nothing was tried."""
     with session_scope(url) as session:
-        row = session.get(Backup, backup_id)
-        if row is not None:
-            row.status, row.error = FAILED, f"could not be enqueued: {reason}"
+        row = session.get(model, row_id)
+        if isinstance(row, Backup | Restore) and row.status == PENDING:
+            session.delete(row)
+
+
+def broker_refused(fleet: Fleet, what: str, exc: BaseException) -> UnreachableError:
+    """The error a request gets when the broker did not take its task: where the broker
+    was looked for (its URL without a password) and the setting that says so."""
+    secrets = fleet.secrets()
+    where = redact(fleet.settings.broker_url, secrets)
+    log.warning("the broker did not take a %s task: %s", what, redact(reason_of(exc), secrets))
+    return UnreachableError(
+        f"the broker at {where} (BROKER_URL) did not accept the {what} task "
+        f"({type(exc).__name__}); nothing was queued or recorded: start the broker or "
+        "fix BROKER_URL, then ask again"
+    )
 
 
 # Fixed, so the answer says nothing about whether that namespace exists in the store.
@@ -243,12 +261,8 @@ def request_restore(
         }
         task_id = enqueue(RUN_RESTORE, task_kwargs, queue_of(RUN_RESTORE))
     except Exception as exc:
-        with session_scope(url) as session:
-            row = session.get(Restore, restore.id)
-            if row is not None:
-                reason = redact(str(exc), fleet.secrets())
-                row.status, row.error = FAILED, f"could not be enqueued: {reason}"
-        raise TransientError("the broker did not accept the restore task; try again") from None
+        _forget_unqueued(url, Restore, restore.id)
+        raise broker_refused(fleet, "restore", exc) from None
     with session_scope(url) as session:
         row = session.get(Restore, restore.id)
         if row is not None:
