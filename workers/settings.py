@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     aws_s3_sse_kms_key_id: str | None = None
     aws_s3_object_lock_mode: Literal["", "GOVERNANCE", "COMPLIANCE"] = ""
     aws_s3_object_lock_days: Annotated[int, Field(ge=0, le=36500)] = 0
+    # A multipart object's SHA-256 goes into its user metadata by a copy onto itself.
+    aws_s3_sha256_metadata: bool = True
     azure_storage_sas_token: SecretStr | None = None
     azure_storage_connection_string: SecretStr | None = None
 
