@@ -1,6 +1,6 @@
 """Tasks of queue `maintenance` about alerts.
 
-- tasks.alerts.check_staleness: the RPO check, and alert redelivery.
+- tasks.alerts.check_staleness: the RPO check, the storage budgets, and alert redelivery.
 - tasks.alerts.deliver_alert: sends one recorded alert to the webhook, one try
   per run, retried by Celery with the alerter's backoff; what is still
   undelivered after ALERT_WEBHOOK_ATTEMPTS tries is owed to the next check.
@@ -15,13 +15,19 @@ from tasks.app import app
 from workers.fleet import current_fleet
 from workers.monitoring.alerts import alerter_for, deliver_in_background
 from workers.monitoring.notify import check_staleness as perform_check
+from workers.monitoring.notify import check_storage_budgets
 from workers.queues import CHECK_STALENESS, DELIVER_ALERT
 
 
 @app.task(name=CHECK_STALENESS)
 def check_staleness() -> dict[str, Any]:
-    found = perform_check(current_fleet())
-    return {"stale": [f.condition.removeprefix("backup.stale:") for f in found if f.stale]}
+    fleet = current_fleet()
+    budgets = check_storage_budgets(fleet)  # first: the staleness check redelivers after it
+    found = perform_check(fleet)
+    return {
+        "stale": [f.condition.removeprefix("backup.stale:") for f in found if f.stale],
+        "overBudget": [item.namespace for item in budgets if item.over_budget],
+    }
 
 
 @app.task(name=DELIVER_ALERT, bind=True, max_retries=None)

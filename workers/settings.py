@@ -5,6 +5,7 @@ table). Invalid values stop the start with a message naming the variable and
 never echoing a secret.
 """
 
+import math
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -38,7 +39,7 @@ StoreType = Literal["local", "s3", "azure-blob-storage"]
 def _size_units() -> dict[str, int]:
     """`k`, `kb` (decimal) and `kib` (binary) for each prefix, and plain bytes."""
     units = {"": 1, "b": 1}
-    for power, prefix in enumerate("kmg", start=1):
+    for power, prefix in enumerate("kmgt", start=1):
         units |= {prefix: 1000**power, f"{prefix}b": 1000**power, f"{prefix}ib": 1024**power}
     return units
 
@@ -47,13 +48,44 @@ _SIZE_UNITS = _size_units()
 
 
 def parse_size(text: str) -> int:
-    """`100MB`, `64MiB`, `1g` or a plain number of bytes."""
+    """`100MB`, `64MiB`, `1g`, `2TiB` or a plain number of bytes."""
     number = text.strip()
     digits = number.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ/ ")
     unit = number[len(digits) :].strip().lower().removesuffix("/s")
     if unit not in _SIZE_UNITS or not digits.replace(".", "", 1).isdigit():
         raise ValueError(f"{text!r} is not a size such as 50MB, 64MiB or 1048576")
     return int(float(digits) * _SIZE_UNITS[unit])
+
+
+_PRICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def parse_storage_prices(text: str) -> dict[str, float]:
+    """`STANDARD=0.023,Hot=0.018`: a price per GiB-month for each storage class (tier),
+    any currency; names as the store spells them (case matters). Empty: no prices."""
+    prices: dict[str, float] = {}
+    for entry in (item.strip() for item in text.split(",")):
+        if not entry:
+            continue
+        name, sep, raw = (part.strip() for part in entry.partition("="))
+        if not sep or not _PRICE_NAME.match(name):
+            raise ValueError(
+                f"entry {entry!r} is not NAME=PRICE with a storage class name such as "
+                "STANDARD, STANDARD_IA or Hot (e.g. STANDARD=0.023,Hot=0.018)"
+            )
+        try:
+            price = float(raw)
+        except ValueError:
+            price = math.nan
+        if not math.isfinite(price) or price < 0:
+            raise ValueError(
+                f"the price of {name} ({raw!r}) must be a number of at least 0: "
+                "the price of one GiB stored for a month, e.g. 0.023"
+            )
+        if name in prices:
+            raise ValueError(f"{name} is priced twice")
+        prices[name] = price
+    return prices
 
 
 def parse_file_mode(text: str) -> int:
@@ -113,6 +145,8 @@ class Settings(BaseSettings):
     aws_s3_sse_kms_key_id: str | None = None
     aws_s3_object_lock_mode: Literal["", "GOVERNANCE", "COMPLIANCE"] = ""
     aws_s3_object_lock_days: Annotated[int, Field(ge=0, le=36500)] = 0
+    # A multipart object's SHA-256 goes into its user metadata by a copy onto itself.
+    aws_s3_sha256_metadata: bool = True
     azure_storage_sas_token: SecretStr | None = None
     azure_storage_connection_string: SecretStr | None = None
 
@@ -191,6 +225,11 @@ class Settings(BaseSettings):
     size_anomaly_history: Annotated[int, Field(ge=0, le=1000)] = 7
     size_anomaly_drop: Annotated[float, Field(ge=0, lt=1)] = 0.5
     size_anomaly_growth: Annotated[float, Field(ge=0, le=1_000_000)] = 3.0
+    # Storage you can see and budget (workers/monitoring/storage.py): a price per GiB-month
+    # per storage class, `STANDARD=0.023,Hot=0.018` (empty: no cost estimate), and the
+    # stored bytes a namespace may reach before `storage.over_budget` (0: no budget).
+    storage_prices: str = ""
+    storage_budget_bytes: Annotated[int, Field(ge=0)] = 0
     # The secondary store's own settings are these same variables prefixed with SECONDARY_.
     secondary_object_store_location_type: Literal["", StoreType] = ""
     secondary_copy_schedule: str = "*/15 * * * *"
@@ -244,7 +283,9 @@ class Settings(BaseSettings):
             raise ValueError("must be a sqlite:///… or postgresql://… URL")
         return value
 
-    @field_validator("backup_part_size", "backup_volume_size", mode="before")
+    @field_validator(
+        "backup_part_size", "backup_volume_size", "storage_budget_bytes", mode="before"
+    )
     @classmethod
     def _size_with_unit(cls, value: object) -> object:
         """`16MiB` as well as `16777216`; the range check follows on the bytes."""
@@ -254,6 +295,12 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_bandwidth(cls, value: str) -> str:
         parse_size(value)
+        return value
+
+    @field_validator("storage_prices")
+    @classmethod
+    def _valid_prices(cls, value: str) -> str:
+        parse_storage_prices(value)
         return value
 
     @field_validator("object_store_local_file_mode")
@@ -332,6 +379,11 @@ class Settings(BaseSettings):
     def local_file_mode(self) -> int:
         """OBJECT_STORE_LOCAL_FILE_MODE as a number."""
         return parse_file_mode(self.object_store_local_file_mode)
+
+    @property
+    def prices(self) -> dict[str, float]:
+        """STORAGE_PRICES: each storage class's price per GiB-month (empty: none set)."""
+        return parse_storage_prices(self.storage_prices)
 
     @property
     def max_age_seconds(self) -> int:

@@ -57,8 +57,10 @@ class CountingStore(LocalStore):
             raise PermanentError(f"refused {key}")
         return super().upload_part(key, upload_id, number, data)
 
-    def complete_upload(self, key: str, upload_id: str, parts: Any) -> None:
-        super().complete_upload(key, upload_id, parts)
+    def complete_upload(
+        self, key: str, upload_id: str, parts: Any, *, sha256: str | None = None
+    ) -> None:
+        super().complete_upload(key, upload_id, parts, sha256=sha256)
         with self.lock:
             self.open -= 1
 

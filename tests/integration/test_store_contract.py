@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.plugins.object_stores import AzuriteServer, S3Server, unique_name
+from tests.plugins.object_stores import (
+    AzuriteServer,
+    S3Server,
+    azure_metadata_sha256,
+    s3_metadata_sha256,
+    unique_name,
+)
 from workers.errors import ConfigError, NotFoundError
 from workers.stores.azure_blob import AzureBlobStore
 from workers.stores.base import ObjectStore, UploadedPart
@@ -33,6 +39,9 @@ class Kit:
     make_missing: Callable[[], ObjectStore]  # a store whose bucket/container/dir is absent
     variable: str  # the setting a missing one is named by
     expected_url: str
+    # The SHA-256 the object's metadata records, read with the store's own tools
+    # (boto3's HeadObject, Azure's blob properties, getxattr), not through Backfleet.
+    native_sha256: Callable[[str], str | None]
     cleanups: list[Callable[[], None]] = field(default_factory=list)
 
 
@@ -46,6 +55,7 @@ def _local(tmp_path: Path) -> Kit:
         make_missing=lambda: LocalStore(tmp_path / unique_name()),
         variable="OBJECT_STORE_LOCATION_LOCAL",
         expected_url=f"file://{root}/{NAMESPACE}/{TIMESTAMP}/",
+        native_sha256=lambda key: os.getxattr(root / key, "user.sha256").decode(),
     )
 
 
@@ -66,6 +76,7 @@ def _s3(server: S3Server, bucket: str) -> Kit:
             f"https://s3.console.aws.amazon.com/s3/buckets/{bucket}?region=us-west-2"
             f"&prefix={NAMESPACE}/{TIMESTAMP}/&showversions=false"
         ),
+        native_sha256=lambda key: s3_metadata_sha256(server, bucket, key),
         cleanups=cleanups,
     )
 
@@ -84,6 +95,7 @@ def _azure(server: AzuriteServer, container: str) -> Kit:
         make_missing=make_missing,
         variable="AZURE_STORAGE_CONTAINER_NAME",
         expected_url=f"{server.service_url}{container}/{NAMESPACE}/{TIMESTAMP}/",
+        native_sha256=lambda key: azure_metadata_sha256(server, container, key),
         cleanups=cleanups,
     )
 
@@ -291,3 +303,35 @@ def test_check_names_a_missing_bucket_and_init_creates_it(kit: Kit) -> None:
     missing.init()  # again: nothing to do
     missing.put_object("a/b", b"works")
     assert _read_all(missing, "a/b") == b"works"
+
+
+def test_every_object_carries_its_sha256_in_the_stores_own_metadata(kit: Kit) -> None:
+    """A PutObject and a completed multipart upload each carry the SHA-256 of their bytes
+    where the store's own tools see it (head-object, blob properties, getfattr)."""
+    store = kit.store
+    small, small_key = b'{"manifest": true}', f"{NAMESPACE}/{TIMESTAMP}/manifest.json"
+    store.put_object(small_key, small)
+    key, parts = f"{NAMESPACE}/{TIMESTAMP}/db.pgdump.zst", _parts()
+    upload_id = store.create_upload(key)
+    whole = hashlib.sha256(b"".join(parts)).hexdigest()
+    store.complete_upload(key, upload_id, _upload(kit, key, upload_id, parts), sha256=whole)
+    empty_key = f"{NAMESPACE}/{TIMESTAMP}/empty.tar"
+    upload_id = store.create_upload(empty_key)
+    empty = hashlib.sha256(b"").hexdigest()
+    store.complete_upload(
+        empty_key, upload_id, [store.upload_part(empty_key, upload_id, 1, b"")], sha256=empty
+    )
+
+    for name in (small_key, key, empty_key):
+        stored = hashlib.sha256(_read_all(store, name)).hexdigest()  # downloaded and hashed
+        assert kit.native_sha256(name) == stored, name
+        assert store.stored_sha256(name) == stored, name
+    assert hashlib.sha256(small).hexdigest() == kit.native_sha256(small_key)
+    assert whole == kit.native_sha256(key)
+
+    plain_key = f"{NAMESPACE}/{TIMESTAMP}/plain.tar"  # completed without a digest: none recorded
+    upload_id = store.create_upload(plain_key)
+    store.complete_upload(plain_key, upload_id, [store.upload_part(plain_key, upload_id, 1, b"x")])
+    assert store.stored_sha256(plain_key) is None
+    with pytest.raises(NotFoundError):
+        store.stored_sha256(f"{NAMESPACE}/{TIMESTAMP}/missing.json")

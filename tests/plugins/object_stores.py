@@ -316,6 +316,19 @@ class AzuriteServer(_Server):
             self.client().delete_container(name)
 
 
+def s3_metadata_sha256(server: "S3Server", bucket: str, key: str) -> str | None:
+    """`x-amz-meta-sha256` as boto3's HeadObject shows it (rclone title-cases the name)."""
+    metadata = server.client().head_object(Bucket=bucket, Key=key).get("Metadata", {})
+    found = {name.lower(): value for name, value in metadata.items()}
+    return found.get("sha256")
+
+
+def azure_metadata_sha256(server: "AzuriteServer", container: str, key: str) -> str | None:
+    """The blob's `sha256` metadata as Azure's own SDK reads its properties."""
+    blob = server.client().get_blob_client(container, key)
+    return (blob.get_blob_properties().metadata or {}).get("sha256")
+
+
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     server = S3Server()

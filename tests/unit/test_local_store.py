@@ -1,3 +1,6 @@
+import errno
+import hashlib
+import logging
 import os
 import stat
 from pathlib import Path
@@ -144,3 +147,31 @@ def test_a_part_of_an_upload_that_is_gone_is_refused_not_written_world_readable(
     finally:
         os.umask(old)
     assert not [p for p in (tmp_path / "store").rglob("*") if p.is_file()]
+
+
+def test_objects_carry_their_sha256_as_an_extended_attribute(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put_object("ns/ts/manifest.json", b"{}")
+    expected = hashlib.sha256(b"{}").hexdigest()
+    assert os.getxattr(tmp_path / "ns/ts/manifest.json", "user.sha256").decode() == expected
+    assert store.stored_sha256("ns/ts/manifest.json") == expected
+    with pytest.raises(NotFoundError):
+        store.stored_sha256("ns/ts/missing")
+
+
+def test_a_filesystem_without_extended_attributes_stores_objects_without_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refused(*_: object) -> None:  # what a filesystem without user xattrs answers
+        raise OSError(errno.ENOTSUP, os.strerror(errno.ENOTSUP))
+
+    monkeypatch.setattr(os, "setxattr", refused)
+    store = LocalStore(tmp_path)
+    with caplog.at_level(logging.INFO, logger="workers.stores.local"):
+        store.put_object("ns/ts/a", b"first")
+        store.put_object("ns/ts/b", b"second")
+    with store.open_read("ns/ts/b") as handle:
+        assert handle.read() == b"second"
+    assert store.stored_sha256("ns/ts/a") is None
+    said = [r for r in caplog.records if "keeps no extended attributes" in r.getMessage()]
+    assert len(said) == 1  # said once, not per object

@@ -35,6 +35,8 @@ def test_a_store_declares_its_settings_secrets_and_capabilities(name: str) -> No
     assert cls.kind == name
     for flag in ("parallel_parts", "object_lock"):
         assert isinstance(getattr(cls, flag), bool), f"{name} does not declare {flag}"
+    assert isinstance(cls.default_storage_class, str) and cls.default_storage_class
+    assert callable(cls.stored_sha256)
     for limit in ("max_parts", "min_part_size", "max_part_size"):
         assert getattr(cls, limit) > 0
     assert set(cls.settings_fields) <= set(SETTINGS_FIELDS), "unknown settings"

@@ -3,6 +3,7 @@ parameters, error mapping (and that no message carries a secret), lazy clients,
 and the resuming reader."""
 
 import base64
+import hashlib
 import io
 import os
 import zlib
@@ -189,6 +190,12 @@ class FakeS3:
 
     def put_object(self, **params: Any) -> dict[str, Any]:
         self.calls.append(("put", params))
+        return {}
+
+    def copy_object(self, **params: Any) -> dict[str, Any]:
+        self.calls.append(("copy", params))
+        if self.head is not None:  # the copy is now the object
+            self.head = {**self.head, "Metadata": params["Metadata"], "ETag": '"copied"'}
         return {}
 
 
@@ -576,3 +583,51 @@ def test_reader_of_an_empty_object_opens_nothing() -> None:
 
     stream = resuming_stream(open_range, size=0, policy=RetryPolicy(), what="t")
     assert stream.read() == b""
+
+
+def test_s3_a_completed_upload_is_copied_onto_itself_with_its_sha256() -> None:
+    now = datetime(2023, 2, 2, 16, 0, tzinfo=UTC)
+    config = S3Config(bucket="b", sse="AES256", object_lock_mode="GOVERNANCE", object_lock_days=2)
+    fake = FakeS3()
+    fake.parts = {1: _part(1, 10)}
+    fake.head = {"ContentLength": 10, "ETag": '"done-1"'}
+    store = _store_with(fake, config, clock=lambda: now)
+    store.complete_upload("k", "u1", [UploadedPart(1, 10, "")], sha256="ab" * 32)
+    name, copy = fake.calls[-1]
+    assert name == "copy"
+    assert copy == {
+        "Bucket": "b",
+        "Key": "k",
+        "CopySource": {"Bucket": "b", "Key": "k"},
+        "CopySourceIfMatch": '"done-1"',  # only the object this upload made
+        "MetadataDirective": "REPLACE",
+        "Metadata": {"sha256": "ab" * 32},
+        "ServerSideEncryption": "AES256",  # a copy keeps neither encryption nor lock
+        "ObjectLockMode": "GOVERNANCE",
+        "ObjectLockRetainUntilDate": now + timedelta(days=2),
+        "ChecksumAlgorithm": "CRC32",
+    }
+    assert store.stored_sha256("k") == "ab" * 32
+    # A completion retried after the copy went through copies nothing again.
+    fake.parts = None
+    store.complete_upload("k", "u1", [UploadedPart(1, 10, "")], sha256="ab" * 32)
+    assert [name for name, _ in fake.calls].count("copy") == 1
+
+
+def test_s3_no_copy_without_a_digest_or_with_the_setting_off() -> None:
+    for config, sha256 in ((S3, None), (S3Config(bucket="b", sha256_metadata=False), "cd" * 32)):
+        fake = FakeS3()
+        fake.parts = {1: _part(1, 10)}
+        fake.head = {"ContentLength": 10, "ETag": '"x"'}
+        _store_with(fake, config).complete_upload(
+            "k", "u1", [UploadedPart(1, 10, "")], sha256=sha256
+        )
+        assert "copy" not in [name for name, _ in fake.calls]
+    assert not Settings(aws_s3_sha256_metadata="false").aws_s3_sha256_metadata
+
+
+def test_s3_put_object_carries_its_sha256() -> None:
+    fake = FakeS3()
+    _store_with(fake).put_object("ns/ts/manifest.json", b"{}")
+    ((_, put),) = fake.calls
+    assert put["Metadata"] == {"sha256": hashlib.sha256(b"{}").hexdigest()}

@@ -90,6 +90,7 @@ class Backup(Base):
     copied_at: Mapped[datetime | None]  # when the secondary store got its verified copy
     # SHA-256 of the manifest this fleet wrote: a restore refuses any other manifest.
     manifest_sha256: Mapped[str | None] = mapped_column(String(64))
+    manifest_size: Mapped[int | None] = mapped_column(BigInteger)  # its stored bytes
     # Its services whose sizes stood out from their history (monitoring/size_anomalies.py);
     # None: nothing did, or never checked. The backup stays Success all the same.
     size_anomaly: Mapped[str | None] = mapped_column(Text)
@@ -126,6 +127,9 @@ class Artifact(Base):
     size: Mapped[int | None] = mapped_column(BigInteger)
     source_size: Mapped[int | None] = mapped_column(BigInteger)
     sha256: Mapped[str | None] = mapped_column(String(64))
+    # The storage class (tier) its object is stored in: STANDARD, Hot, local… (None:
+    # recorded before the column, in the store's default class).
+    storage_class: Mapped[str | None] = mapped_column(String(64))
     facts: Mapped[dict[str, Any] | None]
     encryption: Mapped[dict[str, Any] | None]
     error: Mapped[str | None] = mapped_column(Text)

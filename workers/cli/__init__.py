@@ -13,6 +13,7 @@ import sys
 import threading
 
 from workers.cli import admin as admin  # registers its commands on `main`
+from workers.cli import storage as storage  # registers `storage` on `main`
 from workers.cli.commands import main as main
 
 

@@ -20,6 +20,7 @@ from workers.catalog.models import SUCCESS, Verification
 from workers.fleet import Fleet
 from workers.monitoring.health import freshness
 from workers.monitoring.redis_client import REQUEST, redis_client
+from workers.monitoring.storage import storage_report
 from workers.queues import QUEUES
 from workers.timestamps import parse_timestamp
 
@@ -63,6 +64,7 @@ class CatalogCollector(Collector):
         yield from self._backups(fleet)
         yield from self._services(fleet)
         yield from self._sizes(fleet)
+        yield from self._storage(fleet)
         yield from self._verifications(fleet)
         yield from self._health(fleet)
         yield from self._audit_backlog(fleet)
@@ -126,6 +128,37 @@ class CatalogCollector(Collector):
                 source.add_metric([namespace, service], float(bytes_))
                 anomaly.add_metric([namespace, service], 0.0 if text is None else 1.0)
         yield from (source, anomaly)
+
+    def _storage(self, fleet: Fleet) -> Iterator[Metric]:
+        stored = GaugeMetricFamily(
+            "backfleet_stored_bytes",
+            "Bytes in the store per namespace, service and storage class (tier), from the "
+            "catalog: successful backups' artifacts, and their manifests (service "
+            '"manifest.json")',
+            labels=["namespace", "service", "tier"],
+        )
+        cost = GaugeMetricFamily(
+            "backfleet_storage_monthly_cost",
+            "Estimated cost of a month of the namespace's stored bytes in each tier, at the "
+            "tier's STORAGE_PRICES price per GiB-month (only tiers with a price)",
+            labels=["namespace", "tier"],
+        )
+        budget = GaugeMetricFamily(
+            "backfleet_storage_budget_bytes",
+            "The stored bytes the namespace may reach before storage.over_budget "
+            "(its storage_budget, else STORAGE_BUDGET_BYTES; absent: no budget)",
+            labels=["namespace"],
+        )
+        for item in storage_report(fleet):
+            for service in item.services:
+                labels = [item.namespace, service.service, service.tier]
+                stored.add_metric(labels, float(service.size))
+            for tier in item.tiers:
+                if tier.monthly_cost is not None:
+                    cost.add_metric([item.namespace, tier.tier], tier.monthly_cost)
+            if item.budget is not None:
+                budget.add_metric([item.namespace], float(item.budget))
+        yield from (stored, cost, budget)
 
     def _verifications(self, fleet: Fleet) -> Iterator[Metric]:
         last_time = GaugeMetricFamily(

@@ -1,4 +1,5 @@
-"""What the fleet alerts about: staleness, failed backups and hooks, finished restores.
+"""What the fleet alerts about: staleness, storage budgets, failed backups and hooks,
+finished restores.
 
 Each function never raises: an alert must not break the work it reports on.
 """
@@ -11,6 +12,8 @@ from workers.catalog.models import FAILED, SUCCESS
 from workers.fleet import Fleet
 from workers.monitoring.alerts import AlertEvent, alerter_for, safely
 from workers.monitoring.health import Freshness, freshness, span
+from workers.monitoring.sizes import format_bytes
+from workers.monitoring.storage import NamespaceStorage, storage_report
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,54 @@ def check_staleness(fleet: Fleet, *, now: datetime | None = None) -> list[Freshn
         safely(partial(alerter.open, item.condition, alert), item.condition)
     safely(alerter.redeliver, "redelivery")
     return found
+
+
+OVER_BUDGET = "storage.over_budget"
+
+
+def check_storage_budgets(fleet: Fleet) -> list[NamespaceStorage]:
+    """`storage.over_budget` for each namespace whose stored bytes exceed its budget,
+    closed once they no longer do (retention deleted enough, or the budget was raised or
+    removed). Runs with the staleness check; never raises."""
+    try:
+        report = storage_report(fleet)
+    except Exception:
+        log.exception("could not measure the stored bytes for the storage budgets")
+        return []
+    alerter = alerter_for(fleet)
+    for item in report:
+        condition = f"{OVER_BUDGET}:{item.namespace}"
+        if not item.over_budget:
+            safely(partial(alerter.resolve, condition), condition)
+            continue
+        alert = AlertEvent(
+            event=OVER_BUDGET,
+            text=f"Backfleet: namespace {item.namespace} {_over_budget(item)}",
+            namespace=item.namespace,
+        )
+        safely(partial(alerter.open, condition, alert), condition)
+    measured = {f"{OVER_BUDGET}:{item.namespace}" for item in report}
+
+    def close_unmeasured() -> None:  # a namespace gone from the catalog and the services file
+        for condition in alerter.open_conditions(f"{OVER_BUDGET}:"):
+            if condition not in measured:
+                alerter.resolve(condition)
+
+    safely(close_unmeasured, OVER_BUDGET)
+    return report
+
+
+def _over_budget(item: NamespaceStorage) -> str:
+    """`stores 612.0 GiB in 1200 objects, over its budget of 500.0 GiB (122 %, …)`."""
+    assert item.budget is not None
+    used = item.budget_used or 0.0
+    text = (
+        f"stores {format_bytes(item.size)} in {item.objects} objects, over its storage "
+        f"budget of {format_bytes(item.budget)} ({used:.0%}, {item.budget_from})"
+    )
+    if item.monthly_cost is not None:
+        text += f"; about {item.monthly_cost:.2f} a month at STORAGE_PRICES"
+    return text
 
 
 def report_backup_outcome(

@@ -94,6 +94,7 @@ def run_backup(
 
     _stop_if(lock_lost, namespace, timestamp)
     manifest_sha256: str | None = None
+    manifest_size: int | None = None
     if not errors:
         try:
             manifest = Manifest(
@@ -113,7 +114,7 @@ def run_backup(
                 policy=job.options.retry,
                 what="manifest upload",
             )
-            manifest_sha256 = hashlib.sha256(data).hexdigest()
+            manifest_sha256, manifest_size = hashlib.sha256(data).hexdigest(), len(data)
         except Exception as exc:
             errors.append(f"manifest: {describe(exc, fleet)}")
 
@@ -125,7 +126,7 @@ def run_backup(
         assert row is not None
         row.status, row.error, row.finished_at = status, error, utcnow()
         row.size = sum(entry.size for entry in entries)
-        row.manifest_sha256 = manifest_sha256
+        row.manifest_sha256, row.manifest_size = manifest_sha256, manifest_size
 
     patience = fleet.settings.catalog_retry_seconds
     write_catalog(url, finish, what="recording the backup's result", patience=patience)
@@ -332,6 +333,7 @@ class _ServiceBackups:
             assert row is not None
             row.status, row.finished_at, row.upload_id = SUCCESS, utcnow(), None
             row.size, row.source_size, row.sha256 = stored.size, stored.source_size, stored.sha256
+            row.storage_class = self.fleet.store.default_storage_class  # the tier it is in
             row.bytes_done, row.facts, row.encryption = (
                 stored.source_size,
                 stored.facts,

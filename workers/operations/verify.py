@@ -8,8 +8,9 @@ decides when the pass runs, the cadence which services it takes). A rotating
 sample of older backups is added (those verified least recently first,
 VERIFY_SAMPLE_SIZE of them).
 Only an authentic manifest is used (workers/repository/authenticity.py: the catalog's
-digest, its artifact rows, or a valid MAC). Each artifact is read in full, its
-SHA-256 and size compared with the manifest, and it is decrypted (when a key
+digest, its artifact rows, or a valid MAC). The SHA-256 each object's store
+metadata records (where it carries one) must be the manifest's; then each artifact is
+read in full, its SHA-256 and size compared with the manifest, and it is decrypted (when a key
 is at hand) and decompressed to its end. A missing object, one changed byte,
 or a truncated stream fails the backup's verification, which is recorded in
 the catalog, reported as an audit event and alerted (`verify.failed`).
@@ -30,7 +31,7 @@ from workers.redact import redact
 from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import ArtifactEntry, Manifest
 from workers.repository.namespaces import namespaces_of
-from workers.repository.stored import check_stored
+from workers.repository.stored import check_recorded_sha256, check_stored
 from workers.settings import parse_duration
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
@@ -195,12 +196,14 @@ def check_artifact(store: ObjectStore, entry: ArtifactEntry, keyring: crypto.Key
 
     With its key at hand it is decrypted and decompressed in full; an encrypted
     artifact whose key is not configured is checked by size and SHA-256 only.
-    Returns the number of stored bytes read.
+    Returns the number of stored bytes read. The SHA-256 the object's metadata
+    records (where it carries one) is checked first, with one HEAD.
     """
     if entry.encryption is not None and (
         keyring is None or str(entry.encryption.get("key_id")) not in keyring.all_keys
     ):
         return check_stored(store, entry)
+    check_recorded_sha256(store, entry)
     read = 0
 
     def count(size: int) -> None:

@@ -8,8 +8,22 @@ from workers.sources.base import CHUNK_SIZE
 from workers.stores.base import ObjectStore
 
 
+def check_recorded_sha256(store: ObjectStore, entry: ArtifactEntry) -> None:
+    """The SHA-256 in the object's metadata, where it carries one, must be the manifest's:
+    one HEAD, no byte read. A difference means the object (or its metadata) was
+    rewritten since Backfleet stored it. NotFoundError if the object is gone."""
+    recorded = store.stored_sha256(entry.key)
+    if recorded is not None and recorded.strip().lower() != entry.sha256:
+        raise IntegrityError(
+            f"{entry.key}: the store's metadata records SHA-256 {recorded[:16]}…, "
+            f"the manifest {entry.sha256[:16]}…: the object was rewritten after it was stored"
+        )
+
+
 def check_stored(store: ObjectStore, entry: ArtifactEntry) -> int:
-    """Read an artifact back from `store`: its size and SHA-256 must be the manifest's."""
+    """Read an artifact back from `store`: its recorded SHA-256 (metadata), then its size
+    and the SHA-256 of its bytes must be the manifest's."""
+    check_recorded_sha256(store, entry)
     digest, size = hashlib.sha256(), 0
     with store.open_read(entry.key) as raw:
         while chunk := raw.read(CHUNK_SIZE):

@@ -5,20 +5,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from workers.errors import ConfigError, InvalidRequestError
 from workers.services_config.policy import RetentionSpec, ServicePolicy
 from workers.services_config.spec import ServiceSpec, check_dns_label
-from workers.settings import Settings, parse_duration
+from workers.settings import Settings, parse_duration, parse_size
 
 DEFAULT_NAMESPACE = "app"
+
+
+def _size(value: object) -> object:
+    """`500GiB`, `2TB` or a number of bytes; 0 turns a fleet-wide budget off."""
+    return parse_size(value) if isinstance(value, str) else value
+
+
+# A namespace's own storage budget (STORAGE_BUDGET_BYTES when unset).
+StorageBudget = Annotated[int, BeforeValidator(_size), Field(ge=0)]
 
 
 class _NamespaceBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     services: Annotated[dict[str, ServiceSpec], Field(min_length=1)]
     retention: RetentionSpec | None = None
+    storage_budget: StorageBudget | None = None
 
 
 class _FileBody(BaseModel):
@@ -26,12 +43,17 @@ class _FileBody(BaseModel):
     namespace: str | None = None
     services: dict[str, ServiceSpec] | None = None
     retention: RetentionSpec | None = None  # of the single namespace
+    storage_budget: StorageBudget | None = None  # of the single namespace
     namespaces: dict[str, _NamespaceBody] | None = None
 
     @model_validator(mode="after")
     def _one_shape(self) -> "_FileBody":
         if (self.services is None) == (self.namespaces is None):
             raise ValueError("give either [services.<name>] or [namespaces.<ns>.services.<name>]")
+        if self.namespaces is not None and self.storage_budget is not None:
+            raise ValueError(
+                "storage_budget belongs in each [namespaces.<ns>] table when namespaces are used"
+            )
         return self
 
 
@@ -42,6 +64,14 @@ class FleetConfig:
     default_namespace: str
     namespaces: dict[str, dict[str, ServiceSpec]]
     retention: dict[str, RetentionSpec] = field(default_factory=dict)  # per namespace
+    # A namespace's own `storage_budget` in bytes (0: none), over STORAGE_BUDGET_BYTES.
+    storage_budgets: dict[str, int] = field(default_factory=dict)
+
+    def storage_budget_of(self, namespace: str, settings: Settings) -> int | None:
+        """The stored bytes the namespace may reach: its `storage_budget`, else
+        STORAGE_BUDGET_BYTES; None when that is 0 (no budget)."""
+        budget = self.storage_budgets.get(namespace, settings.storage_budget_bytes)
+        return budget or None
 
     def services_of(self, namespace: str) -> dict[str, ServiceSpec]:
         try:
@@ -117,10 +147,16 @@ def parse_fleet_config(text: str, *, namespace_override: str | None = None) -> F
         raw = {name: body.services}
         default = name
         retention = {name: body.retention} if body.retention else {}
+        budgets = {} if body.storage_budget is None else {name: body.storage_budget}
     else:
         assert body.namespaces is not None
         raw = {ns: entry.services for ns, entry in body.namespaces.items()}
         retention = {ns: e.retention for ns, e in body.namespaces.items() if e.retention}
+        budgets = {
+            ns: e.storage_budget
+            for ns, e in body.namespaces.items()
+            if e.storage_budget is not None
+        }
         default = namespace_override or body.namespace or sorted(raw)[0]
         if default not in raw:
             raise ConfigError(f"default namespace {default!r} has no [namespaces.{default}] table")
@@ -135,7 +171,12 @@ def parse_fleet_config(text: str, *, namespace_override: str | None = None) -> F
             }
     except ValueError as exc:
         raise ConfigError(f"services file: {exc}") from None
-    return FleetConfig(default_namespace=default, namespaces=namespaces, retention=retention)
+    return FleetConfig(
+        default_namespace=default,
+        namespaces=namespaces,
+        retention=retention,
+        storage_budgets=budgets,
+    )
 
 
 def load_fleet_config(path: Path, *, namespace_override: str | None = None) -> FleetConfig:

@@ -3,6 +3,12 @@
 A multipart upload is created, fed parts in order, then completed or aborted;
 callers register the abort the moment the upload exists (see transfer/upload.py) so
 no failure path leaves one behind. Provider limits are class constants.
+
+Every object Backfleet writes carries the SHA-256 (hex) of its bytes in the store's
+own metadata, under SHA256_METADATA: S3 user metadata (`x-amz-meta-sha256`), Azure
+blob metadata (`sha256`), the local store's extended attribute `user.sha256` (where
+the filesystem keeps them). Anyone can check an object with the store's own tools;
+`stored_sha256` reads it back (verification cross-checks it with the manifest).
 """
 
 from collections.abc import Iterator, Sequence
@@ -12,6 +18,8 @@ from typing import BinaryIO, ClassVar, Protocol, Self
 
 from workers.errors import PermanentError
 from workers.settings import Settings
+
+SHA256_METADATA = "sha256"  # the metadata name of an object's SHA-256 (hex)
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,9 @@ class ObjectStore(Protocol):
     max_part_size: ClassVar[int]
     parallel_parts: ClassVar[bool]  # may parts be sent at once, out of order?
     object_lock: ClassVar[bool]  # may objects carry a retention lock (see locked_until)?
+    # The storage class (tier) every object is written with today: S3 STANDARD, Azure Hot
+    # (the account's default access tier), `local`. The catalog records it per artifact.
+    default_storage_class: ClassVar[str]
 
     def create_upload(self, key: str) -> str:
         """Start a multipart upload of `key`; returns its upload id."""
@@ -59,8 +70,19 @@ class ObjectStore(Protocol):
         returns: a store must not keep a reference to it."""
         ...
 
-    def complete_upload(self, key: str, upload_id: str, parts: Sequence[UploadedPart]) -> None:
-        """Make the object visible, all at once, with exactly these parts."""
+    def complete_upload(
+        self,
+        key: str,
+        upload_id: str,
+        parts: Sequence[UploadedPart],
+        *,
+        sha256: str | None = None,
+    ) -> None:
+        """Make the object visible, all at once, with exactly these parts.
+
+        `sha256`: the hex SHA-256 of the whole object, which the object then carries in
+        its metadata (SHA256_METADATA); None: none is recorded.
+        """
         ...
 
     def abort_upload(self, key: str, upload_id: str) -> None:
@@ -79,7 +101,13 @@ class ObjectStore(Protocol):
         ...
 
     def put_object(self, key: str, data: bytes) -> None:
-        """Store a small object (a manifest) atomically."""
+        """Store a small object (a manifest) atomically, its SHA-256 in its metadata."""
+        ...
+
+    def stored_sha256(self, key: str) -> str | None:
+        """The SHA-256 the object's metadata records (SHA256_METADATA), without reading
+        its bytes; None when it records none (written before, or a filesystem without
+        extended attributes). NotFoundError if there is no such object."""
         ...
 
     def open_read(self, key: str) -> BinaryIO:

@@ -6,8 +6,16 @@ and renamed into place, so a reader never sees a half-written object.
 Files get OBJECT_STORE_LOCAL_FILE_MODE (0600 by default) and the folders this
 store creates the matching directory mode (0700), set explicitly so the
 process's umask cannot widen them: backups are readable by the fleet's user only.
+
+Each object carries its SHA-256 in the extended attribute `user.sha256`
+(`getfattr -n user.sha256 FILE`), set before it is renamed into place. A
+filesystem that keeps no user extended attributes (some network and overlay
+filesystems, tmpfs before Linux 6.6) gets none: the object is stored all the
+same, and said once in the log.
 """
 
+import hashlib
+import logging
 import os
 import shutil
 import uuid
@@ -18,10 +26,19 @@ from typing import BinaryIO, ClassVar
 
 from workers.errors import ConfigError, NotFoundError, PermanentError
 from workers.settings import Settings
-from workers.stores.base import ObjectInfo, PendingUpload, UploadedPart, check_key
+from workers.stores.base import (
+    SHA256_METADATA,
+    ObjectInfo,
+    PendingUpload,
+    UploadedPart,
+    check_key,
+)
+
+log = logging.getLogger(__name__)
 
 UPLOADS_DIR = ".backfleet-uploads"
 DEFAULT_FILE_MODE = 0o600
+SHA256_XATTR = f"user.{SHA256_METADATA}"
 
 
 def directory_mode(file_mode: int) -> int:
@@ -50,6 +67,7 @@ class LocalStore:
     max_part_size: ClassVar[int] = 5 * 1024**3
     parallel_parts: ClassVar[bool] = False  # parts are appended in order
     object_lock: ClassVar[bool] = False
+    default_storage_class: ClassVar[str] = "local"
     settings_fields: ClassVar[tuple[str, ...]] = (
         "object_store_location_local",
         "object_store_local_file_mode",
@@ -60,6 +78,7 @@ class LocalStore:
         self.root = root.absolute()
         self.file_mode = file_mode
         self.dir_mode = directory_mode(file_mode)
+        self._xattrs_refused = False  # said once: the filesystem keeps no user xattrs
 
     def _make_dirs(self, folder: Path) -> None:
         """Create `folder` and its missing parents with the store's folder mode."""
@@ -116,7 +135,14 @@ class LocalStore:
             handle.write(data)
         return UploadedPart(number=number, size=len(data), etag=str(offset))
 
-    def complete_upload(self, key: str, upload_id: str, parts: Sequence[UploadedPart]) -> None:
+    def complete_upload(
+        self,
+        key: str,
+        upload_id: str,
+        parts: Sequence[UploadedPart],
+        *,
+        sha256: str | None = None,
+    ) -> None:
         source = self._upload_path(upload_id)
         expected = sum(part.size for part in parts)
         with open(source, "rb+") as handle:
@@ -125,12 +151,28 @@ class LocalStore:
                 raise PermanentError(
                     f"upload of {key} holds {actual} bytes but its parts add up to {expected}"
                 )
+            if sha256:
+                self._set_sha256(handle.fileno(), sha256)
             os.fsync(handle.fileno())
         target = self._path(key)
         self._make_dirs(target.parent)
         os.replace(source, target)
         _fsync_dir(target.parent)
         self._upload_path(upload_id, ".key").unlink(missing_ok=True)
+
+    def _set_sha256(self, fd: int, sha256: str) -> None:
+        try:
+            os.setxattr(fd, SHA256_XATTR, sha256.encode("ascii"))
+        except OSError as exc:  # ENOTSUP and kin: the object is stored all the same
+            if not self._xattrs_refused:
+                self._xattrs_refused = True
+                log.info(
+                    "the local store's filesystem under %s keeps no extended attributes "
+                    "(%s): objects are stored without %s",
+                    self.root,
+                    os.strerror(exc.errno or 0),
+                    SHA256_XATTR,
+                )
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         self._upload_path(upload_id).unlink(missing_ok=True)
@@ -163,7 +205,7 @@ class LocalStore:
         upload_id = self.create_upload(key)
         try:
             part = self.upload_part(key, upload_id, 1, data)
-            self.complete_upload(key, upload_id, [part])
+            self.complete_upload(key, upload_id, [part], sha256=hashlib.sha256(data).hexdigest())
         except BaseException:
             self.abort_upload(key, upload_id)
             raise
@@ -176,6 +218,17 @@ class LocalStore:
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def stored_sha256(self, key: str) -> str | None:
+        path = self._path(key)
+        try:
+            return os.getxattr(path, SHA256_XATTR).decode("ascii", "replace")
+        except FileNotFoundError:
+            raise NotFoundError(f"object {key} is not in the local store") from None
+        except OSError:  # no such attribute, or a filesystem without any
+            if not path.is_file():
+                raise NotFoundError(f"object {key} is not in the local store") from None
+            return None
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         # Walk only the folder the prefix names (`ns/ts/`), not the whole store:

@@ -1,5 +1,6 @@
 """An in-memory store for fast unit tests of the pipeline (never the only test of a feature)."""
 
+import hashlib
 import io
 import uuid
 from collections.abc import Iterator, Sequence
@@ -17,9 +18,11 @@ class MemoryStore:
     max_part_size: ClassVar[int] = 5 * 1024**3
     parallel_parts: ClassVar[bool] = True
     object_lock: ClassVar[bool] = False
+    default_storage_class: ClassVar[str] = "memory"
 
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
+        self.sha256s: dict[str, str] = {}  # the metadata each object carries
         self.uploads: dict[str, dict[int, bytes]] = {}
         self.upload_keys: dict[str, str] = {}
 
@@ -36,12 +39,26 @@ class MemoryStore:
         self.uploads[upload_id][number] = bytes(data)
         return UploadedPart(number=number, size=len(data), etag=str(number))
 
-    def complete_upload(self, key: str, upload_id: str, parts: Sequence[UploadedPart]) -> None:
+    def complete_upload(
+        self,
+        key: str,
+        upload_id: str,
+        parts: Sequence[UploadedPart],
+        *,
+        sha256: str | None = None,
+    ) -> None:
         stored = self.uploads.pop(upload_id)
         self.upload_keys.pop(upload_id, None)
         if sorted(stored) != [part.number for part in parts]:
             raise PermanentError(f"upload of {key} is missing parts")
         self.objects[key] = b"".join(stored[part.number] for part in parts)
+        self._set_sha256(key, sha256)
+
+    def _set_sha256(self, key: str, sha256: str | None) -> None:
+        if sha256:
+            self.sha256s[key] = sha256
+        else:
+            self.sha256s.pop(key, None)
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         self.uploads.pop(upload_id, None)
@@ -62,6 +79,12 @@ class MemoryStore:
 
     def put_object(self, key: str, data: bytes) -> None:
         self.objects[check_key(key)] = bytes(data)
+        self._set_sha256(key, hashlib.sha256(data).hexdigest())
+
+    def stored_sha256(self, key: str) -> str | None:
+        if key not in self.objects:
+            raise NotFoundError(f"object {key} is not in the store")
+        return self.sha256s.get(key)
 
     def open_read(self, key: str) -> BinaryIO:
         try:
@@ -79,6 +102,7 @@ class MemoryStore:
 
     def delete(self, key: str) -> None:
         self.objects.pop(key, None)
+        self.sha256s.pop(key, None)
 
     def url_for(self, namespace: str, timestamp: str) -> str:
         return f"memory://{namespace}/{timestamp}/"

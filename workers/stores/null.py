@@ -16,6 +16,7 @@ class NullStore:
     max_part_size: ClassVar[int] = 5 * 1024**3
     parallel_parts: ClassVar[bool] = True
     object_lock: ClassVar[bool] = False
+    default_storage_class: ClassVar[str] = "null"
 
     def create_upload(self, key: str) -> str:
         return uuid.uuid4().hex
@@ -25,7 +26,14 @@ class NullStore:
     ) -> UploadedPart:
         return UploadedPart(number=number, size=len(data), etag="")
 
-    def complete_upload(self, key: str, upload_id: str, parts: Sequence[UploadedPart]) -> None:
+    def complete_upload(
+        self,
+        key: str,
+        upload_id: str,
+        parts: Sequence[UploadedPart],
+        *,
+        sha256: str | None = None,
+    ) -> None:
         return None
 
     def abort_upload(self, key: str, upload_id: str) -> None:
@@ -45,6 +53,9 @@ class NullStore:
 
     def exists(self, key: str) -> bool:
         return False
+
+    def stored_sha256(self, key: str) -> str | None:
+        raise NotFoundError(f"{key}: the null store keeps nothing")
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         return iter(())

@@ -52,7 +52,7 @@ def copy_artifact(
         if digest.hexdigest() != entry.sha256:
             raise IntegrityError(f"{key} in the primary store does not match its SHA-256")
         call_with_retries(
-            lambda: target.complete_upload(key, upload_id, parts),
+            lambda: target.complete_upload(key, upload_id, parts, sha256=entry.sha256),
             policy=policy,
             what=f"completion of copy of {key}",
         )

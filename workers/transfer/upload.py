@@ -209,8 +209,9 @@ def _upload(
                 reader.pump_into(sink)
             facts = dict(dump.facts)
         parts = sink.finish()
+        sha256 = sink.digest.hexdigest()  # of every stored byte: the object carries it
         call_with_retries(
-            lambda: store.complete_upload(key, upload_id, parts),
+            lambda: store.complete_upload(key, upload_id, parts, sha256=sha256),
             policy=options.retry,
             what=f"completion of {key}",
         )
@@ -221,7 +222,7 @@ def _upload(
     return StoredArtifact(
         key=key,
         size=sink.size,
-        sha256=sink.digest.hexdigest(),
+        sha256=sha256,
         source_size=reader.source_size,
         facts=facts,
         encryption=crypto.Keyring(options.identity, {}).describe_current(),

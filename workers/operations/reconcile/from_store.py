@@ -106,4 +106,4 @@ def fill_from_manifest(session: Session, row: Backup, manifest: Manifest, data: 
             session.delete(artifact)
     row.size = sum(entry.size for entry in manifest.artifacts)
     # Authenticated by complete_manifest: from now on a restore accepts only these bytes.
-    row.manifest_sha256 = hashlib.sha256(data).hexdigest()
+    row.manifest_sha256, row.manifest_size = hashlib.sha256(data).hexdigest(), len(data)

@@ -2,7 +2,8 @@
 
 An upload is a set of uncommitted blocks: create_upload only mints an id, each part
 is a staged block (block_ids.py names it), and complete commits the block list in
-part order, which makes the blob appear all at once.
+part order, which makes the blob appear all at once. The commit also sets the blob's
+metadata, so the whole object's SHA-256 (known by then) goes with it, at no cost.
 
 Abort: Azure cannot delete uncommitted blocks directly. When the blob has no
 committed version, abort commits an empty block list (which discards every
@@ -29,7 +30,7 @@ from workers.stores.azure_blob.block_ids import (
     wanted_blocks,
 )
 from workers.stores.azure_blob.connection import AzureConnection
-from workers.stores.base import PendingUpload, UploadedPart, check_key
+from workers.stores.base import SHA256_METADATA, PendingUpload, UploadedPart, check_key
 
 
 class AzureMultipart(AzureConnection):
@@ -63,7 +64,14 @@ class AzureMultipart(AzureConnection):
         )
         return UploadedPart(number=number, size=len(data), etag=name)
 
-    def complete_upload(self, key: str, upload_id: str, parts: Sequence[UploadedPart]) -> None:
+    def complete_upload(
+        self,
+        key: str,
+        upload_id: str,
+        parts: Sequence[UploadedPart],
+        *,
+        sha256: str | None = None,
+    ) -> None:
         ordered = sorted(parts, key=lambda part: part.number)
         numbers = [part.number for part in ordered]
         if len(set(numbers)) != len(numbers):
@@ -75,7 +83,11 @@ class AzureMultipart(AzureConnection):
             raise PermanentError(f"upload of {self._where(key)}: {'; '.join(problems)}")
         blocks = [BlobBlock(block_id=name) for name, _ in wanted_blocks(upload_id, ordered)]
         blob = self._blob(key)
-        self._call(f"completion of {self._where(key)}", lambda: blob.commit_block_list(blocks))
+        metadata = {SHA256_METADATA: sha256} if sha256 else None
+        self._call(
+            f"completion of {self._where(key)}",
+            lambda: blob.commit_block_list(blocks, metadata=metadata),
+        )
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         staged = self._uncommitted(key)

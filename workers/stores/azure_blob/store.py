@@ -9,6 +9,7 @@ the resuming reader at once.)
 """
 
 import contextlib
+import hashlib
 from collections.abc import Iterator
 from datetime import datetime
 from typing import BinaryIO, ClassVar
@@ -23,7 +24,7 @@ from workers.settings import Settings
 from workers.stores.azure_blob.config import AzureConfig
 from workers.stores.azure_blob.errors import azure_error, error_code
 from workers.stores.azure_blob.multipart import AzureMultipart
-from workers.stores.base import ObjectInfo, check_key
+from workers.stores.base import SHA256_METADATA, ObjectInfo, check_key
 from workers.stores.resuming import resuming_stream
 
 MiB = 1024 * 1024
@@ -36,6 +37,8 @@ class AzureBlobStore(AzureMultipart):
     max_part_size: ClassVar[int] = 4000 * MiB  # per staged block
     parallel_parts: ClassVar[bool] = True
     object_lock: ClassVar[bool] = False
+    # Blobs take the account's default access tier (Hot unless it is set to Cool).
+    default_storage_class: ClassVar[str] = "Hot"
     settings_fields: ClassVar[tuple[str, ...]] = (
         "azure_storage_container_name",
         "azure_storage_account_service_url",
@@ -59,10 +62,16 @@ class AzureBlobStore(AzureMultipart):
     def put_object(self, key: str, data: bytes) -> None:
         check_key(key)
         blob = self._blob(key)
+        metadata = {SHA256_METADATA: hashlib.sha256(data).hexdigest()}
         self._call(
             f"write of {self._where(key)}",
             lambda: blob.upload_blob(
-                data, length=len(data), overwrite=True, validate_content=True, max_concurrency=1
+                data,
+                length=len(data),
+                overwrite=True,
+                validate_content=True,
+                max_concurrency=1,
+                metadata=metadata,
             ),
         )
 
@@ -98,6 +107,13 @@ class AzureBlobStore(AzureMultipart):
 
     def exists(self, key: str) -> bool:
         return self._committed(check_key(key))
+
+    def stored_sha256(self, key: str) -> str | None:
+        blob = self._blob(check_key(key))
+        properties = self._call(f"check of {self._where(key)}", blob.get_blob_properties)
+        # Metadata names are case-insensitive (HTTP headers): any case is the same name.
+        found = {name.lower(): value for name, value in (properties.metadata or {}).items()}
+        return found.get(SHA256_METADATA)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         yield from self._objects(prefix)

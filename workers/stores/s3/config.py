@@ -19,6 +19,8 @@ class S3Config:
     sse_kms_key_id: str | None = None
     object_lock_mode: str = ""  # "", GOVERNANCE or COMPLIANCE
     object_lock_days: int = 0
+    # Multipart objects get x-amz-meta-sha256 by a copy onto themselves (digests.py).
+    sha256_metadata: bool = True
     url_prefix: str = "https://s3.console.aws.amazon.com/s3/buckets/"
     url_suffix: str = "&prefix=%v/%v/&showversions=false"
     connect_timeout: float = 10.0
@@ -39,6 +41,7 @@ class S3Config:
             sse_kms_key_id=settings.aws_s3_sse_kms_key_id,
             object_lock_mode=settings.aws_s3_object_lock_mode,
             object_lock_days=settings.aws_s3_object_lock_days,
+            sha256_metadata=settings.aws_s3_sha256_metadata,
             url_prefix=settings.aws_s3_bucket_url_prefix,
             url_suffix=settings.aws_s3_bucket_url_suffix,
             max_pool_connections=settings.backup_upload_concurrency + 4,

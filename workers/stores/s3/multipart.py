@@ -2,7 +2,8 @@
 
 Completing lists the server's parts and checks them against the recorded ones, so a
 resumed upload never completes with bytes it did not send; a complete retried after a
-lost answer finds the object already there and succeeds.
+lost answer finds the object already there and succeeds. Then the object gets its
+SHA-256 in its user metadata (digests.py).
 """
 
 import contextlib
@@ -13,7 +14,7 @@ from typing import Any, ClassVar
 
 from workers.errors import NotFoundError, PermanentError
 from workers.stores.base import PendingUpload, UploadedPart, check_key
-from workers.stores.s3.connection import S3Connection
+from workers.stores.s3.digests import S3Digests
 from workers.stores.s3.write_params import (
     CHECKSUM_FIELDS,
     FLEXIBLE_CHECKSUMS,
@@ -41,7 +42,7 @@ def part_mismatches(parts: Sequence[UploadedPart], listed: dict[int, dict[str, A
     return problems
 
 
-class S3Multipart(S3Connection):
+class S3Multipart(S3Digests):
     """The multipart half of S3Store (store.py declares the limits these methods enforce)."""
 
     max_parts: ClassVar[int]
@@ -109,7 +110,19 @@ class S3Multipart(S3Connection):
                 return found
             marker = int(page["NextPartNumberMarker"])
 
-    def complete_upload(self, key: str, upload_id: str, parts: Sequence[UploadedPart]) -> None:
+    def complete_upload(
+        self,
+        key: str,
+        upload_id: str,
+        parts: Sequence[UploadedPart],
+        *,
+        sha256: str | None = None,
+    ) -> None:
+        self._complete(key, upload_id, parts)
+        if sha256:
+            self._stamp_sha256(key, sha256)
+
+    def _complete(self, key: str, upload_id: str, parts: Sequence[UploadedPart]) -> None:
         ordered = sorted(parts, key=lambda part: part.number)
         numbers = [part.number for part in ordered]
         if not ordered or len(set(numbers)) != len(numbers):

@@ -3,6 +3,7 @@
 Multipart uploads are in multipart.py, the client and calling it in connection.py.
 """
 
+import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import partial
@@ -12,7 +13,7 @@ from workers.errors import ConfigError, NotFoundError, PermanentError
 from workers.redact import redact
 from workers.retry import RetryPolicy
 from workers.settings import Settings
-from workers.stores.base import ObjectInfo, check_key
+from workers.stores.base import SHA256_METADATA, ObjectInfo, check_key
 from workers.stores.resuming import resuming_stream
 from workers.stores.s3.config import S3Config
 from workers.stores.s3.errors import s3_error
@@ -30,6 +31,7 @@ class S3Store(S3Multipart):
     max_part_size: ClassVar[int] = 5 * GiB
     parallel_parts: ClassVar[bool] = True
     object_lock: ClassVar[bool] = True  # a bucket may lock objects even when we set none
+    default_storage_class: ClassVar[str] = "STANDARD"
     settings_fields: ClassVar[tuple[str, ...]] = (
         "aws_s3_bucket_name",
         "aws_s3_region",
@@ -42,6 +44,7 @@ class S3Store(S3Multipart):
         "aws_s3_sse_kms_key_id",
         "aws_s3_object_lock_mode",
         "aws_s3_object_lock_days",
+        "aws_s3_sha256_metadata",
         "aws_s3_bucket_url_prefix",
         "aws_s3_bucket_url_suffix",
         "backup_upload_concurrency",
@@ -72,6 +75,7 @@ class S3Store(S3Multipart):
             "Bucket": self.config.bucket,
             "Key": key,
             "Body": data,
+            "Metadata": {SHA256_METADATA: hashlib.sha256(data).hexdigest()},
             **object_params(self.config, self._clock),
             **integrity_params(checksum_algorithm(self.config), data),
         }
