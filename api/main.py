@@ -16,6 +16,7 @@ from api.deps import FleetProvider
 from api.errors import install_error_handlers
 from api.limits import DEFAULT_BODY_LIMIT, BodyLimitMiddleware
 from api.metrics import metrics
+from api.openapi import DESCRIPTION, TAGS
 from api.routes import athena, health
 from api.userevents import BODY_LIMIT as USER_EVENTS_BODY_LIMIT
 from api.userevents import PATH as USER_EVENTS_PATH
@@ -38,7 +39,9 @@ def create_app(
     app = FastAPI(
         title="Backfleet",
         summary="On-demand backups and restores, and their status.",
+        description=DESCRIPTION,
         version="0.1.0",
+        openapi_tags=TAGS,
     )
     app.state.fleet_provider = fleet_provider
     app.state.enqueue = enqueue
