@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from api.audit import AuditMiddleware
 from api.auth import ApiKeyMiddleware
 from api.deps import FleetProvider
+from api.docs import install_docs
 from api.errors import install_error_handlers
 from api.limits import DEFAULT_BODY_LIMIT, BodyLimitMiddleware
 from api.metrics import metrics
@@ -42,7 +43,10 @@ def create_app(
         description=DESCRIPTION,
         version="0.1.0",
         openapi_tags=TAGS,
+        docs_url=None,  # served by install_docs, from local assets rather than a CDN
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.fleet_provider = fleet_provider
     app.state.enqueue = enqueue
     app.include_router(health)

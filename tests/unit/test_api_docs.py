@@ -1,10 +1,16 @@
-"""The API's docs: the OpenAPI document says, for every operation, what it does, what it
-needs and how it can fail, and the forms of what it takes."""
+"""The API's docs: /docs and /redoc load nothing from another host, and the OpenAPI
+document says, for every operation, what it does, what it needs and how it can fail.
+
+(tests/integration/test_api_docs_browser.py loads the pages in a real browser, offline.)
+"""
 
 import json
 import re
 from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,10 +27,42 @@ from workers.services_config import DNS_LABEL
 from workers.timestamps import is_timestamp
 
 KEY = "docs-key-5f1e"
+ORIGIN = "http://testserver"  # TestClient's
+PAGES = ("/docs", "/redoc", "/docs/oauth2-redirect")
 # What an /athena route may answer besides its success, and why (api/errors.py, api/auth.py,
 # api/limits.py): anything else listed is a copy-paste, not a behaviour.
 PLAUSIBLE_ERRORS = {"400", "401", "403", "404", "409", "413", "422", "503"}
 EVERY_ATHENA_ROUTE_MAY = {"401", "403", "422", "503"}  # key, scope, parameters, configuration
+
+
+class ResourceUrls(HTMLParser):
+    """The URLs a browser loads for a page: scripts, style sheets, icons, images, frames."""
+
+    LOADED = {"script": "src", "img": "src", "iframe": "src", "link": "href", "source": "src"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        wanted = self.LOADED.get(tag)
+        for name, value in attrs:
+            if name == wanted and value:
+                self.urls.append(value)
+            if name in ("srcset", "style") and value and re.search(r"https?:|//", value):
+                self.urls.append(value)  # an image set or url(...) naming another host
+
+
+def resource_urls(html: str) -> list[str]:
+    parser = ResourceUrls()
+    parser.feed(html)
+    return parser.urls
+
+
+def other_hosts(html: str, origin: str) -> list[str]:
+    """Every resource URL of the page that is not on `origin`."""
+    own = urlsplit(origin).netloc
+    return [url for url in resource_urls(html) if urlsplit(urljoin(origin, url)).netloc != own]
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +84,51 @@ def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]
         for path, methods in document["paths"].items()
         for method, operation in methods.items()
     ]
+
+
+# --- the pages ---
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_the_docs_pages_load_nothing_from_another_host(client: TestClient, page: str) -> None:
+    response = client.get(page)  # no API key: as /openapi.json, the docs need none
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert other_hosts(response.text, ORIGIN) == []
+    for url in resource_urls(response.text):
+        asset = client.get(url)  # served by the API itself, without a key
+        assert asset.status_code == 200, url
+        assert asset.content, url
+
+
+def test_the_pages_load_the_ui_from_the_package(client: TestClient) -> None:
+    assert {"/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css"} <= set(
+        resource_urls(client.get("/docs").text)
+    )
+    assert "/docs/assets/redoc.standalone.js" in resource_urls(client.get("/redoc").text)
+    assert "SwaggerUIBundle" in client.get("/docs/assets/swagger-ui-bundle.js").text
+    assert "validatorUrl" in client.get("/docs").text  # never the online validator
+
+
+def test_the_parser_sees_a_cdn() -> None:
+    """The check above would catch FastAPI's own pages (what /docs was before)."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+
+    for page in (
+        get_swagger_ui_html(openapi_url="/openapi.json", title="t"),
+        get_redoc_html(openapi_url="/openapi.json", title="t"),
+    ):
+        assert other_hosts(bytes(page.body).decode(), ORIGIN)
+
+
+def test_behind_a_proxy_prefix_the_pages_name_their_assets_under_it(tmp_path: Path) -> None:
+    fleet = make_fleet(tmp_path, KEY)
+    app = create_app(lambda: fleet, RecordingEnqueue())
+    with TestClient(app, root_path="/backfleet") as client:
+        for page in ("/docs", "/redoc"):
+            urls = resource_urls(client.get(page).text)
+            assert urls and all(url.startswith("/backfleet/docs/assets/") for url in urls), urls
+        assert "'/backfleet/openapi.json'" in client.get("/docs").text
 
 
 # --- the OpenAPI document ---
