@@ -16,7 +16,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ValidationError
 
 from api.auth import CALLER_STATE, CHALLENGE, Unauthorized, identify
-from api.schemas import RestoreStatusQuery
+from api.schemas import DnsLabelText, RestoreStatusQuery, TimestampText
 from workers.audit import scope as audit_scope
 from workers.catalog.db import ping, session_scope
 from workers.errors import BackfleetError, NotFoundError
@@ -179,8 +179,12 @@ def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
 
 async def restore_status_query(
     request: Request,
-    timestamp: Annotated[str | None, Query(description="or `timestamp` in a JSON body")] = None,
-    namespace: Annotated[str | None, Query(description="only restores into this namespace")] = None,
+    timestamp: Annotated[
+        TimestampText | None, Query(description="The backup; or `timestamp` in a JSON body")
+    ] = None,
+    namespace: Annotated[
+        DnsLabelText | None, Query(description="Only restores into this namespace")
+    ] = None,
 ) -> RestoreStatusQuery:
     """`GET /restorestatus` takes its fields from a JSON body (which wins) or the query."""
     body = decode_json_object(await request.body())

@@ -17,7 +17,8 @@ MiB = 1024 * 1024
 DEFAULT_BODY_LIMIT = 1 * MiB
 
 
-def _human(size: int) -> str:
+def human_size(size: int) -> str:
+    """`1 MiB`, or a count of bytes when not a whole number of MiB."""
     if size % MiB == 0:
         return f"{size // MiB} MiB"
     return f"{size} bytes"
@@ -83,7 +84,9 @@ class BodyLimitMiddleware:
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    await _reply(send, 413, f"request body is larger than this endpoint's {_human(limit)} limit")
+    await _reply(
+        send, 413, f"request body is larger than this endpoint's {human_size(limit)} limit"
+    )
 
 
 async def _reply(send: Send, code: int, message: str) -> None:

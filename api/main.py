@@ -13,9 +13,11 @@ from fastapi import FastAPI
 from api.audit import AuditMiddleware
 from api.auth import ApiKeyMiddleware
 from api.deps import FleetProvider
+from api.docs import install_docs
 from api.errors import install_error_handlers
 from api.limits import DEFAULT_BODY_LIMIT, BodyLimitMiddleware
 from api.metrics import metrics
+from api.openapi import DESCRIPTION, TAGS
 from api.routes import athena, health
 from api.userevents import BODY_LIMIT as USER_EVENTS_BODY_LIMIT
 from api.userevents import PATH as USER_EVENTS_PATH
@@ -38,8 +40,13 @@ def create_app(
     app = FastAPI(
         title="Backfleet",
         summary="On-demand backups and restores, and their status.",
+        description=DESCRIPTION,
         version="0.1.0",
+        openapi_tags=TAGS,
+        docs_url=None,  # served by install_docs, from local assets rather than a CDN
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.fleet_provider = fleet_provider
     app.state.enqueue = enqueue
     app.include_router(health)

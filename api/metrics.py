@@ -10,12 +10,24 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from api.deps import FleetProvider
+from api.openapi import HEALTH
 from workers.monitoring.metrics import CatalogCollector
 
-metrics = APIRouter(tags=["health"])
+metrics = APIRouter(tags=[HEALTH])
 
 
-@metrics.get("/metrics", response_class=Response)
+@metrics.get(
+    "/metrics",
+    response_class=Response,
+    operation_id="Metrics",
+    summary="Read the fleet's Prometheus metrics",
+    description="Prometheus' text format, computed from the catalog at each scrape: each "
+    "namespace's and service's newest backups, their ages, sizes and verifications, and the "
+    "queues' depths. No API key needed; it names every namespace and service with a backup, "
+    "so serve it to Prometheus only.",
+    response_description="The metrics",
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 def prometheus_metrics(request: Request) -> Response:
     provider = cast(FleetProvider, request.app.state.fleet_provider)
     depths = getattr(request.app.state, "queue_depths", None)

@@ -8,9 +8,9 @@ Handlers are plain `def`s: FastAPI runs them in its thread pool, so the
 blocking catalog and store calls never stall the event loop.
 """
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 
 from api.deps import (
@@ -21,13 +21,17 @@ from api.deps import (
     json_body,
     requested_by,
 )
+from api.limits import DEFAULT_BODY_LIMIT, human_size
+from api.openapi import BACKUPS, HEALTH, QUEUE_UNAVAILABLE, RESTORES, WHY, errors, needs
 from api.schemas import (
+    NAMESPACE,
     BackupDetail,
     BackupRequest,
     BackupStatus,
     DnsLabel,
     Health,
     Message,
+    NotReady,
     Readiness,
     RestoreRequest,
     RestoreStatusQuery,
@@ -42,36 +46,45 @@ from workers.catalog.db import session_scope
 from workers.errors import NotFoundError
 from workers.operations import jobs
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Message, "description": description}
-    for code, description in (
-        (401, "Missing or invalid API key"),
-        (403, "Outside the API key's namespaces or roles"),
-        (404, "Not found"),
-        (413, "Body too large"),
-        (422, "Invalid request"),
-    )
-}
-
-health = APIRouter(tags=["health"])
+health = APIRouter(tags=[HEALTH])
 athena = APIRouter(
     prefix="/athena/api/v1",
-    tags=["athena"],
     dependencies=[Depends(authorize)],  # the key, and the role api.scopes.ROLE_OF names
-    responses=ERRORS,
+    responses=errors(401, 403, 503),  # each route adds the errors of its own
 )
 
-NamespaceQuery = Annotated[
-    DnsLabel | None, Query(description="defaults to the fleet's default namespace")
-]
+NamespaceQuery = Annotated[DnsLabel | None, Query(description=NAMESPACE)]
+BODY_LIMIT = human_size(DEFAULT_BODY_LIMIT)
 
 
-@health.get("/healthz")
+@health.get(
+    "/healthz",
+    operation_id="Healthz",
+    summary="Check that the API is alive",
+    description="Answers while the API process serves requests; checks nothing else "
+    "(`/readyz` does). No API key needed: for liveness probes.",
+    response_description="The API is alive",
+)
 def healthz() -> Health:
     return Health(status="ok")
 
 
-@health.get("/readyz", response_model=Readiness, responses={503: {"description": "A check failed"}})
+@health.get(
+    "/readyz",
+    operation_id="Readyz",
+    summary="Check that the API can serve requests",
+    description="Checks that the catalog and the broker answer and that the object store's "
+    "bucket or container exists (`backfleet store init` creates it). No API key needed: "
+    "for readiness probes.",
+    response_model=Readiness,
+    response_description="Every check passed",
+    responses={
+        503: {
+            "model": NotReady,
+            "description": "A check failed: the message names each failed check and why",
+        }
+    },
+)
 def readyz(checks: ReadinessDep) -> JSONResponse:
     failed = sorted(name for name, outcome in checks.items() if outcome != "ok")
     if not failed:
@@ -86,8 +99,38 @@ def readyz(checks: ReadinessDep) -> JSONResponse:
 @athena.post(
     "/ondemandbackup",
     status_code=202,
-    responses={409: {"model": Message, "description": "A backup is already in progress"}},
-    openapi_extra=openapi_body(BackupRequest, required=False),
+    tags=[BACKUPS],
+    operation_id="OnDemandBackup",
+    summary="Request an on-demand backup",
+    description=f"""
+Queues a backup of every service of the namespace now or, with `{{"onlyConfig": true}}`,
+of its configuration services only (`config = true` in the services file). The answer
+names the new backup's timestamp: follow it with `GET /athena/api/v1/backup/{{timestamp}}`.
+
+The body is `{{}}` (or empty), at most {BODY_LIMIT}. Refused with 409 while a backup of
+the namespace is `Pending` or `Running`, or a restore into it is.
+
+{needs("backup")}
+""",
+    response_description="Queued: the message names the new backup's timestamp",
+    responses=errors(
+        (404, "The namespace is not configured in this fleet"),
+        (
+            409,
+            "A backup of the namespace is Pending or Running, or a restore into it is: "
+            "the message names its timestamp",
+        ),
+        413,
+        (
+            422,
+            "The body is not valid (an unknown field, `onlyConfig` not a boolean), or "
+            "`onlyConfig` is asked of a namespace without configuration services",
+        ),
+        QUEUE_UNAVAILABLE,
+    ),
+    openapi_extra=openapi_body(
+        BackupRequest, required=False, description=f"`{{}}` or nothing, at most {BODY_LIMIT}"
+    ),
 )
 def ondemand_backup(
     fleet: FleetDep,
@@ -107,7 +150,23 @@ def ondemand_backup(
     return Message(code=202, message=f"Request Accepted with timestamp {backup.timestamp}")
 
 
-@athena.get("/backup/latest")
+@athena.get(
+    "/backup/latest",
+    tags=[BACKUPS],
+    operation_id="LatestBackup",
+    summary="Get the newest backup of a namespace",
+    description=f"""
+The newest backup of the namespace, whatever its status (a `Running` one too): where it
+lives, its status, its last verification, and whether its sizes were unusual.
+
+{needs("read")}
+""",
+    response_description="The newest backup",
+    responses=errors(
+        (404, "No backup of the namespace yet, or the namespace is not configured"),
+        (422, "`namespace` is not a DNS label"),
+    ),
+)
 def latest_backup(
     fleet: FleetDep, caller: Authorized, namespace: NamespaceQuery = None
 ) -> BackupStatus:
@@ -119,9 +178,29 @@ def latest_backup(
         return BackupStatus.of_backup(backup, url=fleet.store.url_for(ns, backup.timestamp))
 
 
-@athena.get("/backup/{timestamp}")
+@athena.get(
+    "/backup/{timestamp}",
+    tags=[BACKUPS],
+    operation_id="BackupDetail",
+    summary="Get one backup in detail",
+    description=f"""
+One backup of the namespace, from the catalog: its status and times, its services, each
+artifact (its object key, size, SHA-256, encryption, and bytes read so far while the
+backup runs), its hooks' runs, and its error or warning.
+
+{needs("read")}
+""",
+    response_description="The backup",
+    responses=errors(
+        (404, "No such backup of the namespace in the catalog, or the namespace is not configured"),
+        (422, "`timestamp` is not a backup timestamp, or `namespace` not a DNS label"),
+    ),
+)
 def backup_detail(
-    fleet: FleetDep, caller: Authorized, timestamp: Timestamp, namespace: NamespaceQuery = None
+    fleet: FleetDep,
+    caller: Authorized,
+    timestamp: Annotated[Timestamp, Path(description="The backup's timestamp (UTC)")],
+    namespace: NamespaceQuery = None,
 ) -> BackupDetail:
     ns = scoped_namespace(fleet, caller, namespace)
     with session_scope(fleet.settings.database_url) as session:
@@ -134,8 +213,54 @@ def backup_detail(
 @athena.post(
     "/ondemandrestore",
     status_code=202,
-    responses={409: {"model": Message, "description": "A restore is already in progress"}},
-    openapi_extra=openapi_body(RestoreRequest, required=True),
+    tags=[RESTORES],
+    operation_id="OnDemandRestore",
+    summary="Request a restore of a backup",
+    description=f"""
+Queues a restore of backup `timestamp` into the namespace: every service the backup
+holds, except those `svcs` disables. Each restored service's data is replaced by the
+backup's; a restore that fails leaves the previous data in place. Follow it with
+`GET /athena/api/v1/restorestatus`.
+
+The backup may live in another namespace (`sourceNamespace`), and be one this catalog never
+recorded: its manifest in the store is enough. A source namespace this fleet does not
+configure is refused unless `BACKFLEET_ALLOW_UNCONFIGURED_SOURCE_NAMESPACES=true`.
+Everything is checked before anything is queued: the backup exists, is a successful one,
+is authentic (unless `allowUnsigned`), and each service restored is configured in the
+namespace, of the same kind. The body is at most {BODY_LIMIT}.
+
+{needs("restore")} With `sourceNamespace`, the key must hold both namespaces.
+""",
+    response_description="Queued",
+    responses=errors(
+        (
+            400,
+            "The backup cannot be authenticated (see `allowUnsigned`), or its manifest is damaged",
+        ),
+        (
+            403,
+            WHY[403] + " (both, with `sourceNamespace`), or the source namespace is not "
+            "configured in this fleet",
+        ),
+        (
+            404,
+            "The namespace is not configured, or the backup is neither in the catalog nor "
+            "in the store",
+        ),
+        (
+            409,
+            "The backup is not a successful one, or a backup or restore of the namespace "
+            "is Pending or Running: the message names its timestamp",
+        ),
+        413,
+        (
+            422,
+            "The body is not valid, or `svcs` names a service the backup does not hold, "
+            "or a service is not configured in the namespace: the message says which",
+        ),
+        (503, QUEUE_UNAVAILABLE[1] + ", or the store did not answer"),
+    ),
+    openapi_extra=openapi_body(RestoreRequest, required=True, description=f"At most {BODY_LIMIT}"),
 )
 def ondemand_restore(
     fleet: FleetDep,
@@ -160,7 +285,37 @@ def ondemand_restore(
     return Message(code=202, message="Request Accepted")
 
 
-@athena.get("/restorestatus", openapi_extra=openapi_body(RestoreStatusQuery, required=False))
+@athena.get(
+    "/restorestatus",
+    tags=[RESTORES],
+    operation_id="RestoreStatus",
+    summary="Get the status of a restore",
+    description=f"""
+The newest restore of backup `timestamp` (into `namespace`, when given). The answer's
+`namespace` and `backupurl` name where the backup lives, not the namespace restored into.
+
+The fields come from the query string or from a JSON body (which wins), at most
+{BODY_LIMIT}.
+
+{needs("read")} A key limited to some namespaces sees only the restores whose target and
+source namespaces it both holds.
+""",
+    response_description="The newest restore of that backup",
+    responses=errors(
+        (404, "No restore of that backup (into that namespace)"),
+        (413, f"The JSON body is larger than {BODY_LIMIT}"),
+        (
+            422,
+            "No `timestamp`, or it is not a backup timestamp; `namespace` not a DNS "
+            "label; or the body is not a JSON object of these fields",
+        ),
+    ),
+    openapi_extra=openapi_body(
+        RestoreStatusQuery,
+        required=False,
+        description=f"Instead of the query string, at most {BODY_LIMIT}",
+    ),
+)
 def restore_status(fleet: FleetDep, caller: Authorized, asked: RestoreStatusDep) -> Status:
     if asked.namespace is not None:
         require_namespace(caller, asked.namespace)

@@ -10,6 +10,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -35,27 +36,60 @@ def _timestamp(value: str) -> str:
     return value
 
 
-DnsLabel = Annotated[str, AfterValidator(_dns_label)]
-Timestamp = Annotated[str, AfterValidator(_timestamp)]
+# The forms in the OpenAPI document, for the docs and for clients. Only the schema: the
+# validators above still decide (and word the 422), exactly as before they were documented.
+EXAMPLE_TS = "2023-02-02t17-03-15"
+DNS_LABEL_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+    "minLength": 1,
+    "maxLength": 63,
+    "examples": ["app"],
+}
+TIMESTAMP_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}t[0-9]{2}-[0-9]{2}-[0-9]{2}$",
+    "minLength": 19,
+    "maxLength": 19,
+    "examples": [EXAMPLE_TS],
+}
+
+DnsLabel = Annotated[str, AfterValidator(_dns_label), WithJsonSchema(DNS_LABEL_SCHEMA)]
+Timestamp = Annotated[str, AfterValidator(_timestamp), WithJsonSchema(TIMESTAMP_SCHEMA)]
+# Strings documented so and checked later (GET restorestatus: from the query or the body).
+TimestampText = Annotated[str, WithJsonSchema(TIMESTAMP_SCHEMA)]
+DnsLabelText = Annotated[str, WithJsonSchema(DNS_LABEL_SCHEMA)]
 
 
 # --- requests: unknown fields are refused, so a typo never passes silently ---
+
+NAMESPACE = "Defaults to the fleet's default namespace"
 
 
 class BackupRequest(BaseModel):
     """`POST /ondemandbackup`: `{}` (every service) or `{"onlyConfig": true}`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, json_schema_extra={"examples": [{}, {"onlyConfig": True}]}
+    )
 
-    only_config: StrictBool = Field(default=False, alias="onlyConfig")  # no "true", no 1
-    namespace: DnsLabel | None = None
+    only_config: StrictBool = Field(  # no "true", no 1
+        default=False,
+        alias="onlyConfig",
+        description="Back up only the services marked `config = true` in the services file",
+    )
+    namespace: DnsLabel | None = Field(default=None, description=NAMESPACE)
 
 
 class ServiceToggle(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # The seed documentation's prose says `disabled`, its JSON `disable`: both are taken.
-    disable: StrictBool = Field(default=False, validation_alias=AliasChoices("disable", "disabled"))
+    disable: StrictBool = Field(
+        default=False,
+        validation_alias=AliasChoices("disable", "disabled"),
+        description="`true`: leave this service as it is (`disabled` is taken too)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -70,14 +104,42 @@ class ServiceToggle(BaseModel):
 class RestoreRequest(BaseModel):
     """`POST /ondemandrestore`: which backup, from where, and which services to skip."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "timestamp": EXAMPLE_TS,
+                    "sourceNamespace": "app",
+                    "svcs": {"gitserver": {"disable": False}, "postgres": {"disable": False}},
+                }
+            ]
+        },
+    )
 
-    timestamp: Timestamp
-    source_namespace: DnsLabel | None = Field(default=None, alias="sourceNamespace")
-    svcs: dict[DnsLabel, ServiceToggle] | None = None
-    namespace: DnsLabel | None = None
+    timestamp: Timestamp = Field(description="The backup to restore")
+    source_namespace: DnsLabel | None = Field(
+        default=None,
+        alias="sourceNamespace",
+        description="Where the backup lives, if not in the target namespace; the API key "
+        "must hold both namespaces",
+    )
+    svcs: dict[DnsLabel, ServiceToggle] | None = Field(
+        default=None,
+        description="Services to skip, by name: every service of the backup is restored "
+        "unless disabled here; a name the backup does not hold is a 422",
+    )
+    namespace: DnsLabel | None = Field(
+        default=None, description="The namespace restored into; " + NAMESPACE.lower()
+    )
     # Accept a backup that cannot be authenticated (recorded on the restore; README).
-    allow_unsigned: StrictBool = Field(default=False, alias="allowUnsigned")
+    allow_unsigned: StrictBool = Field(
+        default=False,
+        alias="allowUnsigned",
+        description="Restore a backup whose manifest cannot be authenticated (an older "
+        "fleet's, say); the override is recorded on the restore",
+    )
 
     @property
     def skipped(self) -> list[str]:
@@ -89,8 +151,10 @@ class RestoreStatusQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    timestamp: Timestamp
-    namespace: DnsLabel | None = None
+    timestamp: Timestamp = Field(description="The backup whose newest restore is reported")
+    namespace: DnsLabel | None = Field(
+        default=None, description="Only restores into this namespace"
+    )
 
 
 # --- responses ---
@@ -103,17 +167,20 @@ class _Response(BaseModel):
 class Message(_Response):
     """Every acknowledgement and every error: `{"code": N, "message": "..."}`."""
 
-    code: int
-    message: str
+    code: int = Field(description="The HTTP status code, repeated")
+    message: str = Field(description="What was accepted, or what went wrong and what to fix")
 
 
 class Status(_Response):
     """Where a backup lives and how its backup (or restore) went."""
 
-    backupurl: str
-    namespace: str
-    status: str
-    timestamp: str
+    backupurl: str = Field(
+        description="Where the backup lives: the S3 console, the Azure container, or a "
+        "`file://` directory"
+    )
+    namespace: str = Field(description="The namespace the backup belongs to")
+    status: str = Field(description="`Pending`, `Running`, `Success` or `Failed`")
+    timestamp: str = Field(description="The backup's timestamp (UTC)", examples=[EXAMPLE_TS])
 
     @classmethod
     def of_backup(cls, backup: Backup, *, url: str) -> "Status":
@@ -139,9 +206,13 @@ class BackupStatus(Status):
     """`backup/latest`: Status plus the last verification's verdict (null: never verified),
     and what was unusual about its sizes (null: nothing; it is Success all the same)."""
 
-    verified: str | None = None
+    verified: str | None = Field(
+        default=None, description="The last verification's verdict; null: never verified"
+    )
     verified_at: datetime | None = None
-    size_anomaly: str | None = None
+    size_anomaly: str | None = Field(
+        default=None, description="What was unusual about its sizes; null: nothing"
+    )
 
     @classmethod
     def of_backup(cls, backup: Backup, *, url: str) -> "BackupStatus":
@@ -247,15 +318,27 @@ class BackupDetail(BackupStatus):
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(description="`ok`", examples=["ok"])
 
 
 class Readiness(BaseModel):
-    status: str
-    checks: dict[str, str]
+    status: str = Field(description="`ready`, or `not ready`", examples=["ready"])
+    checks: dict[str, str] = Field(
+        description="Each check (`catalog`, `broker`, `store`): `ok`, or why it failed",
+        examples=[{"catalog": "ok", "broker": "ok", "store": "ok"}],
+    )
 
 
-def openapi_body(model: type[BaseModel], *, required: bool) -> dict[str, Any]:
+class NotReady(Readiness):
+    """`/readyz` when a check failed: the checks, and a message naming the failed ones."""
+
+    code: int = Field(description="503")
+    message: str = Field(description="`not ready: ` and each failed check with why")
+
+
+def openapi_body(
+    model: type[BaseModel], *, required: bool, description: str | None = None
+) -> dict[str, Any]:
     """`openapi_extra` documenting a JSON body that a dependency parses by hand.
 
     Nested models are inlined: their `#/$defs/...` references would not
@@ -275,4 +358,7 @@ def openapi_body(model: type[BaseModel], *, required: bool) -> dict[str, Any]:
         return node
 
     content = {"application/json": {"schema": inline(schema)}}
-    return {"requestBody": {"required": required, "content": content}}
+    body: dict[str, Any] = {"required": required, "content": content}
+    if description:
+        body["description"] = description
+    return {"requestBody": body}

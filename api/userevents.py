@@ -9,11 +9,12 @@ At most MAX_EVENTS events (and BODY_LIMIT bytes, enforced by api/limits.py).
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import FleetDep
-from api.schemas import DnsLabel, Message
+from api.openapi import AUDIT_EVENTS, errors, needs
+from api.schemas import NAMESPACE, DnsLabel
 from api.scopes import Authorized, authorize, scoped_namespace
 from workers.audit.catalog import NewEvent
 from workers.audit.lines import split_body, validate_events
@@ -28,34 +29,60 @@ JSON_LINES_TYPES = ("application/x-ndjson", "application/jsonl", "application/js
 
 router = APIRouter(
     prefix="/athena/api/v1",
-    tags=["audit"],
+    tags=[AUDIT_EVENTS],
     dependencies=[Depends(authorize)],  # the key, and the `ingest` role
-    responses={
-        code: {"model": Message, "description": why}
-        for code, why in (
-            (401, "Missing or invalid API key"),
-            (403, "Outside the API key's namespaces, or without the `ingest` role"),
-            (404, "User events are not enabled, or the namespace is unknown"),
-            (413, f"More than {MAX_EVENTS} events or {BODY_LIMIT // MiB} MiB"),
-            (422, "Some lines are not valid events: each is named by its 1-based line"),
-        )
-    },
 )
 
 
 class Accepted(BaseModel):
-    accepted: int
+    accepted: int = Field(description="How many events were stored")
 
 
 @router.post(
     "/userevents",
     status_code=202,
+    operation_id="UserEvents",
+    summary="Send user events to the audit trail",
+    description=f"""
+Stores the platform's user actions in the namespace's audit trail; the audit flush ships
+them to the object store as JSON Lines, grouped by each event's UTC date.
+
+The body is a JSON array of events, or JSON Lines (`Content-Type: application/x-ndjson`),
+in the line format: `opType`, `createdAt` (epoch ms), `nameHints`, `userEmail`,
+`customerName`, `responseCode`, `requestParams`, `requestPayload`, `latencyInMillis`.
+At most {MAX_EVENTS:,} events and {BODY_LIMIT // MiB} MiB. Every line is checked first:
+one bad line fails the request, naming each bad line (1-based), and nothing is stored.
+
+{needs("ingest")}
+""",
+    response_description="Stored: how many events",
+    responses=errors(
+        401,
+        (403, "The API key lacks the `ingest` role, or may not act on the namespace"),
+        (
+            404,
+            "User events are not enabled (`ENABLE_USER_EVENTS`), or the namespace is not "
+            "configured",
+        ),
+        (413, f"More than {MAX_EVENTS:,} events or {BODY_LIMIT // MiB} MiB"),
+        (
+            422,
+            "Some lines are not valid events (each is named by its 1-based line), or "
+            "`namespace` is not a DNS label",
+        ),
+        503,
+    ),
     openapi_extra={
         "requestBody": {
             "required": True,
+            "description": f"At most {MAX_EVENTS:,} events and {BODY_LIMIT // MiB} MiB",
             "content": {
-                "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
-                "application/x-ndjson": {"schema": {"type": "string"}},
+                "application/json": {
+                    "schema": {"type": "array", "items": {"type": "object"}, "maxItems": MAX_EVENTS}
+                },
+                "application/x-ndjson": {
+                    "schema": {"type": "string", "description": "One event per line"}
+                },
             },
         }
     },
@@ -64,9 +91,7 @@ async def ingest_user_events(
     request: Request,
     fleet: FleetDep,
     caller: Authorized,
-    namespace: Annotated[
-        DnsLabel | None, Query(description="defaults to the fleet's default namespace")
-    ] = None,
+    namespace: Annotated[DnsLabel | None, Query(description=NAMESPACE)] = None,
 ) -> Accepted:
     target = scoped_namespace(fleet, caller, namespace)
     if not fleet.settings.enable_user_events:
