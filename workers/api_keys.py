@@ -32,8 +32,8 @@ from typing import Literal, get_args
 Role = Literal["read", "backup", "restore", "ingest"]
 ROLES: tuple[Role, ...] = get_args(Role)
 EVERY_NAMESPACE = "*"
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # as workers.services_config
-_HEX_DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")  # as workers.services_config
+_HEX_DIGEST = re.compile(r"^[0-9a-fA-F]{64}\Z")
 _FILE_FIELDS = frozenset({"sha256", "owner", "customer", "namespaces", "roles"})
 # What `printf %s "$KEY" | sha256sum` gives when KEY is unset or misspelt.
 _EMPTY_KEY_DIGEST = hashlib.sha256(b"").hexdigest()

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
 BASE_VARIABLES = ("PATH", "HOME", "LANG", "TZ")
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 # Settings whose value may carry a password although they are plain strings.
 _URL_SETTINGS = (
     "broker_url",

@@ -57,7 +57,7 @@ def parse_size(text: str) -> int:
     return int(float(digits) * _SIZE_UNITS[unit])
 
 
-_PRICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_PRICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
 def parse_storage_prices(text: str) -> dict[str, float]:

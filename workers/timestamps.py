@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from celery.schedules import crontab
 
 TIMESTAMP_FORMAT = "%Y-%m-%dt%H-%M-%S"
-TIMESTAMP_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}t\d{2}-\d{2}-\d{2}$")
+TIMESTAMP_PATTERN = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}t[0-9]{2}-[0-9]{2}-[0-9]{2}\Z")
 
 
 def utcnow() -> datetime:

@@ -297,3 +297,17 @@ def test_backup_hook_timeout_is_a_duration_setting() -> None:
     assert Settings(backup_hook_timeout="1h").hook_timeout_seconds == 3600
     with pytest.raises(ValueError, match="not a duration"):
         Settings(backup_hook_timeout="ten minutes")
+
+
+def test_names_and_timestamps_are_ascii_and_end_where_they_seem_to() -> None:
+    """`$` matches before a trailing newline and `\\d` matches any Unicode digit: a name
+    or timestamp that only looks valid must be refused where it enters (API, files)."""
+    from workers.services_config import DNS_LABEL
+    from workers.timestamps import is_timestamp
+
+    assert DNS_LABEL.match("app") and not DNS_LABEL.match("app\n")
+    assert is_timestamp("2023-02-02t17-03-15")
+    assert not is_timestamp("2023-02-02t17-03-15\n")
+    assert not is_timestamp("\u0662\u0660\u0662\u0663-02-02t17-03-15")  # Arabic-Indic digits
+    with pytest.raises(ConfigError, match="must be a DNS label"):
+        parse_fleet_config('[namespaces."app\\n".services.x]\nkind = "directory"\npath = "/x"\n')

@@ -11,9 +11,9 @@ from workers.services_config.policy import RetentionSpec, check_duration
 from workers.settings import check_growth_factor
 from workers.timestamps import parse_cron, parse_duration
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 # A command service's artifact extension: <service>.<format>.zst in the store.
-FORMAT_WORD = re.compile(r"^[a-z0-9]([-a-z0-9]{0,14}[a-z0-9])?$")
+FORMAT_WORD = re.compile(r"^[a-z0-9]([-a-z0-9]{0,14}[a-z0-9])?\Z")
 # The names restores give their staging copies and the trees they set aside
 # (workers/sources/directory/swap.py, sqlite.py): `.<target>.backfleet-restore-…`, `…-old-…`.
 RESTORE_LEFTOVER = re.compile(r"^\..*\.backfleet-(restore|old)-")

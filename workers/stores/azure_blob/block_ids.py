@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from workers.stores.base import UploadedPart
 
-BLOCK_ID = re.compile(r"^(?P<upload>[0-9a-f]{32})-(?P<number>\d{6})$")
+BLOCK_ID = re.compile(r"^(?P<upload>[0-9a-f]{32})-(?P<number>[0-9]{6})\Z")
 
 
 def block_id(upload_id: str, number: int) -> str:
