@@ -11,10 +11,14 @@ import contextlib
 import os
 import sys
 import threading
+from pathlib import Path
 
 from workers.cli import admin as admin  # registers its commands on `main`
 from workers.cli import storage as storage  # registers `storage` on `main`
 from workers.cli.commands import main as main
+from workers.cli.exits import USAGE
+from workers.cli.fleet_env import load_fleet_env
+from workers.errors import BackfleetError
 
 
 def run() -> None:
@@ -27,6 +31,7 @@ def run() -> None:
     a command that left a thread of its own running exits the ordinary way.
     """
     try:
+        _find_the_fleet()
         main()
         code: int = 0
     except SystemExit as stop:
@@ -39,6 +44,17 @@ def run() -> None:
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
             stream.flush()
     os._exit(code)
+
+
+def _find_the_fleet() -> None:
+    """Every command but `up` reads the settings `backfleet up` wrote (cli/fleet_env.py)."""
+    if sys.argv[1:2] == ["up"]:
+        return  # `up` decides where the fleet lives; a stale file must not decide for it
+    try:
+        load_fleet_env(os.environ, Path.cwd())
+    except BackfleetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(USAGE) from None
 
 
 def _exit_status(code: object) -> int:

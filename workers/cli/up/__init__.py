@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from workers.cli.embedded_redis import start_embedded_redis, stop_embedded_redis
+from workers.cli.fleet_env import write_fleet_env
 from workers.cli.up.demo import create_demo, wants_demo
 from workers.cli.up.environment import (
     banner,
@@ -86,6 +87,8 @@ def run_up(var_dir: Path = Path("var")) -> int:
         if needs_embedded_redis(env):
             redis_process, env["BROKER_URL"] = start_embedded_redis(var_dir / "redis")
             print(f"backfleet up: embedded Redis at {env['BROKER_URL']}", flush=True)
+        generated = [n for n in ("BACKUP_SIGNING_KEY",) if n in env and n not in os.environ]
+        write_fleet_env(var_dir, env, generated)
 
         migrate = ChildSpec("migrate", [sys.executable, "-m", "workers.cli", "migrate"])
         code = run_to_end(migrate, env, stop, MIGRATE_TIMEOUT_SECONDS)

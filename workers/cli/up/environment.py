@@ -20,6 +20,8 @@ def prepare_environment(
         env["BACKFLEET_API_KEYS"] = f"{api_key}:admin@localhost:local"
     if services_file is not None:
         env["BACKFLEET_CONFIG"] = str(services_file)
+    # Absolute, so var/fleet.env means the same file from any folder.
+    env["BACKFLEET_CONFIG"] = str(Path(env.get("BACKFLEET_CONFIG") or "backfleet.toml").resolve())
     if not env.get("BACKUP_SIGNING_KEY") and not env.get("BACKUP_ENCRYPTION_KEY"):
         env["BACKUP_SIGNING_KEY"] = load_or_create_signing_key(var_dir)
     env.setdefault("DATABASE_URL", f"sqlite:///{var_dir / 'backfleet.db'}")
@@ -111,6 +113,10 @@ def banner(env: Mapping[str, str], api_key: str | None, var_dir: Path) -> str:
             f'  curl -X POST {auth} {json} -d \'{{"timestamp": "<timestamp>"}}\' '
             f"{v1}/ondemandrestore",
             f'  curl {auth} "{v1}/restorestatus?timestamp=<timestamp>"',
+            "",
+            "In another shell, commands run in this folder reach this fleet (they read",
+            f"{var_dir / 'fleet.env'}; from elsewhere, export BACKFLEET_ENV_FILE=<that path>):",
+            "  backfleet list    backfleet backup --wait    backfleet restore latest --wait",
             "",
             "Press Ctrl-C to stop everything.",
             "",
