@@ -1,6 +1,7 @@
 """Tasks of queue `maintenance` about alerts.
 
-- tasks.alerts.check_staleness: the RPO check, and alert redelivery.
+- tasks.alerts.check_staleness: the RPO check, the drills' (overdue, failed, over their
+  RTO: monitoring/drill_alerts.py), and alert redelivery.
 - tasks.alerts.deliver_alert: sends one recorded alert to the webhook, one try
   per run, retried by Celery with the alerter's backoff; what is still
   undelivered after ALERT_WEBHOOK_ATTEMPTS tries is owed to the next check.
@@ -14,14 +15,20 @@ from celery.signals import worker_init
 from tasks.app import app
 from workers.fleet import current_fleet
 from workers.monitoring.alerts import alerter_for, deliver_in_background
+from workers.monitoring.drill_alerts import check_drills
 from workers.monitoring.notify import check_staleness as perform_check
 from workers.queues import CHECK_STALENESS, DELIVER_ALERT
 
 
 @app.task(name=CHECK_STALENESS)
 def check_staleness() -> dict[str, Any]:
-    found = perform_check(current_fleet())
-    return {"stale": [f.condition.removeprefix("backup.stale:") for f in found if f.stale]}
+    fleet = current_fleet()
+    drills = check_drills(fleet)  # first, so the redelivery below includes its alerts
+    found = perform_check(fleet)
+    return {
+        "stale": [f.condition.removeprefix("backup.stale:") for f in found if f.stale],
+        "drills_overdue": [f"{d.namespace}/{d.service}" for d in drills if d.overdue],
+    }
 
 
 @app.task(name=DELIVER_ALERT, bind=True, max_retries=None)

@@ -13,6 +13,7 @@ import sys
 import threading
 
 from workers.cli import admin as admin  # registers its commands on `main`
+from workers.cli import report as report  # `backfleet report`
 from workers.cli.commands import main as main
 
 

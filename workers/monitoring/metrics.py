@@ -19,6 +19,7 @@ from workers.catalog.db import session_scope
 from workers.catalog.models import SUCCESS, Verification
 from workers.fleet import Fleet
 from workers.monitoring.health import freshness
+from workers.monitoring.recovery_metrics import recovery_families
 from workers.monitoring.redis_client import REQUEST, redis_client
 from workers.queues import QUEUES
 from workers.timestamps import parse_timestamp
@@ -65,6 +66,7 @@ class CatalogCollector(Collector):
         yield from self._sizes(fleet)
         yield from self._verifications(fleet)
         yield from self._health(fleet)
+        yield from recovery_families(fleet)
         yield from self._audit_backlog(fleet)
         yield from self._queues(fleet)
 
