@@ -1,6 +1,7 @@
 """Test restores of SQLite and directory backups into scratch targets (PostgreSQL: integration)."""
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -135,3 +136,7 @@ def test_the_cli_runs_a_test_restore(tmp_path: Path, monkeypatch: pytest.MonkeyP
     result = CliRunner().invoke(main, ["test-restore"])
     assert result.exit_code == 0, result.output
     assert f"Success  app/{stamp} (tested: db, files)" in result.output
+    # Each service's drill: its duration against its RTO, and the counts found.
+    assert re.search(r"db: [0-9.]+ s \(RTO 4 h met\), counts \{'nodes': 200\}", result.output)
+    again = CliRunner().invoke(main, ["test-restore"])  # drilled just now: none is due
+    assert again.exit_code == 0 and "no drill was due" in again.output

@@ -75,18 +75,18 @@ def pick_backups(
         return []
     never = [c for c in candidates if c.drilled_at is None]
 
-    def waiting_since(candidate: DrillCandidate) -> datetime:
-        return candidate.drilled_at or max(parse_timestamp(candidate.timestamp), seen)
+    def waiting(candidate: DrillCandidate) -> tuple[datetime, bool, str]:
+        """Since when it waits for a drill; on a tie, never drilled first, then the older."""
+        since = candidate.drilled_at or max(parse_timestamp(candidate.timestamp), seen)
+        return since, candidate.drilled_at is not None, candidate.timestamp
 
-    first = never[0] if never else min(candidates, key=lambda c: (waiting_since(c), c.timestamp))
+    first = never[0] if never else min(candidates, key=waiting)
     picks = [first]
     picks += [c for c in candidates if c is not first and c.drill_status == FAILED]
     quota = math.ceil(len(candidates) / max(1, period // cadence))
     next_run = now + timedelta(seconds=cadence)
-    for candidate in sorted(
-        (c for c in candidates if c not in picks), key=lambda c: (waiting_since(c), c.timestamp)
-    ):
-        if len(picks) >= quota and waiting_since(candidate) + timedelta(seconds=period) > next_run:
+    for candidate in sorted((c for c in candidates if c not in picks), key=waiting):
+        if len(picks) >= quota and waiting(candidate)[0] + timedelta(seconds=period) > next_run:
             break  # the others waited less: the next runs reach them in time
         picks.append(candidate)
     return picks
