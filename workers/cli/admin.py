@@ -94,10 +94,10 @@ def test_restore_command(namespace: str | None, timestamp: str | None) -> None:
         skipped = f"; not tested: {', '.join(r.skipped)}" if r.skipped else ""
         click.echo(f"{r.status:<8} {r.namespace}/{r.timestamp}{detail}{skipped}")
         for d in r.drills:  # each service's drill: how long, against its RTO
-            verdict = "FAILED" if d.error else "met" if d.met_rto else "MISSED"
+            met = "met" if d.met_rto else "MISSED"
+            verdict = "FAILED" if d.error else f"RTO {span(d.rto_seconds)} {met}"
             counts = "" if d.counts_found is None else f", counts {d.counts_found}"
-            rto = f"RTO {span(d.rto_seconds)} {verdict}"
-            click.echo(f"{'':<8}   {d.service}: {seconds_text(d.seconds)} ({rto}){counts}")
+            click.echo(f"{'':<8}   {d.service}: {seconds_text(d.seconds)} ({verdict}){counts}")
     if not results:
         click.echo("no drill was due (`backfleet report` shows when each is)")
     if any(r.error for r in results):

@@ -66,7 +66,9 @@ def _name(item: ServiceRecovery) -> str:
 
 
 def seconds_text(seconds: float) -> str:
-    """`4.2 s`, `12 min`, `1 h 30 min`: a drill's duration for people."""
+    """`0.42 s`, `4.2 s`, `12 min`, `1 h 30 min`: a drill's duration for people."""
+    if seconds < 10:
+        return f"{seconds:.2f} s"
     return f"{seconds:.1f} s" if seconds < 120 else span(seconds)
 
 
