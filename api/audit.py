@@ -45,6 +45,7 @@ OPERATIONS: Mapping[tuple[str, str], str] = {
     ("GET", f"{BASE}/backup/{{timestamp}}"): "BackupDetail",
     ("POST", f"{BASE}/ondemandrestore"): "OnDemandRestore",
     ("GET", f"{BASE}/restorestatus"): "RestoreStatus",
+    ("GET", f"{BASE}/report/recovery"): "RecoveryReport",
     ("POST", f"{BASE}/userevents"): "UserEvents",
 }
 # Bodies recorded only by their size: the events themselves are stored on their own.

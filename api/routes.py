@@ -23,6 +23,7 @@ from api.deps import (
 )
 from api.limits import DEFAULT_BODY_LIMIT, human_size
 from api.openapi import BACKUPS, HEALTH, QUEUE_UNAVAILABLE, RESTORES, WHY, errors, needs
+from api.recovery import ServiceRecoveryReport, recovery_for
 from api.schemas import (
     NAMESPACE,
     BackupDetail,
@@ -329,3 +330,13 @@ def restore_status(fleet: FleetDep, caller: Authorized, asked: RestoreStatusDep)
             into = f" into namespace {asked.namespace}" if asked.namespace else ""
             raise NotFoundError(f"no restore of backup {asked.timestamp}{into}")
         return Status.of_restore(restore)
+
+
+@athena.get("/report/recovery")
+def recovery_report(
+    fleet: FleetDep, caller: Authorized, namespace: NamespaceQuery = None
+) -> list[ServiceRecoveryReport]:
+    """Each service's RTO, last drill (when, which backup, how long, counts), whether it met
+    the RTO, failing or overdue drills, and its last user restore (`backfleet report`)."""
+    ns = scoped_namespace(fleet, caller, namespace) if namespace is not None else None
+    return recovery_for(fleet, caller, ns)

@@ -24,13 +24,15 @@ from workers.fleet import Fleet
 log = logging.getLogger(__name__)
 
 BASE = "/athena/api/v1"
-# `read` covers every route that only reads (status, list, latest, restorestatus, detail).
+# `read` covers every route that only reads (status, list, latest, restorestatus, detail,
+# the recovery report).
 ROLE_OF: Mapping[tuple[str, str], Role] = {
     ("POST", f"{BASE}/ondemandbackup"): "backup",
     ("GET", f"{BASE}/backup/latest"): "read",
     ("GET", f"{BASE}/backup/{{timestamp}}"): "read",
     ("POST", f"{BASE}/ondemandrestore"): "restore",
     ("GET", f"{BASE}/restorestatus"): "read",
+    ("GET", f"{BASE}/report/recovery"): "read",
     ("POST", f"{BASE}/userevents"): "ingest",
 }
 OUT_OF_SCOPE = "this API key may not act on the requested namespace"

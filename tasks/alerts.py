@@ -1,6 +1,7 @@
 """Tasks of queue `maintenance` about alerts.
 
-- tasks.alerts.check_staleness: the RPO check, the storage budgets, and alert redelivery.
+- tasks.alerts.check_staleness: the RPO check, the storage budgets, the drills' (overdue,
+  failed, over their RTO: monitoring/drill_alerts.py), and alert redelivery.
 - tasks.alerts.deliver_alert: sends one recorded alert to the webhook, one try
   per run, retried by Celery with the alerter's backoff; what is still
   undelivered after ALERT_WEBHOOK_ATTEMPTS tries is owed to the next check.
@@ -14,6 +15,7 @@ from celery.signals import worker_init
 from tasks.app import app
 from workers.fleet import current_fleet
 from workers.monitoring.alerts import alerter_for, deliver_in_background
+from workers.monitoring.drill_alerts import check_drills
 from workers.monitoring.notify import check_staleness as perform_check
 from workers.monitoring.notify import check_storage_budgets
 from workers.queues import CHECK_STALENESS, DELIVER_ALERT
@@ -22,11 +24,13 @@ from workers.queues import CHECK_STALENESS, DELIVER_ALERT
 @app.task(name=CHECK_STALENESS)
 def check_staleness() -> dict[str, Any]:
     fleet = current_fleet()
-    budgets = check_storage_budgets(fleet)  # first: the staleness check redelivers after it
+    budgets = check_storage_budgets(fleet)
+    drills = check_drills(fleet)  # first, so the redelivery below includes their alerts
     found = perform_check(fleet)
     return {
         "stale": [f.condition.removeprefix("backup.stale:") for f in found if f.stale],
         "overBudget": [item.namespace for item in budgets if item.over_budget],
+        "drills_overdue": [f"{d.namespace}/{d.service}" for d in drills if d.overdue],
     }
 
 

@@ -22,6 +22,11 @@ def verify_backups(namespace: str | None = None, timestamp: str | None = None) -
 def test_restore(namespace: str | None = None, timestamp: str | None = None) -> dict[str, Any]:
     results = run_restore_tests(current_fleet(), namespace=namespace, timestamp=timestamp)
     return {
-        f"{r.namespace}/{r.timestamp}": {"status": r.status, "tested": r.tested, "error": r.error}
+        f"{r.namespace}/{r.timestamp}": {
+            "status": r.status,
+            "tested": r.tested,
+            "error": r.error,
+            "seconds": {d.service: round(d.seconds, 3) for d in r.drills},
+        }
         for r in results
     }

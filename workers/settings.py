@@ -214,6 +214,8 @@ class Settings(BaseSettings):
     backup_rto: str = "4h"
     verify_every: str = "1d"
     test_restore_every: str = "7d"
+    # Over this period every retained backup of each service is drilled at least once.
+    test_restore_period: str = "30d"
     staleness_check_schedule: str = "*/5 * * * *"
     reconcile_schedule: str = "*/5 * * * *"  # settles rows whose worker was lost
     alert_webhook_url: SecretStr | None = None
@@ -310,7 +312,12 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "backup_max_age", "backup_rto", "verify_every", "test_restore_every", "backup_hook_timeout"
+        "backup_max_age",
+        "backup_rto",
+        "verify_every",
+        "test_restore_every",
+        "test_restore_period",
+        "backup_hook_timeout",
     )
     @classmethod
     def _valid_duration(cls, value: str) -> str:

@@ -64,7 +64,7 @@ def test_postgres_restores_into_a_scratch_database_with_the_recorded_counts(
     # Counts that do not match fail the test, and the scratch database still goes.
     entry.source["row_counts"]["public.projects"] = 299
     rewrite_manifest(fleet, manifest)  # as if the fleet had recorded these counts
-    (result,) = rt.run_restore_tests(fleet)
+    (result,) = rt.run_restore_tests(fleet, timestamp=stamp, namespace="app")
     assert result.status == "Failed"
     assert "public.projects: 299 recorded, 300 restored" in (result.error or "")
     assert scratch_databases(postgres_server) == []

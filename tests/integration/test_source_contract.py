@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from tests.fakes import stored_entry
-from tests.plugins.mariadb import MariaDBDatabase, client_tool, dump_tool
+from tests.plugins.mariadb import MariaDBDatabase, client_tool, drill_scripts, dump_tool
 from workers.errors import IntegrityError
 from workers.repository.manifest import ArtifactEntry, artifact_key
 from workers.services_config import ServiceSpec
@@ -138,12 +138,15 @@ def _command(request: pytest.FixtureRequest, tmp_path: Path) -> Kit:
     database: MariaDBDatabase = request.getfixturevalue("mariadb_database")
     connection = database.server.client_args()
     dump = [dump_tool(), *connection, "--single-transaction", "--add-drop-database"]
+    counts, drill = drill_scripts(database.server, tmp_path / "scripts", database.name)
     return Kit(
         spec=ServiceSpec(
             kind="command",
             dump_command=[*dump, "--databases", database.name],
             restore_command=[client_tool(), *connection],
             format="sql",
+            count_command=counts,
+            test_restore_command=drill,
         ),
         seed=lambda: database.sql(
             "CREATE TABLE people (id INT PRIMARY KEY, name VARCHAR(50)) ENGINE=InnoDB;"
@@ -157,7 +160,8 @@ def _command(request: pytest.FixtureRequest, tmp_path: Path) -> Kit:
             "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()"
             " ORDER BY 1; SELECT id, HEX(name) FROM people ORDER BY id;"
         ),
-        tamper=lambda facts: None,  # no restore test (CommandSource.no_restore_test)
+        # The drill's check: the counts its test_restore_command prints against count_command's.
+        tamper=lambda facts: facts["row_counts"].update(people=4),
     )
 
 
@@ -249,9 +253,7 @@ def test_the_kinds_restore_test_check(kit: Kit, settings: Settings, tmp_path: Pa
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     target = cls.restore_test_target(kit.spec, scratch)
-    if cls.no_restore_test is not None:  # explicitly none, with the reason
-        assert target is None and cls.no_restore_test
-        return
+    assert cls.restore_test_unavailable(kit.spec) is None  # every kit's service can be drilled
     assert target is not None
     with target as restore:
         restore_artifact(store=store, entry=entry, source=restore.target)

@@ -184,3 +184,49 @@ def mariadb_database(mariadb_server: MariaDBServer) -> Iterator[MariaDBDatabase]
         yield MariaDBDatabase(mariadb_server, name)
     finally:
         mariadb_server.drop_database(name)
+
+
+# The README's MariaDB drill scripts (section "Drills"), with this server's client options.
+COUNTS_SCRIPT = """#!/bin/sh
+# A count_command: "table rows" for every table of database $1, one per line.
+set -eu
+exec {client} --batch --skip-column-names "$1" <<'SQL'
+SET SESSION group_concat_max_len = 1048576;
+SELECT GROUP_CONCAT(CONCAT('SELECT ', QUOTE(table_name), ', COUNT(*) FROM `', table_name, '`')
+                    ORDER BY table_name SEPARATOR ' UNION ALL ')
+  INTO @counts FROM information_schema.tables
+  WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE';
+PREPARE counts FROM @counts;
+EXECUTE counts;
+SQL
+"""
+DRILL_SCRIPT = """#!/bin/sh
+# A test_restore_command: the dump on stdin into a scratch database named $BACKFLEET_SCRATCH,
+# its row counts printed, the scratch dropped whatever happens.
+set -eu
+scratch="$BACKFLEET_SCRATCH"
+sql() {{ {client} "$@"; }}
+sql -e "DROP DATABASE IF EXISTS \\`$scratch\\`; CREATE DATABASE \\`$scratch\\`"
+trap 'sql -e "DROP DATABASE IF EXISTS \\`$scratch\\`"' EXIT
+# A --databases dump drops, creates and uses its own database: drop those lines and point
+# every USE at the scratch one, so no statement reaches the live database.
+sed -e '/^\\/\\*!40000 DROP DATABASE /d' -e '/^CREATE DATABASE /d' \\
+    -e "s/^USE \\`[^\\`]*\\`;\\$/USE \\`$scratch\\`;/" | sql --one-database "$scratch"{tamper}
+"$(dirname "$0")/mariadb-counts.sh" "$scratch"
+"""
+
+
+def drill_scripts(
+    server: MariaDBServer, folder: Path, database: str, *, tamper: str = ""
+) -> tuple[list[str], list[str]]:
+    """(count_command, test_restore_command) of a MariaDB command service backing up
+    `database`; `tamper` is SQL run on the scratch before it is counted."""
+    client = " ".join([client_tool(), *server.client_args()])
+    folder.mkdir(parents=True, exist_ok=True)
+    counts, drill = folder / "mariadb-counts.sh", folder / "mariadb-drill.sh"
+    counts.write_text(COUNTS_SCRIPT.format(client=client))
+    extra = f'\nsql "$scratch" -e "{tamper}"' if tamper else ""
+    drill.write_text(DRILL_SCRIPT.format(client=client, tamper=extra))
+    for script in (counts, drill):
+        script.chmod(0o755)
+    return [str(counts), database], [str(drill)]

@@ -80,7 +80,11 @@ def spec_of(kind: str, tmp_path: Path) -> ServiceSpec:
         "postgres": {"url": "postgresql://u@127.0.0.1:1/db"},
         "sqlite": {"path": tmp_path / "db.sqlite"},
         "directory": {"path": tmp_path / "tree"},
-        "command": {"dump_command": ["true"], "restore_command": ["true"]},
+        "command": {
+            "dump_command": ["true"],
+            "restore_command": ["true"],
+            "test_restore_command": ["true"],
+        },
     }[kind]
     return ServiceSpec(kind=kind, **fields)
 
@@ -101,13 +105,19 @@ def test_a_kind_declares_its_probe_volumes_and_restore_test(kind: str, tmp_path:
     spec = spec_of(kind, tmp_path)
     source = cls.from_spec(spec, Settings(), ())
     assert source.kind == kind and source.format
-    # A restore test, or an explicit reason why this kind has none: never a silent skip.
+    # A restore test (a drill), or an explicit reason why the service has none: never a
+    # silent skip.
     target = cls.restore_test_target(spec, tmp_path)
-    if cls.no_restore_test is None:
+    why_not = cls.restore_test_unavailable(spec)
+    if why_not is None:
         assert target is not None, f"{kind} has no restore test and does not say why"
         if kind != "postgres":  # entering it creates a database: the contract suite does
             with target as scratch:
                 assert isinstance(scratch, ScratchRestore) and callable(scratch.check)
     else:
-        assert len(cls.no_restore_test) > 20, f"{kind}: say why it has no restore test"
+        assert len(why_not) > 20, f"{kind}: say why it has no restore test"
         assert target is None
+    if kind == "command":  # without its test_restore_command: not configured, and why
+        bare = spec.model_copy(update={"test_restore_command": None})
+        assert cls.restore_test_target(bare, tmp_path) is None
+        assert "test_restore_command" in (cls.restore_test_unavailable(bare) or "")

@@ -1,6 +1,7 @@
 """Test restores of SQLite and directory backups into scratch targets (PostgreSQL: integration)."""
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,9 @@ def test_a_tree_that_does_not_restore_as_recorded_fails_and_is_cleaned_up(
     with session_scope(fleet.settings.database_url) as session:
         backup = queries.get_backup(session, namespace="app", timestamp=stamp)
         assert backup is not None and backup.verified == "Failed"
-        assert session.query(Alert).one().condition == f"verify.failed:app:{stamp}:restore"
+        conditions = sorted(row.condition for row in session.query(Alert))
+        # The backup's verdict, as before, and the service's drill (its recovery evidence).
+        assert conditions == ["drill.failed:app:files", f"verify.failed:app:{stamp}:restore"]
 
 
 @pytest.mark.parametrize("tampered", [False, True])
@@ -133,3 +136,7 @@ def test_the_cli_runs_a_test_restore(tmp_path: Path, monkeypatch: pytest.MonkeyP
     result = CliRunner().invoke(main, ["test-restore"])
     assert result.exit_code == 0, result.output
     assert f"Success  app/{stamp} (tested: db, files)" in result.output
+    # Each service's drill: its duration against its RTO, and the counts found.
+    assert re.search(r"db: [0-9.]+ s \(RTO 4 h met\), counts \{'nodes': 200\}", result.output)
+    again = CliRunner().invoke(main, ["test-restore"])  # drilled just now: none is due
+    assert again.exit_code == 0 and "no drill was due" in again.output

@@ -7,6 +7,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -250,6 +251,52 @@ class Verification(Base):
     bytes_read: Mapped[int] = mapped_column(BigInteger, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     checked_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+DRILL, USER_RESTORE = "drill", "restore"  # RecoveryRun.trigger
+
+
+class RecoveryRun(Base):
+    """One service restored from one backup, and how long it took: a drill into scratch
+    (workers/operations/restore_test.py) or a user's restore into the live target
+    (workers/operations/restore.py). The recovery-time evidence: each is judged by the
+    service's RTO in force when it ran (`rto_seconds`)."""
+
+    __tablename__ = "recovery_runs"
+    __table_args__ = (
+        Index("ix_recovery_runs_service", "namespace", "service", "trigger", "finished_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(63))  # the service's (restored into)
+    service: Mapped[str] = mapped_column(String(63))
+    trigger: Mapped[str] = mapped_column(String(16))  # DRILL or USER_RESTORE
+    kind: Mapped[str] = mapped_column(String(32))  # the service's source kind
+    # The backup restored (its namespace is the restore's source namespace); the row stays
+    # when retention deletes the backup, its timestamp naming it.
+    backup_id: Mapped[int | None] = mapped_column(
+        ForeignKey("backups.id", ondelete="SET NULL"), index=True
+    )
+    source_namespace: Mapped[str] = mapped_column(String(63))
+    timestamp: Mapped[str] = mapped_column(String(19))
+    restore_id: Mapped[int | None] = mapped_column(
+        ForeignKey("restores.id", ondelete="SET NULL"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16))  # Success or Failed
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    seconds: Mapped[float] = mapped_column(Float)  # measured on a monotonic clock
+    rto_seconds: Mapped[int]
+    bytes_read: Mapped[int] = mapped_column(BigInteger, default=0)  # stored bytes restored
+    # What the manifest recorded at backup time, and what the scratch held (name -> count:
+    # rows per table, or files and bytes); None: nothing recorded or nothing counted.
+    counts_expected: Mapped[dict[str, Any] | None]
+    counts_found: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)  # redacted
+
+    @property
+    def met_rto(self) -> bool:
+        return self.status == "Success" and self.seconds <= self.rto_seconds
 
 
 class Alert(Base):

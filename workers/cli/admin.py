@@ -75,19 +75,32 @@ def verify(namespace: str | None, timestamp: str | None) -> None:
 
 @main.command("test-restore")
 @click.option("--namespace", default=None, help="Only this namespace [every one].")
-@click.option("--timestamp", default=None, help="This backup [the newest successful one].")
+@click.option(
+    "--timestamp", default=None, help="This backup, every service [the drills that are due]."
+)
 def test_restore_command(namespace: str | None, timestamp: str | None) -> None:
-    """Restore backups into scratch targets, compare with their manifests; exit 1 on failure."""
+    """Drill: restore backups into scratch targets, time them, compare with their manifests
+    (each service on its test_restore cadence); exit 1 on failure."""
     from workers.fleet import current_fleet
     from workers.operations.restore_test import run_restore_tests
 
     if timestamp and not namespace:
         _fail("--timestamp needs --namespace")
+    from workers.monitoring.drill_alerts import seconds_text
+    from workers.monitoring.health import span
+
     results = run_restore_tests(current_fleet(), namespace=namespace, timestamp=timestamp)
     for r in results:
         detail = f": {r.error}" if r.error else f" (tested: {', '.join(r.tested) or 'none'})"
         skipped = f"; not tested: {', '.join(r.skipped)}" if r.skipped else ""
         click.echo(f"{r.status:<8} {r.namespace}/{r.timestamp}{detail}{skipped}")
+        for d in r.drills:  # each service's drill: how long, against its RTO
+            met = "met" if d.met_rto else "MISSED"
+            verdict = "FAILED" if d.error else f"RTO {span(d.rto_seconds)} {met}"
+            counts = "" if d.counts_found is None else f", counts {d.counts_found}"
+            click.echo(f"{'':<8}   {d.service}: {seconds_text(d.seconds)} ({verdict}){counts}")
+    if not results:
+        click.echo("no drill was due (`backfleet report` shows when each is)")
     if any(r.error for r in results):
         sys.exit(1)
 

@@ -19,6 +19,7 @@ from workers.catalog.db import session_scope
 from workers.catalog.models import SUCCESS, Verification
 from workers.fleet import Fleet
 from workers.monitoring.health import freshness
+from workers.monitoring.recovery_metrics import recovery_families
 from workers.monitoring.redis_client import REQUEST, redis_client
 from workers.monitoring.storage import storage_report
 from workers.queues import QUEUES
@@ -67,6 +68,7 @@ class CatalogCollector(Collector):
         yield from self._storage(fleet)
         yield from self._verifications(fleet)
         yield from self._health(fleet)
+        yield from recovery_families(fleet)
         yield from self._audit_backlog(fleet)
         yield from self._queues(fleet)
 

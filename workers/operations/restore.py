@@ -28,6 +28,7 @@ from workers.monitoring.notify import report_restore_outcome
 from workers.operations.locks import LockLost
 from workers.operations.overrides import override_of
 from workers.operations.recovery import recover_targets
+from workers.operations.restore_timing import RestoreTimer
 from workers.redact import redact
 from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import ArtifactEntry, Manifest
@@ -71,6 +72,14 @@ def run_restore(
         return status
 
     progress: _Progress | None = None
+    # Each service's duration, the recovery-time evidence (recorded once the result is ours).
+    timer = RestoreTimer(
+        fleet,
+        restore_id=restore_id,
+        namespace=namespace,
+        source_namespace=source_namespace,
+        timestamp=timestamp,
+    )
     try:
         trusted = load_manifest(
             fleet, namespace=source_namespace, timestamp=timestamp, allow_unsigned=bool(note)
@@ -100,7 +109,8 @@ def run_restore(
 
             gate()
             try:
-                restore_with_fallback(fleet, entries, source, keyring, progress.add, gate)
+                with timer.service(service, spec.kind, progress.add) as on_read:
+                    restore_with_fallback(fleet, entries, source, keyring, on_read, gate)
             except LockLost:
                 raise
             except Exception as exc:
@@ -133,6 +143,7 @@ def run_restore(
         with session_scope(url) as session:
             row = session.get(Restore, restore_id)
             return row.status if row is not None else status
+    timer.record()
     _report(fleet, restore_id, namespace, source_namespace, timestamp, status, error)
     return status
 

@@ -1,4 +1,5 @@
-"""Test restores: restore a backup into scratch targets and compare with what the manifest recorded.
+"""Test restores (drills): restore backups into scratch targets, time them, and compare
+what the scratch holds with what the manifest recorded at backup time.
 
 - PostgreSQL: into a scratch database on the service's server (the backup
   role needs CREATEDB); per-table row counts must equal those taken in the
@@ -8,25 +9,41 @@
 - Directory: into a scratch folder; per volume, the file count, bytes and the
   digest of every file's path, size and content hash (`files_blake3`, or
   `files_sha256` in manifests written before BLAKE3) must match.
+- Command: through the service's `test_restore_command`, into the scratch named by
+  $BACKFLEET_SCRATCH (sources/command_drill.py); its printed counts must equal
+  those its `count_command` recorded. Without `test_restore_command` a command
+  service is not drilled, and `backfleet report` says so.
 
-Each kind's check is its own (`restore_test_target` in sources/); the scratch
-database and folder are removed whatever happens. A kind without one says why in
-`no_restore_test` (command services: their tools' targets are their own business).
+Which backups a run drills is operations/drill_plan.py (each service on its own
+`test_restore` cadence, every retained backup within TEST_RESTORE_PERIOD); an
+explicit timestamp drills that backup's every service that can be. Each drill is a
+`recovery_runs` row (its duration, counts expected and found, the RTO it is judged
+by); each backup drilled is also a `verifications` row (kind `restore`) whose failure
+marks the backup `verified: Failed` and is alerted as `verify.failed`, as before;
+the drill alerts (drill.failed, drill.rto_missed, drill.overdue) follow from the
+rows (monitoring/drill_alerts.py). Scratch targets are removed whatever happens;
+the live data is never touched.
 """
 
 import logging
 import shutil
 import tempfile
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from redis.exceptions import RedisError
 
 from workers.catalog import queries
 from workers.catalog.db import session_scope
-from workers.catalog.models import FAILED, SUCCESS, Verification
+from workers.catalog.models import DRILL, FAILED, SUCCESS, RecoveryRun, Verification
 from workers.errors import reason_of
 from workers.fleet import Fleet
+from workers.monitoring.drill_alerts import check_drills
+from workers.operations.drill_plan import plan_drills
 from workers.operations.locks import reading_mark, wait_while_retention
 from workers.operations.verdicts import report_verdict
 from workers.redact import redact
@@ -34,13 +51,38 @@ from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import ArtifactEntry
 from workers.services_config import ServiceSpec
 from workers.sources import source_class
-from workers.stores.base import ObjectStore
+from workers.sources.base import recorded_counts
 from workers.timestamps import utcnow
 from workers.transfer import crypto
 from workers.transfer.download import restore_artifacts
 
 log = logging.getLogger(__name__)
 RETENTION_WAIT = 600  # seconds a test restore waits for a retention pass of its namespace
+# A drill's restoring tool (a command kind's) is stopped after twice the service's RTO, at
+# least this long: by then it has missed its objective, and the other drills should run.
+MIN_TIME_LIMIT = 600
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class DrillResult:
+    """One service of one backup restored into scratch."""
+
+    service: str
+    status: str
+    started_at: datetime
+    finished_at: datetime  # the check and the scratch's removal done
+    seconds: float  # the restore, from the first byte read to the scratch holding the data
+    rto_seconds: int
+    bytes_read: int
+    counts_expected: dict[str, int] | None
+    counts_found: dict[str, int] | None
+    error: str | None = None
+
+    @property
+    def met_rto(self) -> bool:
+        return self.status == SUCCESS and self.seconds <= self.rto_seconds
 
 
 @dataclass(frozen=True)
@@ -49,43 +91,69 @@ class RestoreTestResult:
     timestamp: str
     status: str
     tested: list[str]  # services restored and compared
-    skipped: list[str]  # services of a kind that is not tested
+    skipped: list[str]  # services that cannot be drilled (see `backfleet report`)
     error: str | None = None
     store: str = "primary"
+    drills: list[DrillResult] = field(default_factory=list)
 
 
 def run_restore_tests(
-    fleet: Fleet, *, namespace: str | None = None, timestamp: str | None = None
+    fleet: Fleet,
+    *,
+    namespace: str | None = None,
+    timestamp: str | None = None,
+    now: datetime | None = None,
 ) -> list[RestoreTestResult]:
-    """The newest successful backup of each configured namespace (or the one asked for)."""
+    """The due drills of each configured namespace (or of `namespace`), or every service of
+    backup `timestamp`. `now` (default: the clock) decides what is due and stamps the rows."""
+    clock = _clock(now)
+    namespaces = [namespace] if namespace else sorted(fleet.config.namespaces)
     results = []
-    for ns in [namespace] if namespace else sorted(fleet.config.namespaces):
-        stamp = timestamp or _newest_success(fleet, ns)
-        if stamp is not None:
-            results.append(run_restore_test(fleet, namespace=ns, timestamp=stamp))
+    for ns in namespaces:
+        plan: dict[str, list[str] | None] = (
+            {timestamp: None} if timestamp else dict(plan_drills(fleet, namespace=ns, now=clock()))
+        )
+        for stamp, services in plan.items():
+            results.append(
+                run_restore_test(fleet, namespace=ns, timestamp=stamp, services=services, now=clock)
+            )
+    check_drills(fleet, namespaces=namespaces, now=clock())
     return results
 
 
-def run_restore_test(fleet: Fleet, *, namespace: str, timestamp: str) -> RestoreTestResult:
-    """Test one backup, marked as being read so retention keeps it (operations/retention.py)."""
+def run_restore_test(
+    fleet: Fleet,
+    *,
+    namespace: str,
+    timestamp: str,
+    services: list[str] | None = None,
+    now: Clock | None = None,
+) -> RestoreTestResult:
+    """Drill `services` (default: every one that can be) of one backup, marked as being
+    read so retention keeps it (operations/retention.py)."""
+    clock = now or utcnow
     mark = reading_mark(fleet.settings, namespace, timestamp)
     try:
         mark.acquire()
     except RedisError as exc:  # retention cannot take its lock without Redis either: go on
         log.warning("could not mark %s/%s as being read: %s", namespace, timestamp, exc)
-        return _run_restore_test(fleet, namespace=namespace, timestamp=timestamp)
+        return _run_restore_test(fleet, namespace, timestamp, services, clock)
     try:
         wait_while_retention(fleet.settings, namespace, wait=RETENTION_WAIT)
-        return _run_restore_test(fleet, namespace=namespace, timestamp=timestamp)
+        return _run_restore_test(fleet, namespace, timestamp, services, clock)
     finally:
         mark.release()
 
 
-def _run_restore_test(fleet: Fleet, *, namespace: str, timestamp: str) -> RestoreTestResult:
+def _run_restore_test(
+    fleet: Fleet, namespace: str, timestamp: str, services: list[str] | None, clock: Clock
+) -> RestoreTestResult:
     keyring = crypto.Keyring.from_settings(fleet.settings)
     tested: list[str] = []
     skipped: list[str] = []
     errors: list[str] = []
+    drills: list[DrillResult] = []
+    started = clock()
     try:
         trusted = load_manifest(fleet, namespace=namespace, timestamp=timestamp, store=fleet.store)
         manifest = trusted.manifest
@@ -94,23 +162,31 @@ def _run_restore_test(fleet: Fleet, *, namespace: str, timestamp: str) -> Restor
             entries = manifest.artifacts_of(service)
             spec = specs.get(service)
             kind = str(entries[0].source.get("kind") or (spec.kind if spec else ""))
-            if spec is None or spec.kind != kind or source_class(kind).no_restore_test:
+            if (
+                spec is None
+                or spec.kind != kind
+                or source_class(kind).restore_test_unavailable(spec) is not None
+            ):
                 skipped.append(service)
                 continue
-            work = fleet.settings.backfleet_work_dir
-            scratch = Path(tempfile.mkdtemp(prefix="backfleet-restore-test-", dir=work))
-            try:
-                _test_restore(fleet.store, entries, spec, keyring, scratch)
+            if services is not None and service not in services:
+                continue  # not due, or drilled from another backup this run
+            drill = _drill(fleet, namespace, service, spec, entries, keyring, clock)
+            drills.append(drill)
+            if drill.error:
+                errors.append(f"{service}: {drill.error}")
+            else:
                 tested.append(service)
-            except Exception as exc:
-                errors.append(f"{service}: {reason_of(exc)}")
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
     except Exception as exc:
-        errors.append(reason_of(exc))
+        reason = redact(reason_of(exc), fleet.secrets())
+        errors.append(reason)
+        # The planned services' drills failed with it: their evidence says so.
+        for service in services or []:
+            if all(d.service != service for d in drills):
+                drills.append(_failed_drill(fleet, namespace, service, started, reason, clock))
     error = redact("; ".join(errors), fleet.secrets()) or None
     result = RestoreTestResult(
-        namespace, timestamp, FAILED if error else SUCCESS, tested, skipped, error
+        namespace, timestamp, FAILED if error else SUCCESS, tested, skipped, error, drills=drills
     )
     log.info(
         "test restore of %s/%s: %s%s",
@@ -123,34 +199,93 @@ def _run_restore_test(fleet: Fleet, *, namespace: str, timestamp: str) -> Restor
     return result
 
 
-def _test_restore(
-    store: ObjectStore,
-    entries: list[ArtifactEntry],
+def _drill(
+    fleet: Fleet,
+    namespace: str,
+    service: str,
     spec: ServiceSpec,
+    entries: list[ArtifactEntry],
     keyring: crypto.Keyring,
-    scratch: Path,
-) -> None:
-    """Restore into the kind's scratch target, then run its check on the recorded facts."""
-    target = source_class(spec.kind).restore_test_target(spec, scratch)
-    assert target is not None  # no_restore_test is None
-    with target as restore:
-        restore_artifacts(store=store, entries=entries, source=restore.target, keyring=keyring)
-        restore.check([entry.source for entry in entries])
+    clock: Clock,
+) -> DrillResult:
+    """Restore one service into its kind's scratch target, timed, then run its check."""
+    rto = fleet.config.policy_of(namespace, service, fleet.settings).rto
+    facts = [entry.source for entry in entries]
+    work = fleet.settings.backfleet_work_dir
+    scratch = Path(tempfile.mkdtemp(prefix="backfleet-restore-test-", dir=work))
+    started, seconds, read = clock(), 0.0, 0
+    found: dict[str, int] | None = None
+    error = None
+
+    def count(size: int) -> None:
+        nonlocal read
+        read += size
+
+    try:
+        target = source_class(spec.kind).restore_test_target(
+            spec, scratch, time_limit=max(2 * rto, MIN_TIME_LIMIT)
+        )
+        assert target is not None  # restore_test_unavailable said it can be drilled
+        with target as restore:
+            began = time.monotonic()
+            try:
+                restore_artifacts(
+                    store=fleet.store,
+                    entries=entries,
+                    source=restore.target,
+                    keyring=keyring,
+                    on_read=count,
+                )
+            finally:
+                seconds = time.monotonic() - began
+            try:
+                restore.check(facts)
+            finally:
+                found = dict(restore.found) or None
+    except Exception as exc:
+        error = redact(reason_of(exc), fleet.secrets())
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return DrillResult(
+        service=service,
+        status=FAILED if error else SUCCESS,
+        started_at=started,
+        finished_at=clock(),
+        seconds=seconds,
+        rto_seconds=rto,
+        bytes_read=read,
+        counts_expected=recorded_counts(facts),
+        counts_found=found,
+        error=error,
+    )
+
+
+def _failed_drill(
+    fleet: Fleet, namespace: str, service: str, started: datetime, reason: str, clock: Clock
+) -> DrillResult:
+    """A planned drill that never reached its restore (the backup could not be read)."""
+    rto = fleet.config.policy_of(namespace, service, fleet.settings).rto
+    return DrillResult(service, FAILED, started, clock(), 0.0, rto, 0, None, None, reason)
+
+
+def _clock(now: datetime | None) -> Clock:
+    """The wall clock, or one that starts at `now` and runs as the monotonic clock does
+    (so rows of a run with time injected keep their real order and durations)."""
+    if now is None:
+        return utcnow
+    began = time.monotonic()
+    return lambda: now + timedelta(seconds=time.monotonic() - began)
 
 
 # --- recording ---
-
-
-def _newest_success(fleet: Fleet, namespace: str) -> str | None:
-    with session_scope(fleet.settings.database_url) as session:
-        newest = queries.newest_success(session, namespace=namespace)
-        return newest.timestamp if newest is not None else None
 
 
 def _record(fleet: Fleet, result: RestoreTestResult) -> None:
     now = utcnow()
     with session_scope(fleet.settings.database_url) as session:
         backup = queries.get_backup(session, namespace=result.namespace, timestamp=result.timestamp)
+        for drill in result.drills:
+            session.add(_run_row(result, drill, backup.id if backup else None, fleet))
         session.add(
             Verification(
                 backup_id=backup.id if backup else None,
@@ -160,7 +295,7 @@ def _record(fleet: Fleet, result: RestoreTestResult) -> None:
                 store="primary",
                 status=result.status,
                 artifacts=len(result.tested),
-                bytes_read=0,
+                bytes_read=sum(drill.bytes_read for drill in result.drills),
                 error=result.error,
                 checked_at=now,
             )
@@ -176,3 +311,28 @@ def _record(fleet: Fleet, result: RestoreTestResult) -> None:
         what="test restore",
         condition_suffix=":restore",
     )
+
+
+def _run_row(
+    result: RestoreTestResult, drill: DrillResult, backup_id: int | None, fleet: Fleet
+) -> RecoveryRun:
+    spec = fleet.config.services_of(result.namespace)[drill.service]
+    values: dict[str, Any] = {
+        "namespace": result.namespace,
+        "service": drill.service,
+        "trigger": DRILL,
+        "kind": spec.kind,
+        "backup_id": backup_id,
+        "source_namespace": result.namespace,
+        "timestamp": result.timestamp,
+        "status": drill.status,
+        "started_at": drill.started_at,
+        "finished_at": drill.finished_at,
+        "seconds": drill.seconds,
+        "rto_seconds": drill.rto_seconds,
+        "bytes_read": drill.bytes_read,
+        "counts_expected": drill.counts_expected,
+        "counts_found": drill.counts_found,
+        "error": drill.error,
+    }
+    return RecoveryRun(**values)

@@ -23,6 +23,8 @@ A `command` service runs any dump tool (argv lists, no shell):
     fail_on_stderr = true   # the default; false for tools that chatter on stderr
     password_env = "MYSQL_PWD"  # its value is masked in every message
     env = ["MYSQL_HOST"]        # the only other variables the tools get
+    test_restore_command = ["/etc/backfleet/mariadb-drill.sh"]  # a drill: into $BACKFLEET_SCRATCH
+    count_command = ["/etc/backfleet/mariadb-counts.sh", "app"]  # `name count` lines
 
 Any service may have hooks, argv lists run before and after its dump:
 
@@ -44,6 +46,7 @@ fleet-wide defaults):
     schedule = "0 3 * * 0"
     max_age = "8d"
     rto = "1h"
+    test_restore = "1d"
     [services.step-ca.retention]
     keep-weekly = 4
 

@@ -21,7 +21,14 @@ DEFAULT_COMMAND_FORMAT = "dump"
 
 ServiceKind = Literal["postgres", "sqlite", "directory", "command"]
 # Keys only a command service may carry.
-_COMMAND_KEYS = ("dump_command", "restore_command", "format", "fail_on_stderr")
+_COMMAND_KEYS = (
+    "dump_command",
+    "restore_command",
+    "format",
+    "fail_on_stderr",
+    "test_restore_command",
+    "count_command",
+)
 
 
 def _unambiguous_userinfo(url: str) -> bool:
@@ -52,7 +59,8 @@ def check_dns_label(value: str, what: str) -> str:
 
 
 def check_argv(cls: type, value: object) -> object:
-    """A command as an argv list (no shell): dump_command, restore_command, a hook's pre/post."""
+    """A command as an argv list (no shell): dump_command, restore_command,
+    test_restore_command, count_command, a hook's pre/post."""
     if value is None:
         return value
     if not isinstance(value, list) or not all(isinstance(arg, str) for arg in value):
@@ -118,6 +126,12 @@ class ServiceSpec(BaseModel):
     restore_command: list[str] | None = None
     format: str | None = None  # the artifact's extension; DEFAULT_COMMAND_FORMAT when unset
     fail_on_stderr: bool = True  # a command that writes to stderr fails the artifact
+    # A drill (workers/sources/command_drill.py): restores stdin into the scratch target named
+    # by $BACKFLEET_SCRATCH; without it the service cannot be drilled ("not configured").
+    test_restore_command: list[str] | None = None
+    # Prints `name count` lines: run before each dump (the manifest's row_counts), which
+    # a drill compares with the `name count` lines test_restore_command prints.
+    count_command: list[str] | None = None
     # kind = "directory": restore device nodes, FIFOs and setuid/setgid bits (off: left out).
     special_files: bool = False
     # Any kind: commands run before and after its dump (a snapshot, a flush, stop/start).
@@ -145,7 +159,9 @@ class ServiceSpec(BaseModel):
             check_growth_factor(value)
         return value
 
-    _argv = field_validator("dump_command", "restore_command", mode="before")(check_argv)
+    _argv = field_validator(
+        "dump_command", "restore_command", "test_restore_command", "count_command", mode="before"
+    )(check_argv)
 
     @field_validator("password_env")
     @classmethod

@@ -1,8 +1,8 @@
 """What is backed up and restored, and the registry of kinds.
 
 A new kind is a module in this package whose class implements `SourceKind`
-(sources/base.py: from_spec, probe, its restore-test target and check, or why it has
-none) plus one line in `SOURCES` (and its `kind` in services_config.ServiceKind).
+(sources/base.py: from_spec, probe, its restore-test target and check, or why a service
+of it cannot be drilled) plus one line in `SOURCES` (and its `kind` in services_config.ServiceKind).
 `backfleet check`, restores, test restores and recovery read the registry.
 """
 

@@ -70,17 +70,19 @@ FactsCheck = Callable[[Sequence[Mapping[str, Any]]], None]
 
 @dataclass(frozen=True)
 class ScratchRestore:
-    """Where a test restore goes (never the service's own target), and its check."""
+    """Where a test restore (a drill) goes, never the service's own target, and its check.
+
+    The check fills `found` with what the scratch holds (rows per table, or files and
+    bytes) before it compares, so a drill records the counts whether they matched or not.
+    """
 
     target: Source
     check: FactsCheck
+    found: dict[str, int] = field(default_factory=dict)
 
 
 class SourceKind(Source, Protocol):
     """A kind the services file may name (listed in `sources.SOURCES`)."""
-
-    # Why test restores skip this kind, or None when restore_test_target has a check.
-    no_restore_test: ClassVar[str | None]
 
     @classmethod
     def from_spec(cls, spec: ServiceSpec, settings: Settings, secrets: Sequence[str]) -> Self:
@@ -94,10 +96,18 @@ class SourceKind(Source, Protocol):
         ...
 
     @classmethod
+    def restore_test_unavailable(cls, spec: ServiceSpec) -> str | None:
+        """Why this service cannot be drilled (restored into scratch), or None when
+        restore_test_target gives a target and a check. Never a silent skip."""
+        ...
+
+    @classmethod
     def restore_test_target(
-        cls, spec: ServiceSpec, scratch: Path
+        cls, spec: ServiceSpec, scratch: Path, *, time_limit: float | None = None
     ) -> AbstractContextManager[ScratchRestore] | None:
-        """A scratch target (removed on exit) and its check; None if `no_restore_test`."""
+        """A scratch target (removed on exit) and its check; None when
+        `restore_test_unavailable` says why. `time_limit` bounds a restoring tool that runs
+        as a process of its own (seconds; the kind's default when None)."""
         ...
 
 
@@ -126,6 +136,24 @@ def compare_row_counts(facts: Mapping[str, Any], counts: dict[str, int]) -> None
             if recorded.get(table) != counts.get(table)
         )
         raise IntegrityError("row counts differ: " + ", ".join(differ[:10]))
+
+
+def recorded_counts(facts: Sequence[Mapping[str, Any]]) -> dict[str, int] | None:
+    """What a drill compares, as the manifest recorded it at backup time: a database's rows
+    per table, a tree's files and bytes (its volumes summed); None: nothing was counted."""
+    if not facts:
+        return None
+    if all("row_counts" in volume for volume in facts):
+        merged: dict[str, int] = {}
+        for volume in facts:
+            merged.update(volume["row_counts"])
+        return merged
+    if all("files" in volume and "bytes" in volume for volume in facts):
+        return {
+            "files": sum(int(volume["files"]) for volume in facts),
+            "bytes": sum(int(volume["bytes"]) for volume in facts),
+        }
+    return None
 
 
 def iter_chunks(stream: ReadableStream, size: int = CHUNK_SIZE) -> Iterator[bytes]:

@@ -26,6 +26,11 @@ removed whatever happens; its name carries a digest of the restore command,
 so the next restore of the service (`recover()`) removes one a killed worker
 left. Whether the tool itself applies its input all at once or not at all is
 the tool's own promise: Backfleet starts it only with a complete, verified input.
+
+Counts: with `count_command`, that command runs just before each dump and its `name
+count` lines become the manifest's `row_counts` (a failure is noted as `count_error`
+and never fails the backup). Drills: with `test_restore_command` the service is
+restored into scratch (command_drill.py), whose printed counts must equal those.
 """
 
 import hashlib
@@ -35,7 +40,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
@@ -43,11 +48,14 @@ from workers.child_env import tool_env
 from workers.errors import ConfigError, SourceError
 from workers.services_config import DEFAULT_COMMAND_FORMAT as DEFAULT_FORMAT
 from workers.services_config import ServiceSpec
-from workers.settings import Settings
-from workers.sources.base import CHUNK_SIZE, Dump, OneStream, RestoreStream, iter_chunks
+from workers.settings import Settings, parse_duration
+from workers.sources.base import Dump, OneStream, RestoreStream, ScratchRestore
+from workers.sources.command_drill import scratch_command
+from workers.sources.command_tools import parse_counts, run_bounded, staged
 from workers.sources.process import StderrTail, exit_status, redact_output, spawn, stop_group
 
 log = logging.getLogger(__name__)
+COUNT_TIMEOUT = 600.0  # seconds; from_spec gives BACKUP_HOOK_TIMEOUT
 
 
 class _Output:
@@ -67,10 +75,6 @@ class _Output:
 class CommandSource(OneStream):
     kind: ClassVar[str] = "command"
     format: str = DEFAULT_FORMAT  # per service: an instance attribute (the artifact's extension)
-    no_restore_test: ClassVar[str | None] = (
-        "a command restores wherever its restore_command writes: there is no scratch "
-        "target to restore into, and its tools' targets are their own business"
-    )
 
     def __init__(
         self,
@@ -83,6 +87,8 @@ class CommandSource(OneStream):
         env: Sequence[str] = (),
         secrets: Sequence[str] = (),
         work_dir: Path | None = None,
+        count_command: Sequence[str] | None = None,
+        count_timeout: float = COUNT_TIMEOUT,
     ) -> None:
         if not dump_command or not restore_command:
             raise ValueError("a command source needs a dump and a restore command")
@@ -94,6 +100,8 @@ class CommandSource(OneStream):
         self.env = list(env)
         self.secrets = list(secrets)  # the fleet's: masked in the tools' messages
         self.work_dir = work_dir
+        self.count_command = list(count_command) if count_command else None
+        self.count_timeout = count_timeout
 
     @classmethod
     def from_spec(
@@ -109,19 +117,36 @@ class CommandSource(OneStream):
             env=spec.env or (),
             secrets=secrets,
             work_dir=settings.backfleet_work_dir,
+            count_command=spec.count_command,
+            count_timeout=parse_duration(settings.backup_hook_timeout),
         )
 
     @classmethod
     def probe(cls, spec: ServiceSpec) -> str:
         commands = [spec.dump_command, spec.restore_command]
+        commands += [spec.test_restore_command, spec.count_command]
         missing = [argv[0] for argv in commands if argv and shutil.which(argv[0]) is None]
         if missing:
             raise ConfigError(f"not installed: {', '.join(missing)}")
         return "commands found"
 
     @classmethod
-    def restore_test_target(cls, spec: ServiceSpec, scratch: Path) -> None:
-        return None  # see no_restore_test
+    def restore_test_unavailable(cls, spec: ServiceSpec) -> str | None:
+        if spec.test_restore_command:
+            return None
+        return (
+            "not configured: a command service is drilled only with `test_restore_command`, "
+            "an argv that restores its stdin into the scratch target named by "
+            "$BACKFLEET_SCRATCH"
+        )
+
+    @classmethod
+    def restore_test_target(
+        cls, spec: ServiceSpec, scratch: Path, *, time_limit: float | None = None
+    ) -> AbstractContextManager[ScratchRestore] | None:
+        if cls.restore_test_unavailable(spec) is not None:
+            return None
+        return scratch_command(spec, scratch, time_limit=time_limit)
 
     # --- dump ---
     @contextmanager
@@ -132,6 +157,7 @@ class CommandSource(OneStream):
         assert process.stdout is not None
         output = _Output(process.stdout)
         facts: dict[str, Any] = {"kind": self.kind, "command": os.path.basename(command[0])}
+        facts.update(self._counts())  # read when the dump ends, so taken before it starts
         try:
             yield Dump(stream=output, facts=facts)
         except BaseException:
@@ -145,25 +171,31 @@ class CommandSource(OneStream):
         process.wait()
         self._check(command, process.returncode, errors)
 
+    def _counts(self) -> dict[str, Any]:
+        """`row_counts` from count_command, run just before the dump (outside the dump's
+        own snapshot); a count that fails is noted as `count_error`, never failing the backup."""
+        if not self.count_command:
+            return {}
+        what = f"count_command {self.count_command[0]}"
+        try:
+            run = run_bounded(
+                self.count_command,
+                env=self._child_env(),
+                stdin=subprocess.DEVNULL,
+                timeout=self.count_timeout,
+            )
+            self._check(self.count_command, run.returncode, run.stderr)
+            return {"row_counts": parse_counts(run.stdout, what)}
+        except SourceError as exc:
+            reason = self._clean(str(exc))
+            log.warning("%s: no counts recorded: %s", what, reason)
+            return {"count_error": reason}
+
     # --- restore ---
     def restore(self, stream: RestoreStream) -> None:
-        fd, name = tempfile.mkstemp(
-            prefix=self._staging_prefix(), suffix=f".{self.format}", dir=self.work_dir
-        )
-        try:
-            with os.fdopen(fd, "wb", buffering=CHUNK_SIZE) as staged:
-                for chunk in iter_chunks(stream):
-                    staged.write(chunk)
-            stream.verify()  # nothing below runs unless every stored byte matched
-            with open(name, "rb") as staged_in:
-                self._run_restore(staged_in)
-        finally:
-            try:
-                os.unlink(name)
-            except FileNotFoundError:
-                pass
-            except OSError:  # the restore's own outcome matters more than the cleanup's
-                log.exception("could not remove the staged restore file %s", name)
+        prefix, suffix = self._staging_prefix(), f".{self.format}"
+        with staged(stream, directory=self.work_dir, prefix=prefix, suffix=suffix) as file:
+            self._run_restore(file)
 
     def recover(self) -> None:
         """Remove the staged file a killed restore of this service left in the work directory."""

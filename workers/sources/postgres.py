@@ -89,7 +89,6 @@ COMMENT ON SCHEMA public IS 'standard public schema';
 class PostgresSource(OneStream):
     kind: ClassVar[str] = "postgres"
     format: ClassVar[str] = "pgdump"
-    no_restore_test: ClassVar[str | None] = None  # a scratch database, row counts compared
 
     def __init__(
         self,
@@ -141,8 +140,14 @@ class PostgresSource(OneStream):
         return f"PostgreSQL {row[0] if row else '?'} reachable"
 
     @classmethod
+    def restore_test_unavailable(cls, spec: ServiceSpec) -> str | None:
+        return None  # a scratch database, row counts compared
+
+    @classmethod
     @contextmanager
-    def restore_test_target(cls, spec: ServiceSpec, scratch: Path) -> Iterator[ScratchRestore]:
+    def restore_test_target(
+        cls, spec: ServiceSpec, scratch: Path, *, time_limit: float | None = None
+    ) -> Iterator[ScratchRestore]:
         """A scratch database on the service's server (the role needs CREATEDB), dropped
         on exit; its per-table row counts must equal those of the dump's own snapshot."""
         assert spec.url is not None
@@ -158,11 +163,14 @@ class PostgresSource(OneStream):
                 make_conninfo(**params), password_env=spec.password_env, env=spec.env or ()
             )
 
+            found: dict[str, int] = {}
+
             def check(facts: Sequence[Mapping[str, Any]]) -> None:
                 with target.connect() as conn:
-                    compare_row_counts(facts[0], _row_counts(conn))
+                    found.update(_row_counts(conn))
+                compare_row_counts(facts[0], found)
 
-            yield ScratchRestore(target, check)
+            yield ScratchRestore(target, check, found)
         finally:
             with source.connect() as admin:
                 admin.autocommit = True

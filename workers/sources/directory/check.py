@@ -13,10 +13,16 @@ from workers.sources.directory.digest import FILE_HASH, FILE_HASHES, FileDigest
 from workers.sources.directory.walk import Key, _Walk, decode_position
 
 
-def check_tree(root: Path, facts: Sequence[Mapping[str, Any]]) -> None:
-    """Raise IntegrityError unless each volume restored under `root` is as recorded."""
+def check_tree(
+    root: Path, facts: Sequence[Mapping[str, Any]], totals: dict[str, int] | None = None
+) -> None:
+    """Raise IntegrityError unless each volume restored under `root` is as recorded;
+    `totals` gets the files and bytes found, all volumes summed, before the comparison."""
     algorithm = recorded_file_hash(facts[0])
     found = tree_facts(root, facts, algorithm or FILE_HASH)
+    if totals is not None:
+        totals["files"] = sum(files for files, _, _ in found)
+        totals["bytes"] = sum(size for _, size, _ in found)
     for number, (recorded, (files, size, digest)) in enumerate(zip(facts, found, strict=True)):
         where = f"volume {number + 1}"
         if (files, size) != (recorded.get("files"), recorded.get("bytes")):

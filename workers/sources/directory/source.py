@@ -30,7 +30,6 @@ class DirectorySource:
     kind: ClassVar[str] = "directory"
     format: ClassVar[str] = "tar"
     volumes: ClassVar[bool] = True
-    no_restore_test: ClassVar[str | None] = None  # per volume: files, bytes, files digest
 
     @classmethod
     def from_spec(
@@ -54,12 +53,19 @@ class DirectorySource:
         return "directory readable"
 
     @classmethod
+    def restore_test_unavailable(cls, spec: ServiceSpec) -> str | None:
+        return None  # per volume: files, bytes, files digest
+
+    @classmethod
     @contextmanager
-    def restore_test_target(cls, spec: ServiceSpec, scratch: Path) -> Iterator[ScratchRestore]:
+    def restore_test_target(
+        cls, spec: ServiceSpec, scratch: Path, *, time_limit: float | None = None
+    ) -> Iterator[ScratchRestore]:
         """A scratch folder; per volume, the file count, bytes and the digest of every
         file's path, size and content hash must be those recorded."""
         target = scratch / "tree"
-        yield ScratchRestore(cls(target), lambda facts: check_tree(target, facts))
+        found: dict[str, int] = {}
+        yield ScratchRestore(cls(target), lambda facts: check_tree(target, facts, found), found)
 
     def __init__(
         self,
