@@ -332,11 +332,27 @@ def restore_status(fleet: FleetDep, caller: Authorized, asked: RestoreStatusDep)
         return Status.of_restore(restore)
 
 
-@athena.get("/report/recovery")
+@athena.get(
+    "/report/recovery",
+    tags=[BACKUPS],
+    operation_id="RecoveryReport",
+    summary="Get each service's recovery-time evidence",
+    description=f"""
+For every service of the namespace (or of every namespace the key may act on, when none
+is named): its recovery-time objective, its last drill into scratch (when, which backup,
+how long, whether its counts matched), whether that met the objective, drills failing or
+overdue, and the last restore a user ran. The same table as `backfleet report`.
+
+{needs("read")}
+""",
+    response_description="One entry per service",
+    responses=errors(
+        (404, "The namespace is not configured"),
+        (422, "`namespace` is not a DNS label"),
+    ),
+)
 def recovery_report(
     fleet: FleetDep, caller: Authorized, namespace: NamespaceQuery = None
 ) -> list[ServiceRecoveryReport]:
-    """Each service's RTO, last drill (when, which backup, how long, counts), whether it met
-    the RTO, failing or overdue drills, and its last user restore (`backfleet report`)."""
     ns = scoped_namespace(fleet, caller, namespace) if namespace is not None else None
     return recovery_for(fleet, caller, ns)
