@@ -69,6 +69,21 @@ def test_check_says_exactly_what_is_wrong(env: dict[str, str], tmp_path: Path) -
     assert "FAIL app/db" in second.stdout and "does not exist" in second.stdout
     leftovers = [path for path in (tmp_path / "store").rglob("*") if path.is_file()]
     assert leftovers == []  # the probe object is gone again
+    assert "ok   keys: no encryption or signing key set" in second.stdout
+
+
+def test_check_refuses_keys_that_cannot_work(env: dict[str, str]) -> None:
+    """A key is checked when `check` runs, not when the first backup needs it (issue 20)."""
+    bad = cli({**env, "BACKUP_ENCRYPTION_KEY": "notakey-Xy7"}, "check")
+    assert bad.returncode == 1
+    assert "FAIL keys: BACKUP_ENCRYPTION_KEY is not an age identity" in bad.stdout
+    assert "notakey-Xy7" not in bad.stdout + bad.stderr
+    short = cli({**env, "BACKUP_SIGNING_KEY": "long-enough-" * 4 + ",tiny-Zq9"}, "check")
+    assert short.returncode == 2 and "BACKUP_SIGNING_KEY" in short.stderr  # the settings refuse
+    assert "tiny-Zq9" not in short.stdout + short.stderr
+    key = cli(env, "keygen").stdout.strip()
+    good = cli({**env, "BACKUP_ENCRYPTION_KEY": key}, "check")
+    assert "ok   keys: encryption key " in good.stdout
 
 
 def test_dry_run_streams_everything_and_stores_nothing(env: dict[str, str], tmp_path: Path) -> None:
