@@ -135,6 +135,10 @@ def test_up_starts_everything_and_ctrl_c_stops_everything(tmp_path: Path) -> Non
         assert stat.S_IMODE((site / "var").stat().st_mode) == 0o700
         key = key_file.read_text().strip()
         assert f'-H "Authorization: {key}"' in log.read_text()
+        # Each child's lines carry its name, so four processes' logs can be told apart.
+        lines = log.read_text().splitlines()
+        for name in ("api", "worker", "beat", "flower", "migrate"):
+            assert any(line.startswith(f"{name:<7}| ") for line in lines), name
         latest = httpx2.get(
             f"{base}/athena/api/v1/backup/latest", headers={"Authorization": key}, timeout=10
         )

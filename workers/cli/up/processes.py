@@ -6,10 +6,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
+from typing import IO
 
 from workers.cli.embedded_redis import die_with_parent
 
@@ -44,15 +46,38 @@ class StopRequest:
 
 def spawn(spec: ChildSpec, env: Mapping[str, str]) -> Child:
     """Start a child in its own process group (so Ctrl-C reaches only the supervisor,
-    which stops the children in order) that gets SIGTERM if the supervisor dies."""
+    which stops the children in order) that gets SIGTERM if the supervisor dies. Its
+    output goes to ours, each line prefixed with its name (`worker | …`)."""
     process = subprocess.Popen(
         spec.argv,
         env=dict(env),
         stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
         preexec_fn=die_with_parent(),
     )
+    assert process.stdout is not None
+    threading.Thread(
+        target=_relay, args=(spec.name, process.stdout), name=f"relay-{spec.name}", daemon=True
+    ).start()
     return Child(spec, process)
+
+
+_OUTPUT_LOCK = threading.Lock()
+PREFIX_WIDTH = 7  # the longest child name, "migrate"
+
+
+def _relay(name: str, stream: IO[bytes]) -> None:
+    """Copy a child's output to ours line by line, each under its name, until it closes."""
+    prefix = f"{name:<{PREFIX_WIDTH}}| ".encode()
+    with stream:
+        for line in stream:
+            with _OUTPUT_LOCK:
+                sys.stdout.buffer.write(
+                    prefix + line if line.endswith(b"\n") else prefix + line + b"\n"
+                )
+                sys.stdout.buffer.flush()
 
 
 def run_to_end(spec: ChildSpec, env: Mapping[str, str], stop: StopRequest, timeout: float) -> int:
