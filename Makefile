@@ -4,34 +4,42 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv up test lint bench bench-audit clean
+.PHONY: venv venv-dev up test lint bench bench-audit clean
 
+# What running needs (`make up`), and what testing and linting add (the dev extras:
+# pytest, mypy, ruff, moto, rclone…, about half the venv).
 venv: $(VENV)/.installed
+venv-dev: $(VENV)/.installed-dev
 
 # Re-install only when pyproject.toml changes (or the venv is new).
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
 	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@ $(VENV)/.installed
 
 up: venv
 	$(BIN)/backfleet up
 
-test: venv
+test: venv-dev
 	bash scripts/test-deps.sh
 	$(BIN)/pytest -q
 
-lint: venv
+lint: venv-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: venv
+bench: venv-dev
 	@if [ -x bench/run.sh ]; then bench/run.sh; else echo "no benchmarks yet: bench/run.sh is missing"; fi
 
 # The audit trail's benchmark (API ingest, middleware overhead, a flush of 1M events to S3).
-bench-audit: venv
+bench-audit: venv-dev
 	timeout --foreground --kill-after=60 30m $(BIN)/python -m bench.audit_bench
 
 # Keeps ./var: it holds the API key, the catalog and the local backups.
