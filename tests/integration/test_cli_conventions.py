@@ -165,3 +165,24 @@ def test_version() -> None:
         cwd=ROOT,
     )
     assert done.stdout.startswith("backfleet ") and done.stdout.split()[1][0].isdigit()
+
+
+def test_every_reporting_command_speaks_json(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    stamp = a_successful_backup(env, monkeypatch)
+    dry = json.loads(cli(env, "backup", "--dry-run", "--json").stdout)
+    assert [row["service"] for row in dry] == ["files"] and dry[0]["sourceBytes"] > 0
+    checks = json.loads(cli(env, "check", "--json").stdout)
+    assert {row["name"] for row in checks} >= {"keys", "catalog", "broker", "store", "app/files"}
+    verified = cli(env, "verify", "--json")
+    assert verified.returncode == 0, verified.stderr
+    assert [(row["timestamp"], row["error"]) for row in json.loads(verified.stdout)] == [
+        (stamp, None)
+    ]
+    queued = cli(env, "backup", "--json")
+    assert queued.returncode == 0, queued.stderr
+    answer = json.loads(queued.stdout)
+    assert answer["status"] == "Pending" and answer["namespace"] == "app"

@@ -9,6 +9,7 @@ import click
 
 from workers.cli.commands import _fail, main
 from workers.cli.exits import FAILED
+from workers.cli.output import to_json
 
 if TYPE_CHECKING:
     from workers.monitoring.health import Freshness
@@ -56,7 +57,8 @@ def list_backups(namespace: str | None, limit: int, as_json: bool) -> None:
 @main.command()
 @click.option("--namespace", default=None, help="Only this namespace [every one].")
 @click.option("--timestamp", default=None, help="Only this backup (needs --namespace).")
-def verify(namespace: str | None, timestamp: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def verify(namespace: str | None, timestamp: str | None, as_json: bool) -> None:
     """Read backups back and check them against their manifests; exit 1 on any failure."""
     from workers.fleet import current_fleet
     from workers.operations.verify import verify_backups
@@ -64,11 +66,14 @@ def verify(namespace: str | None, timestamp: str | None) -> None:
     if timestamp and not namespace:
         _fail("--timestamp needs --namespace")
     results = verify_backups(current_fleet(), namespace=namespace, timestamp=timestamp)
-    for r in results:
-        detail = f": {r.error}" if r.error else f" ({r.artifacts} artifacts, {r.bytes_read} bytes)"
-        click.echo(f"{r.status:<8} {r.namespace}/{r.timestamp} [{r.store}]{detail}")
     failed = sum(r.error is not None for r in results)
-    click.echo(f"{len(results)} verified, {failed} failed")
+    if as_json:
+        click.echo(to_json(results))
+    else:
+        for r in results:
+            detail = f": {r.error}" if r.error else f" ({r.artifacts} artifacts, {r.bytes_read} B)"
+            click.echo(f"{r.status:<8} {r.namespace}/{r.timestamp} [{r.store}]{detail}")
+        click.echo(f"{len(results)} verified, {failed} failed")
     if failed:
         sys.exit(1)
 
@@ -78,7 +83,8 @@ def verify(namespace: str | None, timestamp: str | None) -> None:
 @click.option(
     "--timestamp", default=None, help="This backup, every service [the drills that are due]."
 )
-def test_restore_command(namespace: str | None, timestamp: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def test_restore_command(namespace: str | None, timestamp: str | None, as_json: bool) -> None:
     """Drill: restore backups into scratch targets, time them, compare with their manifests
     (each service on its test_restore cadence); exit 1 on failure."""
     from workers.fleet import current_fleet
@@ -90,6 +96,9 @@ def test_restore_command(namespace: str | None, timestamp: str | None) -> None:
     from workers.monitoring.health import span
 
     results = run_restore_tests(current_fleet(), namespace=namespace, timestamp=timestamp)
+    if as_json:
+        click.echo(to_json(results))
+        sys.exit(1 if any(r.error for r in results) else 0)
     for r in results:
         detail = f": {r.error}" if r.error else f" (tested: {', '.join(r.tested) or 'none'})"
         skipped = f"; not tested: {', '.join(r.skipped)}" if r.skipped else ""

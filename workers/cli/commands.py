@@ -1,5 +1,6 @@
 """`backfleet`: the group, the fleet's processes, backups and restores (admin.py: the rest)."""
 
+import json
 import os
 import sys
 from typing import Any, NoReturn
@@ -150,7 +151,10 @@ def store_init() -> None:
 @click.option(
     "--dry-run", is_flag=True, help="Stream every source through the pipeline, store nothing."
 )
-def backup(namespace: str | None, only_config: bool, wait: bool, dry_run: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (no bar).")
+def backup(
+    namespace: str | None, only_config: bool, wait: bool, dry_run: bool, as_json: bool
+) -> None:
     """Request an on-demand backup."""
     from tasks.enqueue import celery_enqueue
     from workers.fleet import current_fleet
@@ -159,7 +163,7 @@ def backup(namespace: str | None, only_config: bool, wait: bool, dry_run: bool) 
     fleet = current_fleet()
     namespace = namespace or fleet.config.default_namespace
     if dry_run:
-        _dry_run(namespace, only_config)
+        _dry_run(namespace, only_config, as_json)
         return
     row = request_backup(
         fleet,
@@ -169,7 +173,9 @@ def backup(namespace: str | None, only_config: bool, wait: bool, dry_run: bool) 
         requested_by="cli",
         enqueue=celery_enqueue,
     )
-    click.echo(f"backup {row.timestamp} of namespace {namespace} requested")
+    if not as_json:
+        click.echo(f"backup {row.timestamp} of namespace {namespace} requested")
+    status, error = "Pending", None
     if wait:
         # Imported once the task is queued: the worker starts meanwhile.
         from tasks.enqueue import queue_consumers, wait_for_task
@@ -177,15 +183,31 @@ def backup(namespace: str | None, only_config: bool, wait: bool, dry_run: bool) 
 
         url = fleet.settings.database_url
         status, error = wait_for_backup(
-            url, namespace, row.timestamp, waiter=wait_for_task, consumers=queue_consumers
+            url,
+            namespace,
+            row.timestamp,
+            waiter=wait_for_task,
+            consumers=queue_consumers,
+            quiet=as_json,
         )
+    if as_json:
+        answer = {"namespace": namespace, "timestamp": row.timestamp, "status": status}
+        click.echo(json.dumps({**answer, "error": error}))
+        if status == "Failed":
+            sys.exit(FAILED)
+    elif wait:
         _report(f"backup {row.timestamp}", status, error)
 
 
-def _dry_run(namespace: str, only_config: bool) -> None:
+def _dry_run(namespace: str, only_config: bool, as_json: bool) -> None:
     from workers.fleet import current_fleet
     from workers.operations.dry_run import dry_run
 
+    if as_json:
+        from workers.cli.output import to_json
+
+        click.echo(to_json(dry_run(current_fleet(), namespace=namespace, only_config=only_config)))
+        return
     click.echo(f"dry run of namespace {namespace}: nothing is stored")
     click.echo(f"{'SERVICE':<20} {'SOURCE':>14} {'STORED':>14} {'SECONDS':>8} {'MB/s':>8}")
     for result in dry_run(current_fleet(), namespace=namespace, only_config=only_config):
@@ -296,16 +318,22 @@ def keygen() -> None:
 
 
 @main.command()
-def check() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def check(as_json: bool) -> None:
     """Try every piece of the configuration for real and say what is wrong."""
     from workers.fleet import current_fleet
     from workers.monitoring.checks import run_checks
 
-    failed = 0
-    for verdict in run_checks(current_fleet()):
-        mark = "ok  " if verdict.ok else "FAIL"
-        click.echo(f"{mark} {verdict.name}: {verdict.detail}")
-        failed += not verdict.ok
+    verdicts = list(run_checks(current_fleet()))
+    if as_json:
+        from workers.cli.output import to_json
+
+        click.echo(to_json(verdicts))
+    else:
+        for verdict in verdicts:
+            mark = "ok  " if verdict.ok else "FAIL"
+            click.echo(f"{mark} {verdict.name}: {verdict.detail}")
+    failed = sum(not verdict.ok for verdict in verdicts)
     if failed:
         _fail(f"{failed} check(s) failed", code=FAILED)
 

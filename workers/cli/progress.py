@@ -62,7 +62,7 @@ class PickupWatch:
             )
 
 
-def _bar() -> Progress:
+def _bar(quiet: bool = False) -> Progress:
     return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -71,6 +71,7 @@ def _bar() -> Progress:
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         transient=True,
+        disable=quiet,
         refresh_per_second=4,  # a bar, not an animation: leave the CPU to the backup
     )
 
@@ -91,8 +92,10 @@ def wait_for_backup(
     *,
     waiter: TaskWaiter | None = None,
     consumers: ConsumerCount | None = None,
+    quiet: bool = False,
 ) -> tuple[str, str | None]:
-    """Draw bytes done, throughput and ETA until the backup ends; return (status, error).
+    """Draw bytes done, throughput and ETA until the backup ends (`quiet`: no bar);
+    return (status, error).
     UnreachableError if it stays Pending while no worker consumes its queue."""
     watch = PickupWatch(f"backup {timestamp}", queue_of(RUN_BACKUP), consumers)
     with session_scope(database_url) as session:
@@ -100,7 +103,7 @@ def wait_for_backup(
         assert backup is not None
         total = expected_size(session, backup)
         pause = _Pause(waiter, backup.task_id)
-    with _bar() as progress:
+    with _bar(quiet) as progress:
         task = progress.add_task(f"backup {timestamp}", total=None)
         while True:
             with session_scope(database_url) as session:
