@@ -8,6 +8,7 @@ started again; no row is ever duplicated.
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar, cast
@@ -24,7 +25,7 @@ from workers.errors import NotFoundError, reason_of
 from workers.fleet import Fleet
 from workers.monitoring.notify import report_backup_outcome
 from workers.monitoring.size_anomalies import check_backup_sizes
-from workers.operations.hooks import hooks_around
+from workers.operations.hooks import hooks_around, hooks_deadline
 from workers.redact import redact
 from workers.repository.manifest import ArtifactEntry, Manifest, artifact_key, manifest_key
 from workers.repository.manifest_mac import MacKeys
@@ -54,9 +55,16 @@ class BackupOutcome:
 
 
 def run_backup(
-    fleet: Fleet, *, namespace: str, timestamp: str, lock_lost: Callable[[], bool] = lambda: False
+    fleet: Fleet,
+    *,
+    namespace: str,
+    timestamp: str,
+    lock_lost: Callable[[], bool] = lambda: False,
+    started: float | None = None,
 ) -> BackupOutcome:
-    """Run (or resume) the backup; `lock_lost` says another holder took the namespace."""
+    """Run (or resume) the backup; `lock_lost` says another holder took the namespace;
+    `started` (time.monotonic()) is when the task began, whose time limits count from it."""
+    stop_by = hooks_deadline(fleet.settings, time.monotonic() if started is None else started)
     url = fleet.settings.database_url
     with session_scope(url) as session:
         backup = queries.get_backup(session, namespace=namespace, timestamp=timestamp)
@@ -73,7 +81,7 @@ def run_backup(
         started_at, only_config, trigger = backup.started_at, backup.only_config, backup.trigger
     assert started_at is not None
 
-    job = _ServiceBackups(fleet, backup_id, namespace, timestamp)
+    job = _ServiceBackups(fleet, backup_id, namespace, timestamp, stop_by)
     entries: list[ArtifactEntry] = []
     errors: list[str] = []
     for service in services:
@@ -146,9 +154,12 @@ def _stop_if(lock_lost: Callable[[], bool], namespace: str, timestamp: str) -> N
 class _ServiceBackups:
     """Backs up one service after another into the artifacts of one backup row."""
 
-    def __init__(self, fleet: Fleet, backup_id: int, namespace: str, timestamp: str) -> None:
+    def __init__(
+        self, fleet: Fleet, backup_id: int, namespace: str, timestamp: str, stop_by: float
+    ) -> None:
         self.fleet, self.backup_id = fleet, backup_id
         self.namespace, self.timestamp = namespace, timestamp
+        self.stop_by = stop_by  # no hook runs past it (operations/hooks.py: hooks_deadline)
         self.url = fleet.settings.database_url
         self.keyring = crypto.Keyring.from_settings(fleet.settings)
         self.options = TransferOptions.from_settings(fleet.settings, self.keyring)
@@ -175,6 +186,7 @@ class _ServiceBackups:
             backup_id=self.backup_id,
             namespace=self.namespace,
             timestamp=self.timestamp,
+            stop_by=self.stop_by,
         ):
             return self._dump(spec, service)
 
