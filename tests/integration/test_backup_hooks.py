@@ -35,6 +35,7 @@ from workers.catalog.models import (
     Alert,
     Artifact,
     Backup,
+    HookRun,
     UserEvent,
 )
 from workers.fleet import current_fleet, reset_fleet
@@ -271,6 +272,28 @@ def test_a_redelivered_backup_does_not_rerun_the_hooks_of_a_service_already_stor
     again = fleet.back_up(first["timestamp"])
     assert again["status"] == SUCCESS
     assert runs.read_text().split() == ["pre", "post"]
+
+
+def test_a_redelivered_backup_runs_the_post_hook_its_lost_worker_did_not_finish(
+    fleet: Fleet,
+) -> None:
+    runs = fleet.tmp / "runs"
+    fleet.configure(f"pre = {sh(f'echo pre >> {runs}')}\npost = {sh(f'echo post >> {runs}')}")
+    first = fleet.back_up()
+    assert first["status"] == SUCCESS
+    # As if the worker was killed while `post` ran: the artifact is stored, `pre` is
+    # recorded, `post` is not (its row is written when it ends).
+    with session_scope(fleet.catalog) as session:
+        row = queries.get_backup(session, namespace="app", timestamp=first["timestamp"])
+        assert row is not None
+        row.status, row.finished_at = RUNNING, None
+        session.query(HookRun).filter_by(backup_id=row.id, hook="post").delete()
+    again = fleet.back_up(first["timestamp"])
+
+    assert again["status"] == SUCCESS
+    assert runs.read_text().split() == ["pre", "post", "post"]  # `post` only, once more
+    assert [h["hook"] for h in again["hooks"]] == ["pre", "post"]
+    assert fleet.stored_files(first["timestamp"])["a.txt"] == b"hello\n"
 
 
 def test_a_missing_hook_program_is_one_clear_sentence(fleet: Fleet) -> None:

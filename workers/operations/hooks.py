@@ -13,7 +13,9 @@ The soft time limit stops `pre` (and the dump) at once, but not `post`: it runs
 on, recorded, and only then is the task stopped. No hook runs past the task's
 hard time limit less a margin (hooks_deadline); the services file's hook
 timeouts are checked to fit the soft-to-hard window when the fleet is built
-(services_config: check_hook_timeouts).
+(services_config: check_hook_timeouts). A redelivered backup runs the `post`
+of a service an earlier attempt stored if that attempt's `post` did not end
+(run_owed_post).
 
 Every run is recorded: a `hook_runs` row (the program's name, how it ended, the
 redacted tail of its output), a log line at INFO, and an audit event
@@ -28,8 +30,8 @@ from contextlib import contextmanager
 from billiard.exceptions import SoftTimeLimitExceeded
 
 from workers.audit.user_events import payload_json, record_system_event
-from workers.catalog.db import Session, write_catalog
-from workers.catalog.hook_runs import add_backup_warning, record_hook_run
+from workers.catalog.db import Session, session_scope, write_catalog
+from workers.catalog.hook_runs import add_backup_warning, post_owed, record_hook_run
 from workers.errors import SourceError, reason_of
 from workers.fleet import Fleet
 from workers.monitoring.notify import report_hook_failure
@@ -82,6 +84,36 @@ def hooks_around(
     finally:
         if hooks.post:
             runner.post(hooks.post)
+
+
+def run_owed_post(
+    fleet: Fleet,
+    spec: ServiceSpec,
+    *,
+    backup_id: int,
+    namespace: str,
+    timestamp: str,
+    stop_by: float | None = None,
+) -> None:
+    """For a service an earlier attempt stored: its `post` hook, if that attempt's worker
+    was lost before `post` ended (the catalog has no `post` since its latest `pre`)."""
+    if spec.hooks is None or not spec.hooks.post:
+        return
+    with session_scope(fleet.settings.database_url) as session:
+        owed = post_owed(session, backup_id=backup_id, service=spec.name)
+    if not owed:
+        return
+    log.info(
+        "backup %s/%s: service %s was stored by an earlier attempt whose post hook did not "
+        "end: it runs now",
+        namespace,
+        timestamp,
+        spec.name,
+    )
+    runner = _Runner(
+        fleet, spec, backup_id=backup_id, namespace=namespace, timestamp=timestamp, stop_by=stop_by
+    )
+    runner.post(spec.hooks.post)
 
 
 class _Runner:
