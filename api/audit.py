@@ -43,6 +43,7 @@ OPERATIONS: Mapping[tuple[str, str], str] = {
     ("POST", f"{BASE}/ondemandbackup"): "OnDemandBackup",
     ("GET", f"{BASE}/backup/latest"): "LatestBackup",
     ("GET", f"{BASE}/backup/{{timestamp}}"): "BackupDetail",
+    ("GET", f"{BASE}/backups"): "ListBackups",
     ("POST", f"{BASE}/ondemandrestore"): "OnDemandRestore",
     ("GET", f"{BASE}/restorestatus"): "RestoreStatus",
     ("GET", f"{BASE}/report/recovery"): "RecoveryReport",
