@@ -46,15 +46,16 @@ missing_packages() {
     { works mariadbd || works /usr/sbin/mariadbd || works mysqld || works /usr/sbin/mysqld; } \
         && { works mariadb-dump || works mysqldump; } \
         || packages+=(mariadb-server mariadb-client)
-    # Chromium, for the headless browser test of the API's docs pages: only where apt-get
-    # is (without it that test is skipped, saying so; it drives `chromium --dump-dom`,
-    # so no WebDriver is needed).
+    # Chromium, for the headless browser tests of the API's docs pages and of the catalog
+    # page: only where apt-get is (without it those tests are skipped, saying so). They drive
+    # `chromium --dump-dom`, or its DevTools protocol over a pipe (tests/cdp.py): no
+    # WebDriver is needed.
     works chromium || ! command -v apt-get >/dev/null 2>&1 || packages+=(chromium)
     echo "${packages[@]}"
 }
 
 works chromium || command -v apt-get >/dev/null 2>&1 \
-    || echo "test-deps: no apt-get here: install chromium, or the API docs browser test is skipped" >&2
+    || echo "test-deps: no apt-get here: install chromium, or the browser tests are skipped" >&2
 
 read -r -a needed <<<"$(missing_packages)"
 if [ "${#needed[@]}" -eq 0 ]; then

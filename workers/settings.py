@@ -159,6 +159,9 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./var/backfleet.db"
     backfleet_api_keys: SecretStr = SecretStr("")
     backfleet_api_keys_file: Path | None = None  # hashed keys (TOML): workers/api_keys.py
+    # Signs the catalog page's session cookies (api/session.py); unset: derived from the keys
+    # of BACKFLEET_API_KEYS. Every API replica needs the same one.
+    backfleet_ui_secret: SecretStr | None = None
     # A restore from a namespace this fleet does not configure (another cluster's backups).
     backfleet_allow_unconfigured_source_namespaces: bool = False
     backfleet_config: Path = Path("./backfleet.toml")
@@ -322,6 +325,13 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_duration(cls, value: str) -> str:
         parse_duration(value)
+        return value
+
+    @field_validator("backfleet_ui_secret")
+    @classmethod
+    def _ui_secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
         return value
 
     @field_validator("backup_signing_key")

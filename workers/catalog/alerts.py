@@ -3,10 +3,10 @@
 Keyword-only like queries.py; callers own the session.
 """
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.orm import Session
 
@@ -54,5 +54,18 @@ def owed_alerts(
         Alert.delivered_at.is_(None),
         Alert.opened_at > opened_after,
         (Alert.attempts >= attempts) | (Alert.opened_at < settled_before),
+    )
+    return session.scalars(query).all()
+
+
+def open_alerts_in(
+    session: Session, *, namespaces: Collection[str], fleet_wide: bool
+) -> Sequence[Alert]:
+    """The open alerts of `namespaces` (and those of no namespace, when `fleet_wide`),
+    oldest first."""
+    of_namespaces = Alert.namespace.in_(sorted(namespaces))
+    where = or_(of_namespaces, Alert.namespace.is_(None)) if fleet_wide else of_namespaces
+    query = (
+        select(Alert).where(where, Alert.resolved_at.is_(None)).order_by(Alert.opened_at, Alert.id)
     )
     return session.scalars(query).all()
