@@ -72,7 +72,8 @@ def resolution_text(row: Alert) -> str:
     since 2026-03-02 13:01 UTC (it said: …)`."""
     assert row.resolved_at is not None
     said = row.text.removeprefix("Backfleet: ")
-    took = span((row.resolved_at - row.opened_at).total_seconds())
+    seconds = (row.resolved_at - row.opened_at).total_seconds()
+    took = span(seconds) if seconds >= 60 else f"{seconds:.0f} s"
     return (
         f"Backfleet: RESOLVED: {row.event} for {where_of(row)}, open {took} since "
         f"{row.opened_at:%Y-%m-%d %H:%M} UTC (it said: {said})"
