@@ -54,12 +54,25 @@ missing_packages() {
     echo "${packages[@]}"
 }
 
+# promtool, for `promtool test rules` of compose's alert rules, comes with Debian's
+# `prometheus` package (~19 MB; its server is not started): installed where apt-get is,
+# and optional: without it those tests are skipped, saying so.
+optional_packages() {
+    works promtool || ! command -v apt-get >/dev/null 2>&1 || echo prometheus
+}
+
+say_what_is_skipped() {
+    works promtool \
+        || echo "test-deps: no promtool (Debian package prometheus): the alert-rule unit tests are skipped" >&2
+}
+
 works chromium || command -v apt-get >/dev/null 2>&1 \
     || echo "test-deps: no apt-get here: install chromium, or the browser tests are skipped" >&2
 
-read -r -a needed <<<"$(missing_packages)"
+read -r -a needed <<<"$(missing_packages) $(optional_packages)"
 if [ "${#needed[@]}" -eq 0 ]; then
     install_azurite
+    say_what_is_skipped
     exit 0
 fi
 
@@ -91,3 +104,4 @@ if [ "${#still[@]}" -ne 0 ]; then
     exit 1
 fi
 install_azurite
+say_what_is_skipped
