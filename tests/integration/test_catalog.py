@@ -1,18 +1,28 @@
 """The catalog's queries and migrations on SQLite and on a real PostgreSQL."""
 
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import inspect
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, get_engine, session_scope
 from workers.catalog.migrate import alembic_config, upgrade_catalog
-from workers.catalog.models import FAILED, PENDING, SUCCESS
-from workers.errors import ConflictError
+from workers.catalog.models import (
+    FAILED,
+    PENDING,
+    SUCCESS,
+    HookRun,
+    UploadPart,
+    Verification,
+)
+from workers.errors import ConflictError, PermanentError
 
 pytestmark = pytest.mark.integration
 MOMENT = datetime(2023, 2, 2, 17, 3, 15, tzinfo=UTC)
@@ -128,8 +138,92 @@ def test_one_active_restore_per_namespace(catalog_url: str) -> None:
         assert latest is not None and latest.id == second
 
 
+# What a catalog holds around one backup: each row must outlive every migration step.
+HISTORY = {"backups": 1, "artifacts": 1, "upload_parts": 2, "verifications": 1, "hook_runs": 1}
+
+
+def add_history(url: str) -> None:
+    """One backup with an artifact, two upload parts, a verification and a hook run."""
+    stamp = new_backup(url)
+    with session_scope(url) as session:
+        backup = queries.get_backup(session, namespace="app", timestamp=stamp)
+        assert backup is not None
+        backup.status = SUCCESS
+        artifact = queries.upsert_artifact(
+            session,
+            backup=backup,
+            service="db",
+            kind="sqlite",
+            key="k",
+            fmt="sqlite",
+            compression="zstd",
+        )
+        for number in (1, 2):
+            session.add(
+                UploadPart(
+                    artifact_id=artifact.id, number=number, size=5, etag="e", sha256="0" * 64
+                )
+            )
+        session.add(
+            Verification(
+                backup_id=backup.id,
+                namespace="app",
+                timestamp=stamp,
+                kind="read",
+                status=SUCCESS,
+                checked_at=MOMENT,
+            )
+        )
+        session.add(
+            HookRun(
+                backup_id=backup.id,
+                service="db",
+                hook="pre",
+                program="true",
+                status=SUCCESS,
+                detail="exit 0",
+                started_at=MOMENT,
+                finished_at=MOMENT,
+            )
+        )
+
+
+def history_counts(url: str) -> dict[str, int]:
+    """Rows of each history table that exists (a verification counts only while it still
+    names its backup)."""
+    dispose_engines()  # the schema just changed under the pooled connections
+    engine = get_engine(url)
+    tables = set(inspect(engine).get_table_names())
+    counts: dict[str, int] = {}
+    with engine.connect() as connection:
+        for table in HISTORY:
+            if table in tables:
+                where = " WHERE backup_id IS NOT NULL" if table == "verifications" else ""
+                counts[table] = int(
+                    connection.scalar(text(f"SELECT count(*) FROM {table}{where}")) or 0
+                )
+    return counts
+
+
 def test_migrations_go_down_and_up_again(catalog_url: str) -> None:
+    add_history(catalog_url)
     config = alembic_config(catalog_url)
+    script = ScriptDirectory.from_config(config)
+    newest_first = [revision.revision for revision in script.walk_revisions()]
+    assert history_counts(catalog_url) == HISTORY
+    # One step at a time to the first revision and back: nothing is lost on the way
+    # (SQLite rebuilds a table to drop a column; its foreign keys must not cascade).
+    steps = [(command.downgrade, revision) for revision in newest_first[1:]]
+    steps += [(command.upgrade, revision) for revision in reversed(newest_first[:-1])]
+    dropped: set[str] = set()  # a table dropped on the way down comes back empty
+    for step, revision in steps:
+        step(config, revision)
+        counts = history_counts(catalog_url)
+        dropped |= HISTORY.keys() - counts.keys()
+        expected = {t: 0 if t in dropped else HISTORY[t] for t in counts}
+        assert counts == expected, (step.__name__, revision)
+    assert dropped == {"upload_parts", "verifications", "hook_runs"}
+
     command.downgrade(config, "base")
     dispose_engines()
     assert "backups" not in inspect(get_engine(catalog_url)).get_table_names()
@@ -137,3 +231,17 @@ def test_migrations_go_down_and_up_again(catalog_url: str) -> None:
     upgrade_catalog(catalog_url)  # already at head: nothing to do
     tables = set(inspect(get_engine(catalog_url)).get_table_names())
     assert {"backups", "artifacts", "restores"} <= tables
+
+
+def test_a_migration_that_leaves_dangling_rows_on_sqlite_fails_loudly(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/catalog.db"
+    upgrade_catalog(url)
+    add_history(url)
+    with closing(sqlite3.connect(tmp_path / "catalog.db")) as connection:  # foreign keys off
+        connection.execute("DELETE FROM backups")
+        connection.commit()
+    with pytest.raises(PermanentError) as caught:
+        command.downgrade(alembic_config(url), "-1")
+    message = str(caught.value)
+    assert "1 in artifacts (to backups)" in message and "1 in hook_runs (to backups)" in message
+    dispose_engines()
