@@ -20,6 +20,7 @@ from tests.webhook import WebhookServer, webhook_server
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.fleet import Fleet
+from workers.monitoring.alerts import AlertEvent, alerter_for
 from workers.monitoring.notify import check_staleness
 from workers.operations.backup import run_backup
 from workers.operations.verify import verify_backups
@@ -308,3 +309,43 @@ def test_a_failed_check_is_tried_again_at_the_next_pass_not_a_cadence_later(
     hidden.rename(artifact)
     assert [r.status for r in verify_backups(fleet, now=day(4))] == ["Success"]
     assert verify_backups(fleet, now=day(5)) == []
+
+
+def test_an_upgrade_keeps_a_service_that_has_been_failing_stale_and_its_alert_open(
+    tmp_path: Path, catalog: str, webhook: WebhookServer
+) -> None:
+    fleet = fleet_of(
+        tmp_path,
+        catalog,
+        webhook,
+        """
+[namespaces.app.services.legacy]
+kind = "directory"
+path = "{data}/files"
+""",
+    )
+    now = datetime.now(UTC)
+    backup_of(fleet, ["db", "files"], now - timedelta(minutes=30))
+    # Three weeks of hourly backups in which `legacy` failed (the version before services_seen).
+    with session_scope(fleet.settings.database_url) as session:
+        for hours in (500, 300, 2):
+            moment = now - timedelta(hours=hours)
+            backup = queries.create_backup(
+                session,
+                namespace="app",
+                services=["legacy"],
+                only_config=False,
+                trigger="test",
+                moment=moment,
+            )
+            backup.status, backup.created_at, backup.finished_at = "Failed", moment, moment
+    condition = "backup.stale:app:legacy"
+    alert = AlertEvent("backup.stale", "legacy is stale", namespace="app", service="legacy")
+    assert alerter_for(fleet).open(condition, alert)  # opened by the earlier version
+
+    # The upgrade: services_seen is empty, so the check first sees `legacy` now.
+    found = {f.service: f for f in check_staleness(fleet)}
+    assert found["legacy"].stale and found["legacy"].last_success is None
+    assert found["legacy"].due_by is not None and found["legacy"].due_by < now
+    assert alerter_for(fleet).open_conditions(condition) == [condition]
+    assert stale_services(webhook) == ["legacy"]  # still the one alert: not closed, not resent
