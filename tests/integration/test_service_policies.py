@@ -17,7 +17,7 @@ import workers.operations.verify
 from tests.health_fleet import make_fleet
 from tests.unit.test_metrics_status import scrape
 from tests.webhook import WebhookServer, webhook_server
-from workers.catalog import queries
+from workers.catalog import queries, reports
 from workers.catalog.db import dispose_engines, session_scope
 from workers.fleet import Fleet
 from workers.monitoring.alerts import AlertEvent, alerter_for
@@ -349,3 +349,26 @@ path = "{data}/files"
     assert found["legacy"].due_by is not None and found["legacy"].due_by < now
     assert alerter_for(fleet).open_conditions(condition) == [condition]
     assert stale_services(webhook) == ["legacy"]  # still the one alert: not closed, not resent
+
+
+def test_the_stale_alerts_of_services_and_namespaces_removed_from_the_file_are_closed(
+    tmp_path: Path, catalog: str, webhook: WebhookServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    fleet = fleet_of(tmp_path, catalog, webhook, "")
+    backup_of(fleet, ["db"], datetime.now(UTC) - timedelta(hours=3))  # db stale; files never
+    alerter = alerter_for(fleet)
+    for namespace, service in (("app", "removed"), ("gone", "db"), ("gone", None)):
+        condition = f"backup.stale:{namespace}" + (f":{service}" if service else "")
+        alert = AlertEvent("backup.stale", "stale", namespace=namespace, service=service)
+        assert alerter.open(condition, alert)
+
+    with caplog.at_level("INFO", logger="workers.monitoring.notify"):
+        check_staleness(fleet)
+    # Only the configured stale service's alert stays open (files: due later).
+    assert alerter.open_conditions("backup.stale:") == ["backup.stale:app:db"]
+    with session_scope(fleet.settings.database_url) as session:
+        assert reports.open_alert_count(session, namespace="gone") == 0
+    assert "service removed of namespace app is no longer in the services file" in caplog.text
+    assert "namespace gone is no longer in the services file" in caplog.text
+    m = scrape(fleet, {"backup": 0})
+    assert m[("backfleet_alerts_open", (("event", "backup.stale"),))] == 1
