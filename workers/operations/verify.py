@@ -91,7 +91,7 @@ def _is_due(
     its latest check failed (a store error is retried next pass, not a cadence later)."""
     since = now - _due_after(cadence)
     last = queries.last_verified_newest(session, namespace=namespace, service=service, since=since)
-    if last is None or last <= since:
+    if last is None:  # no passing check of it started since then
         return True
     return queries.last_read_failed(session, backup_id=newest.id)
 
