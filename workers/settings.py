@@ -227,9 +227,11 @@ class Settings(BaseSettings):
     # Size anomalies (workers/monitoring/sizes.py): each service of a successful backup against
     # the median of its last N successful ones. A drop is the fraction below the median, a
     # growth the factor above it; 0 turns either off (a 0-byte dump is always an anomaly).
+    # A change smaller than min_bytes is none: a 2 KiB config dump that grows to 7 KiB.
     size_anomaly_history: Annotated[int, Field(ge=0, le=1000)] = 7
     size_anomaly_drop: Annotated[float, Field(ge=0, lt=1)] = 0.5
     size_anomaly_growth: Annotated[float, Field(ge=0, le=1_000_000)] = 3.0
+    size_anomaly_min_bytes: Annotated[int, Field(ge=0)] = 1 * MiB
     # Storage you can see and budget (workers/monitoring/storage.py): a price per GiB-month
     # per storage class, `STANDARD=0.023,Hot=0.018` (empty: no cost estimate), and the
     # stored bytes a namespace may reach before `storage.over_budget` (0: no budget).
@@ -289,7 +291,11 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "backup_part_size", "backup_volume_size", "storage_budget_bytes", mode="before"
+        "backup_part_size",
+        "backup_volume_size",
+        "storage_budget_bytes",
+        "size_anomaly_min_bytes",
+        mode="before",
     )
     @classmethod
     def _size_with_unit(cls, value: object) -> object:

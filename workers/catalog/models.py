@@ -250,7 +250,11 @@ class Verification(Base):
     artifacts: Mapped[int] = mapped_column(default=0)
     bytes_read: Mapped[int] = mapped_column(BigInteger, default=0)
     error: Mapped[str | None] = mapped_column(Text)
-    checked_at: Mapped[datetime] = mapped_column(default=_now)
+    checked_at: Mapped[datetime] = mapped_column(default=_now)  # when it finished
+    # When the pass that took it started: the cadence compares starts with starts, so a
+    # long read does not put the next one off. None: recorded before migration 0014, or
+    # a test restore (checked_at stands in).
+    started_at: Mapped[datetime | None]
 
 
 DRILL, USER_RESTORE = "drill", "restore"  # RecoveryRun.trigger
