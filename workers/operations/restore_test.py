@@ -9,6 +9,9 @@
   digest of every file's path, size and content hash (`files_blake3`, or
   `files_sha256` in manifests written before BLAKE3) must match.
 
+Archived artifacts (operations/tiers.py) are asked back from the store first, all at
+once, and the drill waits for them (transfer/rehydration.py), as a restore does.
+
 Each kind's check is its own (`restore_test_target` in sources/); the scratch
 database and folder are removed whatever happens. A kind without one says why in
 `no_restore_test` (command services: their tools' targets are their own business).
@@ -25,6 +28,7 @@ from redis.exceptions import RedisError
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS, Verification
+from workers.catalog.tiers import record_storage_classes
 from workers.errors import reason_of
 from workers.fleet import Fleet
 from workers.operations.locks import reading_mark, wait_while_retention
@@ -38,6 +42,7 @@ from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
 from workers.transfer import crypto
 from workers.transfer.download import restore_artifacts
+from workers.transfer.rehydration import RehydrationWait, wait_until_readable
 
 log = logging.getLogger(__name__)
 RETENTION_WAIT = 600  # seconds a test restore waits for a retention pass of its namespace
@@ -90,13 +95,18 @@ def _run_restore_test(fleet: Fleet, *, namespace: str, timestamp: str) -> Restor
         trusted = load_manifest(fleet, namespace=namespace, timestamp=timestamp, store=fleet.store)
         manifest = trusted.manifest
         specs = fleet.config.services_of(namespace)
+        testable: list[tuple[str, list[ArtifactEntry], ServiceSpec]] = []
         for service in manifest.services():
             entries = manifest.artifacts_of(service)
             spec = specs.get(service)
             kind = str(entries[0].source.get("kind") or (spec.kind if spec else ""))
             if spec is None or spec.kind != kind or source_class(kind).no_restore_test:
                 skipped.append(service)
-                continue
+            else:
+                testable.append((service, entries, spec))
+        keys = [entry.key for _, entries, _ in testable for entry in entries]
+        _rehydrate(fleet, namespace, timestamp, keys)
+        for service, entries, spec in testable:
             work = fleet.settings.backfleet_work_dir
             scratch = Path(tempfile.mkdtemp(prefix="backfleet-restore-test-", dir=work))
             try:
@@ -121,6 +131,17 @@ def _run_restore_test(fleet: Fleet, *, namespace: str, timestamp: str) -> Restor
     )
     _record(fleet, result)
     return result
+
+
+def _rehydrate(fleet: Fleet, namespace: str, timestamp: str, keys: list[str]) -> None:
+    """Every archived artifact asked back at once and waited for; the class a rehydration
+    left each in (Azure: Hot) recorded."""
+    moved = wait_until_readable(fleet.store, keys, RehydrationWait.from_settings(fleet.settings))
+    if moved:
+        with session_scope(fleet.settings.database_url) as session:
+            record_storage_classes(
+                session, namespace=namespace, timestamp=timestamp, classes=moved, since=utcnow()
+            )
 
 
 def _test_restore(
