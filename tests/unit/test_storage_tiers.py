@@ -21,7 +21,7 @@ from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import SUCCESS, Restore
 from workers.cli import main
-from workers.errors import ConfigError, IntegrityError
+from workers.errors import ConfigError, IntegrityError, PermanentError
 from workers.fleet import Fleet, build_fleet, check_storage_classes
 from workers.operations import gfs, service_series, tiers
 from workers.operations.restore import run_restore
@@ -420,3 +420,30 @@ def test_the_copy_sweep_asks_for_an_archived_backup_and_copies_it_once_it_reads(
     )
     second = copy_pending(fleet)  # the rehydration is done: it reads
     assert f"app/{old}" in second.copied, second.failed
+
+
+def test_a_failed_move_is_reported_and_tried_again_at_the_next_pass(tmp_path: Path) -> None:
+    fleet = tiered_fleet(tmp_path)
+    old, _ = (take_backup(fleet, moment=m) for m in MOMENTS)
+    store = fleet.store
+    assert isinstance(store, TieredMemoryStore)
+    refuse = store.set_storage_class
+    done: list[str] = []
+
+    def flaky(key: str, storage_class: str) -> None:
+        if key.endswith("files.tar.zst") and not done:
+            done.append(key)
+            raise PermanentError("AccessDenied (check the credentials)")
+        refuse(key, storage_class)
+
+    store.set_storage_class = flaky  # type: ignore[method-assign]
+    (plan,) = apply_retention(fleet, namespace="app", now=PASS)
+    assert plan.moves == {}  # the plan says what was done
+    assert plan.upkeep_failed[old] == "its move: AccessDenied (check the credentials)"
+    with session_scope(fleet.settings.database_url) as session:  # what moved is recorded
+        backup = queries.get_backup(session, namespace="app", timestamp=old)
+        assert backup is not None
+        recorded = {a.key.rsplit("/", 1)[1]: a.storage_class for a in backup.artifacts}
+    assert recorded == {"db.sqlite.zst": "DEEP_ARCHIVE", "files.tar.zst": "STANDARD"}
+    (again,) = apply_retention(fleet, namespace="app", now=PASS)
+    assert list(again.moves[old].keys) == [f"app/{old}/files.tar.zst"]  # only what is left

@@ -159,7 +159,7 @@ def _print_upkeep(plan: "RetentionPlan", dry_run: bool) -> None:
         until = extension.until.isoformat(timespec="seconds")
         click.echo(f"{verb} the Object Lock of {ns}/{stamp} to {until}")
     for stamp, error in sorted(plan.upkeep_failed.items()):
-        click.echo(f"could not move or extend the lock of {ns}/{stamp}: {error}", err=True)
+        click.echo(f"could not look after {ns}/{stamp}: {error}", err=True)
 
 
 @main.command()

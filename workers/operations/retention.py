@@ -71,6 +71,7 @@ from workers.errors import ConfigError, IntegrityError, NotFoundError, reason_of
 from workers.fleet import Fleet
 from workers.operations import gfs, service_series, upkeep
 from workers.operations.locks import (
+    LockLost,
     NamespaceBusy,
     NamespaceLock,
     backups_being_read,
@@ -203,7 +204,8 @@ def _plan_upkeep(
 ) -> None:
     """The moves colder and the lock extensions of the backups the policy keeps."""
     store, settings = fleet.store, fleet.settings
-    kept = {stamp: why for stamp, why in plan.keeping.items() if why and stamp in plan.keep}
+    # Kept by its policy (not only by its lock or a restore reading it).
+    kept = {stamp: rules for stamp, rules in plan.keeping.items() if rules and stamp in plan.keep}
     plan.moves = upkeep.plan_moves(store, settings.storage_class_map, kept, stored, leave=in_use)
     plan.extensions = upkeep.plan_lock_extensions(
         store, plan.namespace, kept, days=settings.aws_s3_object_lock_days, now=now
@@ -270,14 +272,15 @@ def apply_retention(
 
 def _apply_upkeep(fleet: Fleet, plan: RetentionPlan, lock: NamespaceLock, now: datetime) -> None:
     """The planned moves, then the lock extensions, under the retention lock. A backup's
-    failure is logged and recorded on the plan; the next pass tries again."""
+    failure is logged and recorded on the plan (and its entry dropped, so the plan says
+    what was done); the next pass tries again."""
     work = [(stamp, "move") for stamp in sorted(plan.moves)]
-    work += [(stamp, "lock") for stamp in sorted(plan.extensions)]
+    work += [(stamp, "lock extension") for stamp in sorted(plan.extensions)]
     for stamp, what in work:
-        if lock.lost.is_set():
-            plan.upkeep_failed.setdefault(stamp, "the retention lock was lost")
-            continue
+        planned = plan.moves if what == "move" else plan.extensions
         try:
+            if lock.lost.is_set():
+                raise LockLost("the retention lock was lost")
             if what == "move":
                 upkeep.move(
                     fleet.store,
@@ -295,10 +298,11 @@ def _apply_upkeep(fleet: Fleet, plan: RetentionPlan, lock: NamespaceLock, now: d
                     planned=plan.extensions[stamp],
                 )
         except Exception as exc:
-            error = redact(reason_of(exc), fleet.secrets())
-            log.error("retention: %s/%s: its %s failed: %s", plan.namespace, stamp, what, error)
-            plan.upkeep_failed[stamp] = error
-            (plan.moves if what == "move" else plan.extensions).pop(stamp, None)
+            error = f"its {what}: {redact(reason_of(exc), fleet.secrets())}"
+            log.error("retention: %s/%s: %s", plan.namespace, stamp, error)
+            earlier = plan.upkeep_failed.get(stamp)
+            plan.upkeep_failed[stamp] = f"{earlier}; {error}" if earlier else error
+            planned.pop(stamp, None)
 
 
 def _take_retention_lock(fleet: Fleet, namespace: str) -> NamespaceLock | RetentionPlan:
