@@ -7,6 +7,7 @@ never echoing a secret.
 
 import math
 import re
+from collections.abc import Collection, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -86,6 +87,67 @@ def parse_storage_prices(text: str) -> dict[str, float]:
             raise ValueError(f"{name} is priced twice")
         prices[name] = price
     return prices
+
+
+# The GFS rules, warmest (kept for the shortest time) first: operations/gfs.py's PERIODS.
+STORAGE_RULES = ("hourly", "daily", "weekly", "monthly", "yearly")
+
+
+def parse_storage_classes(text: str) -> dict[str, str]:
+    """`monthly=STANDARD_IA,yearly=DEEP_ARCHIVE` -> {rule: class}; ValueError names the fault.
+
+    STORAGE_CLASSES: the storage class a backup kept only by that rule belongs in
+    (workers/operations/tiers.py). Only its form is checked here; check_classes checks
+    the names against the configured store's classes when the fleet is built.
+    """
+    mapping: dict[str, str] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        rule, _, storage_class = (piece.strip() for piece in item.partition("="))
+        if rule not in STORAGE_RULES or not storage_class:
+            raise ValueError(
+                f"{item!r} is not `rule=CLASS` with a rule among {', '.join(STORAGE_RULES)}, "
+                "e.g. monthly=STANDARD_IA,yearly=DEEP_ARCHIVE"
+            )
+        if rule in mapping:
+            raise ValueError(f"rule {rule} is given twice")
+        mapping[rule] = storage_class
+    return mapping
+
+
+def check_classes(
+    mapping: Mapping[str, str],
+    available: Sequence[str],
+    store_kind: str,
+    archive: Collection[str] = (),
+) -> None:
+    """Every class named must be one the store has, and colder rules must not name warmer
+    classes (a yearly backup in a warmer class than a monthly one is a slip of the pen).
+
+    An archive class (`archive`: read only after a rehydration) may only be the coldest
+    class named: moving an archived object on to another class means rehydrating it
+    first (S3 copies no GLACIER object that is not restored; Azure's only way out of
+    Archive is a rehydration), which retention does not do.
+    """
+    if mapping and not available:
+        raise ValueError(f"the {store_kind} store has a single storage class: leave it empty")
+    for rule, storage_class in mapping.items():
+        if storage_class not in available:
+            raise ValueError(
+                f"{rule}={storage_class}: the {store_kind} store's classes are "
+                f"{', '.join(available)}"
+            )
+    named = [mapping[rule] for rule in STORAGE_RULES if rule in mapping]
+    ordered = [available.index(storage_class) for storage_class in named]
+    if ordered != sorted(ordered):
+        raise ValueError("a colder rule names a warmer class than a warmer rule does")
+    for storage_class in named:
+        if storage_class in archive and storage_class != named[-1]:
+            raise ValueError(
+                f"{storage_class} is an archive class: only the coldest class named may be "
+                f"one (an archived object moves on only after a rehydration), not {named[-1]}"
+            )
 
 
 def parse_file_mode(text: str) -> int:
@@ -237,6 +299,17 @@ class Settings(BaseSettings):
     # stored bytes a namespace may reach before `storage.over_budget` (0: no budget).
     storage_prices: str = ""
     storage_budget_bytes: Annotated[int, Field(ge=0)] = 0
+    # Storage tiers that follow retention (workers/operations/tiers.py): the class a backup
+    # kept only by a GFS rule moves to, `monthly=STANDARD_IA,yearly=DEEP_ARCHIVE`; empty:
+    # every object stays where it was written.
+    storage_classes: str = ""
+    # Reading an archived object (S3 GLACIER/DEEP_ARCHIVE, Azure Archive) first asks the
+    # store to rehydrate it: S3's Glacier retrieval tier (Azure: Expedited is High
+    # priority, the others Standard), the days S3 keeps the restored copy, and how long a
+    # restore or drill waits for it.
+    rehydration_tier: Literal["Standard", "Bulk", "Expedited"] = "Standard"
+    rehydration_days: Annotated[int, Field(ge=1, le=365)] = 2
+    rehydration_timeout: str = "48h"
     # The secondary store's own settings are these same variables prefixed with SECONDARY_.
     secondary_object_store_location_type: Literal["", StoreType] = ""
     secondary_copy_schedule: str = "*/15 * * * *"
@@ -314,6 +387,12 @@ class Settings(BaseSettings):
         parse_storage_prices(value)
         return value
 
+    @field_validator("storage_classes")
+    @classmethod
+    def _valid_storage_classes(cls, value: str) -> str:
+        parse_storage_classes(value)
+        return value
+
     @field_validator("object_store_local_file_mode")
     @classmethod
     def _valid_file_mode(cls, value: str) -> str:
@@ -327,6 +406,7 @@ class Settings(BaseSettings):
         "test_restore_every",
         "test_restore_period",
         "backup_hook_timeout",
+        "rehydration_timeout",
     )
     @classmethod
     def _valid_duration(cls, value: str) -> str:
@@ -407,6 +487,16 @@ class Settings(BaseSettings):
     def prices(self) -> dict[str, float]:
         """STORAGE_PRICES: each storage class's price per GiB-month (empty: none set)."""
         return parse_storage_prices(self.storage_prices)
+
+    @property
+    def storage_class_map(self) -> dict[str, str]:
+        """STORAGE_CLASSES: GFS rule -> the storage class its backups move to (empty: none)."""
+        return parse_storage_classes(self.storage_classes)
+
+    @property
+    def rehydration_timeout_seconds(self) -> int:
+        """REHYDRATION_TIMEOUT in seconds."""
+        return parse_duration(self.rehydration_timeout)
 
     @property
     def max_age_seconds(self) -> int:

@@ -511,6 +511,16 @@ def finish_restore_attempt(
     return cast(CursorResult[Any], changed).rowcount == 1
 
 
+def set_restore_message(session: Session, *, restore_id: int, message: str | None) -> None:
+    """What the restore waits for (None: nothing any more), while it is Running."""
+    session.execute(
+        update(Restore)
+        .where(Restore.id == restore_id, Restore.status == RUNNING)
+        .values(message=message)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def get_restore(session: Session, *, restore_id: int) -> Restore | None:
     return session.get(Restore, restore_id)
 

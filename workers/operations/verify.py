@@ -15,11 +15,18 @@ read in full, its SHA-256 and size compared with the manifest, and it is decrypt
 is at hand) and decompressed to its end. A missing object, one changed byte,
 or a truncated stream fails the backup's verification, which is recorded in
 the catalog, reported as an audit event and alerted (`verify.failed`).
+
+An artifact in an archive class (S3 GLACIER/DEEP_ARCHIVE, Azure Archive: retention moved
+it there, operations/tiers.py) is not read, which would mean a rehydration of hours and
+its retrieval fees: it is judged by what the store says of it
+(repository.stored.check_by_metadata: its size, its recorded SHA-256 and the store's own
+SHA-256 where it keeps one), and the verification is recorded as `kind = "metadata"`,
+not "read": a weaker proof (the README says what it shows and what it does not).
 """
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from workers.catalog import queries
@@ -32,7 +39,7 @@ from workers.redact import redact
 from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import ArtifactEntry, Manifest
 from workers.repository.namespaces import namespaces_of
-from workers.repository.stored import check_recorded_sha256, check_stored
+from workers.repository.stored import check_by_metadata, check_recorded_sha256, check_stored
 from workers.settings import parse_duration
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
@@ -51,6 +58,12 @@ class VerifyResult:
     artifacts: int
     bytes_read: int
     error: str | None = None
+    by_metadata: int = 0  # artifacts judged by the store's metadata, unread (archived)
+
+    @property
+    def kind(self) -> str:
+        """The catalog's verification kind: "metadata" if any artifact went unread."""
+        return "metadata" if self.by_metadata else "read"
 
 
 def stores_of(fleet: Fleet) -> list[tuple[str, ObjectStore]]:
@@ -201,20 +214,31 @@ def check_backup(
 ) -> VerifyResult:
     """Load the backup's manifest with `load`, read every artifact from `store`; never raises."""
     errors: list[str] = []
-    count = read = 0
+    count = read = by_metadata = 0
     try:
         manifest = load()
     except Exception as exc:
         return VerifyResult(namespace, timestamp, store_name, FAILED, 0, 0, reason_of(exc))
     for entry in manifest.artifacts:
         try:
-            read += check_artifact(store, entry, keyring)
+            if _archived(store, entry):
+                log.info("verify: %s", check_by_metadata(store, entry))
+                by_metadata += 1
+            else:
+                read += check_artifact(store, entry, keyring)
             count += 1
         except Exception as exc:
             errors.append(f"{entry.key}: {reason_of(exc)}")
     status = FAILED if errors else SUCCESS
-    return VerifyResult(
-        namespace, timestamp, store_name, status, count, read, "; ".join(errors) or None
+    error = "; ".join(errors) or None
+    return VerifyResult(namespace, timestamp, store_name, status, count, read, error, by_metadata)
+
+
+def _archived(store: ObjectStore, entry: ArtifactEntry) -> bool:
+    """Is the object in a class that cannot be read without a rehydration? (One HEAD, only
+    on a store that has such classes.)"""
+    return bool(store.archive_classes) and (
+        store.storage_class_of(entry.key) in store.archive_classes
     )
 
 
@@ -264,7 +288,7 @@ def _record(fleet: Fleet, results: Sequence[VerifyResult], started: datetime) ->
                     backup_id=backup.id if backup else None,
                     namespace=namespace,
                     timestamp=timestamp,
-                    kind="read",
+                    kind=result.kind,
                     store=result.store,
                     status=result.status,
                     artifacts=result.artifacts,
@@ -280,12 +304,4 @@ def _record(fleet: Fleet, results: Sequence[VerifyResult], started: datetime) ->
 
 
 def _redacted(result: VerifyResult, secrets: list[str]) -> VerifyResult:
-    return VerifyResult(
-        result.namespace,
-        result.timestamp,
-        result.store,
-        result.status,
-        result.artifacts,
-        result.bytes_read,
-        redact(result.error or "", secrets),
-    )
+    return replace(result, error=redact(result.error or "", secrets))
