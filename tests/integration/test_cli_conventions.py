@@ -182,6 +182,9 @@ def test_every_reporting_command_speaks_json(
     assert [(row["timestamp"], row["error"]) for row in json.loads(verified.stdout)] == [
         (stamp, None)
     ]
+    plans = json.loads(cli(env, "retention", "--dry-run", "--json").stdout)
+    assert [plan["namespace"] for plan in plans["primary"]] == ["app"]
+    assert list(plans["primary"][0]["keep"]) == [stamp] and plans["secondary"] == []
     queued = cli(env, "backup", "--json")
     assert queued.returncode == 0, queued.stderr
     answer = json.loads(queued.stdout)

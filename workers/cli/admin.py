@@ -135,7 +135,10 @@ def test_restore_command(namespace: str | None, timestamp: str | None, as_json: 
     is_flag=True,
     help="Also delete backups whose storage class's billed minimum duration has not passed.",
 )
-def retention(namespace: str | None, dry_run: bool, explain: bool, force: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (every plan).")
+def retention(
+    namespace: str | None, dry_run: bool, explain: bool, force: bool, as_json: bool
+) -> None:
     """Delete the backups no service's GFS retention keeps (pins and locks are never deleted);
     move the kept ones to their STORAGE_CLASSES class and extend their Object Lock."""
     from workers.fleet import current_fleet
@@ -145,6 +148,9 @@ def retention(namespace: str | None, dry_run: bool, explain: bool, force: bool) 
     fleet = current_fleet()
     primary = apply_retention(fleet, namespace=namespace, dry_run=dry_run, force=force)
     secondary = apply_secondary_retention(fleet, namespace=namespace, dry_run=dry_run)
+    if as_json:
+        click.echo(to_json({"primary": primary, "secondary": secondary}))
+        return
     for where, plans in (("", primary), ("secondary store: ", secondary)):
         for plan in plans:
             if plan.skipped:
