@@ -14,6 +14,11 @@ from workers.cli.fleet_env import ENV_FILE_VARIABLE
 from workers.settings import Settings
 
 INTRO = """\
+---
+hide:
+  - toc
+---
+
 # Settings reference
 
 {note}
