@@ -72,7 +72,9 @@ def _summary(command: click.Command) -> str:
 
 def _param_row(param: click.Parameter, ctx: click.Context) -> tuple[str, str] | None:
     if isinstance(param, click.Argument):
-        return code(param.make_metavar(ctx)), "argument" + ("" if param.required else " (optional)")
+        # Not make_metavar(): its signature changed in click 8.2, and pyproject allows 8.1.
+        name = param.human_readable_name + ("..." if param.nargs == -1 else "")
+        return code(name), "argument" + ("" if param.required else " (optional)")
     record = param.get_help_record(ctx)
     if record is None or param.name == "help":  # every command has --help: the intro says so
         return None
