@@ -76,7 +76,8 @@ def _param_row(param: click.Parameter, ctx: click.Context) -> tuple[str, str] | 
         name = param.human_readable_name + ("..." if param.nargs == -1 else "")
         return code(name), "argument" + ("" if param.required else " (optional)")
     record = param.get_help_record(ctx)
-    if record is None or param.name == "help":  # every command has --help: the intro says so
+    # Every command takes --help (the intro says so): not a row of each table.
+    if record is None or set(param.opts) == set(ctx.help_option_names):
         return None
     names, help_text = record
     return code(names), cell(help_text)
