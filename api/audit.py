@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.recorder import EventRecorder, recorder
+from api.session import LOGIN_PATH, LOGOUT_PATH, PAGE_PATH
 from workers.audit.catalog import NewEvent
 from workers.audit.lines import MAX_PAYLOAD_CHARS, cut_payload
 from workers.audit.scope import noting
@@ -43,13 +44,23 @@ OPERATIONS: Mapping[tuple[str, str], str] = {
     ("POST", f"{BASE}/ondemandbackup"): "OnDemandBackup",
     ("GET", f"{BASE}/backup/latest"): "LatestBackup",
     ("GET", f"{BASE}/backup/{{timestamp}}"): "BackupDetail",
+    ("GET", f"{BASE}/backups"): "ListBackups",
     ("POST", f"{BASE}/ondemandrestore"): "OnDemandRestore",
     ("GET", f"{BASE}/restorestatus"): "RestoreStatus",
     ("GET", f"{BASE}/report/recovery"): "RecoveryReport",
     ("POST", f"{BASE}/userevents"): "UserEvents",
+    # The catalog page and its forms (api/ui/): HTML, outside the OpenAPI document.
+    ("GET", PAGE_PATH): "CatalogPage",
+    ("GET", LOGIN_PATH): "CatalogPageLoginForm",
+    ("POST", LOGIN_PATH): "CatalogPageLogin",
+    ("POST", LOGOUT_PATH): "CatalogPageLogout",
 }
-# Bodies recorded only by their size: the events themselves are stored on their own.
-PAYLOAD_NOT_RECORDED = frozenset({f"{BASE}/userevents"})
+# Bodies recorded only by their size, and why: the events themselves are stored on their
+# own; the login form holds an API key, which a keys file's holder alone knows.
+PAYLOAD_NOT_RECORDED: Mapping[str, str] = {
+    f"{BASE}/userevents": "events, stored on their own",
+    LOGIN_PATH: "a login form, which holds a key",
+}
 SECRET_FIELD = re.compile(r"(?i)pass|secret|token|key|credential|authorization|signature")
 # `"<secret-looking name>": <string or scalar>` in text that does not parse as JSON.
 SECRET_JSON_VALUE = re.compile(
@@ -212,7 +223,7 @@ class AuditMiddleware:
             payload = f"({seen.size} bytes not recorded: unauthenticated)"
         elif template in PAYLOAD_NOT_RECORDED:
             params = _params(scope, secrets)
-            payload = f"({seen.size} bytes of events, stored on their own)"
+            payload = f"({seen.size} bytes of {PAYLOAD_NOT_RECORDED[template]})"
         else:
             params = _params(scope, secrets)
             payload = redact_payload(seen.body, secrets)

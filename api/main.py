@@ -19,6 +19,7 @@ from api.limits import DEFAULT_BODY_LIMIT, BodyLimitMiddleware
 from api.metrics import metrics
 from api.openapi import DESCRIPTION, TAGS
 from api.routes import athena, health
+from api.ui.routes import ui
 from api.userevents import BODY_LIMIT as USER_EVENTS_BODY_LIMIT
 from api.userevents import PATH as USER_EVENTS_PATH
 from api.userevents import router as user_events
@@ -53,6 +54,7 @@ def create_app(
     app.include_router(athena)
     app.include_router(metrics)
     app.include_router(user_events)
+    app.include_router(ui)  # the catalog page: HTML, not in the OpenAPI document
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, default_limit=default_body_limit, limits=body_limits)
     # Outside the body limit, which reads the body: a call without a valid key is

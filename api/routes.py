@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 
+from api.backups import MAX_LIMIT, BackupQueryDep, list_backups
 from api.deps import (
     EnqueueDep,
     FleetDep,
@@ -27,6 +28,7 @@ from api.recovery import ServiceRecoveryReport, recovery_for
 from api.schemas import (
     NAMESPACE,
     BackupDetail,
+    BackupList,
     BackupRequest,
     BackupStatus,
     DnsLabel,
@@ -209,6 +211,40 @@ def backup_detail(
         if backup is None:
             raise NotFoundError(f"no backup {timestamp} of namespace {ns} in the catalog")
         return BackupDetail.of(backup, url=fleet.store.url_for(ns, timestamp))
+
+
+@athena.get(
+    "/backups",
+    tags=[BACKUPS],
+    operation_id="ListBackups",
+    summary="List the backups in the catalog",
+    description=f"""
+The backups of the catalog, newest first, a page at a time: of the namespace, or of every
+configured namespace the API key may act on when none is named. Filters: `service` (the
+backups holding it, or to hold it), `status`, and `since` / `until` (backup timestamps,
+both included). Each backup comes with its status, services, times and duration, stored
+and source bytes, last verification, size anomaly, error and warning (the names of
+`GET /athena/api/v1/backup/{{timestamp}}`).
+
+`limit` backups at most (default 50, at most {MAX_LIMIT}); when more match, `next` is the
+`cursor` of the next page: ask again with the same filters and `cursor=<next>`. A backup
+taken meanwhile does not shift the pages.
+
+{needs("read")} Without `namespace`, only the key's namespaces are listed.
+""",
+    response_description="A page of backups, and the cursor of the next page",
+    responses=errors(
+        (404, "The namespace is not configured"),
+        (
+            422,
+            "A parameter is not valid: `namespace` or `service` not a DNS label, `status` "
+            "not a status, `since` or `until` not a backup timestamp or `until` before "
+            f"`since`, `limit` not 1 to {MAX_LIMIT}, or `cursor` not a `next` of this API",
+        ),
+    ),
+)
+def backups(fleet: FleetDep, caller: Authorized, asked: BackupQueryDep) -> BackupList:
+    return list_backups(fleet, caller, asked)
 
 
 @athena.post(

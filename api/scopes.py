@@ -25,11 +25,13 @@ log = logging.getLogger(__name__)
 
 BASE = "/athena/api/v1"
 # `read` covers every route that only reads (status, list, latest, restorestatus, detail,
-# the recovery report).
+# the recovery report, the catalog's backups). The catalog page (api/ui/), HTML outside the
+# OpenAPI document, checks `read` itself.
 ROLE_OF: Mapping[tuple[str, str], Role] = {
     ("POST", f"{BASE}/ondemandbackup"): "backup",
     ("GET", f"{BASE}/backup/latest"): "read",
     ("GET", f"{BASE}/backup/{{timestamp}}"): "read",
+    ("GET", f"{BASE}/backups"): "read",
     ("POST", f"{BASE}/ondemandrestore"): "restore",
     ("GET", f"{BASE}/restorestatus"): "read",
     ("GET", f"{BASE}/report/recovery"): "read",

@@ -46,19 +46,33 @@ missing_packages() {
     { works mariadbd || works /usr/sbin/mariadbd || works mysqld || works /usr/sbin/mysqld; } \
         && { works mariadb-dump || works mysqldump; } \
         || packages+=(mariadb-server mariadb-client)
-    # Chromium, for the headless browser test of the API's docs pages: only where apt-get
-    # is (without it that test is skipped, saying so; it drives `chromium --dump-dom`,
-    # so no WebDriver is needed).
+    # Chromium, for the headless browser tests of the API's docs pages and of the catalog
+    # page: only where apt-get is (without it those tests are skipped, saying so). They drive
+    # `chromium --dump-dom`, or its DevTools protocol over a pipe (tests/cdp.py): no
+    # WebDriver is needed.
     works chromium || ! command -v apt-get >/dev/null 2>&1 || packages+=(chromium)
     echo "${packages[@]}"
 }
 
-works chromium || command -v apt-get >/dev/null 2>&1 \
-    || echo "test-deps: no apt-get here: install chromium, or the API docs browser test is skipped" >&2
+# promtool, for `promtool test rules` of compose's alert rules, comes with Debian's
+# `prometheus` package (~19 MB; its server is not started): installed where apt-get is,
+# and optional: without it those tests are skipped, saying so.
+optional_packages() {
+    works promtool || ! command -v apt-get >/dev/null 2>&1 || echo prometheus
+}
 
-read -r -a needed <<<"$(missing_packages)"
+say_what_is_skipped() {
+    works promtool \
+        || echo "test-deps: no promtool (Debian package prometheus): the alert-rule unit tests are skipped" >&2
+}
+
+works chromium || command -v apt-get >/dev/null 2>&1 \
+    || echo "test-deps: no apt-get here: install chromium, or the browser tests are skipped" >&2
+
+read -r -a needed <<<"$(missing_packages) $(optional_packages)"
 if [ "${#needed[@]}" -eq 0 ]; then
     install_azurite
+    say_what_is_skipped
     exit 0
 fi
 
@@ -90,3 +104,4 @@ if [ "${#still[@]}" -ne 0 ]; then
     exit 1
 fi
 install_azurite
+say_what_is_skipped

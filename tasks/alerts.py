@@ -2,9 +2,11 @@
 
 - tasks.alerts.check_staleness: the RPO check, the storage budgets, the drills' (overdue,
   failed, over their RTO: monitoring/drill_alerts.py), and alert redelivery.
-- tasks.alerts.deliver_alert: sends one recorded alert to the webhook, one try
-  per run, retried by Celery with the alerter's backoff; what is still
-  undelivered after ALERT_WEBHOOK_ATTEMPTS tries is owed to the next check.
+- tasks.alerts.deliver_alert: sends one message of a recorded alert (its opening, or
+  with message="resolved" its resolution) to the webhook, one try per run, retried by
+  Celery with the alerter's backoff; what is still undelivered after
+  ALERT_WEBHOOK_ATTEMPTS tries is owed to the next check. Only queued when
+  ALERT_WEBHOOK_URL is set.
 """
 
 from typing import Any
@@ -14,7 +16,7 @@ from celery.signals import worker_init
 
 from tasks.app import app
 from workers.fleet import current_fleet
-from workers.monitoring.alerts import alerter_for, deliver_in_background
+from workers.monitoring.alerts import OPENED, alerter_for, deliver_in_background
 from workers.monitoring.drill_alerts import check_drills
 from workers.monitoring.notify import check_staleness as perform_check
 from workers.monitoring.notify import check_storage_budgets
@@ -35,20 +37,23 @@ def check_staleness() -> dict[str, Any]:
 
 
 @app.task(name=DELIVER_ALERT, bind=True, max_retries=None)
-def deliver_alert(self: Task, alert_id: int) -> dict[str, Any]:
+def deliver_alert(self: Task, alert_id: int, message: str = OPENED) -> dict[str, Any]:
     fleet = current_fleet()
     alerter = alerter_for(fleet)
-    if alerter.deliver_once(alert_id):
-        return {"alert": alert_id, "delivered": True}
+    if alerter.deliver_once(alert_id, message):
+        return {"alert": alert_id, "message": message, "delivered": True}
     tries = self.request.retries + 1
     if tries < fleet.settings.alert_webhook_attempts:
         raise self.retry(countdown=alerter.policy.delay(tries))
-    return {"alert": alert_id, "delivered": False}
+    return {"alert": alert_id, "message": message, "delivered": False}
 
 
-def queue_delivery(alert_id: int) -> None:
+def queue_delivery(alert_id: int, message: str) -> None:
     """The worker's alert dispatcher: deliver_alert on the maintenance queue."""
-    deliver_alert.delay(alert_id)  # publishing retries briefly (task_publish_retry_policy)
+    # Publishing retries briefly (task_publish_retry_policy). An opening goes as before
+    # (one argument), so a worker not yet upgraded still takes it.
+    args = (alert_id,) if message == OPENED else (alert_id, message)
+    deliver_alert.delay(*args)
 
 
 @worker_init.connect  # connected when the worker imports this module, before it sends worker_init

@@ -8,6 +8,7 @@ in vain is skipped and recorded in the catalog.
 """
 
 import logging
+import time
 from typing import Any
 
 from celery import Task
@@ -37,6 +38,7 @@ def run_backup(
     services: list[str] | None = None,
     schedule: str | None = None,
 ) -> dict[str, Any]:
+    started = time.monotonic()  # the task's time limits count from here (its hooks' too)
     fleet = current_fleet()
     namespace = namespace or fleet.config.default_namespace
     lock = namespace_lock(fleet.settings, namespace, label=f"backup {timestamp or '(scheduled)'}")
@@ -52,7 +54,11 @@ def run_backup(
                 lock.release()
                 return _namespace_busy(self, fleet, namespace, None, str(exc), schedule, services)
         outcome = perform_backup(
-            fleet, namespace=namespace, timestamp=timestamp, lock_lost=lock.lost.is_set
+            fleet,
+            namespace=namespace,
+            timestamp=timestamp,
+            lock_lost=lock.lost.is_set,
+            started=started,
         )
         if outcome.ran:  # a redelivery of finished work records no second event
             backup_ended(fleet.settings.database_url, namespace=namespace, timestamp=timestamp)

@@ -77,6 +77,7 @@ def build_fleet(settings: Settings) -> Fleet:
     config = load_fleet_config(
         settings.backfleet_config, namespace_override=settings.backfleet_namespace
     )
+    config.check_hook_timeouts(settings)
     second = secondary_settings(settings)
     return Fleet(
         settings=settings,

@@ -261,6 +261,16 @@ class Settings(BaseSettings):
         "in the environment ([API keys and scopes](../security.md#api-keys-and-scopes)); read "
         "at start, used beside `BACKFLEET_API_KEYS`",
     )
+    # Signs the catalog page's session cookies (api/session.py); unset: derived from the keys
+    # of BACKFLEET_API_KEYS. Every API replica needs the same one.
+    backfleet_ui_secret: SecretStr | None = Field(
+        default=None,
+        description="secret (32+ characters, e.g. `openssl rand -hex 32`) that signs the "
+        "[catalog page](../api.md#the-catalog-page)'s session cookies; every API replica "
+        "needs the same one. Unset: derived from the keys of `BACKFLEET_API_KEYS` (changing "
+        "them signs everyone out); unset with only hashed keys (`BACKFLEET_API_KEYS_FILE`): "
+        "the page's login form is off, the `Authorization` header still opens it",
+    )
     # A restore from a namespace this fleet does not configure (another cluster's backups).
     backfleet_allow_unconfigured_source_namespaces: bool = Field(
         default=False,
@@ -428,7 +438,8 @@ class Settings(BaseSettings):
     backup_hook_timeout: str = Field(
         default="10m",
         description="how long a service's `pre` or `post` hook may run before its process "
-        "group is stopped (a hook's own `timeout` wins): `10m`, `90s`, `1h` or seconds "
+        "group is stopped (a hook's own `timeout` wins): `10m`, `90s`, `1h` or seconds; a "
+        "`post` hook's may not exceed `BACKUP_TIME_LIMIT` minus `BACKUP_SOFT_TIME_LIMIT` "
         "([Hooks](../configuration/services-file.md#hooks-commands-around-a-services-dump))",
     )
     # --- proving backups, keeping the right ones, saying when something is wrong ---
@@ -512,7 +523,8 @@ class Settings(BaseSettings):
     staleness_check_schedule: str = Field(
         default="*/5 * * * *",
         description="cron of the staleness check, which also judges the drills (overdue, "
-        "failed, over their RTO) and re-sends undelivered alerts (queue `maintenance`)",
+        "failed, over their RTO) and re-sends the alert messages still owed to the webhook "
+        "(queue `maintenance`)",
     )
     reconcile_schedule: str = Field(
         default="*/5 * * * *",
@@ -523,15 +535,17 @@ class Settings(BaseSettings):
     )
     alert_webhook_url: SecretStr | None = Field(
         default=None,
-        description="Slack-compatible webhook for [alerts](../operations/alerts.md) (a "
-        "secret: never logged); unset: alerts are only logged",
+        description="Slack-compatible webhook for alerts: a message when an alert opens, one "
+        "when it resolves ([Alerts](../operations/alerts.md); a secret: never logged); unset: "
+        "alerts are recorded, logged once and listed by `backfleet alerts`; nothing is sent or "
+        "queued",
     )
     alert_webhook_attempts: Annotated[int, Field(ge=1, le=20)] = Field(
         default=5,
-        description="tries per alert (exponential backoff with jitter, 1 s doubling to 30 s)",
+        description="tries per message (exponential backoff with jitter, 1 s doubling to 30 s)",
     )
     alert_webhook_timeout: Annotated[float, Field(gt=0, le=120)] = Field(
-        default=10.0, description="seconds per try of an alert"
+        default=10.0, description="seconds per try of an alert message"
     )
     # Size anomalies (workers/monitoring/sizes.py): each service of a successful backup against
     # the median of its last N successful ones. A drop is the fraction below the median, a
@@ -676,6 +690,13 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_duration(cls, value: str) -> str:
         parse_duration(value)
+        return value
+
+    @field_validator("backfleet_ui_secret")
+    @classmethod
+    def _ui_secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
         return value
 
     @field_validator("backup_signing_key")

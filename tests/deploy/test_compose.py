@@ -3,6 +3,7 @@
 import importlib.resources
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,71 @@ def test_prometheus_loads_the_alert_rules_and_scrapes_the_api() -> None:
         for job in config["scrape_configs"]
     }
     assert targets["backfleet-api"] == ("/metrics", ["api:8080"])
+
+
+def test_prometheus_sends_its_alerts_to_alertmanager(compose: dict[str, Any]) -> None:
+    config = yaml.safe_load((COMPOSE / "prometheus" / "prometheus.yml").read_text())
+    (manager,) = config["alerting"]["alertmanagers"]
+    assert manager["static_configs"] == [{"targets": ["alertmanager:9093"]}]
+    service = compose["services"]["alertmanager"]
+    assert re.fullmatch(r"prom/alertmanager:v\d+\.\d+\.\d+", service["image"])  # pinned
+    assert service["ports"] == ["127.0.0.1:9093:9093"]
+    assert "./alertmanager:/etc/alertmanager:ro" in service["volumes"]
+    assert service["entrypoint"] == ["/bin/sh", "/etc/alertmanager/start.sh"]
+    # The receiver's URL is the operator's, from .env; nothing is committed.
+    assert service["environment"] == {"ALERTMANAGER_WEBHOOK_URL": "${ALERTMANAGER_WEBHOOK_URL:-}"}
+    assert compose["services"]["prometheus"]["depends_on"]["alertmanager"] == {
+        "condition": "service_healthy"
+    }
+
+
+def alertmanager_config(name: str) -> dict[str, Any]:
+    return yaml.safe_load((COMPOSE / "alertmanager" / name).read_text())  # type: ignore[no-any-return]
+
+
+def test_alertmanager_notifies_the_webhook_from_a_file_and_says_when_alerts_resolve() -> None:
+    config = alertmanager_config("alertmanager.yml")
+    receivers = {receiver["name"]: receiver for receiver in config["receivers"]}
+    (webhook,) = receivers[config["route"]["receiver"]]["webhook_configs"]
+    assert "url" not in webhook and webhook["send_resolved"] is True
+    assert webhook["url_file"] in (COMPOSE / "alertmanager" / "start.sh").read_text()
+    assert config["route"]["repeat_interval"] == "24h"
+    quiet = alertmanager_config("no-receiver.yml")
+    (nobody,) = quiet["receivers"]
+    assert nobody == {"name": quiet["route"]["receiver"]}  # notifies no one
+
+
+def run_alertmanager_start(tmp_path: Path, url: str) -> tuple[str, str, Path]:
+    """compose/alertmanager/start.sh with its paths moved under tmp_path and a stand-in
+    alertmanager that prints what it was given: (its stdout, start.sh's stderr, url file)."""
+    script = (COMPOSE / "alertmanager" / "start.sh").read_text()
+    tmp_path.mkdir()
+    fake = tmp_path / "alertmanager"
+    fake.write_text('#!/bin/sh\necho "$@"\necho "env:${ALERTMANAGER_WEBHOOK_URL:-unset}"\n')
+    fake.chmod(0o755)
+    script = script.replace("/tmp/alertmanager", str(tmp_path / "run"))
+    script = script.replace("/bin/alertmanager", str(fake))
+    (tmp_path / "start.sh").write_text(script)
+    env = {"PATH": "/usr/bin:/bin", "ALERTMANAGER_WEBHOOK_URL": url}
+    done = subprocess.run(
+        ["/bin/sh", str(tmp_path / "start.sh")], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout, done.stderr, tmp_path / "run" / "webhook-url"
+
+
+def test_alertmanager_start_writes_the_url_for_it_alone_or_notifies_nobody(
+    tmp_path: Path,
+) -> None:
+    url = "https://hooks.example.com/services/T0K3N-s3cret"
+    out, err, written = run_alertmanager_start(tmp_path / "set", url)
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in out
+    assert "--storage.path=/alertmanager" in out
+    assert written.read_text() == url and written.stat().st_mode & 0o077 == 0
+    assert "T0K3N" not in out.replace(url, "") + err and "env:unset" in out
+    out, err, written = run_alertmanager_start(tmp_path / "empty", "")
+    assert "--config.file=/etc/alertmanager/no-receiver.yml" in out
+    assert "notify nobody" in err and not written.exists()
 
 
 def test_grafana_provisions_the_dashboard_folder(compose: dict[str, Any]) -> None:

@@ -7,7 +7,9 @@ import io
 import json
 import logging
 import os
+import signal
 import sqlite3
+import sys
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from typing import Any
 import pyrage
 import pytest
 import zstandard
+from billiard.exceptions import SoftTimeLimitExceeded
 from pyrage import x25519
 
 from api.schemas import BackupDetail
@@ -25,7 +28,16 @@ from tests.secret_scan import given_secrets
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.migrate import upgrade_catalog
-from workers.catalog.models import FAILED, RUNNING, SUCCESS, Alert, Artifact, Backup, UserEvent
+from workers.catalog.models import (
+    FAILED,
+    RUNNING,
+    SUCCESS,
+    Alert,
+    Artifact,
+    Backup,
+    HookRun,
+    UserEvent,
+)
 from workers.fleet import current_fleet, reset_fleet
 from workers.operations.dry_run import dry_run
 from workers.operations.locks import forget_clients
@@ -260,6 +272,134 @@ def test_a_redelivered_backup_does_not_rerun_the_hooks_of_a_service_already_stor
     again = fleet.back_up(first["timestamp"])
     assert again["status"] == SUCCESS
     assert runs.read_text().split() == ["pre", "post"]
+
+
+def test_a_redelivered_backup_runs_the_post_hook_its_lost_worker_did_not_finish(
+    fleet: Fleet,
+) -> None:
+    runs = fleet.tmp / "runs"
+    fleet.configure(f"pre = {sh(f'echo pre >> {runs}')}\npost = {sh(f'echo post >> {runs}')}")
+    first = fleet.back_up()
+    assert first["status"] == SUCCESS
+    # As if the worker was killed while `post` ran: the artifact is stored, `pre` is
+    # recorded, `post` is not (its row is written when it ends).
+    with session_scope(fleet.catalog) as session:
+        row = queries.get_backup(session, namespace="app", timestamp=first["timestamp"])
+        assert row is not None
+        row.status, row.finished_at = RUNNING, None
+        session.query(HookRun).filter_by(backup_id=row.id, hook="post").delete()
+    again = fleet.back_up(first["timestamp"])
+
+    assert again["status"] == SUCCESS
+    assert runs.read_text().split() == ["pre", "post", "post"]  # `post` only, once more
+    assert [h["hook"] for h in again["hooks"]] == ["pre", "post"]
+    assert fleet.stored_files(first["timestamp"])["a.txt"] == b"hello\n"
+
+
+def test_a_missing_hook_program_is_one_clear_sentence(fleet: Fleet) -> None:
+    fleet.configure('pre = ["backfleet-no-such-incus", "snapshot", "create", "c1"]')
+    backup = fleet.back_up()
+    assert backup["status"] == FAILED
+    assert backup["error"] == (
+        "files: pre hook backfleet-no-such-incus could not start: "
+        "backfleet-no-such-incus is not on the worker's PATH"
+    )
+
+
+@pytest.fixture
+def soft_time_limit() -> Iterator[None]:
+    """SIGUSR1 raises SoftTimeLimitExceeded in the main thread, as in a Celery pool process
+    (billiard's soft_timeout_sighandler); SIGALRM too, for a timer."""
+
+    def raise_it(signum: int, frame: Any) -> None:
+        raise SoftTimeLimitExceeded()
+
+    before = {sig: signal.signal(sig, raise_it) for sig in (signal.SIGUSR1, signal.SIGALRM)}
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    for sig, handler in before.items():
+        signal.signal(sig, handler)
+
+
+def test_the_soft_time_limit_lets_post_finish_records_it_and_only_then_stops_the_backup(
+    fleet: Fleet, soft_time_limit: None
+) -> None:
+    """The soft limit fires 1 s into `post` (the hook signals the worker as billiard
+    would): `post` runs on to its end, is recorded and warned of, and then the backup
+    stops. Before, it was killed mid-run, unrecorded."""
+    marker = fleet.tmp / "put-back"
+    post = f"kill -USR1 $PPID; sleep 1; echo done > {marker}; echo c1 did not start; exit 3"
+    fleet.configure(f"pre = {sh('echo snapshot made')}\npost = {sh(post)}")
+    backup = fleet.back_up()
+
+    assert marker.read_text() == "done\n"  # `post` ran to its end
+    assert backup["status"] == FAILED
+    assert backup["error"] == "files: stopped by BACKUP_SOFT_TIME_LIMIT (36000 s)"
+    assert [h["hook"] for h in backup["hooks"]] == ["pre", "post"]
+    post_run = backup["hooks"][1]
+    assert (post_run["hook"], post_run["status"], post_run["detail"], post_run["output"]) == (
+        "post",
+        FAILED,
+        "exit 3",
+        "c1 did not start",
+    )
+    assert backup["warning"] == "files: post hook sh failed (exit 3): c1 did not start"
+    with session_scope(fleet.catalog) as session:
+        (alert,) = session.query(Alert).filter_by(event="backup.hook_failed").all()
+        assert "c1 did not start" in alert.text
+
+
+@pytest.mark.slow
+def test_post_after_the_soft_time_limit_gets_only_the_time_left_before_the_hard_one(
+    fleet: Fleet, soft_time_limit: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The soft limit (5 s) stops `pre`; `post` then has its own 5 s timeout, but the
+    hard kill comes 10 s after the start: it is stopped before it (less a margin), with
+    what it started, and recorded as such; its 5 s would have outlived the worker."""
+    monkeypatch.setenv("BACKUP_SOFT_TIME_LIMIT", "5")
+    monkeypatch.setenv("BACKUP_TIME_LIMIT", "10")
+    child = fleet.tmp / "child.pid"
+    post = f"sleep 300 & echo $! > {child}; wait"
+    fleet.configure(f'pre = {sh("sleep 300")}\npost = {sh(post)}\ntimeout = "5s"')
+    signal.setitimer(signal.ITIMER_REAL, 5)  # the soft time limit, 5 s from the start
+    backup = fleet.back_up()
+
+    assert backup["status"] == FAILED
+    assert backup["error"] == "files: stopped by BACKUP_SOFT_TIME_LIMIT (5 s)"
+    (post_run,) = backup["hooks"]  # `pre` was stopped by the soft limit, unrecorded
+    assert post_run["hook"] == "post" and post_run["status"] == FAILED
+    assert post_run["detail"].endswith(": the backup's BACKUP_TIME_LIMIT was near")
+    assert not _running(int(child.read_text()))
+
+
+def test_the_soft_time_limit_while_a_hook_run_is_recorded_still_stops_the_backup(
+    fleet: Fleet, soft_time_limit: None
+) -> None:
+    """`pre` leaves a process holding the catalog's write lock for 3 s, which signals the
+    worker 1 s in (the soft limit) while `pre`'s run waits to be recorded: the backup
+    stops. Before, recording a hook caught every Exception, this one too, and the
+    backup went on to Success past its soft limit."""
+    ready, marker = fleet.tmp / "locked", fleet.tmp / "post.ran"
+    hold = (
+        "import os, signal, sqlite3, time\n"
+        f"db = sqlite3.connect({str(fleet.tmp / 'catalog.db')!r}, isolation_level=None)\n"
+        'db.execute("BEGIN EXCLUSIVE")\n'
+        f"open({str(ready)!r}, 'w').close()\n"
+        f"time.sleep(1); os.kill({os.getpid()}, signal.SIGUSR1); time.sleep(2)\n"
+        'db.execute("ROLLBACK")\n'
+    )
+    (fleet.tmp / "hold.py").write_text(hold)
+    pre = (
+        f"{sys.executable} {fleet.tmp / 'hold.py'} > /dev/null 2>&1 & "
+        f"while [ ! -e {ready} ]; do sleep 0.05; done"
+    )
+    fleet.configure(f"pre = {sh(pre)}\npost = {sh(f'touch {marker}')}")
+    backup = fleet.back_up()
+
+    assert backup["status"] == FAILED
+    assert backup["error"] == "files: stopped by BACKUP_SOFT_TIME_LIMIT (36000 s)"
+    assert backup["artifacts"] == []  # nothing was dumped past the soft limit
+    assert marker.exists()  # `post` still put things back
 
 
 def test_a_dry_run_lists_the_hooks_without_running_them(fleet: Fleet) -> None:

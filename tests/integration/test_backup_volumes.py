@@ -1,6 +1,7 @@
 """A large directory goes in volumes; a redelivered backup keeps the stored ones."""
 
 import itertools
+import json
 import os
 import threading
 import time
@@ -197,6 +198,48 @@ def test_a_volume_stored_for_entries_no_longer_its_own_is_redone(
     target = tmp_path / "restored"
     restore_artifacts(store=fleet.store, entries=entries, source=DirectorySource(target))
     for original in sorted(data.iterdir()):  # every file once, as it is now
+        assert (target / "sub" / original.name).read_bytes() == original.read_bytes()
+
+
+def test_a_service_whose_pre_hook_runs_again_is_dumped_whole_from_the_new_state(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """`pre` makes a new state each time it runs (a snapshot); a redelivery runs it again,
+    so the volumes the lost attempt stored (read from the old state) are dumped again:
+    kept, they would restore beside the new ones as a copy of two points in time."""
+    data = tmp_path / "data"
+    snapshot = (  # every file new, of the same size, so the volumes cover the same files
+        f"n=$(cat {tmp_path}/generation 2>/dev/null || echo 0); n=$((n + 1)); "
+        f"echo $n > {tmp_path}/generation; "
+        f'for f in {data}/sub/*; do head -c 307200 /dev/urandom > "$f"; done'
+    )
+    config = parse_fleet_config(
+        f'[services.files]\nkind = "directory"\npath = "{data}"\n'
+        f"[services.files.hooks]\npre = {json.dumps(['sh', '-c', snapshot])}\n"
+    )
+    fleet = Fleet(settings=fleet.settings, config=config, store=fleet.store)
+    timestamp = new_backup(fleet)
+    assert run_backup(fleet, namespace="app", timestamp=timestamp).status == SUCCESS
+    # As if the worker died after the second volume: the third is undone.
+    with session_scope(fleet.settings.database_url) as session:
+        backup = queries.get_backup(session, namespace="app", timestamp=timestamp)
+        assert backup is not None
+        backup.status = RUNNING
+        session.delete(next(a for a in backup.artifacts if a.volume == 3))
+    store: Any = fleet.store
+    store.created.clear()
+
+    assert run_backup(fleet, namespace="app", timestamp=timestamp).status == SUCCESS
+
+    assert (tmp_path / "generation").read_text() == "2\n"  # `pre` ran again
+    created = sorted(key.rsplit("/", 1)[1] for key in store.created)
+    volumes = ["files.tar.zst", "files.v0002.tar.zst", "files.v0003.tar.zst"]
+    assert created == [*volumes, "manifest.json"]  # every volume dumped again
+    entries = read_manifest(fleet, namespace="app", timestamp=timestamp).artifacts_of("files")
+    assert [entry.volume for entry in entries] == [1, 2, 3]
+    target = tmp_path / "restored"
+    restore_artifacts(store=fleet.store, entries=entries, source=DirectorySource(target))
+    for original in sorted((data / "sub").iterdir()):  # every file as the second `pre` made it
         assert (target / "sub" / original.name).read_bytes() == original.read_bytes()
 
 

@@ -245,7 +245,11 @@ def test_a_drill_whose_counts_differ_fails_with_an_alert_until_a_later_drill_pas
     (again,) = run_restore_tests(honest, now=later)
     assert (again.timestamp, again.status) == (stamp, "Success")
     assert "drill.failed:app:mariadb" not in open_alerts(honest)
-    assert drill_events(webhook) == [("drill.failed", "mariadb")]
+    assert drill_events(webhook) == [("drill.failed", "mariadb")] * 2  # opened, resolved
+    resolved = [b for b in webhook.received if b["event"] == "drill.failed"][-1]
+    assert resolved["status"] == "resolved" and "RESOLVED: drill.failed" in resolved["text"]
+    check_drills(honest)
+    assert drill_events(webhook) == [("drill.failed", "mariadb")] * 2
 
 
 def test_rotation_drills_every_retained_backup_within_the_period(

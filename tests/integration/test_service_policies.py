@@ -122,7 +122,10 @@ def test_a_weekly_service_3_days_old_is_fresh_an_hourly_one_3_hours_old_is_not(
 
     backup_of(fleet, ["hourly"], datetime.now(UTC))
     assert not any(item.stale for item in check_staleness(fleet))
-    assert stale_services(webhook) == ["hourly"]  # closed, not sent again
+    assert stale_services(webhook) == ["hourly", "hourly"]  # closed, said once, not re-sent
+    assert webhook.received[-1]["status"] == "resolved"
+    check_staleness(fleet)
+    assert stale_services(webhook) == ["hourly", "hourly"]
 
 
 def test_a_fresh_install_alerts_only_once_a_first_run_was_due_plus_the_grace(

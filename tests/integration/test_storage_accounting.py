@@ -184,11 +184,12 @@ def test_a_namespace_over_its_budget_is_alerted_until_retention_brings_it_under(
     (plan,) = apply_retention(fleet, policy=Policy(hourly=1, daily=0, weekly=0, monthly=0))
     assert len(plan.delete) == 1  # the older backup, its objects and its row
     assert [item.namespace for item in check_storage_budgets(fleet) if item.over_budget] == []
-    assert _alerts(fleet) == [("storage.over_budget:app", False)]  # resolved
+    assert _alerts(fleet) == [("storage.over_budget:app", False)]  # resolved, and said once
+    assert [body["status"] for body in _sent(webhook)] == ["open", "resolved"]
 
     take_backup(fleet, moment=start + timedelta(hours=2))  # over again: a new alert
     assert check_task()["overBudget"] == ["app"]
-    assert [body["event"] for body in _sent(webhook)] == ["storage.over_budget"] * 2
+    assert [body["status"] for body in _sent(webhook)] == ["open", "resolved", "open"]
     assert _alerts(fleet) == [
         ("storage.over_budget:app", False),
         ("storage.over_budget:app", True),

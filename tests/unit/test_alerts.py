@@ -60,19 +60,29 @@ def test_staleness_is_alerted_once_per_open_condition_and_reopens(
     assert "service db of namespace app is stale" in bodies["db"]["text"]
     assert "3.0 h old (its max_age is 2 h)" in bodies["db"]["text"]
     assert bodies["files"]["service"] == "files"
-    assert set(bodies["db"]) == {"text", "event", "namespace", "timestamp", "service"}
+    assert set(bodies["db"]) == {"text", "event", "status", "namespace", "timestamp", "service"}
+    assert bodies["db"]["status"] == "open"
 
     check_staleness(fleet)  # still stale: nobody is told twice
     assert len(webhook.received) == 2
 
-    take_backup(fleet)  # fresh again: the conditions close
+    take_backup(fleet)  # fresh again: the conditions close, and say so once
     assert not any(f.stale for f in check_staleness(fleet))
     with session_scope(fleet.settings.database_url) as session:
         assert all(row.resolved_at is not None for row in session.query(Alert))
+    resolved = webhook.received[2:]
+    assert [(body["event"], body["status"]) for body in resolved] == [
+        ("backup.stale", "resolved")
+    ] * 2
+    assert {body["service"] for body in resolved} == {"db", "files"}
+    assert "RESOLVED: backup.stale for service db of namespace app" in str(resolved)
+    check_staleness(fleet)
+    assert len(webhook.received) == 4
     later = fleet_with(tmp_path, webhook, backup_max_age="1")  # an RPO of one second
     time.sleep(1.1)
     check_staleness(later)
-    assert webhook.events() == ["backup.stale"] * 4  # reopened: told again
+    assert webhook.events() == ["backup.stale"] * 6  # reopened: told again
+    assert [body["status"] for body in webhook.received[4:]] == ["open"] * 2
 
 
 def test_a_namespace_alert_of_an_earlier_version_is_closed(
@@ -202,9 +212,14 @@ def test_an_unreachable_webhook_never_raises_nor_logs_its_url(
 
 
 def queueing_alerter(fleet: Fleet) -> tuple[Alerter, list[int]]:
-    """An alerter as a worker has it, its deliveries queued (here: listed)."""
+    """An alerter as a worker has it, its deliveries queued (here: the alert ids listed)."""
     queued: list[int] = []
-    return Alerter(fleet.settings, fleet.secrets(), dispatch=queued.append), queued
+
+    def dispatch(alert_id: int, message: str) -> None:
+        assert message == "opened"
+        queued.append(alert_id)
+
+    return Alerter(fleet.settings, fleet.secrets(), dispatch=dispatch), queued
 
 
 def test_in_a_worker_delivery_is_handed_to_a_task_and_tried_once_per_run(
@@ -239,7 +254,7 @@ def test_when_the_broker_cannot_take_the_delivery_it_is_sent_inline(
 ) -> None:
     fleet = fleet_with(tmp_path, webhook)
 
-    def broker_down(alert_id: int) -> None:
+    def broker_down(alert_id: int, message: str) -> None:
         raise ConnectionError("redis://:hunter2@broker:6379/0 refused")
 
     alerter = Alerter(fleet.settings, fleet.secrets(), dispatch=broker_down)

@@ -3,7 +3,10 @@
 The rules are checked against Prometheus' rule-file schema with every PromQL
 expression parsed (promql-parser, the Rust parser), and with `promtool check
 rules` too where promtool is installed. Every metric either file names must be
-one /metrics exports, so a renamed metric cannot silently blind an alert.
+one /metrics exports, so a renamed metric cannot silently blind an alert. Each rule
+has unit tests (prometheus/alerts.test.yml: it fires, and it does not), which
+`promtool test rules` runs where promtool is installed (scripts/test-deps.sh installs
+Debian's `prometheus` package for it).
 """
 
 import json
@@ -28,6 +31,9 @@ from workers.operations.verify import verify_backups
 
 COMPOSE = Path(__file__).resolve().parents[2] / "compose"
 RULES = COMPOSE / "prometheus" / "alerts.yml"
+RULE_TESTS = COMPOSE / "prometheus" / "alerts.test.yml"
+PROMTOOL = shutil.which("promtool")
+NO_PROMTOOL = "promtool is not installed: scripts/test-deps.sh installs Debian's `prometheus`"
 DASHBOARD = COMPOSE / "grafana" / "dashboards" / "backfleet.json"
 DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
 METRIC = re.compile(r"\bbackfleet_[a-z_]+\b")
@@ -128,14 +134,48 @@ def test_a_broken_rule_is_refused() -> None:
         Rule.model_validate({"expr": "up == 0"})
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
-def test_promtool_accepts_the_rules() -> None:
-    promtool = shutil.which("promtool")
-    assert promtool is not None
-    result = subprocess.run(
-        [promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
-    )
+def promtool(*args: str, cwd: Path = COMPOSE) -> None:
+    assert PROMTOOL is not None
+    result = subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason=NO_PROMTOOL)
+def test_promtool_accepts_the_rules() -> None:
+    promtool("check", "rules", str(RULES))
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason=NO_PROMTOOL)
+def test_the_rules_pass_their_unit_tests() -> None:
+    promtool("test", "rules", RULE_TESTS.name, cwd=RULE_TESTS.parent)
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason=NO_PROMTOOL)
+def test_promtool_accepts_the_prometheus_config_with_its_alertmanager(tmp_path: Path) -> None:
+    config = yaml.safe_load((COMPOSE / "prometheus" / "prometheus.yml").read_text())
+    config["rule_files"] = [str(RULES)]  # where the container mounts it: here, the repo's
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    promtool("check", "config", str(tmp_path / "prometheus.yml"))
+
+
+def test_every_alert_rule_is_unit_tested_firing_and_not_firing() -> None:
+    """alerts.test.yml shows each rule of alerts.yml firing at some time, and quiet at
+    another (the check that runs without promtool; promtool runs them where it is)."""
+    rules = RuleFile.model_validate(yaml.safe_load(RULES.read_text()))
+    names = {rule.alert for group in rules.groups for rule in group.rules}
+    tests = yaml.safe_load(RULE_TESTS.read_text())
+    assert tests["rule_files"] == [RULES.name]
+    fires: set[str] = set()
+    quiet: set[str] = set()
+    for test in tests["tests"]:
+        for case in test["alert_rule_test"]:
+            expected = case["exp_alerts"]
+            (fires if expected else quiet).add(case["alertname"])
+            for alert in expected:  # labels and annotations, as promtool compares them
+                assert alert["exp_labels"]["severity"] in ("critical", "warning")
+                assert alert["exp_annotations"]["summary"], case["alertname"]
+    assert fires == names, names - fires
+    assert quiet == names, names - quiet
 
 
 class Target(BaseModel):

@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
+from workers.redact import redact
 from workers.sources.hooks import OUTPUT_TAIL_BYTES, run_hook
+from workers.sources.process import StderrTail
 
 
 def test_a_hook_gets_only_the_base_variables_its_env_and_its_password(
@@ -43,9 +45,67 @@ def test_only_the_tail_of_a_chatty_hook_is_kept() -> None:
     assert result.output.endswith("line-3000") and "line-1\n" not in result.output
 
 
-def test_a_missing_program_is_a_failed_hook_not_an_exception() -> None:
+def test_a_missing_program_is_a_failed_hook_not_an_exception_and_says_so_in_one_sentence(
+    tmp_path: Path,
+) -> None:
     result = run_hook("pre", ["backfleet-no-such-hook-program"], timeout=30)
-    assert not result.ok and "is not installed" in result.detail
+    assert not result.ok and not result.started
+    assert result.detail == "backfleet-no-such-hook-program is not on the worker's PATH"
+    assert result.summary() == (
+        "pre hook backfleet-no-such-hook-program could not start: "
+        "backfleet-no-such-hook-program is not on the worker's PATH"
+    )
+    gone = tmp_path / "bin" / "incus"
+    assert run_hook("post", [str(gone)], timeout=30).summary() == (
+        f"post hook incus could not start: {gone} does not exist"
+    )
+    (tmp_path / "script").write_text("#!/bin/sh\n")  # not executable
+    denied = run_hook("pre", [str(tmp_path / "script")], timeout=30)
+    assert denied.summary() == (
+        f"pre hook script could not start: {tmp_path / 'script'} cannot be run: permission denied"
+    )
+
+
+def pieces(secret: str, shortest: int = 5) -> list[str]:
+    """Every part of `secret` at least `shortest` characters long."""
+    n = len(secret)
+    return [secret[i:j] for i in range(n) for j in range(i + shortest, n + 1)]
+
+
+@pytest.mark.parametrize("before", [0, 40 * 1024])  # the reader keeps it all, or drops some
+def test_a_secret_the_4_kib_output_cut_falls_inside_is_masked_whole(
+    tmp_path: Path, before: int
+) -> None:
+    # A password (by its shape) and a fleet secret (by its value), each so that the cut
+    # 4 KiB from the end falls inside it; cutting, then redacting, kept their ends. Each
+    # file goes out in one write: the reader gets the secret and the filler in one chunk.
+    password, fleet_secret = "hunter2-very-secret", "fleet-secret-0123456789"
+    (tmp_path / "before").write_text("a" * before + "\n")
+    said = "x" * 9000 + f"\npassword={password} " + "b" * (OUTPUT_TAIL_BYTES - 1 - 13)
+    (tmp_path / "password").write_text(said)
+    said = "x" * 9000 + f"\nkey {fleet_secret} " + "b" * (OUTPUT_TAIL_BYTES - 1 - 10)
+    (tmp_path / "fleet").write_text(said)
+
+    for name, secret in (("password", password), ("fleet", fleet_secret)):
+        script = f"cat {tmp_path / 'before'} {tmp_path / name}"
+        result = run_hook("post", ["sh", "-c", script], secrets=[fleet_secret], timeout=30)
+        assert result.ok and result.output.endswith("bbbb")
+        assert len(result.output.encode()) <= OUTPUT_TAIL_BYTES
+        assert not [piece for piece in pieces(secret) if piece in result.output], name
+
+
+def test_redaction_that_shortens_the_kept_output_never_reaches_a_cut_secrets_end(
+    tmp_path: Path,
+) -> None:
+    """The reader dropped the output's start, so what it kept may begin with the end of a
+    secret whose start is gone; redaction then shortens the rest (each long secret becomes
+    `***`): the tail must still not reach back to that end."""
+    secret = "s3cr3t-" + "q" * 93  # 100 characters
+    pipe = _Chunks([b"y" * 30000, secret.encode() * 300])  # the first chunk is dropped
+    tail = StderrTail(pipe, limit=4096, margin=4096)  # type: ignore[arg-type]
+    kept = tail.text(lambda said: redact(said, [secret]))
+    assert "q" not in kept.replace("***", "")
+    assert len(kept.encode()) <= 4096
 
 
 def test_a_hook_past_its_time_limit_is_stopped_with_everything_it_started(
@@ -88,3 +148,63 @@ def test_check_says_whether_each_hook_program_is_installed(tmp_path: Path) -> No
     assert check_source(spec("sh")).endswith("; hook programs found")
     with pytest.raises(ConfigError, match="hook program not installed: backfleet-no-such-hook"):
         check_source(spec("backfleet-no-such-hook"))
+
+
+class _Chunks:
+    """A pipe that hands out these chunks, one per read."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    def read1(self, size: int) -> bytes:
+        return self.chunks.pop(0) if self.chunks else b""
+
+    def __enter__(self) -> "_Chunks":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def test_a_post_hooks_timeout_must_fit_between_the_soft_and_the_hard_time_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the soft time limit stops a backup during its dump, `post` has what is left
+    before the hard kill: a longer timeout is refused when the fleet is built."""
+    from workers.errors import ConfigError
+    from workers.fleet import build_fleet
+    from workers.settings import Settings
+
+    config = tmp_path / "backfleet.toml"
+
+    def fleet(hooks: str, **settings: Any) -> None:
+        config.write_text(
+            f'[services.files]\nkind = "directory"\npath = "{tmp_path}"\n'
+            f"[services.files.hooks]\n{hooks}\n"
+        )
+        build_fleet(
+            Settings(
+                backfleet_config=config,
+                object_store_location_local=tmp_path / "store",
+                database_url=f"sqlite:///{tmp_path}/catalog.db",
+                **settings,
+            )
+        )
+
+    for name in ("BACKUP_HOOK_TIMEOUT", "BACKUP_SOFT_TIME_LIMIT", "BACKUP_TIME_LIMIT"):
+        monkeypatch.delenv(name, raising=False)
+    fleet('post = ["true"]')  # the defaults: 10m, and 600 s between the limits
+    fleet('post = ["true"]\ntimeout = "20m"', backup_time_limit=36000 + 1200)
+    fleet('pre = ["true"]\ntimeout = "2h"')  # the soft limit stops `pre`: no bound
+    with pytest.raises(ConfigError) as caught:
+        fleet('pre = ["true"]\npost = ["true"]\ntimeout = "20m"')
+    assert str(caught.value) == (
+        "service files (namespace app): hooks.timeout 20m (1200 s) is longer than "
+        "BACKUP_TIME_LIMIT - BACKUP_SOFT_TIME_LIMIT (600 s), all a post hook has once the "
+        "soft time limit stops the backup: shorten it, or raise BACKUP_TIME_LIMIT (below "
+        "CELERY_VISIBILITY_TIMEOUT)"
+    )
+    with pytest.raises(ConfigError, match=r"^BACKUP_HOOK_TIMEOUT 30m \(1800 s\), the timeout"):
+        fleet('post = ["true"]', backup_hook_timeout="30m")
+    with pytest.raises(ConfigError, match=r"BACKUP_TIME_LIMIT - BACKUP_SOFT_TIME_LIMIT \(5 s\)"):
+        fleet('post = ["true"]', backup_soft_time_limit=5, backup_time_limit=10)

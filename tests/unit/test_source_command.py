@@ -14,6 +14,7 @@ from workers.services_config import parse_fleet_config
 from workers.settings import Settings
 from workers.sources import make_source
 from workers.sources.command import CommandSource
+from workers.sources.process import STDERR_TAIL_BYTES
 from workers.stores.memory import MemoryStore
 from workers.transfer.download import restore_artifact
 
@@ -113,6 +114,34 @@ def test_the_restore_tools_failure_and_stderr_fail_the_restore(tmp_path: Path) -
         restore_artifact(store=store, entry=entry, source=CommandSource(["true"], chatty))
     quiet = CommandSource(["true"], chatty, fail_on_stderr=False)
     restore_artifact(store=store, entry=entry, source=quiet)
+
+
+@pytest.mark.parametrize("before", [0, 40 * 1024])  # the reader keeps it all, or drops some
+def test_a_secret_the_16_kib_stderr_cut_falls_inside_is_masked_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, before: int
+) -> None:
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    # `password=<secret> ` then filler, so the cut 16 KiB from the end falls 13 bytes
+    # before the secret's end: cutting, then redacting, kept `2-very-secret`. Each file
+    # goes out in one write, so the reader sees the secret and the filler in one chunk.
+    (tmp_path / "before").write_text("a" * before + "\n")
+    said = "x" * 9000 + f"\npassword={SECRET} " + "b" * (STDERR_TAIL_BYTES - 1 - 13)
+    (tmp_path / "said").write_text(said)
+    complain = f"cat {tmp_path / 'before'} {tmp_path / 'said'} >&2; exit 1"
+    source = CommandSource(["sh", "-c", complain], ["true"], password_env=SECRET_ENV)
+
+    with pytest.raises(SourceError) as caught:
+        backup(MemoryStore(), source)
+
+    message = str(caught.value)
+    assert message.startswith("sh failed (exit 1): ") and message.endswith("bbbb")
+    assert not [piece for piece in pieces(SECRET) if piece in message], message[:80]
+
+
+def pieces(secret: str, shortest: int = 5) -> list[str]:
+    """Every part of `secret` at least `shortest` characters long."""
+    n = len(secret)
+    return [secret[i:j] for i in range(n) for j in range(i + shortest, n + 1)]
 
 
 def test_secrets_in_the_tools_messages_are_redacted(

@@ -92,9 +92,8 @@ def _copy_out(engine: Engine, namespace: str, after: int, through: int) -> Itera
         while chunk := process.stdout.read(PIPE_READ):
             yield chunk
         if process.wait() != 0:
-            raise TransientError(
-                f"psql could not read the user events: {redact(errors.text(), [password])}"
-            )
+            said = errors.text(lambda text: redact(text, [password]))
+            raise TransientError(f"psql could not read the user events: {said}")
     finally:
         stop(process)
 

@@ -2,6 +2,7 @@
 
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from workers.catalog.models import FAILED, SUCCESS, Backup, HookRun
@@ -46,3 +47,14 @@ def add_backup_warning(session: Session, *, backup_id: int, warning: str) -> Non
     if backup is None:
         raise LookupError(f"backup row {backup_id} is gone")
     backup.warning = f"{backup.warning}\n{warning}" if backup.warning else warning
+
+
+def post_owed(session: Session, *, backup_id: int, service: str) -> bool:
+    """Whether the service's `post` hook has not run in this backup since its latest `pre`
+    (or has never run): its worker was lost before `post` ended, or while it ran."""
+    hooks = session.scalars(
+        select(HookRun.hook)
+        .where(HookRun.backup_id == backup_id, HookRun.service == service)
+        .order_by(HookRun.id)
+    ).all()
+    return "post" not in hooks or hooks[-1] == "pre"

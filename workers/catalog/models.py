@@ -300,7 +300,8 @@ class RecoveryRun(Base):
 
 
 class Alert(Base):
-    """A condition that was alerted; while it stays open it is not sent again."""
+    """A condition that was alerted; while it stays open it is not sent again. Two messages
+    at most: one when it opens, one when it resolves (a one-off event has only the first)."""
 
     __tablename__ = "alerts"
     __table_args__ = (
@@ -325,6 +326,13 @@ class Alert(Base):
     delivered_at: Mapped[datetime | None]  # None: the webhook has not taken it yet
     attempts: Mapped[int] = mapped_column(default=0)
     resolved_at: Mapped[datetime | None]
+    # The opening message: pending, delivered, none (no webhook configured: recorded only),
+    # skipped (resolved before it could be delivered) or expired (undelivered for a day).
+    delivery: Mapped[str] = mapped_column(String(16), default="pending")
+    # The resolution message, same states; None: there is none (still open, a one-off event).
+    resolve_delivery: Mapped[str | None] = mapped_column(String(16))
+    resolve_delivered_at: Mapped[datetime | None]
+    resolve_attempts: Mapped[int] = mapped_column(default=0)
 
 
 class ServiceSeen(Base):

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 from workers.cli import admin as admin  # registers its commands on `main`
+from workers.cli import alerts as alerts  # `backfleet alerts`
 from workers.cli import report as report  # `backfleet report`
 from workers.cli import storage as storage  # registers `storage` on `main`
 from workers.cli.commands import main as main

@@ -204,7 +204,8 @@ def unpin(timestamp: str, namespace: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(as_json: bool) -> None:
     """The health of every namespace, and each service's freshness against its own
-    max_age, at a glance; exit 1 if any is stale or has open alerts."""
+    max_age, at a glance; exit 1 if any is stale or has open alerts (`backfleet alerts`
+    lists them)."""
     from workers.fleet import current_fleet
     from workers.monitoring.health import namespace_health
 
@@ -256,6 +257,8 @@ def status(as_json: bool) -> None:
             )
             for item in h.services:
                 click.echo(f"  {item.service or '':<14} {_service_freshness(item)}")
+        if opened := sum(h.open_alerts for h in report):
+            click.echo(f"{opened} open alert(s): `backfleet alerts` lists them")
     if any(h.stale or h.open_alerts for h in report):
         sys.exit(1)
 

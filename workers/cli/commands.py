@@ -323,8 +323,11 @@ def check(as_json: bool) -> None:
     """Try every piece of the configuration for real and say what is wrong."""
     from workers.fleet import current_fleet
     from workers.monitoring.checks import run_checks
+    from workers.transfer.crypto import describe_keys
 
-    verdicts = list(run_checks(current_fleet()))
+    fleet = current_fleet()
+    keys = [s for s in (fleet.settings, fleet.secondary_settings) if s is not None]
+    verdicts = list(run_checks(fleet, first=[("keys", lambda: describe_keys(keys))]))
     if as_json:
         from workers.cli.output import to_json
 

@@ -2,7 +2,7 @@
 
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from alembic.runtime.migration import MigrationContext
@@ -28,9 +28,13 @@ class Verdict:
     detail: str
 
 
-def run_checks(fleet: Fleet) -> Iterator[Verdict]:
-    checks: list[tuple[str, Callable[[], str]]] = [
-        ("keys", lambda: check_keys(fleet)),
+Check = tuple[str, Callable[[], str]]
+
+
+def run_checks(fleet: Fleet, first: Sequence[Check] = ()) -> Iterator[Verdict]:
+    """Each check's verdict; `first`: checks of layers above this one (the keys: the CLI's)."""
+    checks: list[Check] = [
+        *first,
         ("catalog", lambda: check_catalog(fleet)),
         ("broker", lambda: check_broker(fleet.settings.broker_url)),
         ("store", lambda: check_store(fleet)),
@@ -44,21 +48,6 @@ def run_checks(fleet: Fleet) -> Iterator[Verdict]:
         except Exception as exc:
             reason = reason_of(exc)
             yield Verdict(name, False, redact(reason, fleet.secrets()))
-
-
-def check_keys(fleet: Fleet) -> str:
-    """The encryption keys parse as age identities before any backup needs them (the
-    settings themselves already refuse a signing key that is too short)."""
-    from workers.transfer.crypto import Keyring
-
-    said = []
-    for settings in filter(None, (fleet.settings, fleet.secondary_settings)):
-        current = Keyring.from_settings(settings).describe_current()  # ConfigError names it
-        if current is not None:
-            said.append(f"encryption key {current['key_id']}")
-        if settings.backup_signing_key is not None:
-            said.append("signing key set")
-    return ", ".join(dict.fromkeys(said)) or "no encryption or signing key set (backups unsigned)"
 
 
 def check_catalog(fleet: Fleet) -> str:

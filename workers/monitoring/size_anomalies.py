@@ -2,8 +2,10 @@
 
 An anomaly is recorded on the backup (`backups.size_anomaly`, every anomalous
 service) and on the service's first artifact, and alerted as
-`backup.size_anomaly`: one alert per service and backup, closed by that
-service's next backup that is not anomalous. The backup stays Success and
+`backup.size_anomaly`: one alert per service (condition
+`backup.size_anomaly:<namespace>:<service>`), opened by its first anomalous backup
+(later anomalous ones while it is open are marked, not alerted again) and closed
+by that service's next backup that is not anomalous. The backup stays Success and
 counts as any other (retention, freshness); nothing is deleted. The check is
 one query, and it never raises: a failure is logged and the backup stands.
 """
@@ -27,9 +29,16 @@ log = logging.getLogger(__name__)
 EVENT = "backup.size_anomaly"
 
 
-def condition_prefix(namespace: str, service: str) -> str:
-    """Every size-anomaly condition of the service; its alerts add the backup's timestamp."""
-    return f"{EVENT}:{namespace}:{service}:"
+def condition_of(namespace: str, service: str) -> str:
+    """The service's one size-anomaly condition, whichever backup opened it."""
+    return f"{EVENT}:{namespace}:{service}"
+
+
+def _is_of(condition: str, namespace: str, service: str) -> bool:
+    """The service's condition, or one of an earlier version (which added the backup's
+    timestamp: one alert per service and backup)."""
+    own = condition_of(namespace, service)
+    return condition == own or condition.startswith(own + ":")
 
 
 def policy_for(settings: Settings, spec: ServiceSpec | None) -> SizePolicy:
@@ -129,12 +138,12 @@ def _alert(
             service=service,
             timestamp=timestamp,
         )
-        condition = condition_prefix(namespace, service) + timestamp
+        condition = condition_of(namespace, service)
         safely(partial(alerter.open, condition, alert), condition)
     normal = [service for service in services if service not in anomalies]
     if not normal:
         return
-    # A normal backup of a service closes its earlier size alerts (one query finds them).
+    # A normal backup of a service closes its size alert (one query finds them).
     for condition in alerter.open_conditions(f"{EVENT}:{namespace}:"):
-        if any(condition.startswith(condition_prefix(namespace, s)) for s in normal):
+        if any(_is_of(condition, namespace, s) for s in normal):
             safely(partial(alerter.resolve, condition), condition)

@@ -1,13 +1,15 @@
 """One backup, start to finish: each service streamed to the store, the manifest last.
 
 Safe to run again for the same backup (a redelivered task): a finished backup
-is left alone; an artifact (or volume) already stored is kept; an upload a dead
-attempt left is resumed from the parts the catalog recorded, or aborted and
-started again; no row is ever duplicated.
+is left alone; an artifact (or volume) already stored is kept (except the
+volumes of a service whose `pre` hook runs again: they are dumped again from
+the state it makes); an upload a dead attempt left is resumed from the parts
+the catalog recorded, or aborted and started again; no row is ever duplicated.
 """
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar, cast
@@ -24,7 +26,7 @@ from workers.errors import NotFoundError, reason_of
 from workers.fleet import Fleet
 from workers.monitoring.notify import report_backup_outcome
 from workers.monitoring.size_anomalies import check_backup_sizes
-from workers.operations.hooks import hooks_around
+from workers.operations.hooks import hooks_around, hooks_deadline, run_owed_post
 from workers.redact import redact
 from workers.repository.manifest import ArtifactEntry, Manifest, artifact_key, manifest_key
 from workers.repository.manifest_mac import MacKeys
@@ -54,9 +56,16 @@ class BackupOutcome:
 
 
 def run_backup(
-    fleet: Fleet, *, namespace: str, timestamp: str, lock_lost: Callable[[], bool] = lambda: False
+    fleet: Fleet,
+    *,
+    namespace: str,
+    timestamp: str,
+    lock_lost: Callable[[], bool] = lambda: False,
+    started: float | None = None,
 ) -> BackupOutcome:
-    """Run (or resume) the backup; `lock_lost` says another holder took the namespace."""
+    """Run (or resume) the backup; `lock_lost` says another holder took the namespace;
+    `started` (time.monotonic()) is when the task began, whose time limits count from it."""
+    stop_by = hooks_deadline(fleet.settings, time.monotonic() if started is None else started)
     url = fleet.settings.database_url
     with session_scope(url) as session:
         backup = queries.get_backup(session, namespace=namespace, timestamp=timestamp)
@@ -73,7 +82,7 @@ def run_backup(
         started_at, only_config, trigger = backup.started_at, backup.only_config, backup.trigger
     assert started_at is not None
 
-    job = _ServiceBackups(fleet, backup_id, namespace, timestamp)
+    job = _ServiceBackups(fleet, backup_id, namespace, timestamp, stop_by)
     entries: list[ArtifactEntry] = []
     errors: list[str] = []
     for service in services:
@@ -146,9 +155,12 @@ def _stop_if(lock_lost: Callable[[], bool], namespace: str, timestamp: str) -> N
 class _ServiceBackups:
     """Backs up one service after another into the artifacts of one backup row."""
 
-    def __init__(self, fleet: Fleet, backup_id: int, namespace: str, timestamp: str) -> None:
+    def __init__(
+        self, fleet: Fleet, backup_id: int, namespace: str, timestamp: str, stop_by: float
+    ) -> None:
         self.fleet, self.backup_id = fleet, backup_id
         self.namespace, self.timestamp = namespace, timestamp
+        self.stop_by = stop_by  # no hook runs past it (operations/hooks.py: hooks_deadline)
         self.url = fleet.settings.database_url
         self.keyring = crypto.Keyring.from_settings(fleet.settings)
         self.options = TransferOptions.from_settings(fleet.settings, self.keyring)
@@ -158,15 +170,37 @@ class _ServiceBackups:
         if spec is None:
             raise NotFoundError(f"service {service} is no longer in the services file")
         if spec.hooks is not None and (stored := self._stored_already(service)):
-            # A redelivery: nothing of this service is dumped again, so no hook runs again.
+            # A redelivery: nothing of this service is dumped again, so `pre` does not run
+            # again; `post` does if the lost attempt's did not end (it puts things back).
             log.info(
-                "backup %s/%s: service %s was stored by an earlier attempt: its hooks do not run",
+                "backup %s/%s: service %s was stored by an earlier attempt: its pre hook "
+                "does not run again",
                 self.namespace,
                 self.timestamp,
                 service,
             )
             self._drop_volumes_after(service, len(stored))
+            run_owed_post(
+                self.fleet,
+                spec,
+                backup_id=self.backup_id,
+                namespace=self.namespace,
+                timestamp=self.timestamp,
+                stop_by=self.stop_by,
+            )
             return stored
+        if spec.hooks is not None and spec.hooks.pre and self._stored_any(service):
+            # `pre` runs again (a new snapshot): the volumes an earlier attempt stored were
+            # read from the state its `pre` made; kept, the service would mix two points in
+            # time. The whole service is dumped again from the new one.
+            log.info(
+                "backup %s/%s: service %s: the volumes an earlier attempt stored are dumped "
+                "again after its pre hook",
+                self.namespace,
+                self.timestamp,
+                service,
+            )
+            self._drop_volumes_after(service, 0)
         # `pre` before the source is built (it may make what the dump reads), `post` after
         # the dump whatever happened (workers/operations/hooks.py).
         with hooks_around(
@@ -175,6 +209,7 @@ class _ServiceBackups:
             backup_id=self.backup_id,
             namespace=self.namespace,
             timestamp=self.timestamp,
+            stop_by=self.stop_by,
         ):
             return self._dump(spec, service)
 
@@ -219,6 +254,13 @@ class _ServiceBackups:
         """Every artifact of the service, if an earlier attempt of this backup stored them all."""
         finished = self._finished_volumes(service)
         return finished if finished and finished[-1].source.get("final", True) else []
+
+    def _stored_any(self, service: str) -> bool:
+        """Whether an earlier attempt stored any artifact (volume) of the service."""
+        with session_scope(self.url) as session:
+            backup = session.get(Backup, self.backup_id)
+            assert backup is not None
+            return any(r.service == service and r.status == SUCCESS for r in backup.artifacts)
 
     def _finished_volumes(self, service: str) -> list[ArtifactEntry]:
         """The volumes a dead attempt finished that chain from the first (transfer/volumes.py)."""

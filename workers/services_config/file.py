@@ -127,6 +127,38 @@ class FleetConfig:
             test_restore=duration(spec.test_restore, settings.test_restore_every),
         )
 
+    def check_hook_timeouts(self, settings: Settings) -> None:
+        """Refuse a `post` hook whose timeout is longer than the time the hard time limit
+        leaves after the soft one: that is all `post` has when the soft limit stops the
+        backup during the dump (it then runs on, up to the hard limit less a margin:
+        workers/operations/hooks.py). `pre` alone may take longer: the soft limit stops it."""
+        window = settings.backup_time_limit - settings.backup_soft_time_limit
+        problems = []
+        for namespace, services in sorted(self.namespaces.items()):
+            for name, spec in sorted(services.items()):
+                hooks = spec.hooks
+                if hooks is None or not hooks.post:
+                    continue
+                seconds = hooks.timeout_seconds(settings.hook_timeout_seconds)
+                if seconds <= window:
+                    continue
+                where = f"service {name} (namespace {namespace})"
+                if hooks.timeout is not None:
+                    what = f"{where}: hooks.timeout {hooks.timeout} ({seconds} s)"
+                    fix = "shorten it"
+                else:
+                    what = f"BACKUP_HOOK_TIMEOUT {settings.backup_hook_timeout} ({seconds} s), "
+                    what += f"the timeout of the post hook of {where},"
+                    fix = "shorten it or give the service its own hooks.timeout"
+                problems.append(
+                    f"{what} is longer than BACKUP_TIME_LIMIT - BACKUP_SOFT_TIME_LIMIT "
+                    f"({window} s), all a post hook has once the soft time limit stops the "
+                    f"backup: {fix}, or raise BACKUP_TIME_LIMIT (below "
+                    "CELERY_VISIBILITY_TIMEOUT)"
+                )
+        if problems:
+            raise ConfigError("; ".join(problems))
+
 
 def parse_fleet_config(text: str, *, namespace_override: str | None = None) -> FleetConfig:
     """Parse the TOML text; ConfigError says which entry is wrong and why."""

@@ -229,7 +229,7 @@ class CommandSource(OneStream):
         return spawn(command, env=self._child_env(), **kwargs)
 
     def _check(self, command: list[str], returncode: int, errors: StderrTail) -> None:
-        complaint = self._clean(errors.text())
+        complaint = errors.text(self._clean)  # redacted before the cut
         if returncode != 0:
             said = complaint or "(nothing on stderr)"
             raise SourceError(f"{command[0]} failed ({exit_status(returncode)}): {said}")

@@ -61,7 +61,9 @@ class ScratchCommand(OneStream):
         prefix, suffix = ".backfleet-drill-", f".{self.format}"
         with staged(stream, directory=self.work_dir, prefix=prefix, suffix=suffix) as file:
             run = run_bounded(self.argv, env=env, stdin=file, timeout=self.time_limit)
-        said = redact_output(run.stderr.text(), password_env=self.password_env, secrets=())
+        said = run.stderr.text(  # redacted before the cut
+            lambda text: redact_output(text, password_env=self.password_env, secrets=())
+        )
         what = f"test_restore_command {self.argv[0]}"
         if run.returncode != 0:
             raise SourceError(

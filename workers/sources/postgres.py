@@ -222,7 +222,7 @@ class PostgresSource(OneStream):
                 process.stdout.close()
             if process.wait() != 0:
                 raise SourceError(
-                    f"pg_dump failed (exit {process.returncode}): {self._clean(errors.text())}"
+                    f"pg_dump failed (exit {process.returncode}): {errors.text(self._clean)}"
                 )
 
     # --- restore ---
@@ -245,10 +245,10 @@ class PostgresSource(OneStream):
             self._run_pg_restore(stream, psql.stdin)
             psql.stdin.close()
             if psql.wait() != 0:
-                raise SourceError(f"restore failed: {self._clean(psql_errors.text())}")
+                raise SourceError(f"restore failed: {psql_errors.text(self._clean)}")
         except BrokenPipeError:
             stop(psql)
-            raise SourceError(f"restore failed: {self._clean(psql_errors.text())}") from None
+            raise SourceError(f"restore failed: {psql_errors.text(self._clean)}") from None
         except BaseException:
             stop(psql)  # psql dies without COMMIT: the server rolls everything back
             raise
@@ -266,14 +266,14 @@ class PostgresSource(OneStream):
             _feed_verified(stream, pg_restore.stdin)
         except BrokenPipeError:
             stop(pg_restore)
-            if complaint := restore_errors.text():  # else psql broke the pipe: the caller says why
-                raise SourceError(f"pg_restore failed: {self._clean(complaint)}") from None
+            if complaint := restore_errors.text(self._clean):  # else psql broke the pipe
+                raise SourceError(f"pg_restore failed: {complaint}") from None
             raise
         except BaseException:
             stop(pg_restore)
             raise
         if pg_restore.wait() != 0:
-            raise SourceError(f"pg_restore failed: {self._clean(restore_errors.text())}")
+            raise SourceError(f"pg_restore failed: {restore_errors.text(self._clean)}")
 
 
 def _feed_verified(stream: RestoreStream, restore_in: IO[bytes]) -> None:

@@ -6,41 +6,68 @@ import signal
 import subprocess
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 from workers.errors import SourceError
 from workers.redact import redact
 
 STDERR_TAIL_BYTES = 16 * 1024
+# Bytes kept beyond a tail's limit, so a secret the cut falls inside is redacted whole.
+TAIL_MARGIN = 4 * 1024
 # How long a terminated tool may take to exit before it is killed.
 STOP_GRACE = 5.0
 
 
 class StderrTail:
     """Reads a child's stderr (or any pipe of it) in a thread, so the child never blocks on
-    it, keeping the last `limit` bytes."""
+    it; `text()` gives its last `limit` bytes, redacted.
 
-    def __init__(self, pipe: IO[bytes] | None, limit: int = STDERR_TAIL_BYTES) -> None:
+    `margin` more bytes are kept, so that redaction sees whole any secret the cut at
+    `limit` falls inside (a secret longer than the margin is not expected)."""
+
+    def __init__(
+        self, pipe: IO[bytes] | None, limit: int = STDERR_TAIL_BYTES, margin: int = TAIL_MARGIN
+    ) -> None:
         self._chunks: deque[bytes] = deque()
         self._size = 0
-        self._limit = limit
+        self._limit, self._margin = limit, margin
+        self._dropped = False  # the output's start is gone: the buffer may begin mid-secret
         self._thread = threading.Thread(target=self._drain, args=(pipe,), daemon=True)
         self._thread.start()
 
     def _drain(self, pipe: IO[bytes] | None) -> None:
         if pipe is None:
             return
+        keep = self._limit + self._margin
         with pipe:
             while chunk := pipe.read1(65536) if hasattr(pipe, "read1") else pipe.read(65536):
                 self._chunks.append(chunk)
                 self._size += len(chunk)
-                while self._size > self._limit and len(self._chunks) > 1:
+                # Whole chunks go only while at least `keep` bytes stay.
+                while self._size - len(self._chunks[0]) >= keep:
                     self._size -= len(self._chunks.popleft())
+                    self._dropped = True
 
-    def text(self, timeout: float = 5.0) -> str:
+    def text(self, clean: Callable[[str], str] | None = None, timeout: float = 5.0) -> str:
+        """The last `limit` bytes, `clean`ed (redacted) BEFORE the cut, so no part of a
+        secret the cut falls inside survives; a line the cut splits is left out."""
         self._thread.join(timeout)
-        return b"".join(self._chunks)[-self._limit :].decode("utf-8", "replace").strip()
+        raw, dropped = b"".join(list(self._chunks)), self._dropped
+        if dropped:  # its first bytes may be the end of a secret whose start is gone
+            raw = raw[-(self._limit + self._margin) :]
+        text = raw.decode("utf-8", "replace")
+        cleaned = (clean(text) if clean is not None else text).encode()
+        room = self._limit
+        if dropped:  # never into the first `margin` bytes, however much redaction shortened
+            room = max(0, min(room, len(cleaned) - self._margin))
+        if len(cleaned) <= room:
+            return cleaned.decode("utf-8", "replace").strip()
+        cut = len(cleaned) - room
+        kept = cleaned[cut:].decode("utf-8", "ignore")
+        if cleaned[cut - 1 : cut] != b"\n" and "\n" in kept:
+            kept = kept.split("\n", 1)[1]  # the line the cut split
+        return kept.strip()
 
 
 def stop(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
@@ -54,23 +81,34 @@ def stop(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
             process.wait()
 
 
+class CannotStart(SourceError):
+    """A tool that could not be started; `why` says so in a few words that name it."""
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
+
+
 def spawn(
     command: Sequence[str], *, env: dict[str, str], **kwargs: Any
 ) -> "subprocess.Popen[bytes]":
     """Start `command` (argv, no shell) leading a session of its own, so `stop_group` reaches
-    every process it starts (`sh -c "a | b"` and the like). SourceError names a tool that
+    every process it starts (`sh -c "a | b"` and the like). CannotStart names a tool that
     is missing or cannot be run."""
     kwargs.setdefault("stderr", subprocess.PIPE)
+    program = command[0]
     try:
         return subprocess.Popen(list(command), start_new_session=True, env=env, **kwargs)
     except FileNotFoundError:
-        raise SourceError(
-            f"{command[0]} is not installed (not found on the worker's PATH)"
-        ) from None
+        where = "does not exist" if "/" in program else "is not on the worker's PATH"
+        message = f"{program} is not installed (not found on the worker's PATH)"
+        raise CannotStart(message, f"{program} {where}") from None
     except PermissionError:
-        raise SourceError(f"{command[0]} cannot be run: permission denied") from None
+        message = f"{program} cannot be run: permission denied"
+        raise CannotStart(message, message) from None
     except OSError as exc:
-        raise SourceError(f"{command[0]} cannot be run: {exc.strerror or exc}") from None
+        message = f"{program} cannot be run: {exc.strerror or exc}"
+        raise CannotStart(message, message) from None
 
 
 def stop_group(process: "subprocess.Popen[bytes]", grace: float = STOP_GRACE) -> None:

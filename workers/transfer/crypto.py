@@ -144,3 +144,17 @@ class DecryptingReader:
     def close(self) -> None:
         self._reader.close()
         self._thread.join(timeout=30)
+
+
+def describe_keys(settings: Sequence[Settings]) -> str:
+    """`backfleet check`'s verdict on the keys: every encryption key parses as an age
+    identity (ConfigError names the variable, never the value); the settings themselves
+    already refuse a signing key that is too short."""
+    said = []
+    for each in settings:
+        current = Keyring.from_settings(each).describe_current()
+        if current is not None:
+            said.append(f"encryption key {current['key_id']}")
+        if each.backup_signing_key is not None:
+            said.append("signing key set")
+    return ", ".join(dict.fromkeys(said)) or "no encryption or signing key set (backups unsigned)"
