@@ -18,6 +18,7 @@ def abort_stale_uploads() -> dict[str, Any]:
 
 @app.task(name=APPLY_RETENTION)
 def apply_retention(namespace: str | None = None, dry_run: bool = False) -> dict[str, Any]:
+    # Never forced: a scheduled pass waits for each storage class's billed minimum.
     fleet = current_fleet()
     plans = perform_retention(fleet, namespace=namespace, dry_run=dry_run)
     second = apply_secondary_retention(fleet, namespace=namespace, dry_run=dry_run)
@@ -31,4 +32,8 @@ def _summary(plan: RetentionPlan) -> dict[str, Any]:
     summary: dict[str, Any] = {"kept": len(plan.keep), "deleted": sorted(plan.delete)}
     if plan.skipped:
         summary["skipped"] = plan.skipped
+    if plan.moves:
+        summary["moved"] = {stamp: move.storage_class for stamp, move in plan.moves.items()}
+    if plan.extensions:
+        summary["locksExtended"] = sorted(plan.extensions)
     return summary

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
+from workers.errors import ConfigError
 from workers.redact import url_password_forms
 from workers.services_config import FleetConfig, load_fleet_config
-from workers.settings import Settings, get_settings, secondary_settings
+from workers.settings import Settings, check_classes, get_settings, secondary_settings
 from workers.sources import source_class
 from workers.stores import ObjectStore, make_store, store_class
 
@@ -73,16 +74,31 @@ def _store_secrets(settings: Settings) -> list[str]:
 _current: tuple[int, Fleet] | None = None
 
 
+def check_storage_classes(settings: Settings, store: ObjectStore) -> None:
+    """STORAGE_CLASSES names only classes of the configured store, in order (ConfigError)."""
+    try:
+        check_classes(
+            settings.storage_class_map,
+            store.storage_classes,
+            store.kind,
+            store.archive_classes,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"invalid setting STORAGE_CLASSES: {exc}") from None
+
+
 def build_fleet(settings: Settings) -> Fleet:
     config = load_fleet_config(
         settings.backfleet_config, namespace_override=settings.backfleet_namespace
     )
     config.check_hook_timeouts(settings)
+    store = make_store(settings)
+    check_storage_classes(settings, store)
     second = secondary_settings(settings)
     return Fleet(
         settings=settings,
         config=config,
-        store=make_store(settings),
+        store=store,
         secondary=None if second is None else make_store(second),
         secondary_settings=second,
     )

@@ -7,6 +7,7 @@ stop the start with a message naming the variable and never echoing a secret.
 
 import math
 import re
+from collections.abc import Collection, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -86,6 +87,67 @@ def parse_storage_prices(text: str) -> dict[str, float]:
             raise ValueError(f"{name} is priced twice")
         prices[name] = price
     return prices
+
+
+# The GFS rules, warmest (kept for the shortest time) first: operations/gfs.py's PERIODS.
+STORAGE_RULES = ("hourly", "daily", "weekly", "monthly", "yearly")
+
+
+def parse_storage_classes(text: str) -> dict[str, str]:
+    """`monthly=STANDARD_IA,yearly=DEEP_ARCHIVE` -> {rule: class}; ValueError names the fault.
+
+    STORAGE_CLASSES: the storage class a backup kept only by that rule belongs in
+    (workers/operations/tiers.py). Only its form is checked here; check_classes checks
+    the names against the configured store's classes when the fleet is built.
+    """
+    mapping: dict[str, str] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        rule, _, storage_class = (piece.strip() for piece in item.partition("="))
+        if rule not in STORAGE_RULES or not storage_class:
+            raise ValueError(
+                f"{item!r} is not `rule=CLASS` with a rule among {', '.join(STORAGE_RULES)}, "
+                "e.g. monthly=STANDARD_IA,yearly=DEEP_ARCHIVE"
+            )
+        if rule in mapping:
+            raise ValueError(f"rule {rule} is given twice")
+        mapping[rule] = storage_class
+    return mapping
+
+
+def check_classes(
+    mapping: Mapping[str, str],
+    available: Sequence[str],
+    store_kind: str,
+    archive: Collection[str] = (),
+) -> None:
+    """Every class named must be one the store has, and colder rules must not name warmer
+    classes (a yearly backup in a warmer class than a monthly one is a slip of the pen).
+
+    An archive class (`archive`: read only after a rehydration) may only be the coldest
+    class named: moving an archived object on to another class means rehydrating it
+    first (S3 copies no GLACIER object that is not restored; Azure's only way out of
+    Archive is a rehydration), which retention does not do.
+    """
+    if mapping and not available:
+        raise ValueError(f"the {store_kind} store has a single storage class: leave it empty")
+    for rule, storage_class in mapping.items():
+        if storage_class not in available:
+            raise ValueError(
+                f"{rule}={storage_class}: the {store_kind} store's classes are "
+                f"{', '.join(available)}"
+            )
+    named = [mapping[rule] for rule in STORAGE_RULES if rule in mapping]
+    ordered = [available.index(storage_class) for storage_class in named]
+    if ordered != sorted(ordered):
+        raise ValueError("a colder rule names a warmer class than a warmer rule does")
+    for storage_class in named:
+        if storage_class in archive and storage_class != named[-1]:
+            raise ValueError(
+                f"{storage_class} is an archive class: only the coldest class named may be "
+                f"one (an archived object moves on only after a rehydration), not {named[-1]}"
+            )
 
 
 def parse_file_mode(text: str) -> int:
@@ -212,7 +274,10 @@ class Settings(BaseSettings):
     )
     aws_s3_object_lock_days: Annotated[int, Field(ge=0, le=36500)] = Field(
         default=0,
-        description="days of that Object Lock retention (with `AWS_S3_OBJECT_LOCK_MODE`; 0: off)",
+        description="days of that Object Lock retention (with `AWS_S3_OBJECT_LOCK_MODE`; 0: "
+        "off). Retention extends the lock of every backup its policy keeps, to another "
+        "`AWS_S3_OBJECT_LOCK_DAYS` from the pass, once less than half of them is left "
+        "([Storage tiers](../concepts/storage.md#storage-tiers))",
     )
     # A multipart object's SHA-256 goes into its user metadata by a copy onto itself.
     aws_s3_sha256_metadata: bool = Field(
@@ -503,8 +568,9 @@ class Settings(BaseSettings):
         default="1d",
         description="how often each service's newest backup is verified, when its own "
         "`verify` key is unset (the verification runs on `VERIFY_SCHEDULE`, and takes the "
-        "services whose last verification is older than this, less a tenth of it, at most "
-        "an hour)",
+        "services whose last successful verification started longer ago than this, less a "
+        "tenth of it, at most an hour, before the pass started, or whose newest backup's "
+        "latest check failed)",
     )
     test_restore_every: str = Field(
         default="7d",
@@ -568,6 +634,13 @@ class Settings(BaseSettings):
         description="… or more than this factor above it (above 1); `0` turns growth off; a "
         "service's `size_growth` wins",
     )
+    # A change smaller than min_bytes is none: a 2 KiB config dump that grows to 7 KiB.
+    size_anomaly_min_bytes: Annotated[int, Field(ge=0)] = Field(
+        default=1 * MiB,
+        description="… unless its source or stored bytes differ from that median by less than "
+        "this (a size such as `1MiB`, `500kB` or `1048576`): a tiny service's swings are no "
+        "anomaly; `0`: no floor; a 0-byte dump is an anomaly whatever this says",
+    )
     # Storage you can see and budget (workers/monitoring/storage.py): a price per GiB-month
     # per storage class, `STANDARD=0.023,Hot=0.018` (empty: no cost estimate), and the
     # stored bytes a namespace may reach before `storage.over_budget` (0: no budget).
@@ -586,6 +659,44 @@ class Settings(BaseSettings):
         description="the stored bytes a namespace may reach before `storage.over_budget` is "
         "alerted, e.g. `500GiB`, `2TB` or bytes; a namespace's `storage_budget` in the "
         "services file wins; `0`: no budget",
+    )
+    # Storage tiers that follow retention (workers/operations/tiers.py): the class a backup
+    # kept only by a GFS rule moves to, `monthly=STANDARD_IA,yearly=DEEP_ARCHIVE`; empty:
+    # every object stays where it was written.
+    storage_classes: str = Field(
+        default="",
+        description="the storage class a backup moves to once only that GFS rule keeps it "
+        "([Storage tiers](../concepts/storage.md#storage-tiers)): comma-separated "
+        "`rule=CLASS`, rules among `hourly`, `daily`, `weekly`, `monthly`, `yearly`, classes "
+        "the store's own: S3 `STANDARD_IA`, `GLACIER_IR`, `GLACIER`, `DEEP_ARCHIVE`; Azure "
+        "`Cool`, `Cold`, `Archive`; e.g. `monthly=STANDARD_IA,yearly=DEEP_ARCHIVE`. Checked "
+        "when the fleet starts: a class the store does not have, a colder rule naming a "
+        "warmer class, an archive class (`GLACIER`, `DEEP_ARCHIVE`, `Archive`) before the "
+        "coldest one named, or any class on the local store, stops it with a message naming "
+        "this setting. The primary store only; empty: every object stays where it was written",
+    )
+    # Reading an archived object (S3 GLACIER/DEEP_ARCHIVE, Azure Archive) first asks the
+    # store to rehydrate it: S3's Glacier retrieval tier (Azure: Expedited is High
+    # priority, the others Standard), the days S3 keeps the restored copy, and how long a
+    # restore or drill waits for it.
+    rehydration_tier: Literal["Standard", "Bulk", "Expedited"] = Field(
+        default="Standard",
+        description="how fast an archived object (S3 `GLACIER`/`DEEP_ARCHIVE`, Azure "
+        "`Archive`) is brought back for a restore or a drill: S3's retrieval tier `Standard`, "
+        "`Bulk` or `Expedited` (Deep Archive has no `Expedited`: `Standard` is asked); on "
+        "Azure `Expedited` is High priority, the others Standard",
+    )
+    rehydration_days: Annotated[int, Field(ge=1, le=365)] = Field(
+        default=2,
+        description="the days S3 keeps the restored copy of an archived object (1-365), so a "
+        "restore that gave up can be asked again without another retrieval",
+    )
+    rehydration_timeout: str = Field(
+        default="48h",
+        description="how long a restore or drill waits for its archived objects before it "
+        "fails with a message saying so (the retrieval goes on): `48h`, `90m`, `2d` or "
+        "seconds; never longer than nine tenths of `BACKUP_SOFT_TIME_LIMIT` ([Storage "
+        "tiers](../concepts/storage.md#storage-tiers))",
     )
     # The secondary store's own settings are these same variables prefixed with SECONDARY_.
     secondary_object_store_location_type: Literal["", StoreType] = Field(
@@ -654,7 +765,11 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "backup_part_size", "backup_volume_size", "storage_budget_bytes", mode="before"
+        "backup_part_size",
+        "backup_volume_size",
+        "storage_budget_bytes",
+        "size_anomaly_min_bytes",
+        mode="before",
     )
     @classmethod
     def _size_with_unit(cls, value: object) -> object:
@@ -673,6 +788,12 @@ class Settings(BaseSettings):
         parse_storage_prices(value)
         return value
 
+    @field_validator("storage_classes")
+    @classmethod
+    def _valid_storage_classes(cls, value: str) -> str:
+        parse_storage_classes(value)
+        return value
+
     @field_validator("object_store_local_file_mode")
     @classmethod
     def _valid_file_mode(cls, value: str) -> str:
@@ -686,6 +807,7 @@ class Settings(BaseSettings):
         "test_restore_every",
         "test_restore_period",
         "backup_hook_timeout",
+        "rehydration_timeout",
     )
     @classmethod
     def _valid_duration(cls, value: str) -> str:
@@ -766,6 +888,16 @@ class Settings(BaseSettings):
     def prices(self) -> dict[str, float]:
         """STORAGE_PRICES: each storage class's price per GiB-month (empty: none set)."""
         return parse_storage_prices(self.storage_prices)
+
+    @property
+    def storage_class_map(self) -> dict[str, str]:
+        """STORAGE_CLASSES: GFS rule -> the storage class its backups move to (empty: none)."""
+        return parse_storage_classes(self.storage_classes)
+
+    @property
+    def rehydration_timeout_seconds(self) -> int:
+        """REHYDRATION_TIMEOUT in seconds."""
+        return parse_duration(self.rehydration_timeout)
 
     @property
     def max_age_seconds(self) -> int:

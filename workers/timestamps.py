@@ -82,6 +82,20 @@ def parse_duration(text: str) -> int:
     return int(digits) * _DURATION_UNITS[unit]
 
 
+def format_duration(seconds: float) -> str:
+    """`45s`, `12m`, `3h 20m`, `2d 4h`: a wait as a person reads it (to the unit below)."""
+    whole = max(0, int(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m"
+    if whole < 86400:
+        hours, minutes = divmod(whole // 60, 60)
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    days, hours = divmod(whole // 3600, 24)
+    return f"{days}d {hours}h" if hours else f"{days}d"
+
+
 # The Gregorian calendar repeats every 400 years, weekdays included (146097 days = 20871 weeks).
 _CYCLE_START, _CYCLE_YEARS, _CYCLE_DAYS = 2000, 400, 146097
 _MINUTES_PER_DAY = 24 * 60

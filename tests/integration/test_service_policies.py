@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+import workers.operations.verify
 from tests.health_fleet import make_fleet
 from tests.unit.test_metrics_status import scrape
 from tests.webhook import WebhookServer, webhook_server
-from workers.catalog import queries
+from workers.catalog import queries, reports
 from workers.catalog.db import dispose_engines, session_scope
 from workers.fleet import Fleet
+from workers.monitoring.alerts import AlertEvent, alerter_for
 from workers.monitoring.notify import check_staleness
 from workers.operations.backup import run_backup
 from workers.operations.verify import verify_backups
@@ -232,3 +234,144 @@ verify = "7d"
     # A week on, every service is due: each one's newest backup, newest first, once each.
     week = datetime.now(UTC) + timedelta(days=7)
     assert [r.timestamp for r in verify_backups(fleet, now=week)] == [third, second]
+
+
+class Clock:
+    """The verification's clock, moved by hand: each read of a backup takes `read` of it."""
+
+    def __init__(self, at: datetime, read: timedelta) -> None:
+        self.at, self.read = at, read
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+@pytest.fixture
+def slow_reads(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """Every check of a backup in a store takes 70 minutes on the verification's clock."""
+    clock = Clock(datetime.now(UTC), timedelta(minutes=70))
+    real_check = workers.operations.verify.check_backup
+
+    def check_backup(*args: Any, **kwargs: Any) -> Any:
+        result = real_check(*args, **kwargs)
+        clock.at += clock.read
+        return result
+
+    monkeypatch.setattr(workers.operations.verify, "utcnow", clock)
+    monkeypatch.setattr(workers.operations.verify, "check_backup", check_backup)
+    return clock
+
+
+OTHER_NAMESPACE = """
+[namespaces.other.services.docs]
+kind = "directory"
+path = "{data}/files"
+"""
+
+
+def test_a_daily_pass_verifies_every_day_however_long_the_reads_take(
+    tmp_path: Path, catalog: str, webhook: WebhookServer, slow_reads: Clock
+) -> None:
+    # VERIFY_EVERY 1d on the daily VERIFY_SCHEDULE (the defaults); two namespaces, so the
+    # second one's turn comes 70 minutes into the pass.
+    fleet = fleet_of(tmp_path, catalog, webhook, OTHER_NAMESPACE, verify_sample_size=0)
+    app = backup_of(fleet, ["db", "files"], datetime.now(UTC) - timedelta(hours=1))
+    with session_scope(fleet.settings.database_url) as session:
+        other = queries.create_backup(
+            session, namespace="other", services=["docs"], only_config=False, trigger="test"
+        ).timestamp
+    assert run_backup(fleet, namespace="other", timestamp=other).status == "Success"
+
+    first_pass = datetime.now(UTC) + timedelta(minutes=5)
+    for day in range(4):
+        slow_reads.at = first_pass + timedelta(days=day)  # beat starts the pass on time
+        verified = [(r.namespace, r.timestamp) for r in verify_backups(fleet)]
+        assert verified == [("app", app), ("other", other)], f"day {day}"
+
+
+def test_a_failed_check_is_tried_again_at_the_next_pass_not_a_cadence_later(
+    tmp_path: Path, catalog: str, webhook: WebhookServer
+) -> None:
+    fleet = fleet_of(tmp_path, catalog, webhook, "", verify_sample_size=0, verify_every="7d")
+    stamp = backup_of(fleet, ["db", "files"], datetime.now(UTC) - timedelta(hours=1))
+    (artifact,) = (tmp_path / "store" / "app" / stamp).glob("files.*")
+    hidden = artifact.with_name("away")
+    day = lambda n: datetime.now(UTC) + timedelta(days=n)  # noqa: E731
+
+    artifact.rename(hidden)  # the store does not answer for it today
+    assert [r.status for r in verify_backups(fleet, now=day(0))] == ["Failed"]
+    hidden.rename(artifact)
+    assert [r.status for r in verify_backups(fleet, now=day(1))] == ["Success"]
+    assert verify_backups(fleet, now=day(2)) == []  # then verified within its 7 days
+
+    # A check of the newest backup that fails between two due passes (asked for by hand,
+    # or in the sample) makes it due at the next pass too.
+    artifact.rename(hidden)
+    failed = verify_backups(fleet, namespace="app", timestamp=stamp, now=day(3))
+    assert [r.status for r in failed] == ["Failed"]
+    hidden.rename(artifact)
+    assert [r.status for r in verify_backups(fleet, now=day(4))] == ["Success"]
+    assert verify_backups(fleet, now=day(5)) == []
+
+
+def test_an_upgrade_keeps_a_service_that_has_been_failing_stale_and_its_alert_open(
+    tmp_path: Path, catalog: str, webhook: WebhookServer
+) -> None:
+    fleet = fleet_of(
+        tmp_path,
+        catalog,
+        webhook,
+        """
+[namespaces.app.services.legacy]
+kind = "directory"
+path = "{data}/files"
+""",
+    )
+    now = datetime.now(UTC)
+    backup_of(fleet, ["db", "files"], now - timedelta(minutes=30))
+    # Three weeks of hourly backups in which `legacy` failed (the version before services_seen).
+    with session_scope(fleet.settings.database_url) as session:
+        for hours in (500, 300, 2):
+            moment = now - timedelta(hours=hours)
+            backup = queries.create_backup(
+                session,
+                namespace="app",
+                services=["legacy"],
+                only_config=False,
+                trigger="test",
+                moment=moment,
+            )
+            backup.status, backup.created_at, backup.finished_at = "Failed", moment, moment
+    condition = "backup.stale:app:legacy"
+    alert = AlertEvent("backup.stale", "legacy is stale", namespace="app", service="legacy")
+    assert alerter_for(fleet).open(condition, alert)  # opened by the earlier version
+
+    # The upgrade: services_seen is empty, so the check first sees `legacy` now.
+    found = {f.service: f for f in check_staleness(fleet)}
+    assert found["legacy"].stale and found["legacy"].last_success is None
+    assert found["legacy"].due_by is not None and found["legacy"].due_by < now
+    assert alerter_for(fleet).open_conditions(condition) == [condition]
+    assert stale_services(webhook) == ["legacy"]  # still the one alert: not closed, not resent
+
+
+def test_the_stale_alerts_of_services_and_namespaces_removed_from_the_file_are_closed(
+    tmp_path: Path, catalog: str, webhook: WebhookServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    fleet = fleet_of(tmp_path, catalog, webhook, "")
+    backup_of(fleet, ["db"], datetime.now(UTC) - timedelta(hours=3))  # db stale; files never
+    alerter = alerter_for(fleet)
+    for namespace, service in (("app", "removed"), ("gone", "db"), ("gone", None)):
+        condition = f"backup.stale:{namespace}" + (f":{service}" if service else "")
+        alert = AlertEvent("backup.stale", "stale", namespace=namespace, service=service)
+        assert alerter.open(condition, alert)
+
+    with caplog.at_level("INFO", logger="workers.monitoring.notify"):
+        check_staleness(fleet)
+    # Only the configured stale service's alert stays open (files: due later).
+    assert alerter.open_conditions("backup.stale:") == ["backup.stale:app:db"]
+    with session_scope(fleet.settings.database_url) as session:
+        assert reports.open_alert_count(session, namespace="gone") == 0
+    assert "service removed of namespace app is no longer in the services file" in caplog.text
+    assert "namespace gone is no longer in the services file" in caplog.text
+    m = scrape(fleet, {"backup": 0})
+    assert m[("backfleet_alerts_open", (("event", "backup.stale"),))] == 1

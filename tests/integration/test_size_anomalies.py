@@ -27,7 +27,7 @@ from workers.catalog.models import SUCCESS, Alert, Artifact
 from workers.cli import main
 from workers.fleet import Fleet
 from workers.monitoring import size_anomalies
-from workers.settings import get_settings
+from workers.settings import Settings, get_settings
 from workers.transfer.crypto import generate_key
 
 pytestmark = pytest.mark.integration
@@ -74,6 +74,8 @@ def sized_fleet(
     tmp_path: Path, webhook: WebhookServer, database_url: str, extra: str = "", **settings: object
 ) -> Sized:
     data = tmp_path / "dump.bin"
+    # These dumps are of 100 kB: no floor, unless a test sets one.
+    settings.setdefault("size_anomaly_min_bytes", 0)
     service = f"""
 [namespaces.app.services.dump]
 kind = "command"
@@ -281,3 +283,19 @@ def test_a_service_in_volumes_is_judged_on_their_sum_and_marked_once(
         marks = {a.volume: a.size_anomaly for a in row.artifacts if a.service == "big"}
     assert len(marks) > 2 and marks[1] is not None and marks[1] in text
     assert [marks[v] for v in sorted(marks) if v != 1] == [None] * (len(marks) - 1)
+
+
+def test_a_tiny_service_s_swings_are_no_anomaly_at_the_default_floor(
+    tmp_path: Path, webhook: WebhookServer, database_url: str
+) -> None:
+    default = Settings.model_fields["size_anomaly_min_bytes"].default
+    sized = sized_fleet(tmp_path, webhook, database_url, size_anomaly_min_bytes=default)
+    for _ in range(3):
+        sized.backup(2 * 1024)  # a 2 KiB configuration dump
+    grown = sized.backup(7 * 1024)  # 3.5x its median, 5 KiB more
+    shrunk = sized.backup(512)  # 75 % below it
+    assert webhook.events() == []
+    assert sized.marks(grown)[1] is None and sized.marks(shrunk)[1] is None
+    empty = sized.backup(0)  # 0 bytes: an anomaly whatever the floor
+    assert webhook.events() == ["backup.size_anomaly"]
+    assert sized.marks(empty)[1] == "dump: 0 bytes (the dump was empty)"

@@ -1,25 +1,28 @@
 """One suite for every object store: the protocol of workers/stores/base.py, method by method.
 
-Parametrised over the local store, S3 (`rclone serve s3`) and Azure Blob (Azurite);
-each test gets a fresh bucket, container or directory.
+Parametrised over the local store, S3 (`rclone serve s3`; moto's server for storage
+classes, which rclone does not implement) and Azure Blob (Azurite); each test gets a fresh
+bucket, container or directory.
 """
 
 import hashlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.plugins.object_stores import (
     AzuriteServer,
+    MotoServer,
     S3Server,
     azure_metadata_sha256,
     s3_metadata_sha256,
     unique_name,
 )
-from workers.errors import ConfigError, NotFoundError
+from workers.errors import ConfigError, NotFoundError, PermanentError
 from workers.stores.azure_blob import AzureBlobStore
 from workers.stores.base import ObjectStore, UploadedPart
 from workers.stores.local import LocalStore
@@ -335,3 +338,86 @@ def test_every_object_carries_its_sha256_in_the_stores_own_metadata(kit: Kit) ->
     assert store.stored_sha256(plain_key) is None
     with pytest.raises(NotFoundError):
         store.stored_sha256(f"{NAMESPACE}/{TIMESTAMP}/missing.json")
+
+
+# --- storage classes: moving colder, archive classes, rehydration --------------------------
+# rclone serve s3 implements no storage class: S3's are shown on moto's server.
+
+
+@pytest.fixture(params=["local", "s3", "azure"])
+def tiered(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
+    """A store of each kind for the storage-class contract (S3: moto's server)."""
+    if request.param == "local":
+        yield _local(tmp_path).store
+    elif request.param == "azure":
+        server = request.getfixturevalue("azurite_server")
+        yield AzureBlobStore.from_settings(
+            server.make_settings(request.getfixturevalue("azure_container"))
+        )
+    else:
+        moto: MotoServer = request.getfixturevalue("moto_server")
+        bucket = unique_name()
+        moto.create_bucket(bucket)
+        try:
+            yield S3Store.from_settings(moto.make_settings(bucket))
+        finally:
+            moto.delete_bucket(bucket)
+
+
+def _multipart(store: ObjectStore, key: str, data: bytes) -> None:
+    upload_id = store.create_upload(key)
+    part = store.upload_part(key, upload_id, 1, data)
+    store.complete_upload(key, upload_id, [part], sha256=hashlib.sha256(data).hexdigest())
+
+
+def test_a_new_object_is_in_the_default_class_and_its_facts_read_without_a_read(
+    tiered: ObjectStore,
+) -> None:
+    store, key, data = tiered, f"{NAMESPACE}/{TIMESTAMP}/db.sqlite.zst", os.urandom(70_000)
+    _multipart(store, key, data)
+    assert store.storage_class_of(key) == store.default_storage_class
+    facts = store.stored_facts(key)
+    assert (facts.size, facts.storage_class) == (len(data), store.default_storage_class)
+    assert facts.sha256 == hashlib.sha256(data).hexdigest()
+    assert store.rehydrate(key)  # nothing to bring back
+    with pytest.raises(NotFoundError):
+        store.storage_class_of(f"{NAMESPACE}/{TIMESTAMP}/missing")
+    with pytest.raises(NotFoundError):
+        store.stored_facts(f"{NAMESPACE}/{TIMESTAMP}/missing")
+
+
+def test_moving_colder_keeps_the_bytes_and_metadata_and_archive_needs_a_rehydration(
+    tiered: ObjectStore,
+) -> None:
+    store, key, data = tiered, f"{NAMESPACE}/{TIMESTAMP}/files.tar.zst", os.urandom(70_000)
+    _multipart(store, key, data)
+    digest = hashlib.sha256(data).hexdigest()
+    if not store.storage_classes:  # one class: nothing moves, nothing is ever archived
+        with pytest.raises(PermanentError, match="single storage class"):
+            store.set_storage_class(key, "STANDARD_IA")
+        store.extend_lock(key, datetime.now(UTC) + timedelta(days=1))  # object_lock False
+        assert store.locked_until(key) is None
+        return
+    assert store.storage_classes[0] == store.default_storage_class
+    online = [c for c in store.storage_classes[1:] if c not in store.archive_classes]
+    for storage_class in online:
+        store.set_storage_class(key, storage_class)
+        store.set_storage_class(key, storage_class)  # there already: nothing happens
+        assert store.storage_class_of(key) == storage_class
+        assert _read_all(store, key) == data
+        assert store.stored_sha256(key) == digest
+    archive = store.storage_classes[-1]
+    assert archive in store.archive_classes
+    store.set_storage_class(key, archive)
+    assert store.storage_class_of(key) == archive
+    # An archived object cannot be read as it is, and the error says why (not "credentials").
+    with pytest.raises(PermanentError, match=r"archived|Archive tier") as refused:
+        _read_all(store, key)
+    assert not isinstance(refused.value, ConfigError)
+    facts = store.stored_facts(key)  # but what the store says of it reads
+    assert (facts.size, facts.sha256, facts.storage_class) == (len(data), digest, archive)
+    with pytest.raises(PermanentError, match=r"rehydrat|restored"):  # no move out of archive
+        store.set_storage_class(key, online[0])
+    assert store.rehydrate(key)  # both servers bring it back at once (AWS, Azure: hours)
+    assert _read_all(store, key) == data
+    assert store.rehydrate(key)  # asked again: readable, nothing new is asked

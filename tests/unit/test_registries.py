@@ -16,7 +16,9 @@ from workers.fleet import settings_secrets
 from workers.services_config import ServiceKind, ServiceSpec
 from workers.settings import Settings, StoreType
 from workers.sources import SOURCES, ScratchRestore, source_class
-from workers.stores import STORES, store_class
+from workers.stores import STORES, ObjectStore, store_class
+from workers.stores.memory import MemoryStore
+from workers.stores.null import NullStore
 
 SETTINGS_FIELDS = Settings.model_fields
 
@@ -48,6 +50,38 @@ def test_a_store_declares_its_settings_secrets_and_capabilities(name: str) -> No
             assert field in cls.secret_fields, f"{name}: {field} is not declared secret"
     assert inspect.ismethod(cls.from_settings)
     assert callable(cls.locked_until)
+    check_storage_class_declarations(cls)
+
+
+def check_storage_class_declarations(cls: type[ObjectStore]) -> None:
+    """Classes warm to cold, the default first (or none: one class); archive classes and
+    billed minimums only of its own classes; the methods retention and restores call."""
+    classes = cls.storage_classes
+    assert isinstance(classes, tuple)
+    assert not classes or classes[0] == cls.default_storage_class, cls.kind
+    assert isinstance(cls.archive_classes, frozenset) and cls.archive_classes <= set(classes)
+    assert set(cls.min_storage_days) <= set(classes) - {cls.default_storage_class}
+    assert all(days > 0 for days in cls.min_storage_days.values())
+    if classes:  # an archived object moves on only after a rehydration: the coldest ones
+        assert all(
+            classes.index(c) > classes.index(w)
+            for c in cls.archive_classes
+            for w in set(classes) - cls.archive_classes
+        )
+    for method in (
+        "storage_class_of",
+        "set_storage_class",
+        "rehydrate",
+        "extend_lock",
+        "stored_facts",
+    ):
+        assert callable(getattr(cls, method)), (cls.kind, method)
+
+
+@pytest.mark.parametrize("cls", [MemoryStore, NullStore])
+def test_the_test_and_dry_run_stores_declare_one_class(cls: type[ObjectStore]) -> None:
+    check_storage_class_declarations(cls)
+    assert cls.storage_classes == () and not cls.archive_classes
 
 
 @pytest.mark.parametrize("name", sorted(STORES))

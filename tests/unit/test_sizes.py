@@ -62,6 +62,21 @@ def test_the_thresholds_are_strict_and_can_be_turned_off() -> None:
     assert judge("db", sizes(110 * MiB, 12 * MiB), NORMAL, strict) is not None
 
 
+def test_a_change_below_the_floor_is_no_anomaly_but_0_bytes_still_is() -> None:
+    floored = SizePolicy(history=7, drop=0.5, growth=3.0, min_bytes=MiB)
+    tiny = [sizes(2048, 2048)] * 7  # a 2 KiB configuration dump
+    assert judge("conf", sizes(7 * 1024, 7 * 1024), tiny, DEFAULT) is not None  # 3.5x
+    assert judge("conf", sizes(7 * 1024, 7 * 1024), tiny, floored) is None
+    assert judge("conf", sizes(100, 100), tiny, floored) is None  # 95 % below, 1.9 KiB less
+    assert judge("conf", sizes(0, 0), tiny, floored) == "conf: 0 bytes (the dump was empty)"
+    # Past the floor the ratios decide as before; each size against its own median.
+    assert judge("conf", sizes(3 * MiB, 3 * MiB), tiny, floored) is not None
+    found = judge("db", sizes(12 * MiB), NORMAL, floored)  # stored: 10.8 MiB less
+    assert found is not None and "source 12.0 MiB" in found and "stored 1.2 MiB" in found
+    one_over = judge("db", sizes(200 * MiB, 12 * MiB + MiB // 2), NORMAL, floored)
+    assert one_over is None  # 1.7x source; stored 0.5 MiB off: within both
+
+
 def test_the_median_ignores_one_odd_backup_in_the_history() -> None:
     odd = history(120 * MiB, 1 * MiB, 120 * MiB, 5000 * MiB, 120 * MiB)
     assert judge("db", sizes(118 * MiB), odd, DEFAULT) is None
@@ -129,10 +144,14 @@ def test_settings_and_the_services_file_override(monkeypatch: pytest.MonkeyPatch
         '[services.other]\nkind = "directory"\npath = "/y"\n'
     )
     specs = config.services_of("app")
-    assert policy_for(settings, specs["db"]) == SizePolicy(history=7, drop=0.95, growth=3.0)
-    assert policy_for(settings, specs["files"]) == SizePolicy(history=7, drop=0.5, growth=0)
-    assert policy_for(settings, specs["other"]) == SizePolicy(history=7, drop=0.5, growth=3.0)
-    assert policy_for(settings, None) == SizePolicy(history=7, drop=0.5, growth=3.0)
+    floor = settings.size_anomaly_min_bytes
+    assert floor == MiB
+    assert policy_for(settings, specs["db"]) == SizePolicy(7, drop=0.95, growth=3.0, min_bytes=MiB)
+    assert policy_for(settings, specs["files"]) == SizePolicy(7, drop=0.5, growth=0, min_bytes=MiB)
+    assert policy_for(settings, specs["other"]) == SizePolicy(7, 0.5, 3.0, min_bytes=floor)
+    assert policy_for(settings, None) == SizePolicy(7, 0.5, 3.0, min_bytes=floor)
+    monkeypatch.setenv("SIZE_ANOMALY_MIN_BYTES", "500kB")
+    assert load_settings().size_anomaly_min_bytes == 500_000
 
 
 @pytest.mark.parametrize(
@@ -143,6 +162,8 @@ def test_settings_and_the_services_file_override(monkeypatch: pytest.MonkeyPatch
         ("SIZE_ANOMALY_GROWTH", "0.5", "a factor above 1"),
         ("SIZE_ANOMALY_GROWTH", "1", "a factor above 1"),
         ("SIZE_ANOMALY_HISTORY", "-1", "greater than or equal to 0"),
+        ("SIZE_ANOMALY_MIN_BYTES", "a lot", "not a size such as"),
+        ("SIZE_ANOMALY_MIN_BYTES", "-1", "not a size such as"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_variable(

@@ -131,6 +131,9 @@ class Artifact(Base):
     # The storage class (tier) its object is stored in: STANDARD, Hot, local… (None:
     # recorded before the column, in the store's default class).
     storage_class: Mapped[str | None] = mapped_column(String(64))
+    # When retention moved it to that class (None: where it was written, since then): the
+    # class's billed minimum duration counts from here (workers/operations/tiers.py).
+    storage_class_since: Mapped[datetime | None]
     facts: Mapped[dict[str, Any] | None]
     encryption: Mapped[dict[str, Any] | None]
     error: Mapped[str | None] = mapped_column(Text)
@@ -207,6 +210,9 @@ class Restore(Base):
     # Stored bytes read back so far, of all the artifacts to restore: progress and ETA.
     bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_total: Mapped[int | None] = mapped_column(BigInteger)
+    # What it waits for while it cannot read yet (archived objects being rehydrated); None:
+    # nothing. `backfleet restore --wait` shows it beside the progress bar.
+    message: Mapped[str | None] = mapped_column(Text)
     task_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     requested_by: Mapped[str | None] = mapped_column(String(320))
     requested_customer: Mapped[str | None] = mapped_column(String(256))  # the key's customer
@@ -244,13 +250,19 @@ class Verification(Base):
     )
     namespace: Mapped[str] = mapped_column(String(63))
     timestamp: Mapped[str] = mapped_column(String(19))
-    kind: Mapped[str] = mapped_column(String(16))  # "read" or "restore"
+    # "read" (every byte read back), "metadata" (archived objects judged by what the store
+    # says of them, unread: operations/verify.py) or "restore" (a test restore)
+    kind: Mapped[str] = mapped_column(String(16))
     store: Mapped[str] = mapped_column(String(16), default="primary")  # or "secondary"
     status: Mapped[str] = mapped_column(String(16))  # Success or Failed
     artifacts: Mapped[int] = mapped_column(default=0)
     bytes_read: Mapped[int] = mapped_column(BigInteger, default=0)
     error: Mapped[str | None] = mapped_column(Text)
-    checked_at: Mapped[datetime] = mapped_column(default=_now)
+    checked_at: Mapped[datetime] = mapped_column(default=_now)  # when it finished
+    # When the pass that took it started: the cadence compares starts with starts, so a
+    # long read does not put the next one off. None: recorded before migration 0014, or
+    # a test restore (checked_at stands in).
+    started_at: Mapped[datetime | None]
 
 
 DRILL, USER_RESTORE = "drill", "restore"  # RecoveryRun.trigger

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, aliased
 
 from workers.catalog.models import (
     ACTIVE_STATUSES,
+    FAILED,
     RUNNING,
     SUCCESS,
     Artifact,
@@ -179,33 +180,79 @@ def newest_verified_good(
     return session.scalars(query.order_by(Backup.timestamp.desc()).limit(1)).first()
 
 
-def last_verified_newest(session: Session, *, namespace: str, service: str) -> datetime | None:
-    """When the service's newest backup was last read back (verified, in any store): the
-    latest verification of a backup holding `service` that no newer backup holding it
-    had finished before. A verification of an older backup (the rotating sample) does not
-    count: the service's newest data was not the one read."""
-    newer = aliased(Backup)
+def last_verified_newest(
+    session: Session, *, namespace: str, service: str, since: datetime | None = None
+) -> datetime | None:
+    """When a check of the service's newest backup last started and passed: the latest
+    start of a successful read-back of a backup holding `service` that no newer backup
+    holding it had finished before. A check of an older backup (the rotating sample) does
+    not count: the service's newest data was not the one read; nor does a failed one (a
+    store that did not answer is tried again next pass), nor a check that failed in
+    another store. `since`: only checks that started after it are looked at (None if
+    there is none), which bounds the work by the recent history, not the whole of it.
+
+    One pass over the backups holding the service: each one's `newer_done` is the
+    earliest end among the newer ones (a window), so no check is compared with every
+    newer backup.
+    """
+    done = func.coalesce(Backup.finished_at, Backup.created_at)
+    holding = _holding(namespace, service)
+    started = _started(Verification)
+    recent: list[ColumnElement[bool]] = []
+    if since is not None:
+        # A check since then counts only for a backup at least as new as the newest one
+        # finished by then: the backups older than that one need not be looked at.
+        floor = session.scalar(
+            holding.with_only_columns(Backup.timestamp)
+            .where(done <= since)
+            .order_by(Backup.timestamp.desc())
+            .limit(1)
+        )
+        if floor is not None:
+            holding = holding.where(Backup.timestamp >= floor)
+        recent.append(started > since)
+    newer = holding.with_only_columns(
+        Backup.id,
+        func.min(done).over(order_by=Backup.timestamp.desc(), rows=(None, -1)).label("newer_done"),
+    ).subquery()
+    failed = aliased(Verification)
     query = (
-        select(func.max(Verification.checked_at))
-        .join(Backup, Verification.backup_id == Backup.id)
+        select(func.max(started))
+        .join(newer, Verification.backup_id == newer.c.id)
         .where(
             Verification.kind == "read",
-            Backup.namespace == namespace,
-            Backup.status == SUCCESS,
-            _holds(Backup, service),
-            ~select(newer.id)
+            Verification.status == SUCCESS,
+            *recent,
+            newer.c.newer_done.is_(None) | (started < newer.c.newer_done),
+            ~select(failed.id)
             .where(
-                newer.namespace == namespace,
-                newer.status == SUCCESS,
-                newer.timestamp > Backup.timestamp,
-                func.coalesce(newer.finished_at, newer.created_at) <= Verification.checked_at,
-                _holds(newer, service),
+                failed.backup_id == Verification.backup_id,
+                failed.kind == "read",
+                failed.status == FAILED,
+                _started(failed) == started,
             )
             .exists(),
         )
     )
     stamp: datetime | None = session.scalar(query)  # UTC-aware: the column's type applies
     return stamp
+
+
+def last_read_failed(session: Session, *, backup_id: int) -> bool:
+    """Whether the backup's latest read-back (in any store) failed."""
+    started = _started(Verification)
+    rows = session.execute(
+        select(started, Verification.status)
+        .where(Verification.backup_id == backup_id, Verification.kind == "read")
+        .order_by(started.desc(), Verification.id.desc())
+        .limit(10)  # one row per store: a check has two at most
+    ).all()
+    return any(when == rows[0][0] and status == FAILED for when, status in rows)
+
+
+def _started(verification: type[Verification]) -> ColumnElement[datetime]:
+    """When a check started (its end, for rows recorded before migration 0014)."""
+    return func.coalesce(verification.started_at, verification.checked_at)
 
 
 def services_in_backups(session: Session, *, namespace: str) -> list[str]:
@@ -462,6 +509,16 @@ def finish_restore_attempt(
         .execution_options(synchronize_session=False)
     )
     return cast(CursorResult[Any], changed).rowcount == 1
+
+
+def set_restore_message(session: Session, *, restore_id: int, message: str | None) -> None:
+    """What the restore waits for (None: nothing any more), while it is Running."""
+    session.execute(
+        update(Restore)
+        .where(Restore.id == restore_id, Restore.status == RUNNING)
+        .values(message=message)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def get_restore(session: Session, *, restore_id: int) -> Restore | None:

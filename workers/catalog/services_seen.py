@@ -4,16 +4,19 @@ A service with no successful backup yet is judged from this moment (see
 workers/monitoring/health.py), so a fresh install alerts only once the service's
 first scheduled run was due. The row survives restarts; it is written the first
 time a freshness check, `/metrics` or `backfleet status` looks at the service.
+The fleet saw a service no later than its earliest backup that listed it
+(`first_listed`): sightings only began with migration 0011, so a service that
+failed for weeks before the upgrade was not first seen at the upgrade.
 """
 
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import String, cast, func, select
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.orm import Session
 
-from workers.catalog.models import ServiceSeen
+from workers.catalog.models import Backup, ServiceSeen
 
 
 def first_seen(
@@ -36,3 +39,12 @@ def first_seen(
             row = session.get(ServiceSeen, (namespace, name))
             seen[name] = row.first_seen_at if row is not None else moment
     return seen
+
+
+def first_listed(session: Session, *, namespace: str, service: str) -> datetime | None:
+    """When the namespace's earliest backup listing `service` (whatever became of it) was
+    created; None if none does."""
+    listing = cast(Backup.services, String).contains(f'"{service}"', autoescape=True)
+    query = select(func.min(Backup.created_at)).where(Backup.namespace == namespace, listing)
+    moment: datetime | None = session.scalar(query)  # UTC-aware: the column's type applies
+    return moment

@@ -13,6 +13,7 @@ from workers.cli.output import to_json
 
 if TYPE_CHECKING:
     from workers.monitoring.health import Freshness
+    from workers.operations.retention import RetentionPlan
 
 
 @main.command("list")
@@ -71,7 +72,10 @@ def verify(namespace: str | None, timestamp: str | None, as_json: bool) -> None:
         click.echo(to_json(results))
     else:
         for r in results:
-            detail = f": {r.error}" if r.error else f" ({r.artifacts} artifacts, {r.bytes_read} B)"
+            detail = f": {r.error}" if r.error else f" ({r.artifacts} artifacts, {r.bytes_read} B"
+            if r.by_metadata and not r.error:  # archived: judged by the store's metadata, unread
+                detail += f"; {r.by_metadata} archived, checked by metadata"
+            detail += "" if r.error else ")"
             click.echo(f"{r.status:<8} {r.namespace}/{r.timestamp} [{r.store}]{detail}")
         click.echo(f"{len(results)} verified, {failed} failed")
     if failed:
@@ -116,20 +120,30 @@ def test_restore_command(namespace: str | None, timestamp: str | None, as_json: 
 
 @main.command()
 @click.option("--namespace", default=None, help="Only this namespace [every one].")
-@click.option("--dry-run", is_flag=True, help="Only print what would be deleted, and why.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Only print what would be deleted, moved colder and have its lock extended, and why.",
+)
 @click.option(
     "--explain",
     is_flag=True,
     help="Also print each service's policy and each kept backup with what keeps it.",
 )
-def retention(namespace: str | None, dry_run: bool, explain: bool) -> None:
-    """Delete the backups no service's GFS retention keeps (pins and locks are never deleted)."""
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also delete backups whose storage class's billed minimum duration has not passed.",
+)
+def retention(namespace: str | None, dry_run: bool, explain: bool, force: bool) -> None:
+    """Delete the backups no service's GFS retention keeps (pins and locks are never deleted);
+    move the kept ones to their STORAGE_CLASSES class and extend their Object Lock."""
     from workers.fleet import current_fleet
     from workers.operations.retention import apply_retention, apply_secondary_retention
 
     verb = "would delete" if dry_run else "deleted"
     fleet = current_fleet()
-    primary = apply_retention(fleet, namespace=namespace, dry_run=dry_run)
+    primary = apply_retention(fleet, namespace=namespace, dry_run=dry_run, force=force)
     secondary = apply_secondary_retention(fleet, namespace=namespace, dry_run=dry_run)
     for where, plans in (("", primary), ("secondary store: ", secondary)):
         for plan in plans:
@@ -145,7 +159,30 @@ def retention(namespace: str | None, dry_run: bool, explain: bool) -> None:
                 click.echo(f"{where}{verb} {plan.namespace}/{stamp}: {reason}")
             for stamp, error in sorted(plan.failed.items()):
                 click.echo(f"{where}could not delete {plan.namespace}/{stamp}: {error}", err=True)
-            click.echo(f"{where}{plan.namespace}: {len(plan.keep)} kept, {len(plan.delete)} {verb}")
+            _print_upkeep(plan, dry_run)
+            summary = f"{where}{plan.namespace}: {len(plan.keep)} kept, {len(plan.delete)} {verb}"
+            if plan.moves:
+                summary += f", {len(plan.moves)} {'to move' if dry_run else 'moved'} colder"
+            if plan.extensions:
+                summary += (
+                    f", {len(plan.extensions)} locks {'to extend' if dry_run else 'extended'}"
+                )
+            click.echo(summary)
+
+
+def _print_upkeep(plan: "RetentionPlan", dry_run: bool) -> None:
+    """The moves colder and lock extensions of the kept backups (workers/operations/upkeep.py)."""
+    ns = plan.namespace
+    for stamp, move in sorted(plan.moves.items()):
+        verb = "would move" if dry_run else "moved"
+        count = f"{len(move.keys)} object{'s' if len(move.keys) != 1 else ''}"
+        click.echo(f"{verb} {ns}/{stamp} to {move.storage_class} ({count}): {move.reason}")
+    for stamp, extension in sorted(plan.extensions.items()):
+        verb = "would extend" if dry_run else "extended"
+        until = extension.until.isoformat(timespec="seconds")
+        click.echo(f"{verb} the Object Lock of {ns}/{stamp} to {until}")
+    for stamp, error in sorted(plan.upkeep_failed.items()):
+        click.echo(f"could not look after {ns}/{stamp}: {error}", err=True)
 
 
 @main.command()

@@ -141,8 +141,13 @@ def wait_for_restore(
                 status, error = row.status, row.error
                 done, total = row.bytes_done, row.bytes_total
                 pause = pause or _Pause(waiter, row.task_id)
+            # What it waits for, if anything (archived objects being rehydrated).
+            waiting = f": {row.message}" if row.message else ""
             progress.update(
-                task, completed=done, total=total, description=f"restore {row.timestamp} {status}"
+                task,
+                completed=done,
+                total=total,
+                description=f"restore {row.timestamp} {status}{waiting}",
             )
             if status in TERMINAL:
                 return status, error

@@ -9,9 +9,10 @@ Freshness is judged per service: its newest successful backup holding its
 artifact (a full, onlyConfig or per-schedule backup alike) against its max_age
 (service_max_age). A namespace is stale when any of its services is. A service
 with no successful backup yet is not stale until its first scheduled run after
-the fleet first saw it (a catalog row, so restarts change nothing) was due, plus
-a grace of BACKUP_MAX_AGE (its max_age, when shorter): a fresh install does not
-alert before its first backups were due.
+the fleet first saw it (a catalog row, so restarts change nothing; or its earliest
+backup that listed it, if older) was due, plus a grace of BACKUP_MAX_AGE (its
+max_age, when shorter): a fresh install does not alert before its first backups
+were due, and an upgrade does not make a service that has been failing fresh.
 """
 
 from dataclasses import dataclass, field
@@ -109,8 +110,11 @@ def _judge(
     age = _age(stamp, now)
     if age is not None:
         return Freshness(namespace, service, stamp, age, age > limit, limit)
+    # Backups that listed it (failed ones) may predate the sightings (migration 0011).
+    listed = services_seen.first_listed(session, namespace=namespace, service=service)
+    seen = first_seen if listed is None else min(first_seen, listed)
     cron = schedule_of(fleet, namespace, service)
-    first_due = next_run(cron, first_seen) if longest_gap(cron) is not None else first_seen
+    first_due = next_run(cron, seen) if longest_gap(cron) is not None else seen
     due_by = first_due + timedelta(seconds=min(limit, fleet.settings.max_age_seconds))
     return Freshness(namespace, service, None, None, now > due_by, limit, due_by)
 

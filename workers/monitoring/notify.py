@@ -10,7 +10,7 @@ from functools import partial
 
 from workers.catalog.models import FAILED, SUCCESS
 from workers.fleet import Fleet
-from workers.monitoring.alerts import AlertEvent, alerter_for, safely
+from workers.monitoring.alerts import Alerter, AlertEvent, alerter_for, safely
 from workers.monitoring.health import Freshness, freshness, span
 from workers.monitoring.sizes import format_bytes
 from workers.monitoring.storage import NamespaceStorage, storage_report
@@ -24,7 +24,8 @@ def check_staleness(fleet: Fleet, *, now: datetime | None = None) -> list[Freshn
     Each service is judged against its own max_age (monitoring/health.py). A
     namespace is stale when one of its services is, and that service's alert says
     so (with the namespace): the namespace gets no alert of its own, and one an
-    earlier version opened is closed.
+    earlier version opened is closed. So are the alerts of services and namespaces
+    no longer in the services file: nothing would ever judge them fresh again.
     """
     alerter = alerter_for(fleet)
     found = freshness(fleet, now=now)
@@ -50,8 +51,25 @@ def check_staleness(fleet: Fleet, *, now: datetime | None = None) -> list[Freshn
             timestamp=item.last_success,
         )
         safely(partial(alerter.open, item.condition, alert), item.condition)
+    safely(partial(_resolve_unconfigured, alerter, {item.condition for item in found}), STALE)
     safely(alerter.redeliver, "redelivery")
     return found
+
+
+STALE = "backup.stale:"
+
+
+def _resolve_unconfigured(alerter: Alerter, judged: set[str]) -> None:
+    """Close every open staleness alert that no configured service or namespace accounts for."""
+    for condition in alerter.open_conditions(STALE):
+        if condition in judged:
+            continue
+        namespace, _, service = condition.removeprefix(STALE).partition(":")
+        gone = (
+            f"service {service} of namespace {namespace}" if service else f"namespace {namespace}"
+        )
+        log.info("closing alert %s: %s is no longer in the services file", condition, gone)
+        safely(partial(alerter.resolve, condition), condition)
 
 
 OVER_BUDGET = "storage.over_budget"

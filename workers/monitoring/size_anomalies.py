@@ -42,13 +42,15 @@ def _is_of(condition: str, namespace: str, service: str) -> bool:
 
 
 def policy_for(settings: Settings, spec: ServiceSpec | None) -> SizePolicy:
-    """SIZE_ANOMALY_*, with the service's own `size_drop` and `size_growth` when it sets them."""
+    """SIZE_ANOMALY_*, with the service's own `size_drop` and `size_growth` when it sets them
+    (SIZE_ANOMALY_MIN_BYTES for every service)."""
     drop = spec.size_drop if spec is not None and spec.size_drop is not None else None
     growth = spec.size_growth if spec is not None and spec.size_growth is not None else None
     return SizePolicy(
         history=settings.size_anomaly_history,
         drop=settings.size_anomaly_drop if drop is None else drop,
         growth=settings.size_anomaly_growth if growth is None else growth,
+        min_bytes=settings.size_anomaly_min_bytes,
     )
 
 

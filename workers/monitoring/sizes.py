@@ -3,7 +3,9 @@
 A service's source bytes (what the dump gave) and stored bytes (what the store
 holds) are each compared with the median of its last N successful backups: a
 drop of more than a fraction of the median, or a growth beyond a factor of it,
-is an anomaly; so is a dump of 0 bytes, history or not. The median, not the
+is an anomaly, unless it differs from the median by less than a floor of bytes
+(a tiny service's doubling is no news); a dump of 0 bytes always is, history or
+not. The median, not the
 mean, so one odd backup in the history does not move the bar; and the odd
 backups stay in the history, so a service that really shrank stops alerting
 once most of its recent backups are the new size.
@@ -26,6 +28,7 @@ class SizePolicy:
     history: int  # how many earlier successful backups are compared with (0: none)
     drop: float  # a fraction of the median (0.5: half of it gone); 0: off
     growth: float  # a factor of the median (3.0: three times it); 0: off
+    min_bytes: int = 0  # a size closer to the median than this is no anomaly (0: no floor)
 
     @property
     def min_history(self) -> int:
@@ -77,6 +80,8 @@ def _compare(what: str, size: int, earlier: list[int], policy: SizePolicy) -> st
     middle = median(earlier)
     if middle <= 0:
         return None  # a history of empty dumps (each alerted already) sets no bar
+    if abs(size - middle) < policy.min_bytes:
+        return None  # too few bytes either way to matter, whatever the ratio
     of = f"the median {format_bytes(middle)} of the last {len(earlier)}"
     if policy.drop > 0 and size < middle * (1 - policy.drop):
         below = round(100 * (1 - size / middle))

@@ -8,6 +8,10 @@ artifact of each successful, not yet copied backup from the primary, checks
 its SHA-256 on the way (a corrupt primary is never copied), reads the copy
 back and checks it again, and writes the manifest last, exactly as a backup
 does. Verification covers both copies, and restores fall back to it.
+
+An artifact of the primary in an archive class (retention moved an old backup there
+before a secondary was configured) is asked back from its archive, and the backup is
+copied by a later sweep, once it reads: the sweep never waits.
 """
 
 import logging
@@ -15,7 +19,8 @@ from dataclasses import dataclass, field
 
 from workers.catalog import queries
 from workers.catalog.db import session_scope
-from workers.errors import BackfleetError
+from workers.catalog.tiers import record_storage_classes
+from workers.errors import BackfleetError, TransientError
 from workers.fleet import Fleet
 from workers.redact import redact
 from workers.repository.authenticity import load_manifest
@@ -25,6 +30,7 @@ from workers.retry import RetryPolicy, call_with_retries
 from workers.stores import ObjectStore
 from workers.timestamps import utcnow
 from workers.transfer.copy import copy_artifact
+from workers.transfer.rehydration import NO_WAIT, RehydrationTimeout, wait_until_readable
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +68,18 @@ def copy_backup(fleet: Fleet, *, namespace: str, timestamp: str) -> None:
     # Only an authentic manifest is copied, byte for byte: its digest stays the catalog's.
     trusted = load_manifest(fleet, namespace=namespace, timestamp=timestamp, store=fleet.store)
     manifest = trusted.manifest
-    for entry in manifest.artifacts:
-        if _holds(target, entry):
-            continue  # an earlier attempt copied it, and it reads back right
+    # Those an earlier attempt copied, and that read back right, are done.
+    todo = [entry for entry in manifest.artifacts if not _holds(target, entry)]
+    try:  # every archived one asked back at once; the sweep does not wait for them
+        moved = wait_until_readable(fleet.store, [entry.key for entry in todo], NO_WAIT)
+    except RehydrationTimeout as exc:
+        raise TransientError(str(exc)) from None
+    if moved:  # an Azure blob leaves Archive for Hot: retention moves it back
+        with session_scope(fleet.settings.database_url) as session:
+            record_storage_classes(
+                session, namespace=namespace, timestamp=timestamp, classes=moved, since=utcnow()
+            )
+    for entry in todo:
         copy_artifact(
             fleet.store,
             target,

@@ -4,6 +4,10 @@ Services are restored one after another; the first failure stops the restore
 (the services not yet reached are untouched, and a failed service keeps its
 previous data, since every source commits only after verification).
 
+Archived artifacts (S3 GLACIER/DEEP_ARCHIVE, Azure Archive: retention moves old backups
+there, operations/tiers.py) are first asked back from the store, all at once, and the
+restore waits for them, its progress on its catalog row (transfer/rehydration.py).
+
 Each attempt first puts right what a killed attempt left (operations/recovery.py),
 checks its namespace lock right before each source commits (`check_lock`
 raises LockLost: the target stays as it was), and records its result as a
@@ -22,6 +26,7 @@ from workers.catalog.attempts import start_attempt
 from workers.catalog.db import Session, session_scope, write_catalog
 from workers.catalog.models import FAILED, SUCCESS, Restore
 from workers.catalog.progress import CatalogProgress
+from workers.catalog.tiers import record_storage_classes
 from workers.errors import BackfleetError, NotFoundError, SourceError, reason_of
 from workers.fleet import Fleet
 from workers.monitoring.notify import report_restore_outcome
@@ -38,6 +43,7 @@ from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
 from workers.transfer import crypto
 from workers.transfer.download import restore_artifacts
+from workers.transfer.rehydration import RehydrationWait, wait_until_readable
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +96,7 @@ def run_restore(
         targets = fleet.config.services_of(namespace)
         keyring = crypto.Keyring.from_settings(fleet.settings)
         progress = _Progress(url, restore_id, manifest, services)
+        _rehydrate(fleet, progress, manifest, services, source_namespace)
         for service in services:
             entries, spec = manifest.artifacts_of(service), targets.get(service)
             if not entries or spec is None:
@@ -170,6 +177,25 @@ def _report(
     restore_ended(fleet.settings.database_url, restore_id=restore_id)
 
 
+def _rehydrate(
+    fleet: Fleet, progress: "_Progress", manifest: Manifest, services: list[str], namespace: str
+) -> None:
+    """Ask for every archived artifact of the restore at once, wait until all read (the row
+    says how it goes), and record the class a rehydration left each in (Azure: Hot)."""
+    keys = [entry.key for service in services for entry in manifest.artifacts_of(service)]
+    wait = RehydrationWait.from_settings(fleet.settings)
+    moved = wait_until_readable(fleet.store, keys, wait, progress.say)
+    if moved:
+        with session_scope(fleet.settings.database_url) as session:
+            record_storage_classes(
+                session,
+                namespace=namespace,
+                timestamp=manifest.timestamp,
+                classes=moved,
+                since=utcnow(),
+            )
+
+
 def restore_with_fallback(
     fleet: Fleet,
     entries: list[ArtifactEntry],
@@ -228,6 +254,7 @@ class _Progress:
 
     def __init__(self, url: str, restore_id: int, manifest: Manifest, services: list[str]) -> None:
         self.done = 0
+        self.url, self.restore_id = url, restore_id
         self.recorder = CatalogProgress(url, Restore, restore_id)
         total = sum(entry.size for service in services for entry in manifest.artifacts_of(service))
         with session_scope(url) as session:
@@ -238,3 +265,11 @@ class _Progress:
     def add(self, count: int) -> None:
         self.done += count
         self.recorder.update(self.done)
+
+    def say(self, message: str | None) -> None:
+        """What the restore waits for (None: nothing), on its row; never fails the restore."""
+        try:
+            with session_scope(self.url) as session:
+                queries.set_restore_message(session, restore_id=self.restore_id, message=message)
+        except Exception:  # progress is a courtesy
+            log.debug("could not record the restore's message", exc_info=True)

@@ -22,7 +22,9 @@ by); each backup drilled is also a `verifications` row (kind `restore`) whose fa
 marks the backup `verified: Failed` and is alerted as `verify.failed`, as before;
 the drill alerts (drill.failed, drill.rto_missed, drill.overdue) follow from the
 rows (monitoring/drill_alerts.py). Scratch targets are removed whatever happens;
-the live data is never touched.
+the live data is never touched. Archived artifacts (operations/tiers.py) are asked
+back from the store first, all at once, and the drills wait for them
+(transfer/rehydration.py), as a restore does; a drill's time starts at its first byte.
 """
 
 import logging
@@ -40,6 +42,7 @@ from redis.exceptions import RedisError
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.models import DRILL, FAILED, SUCCESS, RecoveryRun, Verification
+from workers.catalog.tiers import record_storage_classes
 from workers.errors import reason_of
 from workers.fleet import Fleet
 from workers.monitoring.drill_alerts import check_drills
@@ -55,6 +58,7 @@ from workers.sources.base import recorded_counts
 from workers.timestamps import utcnow
 from workers.transfer import crypto
 from workers.transfer.download import restore_artifacts
+from workers.transfer.rehydration import RehydrationWait, wait_until_readable
 
 log = logging.getLogger(__name__)
 RETENTION_WAIT = 600  # seconds a test restore waits for a retention pass of its namespace
@@ -158,6 +162,7 @@ def _run_restore_test(
         trusted = load_manifest(fleet, namespace=namespace, timestamp=timestamp, store=fleet.store)
         manifest = trusted.manifest
         specs = fleet.config.services_of(namespace)
+        planned: list[tuple[str, ServiceSpec, list[ArtifactEntry]]] = []
         for service in manifest.services():
             entries = manifest.artifacts_of(service)
             spec = specs.get(service)
@@ -171,6 +176,10 @@ def _run_restore_test(
                 continue
             if services is not None and service not in services:
                 continue  # not due, or drilled from another backup this run
+            planned.append((service, spec, entries))
+        keys = [entry.key for _, _, entries in planned for entry in entries]
+        _rehydrate(fleet, namespace, timestamp, keys)
+        for service, spec, entries in planned:
             drill = _drill(fleet, namespace, service, spec, entries, keyring, clock)
             drills.append(drill)
             if drill.error:
@@ -197,6 +206,17 @@ def _run_restore_test(
     )
     _record(fleet, result)
     return result
+
+
+def _rehydrate(fleet: Fleet, namespace: str, timestamp: str, keys: list[str]) -> None:
+    """Every archived artifact asked back at once and waited for; the class a rehydration
+    left each in (Azure: Hot) recorded."""
+    moved = wait_until_readable(fleet.store, keys, RehydrationWait.from_settings(fleet.settings))
+    if moved:
+        with session_scope(fleet.settings.database_url) as session:
+            record_storage_classes(
+                session, namespace=namespace, timestamp=timestamp, classes=moved, since=utcnow()
+            )
 
 
 def _drill(

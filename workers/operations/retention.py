@@ -46,6 +46,14 @@ A deletion removes the manifest first (so the backup is at once incomplete
 and no restore starts on half of it), then every other object under its
 prefix, then the catalog row; each is an audit event with its reason. A pass
 that dies half-way is finished by the next one: deleting is idempotent.
+
+Storage tiers (tiers.py, upkeep.py): a backup retention would delete is kept while its
+storage class's billed minimum has not passed since it moved there (unless forced:
+`backfleet retention --force`; the scheduled pass never forces). After the deletions,
+under the same lock, each backup its policy keeps moves to the class of the warmest
+rule that keeps it (STORAGE_CLASSES), only ever colder and never while a restore reads
+it, and its Object Lock is extended when less than half of AWS_S3_OBJECT_LOCK_DAYS is
+left. The primary store only: the secondary keeps its objects where it wrote them.
 """
 
 import logging
@@ -58,10 +66,12 @@ from workers.audit.user_events import record_system_event
 from workers.catalog import queries
 from workers.catalog.db import Session, session_scope
 from workers.catalog.models import SUCCESS
-from workers.errors import ConfigError, IntegrityError, NotFoundError
+from workers.catalog.tiers import StoredArtifact, stored_artifacts
+from workers.errors import ConfigError, IntegrityError, NotFoundError, reason_of
 from workers.fleet import Fleet
-from workers.operations import gfs, service_series
+from workers.operations import gfs, service_series, upkeep
 from workers.operations.locks import (
+    LockLost,
     NamespaceBusy,
     NamespaceLock,
     backups_being_read,
@@ -90,6 +100,13 @@ class RetentionPlan:
     skipped: str | None = None  # why the namespace was left alone this pass
     # Each service's series (and the configured services') -> the policy it was checked against.
     policies: dict[str, str] = field(default_factory=dict)
+    # Timestamp -> what of its policy keeps it (GFS rules, newest, verified, pinned).
+    keeping: dict[str, set[str]] = field(default_factory=dict)
+    # Kept backups that move colder, and those whose Object Lock is extended (upkeep.py).
+    moves: dict[str, upkeep.Move] = field(default_factory=dict)
+    extensions: dict[str, upkeep.LockExtension] = field(default_factory=dict)
+    # Timestamp -> why its move or lock extension failed (the next pass tries again).
+    upkeep_failed: dict[str, str] = field(default_factory=dict)
 
 
 def namespace_policy(fleet: Fleet, namespace: str, policy: gfs.Policy | None = None) -> gfs.Policy:
@@ -135,12 +152,18 @@ def plan_retention(
     namespace: str,
     policy: gfs.Policy | None = None,
     being_read: Iterable[str] = (),
+    now: datetime | None = None,
+    force: bool = False,
 ) -> RetentionPlan:
-    """What goes; `being_read`: timestamps a reading mark is held on (a test restore)."""
+    """What goes, what moves colder, which locks are extended; `being_read`: timestamps a
+    reading mark is held on (a test restore); `force`: delete before a storage class's
+    billed minimum has passed."""
+    now = now or utcnow()
     policies = service_policies(fleet, namespace, policy)
     with session_scope(fleet.settings.database_url) as session:
         rows = queries.retention_facts(session, namespace=namespace)
         in_use = _read_by_restores(session, namespace, being_read)
+        stored = stored_artifacts(session, namespace=namespace)
     candidates = [_candidate(row) for row in rows]
     plan = _plan(namespace, candidates, policies, rows, in_use)
     gone = sorted(set(plan.policies) - set(policies.services) - {service_series.UNKNOWN})
@@ -156,19 +179,46 @@ def plan_retention(
         stamp = candidate.timestamp
         if stamp in plan.keep:
             continue
-        locked = locked_until(fleet.store, namespace, stamp)
+        locked = locked_until(fleet.store, namespace, stamp, now=now)
         if locked is not None:
             plan.keep[stamp] = [f"object lock until {locked.isoformat()}"]
-        else:
-            plan.delete[stamp] = service_series.why_not_kept(candidate, policies, by="retention")
+            continue
+        why = service_series.why_not_kept(candidate, policies, by="retention")
+        held = upkeep.billed_minimum(fleet.store, stored.get(stamp, []), now)
+        if held is not None and not force:
+            plan.keep[stamp] = [f"{held.describe()} (--force deletes it before)"]
+            continue
+        if held is not None:
+            why = f"{why}; forced before its billed minimum ({held.describe()})"
+        plan.delete[stamp] = why
+    _plan_upkeep(fleet, plan, stored, set(in_use), now)
     return plan
 
 
-def locked_until(store: ObjectStore, namespace: str, timestamp: str) -> datetime | None:
+def _plan_upkeep(
+    fleet: Fleet,
+    plan: RetentionPlan,
+    stored: dict[str, list[StoredArtifact]],
+    in_use: set[str],
+    now: datetime,
+) -> None:
+    """The moves colder and the lock extensions of the backups the policy keeps."""
+    store, settings = fleet.store, fleet.settings
+    # Kept by its policy (not only by its lock or a restore reading it).
+    kept = {stamp: rules for stamp, rules in plan.keeping.items() if rules and stamp in plan.keep}
+    plan.moves = upkeep.plan_moves(store, settings.storage_class_map, kept, stored, leave=in_use)
+    plan.extensions = upkeep.plan_lock_extensions(
+        store, plan.namespace, kept, days=settings.aws_s3_object_lock_days, now=now
+    )
+
+
+def locked_until(
+    store: ObjectStore, namespace: str, timestamp: str, *, now: datetime | None = None
+) -> datetime | None:
     """The latest Object Lock retention still in force on the backup's objects, if any."""
     if not store.object_lock:
         return None
-    now, latest = utcnow(), None
+    now, latest = now or utcnow(), None
     for info in store.list(backup_prefix(namespace, timestamp)):
         until = store.locked_until(info.key)
         if until is not None and until > now and (latest is None or until > latest):
@@ -182,15 +232,20 @@ def apply_retention(
     namespace: str | None = None,
     dry_run: bool = False,
     policy: gfs.Policy | None = None,
+    now: datetime | None = None,
+    force: bool = False,
 ) -> list[RetentionPlan]:
-    """Plan every namespace (or one) and, unless `dry_run`, delete what the plans say."""
+    """Plan every namespace (or one) and, unless `dry_run`, delete what the plans say,
+    then move and extend the locks of what they keep. `now`: the pass's moment (tests);
+    `force`: delete before a storage class's billed minimum has passed."""
+    now = now or utcnow()
     plans = []
     visited = [namespace] if namespace else namespaces_of(fleet)
     for ns in visited:  # refused before any lock is taken or anything deleted
         service_policies(fleet, ns, policy)
     for ns in visited:
         if dry_run:
-            plans.append(plan_retention(fleet, namespace=ns, policy=policy))
+            plans.append(plan_retention(fleet, namespace=ns, policy=policy, now=now, force=force))
             continue
         lock = _take_retention_lock(fleet, ns)
         if isinstance(lock, RetentionPlan):
@@ -199,7 +254,9 @@ def apply_retention(
         try:
             # Planned under the lock: every reader registered before it is seen.
             readers = backups_being_read(fleet.settings, ns)
-            plan = plan_retention(fleet, namespace=ns, policy=policy, being_read=readers)
+            plan = plan_retention(
+                fleet, namespace=ns, policy=policy, being_read=readers, now=now, force=force
+            )
             plans.append(plan)
             stamps = sorted(plan.delete)
             for start in range(0, len(stamps), DELETE_BATCH):
@@ -207,9 +264,45 @@ def apply_retention(
                     _give_up(plan, stamps[start:], "the retention lock was lost")
                     break
                 _delete_batch(fleet, plan, stamps[start : start + DELETE_BATCH])
+            _apply_upkeep(fleet, plan, lock, now)
         finally:
             lock.release()
     return plans
+
+
+def _apply_upkeep(fleet: Fleet, plan: RetentionPlan, lock: NamespaceLock, now: datetime) -> None:
+    """The planned moves, then the lock extensions, under the retention lock. A backup's
+    failure is logged and recorded on the plan (and its entry dropped, so the plan says
+    what was done); the next pass tries again."""
+    work = [(stamp, "move") for stamp in sorted(plan.moves)]
+    work += [(stamp, "lock extension") for stamp in sorted(plan.extensions)]
+    for stamp, what in work:
+        planned = plan.moves if what == "move" else plan.extensions
+        try:
+            if lock.lost.is_set():
+                raise LockLost("the retention lock was lost")
+            if what == "move":
+                upkeep.move(
+                    fleet.store,
+                    fleet.settings.database_url,
+                    namespace=plan.namespace,
+                    timestamp=stamp,
+                    planned=plan.moves[stamp],
+                    now=now,
+                )
+            else:
+                upkeep.extend_lock(
+                    fleet.store,
+                    namespace=plan.namespace,
+                    timestamp=stamp,
+                    planned=plan.extensions[stamp],
+                )
+        except Exception as exc:
+            error = f"its {what}: {redact(reason_of(exc), fleet.secrets())}"
+            log.error("retention: %s/%s: %s", plan.namespace, stamp, error)
+            earlier = plan.upkeep_failed.get(stamp)
+            plan.upkeep_failed[stamp] = f"{earlier}; {error}" if earlier else error
+            planned.pop(stamp, None)
 
 
 def _take_retention_lock(fleet: Fleet, namespace: str) -> NamespaceLock | RetentionPlan:
@@ -369,10 +462,13 @@ def _plan(
     """What each service's series keeps, then whatever the counts say: pins and the
     backups restores are reading."""
     selection = service_series.select(candidates, policies)
-    plan = RetentionPlan(namespace, keep=selection.keep, policies=selection.policies)
+    plan = RetentionPlan(
+        namespace, keep=selection.keep, policies=selection.policies, keeping=selection.keeping
+    )
     for row in rows:
         if row.pinned:
             plan.keep.setdefault(row.timestamp, []).append("pinned")
+            plan.keeping.setdefault(row.timestamp, set()).add("pinned")
     for stamp, reasons in in_use.items():
         plan.keep.setdefault(stamp, []).extend(reasons)
     return plan

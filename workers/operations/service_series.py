@@ -60,10 +60,18 @@ class ServicePolicies:
         return f"{self.fallback.describe()}; {self.fallback_note}"
 
 
+# What `Selection.keeping` holds beside the GFS rule names (tiers.HOT_REASONS).
+NEWEST, VERIFIED = "newest", "verified"
+
+
 @dataclass
 class Selection:
     keep: dict[str, list[str]] = field(default_factory=dict)  # timestamp -> reasons
     policies: dict[str, str] = field(default_factory=dict)  # series -> the policy applied
+    # Timestamp -> what keeps it, across every series, as data: the GFS rules (`monthly`,
+    # never `oldest monthly`), NEWEST and VERIFIED. The storage class a kept backup
+    # belongs in follows from it (workers/operations/tiers.py).
+    keeping: dict[str, set[str]] = field(default_factory=dict)
 
 
 def whose(series: str) -> str:
@@ -93,15 +101,20 @@ def _select_series(
     # The newest is listed by the rule that keeps it whatever the counts (every
     # policy that keeps anything keeps it too); the others by the GFS rules.
     selection.keep.setdefault(newest, []).append(f"newest backup {whose(name)}")
+    selection.keeping.setdefault(newest, set()).add(NEWEST)
     kept = gfs.select([(c.timestamp, parse_timestamp(c.timestamp)) for c in series], policy)
     for stamp, rules in sorted(kept.items()):
         if stamp != newest:
             selection.keep.setdefault(stamp, []).append(f"{name}: {', '.join(rules)}")
+        selection.keeping.setdefault(stamp, set()).update(
+            rule.removeprefix("oldest ") for rule in rules
+        )
     verified = [c.timestamp for c in series if c.verified_good]
     if verified:
         selection.keep.setdefault(max(verified), []).append(
             f"newest verified-good backup {whose(name)}"
         )
+        selection.keeping.setdefault(max(verified), set()).add(VERIFIED)
 
 
 def why_not_kept(candidate: Candidate, policies: ServicePolicies, *, by: str) -> str:

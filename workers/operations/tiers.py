@@ -14,51 +14,32 @@ Each class has a minimum storage duration the store bills whatever happens
 (S3 Standard-IA 30 days, Glacier Deep Archive 180, Azure Cool 30, Archive 180):
 retention does not delete a backup before its class's minimum has passed since
 it moved there, unless forced (`backfleet retention --force`).
+
+STORAGE_CLASSES is parsed (parse_storage_classes) when the settings are read and checked
+against the configured store's classes (check_classes) when the fleet is built: both
+live in workers/settings.py, below the fleet, and are re-exported here.
 """
 
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from workers.operations.gfs import PERIODS
+from workers.settings import check_classes, parse_storage_classes
 
-# Rules in order, warmest (kept for the shortest time) first.
+__all__ = [
+    "HOT_REASONS",
+    "RULES",
+    "check_classes",
+    "deletable_from",
+    "is_colder",
+    "parse_storage_classes",
+    "wanted_class",
+]
+
+# Rules in order, warmest (kept for the shortest time) first (settings.STORAGE_RULES too).
 RULES = tuple(PERIODS)
 # What keeps a backup whatever the counts: such a backup stays where it is.
 HOT_REASONS = frozenset({"newest", "verified"})
-
-
-def parse_storage_classes(text: str) -> dict[str, str]:
-    """`monthly=STANDARD_IA,yearly=DEEP_ARCHIVE` -> {rule: class}; ValueError names the fault."""
-    mapping: dict[str, str] = {}
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        rule, _, storage_class = (piece.strip() for piece in item.partition("="))
-        if rule not in RULES or not storage_class:
-            raise ValueError(
-                f"{item!r} is not `rule=CLASS` with a rule among {', '.join(RULES)}, e.g. "
-                "monthly=STANDARD_IA,yearly=DEEP_ARCHIVE"
-            )
-        if rule in mapping:
-            raise ValueError(f"rule {rule} is given twice")
-        mapping[rule] = storage_class
-    return mapping
-
-
-def check_classes(mapping: Mapping[str, str], available: Sequence[str], store_kind: str) -> None:
-    """Every class named must be one the store has, and colder rules must not name warmer
-    classes (a yearly backup in a warmer class than a monthly one is a slip of the pen)."""
-    if mapping and not available:
-        raise ValueError(f"the {store_kind} store has a single storage class: leave it empty")
-    for rule, storage_class in mapping.items():
-        if storage_class not in available:
-            raise ValueError(
-                f"{rule}={storage_class}: the {store_kind} store's classes are "
-                f"{', '.join(available)}"
-            )
-    ordered = [available.index(mapping[rule]) for rule in RULES if rule in mapping]
-    if ordered != sorted(ordered):
-        raise ValueError("a colder rule names a warmer class than a warmer rule does")
 
 
 def wanted_class(

@@ -1,7 +1,8 @@
 """Verification: read every artifact back from the store and prove it matches its manifest.
 
-For each namespace, each service whose last verification is older than its
-`verify` cadence (VERIFY_EVERY by default) is due: the newest successful backup
+For each namespace, each service whose newest backup's last passing check started
+longer ago than its `verify` cadence (VERIFY_EVERY by default) before this pass
+started, or whose latest check failed, is due: the newest successful backup
 holding its artifact (a full, onlyConfig or per-schedule backup alike) is
 verified; services verified within their cadence are skipped (VERIFY_SCHEDULE
 decides when the pass runs, the cadence which services it takes). A rotating
@@ -14,11 +15,18 @@ read in full, its SHA-256 and size compared with the manifest, and it is decrypt
 is at hand) and decompressed to its end. A missing object, one changed byte,
 or a truncated stream fails the backup's verification, which is recorded in
 the catalog, reported as an audit event and alerted (`verify.failed`).
+
+An artifact in an archive class (S3 GLACIER/DEEP_ARCHIVE, Azure Archive: retention moved
+it there, operations/tiers.py) is not read, which would mean a rehydration of hours and
+its retrieval fees: it is judged by what the store says of it
+(repository.stored.check_by_metadata: its size, its recorded SHA-256 and the store's own
+SHA-256 where it keeps one), and the verification is recorded as `kind = "metadata"`,
+not "read": a weaker proof (the README says what it shows and what it does not).
 """
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from workers.catalog import queries
@@ -31,7 +39,7 @@ from workers.redact import redact
 from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import ArtifactEntry, Manifest
 from workers.repository.namespaces import namespaces_of
-from workers.repository.stored import check_recorded_sha256, check_stored
+from workers.repository.stored import check_by_metadata, check_recorded_sha256, check_stored
 from workers.settings import parse_duration
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
@@ -50,6 +58,12 @@ class VerifyResult:
     artifacts: int
     bytes_read: int
     error: str | None = None
+    by_metadata: int = 0  # artifacts judged by the store's metadata, unread (archived)
+
+    @property
+    def kind(self) -> str:
+        """The catalog's verification kind: "metadata" if any artifact went unread."""
+        return "metadata" if self.by_metadata else "read"
 
 
 def stores_of(fleet: Fleet) -> list[tuple[str, ObjectStore]]:
@@ -64,22 +78,35 @@ def backups_to_verify(
     fleet: Fleet, *, namespace: str, sample: int, now: datetime | None = None
 ) -> list[str]:
     """The newest backup holding each due service's artifact, newest first, then the
-    `sample` least recently verified other successful backups."""
+    `sample` least recently verified other successful backups. `now`: when the pass
+    started (the same moment for every namespace of a pass)."""
     now = now or utcnow()
     chosen: list[Backup] = []
     with session_scope(fleet.settings.database_url) as session:
         for service, cadence in _cadences(fleet, session, namespace).items():
-            last = queries.last_verified_newest(session, namespace=namespace, service=service)
-            if last is not None and now - last < _due_after(cadence):
-                continue  # verified within its cadence
             newest = queries.newest_success_holding(session, namespace=namespace, service=service)
-            if newest is not None and newest not in chosen:
+            if newest is None or newest in chosen:
+                continue
+            if _is_due(session, namespace, service, newest, cadence, now):
                 chosen.append(newest)
         chosen.sort(key=lambda backup: backup.timestamp, reverse=True)
         older = queries.least_recently_verified(
             session, namespace=namespace, excluding_ids=[b.id for b in chosen], limit=sample
         )
         return [backup.timestamp for backup in (*chosen, *older)]
+
+
+def _is_due(
+    session: Session, namespace: str, service: str, newest: Backup, cadence: int, now: datetime
+) -> bool:
+    """Whether the service's newest backup must be read back in the pass started at `now`:
+    the last passing check of it started a cadence ago (less the slack), or never, or
+    its latest check failed (a store error is retried next pass, not a cadence later)."""
+    since = now - _due_after(cadence)
+    last = queries.last_verified_newest(session, namespace=namespace, service=service, since=since)
+    if last is None:  # no passing check of it started since then
+        return True
+    return queries.last_read_failed(session, backup_id=newest.id)
 
 
 def _cadences(fleet: Fleet, session: Session, namespace: str) -> dict[str, int]:
@@ -95,9 +122,10 @@ def _cadences(fleet: Fleet, session: Session, namespace: str) -> dict[str, int]:
 
 
 def _due_after(cadence: int) -> timedelta:
-    """How old a service's last verification must be for it to be due again: its cadence,
-    less a tenth of it (at most an hour), so a daily check on a daily schedule that ran a
-    little later yesterday, or took longer, is not put off by a day."""
+    """How long before a pass the last one that checked a service must have started for it
+    to be due again: its cadence, less a tenth of it (at most an hour), so a daily check on
+    a daily schedule whose pass began a little later yesterday is not put off by a day.
+    Starts are compared with starts: how long the reads took does not matter."""
     return timedelta(seconds=cadence - min(cadence / 10, 3600))
 
 
@@ -109,7 +137,13 @@ def verify_backups(
     now: datetime | None = None,
 ) -> list[VerifyResult]:
     """Verify the chosen backups (default: every namespace's selection) in every store.
-    `now` (default: when each namespace's turn comes) decides which services are due."""
+
+    `now` (default: when the pass starts) is the pass's one moment: it decides which
+    services are due in every namespace, and is recorded as each check's start, so
+    tomorrow's pass compares its start with today's whatever the reads take (a
+    namespace's turn coming late after another's long reads changes nothing).
+    """
+    pass_started = now or utcnow()
     namespaces = [namespace] if namespace else namespaces_of(fleet)
     results: list[VerifyResult] = []
     for ns in namespaces:
@@ -117,16 +151,22 @@ def verify_backups(
             [timestamp]
             if timestamp
             else backups_to_verify(
-                fleet, namespace=ns, sample=fleet.settings.verify_sample_size, now=now
+                fleet, namespace=ns, sample=fleet.settings.verify_sample_size, now=pass_started
             )
         )
         for stamp in stamps:
-            results.extend(verify_backup(fleet, namespace=ns, timestamp=stamp))
+            results.extend(
+                verify_backup(fleet, namespace=ns, timestamp=stamp, started=pass_started)
+            )
     return results
 
 
-def verify_backup(fleet: Fleet, *, namespace: str, timestamp: str) -> list[VerifyResult]:
-    """Verify one backup in every store; record, audit and alert the verdict."""
+def verify_backup(
+    fleet: Fleet, *, namespace: str, timestamp: str, started: datetime | None = None
+) -> list[VerifyResult]:
+    """Verify one backup in every store; record, audit and alert the verdict. `started`:
+    when the pass that took it started (default: now)."""
+    started = started or utcnow()
     keyring = crypto.Keyring.from_settings(fleet.settings)
     copied = _copied(fleet, namespace, timestamp)
     results = []
@@ -159,7 +199,7 @@ def verify_backup(fleet: Fleet, *, namespace: str, timestamp: str) -> list[Verif
             result.status,
             f": {result.error}" if result.error else "",
         )
-    _record(fleet, results)
+    _record(fleet, results, started)
     return results
 
 
@@ -174,20 +214,31 @@ def check_backup(
 ) -> VerifyResult:
     """Load the backup's manifest with `load`, read every artifact from `store`; never raises."""
     errors: list[str] = []
-    count = read = 0
+    count = read = by_metadata = 0
     try:
         manifest = load()
     except Exception as exc:
         return VerifyResult(namespace, timestamp, store_name, FAILED, 0, 0, reason_of(exc))
     for entry in manifest.artifacts:
         try:
-            read += check_artifact(store, entry, keyring)
+            if _archived(store, entry):
+                log.info("verify: %s", check_by_metadata(store, entry))
+                by_metadata += 1
+            else:
+                read += check_artifact(store, entry, keyring)
             count += 1
         except Exception as exc:
             errors.append(f"{entry.key}: {reason_of(exc)}")
     status = FAILED if errors else SUCCESS
-    return VerifyResult(
-        namespace, timestamp, store_name, status, count, read, "; ".join(errors) or None
+    error = "; ".join(errors) or None
+    return VerifyResult(namespace, timestamp, store_name, status, count, read, error, by_metadata)
+
+
+def _archived(store: ObjectStore, entry: ArtifactEntry) -> bool:
+    """Is the object in a class that cannot be read without a rehydration? (One HEAD, only
+    on a store that has such classes.)"""
+    return bool(store.archive_classes) and (
+        store.storage_class_of(entry.key) in store.archive_classes
     )
 
 
@@ -222,7 +273,7 @@ def _copied(fleet: Fleet, namespace: str, timestamp: str) -> bool:
         return backup is None or backup.copied_at is not None
 
 
-def _record(fleet: Fleet, results: Sequence[VerifyResult]) -> None:
+def _record(fleet: Fleet, results: Sequence[VerifyResult], started: datetime) -> None:
     """One catalog row per store; the backup's verdict is Failed if any copy failed."""
     if not results:
         return
@@ -237,12 +288,13 @@ def _record(fleet: Fleet, results: Sequence[VerifyResult]) -> None:
                     backup_id=backup.id if backup else None,
                     namespace=namespace,
                     timestamp=timestamp,
-                    kind="read",
+                    kind=result.kind,
                     store=result.store,
                     status=result.status,
                     artifacts=result.artifacts,
                     bytes_read=result.bytes_read,
                     error=result.error,
+                    started_at=started,
                     checked_at=now,
                 )
             )
@@ -252,12 +304,4 @@ def _record(fleet: Fleet, results: Sequence[VerifyResult]) -> None:
 
 
 def _redacted(result: VerifyResult, secrets: list[str]) -> VerifyResult:
-    return VerifyResult(
-        result.namespace,
-        result.timestamp,
-        result.store,
-        result.status,
-        result.artifacts,
-        result.bytes_read,
-        redact(result.error or "", secrets),
-    )
+    return replace(result, error=redact(result.error or "", secrets))

@@ -1,4 +1,6 @@
-"""Reading a stored artifact back: is it, byte for byte, what its manifest entry says?"""
+"""Reading a stored artifact back: is it, byte for byte, what its manifest entry says?
+And, for an archived one that cannot be read without a rehydration, what the store says
+of it without a read (check_by_metadata)."""
 
 import hashlib
 
@@ -32,3 +34,42 @@ def check_stored(store: ObjectStore, entry: ArtifactEntry) -> int:
     if size != entry.size or digest.hexdigest() != entry.sha256:
         raise IntegrityError(f"{entry.key} does not match its size and SHA-256 in the manifest")
     return size
+
+
+def check_by_metadata(store: ObjectStore, entry: ArtifactEntry) -> str:
+    """Judge an object without reading a byte, from what the store says of it: its size
+    must be the manifest's, the SHA-256 its metadata records must be the manifest's, and
+    so must a SHA-256 the store computed itself over the whole object (S3 keeps one when
+    the object was written, or moved to its class, with a SHA256 checksum). Returns what
+    was compared; IntegrityError on a difference, NotFoundError if the object is gone.
+
+    This proves the object is there, at its length, unchanged in its metadata, and (with
+    the store's own SHA-256) that the bytes the store wrote are the manifest's. It does not
+    prove they still read back today, decrypt or decompress: only a full read does.
+    """
+    facts = store.stored_facts(entry.key)
+    if facts.size != entry.size:
+        raise IntegrityError(
+            f"{entry.key}: the store holds {facts.size} bytes, the manifest says {entry.size}"
+        )
+    compared = ["size"]
+    if facts.sha256 is not None:
+        if facts.sha256.strip().lower() != entry.sha256:
+            raise IntegrityError(
+                f"{entry.key}: the store's metadata records SHA-256 {facts.sha256[:16]}…, "
+                f"the manifest {entry.sha256[:16]}…: the object was rewritten after it was stored"
+            )
+        compared.append("recorded SHA-256")
+    computed = facts.checksums.get("SHA256")
+    if computed is not None:
+        if computed != entry.sha256:
+            raise IntegrityError(
+                f"{entry.key}: the store computed SHA-256 {computed[:16]}… over its bytes, "
+                f"the manifest says {entry.sha256[:16]}…"
+            )
+        compared.append("the store's own SHA-256")
+    others = sorted(set(facts.checksums) - {"SHA256"})
+    kept = (
+        f"; the store also keeps {', '.join(others)} (not recorded by Backfleet)" if others else ""
+    )
+    return f"{entry.key} in {facts.storage_class}: {', '.join(compared)} checked{kept}"

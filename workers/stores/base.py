@@ -9,9 +9,16 @@ own metadata, under SHA256_METADATA: S3 user metadata (`x-amz-meta-sha256`), Azu
 blob metadata (`sha256`), the local store's extended attribute `user.sha256` (where
 the filesystem keeps them). Anyone can check an object with the store's own tools;
 `stored_sha256` reads it back (verification cross-checks it with the manifest).
+
+Storage classes (tiers): a store lists its classes warm to cold (`storage_classes`;
+empty: it has one), those that must be rehydrated before a read (`archive_classes`) and
+the minimum storage duration each bills (`min_storage_days`), as class data. Retention
+moves kept backups colder (`set_storage_class`), restores ask for archived objects back
+(`rehydrate`) and wait, and a store with Object Lock has its retention extended
+(`extend_lock`) while the policy keeps a backup (workers/operations/tiers.py).
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, ClassVar, Protocol, Self
@@ -27,6 +34,19 @@ class ObjectInfo:
     key: str
     size: int
     modified: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StoredFacts:
+    """What the store says of an object without a byte of it being read."""
+
+    size: int
+    storage_class: str
+    sha256: str | None  # what its metadata records (SHA256_METADATA); None: nothing
+    # Digests the store itself computed over the whole object's bytes when it wrote them,
+    # by algorithm (SHA256, CRC32, CRC32C, CRC64NVME, MD5), hex: S3's full-object
+    # checksums, an Azure blob's Content-MD5. Composite (per-part) checksums are left out.
+    checksums: Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -58,6 +78,12 @@ class ObjectStore(Protocol):
     # The storage class (tier) every object is written with today: S3 STANDARD, Azure Hot
     # (the account's default access tier), `local`. The catalog records it per artifact.
     default_storage_class: ClassVar[str]
+    # Its storage classes, warm to cold, the default first; empty: it has only the default.
+    storage_classes: ClassVar[tuple[str, ...]]
+    # Those whose objects cannot be read until rehydrated (S3 GLACIER, Azure Archive).
+    archive_classes: ClassVar[frozenset[str]]
+    # The days a class bills an object for whatever happens (deleted or moved earlier).
+    min_storage_days: ClassVar[Mapping[str, int]]
 
     def create_upload(self, key: str) -> str:
         """Start a multipart upload of `key`; returns its upload id."""
@@ -147,6 +173,31 @@ class ObjectStore(Protocol):
         cannot lock: `object_lock` False). Retention keeps what is still locked."""
         ...
 
+    def extend_lock(self, key: str, until: datetime) -> None:
+        """Keep the object's retention lock until at least `until` (never shortened);
+        a no-op on a store without `object_lock`."""
+        ...
+
+    def storage_class_of(self, key: str) -> str:
+        """The class the object is stored in now; NotFoundError if there is none."""
+        ...
+
+    def set_storage_class(self, key: str, storage_class: str) -> None:
+        """Move the object to `storage_class` (one of `storage_classes`), its bytes,
+        metadata and lock kept; a no-op if it is there already. PermanentError on a
+        store with one class, or for an archived object (rehydrate it first)."""
+        ...
+
+    def rehydrate(self, key: str) -> bool:
+        """True if the object can be read now; else ask the store to bring it back from
+        its archive class (once: asking again while it is under way is fine) and False."""
+        ...
+
+    def stored_facts(self, key: str) -> StoredFacts:
+        """Size, class, recorded SHA-256 and the store's own digests of the object, without
+        reading it (verification of archived objects); NotFoundError if there is none."""
+        ...
+
 
 class RegisteredStore(ObjectStore, Protocol):
     """A store the fleet can be configured with (listed in `stores.STORES`)."""
@@ -166,3 +217,11 @@ def check_key(key: str) -> str:
     if not key or key.startswith("/") or any(part in ("", ".", "..") for part in parts):
         raise PermanentError(f"object key {key!r} is not a clean relative path")
     return key
+
+
+def single_class(kind: str, storage_class: str) -> PermanentError:
+    """The error of set_storage_class on a store with one class (STORAGE_CLASSES is refused
+    for it when the fleet is built, so only a direct call gets here)."""
+    return PermanentError(
+        f"the {kind} store has a single storage class: {storage_class} is not one of its own"
+    )

@@ -3,12 +3,19 @@
 import hashlib
 import io
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import BinaryIO, ClassVar
 
 from workers.errors import NotFoundError, PermanentError
-from workers.stores.base import ObjectInfo, PendingUpload, UploadedPart, check_key
+from workers.stores.base import (
+    ObjectInfo,
+    PendingUpload,
+    StoredFacts,
+    UploadedPart,
+    check_key,
+    single_class,
+)
 
 
 class MemoryStore:
@@ -19,6 +26,9 @@ class MemoryStore:
     parallel_parts: ClassVar[bool] = True
     object_lock: ClassVar[bool] = False
     default_storage_class: ClassVar[str] = "memory"
+    storage_classes: ClassVar[tuple[str, ...]] = ()
+    archive_classes: ClassVar[frozenset[str]] = frozenset()
+    min_storage_days: ClassVar[Mapping[str, int]] = {}
 
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
@@ -112,6 +122,24 @@ class MemoryStore:
 
     def locked_until(self, key: str) -> datetime | None:
         return None  # object_lock is False: nothing here is ever locked
+
+    def extend_lock(self, key: str, until: datetime) -> None:
+        return None  # object_lock is False
+
+    def storage_class_of(self, key: str) -> str:
+        if key not in self.objects:
+            raise NotFoundError(f"object {key} is not in the store")
+        return self.default_storage_class
+
+    def set_storage_class(self, key: str, storage_class: str) -> None:
+        raise single_class(self.kind, storage_class)
+
+    def rehydrate(self, key: str) -> bool:
+        return True  # nothing here is ever archived
+
+    def stored_facts(self, key: str) -> StoredFacts:
+        sha256 = self.stored_sha256(key)  # NotFoundError if it is not there
+        return StoredFacts(len(self.objects[key]), self.default_storage_class, sha256, {})
 
     def init(self) -> None:
         return None

@@ -13,6 +13,7 @@ One job a module, each importing only those above it in this list:
     client        building the BlobServiceClient (credentials, timeouts, no retries)
     connection    the client per process, calling it, block lists and listings
     multipart     uploads as staged blocks: stage, commit, abort, resume, list
+    tiers         access tiers: moving colder, rehydrating an Archive blob
     store         AzureBlobStore: capabilities, whole objects, the container
 
 Importing this package imports the Azure SDK: the registry (stores.STORES) does so only

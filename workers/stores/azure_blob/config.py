@@ -15,6 +15,9 @@ class AzureConfig:
     sas_token: str | None = field(default=None, repr=False)
     connection_string: str | None = field(default=None, repr=False)
     service_url_set: bool = True  # False: take the URL from the connection string
+    # Reading an Archive blob: the rehydration's priority (REHYDRATION_TIER: Expedited is
+    # High, the others Standard).
+    rehydrate_priority: str = "Standard"
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
 
@@ -28,6 +31,7 @@ class AzureConfig:
             sas_token=secret_value(settings.azure_storage_sas_token),
             connection_string=secret_value(settings.azure_storage_connection_string),
             service_url_set="azure_storage_account_service_url" in settings.model_fields_set,
+            rehydrate_priority="High" if settings.rehydration_tier == "Expedited" else "Standard",
         )
 
     @property

@@ -50,6 +50,11 @@ def azure_error(exc: BaseException, *, what: str, config: AzureConfig) -> Backfl
             return ConfigError(f"{what}: {config.missing_container}")
         if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
             return ConfigError(f"{detail} (check {config.credentials_hint})")
+        if code == "BlobArchived":
+            return PermanentError(
+                f"{detail} (the blob is in the Archive tier: it reads only once rehydrated, "
+                "which restores and drills ask for themselves)"
+            )
         if code == "BlobNotFound" or status == 404:
             return NotFoundError(detail)
         if status is None or status in TRANSIENT_STATUS or code in TRANSIENT_CODES:

@@ -10,7 +10,7 @@ the resuming reader at once.)
 
 import contextlib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import BinaryIO, ClassVar
 
@@ -23,14 +23,14 @@ from workers.retry import RetryPolicy
 from workers.settings import Settings
 from workers.stores.azure_blob.config import AzureConfig
 from workers.stores.azure_blob.errors import azure_error, error_code
-from workers.stores.azure_blob.multipart import AzureMultipart
+from workers.stores.azure_blob.tiers import AzureTiers
 from workers.stores.base import SHA256_METADATA, ObjectInfo, check_key
 from workers.stores.resuming import resuming_stream
 
 MiB = 1024 * 1024
 
 
-class AzureBlobStore(AzureMultipart):
+class AzureBlobStore(AzureTiers):
     kind: ClassVar[str] = "azure-blob-storage"
     max_parts: ClassVar[int] = 50_000  # committed blocks per blob
     min_part_size: ClassVar[int] = 1
@@ -39,6 +39,9 @@ class AzureBlobStore(AzureMultipart):
     object_lock: ClassVar[bool] = False
     # Blobs take the account's default access tier (Hot unless it is set to Cool).
     default_storage_class: ClassVar[str] = "Hot"
+    storage_classes: ClassVar[tuple[str, ...]] = ("Hot", "Cool", "Cold", "Archive")
+    archive_classes: ClassVar[frozenset[str]] = frozenset({"Archive"})
+    min_storage_days: ClassVar[Mapping[str, int]] = {"Cool": 30, "Cold": 90, "Archive": 180}
     settings_fields: ClassVar[tuple[str, ...]] = (
         "azure_storage_container_name",
         "azure_storage_account_service_url",
@@ -46,6 +49,7 @@ class AzureBlobStore(AzureMultipart):
         "azure_storage_access_key",
         "azure_storage_sas_token",
         "azure_storage_connection_string",
+        "rehydration_tier",
     )
     secret_fields: ClassVar[tuple[str, ...]] = (
         "azure_storage_account_service_url",
@@ -138,6 +142,9 @@ class AzureBlobStore(AzureMultipart):
 
     def locked_until(self, key: str) -> datetime | None:
         return None  # object_lock is False: nothing here is ever locked
+
+    def extend_lock(self, key: str, until: datetime) -> None:
+        return None  # object_lock is False (immutability policies are not used)
 
     # --- the container ---
     def _container_exists(self) -> bool:

@@ -12,7 +12,9 @@ One job a module, each importing only those above it in this list:
     write_params  what a write carries: checksum, encryption, Object Lock retention
     client        building the boto3 client (endpoint, addressing, timeouts, keys)
     connection    the client per process, and calling it (retried or once)
+    digests       x-amz-meta-sha256, and copying an object onto itself (the routine moves reuse)
     multipart     multipart uploads: create, parts, complete, abort, resume, list
+    tiers         storage classes: moving colder, RestoreObject, Object Lock extension
     store         S3Store: capabilities, whole objects, the bucket
 
 Importing this package imports boto3: the registry (stores.STORES) does so only when

@@ -21,6 +21,10 @@ class S3Config:
     object_lock_days: int = 0
     # Multipart objects get x-amz-meta-sha256 by a copy onto themselves (digests.py).
     sha256_metadata: bool = True
+    # Reading a GLACIER/DEEP_ARCHIVE object: RestoreObject's retrieval tier and the days
+    # S3 keeps the restored copy (REHYDRATION_TIER, REHYDRATION_DAYS).
+    rehydration_tier: str = "Standard"
+    rehydration_days: int = 2
     url_prefix: str = "https://s3.console.aws.amazon.com/s3/buckets/"
     url_suffix: str = "&prefix=%v/%v/&showversions=false"
     connect_timeout: float = 10.0
@@ -42,6 +46,8 @@ class S3Config:
             object_lock_mode=settings.aws_s3_object_lock_mode,
             object_lock_days=settings.aws_s3_object_lock_days,
             sha256_metadata=settings.aws_s3_sha256_metadata,
+            rehydration_tier=settings.rehydration_tier,
+            rehydration_days=settings.rehydration_days,
             url_prefix=settings.aws_s3_bucket_url_prefix,
             url_suffix=settings.aws_s3_bucket_url_suffix,
             max_pool_connections=settings.backup_upload_concurrency + 4,

@@ -78,29 +78,41 @@ class S3Digests(S3Connection):
             raise PermanentError(f"{self._where(key)} is gone right after its upload")
         if sha256_in(head) == sha256:
             return  # a completion retried after the copy went through
-        size = int(head.get("ContentLength", 0))
-        params: dict[str, Any] = {
-            "Bucket": self.config.bucket,
-            "Key": key,
+        changes: dict[str, Any] = {
             "Metadata": {SHA256_METADATA: sha256},
             **object_params(self.config, self._clock),  # a copy does not keep SSE or a lock
         }
+        self._copy_onto_itself(key, head, changes, what="with its SHA-256")
+
+    def _copy_onto_itself(
+        self, key: str, head: dict[str, Any], changes: dict[str, Any], *, what: str
+    ) -> dict[str, Any]:
+        """Copy the object `head` describes onto itself inside S3, as a new object (a new
+        version on a versioned bucket) that carries `changes` (Metadata, which replaces
+        the old; encryption, a lock, a StorageClass): one CopyObject up to 5 GiB,
+        UploadPartCopy ranges beyond. Guarded by the ETag of `head`: if the object changed
+        since, nothing is copied (PermanentError). With a CRC32, CRC32C or SHA256
+        AWS_S3_CHECKSUM_ALGORITHM, S3 computes that checksum over the whole copy (one
+        CopyObject only). Returns the answer of the request that made the new object
+        (its VersionId, where the bucket keeps versions)."""
+        size = int(head.get("ContentLength", 0))
+        params: dict[str, Any] = {"Bucket": self.config.bucket, "Key": key, **changes}
         source = {"Bucket": self.config.bucket, "Key": key}
         etag = str(head.get("ETag", ""))
-        guard = {"CopySourceIfMatch": etag} if etag else {}  # the object we just completed
+        guard = {"CopySourceIfMatch": etag} if etag else {}  # the object we looked at
         if size <= self.max_copy_size:
             checksum = checksum_algorithm(self.config)
             if checksum in FLEXIBLE_CHECKSUMS:  # S3 computes it over the whole copy
                 params["ChecksumAlgorithm"] = checksum
             client = self._client()
-            self._call(
-                f"copy of {self._where(key)} onto itself with its SHA-256",
+            answer = self._call(
+                f"copy of {self._where(key)} onto itself {what}",
                 lambda: client.copy_object(
                     CopySource=source, MetadataDirective="REPLACE", **guard, **params
                 ),
             )
-            return
-        self._copy_in_parts(key, size, source, guard, params)
+            return dict(answer)
+        return self._copy_in_parts(key, size, source, guard, params, what=what)
 
     def _copy_in_parts(
         self,
@@ -109,10 +121,12 @@ class S3Digests(S3Connection):
         source: dict[str, str],
         guard: dict[str, str],
         params: dict[str, Any],
-    ) -> None:
+        *,
+        what: str,
+    ) -> dict[str, Any]:
         """The copy of an object over 5 GiB: a multipart upload of UploadPartCopy ranges."""
         client = self._client()
-        what = f"copy of {self._where(key)} onto itself with its SHA-256"
+        what = f"copy of {self._where(key)} onto itself {what}"
         created = self._call(what, lambda: client.create_multipart_upload(**params))
         upload_id = str(created["UploadId"])
         step = max(self.copy_part_size, math.ceil(size / self.max_copy_parts))
@@ -132,7 +146,7 @@ class S3Digests(S3Connection):
                 )
                 done = self._call(f"{what}, part {number}", copy_range)
                 parts.append({"PartNumber": number, "ETag": done["CopyPartResult"]["ETag"]})
-            self._call(
+            answer = self._call(
                 what,
                 lambda: client.complete_multipart_upload(
                     Bucket=self.config.bucket,
@@ -141,6 +155,7 @@ class S3Digests(S3Connection):
                     MultipartUpload={"Parts": parts},
                 ),
             )
+            return dict(answer)
         except BaseException:
             try:
                 self._call(

@@ -84,6 +84,11 @@ def _client_error(exc: Any, *, what: str, config: S3Config) -> BackfleetError:
         return ConfigError(f"{detail} (check AWS_ACCESS_KEY)")
     if code == "SignatureDoesNotMatch":
         return ConfigError(f"{detail} (check AWS_SECRET_KEY)")
+    if code == "InvalidObjectState":  # a 403 too: a GLACIER/DEEP_ARCHIVE object, unrestored
+        return PermanentError(
+            f"{detail} (the object is archived: it reads only once restored, "
+            "which restores and drills ask for themselves)"
+        )
     if code == "RequestTimeTooSkewed":  # a 403 that no key change would fix
         return ConfigError(f"{detail} (this machine's clock is off: sync it with NTP)")
     if code.startswith("KMS."):

@@ -4,7 +4,7 @@ Multipart uploads are in multipart.py, the client and calling it in connection.p
 """
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, BinaryIO, ClassVar
@@ -17,14 +17,14 @@ from workers.stores.base import SHA256_METADATA, ObjectInfo, check_key
 from workers.stores.resuming import resuming_stream
 from workers.stores.s3.config import S3Config
 from workers.stores.s3.errors import s3_error
-from workers.stores.s3.multipart import S3Multipart
+from workers.stores.s3.tiers import S3Tiers
 from workers.stores.s3.write_params import checksum_algorithm, integrity_params, object_params
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 
 
-class S3Store(S3Multipart):
+class S3Store(S3Tiers):
     kind: ClassVar[str] = "s3"
     max_parts: ClassVar[int] = 10_000
     min_part_size: ClassVar[int] = 5 * MiB  # all parts but the last
@@ -32,6 +32,24 @@ class S3Store(S3Multipart):
     parallel_parts: ClassVar[bool] = True
     object_lock: ClassVar[bool] = True  # a bucket may lock objects even when we set none
     default_storage_class: ClassVar[str] = "STANDARD"
+    # Warm to cold (by price per GiB-month). Left out: INTELLIGENT_TIERING (S3 moves its
+    # objects itself, so "colder" means nothing for it), ONEZONE_IA (one Availability
+    # Zone: a backup kept for months should not be lost with one building; GLACIER_IR
+    # costs less and keeps three), REDUCED_REDUNDANCY (deprecated), EXPRESS_ONEZONE.
+    storage_classes: ClassVar[tuple[str, ...]] = (
+        "STANDARD",
+        "STANDARD_IA",
+        "GLACIER_IR",
+        "GLACIER",
+        "DEEP_ARCHIVE",
+    )
+    archive_classes: ClassVar[frozenset[str]] = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+    min_storage_days: ClassVar[Mapping[str, int]] = {
+        "STANDARD_IA": 30,
+        "GLACIER_IR": 90,
+        "GLACIER": 90,
+        "DEEP_ARCHIVE": 180,
+    }
     settings_fields: ClassVar[tuple[str, ...]] = (
         "aws_s3_bucket_name",
         "aws_s3_region",
@@ -45,6 +63,8 @@ class S3Store(S3Multipart):
         "aws_s3_object_lock_mode",
         "aws_s3_object_lock_days",
         "aws_s3_sha256_metadata",
+        "rehydration_tier",
+        "rehydration_days",
         "aws_s3_bucket_url_prefix",
         "aws_s3_bucket_url_suffix",
         "backup_upload_concurrency",
