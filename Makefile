@@ -4,10 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv venv-dev up test lint bench bench-audit clean
+.PHONY: venv venv-dev up test lint docs bench bench-audit clean
 
 # What running needs (`make up`), and what testing and linting add (the dev extras:
-# pytest, mypy, ruff, moto, rclone…, about half the venv).
+# pytest, mypy, ruff, moto, rclone, mkdocs…, about half the venv).
 venv: $(VENV)/.installed
 venv-dev: $(VENV)/.installed-dev
 
@@ -35,6 +35,13 @@ lint: venv-dev
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# The documentation site: the reference pages generated from the code (docs/reference/),
+# then the whole site built into site/ (open site/index.html); --strict fails on any
+# broken link or anchor. Nothing is fetched from the network.
+docs: venv-dev
+	$(BIN)/python -m workers.cli.docgen docs/reference
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 bench: venv-dev
 	@if [ -x bench/run.sh ]; then bench/run.sh; else echo "no benchmarks yet: bench/run.sh is missing"; fi
 
@@ -44,5 +51,5 @@ bench-audit: venv-dev
 
 # Keeps ./var: it holds the API key, the catalog and the local backups.
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .import_linter_cache .pytest_cache
+	rm -rf $(VENV) build dist site *.egg-info .mypy_cache .ruff_cache .import_linter_cache .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -134,7 +134,7 @@ class RestoreRequest(BaseModel):
     namespace: DnsLabel | None = Field(
         default=None, description="The namespace restored into; " + NAMESPACE.lower()
     )
-    # Accept a backup that cannot be authenticated (recorded on the restore; README).
+    # Accept a backup that cannot be authenticated (recorded on the restore; docs/security.md).
     allow_unsigned: StrictBool = Field(
         default=False,
         alias="allowUnsigned",

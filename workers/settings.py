@@ -1,8 +1,8 @@
 """One typed Settings object read from the environment and validated at start.
 
-Every field's environment variable is its name in upper case (see the README's
-table). Invalid values stop the start with a message naming the variable and
-never echoing a secret.
+Every field's environment variable is its name in upper case, and its description is
+its documentation (docs/reference/settings.md is generated from them). Invalid values
+stop the start with a message naming the variable and never echoing a secret.
 """
 
 import math
@@ -176,144 +176,545 @@ class Settings(BaseSettings):
         case_sensitive=False, extra="ignore", frozen=True, env_ignore_empty=True
     )
 
+    # Each description is the documentation of its variable: Markdown rendered into
+    # docs/reference/settings.md by `make docs` (links are relative to that page).
+
     # --- the existing product's contract (DESIGN.md section 1) ---
-    enable_regular_backups: bool = False
-    enable_user_events: bool = False
-    uevents_schedule: str = "0 0 * * *"
-    uevents_gc_schedule: str = "0 1 * * *"
-    uevents_retention_days: Annotated[int, Field(ge=1, le=36500)] = 30
-    uevents_batch_events: Annotated[int, Field(ge=1, le=10_000_000)] = 100_000
-    uevents_file_max_bytes: Annotated[int, Field(ge=64 * 1024, le=1024 * MiB)] = 64 * MiB
-    object_store_location_type: StoreType = "local"
-    object_store_location_local: Path = Path("/backup")
+    enable_regular_backups: bool = Field(
+        default=False, description="beat schedules full backups of every namespace"
+    )
+    enable_user_events: bool = Field(
+        default=False,
+        description="record user events (every API call, `POST /userevents`, Backfleet's own "
+        "operations) and ship them ([the audit trail](../concepts/audit-trail.md))",
+    )
+    uevents_schedule: str = Field(
+        default="0 0 * * *", description="cron: push user events to the object store"
+    )
+    uevents_gc_schedule: str = Field(
+        default="0 1 * * *", description="cron: purge shipped events from the catalog"
+    )
+    uevents_retention_days: Annotated[int, Field(ge=1, le=36500)] = Field(
+        default=30,
+        description="shipped events older than this many days are purged from the catalog "
+        "(unshipped ones never)",
+    )
+    uevents_batch_events: Annotated[int, Field(ge=1, le=10_000_000)] = Field(
+        default=100_000,
+        description="events per shipping batch: one watermark step, and at most this many "
+        "per object",
+    )
+    uevents_file_max_bytes: Annotated[int, Field(ge=64 * 1024, le=1024 * MiB)] = Field(
+        default=64 * MiB,
+        description="uncompressed bytes per shipped object (bounds the flush's memory)",
+    )
+    object_store_location_type: StoreType = Field(
+        default="local",
+        description="`local`, `s3` (AWS or any S3-compatible server) or `azure-blob-storage`",
+    )
+    object_store_location_local: Path = Field(
+        default=Path("/backup"), description="directory of the local store (a PV mount)"
+    )
     # Octal; folders get the matching x bits. Only read/write bits: 0600, 0640, 0660, 0644…
-    object_store_local_file_mode: str = "0600"
-    aws_s3_bucket_name: str = "athena-ondemand-backup"
-    aws_s3_bucket_url_prefix: str = "https://s3.console.aws.amazon.com/s3/buckets/"
-    aws_s3_bucket_url_suffix: str = "&prefix=%v/%v/&showversions=false"
-    aws_s3_region: str = "us-west-2"
-    aws_access_key: SecretStr | None = None
-    aws_secret_key: SecretStr | None = None
-    aws_s3_endpoint_url: str | None = None
-    azure_storage_account_name: str = "prophecyathenabackup"
-    azure_storage_account_service_url: str = "https://prophecyathenabackup.blob.core.windows.net/"
-    azure_storage_container_name: str = "athena-ondemand-backup"
-    azure_storage_access_key: SecretStr | None = None
+    object_store_local_file_mode: str = Field(
+        default="0600",
+        description="mode of the local store's files (octal, read/write bits only); folders "
+        "it creates get the matching x bits (0600 → 0700), whatever the umask: backups are "
+        "readable by the fleet's user only",
+    )
+    aws_s3_bucket_name: str = Field(default="athena-ondemand-backup", description="bucket")
+    aws_s3_bucket_url_prefix: str = Field(
+        default="https://s3.console.aws.amazon.com/s3/buckets/",
+        description="console URL prefix used in `backupurl`",
+    )
+    aws_s3_bucket_url_suffix: str = Field(
+        default="&prefix=%v/%v/&showversions=false",
+        description="suffix; its two `%v` are namespace and timestamp",
+    )
+    aws_s3_region: str = Field(default="us-west-2", description="region")
+    aws_access_key: SecretStr | None = Field(
+        default=None,
+        description="access key id (with `AWS_SECRET_KEY`; unset: the standard AWS chain)",
+    )
+    aws_secret_key: SecretStr | None = Field(
+        default=None,
+        description="secret access key (with `AWS_ACCESS_KEY`; unset: the standard AWS chain)",
+    )
+    aws_s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO, SeaweedFS, Ceph…)"
+    )
+    azure_storage_account_name: str = Field(default="prophecyathenabackup", description="account")
+    azure_storage_account_service_url: str = Field(
+        default="https://prophecyathenabackup.blob.core.windows.net/",
+        description="blob service URL",
+    )
+    azure_storage_container_name: str = Field(
+        default="athena-ondemand-backup", description="container"
+    )
+    azure_storage_access_key: SecretStr | None = Field(default=None, description="shared key")
 
     # --- S3 and Azure details beyond the contract ---
-    aws_s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
-    aws_s3_checksum_algorithm: Literal["CRC32", "CRC32C", "SHA256", "MD5", "none"] = "CRC32"
-    aws_s3_sse: Literal["", "AES256", "aws:kms"] = ""
-    aws_s3_sse_kms_key_id: str | None = None
-    aws_s3_object_lock_mode: Literal["", "GOVERNANCE", "COMPLIANCE"] = ""
-    aws_s3_object_lock_days: Annotated[int, Field(ge=0, le=36500)] = 0
+    aws_s3_addressing_style: Literal["auto", "path", "virtual"] = Field(
+        default="auto", description="`auto`, `path` (most S3-compatible servers) or `virtual`"
+    )
+    aws_s3_checksum_algorithm: Literal["CRC32", "CRC32C", "SHA256", "MD5", "none"] = Field(
+        default="CRC32",
+        description="per-part checksum the server verifies: `CRC32`, `CRC32C`, `SHA256`, "
+        "`MD5` (Content-MD5, for servers that reject the newer checksum headers) or `none`",
+    )
+    aws_s3_sse: Literal["", "AES256", "aws:kms"] = Field(
+        default="", description="server-side encryption: empty, `AES256` or `aws:kms`"
+    )
+    aws_s3_sse_kms_key_id: str | None = Field(default=None, description="the KMS key for `aws:kms`")
+    aws_s3_object_lock_mode: Literal["", "GOVERNANCE", "COMPLIANCE"] = Field(
+        default="",
+        description="S3 Object Lock retention on every object, `GOVERNANCE` or `COMPLIANCE` "
+        "(with `AWS_S3_OBJECT_LOCK_DAYS`; empty: off); the bucket must have Object Lock "
+        "enabled (`backfleet store init` does when these are set)",
+    )
+    aws_s3_object_lock_days: Annotated[int, Field(ge=0, le=36500)] = Field(
+        default=0,
+        description="days of that Object Lock retention (with `AWS_S3_OBJECT_LOCK_MODE`; 0: "
+        "off). Retention extends the lock of every backup its policy keeps, to another "
+        "`AWS_S3_OBJECT_LOCK_DAYS` from the pass, once less than half of them is left "
+        "([Storage tiers](../concepts/storage.md#storage-tiers))",
+    )
     # A multipart object's SHA-256 goes into its user metadata by a copy onto itself.
-    aws_s3_sha256_metadata: bool = True
-    azure_storage_sas_token: SecretStr | None = None
-    azure_storage_connection_string: SecretStr | None = None
+    aws_s3_sha256_metadata: bool = Field(
+        default=True,
+        description="a multipart object (every artifact) gets its SHA-256 in "
+        "`x-amz-meta-sha256` by a server-side copy onto itself once uploaded ([why, and what "
+        "it costs](../concepts/storage.md#the-sha-256-in-each-objects-metadata)); `false` "
+        "skips the copy (manifests and other single-request objects carry it anyway). "
+        "Consider `false` on a versioned or Object Lock bucket: the version the copy "
+        "replaces is kept",
+    )
+    azure_storage_sas_token: SecretStr | None = Field(
+        default=None, description="a SAS token instead of the shared key"
+    )
+    azure_storage_connection_string: SecretStr | None = Field(
+        default=None,
+        description="a connection string instead of the shared key or SAS token (wins when set)",
+    )
 
     # --- Backfleet's own ---
     broker_url: str = Field(
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("BROKER_URL", "REDIS_URL"),
+        description="Redis URL of the Celery broker: `redis://`, `rediss://` (TLS; `ssl_*` "
+        "query options, `ssl_cert_reqs=required` or kombu's `CERT_REQUIRED`) or kombu's Unix "
+        "socket form `redis+socket:///path?virtual_host=N`; every Redis client of the fleet "
+        "(locks, checks, metrics, beat) reads all three",
     )
-    result_backend_url: str | None = None
-    database_url: str = "sqlite:///./var/backfleet.db"
-    backfleet_api_keys: SecretStr = SecretStr("")
-    backfleet_api_keys_file: Path | None = None  # hashed keys (TOML): workers/api_keys.py
+    result_backend_url: str | None = Field(
+        default=None, description="Redis URL for task results (unset: the broker's)"
+    )
+    database_url: str = Field(
+        default="sqlite:///./var/backfleet.db",
+        description="the catalog: `sqlite:///path` or `postgresql://user[:pw]@host/db`",
+    )
+    backfleet_api_keys: SecretStr = Field(
+        default=SecretStr(""),
+        description="comma-separated `key`, `key:owner-email:customer` (every namespace, every "
+        "role) or `key:owner-email:customer:namespaces:roles` (keys contain no `:`; see "
+        "[Security model](../security.md#api-keys-and-scopes)); empty: every API call is "
+        "refused",
+    )
+    backfleet_api_keys_file: Path | None = Field(
+        default=None,
+        description="a TOML file of SHA-256 hashes of keys with their scopes, so no key sits "
+        "in the environment ([API keys and scopes](../security.md#api-keys-and-scopes)); read "
+        "at start, used beside `BACKFLEET_API_KEYS`",
+    )
     # Signs the catalog page's session cookies (api/session.py); unset: derived from the keys
     # of BACKFLEET_API_KEYS. Every API replica needs the same one.
-    backfleet_ui_secret: SecretStr | None = None
+    backfleet_ui_secret: SecretStr | None = Field(
+        default=None,
+        description="secret (32+ characters, e.g. `openssl rand -hex 32`) that signs the "
+        "[catalog page](../api.md#the-catalog-page)'s session cookies; every API replica "
+        "needs the same one. Unset: derived from the keys of `BACKFLEET_API_KEYS` (changing "
+        "them signs everyone out); unset with only hashed keys (`BACKFLEET_API_KEYS_FILE`): "
+        "the page's login form is off, the `Authorization` header still opens it",
+    )
     # A restore from a namespace this fleet does not configure (another cluster's backups).
-    backfleet_allow_unconfigured_source_namespaces: bool = False
-    backfleet_config: Path = Path("./backfleet.toml")
-    backfleet_namespace: str | None = None
-    regular_backup_schedule: str = "0 * * * *"
-    backfleet_api_host: str = "127.0.0.1"
-    backfleet_api_port: Annotated[int, Field(ge=1, le=65535)] = 8080
-    backup_part_size: Annotated[int, Field(ge=1 * MiB, le=5 * 1024 * MiB)] = 5 * MiB
-    backup_compression_level: Annotated[int, Field(ge=-7, le=22)] = 1
-    backfleet_work_dir: Path | None = None
-    backup_upload_concurrency: Annotated[int, Field(ge=1, le=64)] = 3
-    backup_max_bandwidth: str = "0"  # bytes per second, e.g. 50MB or 100MiB; 0 = unlimited
-    backup_retry_attempts: Annotated[int, Field(ge=1, le=100)] = 8
-    backup_retry_base_delay: Annotated[float, Field(ge=0, le=60)] = 0.5
-    backup_retry_max_delay: Annotated[float, Field(ge=0, le=600)] = 30.0
-    backup_volume_size: Annotated[int, Field(ge=1 * MiB)] = 512 * MiB
-    backup_volume_concurrency: Annotated[int, Field(ge=1, le=16)] = 2
-    restore_direct_writes: bool = True  # O_DIRECT for restored files of 1 MiB and more
-    backup_direct_reads: bool = True  # O_DIRECT for uncached bytes of files of 1 MiB and more
-    backup_encryption_key: SecretStr | None = None
-    backup_encryption_old_keys: SecretStr | None = None
+    backfleet_allow_unconfigured_source_namespaces: bool = Field(
+        default=False,
+        description="`ondemandrestore` (and `backfleet restore`) may read a `sourceNamespace` "
+        "this fleet does not configure, e.g. another cluster's backups in a shared bucket; "
+        "off, such a restore is 403 whatever the store holds",
+    )
+    backfleet_config: Path = Field(
+        default=Path("./backfleet.toml"),
+        description="[the services file](../configuration/services-file.md) (TOML)",
+    )
+    backfleet_namespace: str | None = Field(
+        default=None,
+        description="overrides the services file's `namespace` (unset: the file's, else `app`)",
+    )
+    regular_backup_schedule: str = Field(
+        default="0 * * * *",
+        description="cron (UTC) of the full backups `ENABLE_REGULAR_BACKUPS` schedules",
+    )
+    backfleet_api_host: str = Field(
+        default="127.0.0.1", description="where `backfleet api` listens"
+    )
+    backfleet_api_port: Annotated[int, Field(ge=1, le=65535)] = Field(
+        default=8080, description="the port `backfleet api` listens on"
+    )
+    backup_part_size: Annotated[int, Field(ge=1 * MiB, le=5 * 1024 * MiB)] = Field(
+        default=5 * MiB,
+        description="bytes per uploaded part, e.g. `16MiB` or `16777216` (1 MiB to 5 GiB; S3 "
+        "needs at least 5 MiB)",
+    )
+    backup_compression_level: Annotated[int, Field(ge=-7, le=22)] = Field(
+        default=1, description="zstd level (-7 … 22); 1 is fast and compresses well"
+    )
+    backfleet_work_dir: Path | None = Field(
+        default=None,
+        description="scratch space for SQLite snapshots and staged command-source restores "
+        "(unset: the system temp dir)",
+    )
+    backup_upload_concurrency: Annotated[int, Field(ge=1, le=64)] = Field(
+        default=3,
+        description="parts uploaded at once per artifact (S3, Azure); raise it for far-away stores",
+    )
+    backup_max_bandwidth: str = Field(
+        default="0",
+        description="upload limit per worker, e.g. `50MB`, `100MiB`; `0` is unlimited",
+    )
+    backup_retry_attempts: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=8,
+        description="tries of each part or call on a transient error (timeouts, resets, "
+        "500/503, SlowDown)",
+    )
+    backup_retry_base_delay: Annotated[float, Field(ge=0, le=60)] = Field(
+        default=0.5,
+        description="seconds before the first retry: exponential backoff with full jitter "
+        "between tries, from this up to `BACKUP_RETRY_MAX_DELAY`",
+    )
+    backup_retry_max_delay: Annotated[float, Field(ge=0, le=600)] = Field(
+        default=30.0, description="the longest backoff between two tries, in seconds"
+    )
+    backup_volume_size: Annotated[int, Field(ge=1 * MiB)] = Field(
+        default=512 * MiB,
+        description="a directory is split into volumes of about this many source bytes "
+        "(e.g. `4GiB`), each its own artifact",
+    )
+    backup_volume_concurrency: Annotated[int, Field(ge=1, le=16)] = Field(
+        default=2,
+        description="a directory's volumes archived and uploaded at once (1-16); they share "
+        "the `BACKUP_UPLOAD_CONCURRENCY` parts in flight, so memory grows only by a part "
+        "buffer and a read chunk or two per volume. An S3 server may write each upload on "
+        "one thread (rclone does), so two uploads keep more of it busy",
+    )
+    restore_direct_writes: bool = Field(
+        default=True,
+        description="a directory restore writes files of 1 MiB and more with `O_DIRECT`, "
+        "past the page cache (buffered anyway where the filesystem refuses it); `false` "
+        "writes them through the page cache, e.g. on a network filesystem where direct "
+        "writes are slow",
+    )
+    backup_direct_reads: bool = Field(
+        default=True,
+        description="a directory backup reads the bytes of files of 1 MiB and more that are "
+        "not in the page cache with `O_DIRECT`, so the backup neither fills the cache with "
+        "pages nobody reads again nor evicts the host's; cached bytes are still read from "
+        "the cache. Needs Linux 6.5+ (`cachestat`) to tell which is which: elsewhere, and "
+        "where the filesystem refuses `O_DIRECT`, reads are buffered. `false` reads "
+        "everything through the page cache",
+    )
+    backup_encryption_key: SecretStr | None = Field(
+        default=None,
+        description="encrypt every artifact to this age identity (`backfleet keygen`; "
+        "[Encryption](../concepts/backups.md#encryption)); unset: no encryption",
+    )
+    backup_encryption_old_keys: SecretStr | None = Field(
+        default=None,
+        description="earlier keys, comma-separated, still used to restore older backups",
+    )
     # Signs every manifest (HMAC-SHA256) when set; else the key comes from BACKUP_ENCRYPTION_KEY.
     # Comma-separated: the first signs, the others still verify (a rotation).
-    backup_signing_key: SecretStr | None = None
-    stale_upload_age: Annotated[int, Field(ge=60)] = 86400
-    abort_stale_uploads_schedule: str = "30 * * * *"
-    celery_result_expires: Annotated[int, Field(ge=60)] = 86400
+    backup_signing_key: SecretStr | None = Field(
+        default=None,
+        description="secret (32+ characters, e.g. `openssl rand -hex 32`) whose HKDF-derived "
+        "key signs every manifest (HMAC-SHA256), so a fleet whose catalog never saw a backup "
+        "can trust it ([Authenticated backups](../security.md#authenticated-backups)); "
+        "comma-separated: the first signs, the others still verify (rotation). Unset: the "
+        "MAC key derives from `BACKUP_ENCRYPTION_KEY` (and `_OLD_KEYS` verify); neither "
+        "set: manifests are unsigned, and a backup found only in the store needs "
+        "`allowUnsigned`",
+    )
+    stale_upload_age: Annotated[int, Field(ge=60)] = Field(
+        default=86400,
+        description="seconds after which an unfinished multipart upload no running backup "
+        "owns is aborted",
+    )
+    abort_stale_uploads_schedule: str = Field(
+        default="30 * * * *", description="cron of that sweep (queue `maintenance`)"
+    )
+    celery_result_expires: Annotated[int, Field(ge=60)] = Field(
+        default=86400, description="seconds a task result is kept"
+    )
     # Long-task reliability (issue 4). Tests shorten these; the validator below
     # keeps them consistent so a running backup is never handed to a second worker.
-    celery_visibility_timeout: Annotated[int, Field(ge=10)] = 12 * 3600
-    backup_soft_time_limit: Annotated[int, Field(ge=5)] = 10 * 3600
-    backup_time_limit: Annotated[int, Field(ge=10)] = 10 * 3600 + 600
-    backup_lock_ttl: Annotated[int, Field(ge=3, le=3600)] = 120
-    lock_redis_url: str | None = None
-    task_max_redeliveries: Annotated[int, Field(ge=0, le=100)] = 3
-    scheduled_backup_wait: Annotated[int, Field(ge=0)] = 900
-    beat_lock_timeout: Annotated[int, Field(ge=5, le=600)] = 30
-    catalog_retry_seconds: Annotated[int, Field(ge=0)] = 300
+    celery_visibility_timeout: Annotated[int, Field(ge=10)] = Field(
+        default=12 * 3600,
+        description="seconds (the default: 12 h) Redis waits for an unacknowledged task "
+        "before handing it to another worker; must exceed `BACKUP_TIME_LIMIT`",
+    )
+    backup_soft_time_limit: Annotated[int, Field(ge=5)] = Field(
+        default=10 * 3600,
+        description="seconds (the default: 10 h) after which a backup or restore is "
+        "stopped: its upload aborted, its failure recorded",
+    )
+    backup_time_limit: Annotated[int, Field(ge=10)] = Field(
+        default=10 * 3600 + 600,
+        description="seconds after which its process is killed (after the soft limit)",
+    )
+    backup_lock_ttl: Annotated[int, Field(ge=3, le=3600)] = Field(
+        default=120,
+        description="seconds the namespace lock lives without a heartbeat (beats every third "
+        "of it)",
+    )
+    lock_redis_url: str | None = Field(
+        default=None, description="Redis URL for the namespace locks (unset: the broker's)"
+    )
+    task_max_redeliveries: Annotated[int, Field(ge=0, le=100)] = Field(
+        default=3,
+        description="deliveries of a backup or restore after a lost worker before it is "
+        "failed with the reason",
+    )
+    scheduled_backup_wait: Annotated[int, Field(ge=0)] = Field(
+        default=900,
+        description="seconds a scheduled backup waits for a busy namespace before it is "
+        "skipped (and recorded)",
+    )
+    beat_lock_timeout: Annotated[int, Field(ge=5, le=600)] = Field(
+        default=30,
+        description="seconds the active beat's lock lives; a standby takes over within it "
+        "plus a third of it",
+    )
+    catalog_retry_seconds: Annotated[int, Field(ge=0)] = Field(
+        default=300,
+        description="how long a running backup or restore retries a catalog write through "
+        "an outage",
+    )
     # How long a service's `pre`/`post` hook may run (its own `timeout` wins): 10m, 90s, 1h.
-    backup_hook_timeout: str = "10m"
+    backup_hook_timeout: str = Field(
+        default="10m",
+        description="how long a service's `pre` or `post` hook may run before its process "
+        "group is stopped (a hook's own `timeout` wins): `10m`, `90s`, `1h` or seconds; a "
+        "`post` hook's may not exceed `BACKUP_TIME_LIMIT` minus `BACKUP_SOFT_TIME_LIMIT` "
+        "([Hooks](../configuration/services-file.md#hooks-commands-around-a-services-dump))",
+    )
     # --- proving backups, keeping the right ones, saying when something is wrong ---
-    verify_schedule: str = "0 3 * * *"
-    verify_sample_size: Annotated[int, Field(ge=0, le=1000)] = 3
-    restore_test_schedule: str = "0 4 * * 0"
-    retention_schedule: str = "30 2 * * *"
-    retention_keep_hourly: Annotated[int, Field(ge=-1)] = 24
-    retention_keep_daily: Annotated[int, Field(ge=-1)] = 30
-    retention_keep_weekly: Annotated[int, Field(ge=-1)] = 12
-    retention_keep_monthly: Annotated[int, Field(ge=-1)] = 84
-    retention_keep_yearly: Annotated[int, Field(ge=-1)] = 0
-    backup_max_age: str = "2h"  # the RPO: e.g. 2h, 90m, 1d or seconds
+    verify_schedule: str = Field(
+        default="0 3 * * *",
+        description="cron of the verification (queue `verify`): every artifact of the "
+        "newest backup of each service that is due (its `verify` cadence, `VERIFY_EVERY`) "
+        "and a rotating sample of older ones read back and checked "
+        "([Verification](../concepts/verification-and-drills.md#verification))",
+    )
+    verify_sample_size: Annotated[int, Field(ge=0, le=1000)] = Field(
+        default=3,
+        description="older backups per namespace added to each verification, least "
+        "recently verified first",
+    )
+    restore_test_schedule: str = Field(
+        default="0 4 * * 0",
+        description="cron of the drills, test restores into scratch targets (queue "
+        "`verify`): each run drills the services that are due "
+        "([Drills](../concepts/verification-and-drills.md#drills-every-service-every-"
+        "retained-backup)); run it at least as often as the shortest `test_restore` cadence",
+    )
+    retention_schedule: str = Field(
+        default="30 2 * * *", description="cron of the retention pass (queue `maintenance`)"
+    )
+    retention_keep_hourly: Annotated[int, Field(ge=-1)] = Field(
+        default=24,
+        description="grandfather-father-son retention of each service's backups: hourly "
+        "backups kept, where neither the service's `[services.<name>.retention]` nor the "
+        "namespace's `[retention]` sets the count ([restic's semantics]"
+        "(../concepts/retention.md)); `-1` keeps every period, `0` turns a rule off; all "
+        "five `RETENTION_KEEP_*` at `0` is refused at start (it would keep nothing)",
+    )
+    retention_keep_daily: Annotated[int, Field(ge=-1)] = Field(
+        default=30, description="daily backups kept, as `RETENTION_KEEP_HOURLY` says"
+    )
+    retention_keep_weekly: Annotated[int, Field(ge=-1)] = Field(
+        default=12, description="weekly backups kept, as `RETENTION_KEEP_HOURLY` says"
+    )
+    retention_keep_monthly: Annotated[int, Field(ge=-1)] = Field(
+        default=84, description="monthly backups kept, as `RETENTION_KEEP_HOURLY` says"
+    )
+    retention_keep_yearly: Annotated[int, Field(ge=-1)] = Field(
+        default=0, description="yearly backups kept, as `RETENTION_KEEP_HOURLY` says"
+    )
+    backup_max_age: str = Field(
+        default="2h",
+        description="the RPO: a service whose latest successful backup is older is stale "
+        "(alert and metric), unless its own `max_age` says otherwise; a service with a "
+        "`schedule` of its own and no `max_age` gets its schedule's longest gap plus this "
+        "as grace ([Freshness](../concepts/namespaces-and-services.md#freshness-per-"
+        "service)); `2h`, `90m`, `1d` or seconds",
+    )
     # Each service's defaults for its own `rto`, `verify` and `test_restore` keys.
-    backup_rto: str = "4h"
-    verify_every: str = "1d"
-    test_restore_every: str = "7d"
+    backup_rto: str = Field(
+        default="4h",
+        description="the recovery-time objective a service's drills and restores are judged "
+        "by, when its own `rto` key is unset",
+    )
+    verify_every: str = Field(
+        default="1d",
+        description="how often each service's newest backup is verified, when its own "
+        "`verify` key is unset (the verification runs on `VERIFY_SCHEDULE`, and takes the "
+        "services whose last successful verification started longer ago than this, less a "
+        "tenth of it, at most an hour, before the pass started, or whose newest backup's "
+        "latest check failed)",
+    )
+    test_restore_every: str = Field(
+        default="7d",
+        description="how often each service is restored into scratch (a drill), when its "
+        "own `test_restore` key is unset (drills run on `RESTORE_TEST_SCHEDULE`, which "
+        "should run at least this often)",
+    )
     # Over this period every retained backup of each service is drilled at least once.
-    test_restore_period: str = "30d"
-    staleness_check_schedule: str = "*/5 * * * *"
-    reconcile_schedule: str = "*/5 * * * *"  # settles rows whose worker was lost
-    alert_webhook_url: SecretStr | None = None
-    alert_webhook_attempts: Annotated[int, Field(ge=1, le=20)] = 5
-    alert_webhook_timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
+    test_restore_period: str = Field(
+        default="30d",
+        description="every retained backup of each service is drilled at least once in this "
+        "period: each run drills as many of them as that takes "
+        "([Drills](../concepts/verification-and-drills.md#drills-every-service-every-"
+        "retained-backup))",
+    )
+    staleness_check_schedule: str = Field(
+        default="*/5 * * * *",
+        description="cron of the staleness check, which also judges the drills (overdue, "
+        "failed, over their RTO) and re-sends the alert messages still owed to the webhook "
+        "(queue `maintenance`)",
+    )
+    reconcile_schedule: str = Field(
+        default="*/5 * * * *",
+        description="cron of the reconciler, which settles `Pending`/`Running` backups and "
+        "restores whose worker was lost (queue `maintenance`; [what the fleet guarantees]"
+        "(../fleet.md#what-the-fleet-guarantees)); often, so a blocked namespace is freed "
+        "within minutes",
+    )
+    alert_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="Slack-compatible webhook for alerts: a message when an alert opens, one "
+        "when it resolves ([Alerts](../operations/alerts.md); a secret: never logged); unset: "
+        "alerts are recorded, logged once and listed by `backfleet alerts`; nothing is sent or "
+        "queued",
+    )
+    alert_webhook_attempts: Annotated[int, Field(ge=1, le=20)] = Field(
+        default=5,
+        description="tries per message (exponential backoff with jitter, 1 s doubling to 30 s)",
+    )
+    alert_webhook_timeout: Annotated[float, Field(gt=0, le=120)] = Field(
+        default=10.0, description="seconds per try of an alert message"
+    )
     # Size anomalies (workers/monitoring/sizes.py): each service of a successful backup against
     # the median of its last N successful ones. A drop is the fraction below the median, a
     # growth the factor above it; 0 turns either off (a 0-byte dump is always an anomaly).
+    size_anomaly_history: Annotated[int, Field(ge=0, le=1000)] = Field(
+        default=7,
+        description="a successful backup's services are compared with the median of their "
+        "last this many successful backups ([size anomalies](../concepts/size-anomalies.md)); "
+        "no judgement before 3 of them (or this many, if fewer), `0`: only 0-byte dumps are "
+        "anomalies",
+    )
+    size_anomaly_drop: Annotated[float, Field(ge=0, lt=1)] = Field(
+        default=0.5,
+        description="a service's source or stored bytes more than this fraction below that "
+        "median is an anomaly (0-0.99…; `0.5`: under half of it); `0` turns drops off; a "
+        "service's `size_drop` wins",
+    )
+    size_anomaly_growth: Annotated[float, Field(ge=0, le=1_000_000)] = Field(
+        default=3.0,
+        description="… or more than this factor above it (above 1); `0` turns growth off; a "
+        "service's `size_growth` wins",
+    )
     # A change smaller than min_bytes is none: a 2 KiB config dump that grows to 7 KiB.
-    size_anomaly_history: Annotated[int, Field(ge=0, le=1000)] = 7
-    size_anomaly_drop: Annotated[float, Field(ge=0, lt=1)] = 0.5
-    size_anomaly_growth: Annotated[float, Field(ge=0, le=1_000_000)] = 3.0
-    size_anomaly_min_bytes: Annotated[int, Field(ge=0)] = 1 * MiB
+    size_anomaly_min_bytes: Annotated[int, Field(ge=0)] = Field(
+        default=1 * MiB,
+        description="… unless its source or stored bytes differ from that median by less than "
+        "this (a size such as `1MiB`, `500kB` or `1048576`): a tiny service's swings are no "
+        "anomaly; `0`: no floor; a 0-byte dump is an anomaly whatever this says",
+    )
     # Storage you can see and budget (workers/monitoring/storage.py): a price per GiB-month
     # per storage class, `STANDARD=0.023,Hot=0.018` (empty: no cost estimate), and the
     # stored bytes a namespace may reach before `storage.over_budget` (0: no budget).
-    storage_prices: str = ""
-    storage_budget_bytes: Annotated[int, Field(ge=0)] = 0
+    storage_prices: str = Field(
+        default="",
+        description="the price of one GiB stored for a month in each storage class (tier), "
+        "any currency, for the cost estimate of `backfleet storage` and "
+        "`backfleet_storage_monthly_cost` ([Storage and cost](../concepts/storage.md#storage-"
+        "and-cost)): comma-separated `CLASS=PRICE`, class names as the store spells them, "
+        "e.g. `STANDARD=0.023,STANDARD_IA=0.0125,GLACIER_IR=0.004,DEEP_ARCHIVE=0.00099,"
+        "Hot=0.018,Cool=0.01,Cold=0.0036,Archive=0.002`; a tier without a price has no cost "
+        "(and is named); empty: no cost shown",
+    )
+    storage_budget_bytes: Annotated[int, Field(ge=0)] = Field(
+        default=0,
+        description="the stored bytes a namespace may reach before `storage.over_budget` is "
+        "alerted, e.g. `500GiB`, `2TB` or bytes; a namespace's `storage_budget` in the "
+        "services file wins; `0`: no budget",
+    )
     # Storage tiers that follow retention (workers/operations/tiers.py): the class a backup
     # kept only by a GFS rule moves to, `monthly=STANDARD_IA,yearly=DEEP_ARCHIVE`; empty:
     # every object stays where it was written.
-    storage_classes: str = ""
+    storage_classes: str = Field(
+        default="",
+        description="the storage class a backup moves to once only that GFS rule keeps it "
+        "([Storage tiers](../concepts/storage.md#storage-tiers)): comma-separated "
+        "`rule=CLASS`, rules among `hourly`, `daily`, `weekly`, `monthly`, `yearly`, classes "
+        "the store's own: S3 `STANDARD_IA`, `GLACIER_IR`, `GLACIER`, `DEEP_ARCHIVE`; Azure "
+        "`Cool`, `Cold`, `Archive`; e.g. `monthly=STANDARD_IA,yearly=DEEP_ARCHIVE`. Checked "
+        "when the fleet starts: a class the store does not have, a colder rule naming a "
+        "warmer class, an archive class (`GLACIER`, `DEEP_ARCHIVE`, `Archive`) before the "
+        "coldest one named, or any class on the local store, stops it with a message naming "
+        "this setting. The primary store only; empty: every object stays where it was written",
+    )
     # Reading an archived object (S3 GLACIER/DEEP_ARCHIVE, Azure Archive) first asks the
     # store to rehydrate it: S3's Glacier retrieval tier (Azure: Expedited is High
     # priority, the others Standard), the days S3 keeps the restored copy, and how long a
     # restore or drill waits for it.
-    rehydration_tier: Literal["Standard", "Bulk", "Expedited"] = "Standard"
-    rehydration_days: Annotated[int, Field(ge=1, le=365)] = 2
-    rehydration_timeout: str = "48h"
+    rehydration_tier: Literal["Standard", "Bulk", "Expedited"] = Field(
+        default="Standard",
+        description="how fast an archived object (S3 `GLACIER`/`DEEP_ARCHIVE`, Azure "
+        "`Archive`) is brought back for a restore or a drill: S3's retrieval tier `Standard`, "
+        "`Bulk` or `Expedited` (Deep Archive has no `Expedited`: `Standard` is asked); on "
+        "Azure `Expedited` is High priority, the others Standard",
+    )
+    rehydration_days: Annotated[int, Field(ge=1, le=365)] = Field(
+        default=2,
+        description="the days S3 keeps the restored copy of an archived object (1-365), so a "
+        "restore that gave up can be asked again without another retrieval",
+    )
+    rehydration_timeout: str = Field(
+        default="48h",
+        description="how long a restore or drill waits for its archived objects before it "
+        "fails with a message saying so (the retrieval goes on): `48h`, `90m`, `2d` or "
+        "seconds; never longer than nine tenths of `BACKUP_SOFT_TIME_LIMIT` ([Storage "
+        "tiers](../concepts/storage.md#storage-tiers))",
+    )
     # The secondary store's own settings are these same variables prefixed with SECONDARY_.
-    secondary_object_store_location_type: Literal["", StoreType] = ""
-    secondary_copy_schedule: str = "*/15 * * * *"
-    backfleet_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    secondary_object_store_location_type: Literal["", StoreType] = Field(
+        default="",
+        description="a secondary store (`local`, `s3`, `azure-blob-storage`) that gets a "
+        "verified copy of every successful backup ([a second copy](../concepts/storage.md#a-"
+        "second-copy)); empty: none. Its own settings are the variables above prefixed with "
+        "`SECONDARY_` (`SECONDARY_AWS_S3_BUCKET_NAME`, `SECONDARY_AWS_ACCESS_KEY`, "
+        "`SECONDARY_OBJECT_STORE_LOCATION_LOCAL`, `SECONDARY_RETENTION_KEEP_MONTHLY`…), with "
+        "the same defaults",
+    )
+    secondary_copy_schedule: str = Field(
+        default="*/15 * * * *",
+        description="cron of the copy sweep to the secondary store (queue `maintenance`)",
+    )
+    backfleet_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="`DEBUG`, `INFO`, `WARNING`, `ERROR`"
+    )
 
     @field_validator(
         "uevents_schedule",

@@ -57,7 +57,7 @@ WRONG_ORIGIN = (
     "this form is taken only from this page: the browser did not say it was sent from "
     "this host (its Origin header)"
 )
-NO_SECRET = "signing in is not set up here: set BACKFLEET_UI_SECRET (see the README)"
+NO_SECRET = "signing in is not set up here: set BACKFLEET_UI_SECRET (docs/reference/settings.md)"
 MAX_FORM_FIELDS = 4
 
 

@@ -1,4 +1,5 @@
-"""What Backfleet reads from the environment, from the code and the README, not a copy of them."""
+"""What Backfleet reads from the environment, from the code and the settings reference (generated
+from the code: docs/reference/settings.md), not a copy of them."""
 
 import re
 import tomllib
@@ -32,16 +33,24 @@ def settings_variables() -> set[str]:
     return names
 
 
-def readme_settings_variables() -> set[str]:
-    """The variables named in the first column of the README's settings table."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("\n## Settings", 1)[1].split("\n## ", 1)[0]
-    names: set[str] = set()
-    for line in section.splitlines():
+SETTINGS_REFERENCE = ROOT / "docs" / "reference" / "settings.md"
+
+
+def reference_rows() -> dict[str, str]:
+    """Each variable named in the first column of the settings reference's tables -> the
+    row's last cell (its meaning)."""
+    rows: dict[str, str] = {}
+    for line in SETTINGS_REFERENCE.read_text().splitlines():
         if line.startswith("| `"):
-            first_cell = line.split("|")[1]
-            names.update(re.findall(r"`([A-Z][A-Z0-9_]+)`", first_cell))
-    return names
+            cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+            for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[0]):
+                rows[name] = cells[-1]
+    return rows
+
+
+def reference_settings_variables() -> set[str]:
+    """The variables the settings reference documents."""
+    return set(reference_rows())
 
 
 def password_env_variables(services_files: Iterable[Path]) -> set[str]:
@@ -59,7 +68,7 @@ def password_env_variables(services_files: Iterable[Path]) -> set[str]:
 def backfleet_reads(services_files: Iterable[Path]) -> set[str]:
     return (
         settings_variables()
-        | readme_settings_variables()
+        | reference_settings_variables()
         | password_env_variables(services_files)
         | set(LIBRARY_VARIABLES)
     )

@@ -1,18 +1,28 @@
-"""The README's architecture picture and its rendered copy stay one diagram."""
+"""The architecture picture stays one diagram, and every setting is documented."""
 
-from tests.deploy.known import ROOT
+from tests.deploy.known import ROOT, reference_rows, settings_variables
+
+MMD = ROOT / "docs" / "architecture.mmd"
 
 
 def test_the_readme_diagram_is_the_rendered_one() -> None:
     """README's Mermaid block and docs/architecture.mmd (rendered to docs/architecture.svg)."""
     readme = (ROOT / "README.md").read_text()
     block = readme.split("```mermaid\n", 1)[1].split("```\n", 1)[0]
-    assert block == (ROOT / "docs" / "architecture.mmd").read_text()
+    assert block == MMD.read_text()
     assert (ROOT / "docs" / "architecture.svg").read_text().startswith("<svg")
 
 
-def test_every_setting_is_in_the_readme_table() -> None:
-    from tests.deploy.known import readme_settings_variables, settings_variables
+def test_the_architecture_page_shows_the_same_diagram() -> None:
+    """docs/fleet.md shows the SVG and includes the Mermaid source itself (a snippet)."""
+    page = (ROOT / "docs" / "fleet.md").read_text()
+    assert "](architecture.svg)" in page
+    assert '```mermaid\n    --8<-- "docs/architecture.mmd"\n    ```' in page
 
-    missing = settings_variables() - readme_settings_variables()
-    assert missing == set(), f"add these to the README's settings table: {sorted(missing)}"
+
+def test_every_setting_is_in_the_reference_with_a_meaning() -> None:
+    rows = reference_rows()
+    missing = settings_variables() - set(rows)
+    assert missing == set(), f"run `make docs`: the settings reference lacks {sorted(missing)}"
+    blank = sorted(name for name in settings_variables() if not rows[name].strip())
+    assert blank == [], f"give these a Field(description=...) in workers/settings.py: {blank}"

@@ -6,7 +6,7 @@ through the DevTools protocol over a pipe, tests/cdp.py) opens the page, is sent
 login form, types the key and submits it, as a person would, and lands on the catalog.
 Every host name but the API's resolves to nothing, as in tests/integration/test_api_docs_browser.py.
 
-The screenshot in the README (docs/images/catalog-page.png) is this test's: run it with
+The screenshot on docs/api.md (docs/images/catalog-page.png) is this test's: run it with
 BACKFLEET_UPDATE_SCREENSHOT=1 to write it again.
 """
 

@@ -84,7 +84,8 @@ def mariadb_service(
     database: MariaDBDatabase, scripts: Path, *, tamper: str = "", extra: str = ""
 ) -> str:
     """A `command` service backing `database` up with mariadb-dump, drilled through the
-    README's scripts (`tamper`: SQL run on the scratch before it is counted)."""
+    scripts of docs/concepts/verification-and-drills.md (`tamper`: SQL run on the scratch
+    before it is counted)."""
     connection = database.server.client_args()
     dump = [dump_tool(), *connection, "--single-transaction", "--routines", "--triggers"]
     dump += ["--add-drop-database", "--databases", database.name]
@@ -151,7 +152,7 @@ def test_drills_restore_every_kind_into_scratch_with_durations_and_counts(
     mariadb_database.sql(PEOPLE)
     seen = tmp_path / "scratch-name"
     service = mariadb_service(mariadb_database, tmp_path / "scripts")
-    # Note the scratch name the command was given, then run the README's drill script.
+    # Note the scratch name the command was given, then run the docs' drill script.
     drill = re.search(r"test_restore_command = (.*)", service)
     assert drill is not None
     wrapped = ["sh", "-c", 'echo "$BACKFLEET_SCRATCH" > "$0"; exec "$@"', str(seen)]

@@ -186,7 +186,8 @@ def mariadb_database(mariadb_server: MariaDBServer) -> Iterator[MariaDBDatabase]
         mariadb_server.drop_database(name)
 
 
-# The README's MariaDB drill scripts (section "Drills"), with this server's client options.
+# The MariaDB drill scripts of docs/concepts/verification-and-drills.md (section "Drills"),
+# with this server's client options.
 COUNTS_SCRIPT = """#!/bin/sh
 # A count_command: "table rows" for every table of database $1, one per line.
 set -eu

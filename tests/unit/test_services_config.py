@@ -232,7 +232,8 @@ def test_a_path_named_like_a_restores_staging_copy_is_refused(
     ],
 )
 def test_a_service_may_not_hand_a_fleet_secret_to_its_tools(field: str) -> None:
-    # The README promises no store, encryption or API key and no broker URL reaches a tool.
+    # The security model (docs/security.md) promises no store, encryption or API key and no
+    # broker URL reaches a tool.
     with pytest.raises(ConfigError, match="holds a secret of Backfleet's own"):
         parse_fleet_config(COMMAND + field + "\n")
 

@@ -9,10 +9,10 @@ the CRCs have a FULL_OBJECT type). So once the upload is complete, the object is
 onto itself with its metadata replaced (AWS_S3_SHA256_METADATA, on by default): one
 CopyObject up to 5 GiB, UploadPartCopy ranges beyond (S3's limit for one copy). The
 copy happens inside S3, no byte passes through the worker, and it is guarded by the
-ETag of the object just completed. Its costs (docs: the README's "Storage and cost"):
-one COPY request, S3's time to rewrite the object, and on a versioned bucket (Object
-Lock's always are) the version it replaces, kept until a lifecycle rule expires it,
-and under Object Lock not before its retention ends.
+ETag of the object just completed. Its costs (docs/concepts/storage.md, "The SHA-256 in
+each object's metadata"): one COPY request, S3's time to rewrite the object, and on a
+versioned bucket (Object Lock's always are) the version it replaces, kept until a
+lifecycle rule expires it, and under Object Lock not before its retention ends.
 
 A copy that fails leaves the object as it was, complete and right, without the
 metadata: logged as a warning, never a failed backup (the manifest holds the SHA-256).
