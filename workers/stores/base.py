@@ -219,6 +219,25 @@ def check_key(key: str) -> str:
     return key
 
 
+class SingleClass:
+    """The tier answers of a store with one storage class and no Object Lock (local,
+    memory, null): nothing to move, nothing archived, no lock to extend."""
+
+    kind: ClassVar[str]
+    storage_classes: ClassVar[tuple[str, ...]] = ()
+    archive_classes: ClassVar[frozenset[str]] = frozenset()
+    min_storage_days: ClassVar[Mapping[str, int]] = {}
+
+    def extend_lock(self, key: str, until: datetime) -> None:
+        return None  # object_lock is False
+
+    def set_storage_class(self, key: str, storage_class: str) -> None:
+        raise single_class(self.kind, storage_class)
+
+    def rehydrate(self, key: str) -> bool:
+        return True  # nothing here is ever archived
+
+
 def single_class(kind: str, storage_class: str) -> PermanentError:
     """The error of set_storage_class on a store with one class (STORAGE_CLASSES is refused
     for it when the fleet is built, so only a direct call gets here)."""

@@ -19,7 +19,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, ClassVar
@@ -30,10 +30,10 @@ from workers.stores.base import (
     SHA256_METADATA,
     ObjectInfo,
     PendingUpload,
+    SingleClass,
     StoredFacts,
     UploadedPart,
     check_key,
-    single_class,
 )
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def _is_empty(folder: Path) -> bool:
         return next(names, None) is None
 
 
-class LocalStore:
+class LocalStore(SingleClass):
     kind: ClassVar[str] = "local"
     max_parts: ClassVar[int] = 1_000_000
     min_part_size: ClassVar[int] = 1
@@ -70,9 +70,6 @@ class LocalStore:
     parallel_parts: ClassVar[bool] = False  # parts are appended in order
     object_lock: ClassVar[bool] = False
     default_storage_class: ClassVar[str] = "local"
-    storage_classes: ClassVar[tuple[str, ...]] = ()  # a directory has one
-    archive_classes: ClassVar[frozenset[str]] = frozenset()
-    min_storage_days: ClassVar[Mapping[str, int]] = {}
     settings_fields: ClassVar[tuple[str, ...]] = (
         "object_store_location_local",
         "object_store_local_file_mode",
@@ -282,19 +279,10 @@ class LocalStore:
     def locked_until(self, key: str) -> datetime | None:
         return None  # object_lock is False: nothing here is ever locked
 
-    def extend_lock(self, key: str, until: datetime) -> None:
-        return None  # object_lock is False
-
     def storage_class_of(self, key: str) -> str:
         if not self.exists(key):
             raise NotFoundError(f"object {key} is not in the local store")
         return self.default_storage_class
-
-    def set_storage_class(self, key: str, storage_class: str) -> None:
-        raise single_class(self.kind, storage_class)
-
-    def rehydrate(self, key: str) -> bool:
-        return True  # nothing here is ever archived
 
     def stored_facts(self, key: str) -> StoredFacts:
         sha256 = self.stored_sha256(key)  # NotFoundError if it is not there

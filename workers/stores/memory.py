@@ -3,7 +3,7 @@
 import hashlib
 import io
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import BinaryIO, ClassVar
 
@@ -11,14 +11,14 @@ from workers.errors import NotFoundError, PermanentError
 from workers.stores.base import (
     ObjectInfo,
     PendingUpload,
+    SingleClass,
     StoredFacts,
     UploadedPart,
     check_key,
-    single_class,
 )
 
 
-class MemoryStore:
+class MemoryStore(SingleClass):
     kind: ClassVar[str] = "memory"
     max_parts: ClassVar[int] = 10_000
     min_part_size: ClassVar[int] = 1
@@ -26,9 +26,6 @@ class MemoryStore:
     parallel_parts: ClassVar[bool] = True
     object_lock: ClassVar[bool] = False
     default_storage_class: ClassVar[str] = "memory"
-    storage_classes: ClassVar[tuple[str, ...]] = ()
-    archive_classes: ClassVar[frozenset[str]] = frozenset()
-    min_storage_days: ClassVar[Mapping[str, int]] = {}
 
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
@@ -123,19 +120,10 @@ class MemoryStore:
     def locked_until(self, key: str) -> datetime | None:
         return None  # object_lock is False: nothing here is ever locked
 
-    def extend_lock(self, key: str, until: datetime) -> None:
-        return None  # object_lock is False
-
     def storage_class_of(self, key: str) -> str:
         if key not in self.objects:
             raise NotFoundError(f"object {key} is not in the store")
         return self.default_storage_class
-
-    def set_storage_class(self, key: str, storage_class: str) -> None:
-        raise single_class(self.kind, storage_class)
-
-    def rehydrate(self, key: str) -> bool:
-        return True  # nothing here is ever archived
 
     def stored_facts(self, key: str) -> StoredFacts:
         sha256 = self.stored_sha256(key)  # NotFoundError if it is not there

@@ -1,7 +1,7 @@
 """A store that keeps nothing: `backfleet backup --dry-run` measures the pipeline with it."""
 
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import BinaryIO, ClassVar
 
@@ -9,13 +9,13 @@ from workers.errors import NotFoundError
 from workers.stores.base import (
     ObjectInfo,
     PendingUpload,
+    SingleClass,
     StoredFacts,
     UploadedPart,
-    single_class,
 )
 
 
-class NullStore:
+class NullStore(SingleClass):
     kind: ClassVar[str] = "null"
     max_parts: ClassVar[int] = 10_000
     min_part_size: ClassVar[int] = 1
@@ -23,9 +23,6 @@ class NullStore:
     parallel_parts: ClassVar[bool] = True
     object_lock: ClassVar[bool] = False
     default_storage_class: ClassVar[str] = "null"
-    storage_classes: ClassVar[tuple[str, ...]] = ()
-    archive_classes: ClassVar[frozenset[str]] = frozenset()
-    min_storage_days: ClassVar[Mapping[str, int]] = {}
 
     def create_upload(self, key: str) -> str:
         return uuid.uuid4().hex
@@ -81,17 +78,8 @@ class NullStore:
     def locked_until(self, key: str) -> datetime | None:
         return None  # object_lock is False: nothing here is ever locked
 
-    def extend_lock(self, key: str, until: datetime) -> None:
-        return None
-
     def storage_class_of(self, key: str) -> str:
         raise NotFoundError(f"{key}: the null store keeps nothing")
-
-    def set_storage_class(self, key: str, storage_class: str) -> None:
-        raise single_class(self.kind, storage_class)
-
-    def rehydrate(self, key: str) -> bool:
-        return True
 
     def stored_facts(self, key: str) -> StoredFacts:
         raise NotFoundError(f"{key}: the null store keeps nothing")
