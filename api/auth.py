@@ -26,7 +26,15 @@ from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.session import COOKIE, LOGIN_PATH, OPEN_PATHS, holder, is_page, session_secret
+from api.session import (
+    COOKIE,
+    LOGIN_PATH,
+    OPEN_PATHS,
+    holder,
+    is_page,
+    session_keys,
+    session_secret,
+)
 from workers.api_keys import ApiKey, match_api_key
 from workers.fleet import Fleet
 from workers.redact import redact
@@ -113,7 +121,7 @@ def session_caller(fleet: Fleet, headers: Headers) -> ApiKey | None:
     secret = session_secret(fleet.settings) if token else None
     if not token or secret is None:
         return None
-    return holder(token, secret, fleet.settings.api_keys, now=int(time.time()))
+    return holder(token, secret, session_keys(fleet.settings), now=int(time.time()))
 
 
 def _root(scope: Scope) -> str:

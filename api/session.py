@@ -9,7 +9,9 @@ The key id names the API key without revealing anything of it: an HMAC of the ke
 SHA-256 under the session secret. The MAC is an HMAC-SHA256 of the rest under the same
 secret. The secret is BACKFLEET_UI_SECRET, else derived (HKDF-SHA256) from the keys of
 BACKFLEET_API_KEYS: every replica of the API derives the same one, and changing the keys
-ends every session. A fleet with only hashed keys (BACKFLEET_API_KEYS_FILE) and no
+ends every session. A derived secret signs sessions only for the keys it was derived
+from (session_keys): a key of the keys file then opens the page with its header only.
+A fleet with only hashed keys (BACKFLEET_API_KEYS_FILE) and no
 BACKFLEET_UI_SECRET has no secret to sign with: its page takes the Authorization header
 only, and its login form says what to set.
 
@@ -57,6 +59,17 @@ def session_secret(settings: Settings) -> bytes | None:
     if not material:
         return None
     return hkdf_sha256(material.encode(), salt=_SALT, info=_INFO, length=32)
+
+
+def session_keys(settings: Settings) -> list[ApiKey]:
+    """The keys a session may stand for. With BACKFLEET_UI_SECRET, every configured key;
+    with a derived secret, only the keys given in clear, which went into it. A key from the
+    keys file must never be one: its hash is all a holder of the only clear key would need
+    to sign a session for it with a secret derived from that one key."""
+    keys = list(settings.api_keys)
+    if settings.backfleet_ui_secret is not None:
+        return keys
+    return [key for key in keys if key.key]
 
 
 def _b64(raw: bytes) -> str:

@@ -34,6 +34,7 @@ from api.session import (
     PAGE_PATH,
     SESSION_SECONDS,
     issue,
+    session_keys,
     session_secret,
 )
 from api.ui.render import catalog_page, error_page, login_page
@@ -58,6 +59,10 @@ WRONG_ORIGIN = (
     "this host (its Origin header)"
 )
 NO_SECRET = "signing in is not set up here: set BACKFLEET_UI_SECRET (docs/reference/settings.md)"
+FILE_KEY = (
+    "this key comes from BACKFLEET_API_KEYS_FILE: a session for it needs BACKFLEET_UI_SECRET "
+    "(else send the key in the Authorization header)"
+)
 MAX_FORM_FIELDS = 4
 
 
@@ -141,6 +146,8 @@ async def login(request: Request, fleet: FleetDep) -> Response:
     request.state.audit_caller = caller  # the audit trail names who signed in
     if not caller.holds("read"):
         return html(login_page(root=root, message=missing_role("read")), 403)
+    if all(key.digest != caller.digest for key in session_keys(fleet.settings)):
+        return html(login_page(root=root, message=FILE_KEY), 403)
     response = RedirectResponse(root + PAGE_PATH, status_code=303, headers=HEADERS)
     _session_cookie(request, response, issue(secret, caller, now=int(time.time())), SESSION_SECONDS)
     return response

@@ -235,6 +235,29 @@ def test_a_forged_tampered_or_expired_session_goes_back_to_the_form(fleet: Fleet
     assert client.get(PAGE, headers={"Cookie": f"{COOKIE}={good}"}).status_code == 200
 
 
+def test_the_only_clear_key_cannot_sign_a_session_for_a_key_of_the_keys_file(
+    tmp_path: Path, fleet: Fleet
+) -> None:
+    """With one clear key (a scoped one, say CI's) and the admin keys in the keys file, the
+    derived secret is that one key's: its holder knows it, and a keys file's hashes are all
+    else a session names. A derived secret must sign sessions for clear keys only."""
+    ci = with_settings(
+        fleet, backfleet_api_keys=SecretStr(f"{APP_KEY}:ci@example.com:acme:app:read")
+    )
+    secret = session_secret(ci.settings)
+    assert secret is not None
+    (admin,) = [k for k in ci.settings.api_keys if not k.key]  # the keys file's, every namespace
+    forged = issue(secret, admin, now=int(time.time()))
+    answer = browser(ci).get(PAGE, headers={"Cookie": f"{COOKIE}={forged}"})
+    assert answer.status_code == 303 and answer.headers["location"] == LOGIN
+    refused = log_in(browser(ci), FILE_KEY)
+    assert refused.status_code == 403 and "BACKFLEET_UI_SECRET" in refused.text
+    assert COOKIE not in refused.headers.get("set-cookie", "")
+    # With a secret of its own, the keys file's key may sign in.
+    fixed = with_settings(ci, backfleet_ui_secret=SecretStr("s" * 40))
+    assert log_in(browser(fixed), FILE_KEY).status_code == 303
+
+
 def test_a_key_taken_out_of_the_settings_ends_its_sessions(fleet: Fleet) -> None:
     fixed = with_settings(fleet, backfleet_ui_secret=SecretStr("s" * 40))
     client = signed_in(fixed, APP_KEY)
