@@ -3,7 +3,7 @@
 Keyword-only like queries.py; callers own the session.
 """
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -38,10 +38,13 @@ def last_run(session: Session, *, namespace: str, service: str, trigger: str) ->
     return session.scalars(query).first()
 
 
-def drill_candidates(session: Session, *, namespace: str, service: str) -> list[DrillCandidate]:
+def drill_candidates(
+    session: Session, *, namespace: str, service: str, archived: Collection[str] = ()
+) -> list[DrillCandidate]:
     """Every successful backup of the namespace holding a successful artifact of `service`
     (the retained ones: retention deletes the rows of what it deletes), each with its
-    latest drill of that service; newest backup first."""
+    latest drill of that service; newest backup first. Backups with an artifact of the
+    service in one of the `archived` storage classes are left out."""
     rank = (
         func.row_number()
         .over(
@@ -80,6 +83,17 @@ def drill_candidates(session: Session, *, namespace: str, service: str) -> list[
         .where(Backup.namespace == namespace, Backup.status == SUCCESS, holds)
         .order_by(Backup.timestamp.desc())
     )
+    if archived:
+        cold = (
+            select(Artifact.id)
+            .where(
+                Artifact.backup_id == Backup.id,
+                Artifact.service == service,
+                Artifact.storage_class.in_(sorted(archived)),
+            )
+            .exists()
+        )
+        query = query.where(~cold)
     return [DrillCandidate(*row) for row in session.execute(query)]
 
 

@@ -17,6 +17,13 @@ service's run drills, of its retained backups (successful, holding its artifact)
 So every retained backup is drilled at least once per TEST_RESTORE_PERIOD, and a
 service whose period holds as many runs as it has backups drills one per run.
 A service that cannot be drilled (monitoring.recovery says why) is never planned.
+
+Backups whose artifacts of the service are archived (the store's archive classes:
+S3 Glacier Flexible Retrieval and Deep Archive, Azure Archive) are not drilled by these
+runs: each drill would pay a retrieval and wait up to hours for it (longer than a
+task's time limit), and the blob would come back out of its class. Their verification
+is by the store's metadata (operations/verify.py); a drill of one is asked for by name,
+`backfleet test-restore --namespace NS --timestamp TS`.
 """
 
 import math
@@ -49,7 +56,12 @@ def plan_drills(fleet: Fleet, *, namespace: str, now: datetime) -> dict[str, lis
             cadence = fleet.config.policy_of(namespace, service, fleet.settings).test_restore
             if not _due(session, namespace, service, cadence, now):
                 continue
-            candidates = recoveries.drill_candidates(session, namespace=namespace, service=service)
+            candidates = recoveries.drill_candidates(
+                session,
+                namespace=namespace,
+                service=service,
+                archived=fleet.store.archive_classes,
+            )
             for pick in pick_backups(
                 candidates, cadence=cadence, period=period, seen=seen[service], now=now
             ):
