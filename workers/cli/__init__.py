@@ -53,7 +53,7 @@ def _find_the_fleet() -> None:
     if sys.argv[1:2] == ["up"]:
         return  # `up` decides where the fleet lives; a stale file must not decide for it
     try:
-        load_fleet_env(os.environ, Path.cwd())
+        load_fleet_env(os.environ, Path.cwd(), say=lambda text: print(text, file=sys.stderr))
     except BackfleetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(USAGE) from None

@@ -48,9 +48,9 @@ COMMAND_VARIABLES: tuple[tuple[str, str, str, str], ...] = (
         ENV_FILE_VARIABLE,
         "path",
         "unset",
-        "a file of `NAME=value` settings to read, those set in the environment winning: the "
-        "`var/fleet.env` that `backfleet up` writes. Unset, `./var/fleet.env` is read when it "
-        "exists",
+        "(the `backfleet` command only) the `var/fleet.env` that `backfleet up` writes, to "
+        "reach that fleet from anywhere. Unset, `./var/fleet.env` is read when it exists, but "
+        "not when the environment sets one of its settings itself (one fleet, never a mix)",
     ),
     (
         "BACKFLEET_FLOWER_PORT",
