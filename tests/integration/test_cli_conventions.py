@@ -189,3 +189,16 @@ def test_every_reporting_command_speaks_json(
     assert queued.returncode == 0, queued.stderr
     answer = json.loads(queued.stdout)
     assert answer["status"] == "Pending" and answer["namespace"] == "app"
+
+
+def test_a_catalog_that_answers_but_is_not_set_up_is_exit_2_saying_what_to_run(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Exit 3 means "try again later": a catalog without its tables never gets better by
+    waiting, so a script must not loop on it."""
+    empty = {**env, "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"}
+    done = cli(empty, "list")
+    assert done.returncode == 2, done.stderr
+    assert "(DATABASE_URL): its tables are missing or behind: run `backfleet migrate`" in (
+        done.stderr
+    )

@@ -26,23 +26,52 @@ def exit_code_of(exc: BackfleetError) -> int:
     return FAILED
 
 
-def outage_of(exc: Exception) -> UnreachableError | None:
-    """A catalog or broker that did not answer, as an error naming it and its setting;
-    None for any other exception (a bug: let it show)."""
+# What a catalog that answers says when the fault is in the settings or the schema, not
+# in its being up: the call is wrong (exit 2), and trying again will not help.
+_CATALOG_MISCONFIGURED = {
+    "no such table": "its tables are missing or behind: run `backfleet migrate`",
+    "does not exist": "the database, a table or the role does not exist: run `backfleet "
+    "migrate`, or fix DATABASE_URL",
+    "password authentication failed": "the password is refused: fix DATABASE_URL",
+    "unable to open database file": "the SQLite file cannot be opened: fix DATABASE_URL",
+}
+
+
+def outage_of(exc: Exception) -> BackfleetError | None:
+    """A catalog or broker that did not answer, as an error naming it and its setting
+    (UnreachableError: exit 3), or one that answered that the settings or the schema are
+    wrong (ConfigError: exit 2); None for any other exception (a bug: let it show)."""
     from workers.settings import get_settings
 
-    if _raised_by(exc, "sqlalchemy.exc", ("OperationalError", "InterfaceError")):
-        what, setting, url = "the catalog", "DATABASE_URL", get_settings().database_url
-    elif _raised_by(exc, "redis.exceptions", ("ConnectionError", "TimeoutError")) or _raised_by(
+    settings = get_settings()
+    if _raised_by(
+        exc, "sqlalchemy.exc", ("OperationalError", "InterfaceError", "ProgrammingError")
+    ):
+        where = f"the catalog at {redact(settings.database_url)} (DATABASE_URL)"
+        text = str(exc).lower()
+        for clue, fix in _CATALOG_MISCONFIGURED.items():
+            if clue in text:
+                return ConfigError(f"{where}: {fix}")
+        if _raised_by(exc, "sqlalchemy.exc", ("ProgrammingError",)):
+            return None  # a query the schema does not fit: a bug, let it show
+        return UnreachableError(
+            f"cannot reach {where}: {type(exc).__name__}; start it or fix DATABASE_URL"
+        )
+    if _raised_by(
+        exc, "redis.exceptions", ("AuthenticationError", "AuthenticationWrongNumberOfArgsError")
+    ):
+        return ConfigError(
+            f"the broker at {redact(settings.broker_url)} (BROKER_URL) refused the credentials: "
+            "fix BROKER_URL"
+        )
+    if _raised_by(exc, "redis.exceptions", ("ConnectionError", "TimeoutError")) or _raised_by(
         exc, "kombu.exceptions", ("OperationalError",)
     ):
-        what, setting, url = "the broker", "BROKER_URL", get_settings().broker_url
-    else:
-        return None
-    return UnreachableError(
-        f"cannot reach {what} at {redact(url)} ({setting}): {type(exc).__name__}; "
-        f"start it or fix {setting}"
-    )
+        return UnreachableError(
+            f"cannot reach the broker at {redact(settings.broker_url)} (BROKER_URL): "
+            f"{type(exc).__name__}; start it or fix BROKER_URL"
+        )
+    return None
 
 
 def _raised_by(exc: Exception, module: str, names: tuple[str, ...]) -> bool:
