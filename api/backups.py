@@ -44,7 +44,8 @@ def decode_cursor(cursor: str) -> Position:
     except (binascii.Error, ValueError):
         raise _invalid("cursor", BAD_CURSOR) from None
     timestamp, _, backup_id = raw.partition("/")
-    if not is_timestamp(timestamp) or not backup_id.isdigit() or len(backup_id) > 18:
+    digits = backup_id.isascii() and backup_id.isdigit()  # "²" is a digit to isdigit
+    if not is_timestamp(timestamp) or not digits or len(backup_id) > 18:
         raise _invalid("cursor", BAD_CURSOR)
     return Position(timestamp, int(backup_id))
 

@@ -95,7 +95,9 @@ def holder(token: str, secret: bytes, keys: Sequence[ApiKey], *, now: int) -> Ap
     version, _, rest = token.partition(".")
     expiry, _, rest = rest.partition(".")
     key_id, _, mac = rest.partition(".")
-    if version != VERSION or not expiry.isdigit() or len(expiry) > 12 or not key_id:
+    if version != VERSION or not (expiry.isascii() and expiry.isdigit()) or len(expiry) > 12:
+        return None
+    if not key_id:
         return None
     try:
         given = base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4))

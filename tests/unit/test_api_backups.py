@@ -265,6 +265,7 @@ def _b64(text: str) -> str:
         ({"cursor": _b64("2023-02-02t17-03-15")}, "cursor"),
         ({"cursor": _b64("yesterday/1")}, "cursor"),
         ({"cursor": _b64("2023-02-02t17-03-15/-1")}, "cursor"),
+        ({"cursor": _b64("2023-02-02t17-03-15/\u00b2")}, "cursor"),  # "²": a digit to isdigit
         ({"cursor": "x" * 201}, "cursor"),
         ({"namespace": "Team_B"}, "namespace"),
         ({"service": "Postgres"}, "service"),

@@ -148,9 +148,10 @@ def retention(
     fleet = current_fleet()
     primary = apply_retention(fleet, namespace=namespace, dry_run=dry_run, force=force)
     secondary = apply_secondary_retention(fleet, namespace=namespace, dry_run=dry_run)
+    troubled = any(plan.failed or plan.upkeep_failed for plan in (*primary, *secondary))
     if as_json:
         click.echo(to_json({"primary": primary, "secondary": secondary}))
-        return
+        sys.exit(1 if troubled else 0)
     for where, plans in (("", primary), ("secondary store: ", secondary)):
         for plan in plans:
             if plan.skipped:
@@ -174,6 +175,8 @@ def retention(
                     f", {len(plan.extensions)} locks {'to extend' if dry_run else 'extended'}"
                 )
             click.echo(summary)
+    if troubled:  # a deletion, a move or a lock extension that failed: say so to scripts too
+        sys.exit(1)
 
 
 def _print_upkeep(plan: "RetentionPlan", dry_run: bool) -> None:
