@@ -334,6 +334,24 @@ def test_broker_refusal_is_503_names_broker_url_and_records_nothing(env: Env) ->
     assert client.get(f"{BASE}/backup/latest", headers=AUTH).status_code == 404
 
 
+def test_a_task_a_worker_took_although_sending_raised_is_not_called_unqueued(env: Env) -> None:
+    """Celery publishes the message, then its sent event: a failure after the message went
+    out must not delete a row a worker is already running, nor tell the caller that
+    nothing was queued."""
+
+    def taken_then_raise(task: str, kwargs: dict[str, object], queue: str) -> str:
+        with session_scope(env.url) as session:
+            row = session.query(Backup).one()
+            row.status = "Running"  # what the worker does first
+        raise ConnectionError("the sent event could not be published")
+
+    client = TestClient(create_app(lambda: env.fleet, taken_then_raise))
+    response = client.post(f"{BASE}/ondemandbackup", headers=AUTH, json={})
+    assert response.status_code == 202, response.text
+    with session_scope(env.url) as session:
+        assert [row.status for row in session.query(Backup)] == ["Running"]
+
+
 # --- backup status ---
 
 

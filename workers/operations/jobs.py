@@ -69,8 +69,10 @@ def request_backup(
     try:
         task_id = enqueue(RUN_BACKUP, kwargs, queue_of(RUN_BACKUP))
     except Exception as exc:
-        _forget_unqueued(url, Backup, backup.id)
-        raise broker_refused(fleet, "backup", exc) from None
+        if _forget_unqueued(url, Backup, backup.id):
+            raise broker_refused(fleet, "backup", exc) from None
+        log.warning("backup %s was taken by a worker although sending it raised", backup.id)
+        return backup
     with session_scope(url) as session:
         row = session.get(Backup, backup.id)
         if row is not None and row.task_id is None:
@@ -78,13 +80,17 @@ def request_backup(
     return backup
 
 
-def _forget_unqueued(url: str, model: type[Backup] | type[Restore], row_id: int) -> None:
+def _forget_unqueued(url: str, model: type[Backup] | type[Restore], row_id: int) -> bool:
     """A request the broker never took leaves no row: a Failed one would show as the
-    namespace's latest backup and count as a failure, though nothing was tried."""
+    namespace's latest backup and count as a failure, though nothing was tried. False
+    when a worker has the row already (the message went out though sending raised, e.g.
+    on the sent event after it): the request stands, and the caller says so."""
     with session_scope(url) as session:
         row = session.get(model, row_id)
         if isinstance(row, Backup | Restore) and row.status == PENDING:
             session.delete(row)
+            return True
+        return row is None
 
 
 def broker_refused(fleet: Fleet, what: str, exc: BaseException) -> UnreachableError:
@@ -261,8 +267,10 @@ def request_restore(
         }
         task_id = enqueue(RUN_RESTORE, task_kwargs, queue_of(RUN_RESTORE))
     except Exception as exc:
-        _forget_unqueued(url, Restore, restore.id)
-        raise broker_refused(fleet, "restore", exc) from None
+        if _forget_unqueued(url, Restore, restore.id):
+            raise broker_refused(fleet, "restore", exc) from None
+        log.warning("restore %s was taken by a worker although sending it raised", restore.id)
+        return restore
     with session_scope(url) as session:
         row = session.get(Restore, restore.id)
         if row is not None:
