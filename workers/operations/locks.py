@@ -16,6 +16,8 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from types import TracebackType
 
@@ -78,6 +80,28 @@ def reading_mark(settings: Settings, namespace: str, timestamp: str) -> "Namespa
     return NamespaceLock(
         client, name, label="reading", ttl=settings.backup_lock_ttl, prefix=READING_PREFIX
     )
+
+
+@contextmanager
+def being_read(
+    settings: Settings, namespace: str, timestamp: str, *, wait: float
+) -> Iterator[None]:
+    """Hold a reading mark on a backup for the block, after waiting (up to `wait` s) for a
+    retention pass of its namespace to end: retention then neither deletes it nor moves
+    it to another storage class under the reader. Without Redis the block runs unmarked
+    (retention cannot take its own lock then either). NamespaceBusy if the pass goes on."""
+    mark = reading_mark(settings, namespace, timestamp)
+    try:
+        mark.acquire()
+    except RedisError as exc:
+        log.warning("could not mark %s/%s as being read: %s", namespace, timestamp, exc)
+        yield
+        return
+    try:
+        wait_while_retention(settings, namespace, wait=wait)
+        yield
+    finally:
+        mark.release()
 
 
 def backups_being_read(settings: Settings, namespace: str) -> set[str]:

@@ -22,6 +22,7 @@ from workers.catalog.db import session_scope
 from workers.catalog.tiers import record_storage_classes
 from workers.errors import BackfleetError, TransientError
 from workers.fleet import Fleet
+from workers.operations.locks import NamespaceBusy, being_read
 from workers.redact import redact
 from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import ArtifactEntry, manifest_key
@@ -33,6 +34,7 @@ from workers.transfer.copy import copy_artifact
 from workers.transfer.rehydration import NO_WAIT, RehydrationTimeout, wait_until_readable
 
 log = logging.getLogger(__name__)
+RETENTION_WAIT = 60  # seconds a copy waits for a retention pass of its namespace
 
 
 @dataclass
@@ -61,7 +63,17 @@ def copy_pending(fleet: Fleet, *, limit: int = 100) -> CopyReport:
 
 
 def copy_backup(fleet: Fleet, *, namespace: str, timestamp: str) -> None:
-    """Every artifact, checked on the way and read back, then the manifest; then the catalog."""
+    """Every artifact, checked on the way and read back, then the manifest; then the catalog.
+    Marked as being read (retention neither deletes nor moves it meanwhile); a retention
+    pass that goes on puts the copy off to the next sweep (TransientError)."""
+    try:
+        with being_read(fleet.settings, namespace, timestamp, wait=RETENTION_WAIT):
+            _copy_backup(fleet, namespace=namespace, timestamp=timestamp)
+    except NamespaceBusy as busy:
+        raise TransientError(f"copy of {namespace}/{timestamp} put off: {busy}") from None
+
+
+def _copy_backup(fleet: Fleet, *, namespace: str, timestamp: str) -> None:
     target = fleet.secondary
     assert target is not None
     policy = RetryPolicy.from_settings(fleet.settings)

@@ -37,8 +37,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.models import DRILL, FAILED, SUCCESS, RecoveryRun, Verification
@@ -47,7 +45,7 @@ from workers.errors import reason_of
 from workers.fleet import Fleet
 from workers.monitoring.drill_alerts import check_drills
 from workers.operations.drill_plan import plan_drills
-from workers.operations.locks import reading_mark, wait_while_retention
+from workers.operations.locks import being_read
 from workers.operations.verdicts import report_verdict
 from workers.redact import redact
 from workers.repository.authenticity import load_manifest
@@ -136,17 +134,8 @@ def run_restore_test(
     """Drill `services` (default: every one that can be) of one backup, marked as being
     read so retention keeps it (operations/retention.py)."""
     clock = now or utcnow
-    mark = reading_mark(fleet.settings, namespace, timestamp)
-    try:
-        mark.acquire()
-    except RedisError as exc:  # retention cannot take its lock without Redis either: go on
-        log.warning("could not mark %s/%s as being read: %s", namespace, timestamp, exc)
+    with being_read(fleet.settings, namespace, timestamp, wait=RETENTION_WAIT):
         return _run_restore_test(fleet, namespace, timestamp, services, clock)
-    try:
-        wait_while_retention(fleet.settings, namespace, wait=RETENTION_WAIT)
-        return _run_restore_test(fleet, namespace, timestamp, services, clock)
-    finally:
-        mark.release()
 
 
 def _run_restore_test(

@@ -34,6 +34,7 @@ from workers.catalog.db import Session, session_scope
 from workers.catalog.models import FAILED, SUCCESS, Backup, Verification
 from workers.errors import reason_of
 from workers.fleet import Fleet
+from workers.operations.locks import NamespaceBusy, being_read
 from workers.operations.verdicts import report_verdict
 from workers.redact import redact
 from workers.repository.authenticity import load_manifest
@@ -47,6 +48,8 @@ from workers.transfer import crypto
 from workers.transfer.download import open_restore_stream
 
 log = logging.getLogger(__name__)
+# Seconds a verification waits for a retention pass of its namespace (then puts it off).
+RETENTION_WAIT = 60
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,17 @@ def verify_backup(
     """Verify one backup in every store; record, audit and alert the verdict. `started`:
     when the pass that took it started (default: now)."""
     started = started or utcnow()
+    try:
+        with being_read(fleet.settings, namespace, timestamp, wait=RETENTION_WAIT):
+            return _verify_backup(fleet, namespace=namespace, timestamp=timestamp, started=started)
+    except NamespaceBusy as busy:  # a retention pass that goes on: the next pass verifies it
+        log.warning("verification of %s/%s put off: %s", namespace, timestamp, busy)
+        return []
+
+
+def _verify_backup(
+    fleet: Fleet, *, namespace: str, timestamp: str, started: datetime
+) -> list[VerifyResult]:
     keyring = crypto.Keyring.from_settings(fleet.settings)
     copied = _copied(fleet, namespace, timestamp)
     results = []
