@@ -474,3 +474,35 @@ def test_the_secondary_groups_uncatalogued_backups_by_their_authentic_manifests(
     assert {info.key.split("/")[1] for info in second.list("app/")} == set(plan.keep)
     assert {e["params"]["timestamp"] for e in events} == {*db[:-1], ca[0]}
     assert all(e["params"]["store"] == "secondary" for e in events)
+
+
+def test_a_pass_that_could_not_delete_alerts_until_one_does_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deletion (or a move, or a lock extension) that fails is an alert, not only a log
+    line, and the first pass that does all it planned resolves it (second review, 4)."""
+    from workers.catalog.models import Alert
+
+    fleet = make_fleet(tmp_path)
+    add_backups(fleet, hours(4))
+    real_delete = fleet.store.delete
+
+    def refuse(key: str) -> None:
+        raise PermissionError("AccessDenied: s3:DeleteObject")
+
+    monkeypatch.setattr(fleet.store, "delete", refuse)
+    (plan,) = apply_retention(fleet, policy=KEEP_2_HOURS)
+    assert plan.failed
+
+    def alerts() -> list[tuple[str, bool]]:
+        with session_scope(fleet.settings.database_url) as session:
+            rows = session.scalars(select(Alert).where(Alert.event == "retention.failed"))
+            return [(row.condition, row.resolved_at is None) for row in rows]
+
+    assert alerts() == [("retention.failed:app", True)]
+    apply_retention(fleet, policy=KEEP_2_HOURS)  # still failing: the same alert, still open
+    assert alerts() == [("retention.failed:app", True)]
+    monkeypatch.setattr(fleet.store, "delete", real_delete)
+    (done,) = apply_retention(fleet, policy=KEEP_2_HOURS)
+    assert not done.failed
+    assert alerts() == [("retention.failed:app", False)]

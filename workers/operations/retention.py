@@ -69,6 +69,8 @@ from workers.catalog.models import SUCCESS
 from workers.catalog.tiers import StoredArtifact, stored_artifacts
 from workers.errors import ConfigError, IntegrityError, NotFoundError, reason_of
 from workers.fleet import Fleet
+from workers.monitoring.alerts import alerter_for
+from workers.monitoring.retention_alerts import report_retention
 from workers.operations import gfs, service_series, upkeep
 from workers.operations.locks import (
     LockLost,
@@ -267,6 +269,8 @@ def apply_retention(
             _apply_upkeep(fleet, plan, lock, now)
         finally:
             lock.release()
+        failures = {**plan.failed, **plan.upkeep_failed}
+        report_retention(alerter_for(fleet), namespace=ns, store="primary", failures=failures)
     return plans
 
 
