@@ -312,3 +312,25 @@ def test_names_and_timestamps_are_ascii_and_end_where_they_seem_to() -> None:
     assert not is_timestamp("\u0662\u0660\u0662\u0663-02-02t17-03-15")  # Arabic-Indic digits
     with pytest.raises(ConfigError, match="must be a DNS label"):
         parse_fleet_config('[namespaces."app\\n".services.x]\nkind = "directory"\npath = "/x"\n')
+
+
+def test_pitr_is_a_postgres_key_with_an_optional_window() -> None:
+    config = parse_fleet_config(
+        'namespace = "app"\n[services.db]\nkind = "postgres"\nurl = "postgresql://u@h/d"\n'
+        'pitr = true\npitr_window = "7d"\n'
+    )
+    spec = config.namespaces["app"]["db"]
+    assert spec.pitr and spec.pitr_window == "7d"
+
+
+@pytest.mark.parametrize(
+    ("service", "problem"),
+    [
+        ('kind = "sqlite"\npath = "/x.db"\npitr = true', 'only for kind = "postgres"'),
+        ('kind = "postgres"\nurl = "postgresql://u@h/d"\npitr_window = "7d"', "needs `pitr"),
+        ('kind = "postgres"\nurl = "postgresql://u@h/d"\npitr = true\npitr_window = "x"', "x"),
+    ],
+)
+def test_bad_pitr_keys_say_what_is_wrong(service: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        parse_fleet_config(f'namespace = "app"\n[services.db]\n{service}\n')

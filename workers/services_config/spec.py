@@ -142,8 +142,12 @@ class ServiceSpec(BaseModel):
     rto: str | None = None
     verify: str | None = None
     test_restore: str | None = None
+    # kind = "postgres": protected continuously (issue 21): base backups plus streamed WAL,
+    # restorable to any moment of the last `pitr_window` (else PITR_WINDOW).
+    pitr: bool = False
+    pitr_window: str | None = None
 
-    @field_validator("max_age", "rto", "verify", "test_restore")
+    @field_validator("max_age", "rto", "verify", "test_restore", "pitr_window")
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
         return check_duration(value)
@@ -252,6 +256,12 @@ class ServiceSpec(BaseModel):
                 keys = ", ".join(f"`{key}`" for key in extra)
                 verb = "is" if len(extra) == 1 else "are"
                 raise ValueError(f'{keys} {verb} only for kind = "command", not {self.kind}')
+        if self.kind != "postgres" and ({"pitr", "pitr_window"} & self.model_fields_set):
+            raise ValueError(
+                f'`pitr` and `pitr_window` are only for kind = "postgres", not {self.kind}'
+            )
+        if "pitr_window" in self.model_fields_set and not self.pitr:
+            raise ValueError("`pitr_window` needs `pitr = true`")
         if self.schedule is not None:
             parse_cron(self.schedule)
         return self
