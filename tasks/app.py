@@ -17,6 +17,7 @@ from tasks.memory import (
     release_free_heap,
 )
 from tasks.task_labels import task_label as _labels_every_task  # noqa: F401 (connects)
+from tasks.time_limits import use_enforcing_pool
 from workers.catalog.db import dispose_engines
 from workers.fleet import warm_up
 from workers.monitoring.redis_checks import eviction_problem
@@ -120,12 +121,17 @@ app.conf.update(
 
 
 @worker_init.connect  # sent after the worker has imported the `include` modules above
-def _freeze_before_the_pool_forks(**_: object) -> None:
-    """Children keep the parent's long-lived objects shared (tasks/memory.py)."""
+def _prepare_the_pool(sender: object, **_: object) -> None:
+    """A prefork pool's children keep the parent's long-lived objects shared (tasks/memory.py).
+    A threads pool runs its tasks in this process, under Backfleet's own time limits
+    (tasks/time_limits.py), so this process is prepared as a pool child would be."""
+    if use_enforcing_pool(sender):
+        limit_heap_fragmentation()
+        warm_up()
     freeze_long_lived_objects()
 
 
-@worker_process_init.connect
+@worker_process_init.connect  # prefork's children (and the solo pool's one process)
 def _fresh_connections_after_fork(**_: object) -> None:
     """A forked pool process must not share its parent's database connections; it loads
     what its first task needs now, not while a user waits (workers.fleet.warm_up)."""

@@ -99,7 +99,7 @@ class FleetProcesses:
         return process
 
     def worker(
-        self, name: str, *, queues: str = ALL_QUEUES, concurrency: int = 1
+        self, name: str, *, queues: str = ALL_QUEUES, concurrency: int = 1, pool: str = "prefork"
     ) -> "subprocess.Popen[bytes]":
         return self.start(
             name,
@@ -114,6 +114,8 @@ class FleetProcesses:
                 queues,
                 "--concurrency",
                 str(concurrency),
+                "--pool",
+                pool,
                 "--without-gossip",
                 "--without-mingle",
                 "--loglevel",

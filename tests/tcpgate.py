@@ -1,8 +1,9 @@
 """A TCP forwarder on 127.0.0.1 that can take its server away for a while.
 
 `outage(seconds)` cuts every open connection and turns new ones away (accepted
-and closed at once, as a restarting server does) until the time is up. It
-stops by itself after `lifetime` seconds.
+and closed at once, as a restarting server does) until the time is up;
+`hang(seconds)` keeps every connection open but passes no byte meanwhile (a
+server that stopped answering). It stops by itself after `lifetime` seconds.
 """
 
 import contextlib
@@ -19,6 +20,7 @@ class TcpGate:
         self.port = int(self.listener.getsockname()[1])
         self.deadline = time.monotonic() + lifetime
         self.down_until = 0.0
+        self.hung_until = 0.0
         self.links: set[socket.socket] = set()
         self.guard = threading.Lock()
         self.closed = threading.Event()
@@ -30,6 +32,9 @@ class TcpGate:
             for sock in list(self.links):
                 _close(sock)
             self.links.clear()
+
+    def hang(self, seconds: float) -> None:
+        self.hung_until = time.monotonic() + seconds
 
     @property
     def is_down(self) -> bool:
@@ -61,6 +66,8 @@ class TcpGate:
     def _pump(self, source: socket.socket, target: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                while time.monotonic() < self.hung_until and not self.closed.is_set():
+                    time.sleep(0.1)
                 target.sendall(data)
         except OSError:
             pass

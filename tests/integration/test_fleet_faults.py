@@ -371,21 +371,3 @@ def test_importing_the_app_and_tasks_connects_to_nothing(tmp_path: Path) -> None
         cwd=tmp_path,
     )
     assert done.returncode == 0 and "clean" in done.stdout, done.stderr
-
-
-@pytest.mark.timeout(180)
-def test_the_soft_time_limit_aborts_the_upload_and_records_the_failure(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    limits = {"BACKUP_SOFT_TIME_LIMIT": "5", "BACKUP_TIME_LIMIT": "20"}
-    store = store_env("s3", request)
-    with make_rig(tmp_path, store, f"sqlite:///{tmp_path}/catalog.db", limits) as rig:
-        rig.fleet.worker("worker")
-        assert rig.fleet.cli("backup").returncode == 0  # ~8 s of upload: past the soft limit
-        wait_for(lambda: rig.finished() is not None, seconds=90, what="the backup ending")
-        (backup,) = rig.backups()
-        assert backup.status == "Failed"
-        assert backup.error is not None and "BACKUP_SOFT_TIME_LIMIT" in backup.error
-        with mock.patch.dict(os.environ, rig.env, clear=True):
-            leftover = list(make_store(Settings()).list_uploads("app/"))
-        assert leftover == []  # the open multipart upload was aborted on the way out

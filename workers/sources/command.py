@@ -52,7 +52,15 @@ from workers.settings import Settings, parse_duration
 from workers.sources.base import Dump, OneStream, RestoreStream, ScratchRestore
 from workers.sources.command_drill import scratch_command
 from workers.sources.command_tools import parse_counts, run_bounded, staged
-from workers.sources.process import StderrTail, exit_status, redact_output, spawn, stop_group
+from workers.sources.process import (
+    PolledPipe,
+    StderrTail,
+    exit_status,
+    redact_output,
+    spawn,
+    stop_group,
+    wait_for_exit,
+)
 
 log = logging.getLogger(__name__)
 COUNT_TIMEOUT = 600.0  # seconds; from_spec gives BACKUP_HOOK_TIMEOUT
@@ -62,7 +70,7 @@ class _Output:
     """The tool's stdout, remembering whether it was read to the end."""
 
     def __init__(self, pipe: IO[bytes]) -> None:
-        self._pipe = pipe
+        self._pipe = PolledPipe(pipe)
         self.at_end = False
 
     def read(self, size: int = -1, /) -> bytes:
@@ -168,7 +176,7 @@ class CommandSource(OneStream):
         if not output.at_end:
             stop_group(process)
             raise SourceError(f"the output of {command[0]} was not read to the end")
-        process.wait()
+        wait_for_exit(process)
         self._check(command, process.returncode, errors)
 
     def _counts(self) -> dict[str, Any]:
@@ -218,7 +226,7 @@ class CommandSource(OneStream):
         process = self._spawn(command, stdin=staged, stdout=subprocess.DEVNULL)
         errors = StderrTail(process.stderr)
         try:
-            process.wait()
+            wait_for_exit(process)
         except BaseException:  # e.g. the task's time limit: the tool must not run on
             stop_group(process)
             raise

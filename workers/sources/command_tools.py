@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from workers.errors import SourceError
 from workers.sources.base import CHUNK_SIZE, RestoreStream, iter_chunks
-from workers.sources.process import StderrTail, spawn, stop_group
+from workers.sources.process import StderrTail, spawn, stop_group, wait_for_exit
 
 log = logging.getLogger(__name__)
 # The stdout a counting tool may print that is kept (a table per line: ~40 bytes each).
@@ -65,7 +65,7 @@ def run_bounded(
     out = StderrTail(process.stdout, limit=STDOUT_LIMIT)
     errors = StderrTail(process.stderr)
     try:
-        process.wait(timeout)
+        wait_for_exit(process, timeout)
     except subprocess.TimeoutExpired:
         stop_group(process)
         raise SourceError(f"{command[0]} timed out after {timeout:g} s, stopped") from None

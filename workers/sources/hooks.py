@@ -32,6 +32,7 @@ from typing import Literal
 
 from workers.child_env import tool_env
 from workers.sources.process import (
+    WAKE_EVERY,
     CannotStart,
     StderrTail,
     exit_status,
@@ -92,7 +93,8 @@ def run_hook(
 
     The hook is started, waited for and read in a thread of its own: an exception a
     signal handler raises (the soft time limit) comes in this, the main, thread only,
-    so it can never land between the hook's start and the code that manages it."""
+    so it can never land between the hook's start and the code that manages it (in a
+    one-process worker, tasks/time_limits.py raises it in the task's thread: this one)."""
     run = _Run(hook, argv, env, password_env, secrets, timeout, stop_by)
     thread = threading.Thread(target=run.run, name=f"backfleet-{hook}-hook", daemon=True)
     interrupted: BaseException | None = None
@@ -102,7 +104,10 @@ def run_hook(
             if not begun:  # once: a thread started twice would run the hook twice
                 begun = True
                 thread.start()
-            run.done.wait()  # not thread.join(): an exception there can mark the thread ended
+            # not thread.join(): an exception there can mark the thread ended. In slices:
+            # a one-process worker's soft time limit lands between two (process.WAKE_EVERY).
+            while not run.done.wait(WAKE_EVERY):
+                pass
         except finish_despite as exc:  # the task is told to stop: this hook runs on
             interrupted = interrupted or exc
             continue

@@ -44,7 +44,7 @@ from workers.sources.base import (
     ScratchRestore,
     compare_row_counts,
 )
-from workers.sources.process import StderrTail, stop
+from workers.sources.process import PolledPipe, StderrTail, stop, wait_for_exit
 
 _LIST_TABLES = """
 SELECT n.nspname, c.relname
@@ -214,7 +214,7 @@ class PostgresSource(OneStream):
             errors = StderrTail(process.stderr)
             assert process.stdout is not None
             try:
-                yield Dump(stream=process.stdout, facts=facts)
+                yield Dump(stream=PolledPipe(process.stdout), facts=facts)
             except BaseException:
                 stop(process)
                 raise
@@ -244,7 +244,7 @@ class PostgresSource(OneStream):
             # pg_restore writes its script straight into psql: no copy through Python.
             self._run_pg_restore(stream, psql.stdin)
             psql.stdin.close()
-            if psql.wait() != 0:
+            if wait_for_exit(psql) != 0:
                 raise SourceError(f"restore failed: {psql_errors.text(self._clean)}")
         except BrokenPipeError:
             stop(psql)
@@ -272,7 +272,7 @@ class PostgresSource(OneStream):
         except BaseException:
             stop(pg_restore)
             raise
-        if pg_restore.wait() != 0:
+        if wait_for_exit(pg_restore) != 0:
             raise SourceError(f"pg_restore failed: {restore_errors.text(self._clean)}")
 
 

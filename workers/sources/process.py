@@ -2,9 +2,11 @@
 its own, its output kept (bounded) for the message, clean stops of its whole process group."""
 
 import os
+import select
 import signal
 import subprocess
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import IO, Any
@@ -17,6 +19,46 @@ STDERR_TAIL_BYTES = 16 * 1024
 TAIL_MARGIN = 4 * 1024
 # How long a terminated tool may take to exit before it is killed.
 STOP_GRACE = 5.0
+# The task's thread waits for a tool in slices this long: between two, the soft time limit
+# of a one-process worker (tasks/time_limits.py, raised in that thread) can land, as a
+# signal lands in a prefork child's blocked read.
+WAKE_EVERY = 0.5
+
+
+class PolledPipe:
+    """A tool's stdout whose reads wait for data in slices (WAKE_EVERY), so a tool that
+    writes nothing for long does not hold the reading thread in one system call.
+
+    Each read still returns `size` bytes but at the end (what the pipe's own reader
+    returns), so the stored bytes do not depend on the pipe's timing: a resumed upload
+    compares them with the parts already stored."""
+
+    def __init__(self, pipe: IO[bytes]) -> None:
+        self._pipe = pipe
+        self._poll = select.poll()
+        self._poll.register(pipe.fileno(), select.POLLIN)
+
+    def read(self, size: int = -1, /) -> bytes:
+        # Readable also means the end (or an error) is there; data the reader buffered
+        # ahead waits with the next bytes or the end.
+        while not self._poll.poll(WAKE_EVERY * 1000):
+            pass
+        return self._pipe.read(size)
+
+    def close(self) -> None:
+        self._pipe.close()
+
+
+def wait_for_exit(process: "subprocess.Popen[bytes]", timeout: float | None = None) -> int:
+    """process.wait(timeout), in slices (WAKE_EVERY); TimeoutExpired past `timeout`."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = WAKE_EVERY if deadline is None else min(WAKE_EVERY, deadline - time.monotonic())
+        try:
+            return process.wait(max(0.0, left))
+        except subprocess.TimeoutExpired:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise
 
 
 class StderrTail:

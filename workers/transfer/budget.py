@@ -8,6 +8,10 @@ one pool, from which whichever artifact fills a part next takes it.
 
 import threading
 
+# A thread that waits does so in slices this long: between two, the soft time limit of a
+# one-process worker (tasks/time_limits.py), raised in the task's thread, can land.
+WAKE_EVERY = 0.5
+
 
 class PartBudget:
     def __init__(self, concurrency: int) -> None:
@@ -18,7 +22,11 @@ class PartBudget:
 
     def take_slot(self, *, wait: bool) -> bool:
         """A place for one more part in flight; False at once when none is free and not `wait`."""
-        return self._slots.acquire(blocking=wait)
+        if not wait:
+            return self._slots.acquire(blocking=False)
+        while not self._slots.acquire(timeout=WAKE_EVERY):
+            pass
+        return True
 
     def give_slot(self) -> None:
         self._slots.release()

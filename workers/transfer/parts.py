@@ -9,7 +9,7 @@ sending them again.
 import hashlib
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,7 +19,7 @@ from workers.settings import Settings
 from workers.stores.base import ObjectStore, UploadedPart
 from workers.transfer import crypto
 from workers.transfer.bandwidth import BandwidthLimiter
-from workers.transfer.budget import PartBudget
+from workers.transfer.budget import WAKE_EVERY, PartBudget
 
 ProgressCallback = Callable[[int], None]
 PartCallback = Callable[[UploadedPart], None]
@@ -179,6 +179,9 @@ class PartSink:
         return self.budget.buffer(size)
 
     def _collect(self) -> None:
+        oldest = self.in_flight[0]
+        while not wait([oldest], timeout=WAKE_EVERY).done:  # in slices (budget.WAKE_EVERY)
+            pass
         receipt = self.in_flight.popleft().result()  # a failed part fails the artifact now
         self.receipts[receipt.number] = receipt
 

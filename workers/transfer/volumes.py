@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from workers.repository.manifest import ArtifactEntry
 from workers.sources.base import Dump
-from workers.transfer.budget import PartBudget
+from workers.transfer.budget import WAKE_EVERY, PartBudget
 from workers.transfer.parts import StopCheck
 from workers.transfer.upload import DumpFactory
 
@@ -76,7 +76,11 @@ def back_up_volumes(
         def collect(when: str) -> None:
             # Whichever volume ends first frees its place: waiting for the oldest
             # left one core idle while a later, smaller volume had already ended.
-            ended, _ = wait(running, return_when=when)
+            # In slices (budget.WAKE_EVERY): the task's thread waits here.
+            while True:
+                ended, left = wait(running, timeout=WAKE_EVERY, return_when=when)
+                if ended and (when == FIRST_COMPLETED or not left):
+                    break
             for future in ended:
                 done[running.pop(future)] = future.result()  # a failed volume raises here
 
