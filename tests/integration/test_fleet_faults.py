@@ -139,17 +139,21 @@ def s3_or_azure(request: pytest.FixtureRequest) -> dict[str, str]:
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("s3_or_azure", ["s3", "azure"], indirect=True)
+@pytest.mark.parametrize(
+    ("s3_or_azure", "pool"),
+    [("s3", "prefork"), ("azure", "prefork"), ("s3", "threads")],  # threads: one process
+    indirect=["s3_or_azure"],
+)
 def test_a_worker_killed_mid_upload_hands_the_backup_to_another(
-    tmp_path: Path, s3_or_azure: dict[str, str]
+    tmp_path: Path, s3_or_azure: dict[str, str], pool: str
 ) -> None:
     with make_rig(tmp_path, s3_or_azure, f"sqlite:///{tmp_path}/catalog.db") as rig:
-        first = rig.fleet.worker("first")
+        first = rig.fleet.worker("first", pool=pool)
         assert rig.fleet.cli("backup").returncode == 0
         wait_for(lambda: rig.parts_recorded() >= 2, seconds=60, what="two parts uploaded")
         stop(first, signal.SIGKILL)  # the whole pod: main process and pool child
 
-        rig.fleet.worker("second")
+        rig.fleet.worker("second", pool=pool)
         # Redis hands the unacknowledged task back after the visibility timeout (30 s).
         wait_for(lambda: rig.finished() is not None, seconds=150, what="the backup ending")
         (backup,) = rig.backups()
@@ -159,12 +163,13 @@ def test_a_worker_killed_mid_upload_hands_the_backup_to_another(
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
 def test_redis_restarting_during_a_backup_neither_loses_nor_doubles_it(
-    tmp_path: Path, request: pytest.FixtureRequest
+    tmp_path: Path, request: pytest.FixtureRequest, pool: str
 ) -> None:
     with make_rig(tmp_path, store_env("s3", request), f"sqlite:///{tmp_path}/catalog.db") as rig:
-        rig.fleet.worker("one")
-        rig.fleet.worker("two")
+        rig.fleet.worker("one", pool=pool)
+        rig.fleet.worker("two", pool=pool)
         beat = rig.fleet.beat("beat")
         client = redis.Redis.from_url(rig.redis.url)
         # Beat must be running (holding its lock) before the fault, not still starting.
@@ -333,11 +338,12 @@ def test_200_requests_over_20_namespaces_each_backup_runs_once(
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
 def test_sigterm_lets_the_running_backup_finish(
-    tmp_path: Path, request: pytest.FixtureRequest
+    tmp_path: Path, request: pytest.FixtureRequest, pool: str
 ) -> None:
     with make_rig(tmp_path, store_env("s3", request), f"sqlite:///{tmp_path}/catalog.db") as rig:
-        worker = rig.fleet.worker("worker")
+        worker = rig.fleet.worker("worker", pool=pool)
         assert rig.fleet.cli("backup").returncode == 0
         wait_for(lambda: rig.parts_recorded() >= 1, seconds=60, what="a part uploaded")
         os.kill(worker.pid, signal.SIGTERM)  # what Kubernetes sends the main process
