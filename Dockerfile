@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # One image for every role of the fleet; the command picks it:
 #   docker run backfleet api | worker [--queues backup,restore] | beat | flower | migrate
+#   the backup worker, one process (docs/fleet.md, "The backup worker: one process"):
+#   docker run backfleet worker --queues backup,restore --pool threads --concurrency 1
 #   docker run backfleet --help
 # Build arguments (all optional):
 #   PYTHON_VERSION  the Python of the image                     (3.11)

@@ -116,6 +116,19 @@ def test_workers_split_the_queues_and_scale(backfleet_services: dict[str, dict[s
     assert "replicas" not in backfleet_services["beat"].get("deploy", {})
 
 
+def test_the_backup_worker_is_one_process_and_restarts(
+    backfleet_services: dict[str, dict[str, Any]],
+) -> None:
+    """--pool threads, one task: Backfleet's own time limits; past the hard one the
+    worker exits and `restart` starts it again (docs/fleet.md)."""
+    backup = backfleet_services["worker-backup"]
+    command = backup["command"]
+    assert command[command.index("--pool") + 1] == "threads"
+    assert command[command.index("--concurrency") + 1] == "1"
+    assert backup["restart"] in ("unless-stopped", "always", "on-failure")
+    assert "--pool" not in backfleet_services["worker-ops"]["command"]  # prefork, -c 2
+
+
 def test_redis_never_evicts_and_persists(compose: dict[str, Any]) -> None:
     command = compose["services"]["redis"]["command"]
     assert command[command.index("--maxmemory-policy") + 1] == "noeviction"

@@ -128,10 +128,19 @@ def test_pods_run_unprivileged_with_requests_and_secrets_from_secrets() -> None:
 
 
 def test_worker_memory_covers_the_measured_peak() -> None:
-    """bench/RESULTS.md: ~116 MiB for the backup process; plus the Celery parent and pg_dump."""
+    """bench/RESULTS.md (session 12): the one-process backup worker peaks at <= 150 MiB
+    (PSS); plus pg_dump and its pipe."""
     worker = pod_specs()["backfleet-worker-backup"]["containers"][0]
     request = worker["resources"]["requests"]["memory"]
-    assert request.endswith("Mi") and int(request[:-2]) >= 116 + 60 + 40
+    assert request.endswith("Mi") and int(request[:-2]) >= 150 + 40
+
+
+def test_the_backup_worker_is_one_process() -> None:
+    """--pool threads, one task per pod: Backfleet's own time limits (docs/fleet.md)."""
+    args = pod_specs()["backfleet-worker-backup"]["containers"][0]["args"]
+    assert args[args.index("--pool") + 1] == "threads"
+    assert args[args.index("--concurrency") + 1] == "1"
+    assert "--pool" not in pod_specs()["backfleet-worker-ops"]["containers"][0]["args"]
 
 
 def test_workers_split_the_queues_and_beat_is_single() -> None:
