@@ -91,6 +91,9 @@ class WorkerSampler(threading.Thread):
         super().__init__(daemon=True)
         self.parent = parent
         self.peak_tree_pss = 0
+        # Pages the worker's processes hold alone (USS), summed: PSS less the share of the
+        # pages they map with other processes of the machine (libraries of other Pythons).
+        self.peak_tree_private = 0
         self.peak_child: dict[str, int] = {"Private": 0, "Pss": 0}
         self.stopping = threading.Event()
 
@@ -99,7 +102,7 @@ class WorkerSampler(threading.Thread):
             self.sample()
 
     def sample(self) -> None:
-        total = 0
+        total = private = 0
         children = children_of(self.parent)
         for pid in (self.parent, *children):
             try:
@@ -107,10 +110,12 @@ class WorkerSampler(threading.Thread):
             except psutil.Error:
                 continue  # a child that just went: the others still count
             total += now["Pss"]
+            private += now["Private"]
             if pid != self.parent or not children:
                 for name in self.peak_child:
                     self.peak_child[name] = max(self.peak_child[name], now[name])
         self.peak_tree_pss = max(self.peak_tree_pss, total)
+        self.peak_tree_private = max(self.peak_tree_private, private)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -121,8 +126,12 @@ class WorkerSampler(threading.Thread):
 class CeleryFleet:
     """A broker, a catalog and one worker that backs `source` up to `store_env`'s store."""
 
-    def __init__(self, source: Path, store_env: dict[str, str], pool: str = POOL) -> None:
-        self.source, self.store_env, self.pool = source, store_env, pool
+    def __init__(
+        self, source: Path, store_env: dict[str, str], pool: str = POOL, repo: Path = REPO_DIR
+    ) -> None:
+        """`repo`: the tree whose code the worker, the API and the CLI run (another
+        checkout, to compare a version with this one)."""
+        self.source, self.store_env, self.pool, self.repo = source, store_env, pool, repo
         self.folder = Path()
         self.env: dict[str, str] = {}
         self.redis: subprocess.Popen[bytes] | None = None
@@ -140,7 +149,7 @@ class CeleryFleet:
             done = subprocess.run(
                 self.cli_command("migrate"),
                 env=self.env,
-                cwd=REPO_DIR,
+                cwd=self.repo,
                 capture_output=True,
                 timeout=120,
             )
@@ -259,7 +268,7 @@ class CeleryFleet:
             process = subprocess.Popen(
                 command,
                 env=self.env,
-                cwd=REPO_DIR,
+                cwd=self.repo,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -283,7 +292,7 @@ class CeleryFleet:
             process = subprocess.Popen(
                 self.cli_command("api", "--host", "127.0.0.1", "--port", str(port)),
                 env=self.env,
-                cwd=REPO_DIR,
+                cwd=self.repo,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

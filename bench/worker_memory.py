@@ -5,16 +5,19 @@
 
 A piece of `make bench` run on its own: the S3 server (`rclone serve s3`), the
 generated directory, and one `CeleryFleet` (bench/celery_worker.py) per
-`--fleet NAME[=POOL][:VAR=VALUE,...]` (the pool defaults to NAME; the variables
-are the worker's settings), all started at once and kept; then `--runs` rounds,
+`--fleet NAME[=POOL][@TREE][:VAR=VALUE,...]` (the pool defaults to NAME; TREE, a
+checkout whose code that fleet runs, to this one; the variables are the worker's
+settings), all started at once and kept; then `--runs` rounds,
 each one backup requested of each fleet in turn through the API
 (bench/api_backup.py), so a busy neighbour slows every fleet alike, while the
 worker's summed PSS is sampled every 0.1 s. Each backup prints one JSON line: the
 fleet, its pool, the wall seconds, MB/s, queue-to-Success seconds, the worker's
-CPU seconds, the whole worker's peak PSS and its PSS just before the request
-(idle), the number of worker processes, and the load average then (the machine
-may be shared). Environment variables `BACKUP_*` reach every worker as in the
-harness.
+CPU seconds, the whole worker's peak PSS, its peak private memory (USS: PSS less
+its share of the pages it maps with other processes, such as the libraries of
+other Pythons on the machine, a share that varies with what else runs) and its
+PSS just before the request (idle), the number of worker processes, and the
+load average then (the machine may be shared). Environment variables
+`BACKUP_*` reach every worker as in the harness.
 """
 
 import argparse
@@ -24,6 +27,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from bench import datagen
@@ -84,6 +88,7 @@ def one_run(
         "queue_s": backup.get("queue_s"),
         "worker_cpu_s": round(cpu, 2),
         "peak_pss_mib": round(sampler.peak_tree_pss / 1024, 1),
+        "peak_private_mib": round(sampler.peak_tree_private / 1024, 1),
         "idle_pss_mib": round(idle / 1024, 1),
         "processes": 1 + len(children_of(fleet.parent_pid)),
         "load_before": [round(x, 2) for x in load],
@@ -91,12 +96,13 @@ def one_run(
     }
 
 
-def parse_fleet(text: str) -> tuple[str, str, dict[str, str]]:
-    """NAME[=POOL][:VAR=VALUE,...] -> (name, pool, settings)."""
+def parse_fleet(text: str) -> tuple[str, str, Path, dict[str, str]]:
+    """NAME[=POOL][@TREE][:VAR=VALUE,...] -> (name, pool, tree, settings)."""
     head, _, tail = text.partition(":")
+    head, _, tree = head.partition("@")
     name, _, pool = head.partition("=")
     settings = dict(item.split("=", 1) for item in tail.split(",") if item)
-    return name, pool or name, settings
+    return name, pool or name, Path(tree) if tree else REPO_DIR, settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,11 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     specs = [parse_fleet(text) for text in args.fleet or ["threads"]]
     with S3Server(DATA_DIR / "s3-worker-memory") as server, contextlib.ExitStack() as stack:
         fleets = []
-        for index, (name, pool, settings) in enumerate(specs):
+        for index, (name, pool, tree, settings) in enumerate(specs):
             bucket = f"{BUCKET}-{index}"
             server.create_bucket(bucket)
-            env = {**store_env(server, bucket), **settings}
-            fleets.append((name, stack.enter_context(CeleryFleet(source, env, pool=pool)), bucket))
+            env = {**store_env(server, bucket), **settings, "PYTHONPATH": str(tree)}
+            fleet = CeleryFleet(source, env, pool=pool, repo=tree)
+            fleets.append((name, stack.enter_context(fleet), bucket))
         time.sleep(2)  # let the workers settle after `ready`
         for _ in range(args.runs):
             for name, fleet, bucket in fleets:

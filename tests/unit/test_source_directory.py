@@ -40,6 +40,11 @@ IS_ROOT = os.geteuid() == 0
 Entry = tuple[str, int, int, int, str, int]
 
 
+def read_all(stream: Any) -> bytes:
+    """A dump's whole stream (its reads hand out one chunk at a time)."""
+    return b"".join(iter(lambda: stream.read(), b""))
+
+
 def backup(store: MemoryStore, source: Source) -> ArtifactEntry:
     return stored_entry(store, source, key=KEY, service="files")
 
@@ -587,7 +592,7 @@ def test_a_resumed_backup_neither_repeats_nor_loses_an_entry(tmp_path: Path) -> 
     store = MemoryStore()
     source = DirectorySource(root)
     with source.dump_volume(after=None, max_bytes=12_000) as dump:
-        first = dump.stream.read()
+        first = read_all(dump.stream)
     last = dump.facts["last"]
     assert bytes.fromhex(last) == b"m/x01" and dump.facts["final"] is False
     assert dump.facts["files"] == 12 and dump.facts["bytes"] == 12_000
@@ -634,7 +639,7 @@ def test_resuming_after_the_end_gives_an_empty_final_volume(tmp_path: Path) -> N
     (tmp_path / "src" / "f").write_bytes(b"x")
     source = DirectorySource(tmp_path / "src")
     with source.dump_volume(after=None, max_bytes=1 << 20) as dump:
-        dump.stream.read()
+        read_all(dump.stream)
     assert dump.facts == {
         "kind": "directory",
         "files": 1,
@@ -649,7 +654,7 @@ def test_resuming_after_the_end_gives_an_empty_final_volume(tmp_path: Path) -> N
     }
 
     with source.dump_volume(after=dump.facts["last"], max_bytes=1 << 20) as again:
-        empty = again.stream.read()
+        empty = read_all(again.stream)
     with tarfile.open(fileobj=io.BytesIO(empty)) as tar:
         assert tar.getnames() == []
     assert again.facts == {
@@ -719,9 +724,9 @@ def test_one_volume_is_the_plain_dump(tmp_path: Path) -> None:
     build_tree(tmp_path / "src")
     source = DirectorySource(tmp_path / "src")
     with source.dump() as whole:
-        plain = whole.stream.read()
+        plain = read_all(whole.stream)
     with source.dump_volume(after=None, max_bytes=10**12) as volume:
-        single = volume.stream.read()
+        single = read_all(volume.stream)
     assert plain == single
     assert volume.facts == {
         **whole.facts,
@@ -826,7 +831,7 @@ def test_planned_volumes_end_where_volumes_by_size_end(tmp_path: Path) -> None:
     by_size, after = [], None
     while True:
         with source.dump_volume(after=after, max_bytes=4096) as dump:
-            dump.stream.read()
+            read_all(dump.stream)
         if dump.facts["final"]:
             break
         after = dump.facts["last"]
@@ -851,7 +856,7 @@ def test_a_planned_volume_holds_exactly_its_span_however_the_tree_changed(tmp_pa
 
     def names(after: str | None, until: str) -> tuple[list[str], dict[str, Any]]:
         with source.dump_volume(after=after, max_bytes=200, until=until) as dump:
-            data = dump.stream.read()
+            data = read_all(dump.stream)
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             return tar.getnames(), dump.facts
 

@@ -1,6 +1,6 @@
 """Source stream -> zstd -> [age] -> SHA-256 -> parts -> store (download.py: the way back).
 
-Memory is bounded whatever the size of the backup: one read chunk (1 MiB),
+Memory is bounded whatever the size of the backup: one read chunk (512 KiB),
 the part being filled (compressed frames are copied into it as they come) and
 at most BACKUP_UPLOAD_CONCURRENCY parts in flight: about (concurrency + 1) x
 part size + 6 MiB — 26 MiB at the defaults (bench/RESULTS.md has the measured
@@ -21,7 +21,7 @@ from typing import Any
 import zstandard
 
 from workers.retry import call_with_retries
-from workers.sources.base import CHUNK_SIZE, Dump, ReadableStream, Source
+from workers.sources.base import DUMP_CHUNK_SIZE, Dump, ReadableStream, Source
 from workers.stores.base import ObjectStore, UploadedPart
 from workers.transfer import crypto
 from workers.transfer.budget import PartBudget
@@ -36,8 +36,8 @@ from workers.transfer.parts import (
 
 log = logging.getLogger(__name__)
 
-# Source bytes per zstd frame of a stored artifact (the source's chunks are this size).
-FRAME_SIZE = CHUNK_SIZE
+# Source bytes per zstd frame of a stored artifact (the dump is read in pieces this size).
+FRAME_SIZE = DUMP_CHUNK_SIZE
 UploadCallback = Callable[[str], None]
 DumpFactory = Callable[[], AbstractContextManager[Dump]]
 
@@ -103,7 +103,7 @@ class _CompressingReader:
 
     def _next_frames(self) -> bytes:
         """The next frame once a frame's worth of source is in; b"" before; the rest at the end."""
-        chunk = self.raw.read(CHUNK_SIZE)
+        chunk = self.raw.read(FRAME_SIZE)
         if not chunk:
             self.eof = True
             # An empty source is still one (empty) frame: the artifact always decodes.

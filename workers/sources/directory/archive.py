@@ -9,7 +9,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from workers.sources.base import CHUNK_SIZE, ReadableStream
+from workers.sources.base import DUMP_CHUNK_SIZE, ReadableStream
 from workers.sources.channel import ChunkChannel
 from workers.sources.direct_read import CacheAwareReader
 from workers.sources.direct_write import DIRECT_MIN_SIZE, aligned_buffer
@@ -41,12 +41,12 @@ def _write_tar(
     buffer = aligned_buffer() if direct_reads else None
     try:
         # Plain "w" mode on a writer that knows its position: file data goes out in
-        # CHUNK_SIZE pieces, without the stream mode's re-buffering.
+        # DUMP_CHUNK_SIZE pieces, without the stream mode's re-buffering.
         with tarfile.TarFile(
             fileobj=out,  # type: ignore[arg-type]
             mode="w",
             format=tarfile.PAX_FORMAT,
-            copybufsize=CHUNK_SIZE,
+            copybufsize=DUMP_CHUNK_SIZE,
             encoding=_ENCODING,
             errors=_ERRORS,
         ) as tar:
