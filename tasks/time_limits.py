@@ -47,6 +47,9 @@ from celery.concurrency.thread import TaskPool as ThreadsPool
 log = logging.getLogger(__name__)
 
 HARD_LIMIT_EXIT = 70  # EX_SOFTWARE: the process ended itself; any supervisor restarts it
+# Celery hands an acknowledgement to the consumer's event loop (hub.call_soon): the
+# process waits this long at most for it to be done before exiting.
+SETTLE_WAIT = 10.0
 TimeoutCallback = Callable[[bool, float], None]
 
 
@@ -148,10 +151,27 @@ class Watchdog:
             HARD_LIMIT_EXIT,
         )
         _call(job.on_timeout, False, job.hard_limit)  # marks it failed, acknowledges it
+        if not _settled(job.on_timeout, SETTLE_WAIT):
+            log.error("the task's message was not settled %.0f s after its hard limit", SETTLE_WAIT)
         for stream in (*logging.getLogger().handlers, sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):  # exiting matters more
                 stream.flush()
         self._exit(HARD_LIMIT_EXIT)
+
+
+def _settled(on_timeout: TimeoutCallback | None, patience: float) -> bool:
+    """Whether the message of the task whose Request.on_timeout this is has been
+    acknowledged (or rejected) by now: the consumer's thread does it soon after; wait
+    for it at most `patience` seconds. True when there is nothing to wait for."""
+    message = getattr(getattr(on_timeout, "__self__", None), "message", None)
+    if message is None:
+        return True
+    deadline = time.monotonic() + patience
+    while not message.acknowledged:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _pending(job: _Job) -> list[float]:

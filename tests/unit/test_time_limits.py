@@ -102,6 +102,40 @@ def test_the_hard_limit_runs_celerys_handler_then_exits_the_process() -> None:
     assert calls.exits == [HARD_LIMIT_EXIT]
 
 
+@pytest.mark.timeout(20)
+def test_the_process_exits_only_once_the_consumer_has_settled_the_message() -> None:
+    """Celery's on_timeout hands the acknowledgement to the consumer's event loop: exiting
+    at once would leave the message unacknowledged, to be delivered again."""
+
+    class Message:
+        acknowledged = False
+
+    class Request(Calls):  # Celery's Request: on_timeout, and the message it settles
+        message = Message()
+
+        def on_timeout(self, soft: bool, limit: float) -> None:
+            super().on_timeout(soft, limit)
+            if not soft:  # the event loop acknowledges a little later
+                threading.Timer(0.5, setattr, (self.message, "acknowledged", True)).start()
+
+    request = Request()
+    watchdog = Watchdog(request.exit)
+    release = threading.Event()
+
+    def stuck() -> None:
+        while not release.is_set():
+            try:
+                release.wait(0.05)
+            except SoftTimeLimitExceeded:
+                continue
+
+    thread, _ = run_in_thread(limited(stuck, None, 0.2, request.on_timeout, watchdog))
+    assert request.exited.wait(10)
+    assert request.message.acknowledged  # settled before the exit
+    release.set()
+    thread.join(10)
+
+
 def test_the_worker_gets_the_enforcing_pool_for_threads_only() -> None:
     class Worker:
         def __init__(self, pool: object) -> None:
