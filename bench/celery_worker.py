@@ -60,6 +60,9 @@ READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 20.0
 NAMESPACE = "bench"
 POOL = os.environ.get("BENCH_WORKER_POOL", "threads")  # prefork: Celery's default, for comparison
+# What compose and Kubernetes give the one-process backup worker (docs/fleet.md); a value
+# in the environment wins.
+ONE_PROCESS_SETTINGS = {"BACKUP_UPLOAD_CONCURRENCY": "2"}
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -247,7 +250,9 @@ class CeleryFleet:
         services.write_text(
             f'[services.files]\nkind = "directory"\npath = {json.dumps(str(self.source))}\n'
         )
+        shape = ONE_PROCESS_SETTINGS if self.pool == "threads" else {}
         return {
+            **shape,
             **self.store_env,
             "BROKER_URL": broker_url,
             "DATABASE_URL": f"sqlite:///{self.folder / 'catalog.db'}",

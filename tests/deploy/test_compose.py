@@ -126,6 +126,9 @@ def test_the_backup_worker_is_one_process_and_restarts(
     assert command[command.index("--pool") + 1] == "threads"
     assert command[command.index("--concurrency") + 1] == "1"
     assert backup["restart"] in ("unless-stopped", "always", "on-failure")
+    # its two parts in flight (docs/configuration/memory.md), the rest of the settings shared
+    assert backup["environment"]["BACKUP_UPLOAD_CONCURRENCY"] == "${BACKUP_UPLOAD_CONCURRENCY:-2}"
+    assert "BROKER_URL" in backup["environment"]
     assert "--pool" not in backfleet_services["worker-ops"]["command"]  # prefork, -c 2
 
 
