@@ -2,7 +2,9 @@
 worker's time limits, with real processes, a real Redis and the S3 server:
 
 - the soft limit stops a backup at once, aborts its upload and fails its row with the
-  reason, as in a prefork child (parametrised over both pools);
+  reason, as in a prefork child (parametrised over both pools), a waiting `pre` hook
+  included;
+- the worker answers the healthcheck's ping while it backs up;
 - the hard limit, reached by a backup whose store stopped answering (the soft limit's
   cleanup then waits on it), ends the task as the prefork pool ends it (failed,
   acknowledged, so not delivered again; the reconciler settles its row), and the
@@ -13,6 +15,9 @@ worker's time limits, with real processes, a real Redis and the S3 server:
 import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -80,6 +85,32 @@ def test_the_soft_time_limit_stops_a_waiting_pre_hook_at_once(
         assert backup.error == "files: stopped by BACKUP_SOFT_TIME_LIMIT (5 s)"
         assert seconds_taken(backup) < 15  # not the hook's 50 s, nor the hard limit's 25
         assert worker.poll() is None
+
+
+@pytest.mark.timeout(180)
+def test_a_threads_worker_answers_the_healthcheck_while_it_backs_up(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The liveness probe pings the worker: its main thread answers while a task thread
+    runs the backup (the solo pool would not)."""
+    store = store_env("s3", request)
+    with make_rig(tmp_path, store, f"sqlite:///{tmp_path}/catalog.db") as rig:
+        rig.fleet.worker("worker", pool="threads")
+        node = f"worker-{os.getpid()}@{socket.gethostname()}"  # fleet_processes' -n
+        assert rig.fleet.cli("backup").returncode == 0  # ~8 s of upload (3 MiB/s)
+        wait_for(lambda: rig.parts_recorded() >= 1, seconds=60, what="a part uploaded")
+        probe = subprocess.run(
+            [sys.executable, "-m", "workers.cli.healthcheck", "worker", "-n", node],
+            env=rig.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert probe.returncode == 0, probe.stderr
+        assert rig.finished() is None  # it answered during the backup
+        wait_for(lambda: rig.finished() is not None, seconds=90, what="the backup ending")
+        (backup,) = rig.backups()
+        assert backup.status == "Success", backup.error
 
 
 def unacknowledged(url: str) -> int:
