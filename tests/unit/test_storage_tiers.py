@@ -305,6 +305,27 @@ def test_an_archived_artifact_is_judged_by_metadata_and_a_difference_fails_it(
     assert store.reads.count(entry.key) == 0  # still never read
 
 
+def test_an_archived_artifact_with_no_sha256_anywhere_does_not_pass_on_its_size(
+    tmp_path: Path,
+) -> None:
+    """Review finding 10: same-length other bytes with no SHA-256 in the metadata passed."""
+    fleet = tiered_fleet(tmp_path)
+    old, _ = (take_backup(fleet, moment=m) for m in MOMENTS)
+    apply_retention(fleet, namespace="app", now=PASS)
+    store = fleet.store
+    assert isinstance(store, TieredMemoryStore)
+    with store.open_read(manifest_key("app", old)) as handle:
+        entry = Manifest.from_bytes(handle.read()).artifacts[0]
+    del store.sha256s[entry.key]  # written before SHA-256s were recorded, or stripped
+    with pytest.raises(IntegrityError, match="keeps no SHA-256"):
+        check_by_metadata(store, entry)
+    (result,) = verify_backup(fleet, namespace="app", timestamp=old)
+    assert result.status == "Failed" and "cannot be verified without reading" in (
+        result.error or ""
+    )
+    assert store.reads.count(entry.key) == 0
+
+
 # --- the command line ----------------------------------------------------------------------
 
 
