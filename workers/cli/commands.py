@@ -7,7 +7,7 @@ from typing import Any, NoReturn
 
 import click
 
-from workers.cli.exits import FAILED, USAGE, exit_code_of, outage_of
+from workers.cli.exits import FAILED, USAGE, exit_code_of, message_of, outage_of
 from workers.errors import BackfleetError
 from workers.queues import ALL_QUEUES
 
@@ -37,12 +37,12 @@ class BackfleetGroup(click.Group):
         try:
             return super().invoke(ctx)
         except BackfleetError as exc:
-            _fail(str(exc), exit_code_of(exc))
+            _fail(message_of(exc), exit_code_of(exc))
         except Exception as exc:
             outage = outage_of(exc)
             if outage is None:
                 raise
-            _fail(str(outage), exit_code_of(outage))
+            _fail(message_of(outage), exit_code_of(outage))
 
 
 @click.group(cls=BackfleetGroup)

@@ -14,6 +14,7 @@ import sys
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from workers.cli.fleet_env import stopped_up_hint
 from workers.errors import BackfleetError, ConfigError, InvalidRequestError, UnreachableError
 from workers.redact import redact
 
@@ -21,6 +22,15 @@ if TYPE_CHECKING:
     from workers.settings import Settings
 
 OK, FAILED, USAGE, UNREACHABLE = 0, 1, 2, 3
+
+
+def message_of(exc: BackfleetError) -> str:
+    """What the command prints: the error, and for a broker that does not answer, that the
+    `backfleet up` whose fleet file this command read has stopped, if it has."""
+    text = str(exc)
+    if isinstance(exc, UnreachableError) and "(BROKER_URL)" in text:
+        text += stopped_up_hint()
+    return text
 
 
 def exit_code_of(exc: BackfleetError) -> int:

@@ -88,7 +88,7 @@ def run_up(var_dir: Path = Path("var")) -> int:
             redis_process, env["BROKER_URL"] = start_embedded_redis(var_dir / "redis")
             print(f"backfleet up: embedded Redis at {env['BROKER_URL']}", flush=True)
         generated = [n for n in ("BACKUP_SIGNING_KEY",) if n in env and n not in os.environ]
-        write_fleet_env(var_dir, env, generated)
+        write_fleet_env(var_dir, env, generated, up_pid=os.getpid())
 
         migrate = ChildSpec("migrate", [sys.executable, "-m", "workers.cli", "migrate"])
         code = run_to_end(migrate, env, stop, MIGRATE_TIMEOUT_SECONDS)
