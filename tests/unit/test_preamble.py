@@ -18,7 +18,7 @@ from workers.settings import Settings
 from workers.sources.base import Dump, RestoreStream, preamble_of
 from workers.stores.memory import MemoryStore
 from workers.transfer import crypto
-from workers.transfer.download import restore_artifact
+from workers.transfer.download import restore_artifact, restore_artifacts
 from workers.transfer.parts import TransferOptions
 from workers.transfer.preamble import MAGIC, MAX_SIZE
 from workers.transfer.upload import StoredArtifact, upload_artifact
@@ -127,3 +127,14 @@ def test_a_changed_or_forged_preamble_is_refused() -> None:
     store.objects[KEY] = cut
     with pytest.raises(IntegrityError):
         back(store, entry.model_copy(update={"size": len(cut)}))
+
+
+def test_a_gated_restore_stream_hands_it_on_too() -> None:
+    store = MemoryStore()
+    _, entry = store_with(store, b"data" * 1000, PREAMBLE)
+    target = PreambleSource(b"", None)
+    checked: list[bool] = []
+    restore_artifacts(
+        store=store, entries=[entry], source=target, before_commit=lambda: checked.append(True)
+    )
+    assert target.seen == PREAMBLE and checked == [True]
