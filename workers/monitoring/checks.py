@@ -16,6 +16,8 @@ from workers.monitoring.redis_checks import eviction_problem
 from workers.monitoring.redis_client import CHECK, redis_client
 from workers.redact import redact
 from workers.services_config import ServiceSpec
+from workers.services_config.spec import ROLE_PASSWORDS_NEED_ENCRYPTION
+from workers.settings import Settings
 from workers.sources import source_class
 
 PROBE_PREFIX = ".backfleet-probe/"
@@ -41,7 +43,9 @@ def run_checks(fleet: Fleet, first: Sequence[Check] = ()) -> Iterator[Verdict]:
     ]
     for namespace, services in sorted(fleet.config.namespaces.items()):
         for name, spec in sorted(services.items()):
-            checks.append((f"{namespace}/{name}", lambda spec=spec: check_source(spec)))  # type: ignore[misc]
+            checks.append(
+                (f"{namespace}/{name}", lambda spec=spec: check_source(spec, fleet.settings))  # type: ignore[misc]
+            )
     for name, check in checks:
         try:
             yield Verdict(name, True, check())
@@ -84,8 +88,10 @@ def check_store(fleet: Fleet) -> str:
     return f"{store.kind} store writable (a probe object was written and deleted)"
 
 
-def check_source(spec: ServiceSpec) -> str:
+def check_source(spec: ServiceSpec, settings: Settings | None = None) -> str:
     # The kind's module (psycopg…) is imported only when a service of that kind is checked.
+    if spec.role_passwords and settings is not None and settings.backup_encryption_key is None:
+        raise ConfigError(ROLE_PASSWORDS_NEED_ENCRYPTION)
     verdict = source_class(spec.kind).probe(spec)
     if spec.hooks is None:
         return verdict
