@@ -16,7 +16,7 @@ from workers.monitoring.redis_checks import eviction_problem
 from workers.monitoring.redis_client import CHECK, redis_client
 from workers.redact import redact
 from workers.services_config import ServiceSpec
-from workers.sources import source_class
+from workers.sources import class_of
 
 PROBE_PREFIX = ".backfleet-probe/"
 
@@ -86,7 +86,7 @@ def check_store(fleet: Fleet) -> str:
 
 def check_source(spec: ServiceSpec) -> str:
     # The kind's module (psycopg…) is imported only when a service of that kind is checked.
-    verdict = source_class(spec.kind).probe(spec)
+    verdict = class_of(spec).probe(spec)
     if spec.hooks is None:
         return verdict
     hooks = [argv for argv in (spec.hooks.pre, spec.hooks.post) if argv]

@@ -167,7 +167,7 @@ class PostgresSource(OneStream):
 
             def check(facts: Sequence[Mapping[str, Any]]) -> None:
                 with target.connect() as conn:
-                    found.update(_row_counts(conn))
+                    found.update(row_counts(conn))
                 compare_row_counts(facts[0], found)
 
             yield ScratchRestore(target, check, found)
@@ -176,6 +176,11 @@ class PostgresSource(OneStream):
                 admin.autocommit = True
                 drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
                 admin.execute(drop.format(sql.Identifier(name)))
+
+    def connection_user(self) -> str | None:
+        """The role the URL names (None: libpq's default, the OS user or PGUSER)."""
+        user = self._params.get("user")
+        return str(user) if user else None
 
     def connect(self) -> psycopg.Connection[Any]:
         """A connection to the database (for checks); SourceError if it cannot be had."""
@@ -207,7 +212,7 @@ class PostgresSource(OneStream):
                 "kind": self.kind,
                 "database": self.database,
                 "server_version": _scalar(conn, "SHOW server_version"),
-                "row_counts": _row_counts(conn),
+                "row_counts": row_counts(conn),
             }
             command = ["pg_dump", "-Fc", "-Z0", f"--snapshot={snapshot}", "-d", self._conninfo()]
             process = _spawn(command, env=self._env(), stdout=subprocess.PIPE)
@@ -308,7 +313,8 @@ def _scalar(conn: psycopg.Connection[Any], query: str) -> str:
     return str(row[0])
 
 
-def _row_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
+def row_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """Rows per user table, `schema.table`: what a drill compares."""
     counts: dict[str, int] = {}
     for schema, table in conn.execute(_LIST_TABLES).fetchall():  # type: ignore[arg-type]
         query = sql.SQL("SELECT count(*) FROM {}.{}").format(
