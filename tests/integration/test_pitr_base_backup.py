@@ -15,6 +15,7 @@ from tests.fakes import stored_entry
 from tests.pitr_cluster import PASSWORD, SPOIL, PitrCluster, run, scratch_processes, state
 from tests.pitr_cluster import pitr_cluster as pitr_cluster  # the fixture
 from workers.errors import ConfigError, IntegrityError, SourceError
+from workers.monitoring.checks import check_source
 from workers.pitr import scratch as scratch_module
 from workers.pitr.base_restore import BaseBackupRestore
 from workers.repository.manifest import ArtifactEntry, artifact_key
@@ -235,3 +236,23 @@ def test_a_pitr_service_still_restores_its_older_dumps(
     assert source.format == "pgdump"
     restore_artifact(store=store, entry=entry, source=source)
     assert state(app) == original
+
+
+def test_backfleet_check_says_whether_base_backups_are_possible(
+    app: str, pitr_cluster: PitrCluster
+) -> None:
+    spec = ServiceSpec(kind="postgres", url=app, pitr=True)
+    assert "REPLICATION" in check_source(spec)
+
+    database = app.rsplit("/", 1)[1]
+    run(pitr_cluster.admin(), "CREATE ROLE plain_reader LOGIN")
+    try:
+        plain = ServiceSpec(
+            kind="postgres",
+            url=f"postgresql://plain_reader@127.0.0.1:{pitr_cluster.port}/{database}",
+            pitr=True,
+        )
+        with pytest.raises(ConfigError, match="needs the REPLICATION attribute"):
+            check_source(plain)
+    finally:
+        run(pitr_cluster.admin(), "DROP ROLE plain_reader")

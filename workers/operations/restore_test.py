@@ -49,14 +49,13 @@ from workers.monitoring.drill_alerts import check_drills
 from workers.operations.drill_plan import plan_drills
 from workers.operations.locks import being_read
 from workers.operations.verdicts import report_verdict
-from workers.pitr.base_restore import checked_facts, through_scratch
+from workers.pitr.base_restore import checked_facts, drill_source
 from workers.redact import redact
 from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import ArtifactEntry
 from workers.services_config import ServiceSpec
 from workers.sources import source_class
 from workers.sources.base import recorded_counts
-from workers.sources.pgbase import PGBASE
 from workers.timestamps import utcnow
 from workers.transfer import crypto
 from workers.transfer.download import restore_artifacts
@@ -241,11 +240,10 @@ def _drill(
         assert target is not None  # restore_test_unavailable said it can be drilled
         with target as restore:
             began = time.monotonic()
-            destination = restore.target
-            if entries[0].format == PGBASE:  # into the scratch database through a scratch server
-                destination = through_scratch(
-                    restore.target, facts[0], fleet.settings, timeout=max(2 * rto, MIN_TIME_LIMIT)
-                )
+            # A base backup goes into the scratch database through a scratch server.
+            destination = drill_source(
+                restore.target, entries[0], fleet.settings, timeout=max(2 * rto, MIN_TIME_LIMIT)
+            )
             try:
                 restore_artifacts(
                     store=fleet.store,

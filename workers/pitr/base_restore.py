@@ -180,6 +180,16 @@ def through_scratch(
     return BaseBackupRestore(target, facts, settings=settings, timeout=timeout)
 
 
+def drill_source(
+    target: Source, entry: ArtifactEntry, settings: Settings, *, timeout: float | None = None
+) -> Source:
+    """Where a drill restores `entry`: the kind's scratch target, a base backup into it
+    through a scratch server (`timeout` bounds that server's recovery)."""
+    if entry.format != PGBASE:
+        return target
+    return through_scratch(target, entry.source, settings, timeout=timeout)
+
+
 def restore_source(
     spec: ServiceSpec, entry: ArtifactEntry, settings: Settings, secrets: Sequence[str] = ()
 ) -> Source:
