@@ -100,10 +100,8 @@ class ScratchServer:
 def scratch_root(configured: Path | None) -> Path:
     """PITR_SCRATCH_DIR, else `backfleet-pitr` in the system temp dir (made searchable by
     the server's user, which must reach the folder inside)."""
-    if configured is not None:
-        return configured
-    root = Path(tempfile.gettempdir()) / DEFAULT_ROOT_NAME
-    root.mkdir(mode=0o711, exist_ok=True)
+    root = configured or Path(tempfile.gettempdir()) / DEFAULT_ROOT_NAME
+    root.mkdir(mode=0o711, parents=True, exist_ok=True)
     return root
 
 
@@ -264,6 +262,7 @@ class ScratchPostgres:
             "fsync": "off",  # thrown away afterwards: no need to outlive a crash
             "synchronous_commit": "off",
             "max_connections": "20",
+            "shared_buffers": "32MB",  # one dump reads it once: the worker's memory matters more
             "restore_command": f"test -f {wal}/%f && cp {wal}/%f %p",
             "recovery_target_action": "promote",
             "recovery_target_inclusive": "on" if recovery.inclusive else "off",
