@@ -116,7 +116,7 @@ def test_a_base_backup_restores_the_database_as_it_was_at_the_consistent_point(
     restore_artifact(store=store, entry=entry, source=restore)
 
     assert state(app) == original
-    assert restore.counts == {"billing.invoices": 900, "public.projects": 400}
+    assert restore.scratch_counts == {"billing.invoices": 900, "public.projects": 400}
     assert all(PASSWORD not in " ".join(argv) for argv in commands)
     assert_no_scratch(scratch_root)
 

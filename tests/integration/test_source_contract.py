@@ -27,7 +27,7 @@ from tests.pitr_cluster import run as run_sql
 from tests.pitr_cluster import state as pitr_state
 from tests.plugins.mariadb import MariaDBDatabase, client_tool, drill_scripts, dump_tool
 from workers.errors import IntegrityError
-from workers.pitr.base_restore import checked_facts, drill_source, restore_source
+from workers.pitr.restore_source import checked_facts, drill_source, restore_source
 from workers.repository.manifest import ArtifactEntry, artifact_key
 from workers.services_config import ServiceSpec
 from workers.settings import Settings

@@ -34,7 +34,7 @@ from workers.operations.locks import LockLost
 from workers.operations.overrides import override_of
 from workers.operations.recovery import recover_targets
 from workers.operations.restore_timing import RestoreTimer
-from workers.pitr.base_restore import restore_source
+from workers.pitr.restore_source import restore_source
 from workers.redact import redact
 from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import ArtifactEntry, Manifest

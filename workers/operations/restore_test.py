@@ -49,7 +49,7 @@ from workers.monitoring.drill_alerts import check_drills
 from workers.operations.drill_plan import plan_drills
 from workers.operations.locks import being_read
 from workers.operations.verdicts import report_verdict
-from workers.pitr.base_restore import checked_facts, drill_source
+from workers.pitr.restore_source import checked_facts, drill_source
 from workers.redact import redact
 from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import ArtifactEntry

@@ -10,13 +10,14 @@ artifact: the scratch server starts only after verify() passed, and the dump's l
 chunk is held back until pg_dump exited cleanly and the stored bytes were verified
 (with the namespace-lock gate the restore path adds), so no COMMIT comes earlier.
 
-`BaseBackupRestore` is the Source a restore or a drill hands the stream to; the sources
-layer's PgBaseSource (which makes base backups) cannot restore them by itself, since
-the scratch server belongs to this package (see workers/sources/pgbase.py).
+`BaseBackupRestore` is the Source a restore or a drill hands the stream to
+(pitr/restore_source.py picks it); the sources layer's PgBaseSource (which makes base
+backups) cannot restore them by itself, since the scratch server belongs to this
+package (see workers/sources/pgbase.py).
 """
 
 import subprocess
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar
 
@@ -24,13 +25,11 @@ from workers.child_env import child_env
 from workers.errors import IntegrityError, SourceError
 from workers.pitr.scratch import Recovery, ScratchPostgres, ScratchServer
 from workers.pitr.unpack import unpack_base_backup
-from workers.repository.manifest import ArtifactEntry
-from workers.services_config import ServiceSpec
 from workers.settings import Settings
-from workers.sources import Source, make_source, spec_for_format
+from workers.sources import PGBASE, Source
 from workers.sources.base import Dump, OneStream, RestoreStream
 from workers.sources.pg_server import server_programs
-from workers.sources.pgbase import PGBASE, PgBaseSource
+from workers.sources.pgbase import PgBaseSource
 from workers.sources.postgres import PostgresSource, row_counts
 from workers.sources.process import StderrTail, exit_status, spawn, stop_group
 
@@ -41,7 +40,7 @@ PrepareScratch = Callable[[ScratchPostgres], None]
 
 class BaseBackupRestore(OneStream):
     """Restores a base backup into `target` (a service's database, or a drill's scratch
-    database) through a scratch server; `counts` are the rows per table the scratch
+    database) through a scratch server; `scratch_counts` are the rows per table the scratch
     server held at the recovery's end (what a drill compares the target with)."""
 
     kind: ClassVar[str] = "postgres"
@@ -64,7 +63,7 @@ class BaseBackupRestore(OneStream):
         self.timeout = timeout if timeout is not None else settings.pitr_scratch_timeout_seconds
         self.recovery = recovery
         self.prepare = prepare  # e.g. WAL segments into scratch.wal_dir, before the start
-        self.counts: dict[str, int] = {}
+        self.scratch_counts: dict[str, int] = {}
 
     def dump(self) -> AbstractContextManager[Dump]:
         raise SourceError("a base backup restore target cannot be backed up")
@@ -107,7 +106,7 @@ class BaseBackupRestore(OneStream):
         if not present:
             raise SourceError(f"the base backup holds no database {database!r}")
         with server.connect(database, superuser) as conn:
-            self.counts = row_counts(conn)
+            self.scratch_counts = row_counts(conn)
         return superuser
 
 
@@ -178,32 +177,3 @@ def through_scratch(
             f"a base backup restores only into a PostgreSQL database, not {target.kind}"
         )
     return BaseBackupRestore(target, facts, settings=settings, timeout=timeout)
-
-
-def drill_source(
-    target: Source, entry: ArtifactEntry, settings: Settings, *, timeout: float | None = None
-) -> Source:
-    """Where a drill restores `entry`: the kind's scratch target, a base backup into it
-    through a scratch server (`timeout` bounds that server's recovery)."""
-    if entry.format != PGBASE:
-        return target
-    return through_scratch(target, entry.source, settings, timeout=timeout)
-
-
-def restore_source(
-    spec: ServiceSpec, entry: ArtifactEntry, settings: Settings, secrets: Sequence[str] = ()
-) -> Source:
-    """What restores `entry` into the service `spec` describes: the source of the
-    artifact's own format (sources.spec_for_format), a base backup through a scratch."""
-    if entry.format != PGBASE:
-        return make_source(spec_for_format(spec, entry.format), settings, secrets)
-    target = make_source(spec_for_format(spec, "pgdump"), settings, secrets)
-    return through_scratch(target, entry.source, settings)
-
-
-def checked_facts(source: Source, facts: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """What a drill's check compares the restored target with: a base backup recorded no
-    row counts (sources/pgbase.py), so the scratch server's, at the consistent point."""
-    if isinstance(source, BaseBackupRestore) and facts:
-        return [{**facts[0], "row_counts": dict(source.counts)}]
-    return list(facts)

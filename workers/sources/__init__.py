@@ -30,9 +30,10 @@ SOURCES: dict[ServiceKind, str] = {
 }
 
 
+PGBASE = "pgbase"  # a postgres service's physical base backups (pitr = true)
 # mode → "module:Class": a kind's other way of backing up, and the artifact format it makes.
 MODES: dict[str, str] = {
-    "pgbase": "workers.sources.pgbase:PgBaseSource",
+    PGBASE: "workers.sources.pgbase:PgBaseSource",
 }
 
 
@@ -50,7 +51,7 @@ def source_class(kind: str) -> type[SourceKind]:
 
 def mode_of(spec: ServiceSpec) -> str | None:
     """The mode a service's keys choose (None: its kind's own way)."""
-    return "pgbase" if spec.kind == "postgres" and spec.pitr else None
+    return PGBASE if spec.kind == "postgres" and spec.pitr else None
 
 
 def class_of(spec: ServiceSpec) -> type[SourceKind]:
@@ -63,8 +64,8 @@ def spec_for_format(spec: ServiceSpec, fmt: str) -> ServiceSpec:
     """`spec` as it was when an artifact of format `fmt` was made: a postgres service's
     dumps (pgdump) restore as dumps after `pitr` was turned on, its base backups (pgbase)
     as base backups after it was turned off."""
-    if spec.kind == "postgres" and fmt in ("pgdump", "pgbase"):
-        return spec.model_copy(update={"pitr": fmt == "pgbase"})
+    if spec.kind == "postgres" and fmt in ("pgdump", PGBASE):
+        return spec.model_copy(update={"pitr": fmt == PGBASE})
     return spec
 
 
@@ -75,6 +76,7 @@ def make_source(spec: ServiceSpec, settings: Settings, secrets: Sequence[str] = 
 
 __all__ = [
     "MODES",
+    "PGBASE",
     "SOURCES",
     "Dump",
     "RestoreStream",

@@ -31,13 +31,13 @@ from typing import Any, ClassVar
 
 from workers.errors import ConfigError, SourceError
 from workers.services_config import ServiceSpec
+from workers.sources import PGBASE
 from workers.sources.base import Dump, RestoreStream
 from workers.sources.pgbase_facts import BaseBackupTar
 from workers.sources.postgres import PostgresSource
 from workers.sources.process import StderrTail, exit_status, spawn, stop_group
 from workers.timestamps import utcnow
 
-PGBASE = "pgbase"
 # After its tar ends, pg_basebackup only syncs (nothing, on a pipe) and exits.
 EXIT_WAIT = 120.0
 _BOOTSTRAP_SUPERUSER = "SELECT rolname FROM pg_catalog.pg_roles WHERE oid = 10"
