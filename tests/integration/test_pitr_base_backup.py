@@ -242,7 +242,8 @@ def test_backfleet_check_says_whether_base_backups_are_possible(
     app: str, pitr_cluster: PitrCluster
 ) -> None:
     spec = ServiceSpec(kind="postgres", url=app, pitr=True)
-    assert "REPLICATION" in check_source(spec)
+    verdict = check_source(spec)
+    assert "REPLICATION" in verdict and "restorable here (PostgreSQL 15 server found)" in verdict
 
     database = app.rsplit("/", 1)[1]
     run(pitr_cluster.admin(), "CREATE ROLE plain_reader LOGIN")

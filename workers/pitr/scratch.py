@@ -121,6 +121,7 @@ class ScratchPostgres:
         self.process: subprocess.Popen[bytes] | None = None
         self._previous_handler: Any = None
         self._terminated = False
+        self._cleaning = False
 
     @property
     def data(self) -> Path:
@@ -172,6 +173,7 @@ class ScratchPostgres:
         self._clean_up()
 
     def _clean_up(self) -> None:
+        self._cleaning = True  # a SIGTERM now is noted, not raised: the cleanup goes on
         try:
             self.stop()
         finally:
@@ -206,6 +208,8 @@ class ScratchPostgres:
 
     def _on_sigterm(self, number: int, frame: FrameType | None) -> None:
         self._terminated = True
+        if self._cleaning:
+            return
         raise ScratchStopped("the worker was told to stop (SIGTERM): the scratch server stops")
 
     def _restore_sigterm(self) -> None:

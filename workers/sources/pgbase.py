@@ -33,6 +33,7 @@ from workers.errors import ConfigError, SourceError
 from workers.services_config import ServiceSpec
 from workers.sources import PGBASE
 from workers.sources.base import Dump, RestoreStream
+from workers.sources.pg_server import server_programs
 from workers.sources.pgbase_facts import BaseBackupTar
 from workers.sources.postgres import PostgresSource
 from workers.sources.process import StderrTail, exit_status, spawn, stop_group
@@ -123,7 +124,23 @@ class PgBaseSource(PostgresSource):
                 f"{senders}; base backups need wal_level = replica (or logical) and "
                 "max_wal_senders of at least 2"
             )
-        return f"PostgreSQL {version} reachable; base backups possible (REPLICATION)"
+        here = _restorable_here(version)
+        return f"PostgreSQL {version} reachable; base backups possible (REPLICATION); {here}"
+
+
+def _restorable_here(version: str) -> str:
+    """Whether this host could restore them: a scratch server of the same major."""
+    major = version.split(".", 1)[0].split(" ", 1)[0]
+    if not major.isdigit():
+        return "its major version is unknown"
+    try:
+        server_programs(int(major))
+    except ConfigError:
+        return (
+            f"no PostgreSQL {major} server on this host: restores and drills of it need one "
+            f"(postgresql-{major})"
+        )
+    return f"restorable here (PostgreSQL {major} server found)"
 
 
 class _Finishing:
