@@ -712,6 +712,20 @@ class Settings(BaseSettings):
         default="*/15 * * * *",
         description="cron of the copy sweep to the secondary store (queue `maintenance`)",
     )
+    # --- point-in-time recovery (services with `pitr = true`) ---
+    pitr_scratch_dir: Path | None = Field(
+        default=None,
+        description="where a restore of a base backup unpacks it and runs its scratch "
+        "PostgreSQL (each in a private folder, removed afterwards; it needs room for the "
+        "whole cluster); unset: `backfleet-pitr` in the system temp dir. A worker running as "
+        "root runs PostgreSQL as the `postgres` user, which must be able to reach it "
+        "([Base backups](../concepts/pitr.md#base-backups-and-the-scratch-instance))",
+    )
+    pitr_scratch_timeout: str = Field(
+        default="1h",
+        description="how long a scratch PostgreSQL may take to start and finish its recovery "
+        "before it is stopped and the restore fails: `1h`, `90m` or seconds",
+    )
     backfleet_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="`DEBUG`, `INFO`, `WARNING`, `ERROR`"
     )
@@ -808,6 +822,7 @@ class Settings(BaseSettings):
         "test_restore_period",
         "backup_hook_timeout",
         "rehydration_timeout",
+        "pitr_scratch_timeout",
     )
     @classmethod
     def _valid_duration(cls, value: str) -> str:
@@ -903,6 +918,11 @@ class Settings(BaseSettings):
     def max_age_seconds(self) -> int:
         """BACKUP_MAX_AGE in seconds."""
         return parse_duration(self.backup_max_age)
+
+    @property
+    def pitr_scratch_timeout_seconds(self) -> int:
+        """PITR_SCRATCH_TIMEOUT in seconds."""
+        return parse_duration(self.pitr_scratch_timeout)
 
     @property
     def hook_timeout_seconds(self) -> int:

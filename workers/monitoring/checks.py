@@ -18,7 +18,7 @@ from workers.redact import redact
 from workers.services_config import ServiceSpec
 from workers.services_config.spec import ROLE_PASSWORDS_NEED_ENCRYPTION
 from workers.settings import Settings
-from workers.sources import source_class
+from workers.sources import class_of
 
 PROBE_PREFIX = ".backfleet-probe/"
 
@@ -92,7 +92,7 @@ def check_source(spec: ServiceSpec, settings: Settings | None = None) -> str:
     # The kind's module (psycopg…) is imported only when a service of that kind is checked.
     if spec.role_passwords and settings is not None and settings.backup_encryption_key is None:
         raise ConfigError(ROLE_PASSWORDS_NEED_ENCRYPTION)
-    verdict = source_class(spec.kind).probe(spec)
+    verdict = class_of(spec).probe(spec)
     if spec.hooks is None:
         return verdict
     hooks = [argv for argv in (spec.hooks.pre, spec.hooks.post) if argv]

@@ -34,11 +34,12 @@ from workers.operations.locks import LockLost
 from workers.operations.overrides import override_of
 from workers.operations.recovery import recover_targets
 from workers.operations.restore_timing import RestoreTimer
+from workers.pitr.restore_source import restore_source
 from workers.redact import redact
 from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import ArtifactEntry, Manifest
 from workers.repository.stored import check_stored
-from workers.sources import Source, make_source
+from workers.sources import Source
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
 from workers.transfer import crypto
@@ -101,7 +102,8 @@ def run_restore(
             entries, spec = manifest.artifacts_of(service), targets.get(service)
             if not entries or spec is None:
                 raise NotFoundError(f"service {service} is missing from the backup or the config")
-            source = make_source(spec, fleet.settings, fleet.secrets())
+            # Its own format's source: a base backup restores through a scratch server.
+            source = restore_source(spec, entries[0], fleet.settings, fleet.secrets())
             if source.format != entries[0].format:
                 raise SourceError(
                     f"{service} is a {entries[0].format} artifact, not {source.format}"

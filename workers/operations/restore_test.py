@@ -3,7 +3,9 @@ what the scratch holds with what the manifest recorded at backup time.
 
 - PostgreSQL: into a scratch database on the service's server (the backup
   role needs CREATEDB); per-table row counts must equal those taken in the
-  dump's own snapshot.
+  dump's own snapshot. A base backup (`pitr = true`, format pgbase) goes there
+  through a scratch PostgreSQL (workers/pitr/base_restore.py), whose counts at the
+  backup's consistent point the scratch database must then hold.
 - SQLite: into a scratch file; `PRAGMA integrity_check` must pass and the
   per-table row counts must match.
 - Directory: into a scratch folder; per volume, the file count, bytes and the
@@ -31,7 +33,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -47,6 +49,7 @@ from workers.monitoring.drill_alerts import check_drills
 from workers.operations.drill_plan import plan_drills
 from workers.operations.locks import being_read
 from workers.operations.verdicts import report_verdict
+from workers.pitr.restore_source import checked_facts, drill_source
 from workers.redact import redact
 from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import ArtifactEntry
@@ -219,7 +222,7 @@ def _drill(
 ) -> DrillResult:
     """Restore one service into its kind's scratch target, timed, then run its check."""
     rto = fleet.config.policy_of(namespace, service, fleet.settings).rto
-    facts = [entry.source for entry in entries]
+    facts: list[Mapping[str, Any]] = [entry.source for entry in entries]
     work = fleet.settings.backfleet_work_dir
     scratch = Path(tempfile.mkdtemp(prefix="backfleet-restore-test-", dir=work))
     started, seconds, read = clock(), 0.0, 0
@@ -237,16 +240,21 @@ def _drill(
         assert target is not None  # restore_test_unavailable said it can be drilled
         with target as restore:
             began = time.monotonic()
+            # A base backup goes into the scratch database through a scratch server.
+            destination = drill_source(
+                restore.target, entries[0], fleet.settings, timeout=max(2 * rto, MIN_TIME_LIMIT)
+            )
             try:
                 restore_artifacts(
                     store=fleet.store,
                     entries=entries,
-                    source=restore.target,
+                    source=destination,
                     keyring=keyring,
                     on_read=count,
                 )
             finally:
                 seconds = time.monotonic() - began
+            facts = checked_facts(destination, facts)
             try:
                 restore.check(facts)
             finally:

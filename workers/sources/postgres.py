@@ -203,7 +203,7 @@ class PostgresSource(OneStream):
 
             def check(facts: Sequence[Mapping[str, Any]]) -> None:
                 with target.connect() as conn:
-                    found.update(_row_counts(conn))
+                    found.update(row_counts(conn))
                 compare_row_counts(facts[0], found)
 
             yield ScratchRestore(target, check, found)
@@ -212,6 +212,11 @@ class PostgresSource(OneStream):
                 admin.autocommit = True
                 drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
                 admin.execute(drop.format(sql.Identifier(name)))
+
+    def connection_user(self) -> str | None:
+        """The role the URL names (None: libpq's default, the OS user or PGUSER)."""
+        user = self._params.get("user")
+        return str(user) if user else None
 
     def connect(self) -> psycopg.Connection[Any]:
         """A connection to the database (for checks); SourceError if it cannot be had."""
@@ -245,7 +250,7 @@ class PostgresSource(OneStream):
                 "kind": self.kind,
                 "database": self.database,
                 "server_version": _scalar(conn, "SHOW server_version"),
-                "row_counts": _row_counts(conn),
+                "row_counts": row_counts(conn),
             }
             # The cluster's roles, in the same snapshot; counts in the manifest, the rest
             # inside the artifact (compressed and encrypted with the data).
@@ -374,7 +379,8 @@ def _scalar(conn: psycopg.Connection[Any], query: str) -> str:
     return str(row[0])
 
 
-def _row_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
+def row_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """Rows per user table, `schema.table`: what a drill compares."""
     counts: dict[str, int] = {}
     for schema, table in conn.execute(_LIST_TABLES).fetchall():  # type: ignore[arg-type]
         query = sql.SQL("SELECT count(*) FROM {}.{}").format(
