@@ -5,15 +5,18 @@ database, verified first, and the scratch always gone."""
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests.fakes import stored_entry
 from tests.pitr_cluster import PASSWORD, SPOIL, PitrCluster, run, scratch_processes, state
 from tests.pitr_cluster import pitr_cluster as pitr_cluster  # the fixture
+from tests.servers import PrivatePostgres, started
 from workers.errors import ConfigError, IntegrityError, SourceError
 from workers.monitoring.checks import check_source
 from workers.pitr import scratch as scratch_module
@@ -257,3 +260,37 @@ def test_backfleet_check_says_whether_base_backups_are_possible(
             check_source(plain)
     finally:
         run(pitr_cluster.admin(), "DROP ROLE plain_reader")
+
+
+def test_a_base_backup_restored_into_another_cluster_brings_its_roles(
+    app: str,
+    pitr_cluster: PitrCluster,
+    store: LocalStore,
+    settings: Settings,
+    scratch_root: Path,
+) -> None:
+    """The roles travel with a base backup as with a dump (issue 21: a new cluster gets its
+    roles): read from the scratch server, created in the target cluster first."""
+    owner = f"owner_{uuid.uuid4().hex[:8]}"
+    run(pitr_cluster.admin(), f"CREATE ROLE {owner} LOGIN CONNECTION LIMIT 3")
+    run(
+        pitr_cluster.admin(app.rsplit("/", 1)[1]),
+        f"CREATE TABLE public.owned (id int); ALTER TABLE public.owned OWNER TO {owner}",
+    )
+    entry = back_up(app, store, settings)
+    other = started(PrivatePostgres())
+    try:
+        target = other.create_database()
+        restore = BaseBackupRestore(PostgresSource(target), entry.source, settings=settings)
+        restore_artifact(store=store, entry=entry, source=restore)
+        with psycopg.connect(target) as conn:
+            owned = conn.execute(
+                "SELECT tableowner FROM pg_tables WHERE tablename = 'owned'"
+            ).fetchone()
+            created = conn.execute(
+                "SELECT rolcanlogin, rolconnlimit FROM pg_roles WHERE rolname = %s", (owner,)
+            ).fetchone()
+        assert owned == (owner,) and created == (True, 3)
+    finally:
+        other.close()
+    assert_no_scratch(scratch_root)

@@ -31,6 +31,7 @@ from workers.sources.base import Dump, OneStream, RestoreStream
 from workers.sources.pg_server import server_programs
 from workers.sources.pgbase import PgBaseSource
 from workers.sources.postgres import PostgresSource, row_counts
+from workers.sources.postgres_roles import read_roles
 from workers.sources.process import StderrTail, exit_status, spawn, stop_group
 
 # After its output ends, pg_dump only closes its connection.
@@ -82,6 +83,9 @@ class BaseBackupRestore(OneStream):
             server = scratch.start(users=users, recovery=self.recovery)
             superuser = self._check(server, database)
             with _scratch_dump(server, database, superuser, stream) as dump:
+                # The cluster's roles, as a dump's preamble carries them: a restore into a
+                # cluster that lacks them creates them first (sources/postgres_roles.py).
+                dump.preamble = self._roles(server, database, superuser)
                 self.target.restore(dump)
 
     def _target_user(self) -> str:
@@ -110,6 +114,11 @@ class BaseBackupRestore(OneStream):
         return superuser
 
 
+    def _roles(self, server: ScratchServer, database: str, superuser: str) -> bytes:
+        with server.connect(database, superuser) as conn:
+            return read_roles(conn, passwords=self.target.keeps_role_passwords).to_bytes()
+
+
 class _ScratchDump:
     """pg_dump's output from the scratch server; verify() waits for its clean exit, then
     runs the stored stream's verify() again (its lock gate at the moment of COMMIT)."""
@@ -118,6 +127,7 @@ class _ScratchDump:
         self, process: "subprocess.Popen[bytes]", errors: StderrTail, stored: RestoreStream
     ) -> None:
         self.process, self.errors, self.stored = process, errors, stored
+        self.preamble: bytes | None = None  # the roles (sources.base.preamble_of reads it)
 
     def read(self, size: int = -1, /) -> bytes:
         assert self.process.stdout is not None

@@ -134,6 +134,11 @@ class PostgresSource(OneStream):
         self._role_passwords, self._encrypted = role_passwords, encrypted
         self._create_roles = create_roles
 
+    @property
+    def keeps_role_passwords(self) -> bool:
+        """Are the roles' password hashes kept with its backups (`role_passwords`)?"""
+        return self._role_passwords
+
     # --- connection details, kept off every command line ---
     def _conninfo(self) -> str:
         return make_conninfo(**self._params)
