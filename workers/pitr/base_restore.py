@@ -113,7 +113,6 @@ class BaseBackupRestore(OneStream):
             self.scratch_counts = row_counts(conn)
         return superuser
 
-
     def _roles(self, server: ScratchServer, database: str, superuser: str) -> bytes:
         with server.connect(database, superuser) as conn:
             return read_roles(conn, passwords=self.target.keeps_role_passwords).to_bytes()
