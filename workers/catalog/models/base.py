@@ -4,12 +4,7 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    DateTime,
-    TypeDecorator,
-    text,
-)
+from sqlalchemy import JSON, DateTime, TypeDecorator, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 

@@ -3,12 +3,7 @@ each service was first seen (a new service's freshness counts from it)."""
 
 from datetime import datetime
 
-from sqlalchemy import (
-    Index,
-    String,
-    Text,
-    text,
-)
+from sqlalchemy import Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from workers.catalog.models.base import Base, _now

@@ -6,12 +6,7 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from workers.catalog.models import (
-    RUNNING,
-    Artifact,
-    Backup,
-    UploadPart,
-)
+from workers.catalog.models import RUNNING, Artifact, Backup, UploadPart
 
 
 def services_in_backups(session: Session, *, namespace: str) -> list[str]:

@@ -9,13 +9,7 @@ from sqlalchemy import Row, delete, func, select
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.orm import Session
 
-from workers.catalog.models import (
-    ACTIVE_STATUSES,
-    SUCCESS,
-    Artifact,
-    Backup,
-    SkippedRun,
-)
+from workers.catalog.models import ACTIVE_STATUSES, SUCCESS, Artifact, Backup, SkippedRun
 from workers.errors import ConflictError
 from workers.timestamps import format_timestamp, utcnow
 

@@ -8,11 +8,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.orm import Session
 
-from workers.catalog.models import (
-    ACTIVE_STATUSES,
-    RUNNING,
-    Restore,
-)
+from workers.catalog.models import ACTIVE_STATUSES, RUNNING, Restore
 from workers.errors import ConflictError
 
 

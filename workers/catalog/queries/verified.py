@@ -7,13 +7,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session, aliased
 
-from workers.catalog.models import (
-    FAILED,
-    SUCCESS,
-    Artifact,
-    Backup,
-    Verification,
-)
+from workers.catalog.models import FAILED, SUCCESS, Artifact, Backup, Verification
 
 
 def least_recently_verified(
