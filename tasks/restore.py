@@ -5,7 +5,7 @@ a busy namespace makes it wait, up to BACKUP_TIME_LIMIT, then it fails. The
 lock is strict: once it is lost (taken, expired, or Redis cannot confirm it)
 the restore stops before its next commit and fails, the target untouched.
 A retention pass deleting in the namespace the backup is read from makes it
-wait too (workers/operations/retention.py says why that suffices).
+wait too (workers/operations/retention/ says why that suffices).
 """
 
 from typing import Any

@@ -31,7 +31,7 @@ from workers.settings import Settings
 
 log = logging.getLogger(__name__)
 PREFIX = "backfleet:lock:namespace:"
-# Held while retention deletes in a namespace's store prefix (workers/operations/retention.py).
+# Held while retention deletes in a namespace's store prefix (workers/operations/retention/).
 RETENTION_PREFIX = "backfleet:lock:retention:"
 # One key per reader without a catalog row (a test restore): `<namespace>/<timestamp>/<id>`.
 READING_PREFIX = "backfleet:reading:"
@@ -65,7 +65,7 @@ def namespace_lock(
 def retention_lock(settings: Settings, namespace: str, *, label: str) -> "NamespaceLock":
     """The lock retention holds while it deletes backups of `namespace`.
 
-    See workers/operations/retention.py for who waits on it and why.
+    See workers/operations/retention/ for who waits on it and why.
     """
     client = lock_client(settings.locks_url)
     return NamespaceLock(

@@ -135,7 +135,7 @@ def run_restore_test(
     now: Clock | None = None,
 ) -> RestoreTestResult:
     """Drill `services` (default: every one that can be) of one backup, marked as being
-    read so retention keeps it (operations/retention.py)."""
+    read so retention keeps it (operations/retention/)."""
     clock = now or utcnow
     with being_read(fleet.settings, namespace, timestamp, wait=RETENTION_WAIT):
         return _run_restore_test(fleet, namespace, timestamp, services, clock)

@@ -17,7 +17,7 @@ it moved there, unless forced (`backfleet retention --force`).
 
 STORAGE_CLASSES is parsed (parse_storage_classes) when the settings are read and checked
 against the configured store's classes (check_classes) when the fleet is built: both
-live in workers/settings.py, below the fleet, and are re-exported here.
+live in workers/settings/, below the fleet, and are re-exported here.
 """
 
 from collections.abc import Collection, Mapping, Sequence

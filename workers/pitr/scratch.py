@@ -26,7 +26,6 @@ SIGKILL from the kernel if the worker dies first, and a folder whose worker died
 removed by the next scratch made under the same root (pitr/leftovers.py).
 """
 
-import contextlib
 import logging
 import os
 import pwd
@@ -37,7 +36,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +49,15 @@ from psycopg.conninfo import make_conninfo
 from workers.child_env import child_env
 from workers.errors import ConfigError, SourceError
 from workers.pitr.leftovers import sweep, write_owner
+from workers.pitr.server_process import (
+    account as os_account,
+)
+from workers.pitr.server_process import (
+    die_with_parent,
+    hand_over,
+    signal_group,
+    user_kwargs,
+)
 from workers.pitr.unpack import major_version
 from workers.sources.pg_server import ServerPrograms, server_programs
 
@@ -141,7 +149,7 @@ class ScratchPostgres:
 
     # --- the folder ---
     def __enter__(self) -> Self:
-        account = _account(self.user)
+        account = os_account(self.user)
         self._check_root(account)
         sweep(self.root, PREFIX)
         self.folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=self.root))
@@ -228,9 +236,9 @@ class ScratchPostgres:
             raise SourceError("the scratch server is already running")
         programs = server_programs(major_version(self.data))
         self._configure(recovery or Recovery())
-        account = _account(self.user)
+        account = os_account(self.user)
         if account is not None:
-            _hand_over(self.folder, account)
+            hand_over(self.folder, account)
         argv = [str(programs.postgres), "-D", str(self.data)]
         argv += ["-c", f"config_file={self.folder / 'postgresql.conf'}"]
         with self.log_file.open("ab") as log_out:
@@ -241,8 +249,8 @@ class ScratchPostgres:
                 stderr=subprocess.STDOUT,
                 env=child_env(),
                 start_new_session=True,  # a stop reaches every process of it
-                preexec_fn=_die_with_parent(),
-                **_user_kwargs(account),
+                preexec_fn=die_with_parent(),
+                **user_kwargs(account),
             )
         user = self._wait(users)
         return ScratchServer(self.socket_dir, user, programs)
@@ -329,12 +337,12 @@ class ScratchPostgres:
         if process is None:
             return
         if process.poll() is None:
-            _signal_group(process.pid, signal.SIGQUIT)
+            signal_group(process.pid, signal.SIGQUIT)
             try:
                 process.wait(STOP_GRACE)
             except subprocess.TimeoutExpired:
                 log.warning("the scratch PostgreSQL did not stop on SIGQUIT: killing it")
-        _signal_group(process.pid, signal.SIGKILL)  # any backend the postmaster left
+        signal_group(process.pid, signal.SIGKILL)  # any backend the postmaster left
         process.wait()
 
 
@@ -349,58 +357,3 @@ def _recovered(socket_dir: Path, user: str) -> str:
         if f'role "{user}" does not exist' in str(exc):
             return "no such role"
         return "waiting"  # starting up, or still in recovery
-
-
-def _account(user: str | None) -> pwd.struct_passwd | None:
-    """The OS account of `user` (None: the worker's own, nothing to switch to)."""
-    if user is None:
-        return None
-    try:
-        account = pwd.getpwnam(user)
-    except KeyError:
-        raise ConfigError(
-            f"the worker runs as root and the scratch PostgreSQL must not: there is no "
-            f"`{user}` OS user to run it as (install the PostgreSQL server package, which "
-            "makes it, or run the worker as another user)"
-        ) from None
-    return None if account.pw_uid == os.geteuid() else account
-
-
-def _user_kwargs(account: pwd.struct_passwd | None) -> dict[str, Any]:
-    if account is None:
-        return {}
-    # Root's supplementary groups are dropped too.
-    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
-
-
-def _hand_over(folder: Path, account: pwd.struct_passwd) -> None:
-    """Everything in the scratch folder owned by the server's user (unpacked as root)."""
-    os.chown(folder, account.pw_uid, account.pw_gid)
-    for parent, folders, files in os.walk(folder):
-        for name in [*folders, *files]:
-            os.lchown(os.path.join(parent, name), account.pw_uid, account.pw_gid)
-
-
-def _signal_group(pid: int, number: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, number)
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec_fn asking the kernel to SIGKILL the server when the worker dies (Linux).
-
-    It runs after the switch to the server's user (a switch clears that request)."""
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the worker died before prctl took effect
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return preexec

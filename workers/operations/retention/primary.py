@@ -1,0 +1,102 @@
+"""The pass over the primary store: every namespace planned under its retention lock,
+the deletions, then the moves colder and the lock extensions; failures alerted."""
+
+import logging
+from datetime import datetime
+
+from workers.errors import reason_of
+from workers.fleet import Fleet
+from workers.monitoring.alerts import alerter_for
+from workers.monitoring.retention_alerts import report_retention
+from workers.operations import gfs, upkeep
+from workers.operations.locks import LockLost, NamespaceLock, backups_being_read
+from workers.operations.retention.deletion import DELETE_BATCH, delete_batch
+from workers.operations.retention.lock import give_up, take_retention_lock
+from workers.operations.retention.plan import RetentionPlan, plan_retention
+from workers.operations.retention.policies import service_policies
+from workers.redact import redact
+from workers.repository.namespaces import namespaces_of
+from workers.timestamps import utcnow
+
+log = logging.getLogger(__name__)
+
+
+def apply_retention(
+    fleet: Fleet,
+    *,
+    namespace: str | None = None,
+    dry_run: bool = False,
+    policy: gfs.Policy | None = None,
+    now: datetime | None = None,
+    force: bool = False,
+) -> list[RetentionPlan]:
+    """Plan every namespace (or one) and, unless `dry_run`, delete what the plans say,
+    then move and extend the locks of what they keep. `now`: the pass's moment (tests);
+    `force`: delete before a storage class's billed minimum has passed."""
+    now = now or utcnow()
+    plans = []
+    visited = [namespace] if namespace else namespaces_of(fleet)
+    for ns in visited:  # refused before any lock is taken or anything deleted
+        service_policies(fleet, ns, policy)
+    for ns in visited:
+        if dry_run:
+            plans.append(plan_retention(fleet, namespace=ns, policy=policy, now=now, force=force))
+            continue
+        lock = take_retention_lock(fleet, ns)
+        if isinstance(lock, RetentionPlan):
+            plans.append(lock)
+            continue
+        try:
+            # Planned under the lock: every reader registered before it is seen.
+            readers = backups_being_read(fleet.settings, ns)
+            plan = plan_retention(
+                fleet, namespace=ns, policy=policy, being_read=readers, now=now, force=force
+            )
+            plans.append(plan)
+            stamps = sorted(plan.delete)
+            for start in range(0, len(stamps), DELETE_BATCH):
+                if lock.lost.is_set():
+                    give_up(plan, stamps[start:], "the retention lock was lost")
+                    break
+                delete_batch(fleet, plan, stamps[start : start + DELETE_BATCH])
+            _apply_upkeep(fleet, plan, lock, now)
+        finally:
+            lock.release()
+        failures = {**plan.failed, **plan.upkeep_failed}
+        report_retention(alerter_for(fleet), namespace=ns, store="primary", failures=failures)
+    return plans
+
+
+def _apply_upkeep(fleet: Fleet, plan: RetentionPlan, lock: NamespaceLock, now: datetime) -> None:
+    """The planned moves, then the lock extensions, under the retention lock. A backup's
+    failure is logged and recorded on the plan (and its entry dropped, so the plan says
+    what was done); the next pass tries again."""
+    work = [(stamp, "move") for stamp in sorted(plan.moves)]
+    work += [(stamp, "lock extension") for stamp in sorted(plan.extensions)]
+    for stamp, what in work:
+        planned = plan.moves if what == "move" else plan.extensions
+        try:
+            if lock.lost.is_set():
+                raise LockLost("the retention lock was lost")
+            if what == "move":
+                upkeep.move(
+                    fleet.store,
+                    fleet.settings.database_url,
+                    namespace=plan.namespace,
+                    timestamp=stamp,
+                    planned=plan.moves[stamp],
+                    now=now,
+                )
+            else:
+                upkeep.extend_lock(
+                    fleet.store,
+                    namespace=plan.namespace,
+                    timestamp=stamp,
+                    planned=plan.extensions[stamp],
+                )
+        except Exception as exc:
+            error = f"its {what}: {redact(reason_of(exc), fleet.secrets())}"
+            log.error("retention: %s/%s: %s", plan.namespace, stamp, error)
+            earlier = plan.upkeep_failed.get(stamp)
+            plan.upkeep_failed[stamp] = f"{earlier}; {error}" if earlier else error
+            planned.pop(stamp, None)
