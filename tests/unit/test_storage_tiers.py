@@ -7,7 +7,7 @@ The real servers show the rest (tests/integration/test_tiers_follow_retention.py
 import hashlib
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,11 @@ from tests.tiered_memory import TieredMemoryStore
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import SUCCESS, Restore
+from workers.catalog.tiers import StoredArtifact
 from workers.cli import main
 from workers.errors import ConfigError, IntegrityError, PermanentError
 from workers.fleet import Fleet, build_fleet, check_storage_classes
-from workers.operations import gfs, service_series, tiers
+from workers.operations import gfs, service_series, tiers, upkeep
 from workers.operations.restore import run_restore
 from workers.operations.retention import apply_retention
 from workers.operations.verify import verify_backup
@@ -468,3 +469,18 @@ def test_a_failed_move_is_reported_and_tried_again_at_the_next_pass(tmp_path: Pa
     assert recorded == {"db.sqlite.zst": "DEEP_ARCHIVE", "files.tar.zst": "STANDARD"}
     (again,) = apply_retention(fleet, namespace="app", now=PASS)
     assert list(again.moves[old].keys) == [f"app/{old}/files.tar.zst"]  # only what is left
+
+
+def test_a_move_colder_waits_for_the_current_class_s_billed_minimum() -> None:
+    """Second review, finding 11: moving out of STANDARD_IA 10 days in was billed as 30."""
+    store = TieredMemoryStore()
+    mapping = {"weekly": "STANDARD_IA", "yearly": "DEEP_ARCHIVE"}
+    stamp = "2025-01-01t00-00-00"
+    moved_in = datetime(2025, 12, 1, tzinfo=UTC)
+    stored = {stamp: [StoredArtifact("app/x/db.sqlite.zst", "STANDARD_IA", moved_in)]}
+    kept = {stamp: ["yearly"]}
+    early = upkeep.plan_moves(store, mapping, kept, stored, now=moved_in + timedelta(days=10))
+    assert early == {}
+    later = upkeep.plan_moves(store, mapping, kept, stored, now=moved_in + timedelta(days=31))
+    assert later[stamp].storage_class == "DEEP_ARCHIVE"
+    assert later[stamp].keys == ("app/x/db.sqlite.zst",)

@@ -100,7 +100,9 @@ def _plan_upkeep(
     store, settings = fleet.store, fleet.settings
     # Kept by its policy (not only by its lock or a restore reading it).
     kept = {stamp: rules for stamp, rules in plan.keeping.items() if rules and stamp in plan.keep}
-    plan.moves = upkeep.plan_moves(store, settings.storage_class_map, kept, stored, leave=in_use)
+    plan.moves = upkeep.plan_moves(
+        store, settings.storage_class_map, kept, stored, leave=in_use, now=now
+    )
     plan.extensions = upkeep.plan_lock_extensions(
         store, plan.namespace, kept, days=settings.aws_s3_object_lock_days, now=now
     )
