@@ -484,3 +484,95 @@ def test_a_move_colder_waits_for_the_current_class_s_billed_minimum() -> None:
     later = upkeep.plan_moves(store, mapping, kept, stored, now=moved_in + timedelta(days=31))
     assert later[stamp].storage_class == "DEEP_ARCHIVE"
     assert later[stamp].keys == ("app/x/db.sqlite.zst",)
+
+
+def test_a_restore_waits_for_its_archived_objects_before_it_locks_the_namespace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Second review, finding 7: the wait (up to REHYDRATION_TIMEOUT, hours) held the
+    target namespace's lock, so no backup of it could run meanwhile."""
+    import tasks.restore
+    from workers.operations.locks import lock_holder
+
+    fleet = tiered_fleet(tmp_path, polls=2)
+    old, _ = (take_backup(fleet, moment=m) for m in MOMENTS)
+    apply_retention(fleet, namespace="app", now=PASS)
+    with session_scope(fleet.settings.database_url) as session:
+        restore_id = queries.create_restore(
+            session,
+            namespace="app",
+            source_namespace="app",
+            timestamp=old,
+            services=["db", "files"],
+            skipped=[],
+            backup_url="x",
+        ).id
+    holders: list[str | None] = []
+
+    def sleep(seconds: float) -> None:
+        time.now += seconds
+        holders.append(lock_holder(fleet.settings, "app"))
+
+    time = FakeTime()
+    wait = RehydrationWait(600, "10m at most", sleep=sleep, clock=time.clock)
+    monkeypatch.setattr(
+        workers.operations.restore.RehydrationWait, "from_settings", lambda settings: wait
+    )
+    monkeypatch.setattr(tasks.restore, "current_fleet", lambda: fleet)
+    assert tasks.restore.run_restore(restore_id)["status"] == SUCCESS
+    assert holders == [None, None]  # it waited twice, the namespace free both times
+
+
+def test_moves_colder_hold_no_retention_lock_and_skip_a_backup_read_since_the_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Second review, finding 7: a pass moving a large archive colder held the retention
+    lock for hours, and every restore of the namespace waited for it. Now only each
+    backup's own moving mark is held, and a reader that came after the plan wins."""
+    from workers.operations import locks, upkeep
+    from workers.operations.retention import primary
+
+    fleet = tiered_fleet(tmp_path)
+    old, _ = (take_backup(fleet, moment=m) for m in MOMENTS)
+    seen: list[tuple[str | None, str | None]] = []
+    real_move = upkeep.move
+
+    def watching_move(*args: Any, **kwargs: Any) -> None:
+        seen.append(
+            (
+                locks.lock_holder(fleet.settings, "app", prefix=locks.RETENTION_PREFIX),
+                locks.lock_holder(fleet.settings, f"app/{old}", prefix=locks.MOVING_PREFIX),
+            )
+        )
+        reader = locks.being_read(fleet.settings, "app", old, wait=0)
+        with pytest.raises(locks.NamespaceBusy, match="moving"), reader:
+            pass  # a reader arriving now waits for the move
+        real_move(*args, **kwargs)
+
+    monkeypatch.setattr(upkeep, "move", watching_move)
+    (plan,) = apply_retention(fleet, namespace="app", now=PASS)
+    assert plan.moves[old].storage_class == "DEEP_ARCHIVE"
+    assert seen == [(None, "moving")]
+
+    # A reader that registers after the plan was made: the backup is not moved under it.
+    fleet2 = tiered_fleet(tmp_path / "second")
+    first, _ = (take_backup(fleet2, moment=m) for m in MOMENTS)
+    real_plan = primary.plan_retention
+
+    def plan_then_a_reader_comes(*args: Any, **kwargs: Any) -> Any:
+        made = real_plan(*args, **kwargs)
+        mark = locks.reading_mark(fleet2.settings, "app", first)
+        mark.acquire()
+        marks.append(mark)
+        return made
+
+    marks: list[locks.NamespaceLock] = []
+    monkeypatch.setattr(primary, "plan_retention", plan_then_a_reader_comes)
+    (late,) = apply_retention(fleet2, namespace="app", now=PASS)
+    marks[0].release()
+    assert first not in late.moves and not late.upkeep_failed
+    store = fleet2.store
+    assert isinstance(store, TieredMemoryStore)
+    with store.open_read(manifest_key("app", first)) as handle:
+        keys = [entry.key for entry in Manifest.from_bytes(handle.read()).artifacts]
+    assert {store.storage_class_of(key) for key in keys} == {"STANDARD"}

@@ -24,7 +24,7 @@ from workers.audit.operations import restore_ended
 from workers.catalog import queries
 from workers.catalog.attempts import start_attempt
 from workers.catalog.db import Session, session_scope, write_catalog
-from workers.catalog.models import FAILED, SUCCESS, Restore
+from workers.catalog.models import FAILED, PENDING, SUCCESS, Restore
 from workers.catalog.progress import CatalogProgress
 from workers.catalog.tiers import record_storage_classes
 from workers.errors import BackfleetError, NotFoundError, SourceError, reason_of
@@ -177,6 +177,30 @@ def _report(
         error=error,
     )
     restore_ended(fleet.settings.database_url, restore_id=restore_id)
+
+
+def rehydrate_first(fleet: Fleet, *, restore_id: int) -> None:
+    """Ask back the restore's archived artifacts and wait until they read, BEFORE the task
+    takes the target namespace's lock: that wait may take hours, and holding the lock
+    through it would hold off every backup and restore of the namespace (second review,
+    finding 7). run_restore checks again (one HEAD per object) and fails with the reason if
+    this could not finish; here a failure is only logged."""
+    url = fleet.settings.database_url
+    with session_scope(url) as session:
+        restore = queries.get_restore(session, restore_id=restore_id)
+        if restore is None or restore.status != PENDING:
+            return  # gone, finished, or an attempt that runs already (a redelivery)
+        note = override_of(restore.error)
+        source_namespace, timestamp = restore.source_namespace, restore.timestamp
+        services = list(restore.services)
+    try:
+        manifest = load_manifest(
+            fleet, namespace=source_namespace, timestamp=timestamp, allow_unsigned=bool(note)
+        ).manifest
+        progress = _Progress(url, restore_id, manifest, services)
+        _rehydrate(fleet, progress, manifest, services, source_namespace)
+    except Exception as exc:
+        log.warning("restore %s: %s", restore_id, redact(reason_of(exc), fleet.secrets()))
 
 
 def _rehydrate(

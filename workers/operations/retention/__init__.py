@@ -50,10 +50,15 @@ that dies half-way is finished by the next one: deleting is idempotent.
 Storage tiers (tiers.py, upkeep.py): a backup retention would delete is kept while its
 storage class's billed minimum has not passed since it moved there (unless forced:
 `backfleet retention --force`; the scheduled pass never forces). After the deletions,
-under the same lock, each backup its policy keeps moves to the class of the warmest
-rule that keeps it (STORAGE_CLASSES), only ever colder and never while a restore reads
-it, and its Object Lock is extended when less than half of AWS_S3_OBJECT_LOCK_DAYS is
-left. The primary store only: the secondary keeps its objects where it wrote them.
+with the retention lock released (moving an archive colder may take hours, which no
+restore should wait for) and the namespace's upkeep lock taken instead (one mover at a
+time), each backup its policy keeps moves to the class of the warmest rule that keeps
+it (STORAGE_CLASSES), only ever colder, never inside its current class's billed
+minimum, and never while a restore reads it: each move holds the backup's moving mark,
+then looks for readers again (a reader registers, then waits while a mark is held, so
+one of them always sees the other). Its Object Lock is extended when less than half of
+AWS_S3_OBJECT_LOCK_DAYS is left. The primary store only: the secondary keeps its
+objects where it wrote them.
 
 The modules: policies (which policy each series takes), plan (what goes, what moves,
 why), lock (the pass's retention lock), deletion (objects, rows, audit events), primary

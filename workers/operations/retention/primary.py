@@ -4,15 +4,23 @@ the deletions, then the moves colder and the lock extensions; failures alerted."
 import logging
 from datetime import datetime
 
+from workers.catalog.db import session_scope
 from workers.errors import reason_of
 from workers.fleet import Fleet
 from workers.monitoring.alerts import alerter_for
 from workers.monitoring.retention_alerts import report_retention
 from workers.operations import gfs, upkeep
-from workers.operations.locks import LockLost, NamespaceLock, backups_being_read
+from workers.operations.locks import (
+    LockLost,
+    NamespaceBusy,
+    NamespaceLock,
+    backups_being_read,
+    moving_mark,
+    upkeep_lock,
+)
 from workers.operations.retention.deletion import DELETE_BATCH, delete_batch
 from workers.operations.retention.lock import give_up, take_retention_lock
-from workers.operations.retention.plan import RetentionPlan, plan_retention
+from workers.operations.retention.plan import RetentionPlan, plan_retention, read_by_restores
 from workers.operations.retention.policies import service_policies
 from workers.redact import redact
 from workers.repository.namespaces import namespaces_of
@@ -59,34 +67,47 @@ def apply_retention(
                     give_up(plan, stamps[start:], "the retention lock was lost")
                     break
                 delete_batch(fleet, plan, stamps[start : start + DELETE_BATCH])
-            _apply_upkeep(fleet, plan, lock, now)
         finally:
             lock.release()
+        _apply_upkeep(fleet, plan, now)
         failures = {**plan.failed, **plan.upkeep_failed}
         report_retention(alerter_for(fleet), namespace=ns, store="primary", failures=failures)
     return plans
 
 
-def _apply_upkeep(fleet: Fleet, plan: RetentionPlan, lock: NamespaceLock, now: datetime) -> None:
-    """The planned moves, then the lock extensions, under the retention lock. A backup's
+def _apply_upkeep(fleet: Fleet, plan: RetentionPlan, now: datetime) -> None:
+    """The planned moves, then the lock extensions, under the upkeep lock, not the
+    retention lock: moving a large archive colder takes hours, which restores must not
+    wait for. Each move holds its backup's moving mark and skips a backup that a reader
+    registered on since the plan (locks.MOVING_PREFIX says why that is safe). A backup's
     failure is logged and recorded on the plan (and its entry dropped, so the plan says
     what was done); the next pass tries again."""
+    if not plan.moves and not plan.extensions:
+        return
+    lock = upkeep_lock(fleet.settings, plan.namespace)
+    try:
+        lock.acquire()
+    except NamespaceBusy as busy:  # another pass moves now: the next pass does the rest
+        log.warning("retention of %s: moves and lock extensions put off: %s", plan.namespace, busy)
+        plan.moves.clear()
+        plan.extensions.clear()
+        return
+    try:
+        _upkeep_under(fleet, plan, lock, now)
+    finally:
+        lock.release()
+
+
+def _upkeep_under(fleet: Fleet, plan: RetentionPlan, lock: NamespaceLock, now: datetime) -> None:
     work = [(stamp, "move") for stamp in sorted(plan.moves)]
     work += [(stamp, "lock extension") for stamp in sorted(plan.extensions)]
     for stamp, what in work:
         planned = plan.moves if what == "move" else plan.extensions
         try:
             if lock.lost.is_set():
-                raise LockLost("the retention lock was lost")
+                raise LockLost("the upkeep lock was lost")
             if what == "move":
-                upkeep.move(
-                    fleet.store,
-                    fleet.settings.database_url,
-                    namespace=plan.namespace,
-                    timestamp=stamp,
-                    planned=plan.moves[stamp],
-                    now=now,
-                )
+                _move_unless_read(fleet, plan, stamp, now)
             else:
                 upkeep.extend_lock(
                     fleet.store,
@@ -100,3 +121,24 @@ def _apply_upkeep(fleet: Fleet, plan: RetentionPlan, lock: NamespaceLock, now: d
             earlier = plan.upkeep_failed.get(stamp)
             plan.upkeep_failed[stamp] = f"{earlier}; {error}" if earlier else error
             planned.pop(stamp, None)
+
+
+def _move_unless_read(fleet: Fleet, plan: RetentionPlan, stamp: str, now: datetime) -> None:
+    """Mark the backup as moving, then look for readers: one that registered since the
+    plan keeps it where it is this pass (and waits for a move that started first)."""
+    with moving_mark(fleet.settings, plan.namespace, stamp):
+        readers = backups_being_read(fleet.settings, plan.namespace)
+        with session_scope(fleet.settings.database_url) as session:
+            readers |= set(read_by_restores(session, plan.namespace, ()))
+        if stamp in readers:
+            log.info("retention: %s/%s is being read: not moved this pass", plan.namespace, stamp)
+            plan.moves.pop(stamp, None)
+            return
+        upkeep.move(
+            fleet.store,
+            fleet.settings.database_url,
+            namespace=plan.namespace,
+            timestamp=stamp,
+            planned=plan.moves[stamp],
+            now=now,
+        )
