@@ -233,9 +233,14 @@ class PrivatePostgres(PostgresServer):
     """A cluster of the tests' own: initdb in a temporary directory, a free port, fsync off.
 
     As root, initdb and postgres run as the `postgres` OS user (PostgreSQL refuses root).
+    `initdb_args` and `settings` add to (or override) what it is made and started with:
+    the WAL streaming tests want `--wal-segsize=1` (1 MiB segments fill quickly).
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, initdb_args: tuple[str, ...] = (), settings: dict[str, str] | None = None
+    ) -> None:
+        self.initdb_args, self.extra_settings = initdb_args, dict(settings or {})
         base = Path(tempfile.gettempdir())
         as_root = os.geteuid() == 0
         if as_root and not _reachable_by_postgres_user(base):
@@ -258,7 +263,7 @@ class PrivatePostgres(PostgresServer):
                 shutil.chown(path, self.user, self.user)
         groups: list[str] | None = [] if self.user else None  # drop root's groups too
         initdb = [str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]
-        initdb += ["-E", "UTF8", "--locale=C", "--no-sync"]
+        initdb += ["-E", "UTF8", "--locale=C", "--no-sync", *self.initdb_args]
         done = subprocess.run(
             initdb,
             capture_output=True,
@@ -275,6 +280,7 @@ class PrivatePostgres(PostgresServer):
             "fsync": "off",
             "synchronous_commit": "off",
             "full_page_writes": "off",
+            **self.extra_settings,
         }
         argv = [str(bin_dir / "postgres"), "-D", str(data), "-p", str(self.port)]
         for name, value in settings.items():

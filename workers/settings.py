@@ -712,6 +712,38 @@ class Settings(BaseSettings):
         default="*/15 * * * *",
         description="cron of the copy sweep to the secondary store (queue `maintenance`)",
     )
+    # --- point-in-time recovery: the WAL streamers (`backfleet wal`, workers/pitr/) ---
+    wal_ship_interval: Annotated[int, Field(ge=1, le=300)] = Field(
+        default=5,
+        description="seconds between two shipments of a `pitr` service's growing WAL segment "
+        "(its `.partial`, when it grew): the most a disaster loses, plus the upload "
+        "([Point-in-time recovery](../concepts/pitr.md#the-streamer))",
+    )
+    wal_lock_ttl: Annotated[int, Field(ge=3, le=600)] = Field(
+        default=15,
+        description="seconds a streamer's lock lives without a heartbeat (it beats every "
+        "third of it): a standby `backfleet wal` takes a dead streamer's service over within "
+        "this plus a second ([the lock](../concepts/pitr.md#one-streamer-per-service-and-a-"
+        "standby))",
+    )
+    wal_slot_max_retained: Annotated[int, Field(ge=16 * MiB)] = Field(
+        default=1024 * MiB,
+        description="the `wal.retained` alert opens when a `pitr` service's replication slot "
+        "holds more WAL than this on the database server (`1GiB`, `500MB` or bytes): its "
+        "disk fills while nobody drains the slot",
+    )
+    wal_rpo: str = Field(
+        default="1m",
+        description="the `wal.lag` alert opens when a `pitr` service's shipped WAL is older "
+        "than this behind what the server wrote (`1m`, `30s` or seconds)",
+    )
+    wal_spool_dir: Path | None = Field(
+        default=None,
+        description="where each streamer's `pg_receivewal` writes before the segments are "
+        "shipped (a folder per service, emptied when a streamer takes the service; unset: "
+        "`backfleet-wal` in `BACKFLEET_WORK_DIR` or the system temp dir); a few segments "
+        "per service (16 MiB each)",
+    )
     backfleet_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="`DEBUG`, `INFO`, `WARNING`, `ERROR`"
     )
@@ -769,6 +801,7 @@ class Settings(BaseSettings):
         "backup_volume_size",
         "storage_budget_bytes",
         "size_anomaly_min_bytes",
+        "wal_slot_max_retained",
         mode="before",
     )
     @classmethod
@@ -808,6 +841,7 @@ class Settings(BaseSettings):
         "test_restore_period",
         "backup_hook_timeout",
         "rehydration_timeout",
+        "wal_rpo",
     )
     @classmethod
     def _valid_duration(cls, value: str) -> str:
@@ -903,6 +937,11 @@ class Settings(BaseSettings):
     def max_age_seconds(self) -> int:
         """BACKUP_MAX_AGE in seconds."""
         return parse_duration(self.backup_max_age)
+
+    @property
+    def wal_rpo_seconds(self) -> int:
+        """WAL_RPO in seconds."""
+        return parse_duration(self.wal_rpo)
 
     @property
     def hook_timeout_seconds(self) -> int:
