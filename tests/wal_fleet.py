@@ -209,3 +209,90 @@ def wal_env(
     env.pop("BACKFLEET_NAMESPACE", None)
     env.pop("BACKFLEET_ENV_FILE", None)  # children run in `tmp`, where no var/fleet.env is
     return env
+
+
+class Writer:
+    """Steady writes on the server from a thread (a row every 20 ms, a segment switch now
+    and then), until stopped."""
+
+    def __init__(self, fleet: WalFleet, *, switch_every: float = 1.5) -> None:
+        self.fleet, self.switch_every = fleet, switch_every
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
+
+    def __enter__(self) -> "Writer":
+        self.fleet.execute("CREATE TABLE IF NOT EXISTS steady (at timestamptz, body text)")
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(30)
+
+    def _run(self) -> None:
+        try:
+            with psycopg.connect(self.fleet.server.admin_url, autocommit=True) as conn:
+                switched = time.monotonic()
+                while not self.stop.wait(0.02):
+                    conn.execute("INSERT INTO steady SELECT now(), repeat(md5(random()::text), 8)")
+                    if time.monotonic() - switched > self.switch_every:
+                        conn.execute("SELECT pg_switch_wal()")
+                        switched = time.monotonic()
+        except BaseException as exc:  # seen by the test
+            self.error = exc
+
+
+def holder_pid(fleet: WalFleet) -> int | None:
+    """The pid in the stream's `holder` (`host pid N`), while one streams."""
+    row = fleet.stream_row()
+    if row is None or not row.holder:
+        return None
+    return int(row.holder.rsplit(" ", 1)[1])
+
+
+def receivers_of(spool_part: str) -> list[int]:
+    """Pids of pg_receivewal processes whose command line names `spool_part`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if (
+                argv
+                and argv[0].endswith(b"pg_receivewal")
+                and spool_part.encode() in b" ".join(argv)
+            ):
+                found.append(int(entry.name))
+    return found
+
+
+def check_no_gap_no_duplicate(fleet: WalFleet, *, through: str, segment_size: int) -> int:
+    """Every segment from the first shipped through `through` is in the catalog once, complete,
+    contiguous, with one object each in the store (no stray partial), decoding to the
+    server's own bytes wherever the server still has the segment; no gap recorded.
+    Returns how many segments were compared with the server's."""
+    from workers.pitr.lsn import parse_segment_name
+
+    rows = fleet.segments()
+    complete = [row for row in rows if not row.partial]
+    _, last = parse_segment_name(through, segment_size)
+    starts = [row.start_lsn for row in complete if row.start_lsn <= last]
+    assert starts, "nothing shipped"
+    assert starts == list(range(starts[0], last + segment_size, segment_size)), (
+        "a hole or a duplicate"
+    )
+    assert len({(row.timeline, row.segment) for row in rows}) == len(rows)
+    assert not fleet.gaps(), [gap.reason for gap in fleet.gaps()]
+    keys = sorted(info.key for info in fleet.fleet().store.list(f"{fleet.namespace}/wal/"))
+    assert keys == sorted(row.key for row in rows), "objects and rows differ"
+    compared = 0
+    for row in complete:
+        if row.start_lsn > last:
+            continue
+        server = fleet.server_segment(row.segment)
+        if server is not None:
+            assert fleet.plain(row) == server, row.segment
+            compared += 1
+    return compared

@@ -49,6 +49,7 @@ class StreamLock:
         self._heartbeat: threading.Thread | None = None
         self._vouched = time.monotonic()  # the last time Redis said the lock was ours
         self.lost = threading.Event()
+        self.unvouched = False  # Redis did not answer the last extension
 
     def holder(self) -> str | None:
         """Who holds it now (`host pid N`), or None."""
@@ -100,10 +101,13 @@ class StreamLock:
         try:
             self._lock.extend(self.ttl, replace_ttl=True)
             self._vouched = time.monotonic()
+            self.unvouched = False
         except LockError:
             self._retake()
         except RedisError as exc:
-            log.warning("WAL lock heartbeat of %s failed: %s", self.name, type(exc).__name__)
+            if not self.unvouched:  # once per outage
+                log.warning("cannot extend the WAL lock of %s: %s", self.name, type(exc).__name__)
+            self.unvouched = True
         if not self.lost.is_set() and time.monotonic() - self._vouched > self.ttl:
             self._mark_lost("Redis could not vouch for it for a whole WAL_LOCK_TTL")
 

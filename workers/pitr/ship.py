@@ -99,7 +99,21 @@ class Shipper:
             self._delete(key)
         elif recorded.replaced_key is not None:  # its partial, now that it is complete
             self._delete(recorded.replaced_key)
+        if not wal.partial and not wal.history:
+            self._delete_stray_partial(wal.stem, recorded.replaced_key)
         return Shipped(key, stored.size, stored.sha256, recorded)
+
+    def _delete_stray_partial(self, stem: str, deleted: str | None) -> None:
+        """A partial a killed shipper uploaded but never recorded: no row will name it."""
+        key = wal_key(
+            self.namespace, self.service, stem + PARTIAL, encrypted=self.encryption is not None
+        )
+        try:
+            stray = key != deleted and self.store.exists(key)
+        except Exception:
+            return
+        if stray:
+            self._delete(key)
 
     def _delete(self, key: str) -> None:
         try:

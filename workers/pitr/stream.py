@@ -73,6 +73,7 @@ class Stream:
         self.shipped_lsn: int | None = None
         self.shipped_at: datetime | None = None
         self.caught_up_at: datetime | None = None
+        self.waiting = False  # shipping waits for Redis to confirm the lock
         self.removed: str | None = None  # the receiver's complaint: the server removed its WAL
         self.receiver = Receiver(
             directory=spool.directory,
@@ -156,11 +157,15 @@ class Stream:
     def _confirmed(self) -> bool:
         """The lock is ours right now (LockLost if another has it)."""
         if self.lock.confirm():
+            self.waiting = False
             return True
-        log.warning(
-            "cannot confirm the WAL lock of %s/%s: shipping waits", self.namespace, self.service
-        )
+        if not self.waiting:  # once per outage
+            log.warning("Redis cannot confirm the WAL lock of %s/%s: shipping waits", *self._id())
+        self.waiting = True
         return False
+
+    def _id(self) -> tuple[str, str]:
+        return self.namespace, self.service
 
     def _ship_completed(self) -> None:
         for history in self.spool.histories():

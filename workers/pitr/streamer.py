@@ -58,6 +58,7 @@ class ServiceStreamer:
             fleet.settings, Keyring.from_settings(fleet.settings)
         )
         self.pause = 1.0
+        self.unreachable = False  # Redis did not answer the last try of the lock
 
     def run(self) -> None:
         """Until `stop` is set: standby, hold, stream."""
@@ -65,8 +66,11 @@ class ServiceStreamer:
             try:
                 acquired = self.lock.try_acquire()
             except RedisError as exc:
-                log.warning("cannot reach Redis for the WAL lock of %s: %s", self._name(), exc)
-                acquired = False
+                if not self.unreachable:  # once per outage
+                    log.warning("cannot reach Redis for the WAL lock of %s: %s", self._name(), exc)
+                self.unreachable, acquired = True, False
+            else:
+                self.unreachable = False
             if not acquired:
                 self.stop.wait(STANDBY_POLL)
                 continue
