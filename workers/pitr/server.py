@@ -60,6 +60,10 @@ class Server:
             params["application_name"] = application_name
         return make_conninfo(**params)
 
+    @property
+    def password(self) -> str:
+        return self._password
+
     def env(self) -> dict[str, str]:
         """pg_receivewal's environment: libpq's PG* variables, the service's `env` names and
         the password (PGPASSWORD), nothing of the fleet's own."""
