@@ -61,6 +61,9 @@ def record_wal_file(session: Session, *, row: WalSegment) -> Recorded:
 
     A complete segment is never replaced by a partial of it (a restarted stream re-receives
     the segment it stood in). WalConflict if the name belongs to another cluster."""
+    # The column defaults apply at insert only; an update copies these too.
+    row.kind, row.partial = row.kind or WAL_SEGMENT, bool(row.partial)
+    row.shipped_at = row.shipped_at or utcnow()
     existing = _same_file(session, row)
     if existing is None:
         try:

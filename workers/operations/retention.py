@@ -85,7 +85,7 @@ from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import MANIFEST_NAME, backup_prefix, manifest_key
 from workers.repository.namespaces import namespaces_of
 from workers.stores.base import ObjectStore
-from workers.timestamps import utcnow
+from workers.timestamps import is_timestamp, utcnow
 
 log = logging.getLogger(__name__)
 DELETE_BATCH = 100  # backups whose catalog rows go in one transaction
@@ -370,10 +370,13 @@ def _secondary_pass(
     being_read: set[str],
     lock: NamespaceLock | None,  # None: a dry run
 ) -> RetentionPlan:
+    # Backups only: `<ns>/<timestamp>/manifest.json`; never `wal/` nor `user-events-audit/`.
     stamps = sorted(
         info.key.split("/")[1]
         for info in store.list(f"{ns}/")
-        if info.key.count("/") == 2 and info.key.endswith("/" + MANIFEST_NAME)
+        if info.key.count("/") == 2
+        and info.key.endswith("/" + MANIFEST_NAME)
+        and is_timestamp(info.key.split("/")[1])
     )
     with session_scope(fleet.settings.database_url) as session:
         rows = queries.retention_facts(session, namespace=ns, timestamps=stamps)
