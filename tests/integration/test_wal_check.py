@@ -111,3 +111,40 @@ def test_a_replication_role_streams_and_check_says_so(
     finally:
         fleet.close()
         dispose_engines()
+
+
+@pytest.mark.timeout(120)
+def test_a_receiver_refused_by_pg_hba_is_said_in_the_status_never_with_the_password(
+    tmp_path: Path,
+    redis_server: Any,
+    wal_postgres: PrivatePostgres,
+    monkeypatch: pytest.MonkeyPatch,
+    roles: None,
+) -> None:
+    """`backfleet wal` as a process: its receiver is refused (pg_hba.conf rejects the role for
+    replication); it says why in `wal status` and its log, tries again, never shows the
+    password of the service's URL."""
+    fleet: WalFleet = make_fleet(tmp_path, redis_server, wal_postgres, monkeypatch)
+    services = Path(fleet.env["BACKFLEET_CONFIG"])
+    services.write_text(
+        services.read_text().replace(wal_postgres.admin_url, role_url(wal_postgres, "walnohba"))
+    )
+    try:
+        child = fleet.spawn("refused")
+        row = wait_for(
+            lambda: (r := fleet.stream_row()) and r.error and r,
+            timeout=30,
+            what="the refusal recorded",
+        )
+        assert "pg_hba.conf rejects replication connection" in row.error
+        assert PASSWORD not in row.error
+        assert child.poll() is None  # it goes on trying
+        done = CliRunner().invoke(main, ["wal", "status"])
+        assert "pg_hba.conf rejects replication" in done.output and PASSWORD not in done.output
+        child.terminate()
+        assert child.wait(30) == 0
+        log = fleet.log_of("refused")
+        assert "pg_hba.conf rejects replication" in log and PASSWORD not in log
+    finally:
+        fleet.close()
+        dispose_engines()

@@ -17,6 +17,7 @@ from tests.plugins.object_stores import s3_metadata_sha256
 from tests.plugins.wal import WAL_SEGMENT_SIZE
 from tests.servers import PrivatePostgres
 from tests.wal_fleet import WalFleet, check_no_gap_no_duplicate, wait_for
+from tests.webhook import webhook_server
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import SUCCESS, Alert, Artifact, Backup
 from workers.cli import main
@@ -251,3 +252,35 @@ def test_segments_ship_to_an_s3_server(
         with contextlib.suppress(Exception):
             fleet.close()
         dispose_engines()
+
+
+@pytest.mark.timeout(150)
+def test_a_webhook_that_hangs_never_holds_the_stream(
+    tmp_path: Path,
+    redis_server: Any,
+    wal_postgres: PrivatePostgres,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with webhook_server() as hook:
+        fleet = make_fleet(
+            tmp_path,
+            redis_server,
+            wal_postgres,
+            monkeypatch,
+            {"ALERT_WEBHOOK_URL": hook.url, "ALERT_WEBHOOK_TIMEOUT": "60"},
+        )
+        hook.release.clear()  # every post waits
+        try:
+            with fleet.streaming():
+                wait_for(fleet.slot_exists, timeout=20, what="the slot")
+                ship_a_few(fleet, 1)
+                fleet.drop_slot()  # a gap: its alert goes to the hanging webhook
+                wait_for(fleet.gaps, timeout=10, what="the gap recorded")
+                wait_for(lambda: hook.held >= 1, timeout=10, what="the alert posted")
+                ship_a_few(fleet, 2)  # the stream goes on meanwhile
+                hook.release.set()
+            assert "wal.gap" in wait_for(hook.events, timeout=20, what="the alert delivered")
+        finally:
+            hook.release.set()
+            fleet.close()
+            dispose_engines()

@@ -91,9 +91,12 @@ def start_point(
             reason=reason,
         )
     if same:
-        for low, high in unexplained_holes(
+        found = unexplained_holes(
             fleet, namespace=namespace, service=service, system_identifier=facts.system_identifier
-        ):
+        )
+        for low, high in found:
+            if low >= lsn:
+                continue  # the server still keeps it: this stream ships it
             report_gap(
                 fleet,
                 namespace=namespace,

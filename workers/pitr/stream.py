@@ -26,7 +26,6 @@ import psycopg
 from workers.catalog.db import session_scope
 from workers.catalog.wal import newest_wal_file, save_stream, wal_files
 from workers.fleet import Fleet
-from workers.monitoring.wal import check_wal
 from workers.pitr.gaps import report_gap
 from workers.pitr.lock import StreamLock
 from workers.pitr.lsn import parse_lsn
@@ -40,7 +39,6 @@ from workers.timestamps import utcnow
 
 log = logging.getLogger(__name__)
 POLL = 0.25  # seconds between two looks at the spool
-ALERT_EVERY = 30.0  # seconds between two judgements of the service's wal.* alerts
 
 _PROGRESS = """
 SELECT pg_current_wal_flush_lsn()::text,
@@ -98,7 +96,6 @@ class Stream:
             self.slot,
         )
         next_partial = next_word = time.monotonic()
-        next_alerts = time.monotonic() + ALERT_EVERY
         try:
             while True:
                 if self.lock.lost.is_set():
@@ -119,9 +116,6 @@ class Stream:
                     self._check_slot()
                     self._say()
                     next_word = now + self.interval
-                if now >= next_alerts:
-                    check_wal(self.fleet, only=[(self.namespace, self.service)])
-                    next_alerts = now + ALERT_EVERY
                 self.stop.wait(POLL)
         finally:
             self.receiver.stop()
@@ -202,9 +196,14 @@ class Stream:
         Of the `growing` one, the receiver's own word on what it wrote counts too."""
         moment = utcnow()
         server_lsn, written = self._progress()
-        data = partial.path.read_bytes()
+        try:
+            data = partial.path.read_bytes()
+        except FileNotFoundError:
+            return None  # completed (renamed) meanwhile: shipped as such next
         if len(data) != self.facts.segment_size:
             return None  # pg_receivewal is still padding it
+        if any(done.start_lsn < partial.start_lsn for done in self.spool.completed()):
+            return None  # an earlier segment is not shipped yet: never a partial past it
         end = partial.start_lsn + valid_end(data)
         if growing and written is not None and written >= partial.start_lsn:
             # pg_receivewal said it had written up to there before the file was read
