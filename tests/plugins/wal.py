@@ -11,24 +11,20 @@ import pytest
 from tests.servers import PrivatePostgres, started
 
 WAL_SEGMENT_SIZE = 1024 * 1024
+WAL_SETTINGS = {
+    "wal_level": "replica",
+    "max_wal_senders": "20",
+    "max_replication_slots": "20",
+    "wal_keep_size": "0",
+    "min_wal_size": "2MB",
+    "max_wal_size": "64MB",
+    "checkpoint_timeout": "1h",
+}
 
 
 @pytest.fixture(scope="session")
 def wal_postgres() -> Iterator[PrivatePostgres]:
-    server = started(
-        PrivatePostgres(
-            initdb_args=("--wal-segsize=1",),
-            settings={
-                "wal_level": "replica",
-                "max_wal_senders": "20",
-                "max_replication_slots": "20",
-                "wal_keep_size": "0",
-                "min_wal_size": "2MB",
-                "max_wal_size": "64MB",
-                "checkpoint_timeout": "1h",
-            },
-        )
-    )
+    server = started(PrivatePostgres(initdb_args=("--wal-segsize=1",), settings=WAL_SETTINGS))
     try:
         yield server
     finally:

@@ -137,3 +137,16 @@ def test_holes_between_shipped_segments(catalog: str) -> None:
         record_wal_file(session, row=row(5, partial=True, end=5 * MiB + 10))
         found = holes(session, namespace="app", service="db", system_identifier="1")
         assert found == [(3 * MiB, 4 * MiB)]
+
+
+def test_the_timeline_of_a_position_follows_the_server_s_history() -> None:
+    from workers.pitr.timelines import parse_history, timeline_of
+
+    history = parse_history(
+        "1\t0/C0751E\tno recovery target specified\n\n# a comment\n2\t1/200\tbefore 2026-03-02\n"
+    )
+    assert history == [(1, 0xC0751E), (2, 0x1_0000_0200)]
+    assert timeline_of(0xC00000, 3, history) == 1  # the segment the switch is in: still on 1
+    assert timeline_of(0xC0751E, 3, history) == 2
+    assert timeline_of(0x1_0000_0200, 3, history) == 3
+    assert timeline_of(5, 1, []) == 1

@@ -4,6 +4,7 @@ The stream starts at the segment holding the slot's restart_lsn, after the slot 
 up to the end of the complete segments the catalog holds (a streamer killed between the
 upload and the advance lost nothing, and does not ship it again). A slot that is missing
 or invalidated is made anew, and what the store lacks from then on is a gap (gaps.py).
+The stream starts on the timeline that segment is on (timelines.py).
 """
 
 from dataclasses import dataclass
@@ -16,8 +17,9 @@ from workers.catalog.wal import newest_wal_file, shipped_end
 from workers.fleet import Fleet
 from workers.pitr.gaps import report_gap, unexplained_holes
 from workers.pitr.lsn import format_lsn, segment_start
-from workers.pitr.server import ServerFacts
+from workers.pitr.server import Server, ServerFacts
 from workers.pitr.slot import LOST, advance_slot, create_slot, drop_slot, slot_info
+from workers.pitr.timelines import server_history, timeline_of
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ def start_point(
     *,
     namespace: str,
     service: str,
+    server: Server,
     slot: str,
     facts: ServerFacts,
     removed: str | None = None,
@@ -106,5 +109,5 @@ def start_point(
                 end_lsn=high,
                 reason="segments are missing between those the catalog records",
             )
-    timeline = newest.timeline if newest is not None and same else facts.timeline
-    return StartPoint(timeline=timeline, lsn=lsn, shipped=have)
+    history = server_history(server, facts.timeline)
+    return StartPoint(timeline=timeline_of(lsn, facts.timeline, history), lsn=lsn, shipped=have)

@@ -112,6 +112,7 @@ class ServiceStreamer:
                 conn,
                 namespace=self.namespace,
                 service=self.service,
+                server=self.server,
                 slot=self.slot,
                 facts=facts,
                 removed=removed,
