@@ -2,8 +2,9 @@
 streams (stream.py) until asked to stop or the lock is lost, then standby again.
 
 While it holds the lock, a stream that ends on its own (the server restarted, the
-network dropped) is started again with a growing pause, from the slot (start.py): no gap
-and nothing shipped twice. A standby polls the lock every second, so it takes a dead
+network dropped, the WAL it asked for was removed) is started again after a pause that
+grows while it keeps failing (1 s to MAX_PAUSE), from the slot (start.py): no gap and
+nothing shipped twice. A standby polls the lock every second, so it takes a dead
 holder's service over within WAL_LOCK_TTL plus a second.
 """
 
@@ -96,8 +97,6 @@ class ServiceStreamer:
                 removed = None
             if self.stop.is_set() or self.lock.lost.is_set():
                 return
-            if removed is not None:
-                continue  # at once, from a slot made anew
             if time.monotonic() - began > 60:
                 self.pause = 1.0  # it had been streaming a while: not a failing loop
             self.stop.wait(self.pause)
