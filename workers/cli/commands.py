@@ -327,7 +327,8 @@ def check(as_json: bool) -> None:
 
     fleet = current_fleet()
     keys = [s for s in (fleet.settings, fleet.secondary_settings) if s is not None]
-    verdicts = list(run_checks(fleet, first=[("keys", lambda: describe_keys(keys))]))
+    first = [("keys", lambda: describe_keys(keys))]
+    verdicts = list(run_checks(fleet, first=first, last=_pitr_checks(fleet)))
     if as_json:
         from workers.cli.output import to_json
 
@@ -339,6 +340,22 @@ def check(as_json: bool) -> None:
     failed = sum(not verdict.ok for verdict in verdicts)
     if failed:
         _fail(f"{failed} check(s) failed", code=FAILED)
+
+
+def _pitr_checks(fleet: Any) -> list[tuple[str, Any]]:
+    """Each `pitr` service's replication readiness (workers/pitr/readiness.py)."""
+    from workers.pitr.readiness import check_replication
+
+    secrets = fleet.secrets()
+    return [
+        (
+            f"{namespace}/{name} pitr",
+            lambda ns=namespace, spec=spec: check_replication(ns, spec, secrets),
+        )
+        for namespace, services in sorted(fleet.config.namespaces.items())
+        for name, spec in sorted(services.items())
+        if spec.pitr
+    ]
 
 
 @store.command("sweep-uploads")

@@ -33,8 +33,11 @@ class Verdict:
 Check = tuple[str, Callable[[], str]]
 
 
-def run_checks(fleet: Fleet, first: Sequence[Check] = ()) -> Iterator[Verdict]:
-    """Each check's verdict; `first`: checks of layers above this one (the keys: the CLI's)."""
+def run_checks(
+    fleet: Fleet, first: Sequence[Check] = (), last: Sequence[Check] = ()
+) -> Iterator[Verdict]:
+    """Each check's verdict; `first` and `last`: checks of layers above this one (the keys,
+    the `pitr` services' replication: the CLI's)."""
     checks: list[Check] = [
         *first,
         ("catalog", lambda: check_catalog(fleet)),
@@ -46,6 +49,7 @@ def run_checks(fleet: Fleet, first: Sequence[Check] = ()) -> Iterator[Verdict]:
             checks.append(
                 (f"{namespace}/{name}", lambda spec=spec: check_source(spec, fleet.settings))  # type: ignore[misc]
             )
+    checks.extend(last)
     for name, check in checks:
         try:
             yield Verdict(name, True, check())

@@ -22,6 +22,7 @@ from workers.monitoring.health import freshness
 from workers.monitoring.recovery_metrics import recovery_families
 from workers.monitoring.redis_client import REQUEST, redis_client
 from workers.monitoring.storage import storage_report
+from workers.monitoring.wal_metrics import wal_families
 from workers.queues import QUEUES
 from workers.timestamps import parse_timestamp
 
@@ -69,6 +70,7 @@ class CatalogCollector(Collector):
         yield from self._verifications(fleet)
         yield from self._health(fleet)
         yield from recovery_families(fleet)
+        yield from wal_families(fleet)
         yield from self._audit_backlog(fleet)
         yield from self._queues(fleet)
 

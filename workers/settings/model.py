@@ -75,6 +75,7 @@ class Settings(
         "backup_volume_size",
         "storage_budget_bytes",
         "size_anomaly_min_bytes",
+        "wal_slot_max_retained",
         mode="before",
     )
     @classmethod
@@ -91,6 +92,7 @@ class Settings(
         "backup_hook_timeout",
         "rehydration_timeout",
         "pitr_scratch_timeout",
+        "wal_rpo",
     )
     @classmethod
     def _valid_duration(cls, value: str) -> str:

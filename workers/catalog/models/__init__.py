@@ -2,7 +2,8 @@
 
 One module per concern, all on the one declarative Base (base.py): backups (with their
 artifacts, parts, hook runs, skipped runs), restores (and recovery runs), checks
-(verifications), monitoring (alerts, services seen), user_events (the audit trail).
+(verifications), monitoring (alerts, services seen), user_events (the audit trail), wal
+(point-in-time recovery's WAL, gaps and streamers).
 Importing this package registers every table in Base.metadata (Alembic's env reads it).
 """
 
@@ -21,6 +22,7 @@ from workers.catalog.models.checks import Verification
 from workers.catalog.models.monitoring import Alert, ServiceSeen
 from workers.catalog.models.restores import DRILL, USER_RESTORE, RecoveryRun, Restore
 from workers.catalog.models.user_events import EventId, UserEvent, UserEventShipping
+from workers.catalog.models.wal import WAL_HISTORY, WAL_SEGMENT, WalGap, WalSegment, WalStream
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -31,6 +33,8 @@ __all__ = [
     "RUNNING",
     "SUCCESS",
     "USER_RESTORE",
+    "WAL_HISTORY",
+    "WAL_SEGMENT",
     "Alert",
     "Artifact",
     "Backup",
@@ -46,4 +50,7 @@ __all__ = [
     "UserEvent",
     "UserEventShipping",
     "Verification",
+    "WalGap",
+    "WalSegment",
+    "WalStream",
 ]

@@ -2,7 +2,8 @@
 
 It prepares ./var (API key, demo services, catalog, local store), starts a
 private Redis unless BROKER_URL/REDIS_URL is set, migrates the catalog, then
-runs the API, a worker, beat and Flower, all on 127.0.0.1. Ctrl-C or SIGTERM
+runs the API, a worker, beat, Flower and the WAL streamers (`backfleet wal`), all on
+127.0.0.1. Ctrl-C or SIGTERM
 stops every child (Redis last); if any child dies, the rest are stopped too.
 
 This module is the supervisor; var_dir.py keeps ./var and its keys, demo.py the demo

@@ -23,6 +23,7 @@ from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import MANIFEST_NAME
 from workers.repository.namespaces import namespaces_of
 from workers.stores.base import ObjectStore
+from workers.timestamps import is_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,10 @@ def _secondary_pass(
     stamps = sorted(
         info.key.split("/")[1]
         for info in store.list(f"{ns}/")
-        if info.key.count("/") == 2 and info.key.endswith("/" + MANIFEST_NAME)
+        # Backups only: `<ns>/<timestamp>/manifest.json`; never `wal/` nor `user-events-audit/`.
+        if info.key.count("/") == 2
+        and info.key.endswith("/" + MANIFEST_NAME)
+        and is_timestamp(info.key.split("/")[1])
     )
     with session_scope(fleet.settings.database_url) as session:
         rows = queries.retention_facts(session, namespace=ns, timestamps=stamps)
