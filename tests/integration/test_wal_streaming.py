@@ -1,21 +1,29 @@
 """WAL streaming of a `pitr` service against a real PostgreSQL cluster (1 MiB segments), a real
 Redis and a local store: what is shipped is what the server wrote, the growing segment
-ships within the interval, the slot keeps what is not shipped yet and lets go of the rest."""
+ships within the interval, the slot keeps what is not shipped yet and lets go of the rest;
+/metrics and wal.not_streaming follow the streamer."""
 
 import os
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
+from api.main import create_app
 from tests.plugins.wal import WAL_SEGMENT_SIZE
 from tests.servers import PrivatePostgres
 from tests.wal_fleet import WalFleet, wait_for, wal_env
-from workers.catalog.db import dispose_engines
+from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.migrate import upgrade_catalog
+from workers.catalog.models import Alert
 from workers.fleet import reset_fleet
+from workers.monitoring import wal as wal_monitoring
 from workers.pitr.lsn import parse_lsn, parse_segment_name
+from workers.timestamps import utcnow
 from workers.transfer.crypto import generate_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -180,3 +188,64 @@ def test_encrypted_segments_decrypt_to_the_server_s_bytes(
     finally:
         fleet.close()
         dispose_engines()
+
+
+def wal_samples(fleet: WalFleet) -> dict[str, float]:
+    """The service's backfleet_wal_* samples on /metrics, by name."""
+
+    app = create_app(fleet.fleet)
+    app.state.queue_depths = lambda _url: {}
+    with TestClient(app) as client:
+        text = client.get("/metrics").text
+    labels = {"namespace": fleet.namespace, "service": fleet.service}
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith("backfleet_wal_") and sample.labels == labels
+    }
+
+
+@pytest.mark.timeout(120)
+def test_the_metrics_and_not_streaming_follow_a_real_streamer(
+    wal_fleet: WalFleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, during and after `backfleet wal`: the gauges the alert rules read, and
+    wal.not_streaming opened once it stopped (past the grace) and resolved by a streamer."""
+
+    def not_streaming_open() -> bool:
+        with session_scope(wal_fleet.catalog) as session:
+            rows = session.query(Alert).filter_by(event="wal.not_streaming", resolved_at=None)
+            return rows.count() > 0
+
+    before = wal_samples(wal_fleet)  # configured, never streamed: the series exist
+    assert before["backfleet_wal_streaming"] == 0 and before["backfleet_wal_window_closed"] == 0
+    assert before["backfleet_wal_rpo_seconds"] == 60
+    assert before["backfleet_wal_slot_max_retained_bytes"] == 1024 * 1024 * 1024
+    monkeypatch.setattr(wal_monitoring, "STARTED_AT", utcnow() - timedelta(hours=1))
+    wal_monitoring.check_wal(wal_fleet.fleet())
+    assert not_streaming_open()
+    with wal_fleet.streaming():
+        wait_for(wal_fleet.slot_exists, timeout=20, what="the slot")
+        wal_fleet.write_wal()
+        wal_fleet.switch()
+        during = wait_for(
+            lambda: (
+                (s := wal_samples(wal_fleet)).get("backfleet_wal_streaming") == 1
+                and "backfleet_wal_last_shipped_timestamp_seconds" in s
+                and s
+            ),
+            timeout=30,
+            what="the streamer's word on /metrics",
+        )
+        assert 0 <= during["backfleet_wal_lag_seconds"] < 60
+        assert during["backfleet_wal_slot_retained_bytes"] >= 0
+        assert during["backfleet_wal_window_closed"] == 0
+        wal_monitoring.check_wal(wal_fleet.fleet())
+        assert not not_streaming_open()
+    after = wal_samples(wal_fleet)  # stopped: it said so
+    assert after["backfleet_wal_streaming"] == 0
+    wal_monitoring.check_wal(wal_fleet.fleet())
+    assert not not_streaming_open()  # within the grace after its last word
+    wal_monitoring.check_wal(wal_fleet.fleet(), now=utcnow() + wal_monitoring.NOT_STREAMING_GRACE)
+    assert not_streaming_open()
