@@ -97,6 +97,17 @@ def test_a_damaged_object_fails_alerts_and_resolves_once_it_reads_right(
     assert alert is not None and alert.resolved_at is not None
 
 
+def test_a_file_shipped_again_starts_unchecked(tmp_path: Path) -> None:
+    fleet = pitr_fleet(tmp_path)
+    ship(fleet, 1, partial=True)
+    ship(fleet, 2, partial=True)  # the growing one: the first is a timeline's end, say
+    (result,) = verify_wal(fleet)
+    assert result.files == 1 and wal_rows(fleet)[0].verified == SUCCESS
+    ship(fleet, 1)  # complete now: another object, its row follows
+    (row, _) = wal_rows(fleet)
+    assert (row.partial, row.verified, row.verified_at) == (False, None, None)
+
+
 def test_a_file_that_decodes_short_fails(tmp_path: Path) -> None:
     fleet = pitr_fleet(tmp_path)
     row = ship(fleet, 1)
@@ -151,3 +162,16 @@ def test_the_wal_counts_in_storage_and_metrics(tmp_path: Path) -> None:
     samples = scrape(fleet)
     labels = (("kind", "wal"), ("namespace", "app"), ("service", "pg"), ("tier", "local"))
     assert samples[("backfleet_stored_bytes", labels)] == total
+
+
+def test_the_scheduled_verification_reads_the_wal_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks.verify import verify_backups
+
+    fleet = pitr_fleet(tmp_path)
+    ship(fleet, 1)
+    ship(fleet, 2)
+    monkeypatch.setattr("tasks.verify.current_fleet", lambda: fleet)
+    answer = verify_backups()
+    assert (answer["walVerified"], answer["walFailed"]) == (2, [])
