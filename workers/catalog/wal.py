@@ -53,6 +53,10 @@ _FIELDS = (
     "sha256",
     "encryption",
     "shipped_at",
+    # A file shipped again is another object: its last check no longer says anything.
+    "verified",
+    "verified_at",
+    "verify_error",
 )
 
 

@@ -60,16 +60,22 @@ def list_backups(namespace: str | None, limit: int, as_json: bool) -> None:
 @click.option("--timestamp", default=None, help="Only this backup (needs --namespace).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def verify(namespace: str | None, timestamp: str | None, as_json: bool) -> None:
-    """Read backups back and check them against their manifests; exit 1 on any failure."""
+    """Read backups back and check them against their manifests, and a sample of each
+    `pitr` service's WAL against the catalog (WAL_VERIFY_SAMPLE); exit 1 on any failure."""
+    from workers.cli.wal_upkeep import wal_verify_lines
     from workers.fleet import current_fleet
     from workers.operations.verify import verify_backups
+    from workers.operations.wal_verify import verify_wal
 
     if timestamp and not namespace:
         _fail("--timestamp needs --namespace")
-    results = verify_backups(current_fleet(), namespace=namespace, timestamp=timestamp)
+    fleet = current_fleet()
+    results = verify_backups(fleet, namespace=namespace, timestamp=timestamp)
+    # The WAL's sample too, unless one backup was asked for.
+    wal = [] if timestamp else verify_wal(fleet, namespace=namespace)
     failed = sum(r.error is not None for r in results)
     if as_json:
-        click.echo(to_json(results))
+        click.echo(to_json([*results, *wal]))  # a WAL entry has `service`, no `timestamp`
     else:
         for r in results:
             detail = f": {r.error}" if r.error else f" ({r.artifacts} artifacts, {r.bytes_read} B"
@@ -77,8 +83,10 @@ def verify(namespace: str | None, timestamp: str | None, as_json: bool) -> None:
                 detail += f"; {r.by_metadata} archived, checked by metadata"
             detail += "" if r.error else ")"
             click.echo(f"{r.status:<8} {r.namespace}/{r.timestamp} [{r.store}]{detail}")
+        for line in wal_verify_lines(wal):
+            click.echo(line)
         click.echo(f"{len(results)} verified, {failed} failed")
-    if failed:
+    if failed or any(r.status != "Success" for r in wal):
         sys.exit(1)
 
 
@@ -139,8 +147,10 @@ def test_restore_command(namespace: str | None, timestamp: str | None, as_json: 
 def retention(
     namespace: str | None, dry_run: bool, explain: bool, force: bool, as_json: bool
 ) -> None:
-    """Delete the backups no service's GFS retention keeps (pins and locks are never deleted);
-    move the kept ones to their STORAGE_CLASSES class and extend their Object Lock."""
+    """Delete the backups no service's GFS retention keeps (pins and locks are never deleted),
+    then the WAL older than every base backup kept; move the kept ones to their
+    STORAGE_CLASSES class and extend their Object Lock."""
+    from workers.cli.wal_upkeep import wal_retention_errors, wal_retention_lines
     from workers.fleet import current_fleet
     from workers.operations.retention import apply_retention, apply_secondary_retention
 
@@ -148,7 +158,10 @@ def retention(
     fleet = current_fleet()
     primary = apply_retention(fleet, namespace=namespace, dry_run=dry_run, force=force)
     secondary = apply_secondary_retention(fleet, namespace=namespace, dry_run=dry_run)
-    troubled = any(plan.failed or plan.upkeep_failed for plan in (*primary, *secondary))
+    troubled = any(
+        plan.failed or plan.upkeep_failed or any(prune.error for prune in plan.wal)
+        for plan in (*primary, *secondary)
+    )
     if as_json:
         click.echo(to_json({"primary": primary, "secondary": secondary}))
         sys.exit(1 if troubled else 0)
@@ -166,6 +179,10 @@ def retention(
                 click.echo(f"{where}{verb} {plan.namespace}/{stamp}: {reason}")
             for stamp, error in sorted(plan.failed.items()):
                 click.echo(f"{where}could not delete {plan.namespace}/{stamp}: {error}", err=True)
+            for line in wal_retention_lines(plan, dry_run):
+                click.echo(line)
+            for line in wal_retention_errors(plan):
+                click.echo(line, err=True)
             _print_upkeep(plan, dry_run)
             summary = f"{where}{plan.namespace}: {len(plan.keep)} kept, {len(plan.delete)} {verb}"
             if plan.moves:

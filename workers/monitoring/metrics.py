@@ -136,10 +136,10 @@ class CatalogCollector(Collector):
     def _storage(self, fleet: Fleet) -> Iterator[Metric]:
         stored = GaugeMetricFamily(
             "backfleet_stored_bytes",
-            "Bytes in the store per namespace, service and storage class (tier), from the "
-            "catalog: successful backups' artifacts, and their manifests (service "
-            '"manifest.json")',
-            labels=["namespace", "service", "tier"],
+            "Bytes in the store per namespace, service, storage class (tier) and kind, from "
+            'the catalog: kind "backup", successful backups\' artifacts and their manifests '
+            '(service "manifest.json"); kind "wal", the WAL a pitr service streams',
+            labels=["namespace", "service", "tier", "kind"],
         )
         cost = GaugeMetricFamily(
             "backfleet_storage_monthly_cost",
@@ -155,7 +155,7 @@ class CatalogCollector(Collector):
         )
         for item in storage_report(fleet):
             for service in item.services:
-                labels = [item.namespace, service.service, service.tier]
+                labels = [item.namespace, service.service, service.tier, service.kind]
                 stored.add_metric(labels, float(service.size))
             for tier in item.tiers:
                 if tier.monthly_cost is not None:

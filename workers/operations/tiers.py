@@ -38,8 +38,9 @@ __all__ = [
 
 # Rules in order, warmest (kept for the shortest time) first (settings.STORAGE_RULES too).
 RULES = tuple(PERIODS)
-# What keeps a backup whatever the counts: such a backup stays where it is.
-HOT_REASONS = frozenset({"newest", "verified"})
+# What keeps a backup whatever the counts: such a backup stays where it is (a base backup
+# kept for a `pitr` service's window too: a restore to a moment starts from it).
+HOT_REASONS = frozenset({"newest", "verified", "pitr window"})
 
 
 def wanted_class(

@@ -93,6 +93,7 @@ class Settings(
         "rehydration_timeout",
         "pitr_scratch_timeout",
         "wal_rpo",
+        "pitr_window",
     )
     @classmethod
     def _valid_duration(cls, value: str) -> str:

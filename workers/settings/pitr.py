@@ -43,6 +43,20 @@ class PitrSettings(BaseSettings):
         "`backfleet-wal` in `BACKFLEET_WORK_DIR` or the system temp dir); a few segments "
         "per service (16 MiB each)",
     )
+    wal_verify_sample: Annotated[int, Field(ge=0, le=10000)] = Field(
+        default=20,
+        description="WAL files of each `pitr` service that each verification pass reads back "
+        "(`backfleet verify`, VERIFY_SCHEDULE): the newest not yet verified first, then "
+        "random older ones, and every one whose last check failed; 0: the WAL is not "
+        "verified ([Verifying the WAL](../concepts/pitr.md#verifying-the-wal))",
+    )
+    pitr_window: str = Field(
+        default="7d",
+        description="how far back a `pitr` service can be restored to any moment, unless its "
+        "`pitr_window` says otherwise: retention keeps the newest base backup consistent "
+        "at or before that long ago, and the WAL from there on (`7d`, `36h` or seconds; "
+        "[Retention of the WAL](../concepts/pitr.md#retention-of-the-wal))",
+    )
     # --- point-in-time recovery: restoring base backups (services with `pitr = true`) ---
     pitr_scratch_dir: Path | None = Field(
         default=None,
@@ -62,6 +76,11 @@ class PitrSettings(BaseSettings):
     def wal_rpo_seconds(self) -> int:
         """WAL_RPO in seconds."""
         return parse_duration(self.wal_rpo)
+
+    @property
+    def pitr_window_seconds(self) -> int:
+        """PITR_WINDOW in seconds."""
+        return parse_duration(self.pitr_window)
 
     @property
     def pitr_scratch_timeout_seconds(self) -> int:

@@ -46,6 +46,12 @@ class WalSegment(Base):
     sha256: Mapped[str] = mapped_column(String(64))  # of the stored bytes
     encryption: Mapped[dict[str, Any] | None]
     shipped_at: Mapped[datetime] = mapped_column(default=_now)
+    # The last read-back of its object (workers/operations/wal_verify.py): Success or
+    # Failed, when, and why it failed (redacted); None: not checked since it was shipped
+    # (shipping the file again clears them: the object is another).
+    verified: Mapped[str | None] = mapped_column(String(16))
+    verified_at: Mapped[datetime | None]
+    verify_error: Mapped[str | None] = mapped_column(Text)
 
 
 class WalGap(Base):

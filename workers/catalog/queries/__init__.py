@@ -1,7 +1,8 @@
 """Keyword-only data access. Callers own the session and its transaction.
 
 One module per table or concern: backups, artifacts (and their upload parts), restores,
-verified (which backups hold a service, what their read-backs said). Import from here:
+verified (which backups hold a service, what their read-backs said), wal_upkeep (what
+retention and verification read and write of the WAL of `pitr` services). Import from here:
 `from workers.catalog import queries` then `queries.get_backup(...)`.
 """
 
@@ -49,9 +50,19 @@ from workers.catalog.queries.verified import (
     newest_success_holding,
     newest_verified_good,
 )
+from workers.catalog.queries.wal_upkeep import (
+    BaseBackupFacts,
+    base_backup_facts,
+    delete_wal_rows,
+    failed_wal,
+    record_wal_check,
+    wal_services,
+    wal_to_check,
+)
 
 __all__ = [
     "BackupState",
+    "BaseBackupFacts",
     "active_backup",
     "active_backups",
     "active_restore",
@@ -60,9 +71,12 @@ __all__ = [
     "backup_by_task",
     "backup_namespaces",
     "backup_state",
+    "base_backup_facts",
     "create_backup",
     "create_restore",
     "delete_backups",
+    "delete_wal_rows",
+    "failed_wal",
     "finish_restore_attempt",
     "forget_parts",
     "get_backup",
@@ -80,6 +94,7 @@ __all__ = [
     "newest_success_holding",
     "newest_verified_good",
     "record_skipped_run",
+    "record_wal_check",
     "restores_reading",
     "retention_facts",
     "running_upload_ids",
@@ -87,4 +102,6 @@ __all__ = [
     "set_restore_message",
     "uncopied_backups",
     "upsert_artifact",
+    "wal_services",
+    "wal_to_check",
 ]

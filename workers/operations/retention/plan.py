@@ -14,6 +14,7 @@ from workers.catalog.tiers import StoredArtifact, stored_artifacts
 from workers.fleet import Fleet
 from workers.operations import gfs, service_series, upkeep
 from workers.operations.retention.policies import service_policies
+from workers.operations.retention.wal_plan import WalPrune, base_backups, keep_windows
 from workers.operations.service_series import Candidate, ServicePolicies
 from workers.repository.manifest import backup_prefix
 from workers.stores.base import ObjectStore
@@ -38,6 +39,8 @@ class RetentionPlan:
     extensions: dict[str, upkeep.LockExtension] = field(default_factory=dict)
     # Timestamp -> why its move or lock extension failed (the next pass tries again).
     upkeep_failed: dict[str, str] = field(default_factory=dict)
+    # The WAL of `pitr` services that goes (or would go), per service and cluster (wal_plan.py).
+    wal: list[WalPrune] = field(default_factory=list)
 
 
 def plan_retention(
@@ -58,8 +61,13 @@ def plan_retention(
         rows = queries.retention_facts(session, namespace=namespace)
         in_use = read_by_restores(session, namespace, being_read)
         stored = stored_artifacts(session, namespace=namespace)
+        bases = base_backups(session, namespace)
     candidates = [candidate_of(row) for row in rows]
     plan = base_plan(namespace, candidates, policies, rows, in_use)
+    # Each pitr service's window needs a base backup from before its start.
+    keep_windows(
+        fleet, namespace=namespace, bases=bases, keep=plan.keep, keeping=plan.keeping, now=now
+    )
     gone = sorted(set(plan.policies) - set(policies.services) - {service_series.UNKNOWN})
     if gone:
         log.warning(

@@ -22,6 +22,8 @@ from workers.operations.retention.deletion import DELETE_BATCH, delete_batch
 from workers.operations.retention.lock import give_up, take_retention_lock
 from workers.operations.retention.plan import RetentionPlan, plan_retention, read_by_restores
 from workers.operations.retention.policies import service_policies
+from workers.operations.retention.wal_deletion import delete_wal
+from workers.operations.retention.wal_plan import failures_of, plan_wal
 from workers.redact import redact
 from workers.repository.namespaces import namespaces_of
 from workers.timestamps import utcnow
@@ -48,7 +50,9 @@ def apply_retention(
         service_policies(fleet, ns, policy)
     for ns in visited:
         if dry_run:
-            plans.append(plan_retention(fleet, namespace=ns, policy=policy, now=now, force=force))
+            plan = plan_retention(fleet, namespace=ns, policy=policy, now=now, force=force)
+            _retain_wal(fleet, plan, None, now)
+            plans.append(plan)
             continue
         lock = take_retention_lock(fleet, ns)
         if isinstance(lock, RetentionPlan):
@@ -67,12 +71,30 @@ def apply_retention(
                     give_up(plan, stamps[start:], "the retention lock was lost")
                     break
                 delete_batch(fleet, plan, stamps[start : start + DELETE_BATCH])
+            _retain_wal(fleet, plan, lock, now)
         finally:
             lock.release()
         _apply_upkeep(fleet, plan, now)
-        failures = {**plan.failed, **plan.upkeep_failed}
+        failures = {**plan.failed, **plan.upkeep_failed, **failures_of(plan)}
         report_retention(alerter_for(fleet), namespace=ns, store="primary", failures=failures)
     return plans
+
+
+def _retain_wal(
+    fleet: Fleet, plan: RetentionPlan, lock: NamespaceLock | None, now: datetime
+) -> None:
+    """After the backups, the WAL older than every base backup still kept (plan.delete:
+    the backups gone, or that would go); `lock` None: a dry run. A failure is the plan's
+    (`wal`), never the pass's end."""
+    try:
+        work = plan_wal(fleet, namespace=plan.namespace, gone=plan.delete)
+        plan.wal = [prune for prune, _ in work]
+        if lock is not None:
+            delete_wal(fleet, namespace=plan.namespace, work=work, lock=lock, now=now)
+    except Exception as exc:
+        error = redact(reason_of(exc), fleet.secrets())
+        log.error("retention of %s: its WAL: %s", plan.namespace, error)
+        plan.failed["wal"] = error
 
 
 def _apply_upkeep(fleet: Fleet, plan: RetentionPlan, now: datetime) -> None:
