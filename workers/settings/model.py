@@ -92,6 +92,7 @@ class Settings(
         "backup_hook_timeout",
         "rehydration_timeout",
         "pitr_scratch_timeout",
+        "pitr_window",
         "wal_rpo",
     )
     @classmethod

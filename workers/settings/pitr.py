@@ -58,6 +58,20 @@ class PitrSettings(BaseSettings):
         "before it is stopped and the restore fails: `1h`, `90m` or seconds",
     )
 
+    pitr_window: str = Field(
+        default="7d",
+        description="how far back a `pitr` service is promised to be restorable to any moment "
+        "(`7d`, `36h` or seconds; a service's `pitr_window` wins): WAL retention keeps the "
+        "WAL and base backups it needs, `backup/latest` and `backfleet status` show it beside "
+        "the recoverable window ([Restoring to a moment](../concepts/pitr.md#restoring-to-a-"
+        "moment))",
+    )
+
+    @property
+    def pitr_window_seconds(self) -> int:
+        """PITR_WINDOW in seconds."""
+        return parse_duration(self.pitr_window)
+
     @property
     def wal_rpo_seconds(self) -> int:
         """WAL_RPO in seconds."""

@@ -1,7 +1,8 @@
 """Keyword-only data access. Callers own the session and its transaction.
 
 One module per table or concern: backups, artifacts (and their upload parts), restores,
-verified (which backups hold a service, what their read-backs said). Import from here:
+verified (which backups hold a service, what their read-backs said), base_backups (a
+`pitr` service's, for its recoverable window). Import from here:
 `from workers.catalog import queries` then `queries.get_backup(...)`.
 """
 
@@ -31,6 +32,7 @@ from workers.catalog.queries.backups import (
     retention_facts,
     uncopied_backups,
 )
+from workers.catalog.queries.base_backups import BaseBackupRow, base_backups
 from workers.catalog.queries.restores import (
     active_restore,
     active_restores,
@@ -52,6 +54,7 @@ from workers.catalog.queries.verified import (
 
 __all__ = [
     "BackupState",
+    "BaseBackupRow",
     "active_backup",
     "active_backups",
     "active_restore",
@@ -60,6 +63,7 @@ __all__ = [
     "backup_by_task",
     "backup_namespaces",
     "backup_state",
+    "base_backups",
     "create_backup",
     "create_restore",
     "delete_backups",
