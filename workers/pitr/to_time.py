@@ -22,10 +22,11 @@ from datetime import datetime
 
 from workers.catalog import queries
 from workers.catalog.db import session_scope
+from workers.catalog.wal import wal_file
 from workers.errors import InvalidRequestError, SourceError
 from workers.fleet import Fleet
 from workers.pitr.wal_fetch import Say, fetch_wal, wal_to_fetch
-from workers.pitr.window import Window, load_window
+from workers.pitr.window import WalRef, Window, load_window
 from workers.sources import Source
 from workers.timestamps import format_moment
 from workers.transfer.crypto import Keyring
@@ -132,8 +133,20 @@ def replay_to(
         len(files),
     )
 
+    def reload(ref: WalRef) -> WalRef | None:
+        with session_scope(fleet.settings.database_url) as session:
+            row = wal_file(
+                session,
+                namespace=namespace,
+                service=service,
+                timeline=ref.timeline,
+                segment=ref.segment,
+            )
+            return WalRef.of(row) if row is not None else None
+
     def prepare(scratch: ScratchPostgres) -> None:
-        fetch_wal(fleet.store, keyring, files, scratch.wal_dir, service=service, say=say)
+        wal_dir = scratch.wal_dir
+        fetch_wal(fleet.store, keyring, files, wal_dir, service=service, say=say, reload=reload)
         say(f"{service}: replaying the WAL to {format_moment(target)}")
 
     source.recovery = Recovery(target_time=target, inclusive=True)

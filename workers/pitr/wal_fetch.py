@@ -17,7 +17,8 @@ the one that is provably past the target, from the catalog's rows of the continu
 
 Each object is read through the artifacts' own download path (transfer/download.py): its
 size and SHA-256 checked against the catalog, decrypted, decompressed; a file is renamed
-into place only once verified.
+into place only once verified. A partial the streamer re-shipped meanwhile (same key,
+more data) is read again from its newer row.
 """
 
 import logging
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from workers.errors import IntegrityError, NotFoundError
 from workers.pitr.window import BaseBackup, WalRef, Window
 from workers.repository.manifest import ArtifactEntry
 from workers.sources.base import CHUNK_SIZE
@@ -36,6 +38,8 @@ from workers.transfer.download import open_restore_stream
 log = logging.getLogger(__name__)
 WAL_FORMAT = "wal"  # the ArtifactEntry format of a WAL object (only named in errors)
 Say = Callable[[str | None], None]
+Reload = Callable[[WalRef], "WalRef | None"]  # a file's row as the catalog says it now
+PARTIAL_ATTEMPTS = 5  # a partial re-shipped under the reader: read its newer object
 
 
 @dataclass(frozen=True)
@@ -74,14 +78,30 @@ def fetch_wal(
     *,
     service: str,
     say: Say,
+    reload: Reload,
 ) -> int:
-    """Download, verify and decode each file into `into`; the stored bytes read."""
+    """Download, verify and decode each file into `into`; the stored bytes read.
+
+    The growing segment's partial is shipped again (the same object, more data) while the
+    streamer runs, and deleted once its segment is complete: when its bytes no longer
+    match the row read, the row is read again (`reload`) and the newer object fetched,
+    which holds all the older one did and more (replay stops at the target)."""
     total = sum(item.ref.size for item in files)
     done = 0
     for number, item in enumerate(files, 1):
         say(f"{service}: fetching WAL {number}/{len(files)} ({_mib(done)} of {_mib(total)} MiB)")
-        _fetch_one(store, keyring, item, into, service)
-        done += item.ref.size
+        current = item
+        for attempt in range(1, PARTIAL_ATTEMPTS + 1):
+            try:
+                _fetch_one(store, keyring, current, into, service)
+                break
+            except (IntegrityError, NotFoundError):
+                newer = reload(current.ref) if current.ref.partial else None
+                if attempt == PARTIAL_ATTEMPTS or newer is None or newer == current.ref:
+                    raise
+                log.info("%s: %s was shipped again meanwhile: fetching it anew", service, item.name)
+                current = WalToFetch(newer, item.name)
+        done += current.ref.size
     log.info("%s: %d WAL files fetched (%d stored bytes)", service, len(files), done)
     return done
 
