@@ -135,6 +135,16 @@ def test_restore_to_a_moment_through_the_api_and_the_cli(moments: Moments, tmp_p
             survivors = present_through(marks, target) + present_through(more, second)
             assert moments.markers() == survivors
 
+            # backfleet status: the window and the lag, per pitr service.
+            status_out = processes.cli("status", "--json")
+            (entry,) = [
+                n for n in json.loads(status_out.stdout) if n["namespace"] == moments.namespace
+            ]
+            (shown,) = entry["pitr"]
+            assert shown["service"] == "db" and shown["earliest"] == format_moment(window.earliest)
+            assert shown["latest"] >= format_moment(more[-1][1]) and "lagSeconds" in shown
+            assert "pitr window " in processes.cli("status").stdout
+
             far = processes.cli(
                 "restore", "--namespace", moments.namespace, "--to-time", "2000-01-01T00:00:00Z"
             )
