@@ -5,23 +5,32 @@ the local store and an S3 server. Every marker committed at or before the target
 there afterwards, none after it."""
 
 import json
+import os
+import signal
+import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from api.main import create_app
 from tests.fleet_processes import FleetProcesses
 from tests.pitr_moments import API_KEY, Moments, between, moments_fleet, present_through, seconds
+from tests.plugins.wal import WAL_SETTINGS
 from tests.servers import PrivatePostgres
 from tests.wal_fleet import wait_for
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.wal import record_gap
+from workers.cli import main
 from workers.operations.restore import run_restore
+from workers.sources.pg_server import server_programs
 from workers.timestamps import format_moment, utcnow
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -263,3 +272,77 @@ def test_a_target_after_the_last_commit_replays_all_the_wal_shipped(
             assert run_restore(fleet, restore_id=row.id) == "Success"
     assert moments.markers() == [1, 2, 3, 4, 5]
     assert "replaying all of it" in caplog.text
+
+
+@pytest.mark.timeout(180)
+def test_prepare_datadir_writes_a_data_directory_that_recovers_to_the_moment(
+    moments: Moments, tmp_path: Path
+) -> None:
+    """The runbook alternative: `backfleet wal prepare-datadir`, then a server started on the
+    folder recovers to the moment and promotes; the folder must be new or empty."""
+    with moments.wal.streaming():
+        wait_for(moments.wal.slot_exists, timeout=20, what="the slot")
+        stamp = moments.base_backup()
+        marks = moments.write_markers(10)
+        moments.wait_shipped(marks[-1][1])
+    target = between(marks, 4)
+    into = moments.scratch / "datadir"
+    runner = CliRunner()
+    args = ["wal", "prepare-datadir", "db", "--namespace", moments.namespace]
+    done = runner.invoke(main, [*args, "--to-time", format_moment(target), "--into", str(into)])
+    assert done.exit_code == 0, done.output
+    assert f"base backup {stamp} and " in done.output
+    assert (into / "recovery.signal").exists()
+    assert "recovery_target_time" in (into / "postgresql.auto.conf").read_text()
+    again = runner.invoke(main, [*args, "--to-time", format_moment(target), "--into", str(into)])
+    assert again.exit_code == 2 and "not an empty folder" in again.output
+    outside = runner.invoke(
+        main, [*args, "--to-time", "2001-01-01T00:00:00Z", "--into", str(tmp_path / "x")]
+    )
+    assert outside.exit_code == 2 and "outside the recoverable window" in outside.output
+    assert not (tmp_path / "x").exists()
+
+    with started_on(into) as socket_dir:
+        url = f"postgresql://postgres@/{moments.database}?host={socket_dir}&port=5432"
+        with psycopg.connect(url) as conn:
+            rows = [row[0] for row in conn.execute("SELECT id FROM markers ORDER BY id")]
+    assert rows == present_through(marks, target) == [1, 2, 3, 4, 5]
+
+
+@contextmanager
+def started_on(data: Path) -> Iterator[Path]:
+    """A PostgreSQL on `data`, reached only through a socket folder beside it, until it has
+    recovered; stopped at the end."""
+    user = "postgres" if os.geteuid() == 0 else None
+    sockets = data.parent / "sock"
+    sockets.mkdir()
+    if user is not None:
+        for path in (data, sockets):
+            subprocess.run(["chown", "-R", f"{user}:{user}", str(path)], check=True)
+    data.chmod(0o700)
+    programs = server_programs(int((data / "PG_VERSION").read_text()))
+    argv = [str(programs.postgres), "-D", str(data), "-c", "listen_addresses="]
+    argv += ["-c", f"unix_socket_directories={sockets}", "-c", "port=5432"]
+    for name, value in WAL_SETTINGS.items():  # the source server's: a standby needs as much
+        argv += ["-c", f"{name}={value}"]
+    kwargs: dict[str, Any] = {"user": user, "group": user, "extra_groups": []} if user else {}
+    log = (data.parent / "started.log").open("ab")
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, **kwargs)
+
+    def promoted() -> bool:
+        try:
+            info = f"host={sockets} port=5432 user=postgres dbname=postgres"
+            with psycopg.connect(info, connect_timeout=2) as conn:
+                row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+                return row is not None and not row[0]
+        except psycopg.Error:
+            assert process.poll() is None, (data.parent / "started.log").read_text()
+            return False
+
+    try:
+        wait_for(promoted, timeout=60, what="the server recovered and promoted")
+        yield sockets
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(30)
+        log.close()

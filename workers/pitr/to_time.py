@@ -22,11 +22,10 @@ from datetime import datetime
 
 from workers.catalog import queries
 from workers.catalog.db import session_scope
-from workers.catalog.wal import wal_file
 from workers.errors import InvalidRequestError, SourceError
 from workers.fleet import Fleet
-from workers.pitr.wal_fetch import Say, fetch_wal, wal_to_fetch
-from workers.pitr.window import WalRef, Window, load_window
+from workers.pitr.wal_fetch import Say, catalog_reload, fetch_wal, wal_to_fetch
+from workers.pitr.window import Window, load_window
 from workers.sources import Source
 from workers.timestamps import format_moment
 from workers.transfer.crypto import Keyring
@@ -133,16 +132,7 @@ def replay_to(
         len(files),
     )
 
-    def reload(ref: WalRef) -> WalRef | None:
-        with session_scope(fleet.settings.database_url) as session:
-            row = wal_file(
-                session,
-                namespace=namespace,
-                service=service,
-                timeline=ref.timeline,
-                segment=ref.segment,
-            )
-            return WalRef.of(row) if row is not None else None
+    reload = catalog_reload(fleet.settings.database_url, namespace, service)
 
     def prepare(scratch: ScratchPostgres) -> None:
         wal_dir = scratch.wal_dir

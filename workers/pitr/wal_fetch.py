@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from workers.catalog.db import session_scope
+from workers.catalog.wal import wal_file
 from workers.errors import IntegrityError, NotFoundError
 from workers.pitr.window import BaseBackup, WalRef, Window
 from workers.repository.manifest import ArtifactEntry
@@ -130,6 +132,23 @@ def _fetch_one(
         partial.rename(final)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def catalog_reload(database_url: str, namespace: str, service: str) -> Reload:
+    """A Reload reading a file's row again from the catalog."""
+
+    def reload(ref: WalRef) -> WalRef | None:
+        with session_scope(database_url) as session:
+            row = wal_file(
+                session,
+                namespace=namespace,
+                service=service,
+                timeline=ref.timeline,
+                segment=ref.segment,
+            )
+            return WalRef.of(row) if row is not None else None
+
+    return reload
 
 
 def _mib(size: int) -> str:
