@@ -12,7 +12,7 @@ cuts the window, which starts again at the first base backup that ended after it
 `latest` is what is provably covered: the streamer's `caught_up_at` (wal_streams: the
 last moment the shipped end was at or past the server's flushed WAL, measured before
 the shipped file was read), when its word is of the same run; otherwise (no streamer
-ever said anything of this run) the moment the run's newest file was shipped, which
+said it caught up within this run) the moment the run's newest file was shipped, which
 holds what pg_receivewal had received when it was read. Times are the worker's clock
 (end_time, shipped_at) and the database server's (commit times): keep both on NTP.
 
