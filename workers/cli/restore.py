@@ -98,9 +98,10 @@ def restore(
         target_time=target,
     )
     moment = f" to {format_moment(target)}" if target is not None else ""
+    timestamp = timestamp or row.timestamp  # the one the fleet picked, for --to-time
     if not as_json:
         click.echo(
-            f"restore of {row.source_namespace}/{row.timestamp}{moment} into {namespace} "
+            f"restore of {row.source_namespace}/{timestamp}{moment} into {namespace} "
             f"requested (services: {', '.join(row.services)})"
         )
     if row.error:  # the override's record
@@ -118,7 +119,7 @@ def restore(
         answer = {
             "namespace": namespace,
             "sourceNamespace": row.source_namespace,
-            "timestamp": row.timestamp,
+            "timestamp": timestamp,
             "targetTime": format_moment(target) if target is not None else None,
             "services": list(row.services),
             "status": status,
@@ -128,4 +129,4 @@ def restore(
         if status == "Failed":
             sys.exit(FAILED)
     elif wait:
-        _report(f"restore of {row.timestamp}{moment}", status, error)
+        _report(f"restore of {timestamp}{moment}", status, error)
