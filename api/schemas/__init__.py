@@ -1,7 +1,7 @@
 """Request and response bodies of the HTTP API (DESIGN.md section 1: these names must not drift).
 
 fields (DNS labels, timestamps and their OpenAPI forms), requests, responses, listing
-(`GET /backups`). Import from here.
+(`GET /backups`), pitr (`backup/latest`'s recoverable windows). Import from here.
 """
 
 from api.schemas.fields import (
@@ -10,10 +10,12 @@ from api.schemas.fields import (
     TIMESTAMP_SCHEMA,
     DnsLabel,
     DnsLabelText,
+    Moment,
     Timestamp,
     TimestampText,
 )
 from api.schemas.listing import BackupList, BackupSummary
+from api.schemas.pitr import LatestBackupStatus, PitrWindowStatus
 from api.schemas.requests import (
     NAMESPACE,
     BackupRequest,
@@ -32,6 +34,8 @@ from api.schemas.responses import (
     NotReady,
     Readiness,
     ResponseModel,
+    RestoreAccepted,
+    RestoreStatus,
     Status,
 )
 
@@ -50,11 +54,16 @@ __all__ = [
     "DnsLabelText",
     "Health",
     "HookRunDetail",
+    "LatestBackupStatus",
     "Message",
+    "Moment",
     "NotReady",
+    "PitrWindowStatus",
     "Readiness",
     "ResponseModel",
+    "RestoreAccepted",
     "RestoreRequest",
+    "RestoreStatus",
     "RestoreStatusQuery",
     "ServiceToggle",
     "Status",

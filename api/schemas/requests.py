@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, model_validator
 
-from api.schemas.fields import EXAMPLE_TS, DnsLabel, Timestamp
+from api.schemas.fields import EXAMPLE_MOMENT, EXAMPLE_TS, DnsLabel, Moment, Timestamp
 
 NAMESPACE = "Defaults to the fleet's default namespace"
 
@@ -46,7 +46,8 @@ class ServiceToggle(BaseModel):
 
 
 class RestoreRequest(BaseModel):
-    """`POST /ondemandrestore`: which backup, from where, and which services to skip."""
+    """`POST /ondemandrestore`: which backup (or which moment), from where, and which
+    services to skip."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -57,12 +58,25 @@ class RestoreRequest(BaseModel):
                     "timestamp": EXAMPLE_TS,
                     "sourceNamespace": "app",
                     "svcs": {"gitserver": {"disable": False}, "postgres": {"disable": False}},
-                }
+                },
+                {"targetTime": EXAMPLE_MOMENT},
             ]
         },
     )
 
-    timestamp: Timestamp = Field(description="The backup to restore")
+    timestamp: Timestamp | None = Field(
+        default=None,
+        description="The backup to restore; optional with `targetTime` (then the fleet picks "
+        "the newest backup the WAL replays to that moment from)",
+    )
+    target_time: Moment | None = Field(
+        default=None,
+        alias="targetTime",
+        description="Restore the `pitr` services to this moment (RFC 3339, UTC: "
+        "`2023-02-02T16:42:07Z`) by replaying their streamed WAL onto a base backup; the "
+        "backup's other services are restored as they were at backup time. A moment outside "
+        "a service's recoverable window is a 422 naming the window",
+    )
     source_namespace: DnsLabel | None = Field(
         default=None,
         alias="sourceNamespace",
@@ -84,6 +98,12 @@ class RestoreRequest(BaseModel):
         description="Restore a backup whose manifest cannot be authenticated (an older "
         "fleet's, say); the override is recorded on the restore",
     )
+
+    @model_validator(mode="after")
+    def _backup_or_moment(self) -> "RestoreRequest":
+        if self.timestamp is None and self.target_time is None:
+            raise ValueError("give the backup's `timestamp`, or a `targetTime`")
+        return self
 
     @property
     def skipped(self) -> list[str]:

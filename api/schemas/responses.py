@@ -9,6 +9,7 @@ from pydantic.alias_generators import to_camel
 
 from api.schemas.fields import EXAMPLE_TS
 from workers.catalog.models import Artifact, Backup, HookRun, Restore
+from workers.timestamps import format_moment
 
 
 class ResponseModel(BaseModel):
@@ -22,6 +23,17 @@ class Message(ResponseModel):
 
     code: int = Field(description="The HTTP status code, repeated")
     message: str = Field(description="What was accepted, or what went wrong and what to fix")
+
+
+class RestoreAccepted(Message):
+    """`POST /ondemandrestore`: the acknowledgement, and the backup restored (the one the
+    fleet picked, for a `targetTime`)."""
+
+    timestamp: str = Field(
+        description="The backup restored: the one given, or the one whose base backups the "
+        "WAL is replayed onto, for a `targetTime`",
+        examples=[EXAMPLE_TS],
+    )
 
 
 class Status(ResponseModel):
@@ -52,6 +64,26 @@ class Status(ResponseModel):
             namespace=restore.source_namespace,
             status=restore.status,
             timestamp=restore.timestamp,
+        )
+
+
+class RestoreStatus(Status):
+    """`restorestatus`: Status of the restore, and the moment it restores to (its `pitr`
+    services' WAL replayed to it), if it is a restore to a moment."""
+
+    target_time: str | None = Field(
+        default=None,
+        description="A restore to a moment: that moment (RFC 3339, UTC); null: the backup "
+        "as it was",
+        examples=["2023-02-02T16:42:07.250000Z"],
+    )
+
+    @classmethod
+    def of_restore(cls, restore: Restore) -> "RestoreStatus":
+        moment = restore.target_time
+        return cls(
+            **Status.of_restore(restore).model_dump(),
+            target_time=format_moment(moment) if moment is not None else None,
         )
 
 

@@ -116,6 +116,19 @@ def wal_files(
     return session.scalars(query.order_by(*order)).all()
 
 
+def wal_file(
+    session: Session, *, namespace: str, service: str, timeline: int, segment: str
+) -> WalSegment | None:
+    """The row of one shipped file as it is now (a partial's row follows its newest object)."""
+    query = select(WalSegment).where(
+        WalSegment.namespace == namespace,
+        WalSegment.service == service,
+        WalSegment.timeline == timeline,
+        WalSegment.segment == segment,
+    )
+    return session.scalars(query).first()
+
+
 def newest_wal_file(session: Session, *, namespace: str, service: str) -> WalSegment | None:
     """The segment (complete or partial) whose shipped data ends last."""
     query = (

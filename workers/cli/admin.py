@@ -266,13 +266,18 @@ def unpin(timestamp: str, namespace: str | None) -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(as_json: bool) -> None:
-    """The health of every namespace, and each service's freshness against its own
-    max_age, at a glance; exit 1 if any is stale or has open alerts (`backfleet alerts`
-    lists them)."""
+    """The health of every namespace, each service's freshness against its own max_age,
+    and each `pitr` service's recoverable window and streaming lag, at a glance; exit 1
+    if any is stale or has open alerts (`backfleet alerts` lists them)."""
+    from workers.cli.pitr_status import as_json as pitr_json
+    from workers.cli.pitr_status import line as pitr_line
+    from workers.cli.pitr_status import pitr_of
     from workers.fleet import current_fleet
     from workers.monitoring.health import namespace_health
 
-    report = namespace_health(current_fleet())
+    fleet = current_fleet()
+    report = namespace_health(fleet)
+    pitr = {h.namespace: pitr_of(fleet, h.namespace) for h in report}
     if as_json:
         rows = [
             {
@@ -296,6 +301,7 @@ def status(as_json: bool) -> None:
                     }
                     for s in h.services
                 ],
+                "pitr": pitr_json(pitr[h.namespace]),
             }
             for h in report
         ]
@@ -320,6 +326,8 @@ def status(as_json: bool) -> None:
             )
             for item in h.services:
                 click.echo(f"  {item.service or '':<14} {_service_freshness(item)}")
+            for window in pitr[h.namespace]:
+                click.echo(f"  {window.service:<14} {pitr_line(window)}")
         if opened := sum(h.open_alerts for h in report):
             click.echo(f"{opened} open alert(s): `backfleet alerts` lists them")
     if any(h.stale or h.open_alerts for h in report):

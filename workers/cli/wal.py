@@ -6,12 +6,15 @@
 - `backfleet wal status [--json]`: per service, the slot, what it holds, what was shipped
   last and the lag, as the catalog says.
 - `backfleet wal drop-slot SERVICE [--namespace NS] [--force]`: removes its slot.
+- `backfleet wal prepare-datadir SERVICE --to-time T --into DIR`: a data directory that
+  recovers to T (pitr/datadir.py), the runbook alternative to a restore into the live one.
 """
 
 import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -104,6 +107,49 @@ def drop_slot(service: str, namespace: str | None, force: bool) -> None:
         click.echo(f"dropped replication slot {done.slot} on {done.host}")
     else:
         click.echo(f"no replication slot {done.slot} on {done.host}: nothing to drop")
+
+
+@wal.command("prepare-datadir")
+@click.argument("service")
+@click.option(
+    "--to-time", "to_time", required=True, metavar="RFC3339", help="The moment to recover to."
+)
+@click.option(
+    "--into",
+    "into",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A new or empty folder: the data directory is written there.",
+)
+@click.option("--namespace", default=None, help="Its namespace [the default one].")
+def prepare_datadir_command(service: str, to_time: str, into: Path, namespace: str | None) -> None:
+    """Write a data directory of SERVICE that recovers to --to-time when a PostgreSQL
+    starts on it: the base backup before the moment, its WAL in pg_wal/, recovery.signal
+    and the target in postgresql.auto.conf (each object verified). Nothing is started:
+    the runbook alternative to a restore into the live database."""
+    from workers.fleet import current_fleet
+    from workers.pitr.datadir import prepare_datadir
+    from workers.timestamps import format_moment, parse_moment
+
+    try:
+        target = parse_moment(to_time)
+    except ValueError as exc:
+        _fail(f"--to-time: {exc}")
+    fleet = current_fleet()
+    namespace = namespace or fleet.config.default_namespace
+    done = prepare_datadir(
+        fleet,
+        namespace=namespace,
+        service=service,
+        target=target,
+        into=into,
+        say=lambda text: click.echo(text, err=True) if text else None,
+    )
+    click.echo(
+        f"{into}: base backup {done.timestamp} and {done.wal_files} WAL files; it recovers to "
+        f"{format_moment(target)} and promotes when PostgreSQL starts on it (owned by the "
+        "server's user, mode 0700)"
+    )
 
 
 def status_table(report: "list[WalStatus]") -> list[str]:

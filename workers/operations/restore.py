@@ -35,11 +35,12 @@ from workers.operations.overrides import override_of
 from workers.operations.recovery import recover_targets
 from workers.operations.restore_timing import RestoreTimer
 from workers.pitr.restore_source import restore_source
+from workers.pitr.to_time import replay_to
 from workers.redact import redact
 from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import ArtifactEntry, Manifest
 from workers.repository.stored import check_stored
-from workers.sources import Source
+from workers.sources import PGBASE, Source
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
 from workers.transfer import crypto
@@ -70,6 +71,7 @@ def run_restore(
         error = None if started else restore.error
         namespace, source_namespace = restore.namespace, restore.source_namespace
         timestamp, services = restore.timestamp, list(restore.services)
+        target_time = restore.target_time  # a restore to a moment (pitr/to_time.py)
 
     # A killed attempt may have left a staging copy, or a target renamed aside: put it right.
     recover_targets(fleet, namespace=namespace, services=services)
@@ -108,6 +110,16 @@ def run_restore(
                 raise SourceError(
                     f"{service} is a {entries[0].format} artifact, not {source.format}"
                 )
+            if target_time is not None and source.format == PGBASE:  # the WAL replayed to it
+                replay_to(
+                    source,
+                    fleet,
+                    namespace=source_namespace,
+                    service=service,
+                    timestamp=timestamp,
+                    target=target_time,
+                    say=progress.say,
+                )
             log.info("restore %s: %s from %s/%s", restore_id, service, source_namespace, timestamp)
 
             def gate(service: str = service) -> None:
@@ -120,6 +132,8 @@ def run_restore(
             try:
                 with timer.service(service, spec.kind, progress.add) as on_read:
                     restore_with_fallback(fleet, entries, source, keyring, on_read, gate)
+                if target_time is not None:
+                    progress.say(None)  # the WAL fetched and replayed: nothing waits now
             except LockLost:
                 raise
             except Exception as exc:

@@ -16,6 +16,7 @@ backups) cannot restore them by itself, since the scratch server belongs to this
 package (see workers/sources/pgbase.py).
 """
 
+import logging
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
@@ -34,8 +35,11 @@ from workers.sources.postgres import PostgresSource, row_counts
 from workers.sources.postgres_roles import read_roles
 from workers.sources.process import StderrTail, exit_status, spawn, stop_group
 
+log = logging.getLogger(__name__)
+
 # After its output ends, pg_dump only closes its connection.
 DUMP_EXIT_WAIT = 120.0
+ENDED_EARLY = "recovery ended before configured recovery target was reached"
 PrepareScratch = Callable[[ScratchPostgres], None]
 
 
@@ -80,13 +84,31 @@ class BaseBackupRestore(OneStream):
             if self.prepare is not None:
                 self.prepare(scratch)
             users = [str(self.facts.get("superuser") or ""), self._target_user(), "postgres"]
-            server = scratch.start(users=users, recovery=self.recovery)
+            server = self._start(scratch, users)
             superuser = self._check(server, database)
             with _scratch_dump(server, database, superuser, stream) as dump:
                 # The cluster's roles, as a dump's preamble carries them: a restore into a
                 # cluster that lacks them creates them first (sources/postgres_roles.py).
                 dump.preamble = self._roles(server, database, superuser)
                 self.target.restore(dump)
+
+    def _start(self, scratch: ScratchPostgres, users: list[str]) -> ScratchServer:
+        """The scratch server, recovered. A target time later than the WAL's last commit
+        ends the recovery with ENDED_EARLY (PostgreSQL 14+): the WAL fetched holds every
+        commit up to the target (it reaches a point written after it, pitr/wal_fetch.py)
+        and none after it (else the replay would have stopped there), so replaying all of
+        it is the state at the target: the same server starts again without a target.
+        (Finding the last commit's time instead would need pg_waldump or a connection,
+        which a server in recovery refuses.)"""
+        try:
+            return scratch.start(users=users, recovery=self.recovery)
+        except SourceError:
+            wanted = self.recovery.target_time if self.recovery is not None else None
+            if wanted is None or not scratch.log_says(ENDED_EARLY):
+                raise
+        log.info("the WAL ends before any commit after %s: replaying all of it", wanted)
+        scratch.stop()
+        return scratch.start(users=users, recovery=Recovery(end_of_wal=True))
 
     def _target_user(self) -> str:
         return str(self.target.connection_user() or "")

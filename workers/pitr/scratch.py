@@ -13,8 +13,9 @@ own configuration and log. A worker running as root runs the server as the `post
 user (PostgreSQL refuses root), which then owns the folder.
 
 The server recovers the base backup as an archive recovery (recovery.signal) that stops
-at its consistent point (`recovery_target = 'immediate'`) or at `Recovery.target_time`,
-replaying WAL from pg_wal/ and from `wal/` (`restore_command`), then promotes. It does
+at its consistent point (`recovery_target = 'immediate'`), at `Recovery.target_time`, or
+at the end of the WAL there is (`Recovery.end_of_wal`), replaying WAL from pg_wal/ and
+from `wal/` (`restore_command`), then promotes. It does
 not accept connections before that (hot_standby = off), so a connection that answers
 and says it is not in recovery means the data is ready. The whole recovery is bounded
 by `timeout`; the server's configuration is ours, none of the backed-up cluster's
@@ -80,10 +81,12 @@ class ScratchStopped(SourceError):
 
 @dataclass(frozen=True)
 class Recovery:
-    """Where recovery stops: the consistent point (no `target_time`), or that moment."""
+    """Where recovery stops: the consistent point (no `target_time`), that moment, or
+    (`end_of_wal`) the end of every WAL file there is."""
 
     target_time: datetime | None = None
     inclusive: bool = True  # a commit exactly at target_time is kept
+    end_of_wal: bool = False
 
 
 @dataclass(frozen=True)
@@ -280,7 +283,9 @@ class ScratchPostgres:
             "recovery_target_inclusive": "on" if recovery.inclusive else "off",
             "recovery_target_timeline": "latest",
         }
-        if recovery.target_time is None:
+        if recovery.end_of_wal:
+            pass  # no target: every WAL file there is replayed, then the server promotes
+        elif recovery.target_time is None:
             settings["recovery_target"] = "immediate"
         else:
             moment = recovery.target_time.astimezone(UTC)
@@ -323,6 +328,13 @@ class ScratchPostgres:
                     f"{self.timeout:g} s (PITR_SCRATCH_TIMEOUT): {self.log_tail()}"
                 )
             time.sleep(min(POLL_SECONDS, left))
+
+    def log_says(self, text: str) -> bool:
+        """The server's log (lc_messages C) holds `text`."""
+        try:
+            return text in self.log_file.read_text(errors="replace")
+        except OSError:
+            return False
 
     def log_tail(self) -> str:
         try:

@@ -92,8 +92,8 @@ class Settings(
         "backup_hook_timeout",
         "rehydration_timeout",
         "pitr_scratch_timeout",
-        "wal_rpo",
         "pitr_window",
+        "wal_rpo",
     )
     @classmethod
     def _valid_duration(cls, value: str) -> str:

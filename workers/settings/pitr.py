@@ -52,10 +52,12 @@ class PitrSettings(BaseSettings):
     )
     pitr_window: str = Field(
         default="7d",
-        description="how far back a `pitr` service can be restored to any moment, unless its "
-        "`pitr_window` says otherwise: retention keeps the newest base backup consistent "
-        "at or before that long ago, and the WAL from there on (`7d`, `36h` or seconds; "
-        "[Retention of the WAL](../concepts/pitr.md#retention-of-the-wal))",
+        description="how far back a `pitr` service is promised to be restorable to any moment, "
+        "unless its `pitr_window` says otherwise: retention keeps the newest base backup "
+        "consistent at or before that long ago, and the WAL from there on; `backup/latest` "
+        "and `backfleet status` show it beside the recoverable window (`7d`, `36h` or "
+        "seconds; [Retention of the WAL](../concepts/pitr.md#retention-of-the-wal), "
+        "[Restoring to a moment](../concepts/pitr.md#restoring-to-a-moment))",
     )
     # --- point-in-time recovery: restoring base backups (services with `pitr = true`) ---
     pitr_scratch_dir: Path | None = Field(
@@ -73,14 +75,14 @@ class PitrSettings(BaseSettings):
     )
 
     @property
-    def wal_rpo_seconds(self) -> int:
-        """WAL_RPO in seconds."""
-        return parse_duration(self.wal_rpo)
-
-    @property
     def pitr_window_seconds(self) -> int:
         """PITR_WINDOW in seconds."""
         return parse_duration(self.pitr_window)
+
+    @property
+    def wal_rpo_seconds(self) -> int:
+        """WAL_RPO in seconds."""
+        return parse_duration(self.wal_rpo)
 
     @property
     def pitr_scratch_timeout_seconds(self) -> int:

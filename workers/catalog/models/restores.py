@@ -31,6 +31,9 @@ class Restore(Base):
     services: Mapped[list[str]] = mapped_column(default=list)
     skipped: Mapped[list[str]] = mapped_column(default=list)
     backup_url: Mapped[str] = mapped_column(String(2048))
+    # A restore to a moment (pitr services): what their base backups (of `timestamp`) are
+    # recovered to, by replaying the streamed WAL; None: to the backup itself.
+    target_time: Mapped[datetime | None]
     # Stored bytes read back so far, of all the artifacts to restore: progress and ETA.
     bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_total: Mapped[int | None] = mapped_column(BigInteger)

@@ -1,8 +1,9 @@
 """Keyword-only data access. Callers own the session and its transaction.
 
 One module per table or concern: backups, artifacts (and their upload parts), restores,
-verified (which backups hold a service, what their read-backs said), wal_upkeep (what
-retention and verification read and write of the WAL of `pitr` services). Import from here:
+verified (which backups hold a service, what their read-backs said), base_backups (a
+`pitr` service's, for its recoverable window), wal_upkeep (what retention and
+verification read and write of the WAL of `pitr` services). Import from here:
 `from workers.catalog import queries` then `queries.get_backup(...)`.
 """
 
@@ -32,6 +33,7 @@ from workers.catalog.queries.backups import (
     retention_facts,
     uncopied_backups,
 )
+from workers.catalog.queries.base_backups import BaseBackupRow, base_backups
 from workers.catalog.queries.restores import (
     active_restore,
     active_restores,
@@ -63,6 +65,7 @@ from workers.catalog.queries.wal_upkeep import (
 __all__ = [
     "BackupState",
     "BaseBackupFacts",
+    "BaseBackupRow",
     "active_backup",
     "active_backups",
     "active_restore",
@@ -72,6 +75,7 @@ __all__ = [
     "backup_namespaces",
     "backup_state",
     "base_backup_facts",
+    "base_backups",
     "create_backup",
     "create_restore",
     "delete_backups",

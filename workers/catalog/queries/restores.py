@@ -2,6 +2,7 @@
 compare and set, and finding the active or latest ones."""
 
 from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
@@ -30,8 +31,10 @@ def create_restore(
     backup_url: str,
     requested_by: str | None = None,
     requested_customer: str | None = None,
+    target_time: datetime | None = None,
 ) -> Restore:
-    """Insert a Pending restore; ConflictError if one of the namespace is active."""
+    """Insert a Pending restore (to `target_time`, for a restore to a moment); ConflictError
+    if one of the namespace is active."""
     restore = Restore(
         namespace=namespace,
         source_namespace=source_namespace,
@@ -41,6 +44,7 @@ def create_restore(
         backup_url=backup_url,
         requested_by=requested_by,
         requested_customer=requested_customer,
+        target_time=target_time,
     )
     try:
         with session.begin_nested():
