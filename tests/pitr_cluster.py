@@ -4,6 +4,8 @@ password (scram), owning the service's database `app`.
 """
 
 import hashlib
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,3 +136,14 @@ def pitr_cluster() -> Iterator[PitrCluster]:
         yield PitrCluster(server)
     finally:
         server.close()
+
+
+@pytest.fixture
+def scratch_root() -> Iterator[Path]:
+    """A PITR_SCRATCH_DIR the `postgres` OS user reaches when the tests run as root."""
+    root = Path(tempfile.mkdtemp(prefix="backfleet-test-pitr-", dir="/tmp"))
+    root.chmod(0o711)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

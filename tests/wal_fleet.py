@@ -296,3 +296,16 @@ def check_no_gap_no_duplicate(fleet: WalFleet, *, through: str, segment_size: in
             assert fleet.plain(row) == server, row.segment
             compared += 1
     return compared
+
+
+def s3_env(s3_server: Any, bucket: str) -> dict[str, str]:
+    """The settings of a fleet on the tests' S3 server (tests/plugins/object_stores.py)."""
+    return {
+        "OBJECT_STORE_LOCATION_TYPE": "s3",
+        "AWS_S3_BUCKET_NAME": bucket,
+        "AWS_S3_ENDPOINT_URL": s3_server.endpoint,
+        "AWS_S3_REGION": "us-west-2",
+        "AWS_S3_ADDRESSING_STYLE": "path",
+        "AWS_ACCESS_KEY": s3_server.access_key,
+        "AWS_SECRET_KEY": s3_server.secret_key,
+    }

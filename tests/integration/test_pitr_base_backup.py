@@ -2,9 +2,7 @@
 pg_basebackup through the pipeline, restored through a scratch PostgreSQL into the live
 database, verified first, and the scratch always gone."""
 
-import shutil
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ import pytest
 from tests.fakes import stored_entry
 from tests.pitr_cluster import PASSWORD, SPOIL, PitrCluster, run, scratch_processes, state
 from tests.pitr_cluster import pitr_cluster as pitr_cluster  # the fixture
+from tests.pitr_cluster import scratch_root as scratch_root  # the fixture
 from tests.servers import PrivatePostgres, started
 from workers.errors import ConfigError, IntegrityError, SourceError
 from workers.monitoring.checks import check_source
@@ -33,17 +32,6 @@ from workers.stores.local import LocalStore
 from workers.transfer.download import restore_artifact
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
-
-
-@pytest.fixture
-def scratch_root() -> Iterator[Path]:
-    # Where the `postgres` user reaches its folders when the tests run as root.
-    root = Path(tempfile.mkdtemp(prefix="backfleet-test-pitr-", dir="/tmp"))
-    root.chmod(0o711)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

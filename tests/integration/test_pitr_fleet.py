@@ -3,8 +3,6 @@ restore of that backup (as the API asks for it, by timestamp) lands the database
 was at the backup's consistent point, and a drill restores it into a scratch database
 and compares the row counts; on the local store and on an S3 server."""
 
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ from psycopg import sql
 from tests.health_fleet import make_fleet, take_backup
 from tests.pitr_cluster import ROLE, SPOIL, PitrCluster, run, scratch_processes, state
 from tests.pitr_cluster import pitr_cluster as pitr_cluster  # the fixture
+from tests.pitr_cluster import scratch_root as scratch_root  # the fixture
 from tests.plugins.object_stores import S3Server
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
@@ -34,16 +33,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 def _engines() -> Iterator[None]:
     yield
     dispose_engines()
-
-
-@pytest.fixture
-def scratch_root() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="backfleet-test-pitr-", dir="/tmp"))
-    root.chmod(0o711)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -14,6 +14,7 @@ import pytest
 
 from tests.pitr_cluster import PitrCluster, scratch_processes
 from tests.pitr_cluster import pitr_cluster as pitr_cluster  # the fixture
+from tests.pitr_cluster import scratch_root as scratch_root  # the fixture
 from workers.pitr.scratch import ScratchPostgres
 from workers.sources.pgbase import PgBaseSource
 from workers.sources.pgbase_facts import BaseBackupTar
@@ -36,16 +37,6 @@ def base_tar(pitr_cluster: PitrCluster) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture
-def scratch_root() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="backfleet-test-pitr-", dir="/tmp"))
-    root.chmod(0o711)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def start_child(root: Path, tar: Path) -> tuple["subprocess.Popen[str]", Path]:

@@ -24,7 +24,7 @@ from tests.fleet_processes import FleetProcesses
 from tests.pitr_moments import API_KEY, Moments, between, moments_fleet, present_through, seconds
 from tests.plugins.wal import WAL_SETTINGS
 from tests.servers import PrivatePostgres
-from tests.wal_fleet import wait_for
+from tests.wal_fleet import s3_env, wait_for
 from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.wal import record_gap
@@ -212,15 +212,7 @@ def test_restore_to_a_moment_from_an_s3_server(
     s3_server: Any,
     s3_bucket: str,
 ) -> None:
-    s3 = {
-        "OBJECT_STORE_LOCATION_TYPE": "s3",
-        "AWS_S3_BUCKET_NAME": s3_bucket,
-        "AWS_S3_ENDPOINT_URL": s3_server.endpoint,
-        "AWS_S3_REGION": "us-west-2",
-        "AWS_S3_ADDRESSING_STYLE": "path",
-        "AWS_ACCESS_KEY": s3_server.access_key,
-        "AWS_SECRET_KEY": s3_server.secret_key,
-    }
+    s3 = s3_env(s3_server, s3_bucket)
     with moments_fleet(tmp_path, redis_server, wal_postgres, monkeypatch, s3) as moments:
         fleet = moments.wal.fleet()
         with moments.wal.streaming():

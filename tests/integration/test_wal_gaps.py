@@ -16,7 +16,7 @@ from tests.integration.test_wal_streaming import make_fleet
 from tests.plugins.object_stores import s3_metadata_sha256
 from tests.plugins.wal import WAL_SEGMENT_SIZE
 from tests.servers import PrivatePostgres
-from tests.wal_fleet import WalFleet, check_no_gap_no_duplicate, wait_for
+from tests.wal_fleet import WalFleet, check_no_gap_no_duplicate, s3_env, wait_for
 from tests.webhook import webhook_server
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import SUCCESS, Alert, Artifact, Backup
@@ -231,15 +231,7 @@ def test_segments_ship_to_an_s3_server(
     s3_server: Any,
     s3_bucket: str,
 ) -> None:
-    s3 = {
-        "OBJECT_STORE_LOCATION_TYPE": "s3",
-        "AWS_S3_BUCKET_NAME": s3_bucket,
-        "AWS_S3_ENDPOINT_URL": s3_server.endpoint,
-        "AWS_S3_REGION": "us-west-2",
-        "AWS_S3_ADDRESSING_STYLE": "path",
-        "AWS_ACCESS_KEY": s3_server.access_key,
-        "AWS_SECRET_KEY": s3_server.secret_key,
-    }
+    s3 = s3_env(s3_server, s3_bucket)
     fleet = make_fleet(tmp_path, redis_server, wal_postgres, monkeypatch, s3)
     try:
         with fleet.streaming():

@@ -21,7 +21,7 @@ from tests.integration.test_wal_streaming import make_fleet
 from tests.integration.test_wal_streaming import wal_fleet as wal_fleet  # the fixture
 from tests.plugins.wal import WAL_SEGMENT_SIZE
 from tests.servers import PrivatePostgres
-from tests.wal_fleet import WalFleet, check_no_gap_no_duplicate, wait_for
+from tests.wal_fleet import WalFleet, check_no_gap_no_duplicate, s3_env, wait_for
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import FAILED, Alert, Artifact, Backup, WalSegment
 from workers.cli import main
@@ -150,15 +150,7 @@ def test_on_s3_wal_is_pruned_verified_a_damaged_object_alerted_and_counted_in_st
     s3_server: Any,
     s3_bucket: str,
 ) -> None:
-    s3 = {
-        "OBJECT_STORE_LOCATION_TYPE": "s3",
-        "AWS_S3_BUCKET_NAME": s3_bucket,
-        "AWS_S3_ENDPOINT_URL": s3_server.endpoint,
-        "AWS_S3_REGION": "us-west-2",
-        "AWS_S3_ADDRESSING_STYLE": "path",
-        "AWS_ACCESS_KEY": s3_server.access_key,
-        "AWS_SECRET_KEY": s3_server.secret_key,
-    }
+    s3 = s3_env(s3_server, s3_bucket)
     wal_fleet = make_fleet(tmp_path, redis_server, wal_postgres, monkeypatch, s3)
     try:
         with wal_fleet.streaming():
