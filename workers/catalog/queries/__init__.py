@@ -53,8 +53,6 @@ from workers.catalog.queries.verified import (
     newest_verified_good,
 )
 from workers.catalog.queries.wal_upkeep import (
-    BaseBackupFacts,
-    base_backup_facts,
     delete_wal_rows,
     failed_wal,
     record_wal_check,
@@ -64,7 +62,6 @@ from workers.catalog.queries.wal_upkeep import (
 
 __all__ = [
     "BackupState",
-    "BaseBackupFacts",
     "BaseBackupRow",
     "active_backup",
     "active_backups",
@@ -74,7 +71,6 @@ __all__ = [
     "backup_by_task",
     "backup_namespaces",
     "backup_state",
-    "base_backup_facts",
     "base_backups",
     "create_backup",
     "create_restore",

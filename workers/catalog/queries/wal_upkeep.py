@@ -5,45 +5,12 @@ read-backs. Keyword-only like the other queries; callers own the session.
 """
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from workers.catalog.models import FAILED, SUCCESS, Artifact, Backup, WalSegment
-
-
-@dataclass(frozen=True)
-class BaseBackupFacts:
-    """A successful base backup of a service: its backup's timestamp and its facts."""
-
-    timestamp: str
-    service: str
-    facts: dict[str, Any]
-    finished_at: datetime | None  # the backup's
-
-
-def base_backup_facts(session: Session, *, namespace: str, format: str) -> list[BaseBackupFacts]:
-    """The successful artifacts of `format` (`pgbase`) of the namespace's successful
-    backups, oldest backup first (volume 1 only: a base backup is one object)."""
-    query = (
-        select(Backup.timestamp, Artifact.service, Artifact.facts, Backup.finished_at)
-        .join(Artifact, Artifact.backup_id == Backup.id)
-        .where(
-            Backup.namespace == namespace,
-            Backup.status == SUCCESS,
-            Artifact.status == SUCCESS,
-            Artifact.format == format,
-            Artifact.volume == 1,
-        )
-        .order_by(Backup.timestamp, Artifact.service)
-    )
-    return [
-        BaseBackupFacts(stamp, service, dict(facts or {}), finished)
-        for stamp, service, facts, finished in session.execute(query)
-    ]
+from workers.catalog.models import FAILED, SUCCESS, WalSegment
 
 
 def wal_services(session: Session, *, namespace: str) -> list[str]:

@@ -31,11 +31,10 @@ from typing import Any, Protocol
 from workers.catalog import queries
 from workers.catalog.db import Session, session_scope
 from workers.catalog.models import WAL_SEGMENT, WalSegment, WalStream
-from workers.catalog.queries import BaseBackupFacts
+from workers.catalog.queries import BaseBackupRow
 from workers.catalog.wal import newest_wal_file, wal_files
 from workers.fleet import Fleet
 from workers.pitr.lsn import format_lsn, parse_lsn
-from workers.sources import PGBASE
 from workers.timestamps import parse_duration
 
 log = logging.getLogger(__name__)
@@ -75,11 +74,11 @@ class WalFile:
     end_lsn: int
 
 
-def base_backups(session: Session, namespace: str) -> list[BaseBackupFacts]:
-    return queries.base_backup_facts(session, namespace=namespace, format=PGBASE)
+def base_backups(session: Session, namespace: str) -> list[BaseBackupRow]:
+    return queries.base_backups(session, namespace=namespace)
 
 
-def consistent_at(base: BaseBackupFacts) -> datetime | None:
+def consistent_at(base: BaseBackupRow) -> datetime | None:
     """When the base backup's consistent point was reached, at the latest."""
     text = base.facts.get("end_time")
     if isinstance(text, str):
@@ -102,7 +101,7 @@ def keep_windows(
     fleet: Fleet,
     *,
     namespace: str,
-    bases: Iterable[BaseBackupFacts],
+    bases: Iterable[BaseBackupRow],
     keep: dict[str, list[str]],
     keeping: dict[str, set[str]],
     now: datetime,
@@ -166,7 +165,7 @@ def _plan_service(
     namespace: str,
     service: str,
     rows: Iterable[WalSegment],
-    bases: list[BaseBackupFacts],
+    bases: list[BaseBackupRow],
     streamed: set[str],
     growing: int | None,
 ) -> list[tuple[WalPrune, list[WalFile]]]:
@@ -212,7 +211,7 @@ def _plan_service(
     return work
 
 
-def _starts(bases: Iterable[BaseBackupFacts]) -> dict[str, tuple[int, str]] | None:
+def _starts(bases: Iterable[BaseBackupRow]) -> dict[str, tuple[int, str]] | None:
     """Per cluster, the lowest start LSN of its base backups and that backup's timestamp;
     None if a base backup lacks the facts (its WAL cannot be told apart)."""
     starts: dict[str, tuple[int, str]] = {}
