@@ -102,6 +102,9 @@ def test_a_pitr_service_is_backed_up_restored_by_timestamp_and_drilled(
     (drill,) = [drill for drill in result.drills if drill.service == "pg"]
     counts = {"billing.invoices": 900, "public.projects": 400}
     assert drill.counts_expected == counts and drill.counts_found == counts
+    # No WAL streamed here: the drill goes to the consistent point, and says why.
+    assert drill.target_time is None
+    assert drill.target_skipped == "no recoverable window: no WAL shipped yet"
     assert drill_databases(pitr_cluster) == []
     assert list(scratch_root.iterdir()) == [] and scratch_processes(scratch_root) == []
     with psycopg.connect(app) as conn:  # the live database is not touched by a drill

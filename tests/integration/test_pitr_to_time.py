@@ -27,6 +27,7 @@ from tests.servers import PrivatePostgres
 from tests.wal_fleet import s3_env, wait_for
 from workers.catalog import queries
 from workers.catalog.db import session_scope
+from workers.catalog.models import RecoveryRun
 from workers.catalog.wal import record_gap
 from workers.cli import main
 from workers.operations.restore import run_restore
@@ -264,6 +265,9 @@ def test_a_target_after_the_last_commit_replays_all_the_wal_shipped(
             assert run_restore(fleet, restore_id=row.id) == "Success"
     assert moments.markers() == [1, 2, 3, 4, 5]
     assert "replaying all of it" in caplog.text
+    with session_scope(moments.wal.catalog) as session:  # timed, with the moment
+        (timed,) = session.query(RecoveryRun).filter_by(restore_id=row.id).all()
+        assert (timed.trigger, timed.status, timed.target_time) == ("restore", "Success", quiet)
 
 
 @pytest.mark.timeout(180)

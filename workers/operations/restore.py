@@ -130,7 +130,8 @@ def run_restore(
 
             gate()
             try:
-                with timer.service(service, spec.kind, progress.add) as on_read:
+                moment = target_time if source.format == PGBASE else None
+                with timer.service(service, spec.kind, progress.add, moment) as on_read:
                     restore_with_fallback(fleet, entries, source, keyring, on_read, gate)
                 if target_time is not None:
                     progress.say(None)  # the WAL fetched and replayed: nothing waits now

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from workers.child_env import child_env
 from workers.errors import IntegrityError, SourceError
+from workers.pitr.replay import Replay, read_replay
 from workers.pitr.scratch import Recovery, ScratchPostgres, ScratchServer
 from workers.pitr.unpack import unpack_base_backup
 from workers.settings import Settings
@@ -46,7 +47,8 @@ PrepareScratch = Callable[[ScratchPostgres], None]
 class BaseBackupRestore(OneStream):
     """Restores a base backup into `target` (a service's database, or a drill's scratch
     database) through a scratch server; `scratch_counts` are the rows per table the scratch
-    server held at the recovery's end (what a drill compares the target with)."""
+    server held at the recovery's end (what a drill compares the target with); `replay`
+    where a recovery to a moment ended (pitr/replay.py: what a drill judges it by)."""
 
     kind: ClassVar[str] = "postgres"
     format: ClassVar[str] = PGBASE
@@ -69,6 +71,7 @@ class BaseBackupRestore(OneStream):
         self.recovery = recovery
         self.prepare = prepare  # e.g. WAL segments into scratch.wal_dir, before the start
         self.scratch_counts: dict[str, int] = {}
+        self.replay: Replay | None = None
 
     def dump(self) -> AbstractContextManager[Dump]:
         raise SourceError("a base backup restore target cannot be backed up")
@@ -100,15 +103,21 @@ class BaseBackupRestore(OneStream):
         it is the state at the target: the same server starts again without a target.
         (Finding the last commit's time instead would need pg_waldump or a connection,
         which a server in recovery refuses.)"""
+        wanted = self.recovery.target_time if self.recovery is not None else None
         try:
-            return scratch.start(users=users, recovery=self.recovery)
+            server = scratch.start(users=users, recovery=self.recovery)
+            end_of_wal = False
         except SourceError:
-            wanted = self.recovery.target_time if self.recovery is not None else None
             if wanted is None or not scratch.log_says(ENDED_EARLY):
                 raise
-        log.info("the WAL ends before any commit after %s: replaying all of it", wanted)
-        scratch.stop()
-        return scratch.start(users=users, recovery=Recovery(end_of_wal=True))
+            log.info("the WAL ends before any commit after %s: replaying all of it", wanted)
+            scratch.stop()
+            server = scratch.start(users=users, recovery=Recovery(end_of_wal=True))
+            end_of_wal = True
+        if wanted is not None:
+            with server.connect() as conn:
+                self.replay = read_replay(conn, scratch.log_text(), end_of_wal=end_of_wal)
+        return server
 
     def _target_user(self) -> str:
         return str(self.target.connection_user() or "")

@@ -331,10 +331,13 @@ class ScratchPostgres:
 
     def log_says(self, text: str) -> bool:
         """The server's log (lc_messages C) holds `text`."""
+        return text in self.log_text()
+
+    def log_text(self) -> str:
         try:
-            return text in self.log_file.read_text(errors="replace")
+            return self.log_file.read_text(errors="replace")
         except OSError:
-            return False
+            return ""
 
     def log_tail(self) -> str:
         try:

@@ -16,7 +16,7 @@ database is touched.
 """
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -107,8 +107,10 @@ def replay_to(
     timestamp: str,
     target: datetime,
     say: Say,
+    on_read: Callable[[int], None] | None = None,
 ) -> None:
-    """Set `source` (a base backup's restore) to fetch the WAL and recover to `target`."""
+    """Set `source` (a base backup's restore) to fetch the WAL and recover to `target`;
+    `on_read` is told the stored bytes of WAL read."""
     from workers.pitr.base_restore import BaseBackupRestore  # psycopg: only when needed
     from workers.pitr.scratch import Recovery, ScratchPostgres
 
@@ -136,7 +138,11 @@ def replay_to(
 
     def prepare(scratch: ScratchPostgres) -> None:
         wal_dir = scratch.wal_dir
-        fetch_wal(fleet.store, keyring, files, wal_dir, service=service, say=say, reload=reload)
+        read = fetch_wal(
+            fleet.store, keyring, files, wal_dir, service=service, say=say, reload=reload
+        )
+        if on_read is not None:
+            on_read(read)
         say(f"{service}: replaying the WAL to {format_moment(target)}")
 
     source.recovery = Recovery(target_time=target, inclusive=True)

@@ -90,6 +90,15 @@ class RecoveryRun(Base):
     counts_expected: Mapped[dict[str, Any] | None]
     counts_found: Mapped[dict[str, Any] | None]
     error: Mapped[str | None] = mapped_column(Text)  # redacted
+    # A base backup of a `pitr` service recovered to a moment (a drill's random one, or a
+    # user's targetTime): that moment; None: to its consistent point (or not a base backup).
+    target_time: Mapped[datetime | None]
+    # The last transaction that recovery replayed (at or before target_time), as the scratch
+    # server said it (pitr/replay.py); None: none replayed, or not recorded.
+    replayed_to: Mapped[datetime | None]
+    # Why a drill of a pitr service's base backup went to its consistent point, not to a
+    # moment (no recoverable window, the WAL does not continue from that backup).
+    target_skipped: Mapped[str | None] = mapped_column(Text)
 
     @property
     def met_rto(self) -> bool:
