@@ -394,6 +394,9 @@ def test_restore_wait_shows_what_the_restore_waits_for(
     drawn: list[str] = []
 
     class Bar:
+        def __init__(self, quiet: bool = False) -> None:
+            self.quiet = quiet
+
         def __enter__(self) -> "Bar":
             return self
 
