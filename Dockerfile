@@ -9,9 +9,11 @@
 #   DEBIAN_RELEASE  the Debian release of the python:*-slim base (bookworm)
 #   BASE_IMAGE      the base of both stages (python:PYTHON_VERSION-slim-DEBIAN_RELEASE),
 #                   e.g. the same tag from a registry mirror
-#   PG_MAJOR        the PostgreSQL client tools' major version   (15: Debian bookworm's own;
-#                   any other, e.g. 16 or 17, comes from the PostgreSQL project's apt
-#                   repository). pg_dump must be at least the major of the servers it dumps.
+#   PG_MAJOR        the PostgreSQL client tools' and server's major version (15: Debian
+#                   bookworm's own; any other, e.g. 16 or 17, comes from the PostgreSQL
+#                   project's apt repository). pg_dump must be at least the major of the
+#                   servers it dumps; the server (a scratch instance restores the base
+#                   backups of `pitr = true` services) must be their major.
 #   VERSION, REVISION, CREATED  recorded in the OCI labels
 ARG PYTHON_VERSION=3.11
 ARG DEBIAN_RELEASE=bookworm
@@ -38,7 +40,7 @@ RUN /opt/backfleet/bin/pip install --no-deps . \
     && /opt/backfleet/bin/python -m compileall -q /opt/backfleet \
     && cd / && /opt/backfleet/bin/python -c "from beat_schedule import build_beat_schedule; import tasks.app, workers.app, api.main"
 
-# --- runtime: Python, the PostgreSQL client tools, tini, ps (procps), and the virtualenv ---
+# --- runtime: Python, the PostgreSQL client tools and server, tini, ps (procps), the virtualenv ---
 FROM ${BASE_IMAGE} AS runtime
 # Re-declared for the label: a global ARG is not visible inside a stage, and the
 # python image's own ENV PYTHON_VERSION (e.g. 3.11.14) would shadow PYTHON_VERSION.
@@ -56,17 +58,24 @@ LABEL org.opencontainers.image.title="backfleet" \
       org.opencontainers.image.base.name="${BASE_IMAGE}" \
       io.backfleet.postgresql-client.major="${PG_MAJOR}"
 
-# Debian's own client when this release has that major, else the PostgreSQL
-# project's repository (set up by Debian's postgresql-common helper).
+# Debian's own client and server when this release has that major, else the PostgreSQL
+# project's repository (set up by Debian's postgresql-common helper). The server is only
+# run by restores of base backups (a scratch instance in a private folder): no cluster is
+# created at install time.
 RUN set -eux; \
+    mkdir -p /etc/postgresql-common/createcluster.d; \
+    echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/backfleet.conf; \
     apt-get update; \
     if ! apt-cache show "postgresql-client-${PG_MAJOR}" >/dev/null 2>&1; then \
         apt-get install -y --no-install-recommends postgresql-common ca-certificates curl gnupg; \
         /usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y; \
     fi; \
-    apt-get install -y --no-install-recommends "postgresql-client-${PG_MAJOR}" tini procps; \
+    apt-get install -y --no-install-recommends \
+        "postgresql-client-${PG_MAJOR}" "postgresql-${PG_MAJOR}" tini procps; \
     rm -rf /var/lib/apt/lists/*; \
-    "/usr/lib/postgresql/${PG_MAJOR}/bin/pg_dump" --version
+    "/usr/lib/postgresql/${PG_MAJOR}/bin/pg_dump" --version; \
+    "/usr/lib/postgresql/${PG_MAJOR}/bin/pg_basebackup" --version; \
+    "/usr/lib/postgresql/${PG_MAJOR}/bin/postgres" --version
 
 COPY --from=build /opt/backfleet /opt/backfleet
 
@@ -80,7 +89,7 @@ RUN set -eux; \
     mkdir -p /var/lib/backfleet/var /backup /data /etc/backfleet; \
     chown -R backfleet:backfleet /var/lib/backfleet /backup /data
 
-# pg_dump, pg_restore and psql of PG_MAJOR come first on the PATH.
+# pg_dump, pg_restore, psql, pg_basebackup and postgres of PG_MAJOR come first on the PATH.
 ENV PATH="/opt/backfleet/bin:/usr/lib/postgresql/${PG_MAJOR}/bin:${PATH}" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -15,10 +15,11 @@ from api.auth import ApiKeyMiddleware
 from api.deps import FleetProvider
 from api.docs import install_docs
 from api.errors import install_error_handlers
+from api.health import health
 from api.limits import DEFAULT_BODY_LIMIT, BodyLimitMiddleware
 from api.metrics import metrics
 from api.openapi import DESCRIPTION, TAGS
-from api.routes import athena, health
+from api.routes import athena
 from api.ui.routes import ui
 from api.userevents import BODY_LIMIT as USER_EVENTS_BODY_LIMIT
 from api.userevents import PATH as USER_EVENTS_PATH

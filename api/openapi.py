@@ -34,6 +34,22 @@ TAGS: list[dict[str, Any]] = [
     },
 ]
 
+# Restores to a moment (issue 21): the words `ondemandrestore` and `backup/latest` add.
+TO_A_MOMENT = """**To a moment**: with `targetTime` (RFC 3339, UTC), the `pitr` services are
+restored as they were at that moment: the fleet picks the newest backup whose base backups
+end before it, with the streamed WAL continuous from them (`timestamp` may be omitted; if
+given, it must be such a backup), and replays the WAL onto them up to the moment. The
+backup's other services are restored as they were at backup time. The answer names the
+backup picked. A moment outside a service's recoverable window (`GET
+/athena/api/v1/backup/latest` shows it) is a 422 naming the window."""
+PITR_LATEST = """For each `pitr` service of the namespace (`pitr`): its recoverable window
+(the earliest and latest moments a restore with `targetTime` can reach), how far back it
+is promised, and how far its streamed WAL lags behind the server."""
+OUTSIDE_WINDOW = (
+    "`targetTime` is outside a service's recoverable window (the message names the window, "
+    "earliest and latest) or no backup can reach it"
+)
+
 DESCRIPTION = f"""
 Backfleet backs up the services of each namespace (PostgreSQL, SQLite, directories,
 commands) to an object store, and restores them. This API asks for a backup or a

@@ -35,6 +35,13 @@ class RecoveryRunReport(_Camel):
     counts_found: dict[str, int] | None
     counts_ok: bool | None  # null: nothing recorded at backup time to compare with
     error: str | None
+    # A pitr service's base backup recovered to a moment (a drill's random one, a user's
+    # targetTime), and the last transaction that recovery replayed; null: not to a moment.
+    target_time: datetime | None
+    replayed_to: datetime | None
+    # Why a drill of a pitr service's base backup went to its consistent point instead
+    # (no recoverable window, the WAL does not continue from that backup).
+    target_skipped: str | None
 
 
 class ServiceRecoveryReport(_Camel):

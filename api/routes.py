@@ -5,25 +5,35 @@ its role checked (api/scopes.py) before its body or parameters are looked at;
 the namespaces it names are checked against the key's scope before anything
 else, and nothing is enqueued unless every check of workers.operations.jobs has passed.
 Handlers are plain `def`s: FastAPI runs them in its thread pool, so the
-blocking catalog and store calls never stall the event loop.
+blocking catalog and store calls never stall the event loop. The probes' routes are in
+api/health.py.
 """
 
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
-from fastapi.responses import JSONResponse
 
 from api.backups import MAX_LIMIT, BackupQueryDep, list_backups
 from api.deps import (
     EnqueueDep,
     FleetDep,
-    ReadinessDep,
     RestoreStatusDep,
     json_body,
     requested_by,
 )
 from api.limits import DEFAULT_BODY_LIMIT, human_size
-from api.openapi import BACKUPS, HEALTH, QUEUE_UNAVAILABLE, RESTORES, WHY, errors, needs
+from api.openapi import (
+    BACKUPS,
+    OUTSIDE_WINDOW,
+    PITR_LATEST,
+    QUEUE_UNAVAILABLE,
+    RESTORES,
+    TO_A_MOMENT,
+    WHY,
+    errors,
+    needs,
+)
+from api.pitr import pitr_windows
 from api.recovery import ServiceRecoveryReport, recovery_for
 from api.schemas import (
     NAMESPACE,
@@ -32,13 +42,12 @@ from api.schemas import (
     BackupRequest,
     BackupStatus,
     DnsLabel,
-    Health,
+    LatestBackupStatus,
     Message,
-    NotReady,
-    Readiness,
+    RestoreAccepted,
     RestoreRequest,
+    RestoreStatus,
     RestoreStatusQuery,
-    Status,
     Timestamp,
     openapi_body,
 )
@@ -49,7 +58,6 @@ from workers.catalog.db import session_scope
 from workers.errors import NotFoundError
 from workers.operations import jobs
 
-health = APIRouter(tags=[HEALTH])
 athena = APIRouter(
     prefix="/athena/api/v1",
     dependencies=[Depends(authorize)],  # the key, and the role api.scopes.ROLE_OF names
@@ -58,45 +66,6 @@ athena = APIRouter(
 
 NamespaceQuery = Annotated[DnsLabel | None, Query(description=NAMESPACE)]
 BODY_LIMIT = human_size(DEFAULT_BODY_LIMIT)
-
-
-@health.get(
-    "/healthz",
-    operation_id="Healthz",
-    summary="Check that the API is alive",
-    description="Answers while the API process serves requests; checks nothing else "
-    "(`/readyz` does). No API key needed: for liveness probes.",
-    response_description="The API is alive",
-)
-def healthz() -> Health:
-    return Health(status="ok")
-
-
-@health.get(
-    "/readyz",
-    operation_id="Readyz",
-    summary="Check that the API can serve requests",
-    description="Checks that the catalog and the broker answer and that the object store's "
-    "bucket or container exists (`backfleet store init` creates it). No API key needed: "
-    "for readiness probes.",
-    response_model=Readiness,
-    response_description="Every check passed",
-    responses={
-        503: {
-            "model": NotReady,
-            "description": "A check failed: the message names each failed check and why",
-        }
-    },
-)
-def readyz(checks: ReadinessDep) -> JSONResponse:
-    failed = sorted(name for name, outcome in checks.items() if outcome != "ok")
-    if not failed:
-        return JSONResponse({"status": "ready", "checks": checks})
-    message = "not ready: " + ", ".join(f"{name} {checks[name]}" for name in failed)
-    return JSONResponse(
-        {"code": 503, "message": message, "status": "not ready", "checks": checks},
-        status_code=503,
-    )
 
 
 @athena.post(
@@ -160,7 +129,7 @@ def ondemand_backup(
     summary="Get the newest backup of a namespace",
     description=f"""
 The newest backup of the namespace, whatever its status (a `Running` one too): where it
-lives, its status, its last verification, and whether its sizes were unusual.
+lives, its status, its last verification, and whether its sizes were unusual. {PITR_LATEST}
 
 {needs("read")}
 """,
@@ -172,13 +141,14 @@ lives, its status, its last verification, and whether its sizes were unusual.
 )
 def latest_backup(
     fleet: FleetDep, caller: Authorized, namespace: NamespaceQuery = None
-) -> BackupStatus:
+) -> LatestBackupStatus:
     ns = scoped_namespace(fleet, caller, namespace)
     with session_scope(fleet.settings.database_url) as session:
         backup = queries.latest_backup(session, namespace=ns)
         if backup is None:
             raise NotFoundError(f"no backup of namespace {ns} yet")
-        return BackupStatus.of_backup(backup, url=fleet.store.url_for(ns, backup.timestamp))
+        status = BackupStatus.of_backup(backup, url=fleet.store.url_for(ns, backup.timestamp))
+    return LatestBackupStatus(**status.model_dump(), pitr=pitr_windows(fleet, ns))
 
 
 @athena.get(
@@ -257,7 +227,9 @@ def backups(fleet: FleetDep, caller: Authorized, asked: BackupQueryDep) -> Backu
 Queues a restore of backup `timestamp` into the namespace: every service the backup
 holds, except those `svcs` disables. Each restored service's data is replaced by the
 backup's; a restore that fails leaves the previous data in place. Follow it with
-`GET /athena/api/v1/restorestatus`.
+`GET /athena/api/v1/restorestatus` and the `timestamp` of the answer.
+
+{TO_A_MOMENT}
 
 The backup may live in another namespace (`sourceNamespace`), and be one this catalog never
 recorded: its manifest in the store is enough. A source namespace this fleet does not
@@ -268,7 +240,7 @@ namespace, of the same kind. The body is at most {BODY_LIMIT}.
 
 {needs("restore")} With `sourceNamespace`, the key must hold both namespaces.
 """,
-    response_description="Queued",
+    response_description="Queued: `timestamp` names the backup restored",
     responses=errors(
         (
             400,
@@ -293,7 +265,8 @@ namespace, of the same kind. The body is at most {BODY_LIMIT}.
         (
             422,
             "The body is not valid, or `svcs` names a service the backup does not hold, "
-            "or a service is not configured in the namespace: the message says which",
+            f"or a service is not configured in the namespace, or {OUTSIDE_WINDOW}: the "
+            "message says which",
         ),
         (503, QUEUE_UNAVAILABLE[1] + ", or the store did not answer"),
     ),
@@ -304,11 +277,11 @@ def ondemand_restore(
     caller: Authorized,
     enqueue: EnqueueDep,
     body: Annotated[RestoreRequest, Depends(json_body(RestoreRequest))],
-) -> Message:
+) -> RestoreAccepted:
     target = scoped_namespace(fleet, caller, body.namespace)
     # Reading another namespace's backup needs the key to hold that namespace too.
     source = require_namespace(caller, body.source_namespace or target)
-    jobs.request_restore(
+    restore = jobs.request_restore(
         fleet,
         namespace=target,
         timestamp=body.timestamp,
@@ -318,8 +291,9 @@ def ondemand_restore(
         customer=caller.customer,  # the customerName of the Backup/Restore audit event
         enqueue=enqueue,
         allow_unsigned=body.allow_unsigned,
+        target_time=body.target_time,
     )
-    return Message(code=202, message="Request Accepted")
+    return RestoreAccepted(code=202, message="Request Accepted", timestamp=restore.timestamp)
 
 
 @athena.get(
@@ -329,7 +303,9 @@ def ondemand_restore(
     summary="Get the status of a restore",
     description=f"""
 The newest restore of backup `timestamp` (into `namespace`, when given). The answer's
-`namespace` and `backupurl` name where the backup lives, not the namespace restored into.
+`namespace` and `backupurl` name where the backup lives, not the namespace restored into;
+`targetTime` is the moment a restore to a moment restores to (null: the backup as it was),
+and `timestamp` then the backup whose base backups the WAL was replayed onto.
 
 The fields come from the query string or from a JSON body (which wins), at most
 {BODY_LIMIT}.
@@ -353,7 +329,7 @@ source namespaces it both holds.
         description=f"Instead of the query string, at most {BODY_LIMIT}",
     ),
 )
-def restore_status(fleet: FleetDep, caller: Authorized, asked: RestoreStatusDep) -> Status:
+def restore_status(fleet: FleetDep, caller: Authorized, asked: RestoreStatusDep) -> RestoreStatus:
     if asked.namespace is not None:
         require_namespace(caller, asked.namespace)
         audit_scope.acted_on(asked.namespace)  # only once the key may: a refusal stays out
@@ -365,7 +341,7 @@ def restore_status(fleet: FleetDep, caller: Authorized, asked: RestoreStatusDep)
         if restore is None:
             into = f" into namespace {asked.namespace}" if asked.namespace else ""
             raise NotFoundError(f"no restore of backup {asked.timestamp}{into}")
-        return Status.of_restore(restore)
+        return RestoreStatus.of_restore(restore)
 
 
 @athena.get(

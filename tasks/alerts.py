@@ -1,7 +1,8 @@
 """Tasks of queue `maintenance` about alerts.
 
 - tasks.alerts.check_staleness: the RPO check, the storage budgets, the drills' (overdue,
-  failed, over their RTO: monitoring/drill_alerts.py), and alert redelivery.
+  failed, over their RTO: monitoring/drill_alerts.py), the WAL streaming's (lag, retained,
+  a gap a backup closed: monitoring/wal.py), and alert redelivery.
 - tasks.alerts.deliver_alert: sends one message of a recorded alert (its opening, or
   with message="resolved" its resolution) to the webhook, one try per run, retried by
   Celery with the alerter's backoff; what is still undelivered after
@@ -20,6 +21,7 @@ from workers.monitoring.alerts import OPENED, alerter_for, deliver_in_background
 from workers.monitoring.drill_alerts import check_drills
 from workers.monitoring.notify import check_staleness as perform_check
 from workers.monitoring.notify import check_storage_budgets
+from workers.monitoring.wal import check_wal
 from workers.queues import CHECK_STALENESS, DELIVER_ALERT
 
 
@@ -28,11 +30,17 @@ def check_staleness() -> dict[str, Any]:
     fleet = current_fleet()
     budgets = check_storage_budgets(fleet)
     drills = check_drills(fleet)  # first, so the redelivery below includes their alerts
+    streams = check_wal(fleet)  # a dead streamer's lag grows: noticed here
     found = perform_check(fleet)
     return {
         "stale": [f.condition.removeprefix("backup.stale:") for f in found if f.stale],
         "overBudget": [item.namespace for item in budgets if item.over_budget],
         "drills_overdue": [f"{d.namespace}/{d.service}" for d in drills if d.overdue],
+        "walLagging": [
+            f"{s.namespace}/{s.service}"
+            for s in streams
+            if s.lag_seconds is not None and s.lag_seconds > fleet.settings.wal_rpo_seconds
+        ],
     }
 
 

@@ -5,7 +5,7 @@ a busy namespace makes it wait, up to BACKUP_TIME_LIMIT, then it fails. The
 lock is strict: once it is lost (taken, expired, or Redis cannot confirm it)
 the restore stops before its next commit and fails, the target untouched.
 A retention pass deleting in the namespace the backup is read from makes it
-wait too (workers/operations/retention.py says why that suffices).
+wait too (workers/operations/retention/ says why that suffices).
 """
 
 from typing import Any
@@ -17,7 +17,13 @@ from workers.catalog import queries
 from workers.catalog.db import session_scope
 from workers.catalog.models import FAILED, SUCCESS
 from workers.fleet import current_fleet
-from workers.operations.locks import NamespaceBusy, namespace_lock, wait_while_retention
+from workers.operations.locks import (
+    NamespaceBusy,
+    namespace_lock,
+    wait_while_moving,
+    wait_while_retention,
+)
+from workers.operations.restore import rehydrate_first
 from workers.operations.restore import run_restore as perform_restore
 from workers.queues import RUN_RESTORE
 
@@ -39,11 +45,14 @@ def run_restore(
         target = row.namespace if row is not None else (namespace or "")
         backup = row.timestamp if row is not None else (timestamp or "")
         source = row.source_namespace if row is not None else (source_namespace or target)
+    # Archived artifacts are asked back and waited for before the target is locked.
+    rehydrate_first(fleet, restore_id=restore_id)
     lock = namespace_lock(settings, target, label=f"restore of {backup}", strict=True)
     try:
         lock.acquire()
         try:  # our row exists: a retention pass that starts now keeps the backup
             wait_while_retention(settings, source)  # one that runs may be deleting it
+            wait_while_moving(settings, source, backup, wait=0)  # or moving it colder
         except NamespaceBusy:
             lock.release()
             raise

@@ -36,4 +36,9 @@ def _summary(plan: RetentionPlan) -> dict[str, Any]:
         summary["moved"] = {stamp: move.storage_class for stamp, move in plan.moves.items()}
     if plan.extensions:
         summary["locksExtended"] = sorted(plan.extensions)
+    if plan.wal:  # WAL files of pitr services planned to go, and gone (0 in a dry run)
+        summary["wal"] = [
+            {"service": prune.service, "files": prune.files, "deleted": prune.deleted}
+            for prune in plan.wal
+        ]
     return summary

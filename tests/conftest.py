@@ -15,7 +15,7 @@ import pytest
 from tests.servers import ExternalRedis, PostgresServer, RedisServer, start_postgres, start_redis
 
 # Fixtures of the other servers live in their own modules.
-pytest_plugins = ["tests.plugins.object_stores", "tests.plugins.mariadb"]
+pytest_plugins = ["tests.plugins.object_stores", "tests.plugins.mariadb", "tests.plugins.wal"]
 
 
 @pytest.fixture(scope="session")

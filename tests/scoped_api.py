@@ -154,6 +154,8 @@ class Call:
                 body = {}
                 if "namespace" in properties:
                     body["namespace"], names_namespace = namespace, True
+                if "timestamp" in properties:  # optional in a restore to a moment: filled
+                    body["timestamp"] = TS
                 for name in schema.get("required", []):
                     if name != "timestamp":
                         raise AssertionError(f"{self}: fill its required field {name} here")

@@ -233,9 +233,21 @@ class PrivatePostgres(PostgresServer):
     """A cluster of the tests' own: initdb in a temporary directory, a free port, fsync off.
 
     As root, initdb and postgres run as the `postgres` OS user (PostgreSQL refuses root).
+    `initdb_args` and `settings` add to (or override) what it is made and started with:
+    the WAL streaming tests want `--wal-segsize=1` (1 MiB segments fill quickly).
+    `standby_of`: made by pg_basebackup -R from that running cluster, it starts as its
+    streaming standby (a promotion then moves it to a new timeline).
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        initdb_args: tuple[str, ...] = (),
+        settings: dict[str, str] | None = None,
+        standby_of: "PrivatePostgres | None" = None,
+    ) -> None:
+        self.initdb_args, self.extra_settings = initdb_args, dict(settings or {})
+        self.standby_of = standby_of
         base = Path(tempfile.gettempdir())
         as_root = os.geteuid() == 0
         if as_root and not _reachable_by_postgres_user(base):
@@ -258,7 +270,11 @@ class PrivatePostgres(PostgresServer):
                 shutil.chown(path, self.user, self.user)
         groups: list[str] | None = [] if self.user else None  # drop root's groups too
         initdb = [str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]
-        initdb += ["-E", "UTF8", "--locale=C", "--no-sync"]
+        initdb += ["-E", "UTF8", "--locale=C", "--no-sync", *self.initdb_args]
+        if self.standby_of is not None:
+            initdb = [str(bin_dir / "pg_basebackup"), "-D", str(data), "-R", "-X", "stream"]
+            initdb += ["-h", "127.0.0.1", "-p", str(self.standby_of.port), "-U", "postgres"]
+            initdb += ["--no-sync", "--checkpoint=fast"]
         done = subprocess.run(
             initdb,
             capture_output=True,
@@ -268,13 +284,14 @@ class PrivatePostgres(PostgresServer):
             extra_groups=groups,
         )
         if done.returncode != 0:
-            raise RuntimeError(f"initdb failed:\n{done.stderr.decode(errors='replace')}")
+            raise RuntimeError(f"{initdb[0]} failed:\n{done.stderr.decode(errors='replace')}")
         settings = {
             "listen_addresses": "127.0.0.1",
             "unix_socket_directories": str(sockets),
             "fsync": "off",
             "synchronous_commit": "off",
             "full_page_writes": "off",
+            **self.extra_settings,
         }
         argv = [str(bin_dir / "postgres"), "-D", str(data), "-p", str(self.port)]
         for name, value in settings.items():
@@ -297,10 +314,13 @@ class PrivatePostgres(PostgresServer):
             log=self.log,
         )
 
-    def close(self) -> None:
+    def stop(self) -> None:
         if self.process is not None:
             stop_process(self.process, signal.SIGINT)  # SIGINT is PostgreSQL's fast shutdown
             self.process = None
+
+    def close(self) -> None:
+        self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 

@@ -13,7 +13,7 @@ from workers.errors import ConfigError
 from workers.redact import url_password_forms
 from workers.services_config import FleetConfig, load_fleet_config
 from workers.settings import Settings, check_classes, get_settings, secondary_settings
-from workers.sources import source_class
+from workers.sources import class_of, source_class
 from workers.stores import ObjectStore, make_store, store_class
 
 log = logging.getLogger(__name__)
@@ -122,11 +122,13 @@ def warm_up() -> None:
         for store in (fleet.store, fleet.secondary):
             if store is not None:
                 store.warm_up()
-        kinds = {
-            spec.kind for services in fleet.config.namespaces.values() for spec in services.values()
-        }
-        for kind in sorted(kinds):
+        specs = [
+            spec for services in fleet.config.namespaces.values() for spec in services.values()
+        ]
+        for kind in sorted({spec.kind for spec in specs}):
             source_class(kind)
+        for spec in specs:  # a kind's mode (pgbase) is a module of its own
+            class_of(spec)
     except Exception as exc:  # the first task says what is wrong, its secrets masked
         log.warning(
             "could not prepare this worker process ahead of its first task (%s); "

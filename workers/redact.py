@@ -2,7 +2,7 @@
 
 Patterns catch the shapes a secret takes in a message without being known
 (URL passwords, `password=…`, JSON `"password": "…"` and camelCase names, Azure `AccountKey=`,
-SAS signatures, `Authorization` headers); `secrets` masks the values the
+SAS signatures, `Authorization` headers, PostgreSQL password hashes); `secrets` masks the values the
 fleet knows wherever they appear. `url_password_forms` gives every form a
 URL's password may take in a message, for that list.
 """
@@ -37,9 +37,13 @@ _KEY_VALUE = re.compile(
     r"(?P<value>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s&;,'\"}]+)"
 )
 
+# A PostgreSQL password hash (pg_authid.rolpassword): a SCRAM verifier or an md5 hash.
+_PASSWORD_HASH = re.compile(r"SCRAM-SHA-256\$[^\s'\"]+|\bmd5[0-9a-f]{32}\b")
+
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """Mask every secret-shaped value, then every known secret value."""
+    text = _PASSWORD_HASH.sub(MASK, text)
     text = _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}{m['tail']}", text)
     text = _CONNECTION_FIELD.sub(lambda m: f"{m['head']}{MASK}", text)
     text = _AUTHORIZATION.sub(lambda m: f"{m['head'] or m['header']}{MASK}", text)

@@ -37,6 +37,41 @@ def parse_timestamp(text: str) -> datetime:
         ) from None
 
 
+# A moment as RFC 3339 writes it (a restore's target time): date, `T`, time with optional
+# fraction, and an explicit offset (`Z` or `+00:00`): a moment without a zone is ambiguous.
+MOMENT_PATTERN = re.compile(
+    r"^([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]{1,9}))?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})\Z"
+)
+
+
+def parse_moment(text: str) -> datetime:
+    """An RFC 3339 date-time with its offset (`2026-03-02T14:31:59.250Z`), in UTC;
+    ValueError names the expected form. A fraction past microseconds is cut."""
+    found = MOMENT_PATTERN.match(text)
+    if found is None:
+        raise ValueError(
+            f"{text[:40]!r} is not an RFC 3339 moment such as 2026-03-02T14:31:59Z (UTC; "
+            "the offset is required)"
+        )
+    day, clock, fraction, offset = found.groups()
+    micro = (fraction or "")[:6].ljust(6, "0")
+    zone = "+00:00" if offset in ("Z", "z") else offset
+    try:
+        return datetime.fromisoformat(f"{day}T{clock}.{micro}{zone}").astimezone(UTC)
+    except ValueError:
+        raise ValueError(f"{text[:40]!r} is not a real moment: a field is out of range") from None
+
+
+def format_moment(moment: datetime) -> str:
+    """RFC 3339 in UTC with `Z`, to the microsecond when it has any (`2026-03-02T14:31:59Z`)."""
+    utc = moment.astimezone(UTC)
+    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    if utc.microsecond:
+        text += f".{utc.microsecond:06d}"
+    return text + "Z"
+
+
 def is_timestamp(text: str) -> bool:
     try:
         parse_timestamp(text)

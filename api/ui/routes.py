@@ -84,6 +84,19 @@ def _from_this_host(request: Request) -> bool:
     return urlsplit(origin).netloc.lower() == host.lower()
 
 
+def _reached_over_tls(request: Request) -> bool:
+    """Did the browser use https, here or at a proxy that ended TLS before the API?
+
+    The proxy's X-Forwarded-Proto / Forwarded header is believed even from an untrusted
+    sender: it can only make the cookie Secure, which never weakens it (uvicorn itself
+    rewrites the scheme only for FORWARDED_ALLOW_IPS, 127.0.0.1 by default)."""
+    if request.url.scheme == "https":
+        return True
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    standard = request.headers.get("forwarded", "").split(",")[0].lower().replace(" ", "")
+    return forwarded == "https" or "proto=https" in standard.split(";")
+
+
 def _session_cookie(request: Request, response: Response, value: str, max_age: int) -> None:
     response.set_cookie(
         COOKIE,
@@ -91,7 +104,7 @@ def _session_cookie(request: Request, response: Response, value: str, max_age: i
         max_age=max_age,
         path=_root(request) + PAGE_PATH,
         httponly=True,  # no script reads it (and the page has none)
-        secure=request.url.scheme == "https",  # plain http only on a trusted network
+        secure=_reached_over_tls(request),  # plain http only on a trusted network
         samesite="strict",  # never sent with a request another site starts
     )
 

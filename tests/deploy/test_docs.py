@@ -25,4 +25,4 @@ def test_every_setting_is_in_the_reference_with_a_meaning() -> None:
     missing = settings_variables() - set(rows)
     assert missing == set(), f"run `make docs`: the settings reference lacks {sorted(missing)}"
     blank = sorted(name for name in settings_variables() if not rows[name].strip())
-    assert blank == [], f"give these a Field(description=...) in workers/settings.py: {blank}"
+    assert blank == [], f"give these a Field(description=...) in workers/settings/: {blank}"

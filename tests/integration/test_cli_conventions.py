@@ -202,3 +202,34 @@ def test_a_catalog_that_answers_but_is_not_set_up_is_exit_2_saying_what_to_run(
     assert "(DATABASE_URL): its tables are missing or behind: run `backfleet migrate`" in (
         done.stderr
     )
+
+
+def test_a_lock_server_set_apart_that_does_not_answer_is_named_as_such(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review finding 9: a dead LOCK_REDIS_URL was reported as the broker (BROKER_URL)."""
+    a_successful_backup(env, monkeypatch)
+    port = free_port()
+    down = {**env, "LOCK_REDIS_URL": f"redis://:{SECRET}@127.0.0.1:{port}/0"}
+    done = cli(down, "retention")
+    assert done.returncode == 3, done.stderr
+    assert f"the lock server at redis://:***@127.0.0.1:{port}/0 (LOCK_REDIS_URL)" in done.stderr
+    assert "BROKER_URL" not in done.stderr and SECRET not in done.stdout + done.stderr
+
+
+def test_a_store_that_does_not_answer_is_exit_3_naming_its_setting(env: dict[str, str]) -> None:
+    """Review finding 9: an unreachable store was exit 1 ("look at the backup"), not 3."""
+    down = {
+        **env,
+        "OBJECT_STORE_LOCATION_TYPE": "s3",
+        "AWS_S3_BUCKET": "backups",
+        "AWS_S3_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "id",
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+        "AWS_MAX_ATTEMPTS": "1",
+    }
+    done = cli(down, "store", "init")
+    assert done.returncode == 3, done.stderr
+    assert "cannot connect to http://127.0.0.1:" in done.stderr
+    assert "(AWS_S3_ENDPOINT_URL" in done.stderr and SECRET not in done.stdout + done.stderr

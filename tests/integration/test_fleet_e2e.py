@@ -182,7 +182,7 @@ def test_backup_and_restore_through_the_api(fleet: Fleet) -> None:
         },
     )
     assert answer.status_code == 202, answer.text
-    assert answer.json() == {"code": 202, "message": "Request Accepted"}
+    assert answer.json() == {"code": 202, "message": "Request Accepted", "timestamp": timestamp}
     status = fleet.wait_status(f"{API}/restorestatus", {"timestamp": timestamp})
     assert status["status"] == "Success", status
     assert status["namespace"] == "app" and status["backupurl"] == latest["backupurl"]

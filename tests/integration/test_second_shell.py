@@ -103,6 +103,15 @@ def test_a_second_shell_backs_up_lists_and_restores_through_the_running_fleet(
 
         os.killpg(up.pid, signal.SIGINT)
         assert up.wait(timeout=STOP_TIMEOUT) == 0, tail(log)
+
+        # Second review, finding 12: after `up` stopped, its fleet.env still points at the
+        # embedded Redis that went with it: the error says so, not only "start it".
+        stale = backfleet(site, shell, "backup")
+        assert stale.returncode == 3, stale.stderr
+        assert f"was written by `backfleet up` (pid {up.pid}), which is no longer running" in (
+            stale.stderr
+        )
+        assert backfleet(site, shell, "list").returncode == 0  # the catalog is still there
     finally:
         if up.poll() is None:
             os.killpg(up.pid, signal.SIGKILL)

@@ -179,3 +179,31 @@ def test_the_secondary_keeps_its_own_longer_retention(fleet: Fleet) -> None:
     assert held == set(stamps[2:])
     # A backup only the secondary still holds restores from it.
     assert restore(fleet, stamps[2], ["db"]) == "Success"
+
+
+def test_retention_leaves_the_wal_folder_alone(fleet: Fleet) -> None:
+    """`<namespace>/wal/` holds a pitr service's streamed WAL, not backups: neither store's
+    retention (nor anything listing `<namespace>/` for timestamps) takes it for one."""
+    assert fleet.secondary is not None and fleet.secondary_settings is not None
+    keep_one = {"retention_keep_hourly": 1, "retention_keep_daily": 0}
+    keep_one |= {"retention_keep_weekly": 0, "retention_keep_monthly": 0}
+    fleet = replace(fleet, secondary_settings=fleet.secondary_settings.model_copy(update=keep_one))
+    start = datetime.now(UTC) - timedelta(hours=10)
+    stamps = [take_backup(fleet, moment=start + timedelta(hours=h)) for h in range(3)]
+    copy_pending(fleet)
+    wal = [
+        "app/wal/db/000000010000000000000003.zst",
+        "app/wal/db/000000010000000000000004.partial.zst",
+        "app/wal/db/00000002.history.zst",
+    ]
+    for store in (fleet.store, fleet.secondary):
+        for key in wal:
+            store.put_object(key, b"wal bytes")
+    only_hour = Policy(hourly=1, daily=0, weekly=0, monthly=0)
+    (primary,) = apply_retention(fleet, policy=only_hour)
+    assert set(primary.delete) == set(stamps[:2])
+    (secondary,) = apply_secondary_retention(fleet)
+    assert set(secondary.delete) == set(stamps[:2]) and not secondary.keep.get("wal")
+    assert not any("wal" in stamp for stamp in [*secondary.keep, *secondary.delete])
+    for store in (fleet.store, fleet.secondary):
+        assert [info.key for info in store.list("app/wal/")] == sorted(wal)

@@ -1,8 +1,10 @@
 """One suite for every source kind: the contract of workers/sources/base.py, kind by kind.
 
 Parametrised over `KITS`, against real servers and files: PostgreSQL (the `pg_database`
-fixture), MariaDB through the command kind, SQLite files and directories. A new kind is
-tested by adding its kit here (test_kits_cover_every_registered_kind fails until then).
+fixture; a private cluster for the pgbase mode), MariaDB through the command kind, SQLite
+files and directories. A new kind or mode is tested by adding its kit here
+(test_kits_cover_every_registered_kind fails until then). Restores go through
+pitr.base_restore.restore_source, as the restore operation's do.
 Each kit seeds data, spoils it, and reads back a comparable state.
 """
 
@@ -16,14 +18,20 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.fakes import stored_entry
+from tests.pitr_cluster import ROLE, SPOIL, PitrCluster
+from tests.pitr_cluster import pitr_cluster as pitr_cluster  # the pgbase kit's cluster
+from tests.pitr_cluster import run as run_sql
+from tests.pitr_cluster import state as pitr_state
 from tests.plugins.mariadb import MariaDBDatabase, client_tool, drill_scripts, dump_tool
 from workers.errors import IntegrityError
+from workers.pitr.restore_source import checked_facts, drill_source, restore_source
 from workers.repository.manifest import ArtifactEntry, artifact_key
 from workers.services_config import ServiceSpec
 from workers.settings import Settings
-from workers.sources import SOURCES, Source, make_source, source_class
+from workers.sources import MODES, SOURCES, Source, make_source, source_class
 from workers.stores.memory import MemoryStore
 from workers.transfer.download import restore_artifact
 
@@ -165,7 +173,24 @@ def _command(request: pytest.FixtureRequest, tmp_path: Path) -> Kit:
     )
 
 
+def _pgbase(request: pytest.FixtureRequest, tmp_path: Path) -> Kit:
+    """The postgres kind's pgbase mode (`pitr = true`), on a private cluster: a base
+    backup copies the whole cluster. Restored, as the fleet does, through a scratch server."""
+    cluster: PitrCluster = request.getfixturevalue("pitr_cluster")
+    url = cluster.url(cluster.fresh_database())
+    with psycopg.connect(cluster.admin(), autocommit=True) as conn:  # for its drill
+        conn.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(ROLE)))
+    return Kit(
+        spec=ServiceSpec(kind="postgres", url=url, pitr=True),
+        seed=lambda: None,  # fresh_database seeded it
+        spoil=lambda: run_sql(url, SPOIL),
+        state=lambda: pitr_state(url),
+        tamper=lambda facts: facts["row_counts"].update({"public.projects": 399}),
+    )
+
+
 KITS: dict[str, Callable[[pytest.FixtureRequest, Path], Kit]] = {
+    "pgbase": _pgbase,
     "postgres": _postgres,
     "sqlite": _sqlite,
     "directory": _directory,
@@ -174,7 +199,7 @@ KITS: dict[str, Callable[[pytest.FixtureRequest, Path], Kit]] = {
 
 
 def test_kits_cover_every_registered_kind() -> None:
-    assert set(KITS) == set(SOURCES)
+    assert set(KITS) == set(SOURCES) | set(MODES)
 
 
 @pytest.fixture(params=sorted(KITS))
@@ -210,7 +235,7 @@ def test_round_trip_brings_back_what_was_dumped(kit: Kit, settings: Settings) ->
     kit.spoil()
     assert kit.state() != original
 
-    restore_artifact(store=store, entry=entry, source=make_source(kit.spec, settings))
+    restore_artifact(store=store, entry=entry, source=restore_source(kit.spec, entry, settings))
 
     assert kit.state() == original
 
@@ -224,7 +249,7 @@ def test_a_corrupt_artifact_leaves_the_target_untouched(kit: Kit, settings: Sett
     store.objects[entry.key] = bytes(data)
 
     with pytest.raises(IntegrityError):
-        restore_artifact(store=store, entry=entry, source=make_source(kit.spec, settings))
+        restore_artifact(store=store, entry=entry, source=restore_source(kit.spec, entry, settings))
 
     assert kit.state() == before
 
@@ -238,7 +263,7 @@ def test_verify_runs_before_anything_is_committed(kit: Kit, settings: Settings) 
     wrong = entry.model_copy(update={"sha256": "0" * 64})
 
     with pytest.raises(IntegrityError):
-        restore_artifact(store=store, entry=wrong, source=make_source(kit.spec, settings))
+        restore_artifact(store=store, entry=wrong, source=restore_source(kit.spec, wrong, settings))
 
     assert kit.state() == before
 
@@ -246,7 +271,7 @@ def test_verify_runs_before_anything_is_committed(kit: Kit, settings: Settings) 
 def test_the_kinds_restore_test_check(kit: Kit, settings: Settings, tmp_path: Path) -> None:
     """Into a scratch target (never the service's own), then the kind's check: it passes on
     what was recorded and fails on facts the restored data does not match."""
-    cls = source_class(kit.spec.kind)
+    cls = source_class(kit.spec.kind)  # a mode's drill is its kind's (pgbase: postgres)
     store, entry = back_up(kit, make_source(kit.spec, settings))
     kit.spoil()
     before = kit.state()
@@ -256,9 +281,12 @@ def test_the_kinds_restore_test_check(kit: Kit, settings: Settings, tmp_path: Pa
     assert cls.restore_test_unavailable(kit.spec) is None  # every kit's service can be drilled
     assert target is not None
     with target as restore:
-        restore_artifact(store=store, entry=entry, source=restore.target)
-        restore.check([entry.source])
-        wrong = copy.deepcopy(entry.source)
+        # As operations/restore_test.py does: a base backup through a scratch server.
+        destination = drill_source(restore.target, entry, settings)
+        restore_artifact(store=store, entry=entry, source=destination)
+        (facts,) = checked_facts(destination, [entry.source])
+        restore.check([facts])
+        wrong = copy.deepcopy(dict(facts))
         kit.tamper(wrong)
         with pytest.raises(IntegrityError):
             restore.check([wrong])

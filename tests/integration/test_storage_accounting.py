@@ -107,13 +107,18 @@ def test_storage_report_metrics_and_cli_agree_with_the_catalog_and_the_store(
 
     samples = scrape(fleet)
     for service, (_, size) in expected.items():
-        labels = (("namespace", "app"), ("service", service), ("tier", "STANDARD"))
+        labels = (
+            ("kind", "backup"),
+            ("namespace", "app"),
+            ("service", service),
+            ("tier", "STANDARD"),
+        )
         assert samples[("backfleet_stored_bytes", labels)] == size
     cost = samples[("backfleet_storage_monthly_cost", (("namespace", "app"), ("tier", "STANDARD")))]
     assert cost == pytest.approx(total / GiB * 0.023)
     assert samples[("backfleet_storage_budget_bytes", (("namespace", "app"),))] == GiB
-    assert not [key for key in samples if key[0] == "backfleet_storage_monthly_cost" and
-                dict(key[1])["tier"] != "STANDARD"]  # fmt: skip
+    costs = [labels for name, labels in samples if name == "backfleet_storage_monthly_cost"]
+    assert {dict(labels)["tier"] for labels in costs} == {"STANDARD"}
 
     monkeypatch.setattr("workers.fleet.current_fleet", lambda: fleet)
     runner = CliRunner()
@@ -128,9 +133,10 @@ def test_storage_report_metrics_and_cli_agree_with_the_catalog_and_the_store(
     table = runner.invoke(main, ["storage", "--namespace", "app"])
     assert table.exit_code == 0, table.output
     lines = table.output.splitlines()
-    assert lines[0].split()[:3] == ["NAMESPACE", "SERVICE", "TIER"]
+    assert lines[0].split()[:4] == ["NAMESPACE", "SERVICE", "KIND", "TIER"]
     for service, (objects, _) in expected.items():
-        assert any(line.split()[:4] == ["app", service, "STANDARD", str(objects)] for line in lines)
+        wanted = ["app", service, "backup", "STANDARD", str(objects)]
+        assert any(line.split()[:5] == wanted for line in lines)
     assert "of budget 1.0 GiB" in lines[-1]
 
 

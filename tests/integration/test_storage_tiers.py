@@ -152,3 +152,34 @@ def test_a_move_keeps_the_objects_own_encryption(moto: MotoServer) -> None:
     after = head(moto, store, KEY)
     assert (after["ServerSideEncryption"], after["SSEKMSKeyId"]) == ("aws:kms", key_id)
     assert after["StorageClass"] == "STANDARD_IA"
+
+
+def test_a_move_whose_relock_failed_is_relocked_by_the_next_pass(
+    moto: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Second review, finding 5: the copy done, PutObjectRetention failing, left the new
+    version unlocked; the next pass found it "moved already" and never locked it."""
+    store = store_on(
+        moto,
+        aws_s3_object_lock_mode="GOVERNANCE",
+        aws_s3_object_lock_days=30,
+        aws_s3_sha256_metadata=False,
+    )
+    store.put_object(KEY, os.urandom(10_000))
+    until = head(moto, store, KEY)["ObjectLockRetainUntilDate"]
+    real_retain = store._retain
+
+    def cut_off(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("cut off before PutObjectRetention")
+
+    monkeypatch.setattr(store, "_retain", cut_off)
+    with pytest.raises(ConnectionError):
+        store.set_storage_class(KEY, "STANDARD_IA")
+    moved = head(moto, store, KEY)
+    assert moved["StorageClass"] == "STANDARD_IA" and "ObjectLockMode" not in moved
+
+    monkeypatch.setattr(store, "_retain", real_retain)
+    store.set_storage_class(KEY, "STANDARD_IA")  # the next pass: "moved already"
+    after = head(moto, store, KEY)
+    assert (after["ObjectLockMode"], after["ObjectLockRetainUntilDate"]) == ("GOVERNANCE", until)
+    assert after["VersionId"] == moved["VersionId"]  # no second copy

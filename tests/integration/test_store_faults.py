@@ -19,7 +19,7 @@ import pytest
 from tests.faultproxy import Fault, FaultProxy, Request
 from tests.plugins.object_stores import AzuriteServer, S3Server, unique_name
 from workers.cli.embedded_redis import free_port
-from workers.errors import ConfigError, PermanentError
+from workers.errors import ConfigError, PermanentError, UnreachableError
 from workers.retry import RetryPolicy, call_with_retries
 from workers.stores.azure_blob import AzureBlobStore
 from workers.stores.base import ObjectStore, UploadedPart
@@ -267,5 +267,5 @@ def test_check_names_an_unreachable_endpoint(kind: str, request: pytest.FixtureR
         )
         store = AzureBlobStore.from_settings(settings)
         variable = "AZURE_STORAGE_ACCOUNT_SERVICE_URL"
-    with pytest.raises(ConfigError, match=variable):
+    with pytest.raises(UnreachableError, match=variable):
         store.check()

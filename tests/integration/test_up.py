@@ -137,7 +137,7 @@ def test_up_starts_everything_and_ctrl_c_stops_everything(tmp_path: Path) -> Non
         assert f'-H "Authorization: {key}"' in log.read_text()
         # Each child's lines carry its name, so four processes' logs can be told apart.
         lines = log.read_text().splitlines()
-        for name in ("api", "worker", "beat", "flower", "migrate"):
+        for name in ("api", "worker", "beat", "flower", "migrate", "wal"):
             assert any(line.startswith(f"{name:<7}| ") for line in lines), name
         latest = httpx2.get(
             f"{base}/athena/api/v1/backup/latest", headers={"Authorization": key}, timeout=10
@@ -147,7 +147,7 @@ def test_up_starts_everything_and_ctrl_c_stops_everything(tmp_path: Path) -> Non
 
         running = processes_in(site)
         names = " ".join(running.values())
-        for part in ("redis-server", "uvicorn", "worker", "beat", "flower"):
+        for part in ("redis-server", "uvicorn", "worker", "beat", "flower", "workers.cli wal"):
             assert part in names, running
         assert not listening(6379) or "6379" not in names  # the private Redis, not the shared one
 

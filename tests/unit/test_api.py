@@ -371,6 +371,7 @@ def test_latest_is_404_before_any_then_the_newest(env: Env) -> None:
         "verified": None,
         "verifiedAt": None,
         "sizeAnomaly": None,
+        "pitr": [],  # no `pitr` service: no recoverable window to show
     }
     assert list(response.json()) == [
         "backupurl",
@@ -380,6 +381,7 @@ def test_latest_is_404_before_any_then_the_newest(env: Env) -> None:
         "verified",
         "verifiedAt",
         "sizeAnomaly",
+        "pitr",
     ]
     other = env.client.get(f"{BASE}/backup/latest?namespace=team-b", headers=AUTH)
     assert other.status_code == 404
@@ -502,7 +504,8 @@ def test_restore_of_unknown_timestamp_is_404_at_once(env: Env) -> None:
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({}, "timestamp: is required"),
+        ({}, "give the backup's `timestamp`, or a `targetTime`"),
+        ({"targetTime": "2023-02-02T17:03:15"}, "targetTime: must be an RFC 3339 moment"),
         ({"timestamp": "2023-02-02 17:03:15"}, "timestamp: must be"),
         ({"timestamp": "2023-02-02t17-03-15", "sourceNamespace": "A_b"}, "sourceNamespace: "),
         ({"timestamp": "2023-02-02t17-03-15", "svcs": {"git": {"off": True}}}, "svcs.git.off: "),
@@ -513,6 +516,17 @@ def test_invalid_restore_body_is_422(env: Env, body: dict[str, object], field: s
     response = env.client.post(f"{BASE}/ondemandrestore", headers=AUTH, json=body)
     assert response.status_code == 422
     assert response.json()["message"].startswith(field)
+    assert env.enqueue.calls == []
+
+
+def test_a_target_time_needs_a_pitr_service(env: Env) -> None:
+    response = env.client.post(
+        f"{BASE}/ondemandrestore", headers=AUTH, json={"targetTime": "2023-02-02T17:03:15Z"}
+    )
+    assert response.status_code == 422
+    assert response.json()["message"].startswith(
+        "targetTime needs a service with point-in-time recovery (`pitr = true`)"
+    )
     assert env.enqueue.calls == []
 
 
@@ -533,7 +547,8 @@ def test_restore_from_the_store_respects_disabled_services(env: Env) -> None:
         },
     )
     assert response.status_code == 202
-    assert response.json() == {"code": 202, "message": "Request Accepted"}
+    # The backup restored is named (the one the fleet picks, for a targetTime).
+    assert response.json() == {"code": 202, "message": "Request Accepted", "timestamp": timestamp}
     with session_scope(env.url) as session:
         restore = session.query(Restore).one()
         assert restore.namespace == "app"
@@ -680,6 +695,7 @@ def test_restorestatus_by_query_and_by_json_body_on_get(env: Env) -> None:
         "namespace": "old-cluster",  # where the backup lives
         "status": "Pending",
         "timestamp": timestamp,
+        "targetTime": None,  # not a restore to a moment
     }
     by_query = env.client.get(
         f"{BASE}/restorestatus", params={"timestamp": timestamp}, headers=AUTH

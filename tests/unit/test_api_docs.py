@@ -216,7 +216,10 @@ def test_timestamps_and_names_carry_their_patterns(document: dict[str, Any]) -> 
 
     restore = paths["/athena/api/v1/ondemandrestore"]["post"]["requestBody"]
     fields = restore["content"]["application/json"]["schema"]["properties"]
-    assert fields["timestamp"]["pattern"] == TIMESTAMP_SCHEMA["pattern"]
+    (stamp,) = [s for s in fields["timestamp"]["anyOf"] if s.get("type") == "string"]
+    assert stamp["pattern"] == TIMESTAMP_SCHEMA["pattern"]  # optional with a targetTime
+    (moment,) = [s for s in fields["targetTime"]["anyOf"] if s.get("type") == "string"]
+    assert moment["format"] == "date-time"
     for name in ("sourceNamespace", "namespace"):
         (label,) = [s for s in fields[name]["anyOf"] if s.get("type") == "string"]
         assert label["pattern"] == DNS_LABEL_SCHEMA["pattern"], name

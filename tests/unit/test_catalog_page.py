@@ -164,6 +164,25 @@ def test_over_https_the_cookie_is_secure(fleet: Fleet) -> None:
 
 
 @pytest.mark.parametrize(
+    "header",
+    [
+        {"X-Forwarded-Proto": "https"},
+        {"X-Forwarded-Proto": "https, http"},
+        {"Forwarded": "for=10.0.0.1;proto=https;host=backups.example.com"},
+    ],
+)
+def test_behind_a_proxy_that_ended_tls_the_cookie_is_secure(
+    fleet: Fleet, header: dict[str, str]
+) -> None:
+    """Second review, finding 12: a proxy ending TLS (an ingress outside FORWARDED_ALLOW_IPS)
+    reached the API over http, and the cookie went out without Secure."""
+    client = browser(fleet)
+    answer = client.post(LOGIN, data={"key": KEY}, headers={"Origin": ORIGIN, **header})
+    assert answer.status_code == 303
+    assert "secure" in {p.strip().lower() for p in answer.headers["set-cookie"].split(";")}
+
+
+@pytest.mark.parametrize(
     "origin", [None, "null", "http://evil.example", "http://testserver.evil.example", "http://x"]
 )
 def test_the_login_form_is_taken_only_from_this_host(fleet: Fleet, origin: str | None) -> None:

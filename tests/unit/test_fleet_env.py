@@ -3,11 +3,18 @@ what keeps a shell from mixing two fleets' settings or reading a file it should 
 
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from workers.cli.fleet_env import load_fleet_env, write_fleet_env
+from workers.cli import fleet_env as fleet_env_module
+from workers.cli.fleet_env import (
+    ENV_FILE_VARIABLE,
+    load_fleet_env,
+    stopped_up_hint,
+    write_fleet_env,
+)
 from workers.errors import ConfigError
 
 
@@ -103,3 +110,16 @@ def test_a_leftover_staging_file_is_never_reused(tmp_path: Path) -> None:
     path = write_fleet_env(var, {"BROKER_URL": "redis://127.0.0.1:1/0"}, ["BACKUP_SIGNING_KEY"])
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and not leftover.exists()
     assert os.stat(path).st_uid == os.getuid()
+
+
+def test_the_writer_is_recorded_and_an_error_says_when_it_has_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    for pid, hint in ((os.getpid(), ""), (gone.pid, f"(pid {gone.pid}), which is no longer")):
+        write_fleet_env(tmp_path, {"BROKER_URL": "redis://127.0.0.1:1/0"}, [], up_pid=pid)
+        load_fleet_env({ENV_FILE_VARIABLE: str(tmp_path / "fleet.env")}, tmp_path)
+        assert hint in stopped_up_hint() and bool(stopped_up_hint()) == bool(hint)
+    monkeypatch.setattr(fleet_env_module, "loaded", None)
+    assert stopped_up_hint() == ""

@@ -148,3 +148,11 @@ def test_camel_case_names_and_short_bearer_keys_are_masked(text: str) -> None:
 @pytest.mark.parametrize("text", ["pg_dump killed by signal: 9", "designs=3", "keyboard: us"])
 def test_camel_case_matching_leaves_ordinary_words(text: str) -> None:
     assert redact(text) == text
+
+
+def test_postgres_password_hashes_are_masked_unknown() -> None:
+    scram = "SCRAM-SHA-256$4096:c2FsdA==$U3RvcmVkS2V5:U2VydmVyS2V5"
+    md5 = "md5" + "0123456789abcdef" * 2
+    out = redact(f"ERROR: CREATE ROLE a PASSWORD '{scram}'; CREATE ROLE b PASSWORD '{md5}'")
+    assert "c2FsdA" not in out and "U3RvcmVk" not in out and "0123456789" not in out
+    assert out.count(MASK) == 2

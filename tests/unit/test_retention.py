@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import insert, select
 
-import workers.operations.retention
+import workers.operations.retention.deletion
 from tests.health_fleet import capture_system_events, make_fleet
 from tests.unit.test_gfs import END, expected_two_years, hourly_history
 from workers.catalog.db import dispose_engines, session_scope
@@ -43,7 +43,8 @@ def _locks(redis_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    return capture_system_events(monkeypatch, workers.operations.retention)
+    # Every BackupDeleted event, the primary's and the secondary's, is recorded there.
+    return capture_system_events(monkeypatch, workers.operations.retention.deletion)
 
 
 def _quick_write(tmp_path: Path, key: str, data: bytes) -> None:

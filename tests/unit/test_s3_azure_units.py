@@ -29,6 +29,7 @@ from workers.errors import (
     NotFoundError,
     PermanentError,
     TransientError,
+    UnreachableError,
 )
 from workers.retry import RetryPolicy
 from workers.settings import Settings
@@ -395,10 +396,10 @@ def _client_error(code: str, status: int, message: str = "") -> Exception:
         (_client_error("BadDigest", 400), TransientError, "damaged in transit"),
         (_client_error("XAmzContentSHA256Mismatch", 400), TransientError, "damaged in transit"),
         (_client_error("InvalidDigest", 400), PermanentError, ""),  # malformed: our bug
-        (boto_errors.EndpointConnectionError(endpoint_url="http://x"), TransientError, ""),
+        (boto_errors.EndpointConnectionError(endpoint_url="http://x"), UnreachableError, ""),
         (boto_errors.ConnectionClosedError(endpoint_url="http://x"), TransientError, ""),
         (boto_errors.ReadTimeoutError(endpoint_url="http://x"), TransientError, ""),
-        (boto_errors.ConnectTimeoutError(endpoint_url="http://x"), TransientError, ""),
+        (boto_errors.ConnectTimeoutError(endpoint_url="http://x"), UnreachableError, ""),
         (boto_errors.IncompleteReadError(actual_bytes=1, expected_bytes=2), TransientError, ""),
         (urllib3.exceptions.ProtocolError("Connection broken"), TransientError, ""),
         (ConnectionResetError(104, "reset"), TransientError, ""),
@@ -468,7 +469,7 @@ def _http_error(
             "damaged in transit",
         ),
         (_http_error(400, "InvalidOperation"), PermanentError, "InvalidOperation"),
-        (ServiceRequestError("connection refused"), TransientError, ""),
+        (ServiceRequestError("connection refused"), UnreachableError, ""),
         (ServiceResponseError("connection reset"), TransientError, ""),
         (ConnectionResetError(104, "reset"), TransientError, ""),
     ],

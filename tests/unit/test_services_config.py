@@ -334,3 +334,23 @@ def test_pitr_is_a_postgres_key_with_an_optional_window() -> None:
 def test_bad_pitr_keys_say_what_is_wrong(service: str, problem: str) -> None:
     with pytest.raises(ConfigError, match=problem):
         parse_fleet_config(f'namespace = "app"\n[services.db]\n{service}\n')
+
+
+def test_role_passwords_is_a_postgres_key_and_needs_encrypted_backups() -> None:
+    from workers.monitoring.checks import check_source
+    from workers.settings import Settings
+
+    config = parse_fleet_config(
+        'namespace = "app"\n[services.db]\nkind = "postgres"\nurl = "postgresql://u@h/d"\n'
+        "role_passwords = true\n"
+    )
+    spec = config.namespaces["app"]["db"]
+    assert spec.role_passwords
+    # `backfleet check` says it before any connection is tried.
+    with pytest.raises(ConfigError, match="BACKUP_ENCRYPTION_KEY"):
+        check_source(spec, Settings())
+    with pytest.raises(ConfigError, match='only for kind = "postgres"'):
+        parse_fleet_config(
+            'namespace = "app"\n[services.x]\nkind = "sqlite"\npath = "/x.db"\n'
+            "role_passwords = true\n"
+        )

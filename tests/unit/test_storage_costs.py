@@ -192,7 +192,7 @@ def test_stored_bytes_per_service_and_tier_with_their_cost(tmp_path: Path) -> No
         "monthlyCost": pytest.approx(0.008),
     } in data["tiers"]
     lines = storage_table([app])
-    assert any(line.split()[:3] == ["app", "db", "GLACIER_IR"] for line in lines)
+    assert any(line.split()[:4] == ["app", "db", "backup", "GLACIER_IR"] for line in lines)
     total = next(line for line in lines if line.split()[1] == "total")
     assert "OVER BUDGET: 108% of budget 12.0 GiB" in total
     assert "no price in STORAGE_PRICES for: ONEZONE_IA" in lines[-1]

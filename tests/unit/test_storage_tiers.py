@@ -7,7 +7,7 @@ The real servers show the rest (tests/integration/test_tiers_follow_retention.py
 import hashlib
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,11 @@ from tests.tiered_memory import TieredMemoryStore
 from workers.catalog import queries
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import SUCCESS, Restore
+from workers.catalog.tiers import StoredArtifact
 from workers.cli import main
 from workers.errors import ConfigError, IntegrityError, PermanentError
 from workers.fleet import Fleet, build_fleet, check_storage_classes
-from workers.operations import gfs, service_series, tiers
+from workers.operations import gfs, service_series, tiers, upkeep
 from workers.operations.restore import run_restore
 from workers.operations.retention import apply_retention
 from workers.operations.verify import verify_backup
@@ -305,6 +306,27 @@ def test_an_archived_artifact_is_judged_by_metadata_and_a_difference_fails_it(
     assert store.reads.count(entry.key) == 0  # still never read
 
 
+def test_an_archived_artifact_with_no_sha256_anywhere_does_not_pass_on_its_size(
+    tmp_path: Path,
+) -> None:
+    """Review finding 10: same-length other bytes with no SHA-256 in the metadata passed."""
+    fleet = tiered_fleet(tmp_path)
+    old, _ = (take_backup(fleet, moment=m) for m in MOMENTS)
+    apply_retention(fleet, namespace="app", now=PASS)
+    store = fleet.store
+    assert isinstance(store, TieredMemoryStore)
+    with store.open_read(manifest_key("app", old)) as handle:
+        entry = Manifest.from_bytes(handle.read()).artifacts[0]
+    del store.sha256s[entry.key]  # written before SHA-256s were recorded, or stripped
+    with pytest.raises(IntegrityError, match="keeps no SHA-256"):
+        check_by_metadata(store, entry)
+    (result,) = verify_backup(fleet, namespace="app", timestamp=old)
+    assert result.status == "Failed" and "cannot be verified without reading" in (
+        result.error or ""
+    )
+    assert store.reads.count(entry.key) == 0
+
+
 # --- the command line ----------------------------------------------------------------------
 
 
@@ -372,6 +394,9 @@ def test_restore_wait_shows_what_the_restore_waits_for(
     drawn: list[str] = []
 
     class Bar:
+        def __init__(self, quiet: bool = False) -> None:
+            self.quiet = quiet
+
         def __enter__(self) -> "Bar":
             return self
 
@@ -447,3 +472,110 @@ def test_a_failed_move_is_reported_and_tried_again_at_the_next_pass(tmp_path: Pa
     assert recorded == {"db.sqlite.zst": "DEEP_ARCHIVE", "files.tar.zst": "STANDARD"}
     (again,) = apply_retention(fleet, namespace="app", now=PASS)
     assert list(again.moves[old].keys) == [f"app/{old}/files.tar.zst"]  # only what is left
+
+
+def test_a_move_colder_waits_for_the_current_class_s_billed_minimum() -> None:
+    """Second review, finding 11: moving out of STANDARD_IA 10 days in was billed as 30."""
+    store = TieredMemoryStore()
+    mapping = {"weekly": "STANDARD_IA", "yearly": "DEEP_ARCHIVE"}
+    stamp = "2025-01-01t00-00-00"
+    moved_in = datetime(2025, 12, 1, tzinfo=UTC)
+    stored = {stamp: [StoredArtifact("app/x/db.sqlite.zst", "STANDARD_IA", moved_in)]}
+    kept = {stamp: ["yearly"]}
+    early = upkeep.plan_moves(store, mapping, kept, stored, now=moved_in + timedelta(days=10))
+    assert early == {}
+    later = upkeep.plan_moves(store, mapping, kept, stored, now=moved_in + timedelta(days=31))
+    assert later[stamp].storage_class == "DEEP_ARCHIVE"
+    assert later[stamp].keys == ("app/x/db.sqlite.zst",)
+
+
+def test_a_restore_waits_for_its_archived_objects_before_it_locks_the_namespace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Second review, finding 7: the wait (up to REHYDRATION_TIMEOUT, hours) held the
+    target namespace's lock, so no backup of it could run meanwhile."""
+    import tasks.restore
+    from workers.operations.locks import lock_holder
+
+    fleet = tiered_fleet(tmp_path, polls=2)
+    old, _ = (take_backup(fleet, moment=m) for m in MOMENTS)
+    apply_retention(fleet, namespace="app", now=PASS)
+    with session_scope(fleet.settings.database_url) as session:
+        restore_id = queries.create_restore(
+            session,
+            namespace="app",
+            source_namespace="app",
+            timestamp=old,
+            services=["db", "files"],
+            skipped=[],
+            backup_url="x",
+        ).id
+    holders: list[str | None] = []
+
+    def sleep(seconds: float) -> None:
+        time.now += seconds
+        holders.append(lock_holder(fleet.settings, "app"))
+
+    time = FakeTime()
+    wait = RehydrationWait(600, "10m at most", sleep=sleep, clock=time.clock)
+    monkeypatch.setattr(
+        workers.operations.restore.RehydrationWait, "from_settings", lambda settings: wait
+    )
+    monkeypatch.setattr(tasks.restore, "current_fleet", lambda: fleet)
+    assert tasks.restore.run_restore(restore_id)["status"] == SUCCESS
+    assert holders == [None, None]  # it waited twice, the namespace free both times
+
+
+def test_moves_colder_hold_no_retention_lock_and_skip_a_backup_read_since_the_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Second review, finding 7: a pass moving a large archive colder held the retention
+    lock for hours, and every restore of the namespace waited for it. Now only each
+    backup's own moving mark is held, and a reader that came after the plan wins."""
+    from workers.operations import locks, upkeep
+    from workers.operations.retention import primary
+
+    fleet = tiered_fleet(tmp_path)
+    old, _ = (take_backup(fleet, moment=m) for m in MOMENTS)
+    seen: list[tuple[str | None, str | None]] = []
+    real_move = upkeep.move
+
+    def watching_move(*args: Any, **kwargs: Any) -> None:
+        seen.append(
+            (
+                locks.lock_holder(fleet.settings, "app", prefix=locks.RETENTION_PREFIX),
+                locks.lock_holder(fleet.settings, f"app/{old}", prefix=locks.MOVING_PREFIX),
+            )
+        )
+        reader = locks.being_read(fleet.settings, "app", old, wait=0)
+        with pytest.raises(locks.NamespaceBusy, match="moving"), reader:
+            pass  # a reader arriving now waits for the move
+        real_move(*args, **kwargs)
+
+    monkeypatch.setattr(upkeep, "move", watching_move)
+    (plan,) = apply_retention(fleet, namespace="app", now=PASS)
+    assert plan.moves[old].storage_class == "DEEP_ARCHIVE"
+    assert seen == [(None, "moving")]
+
+    # A reader that registers after the plan was made: the backup is not moved under it.
+    fleet2 = tiered_fleet(tmp_path / "second")
+    first, _ = (take_backup(fleet2, moment=m) for m in MOMENTS)
+    real_plan = primary.plan_retention
+
+    def plan_then_a_reader_comes(*args: Any, **kwargs: Any) -> Any:
+        made = real_plan(*args, **kwargs)
+        mark = locks.reading_mark(fleet2.settings, "app", first)
+        mark.acquire()
+        marks.append(mark)
+        return made
+
+    marks: list[locks.NamespaceLock] = []
+    monkeypatch.setattr(primary, "plan_retention", plan_then_a_reader_comes)
+    (late,) = apply_retention(fleet2, namespace="app", now=PASS)
+    marks[0].release()
+    assert first not in late.moves and not late.upkeep_failed
+    store = fleet2.store
+    assert isinstance(store, TieredMemoryStore)
+    with store.open_read(manifest_key("app", first)) as handle:
+        keys = [entry.key for entry in Manifest.from_bytes(handle.read()).artifacts]
+    assert {store.storage_class_of(key) for key in keys} == {"STANDARD"}

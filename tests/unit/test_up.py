@@ -141,7 +141,8 @@ def test_children_use_this_python_and_loopback(tmp_path: Path) -> None:
         tmp_path, {"BACKFLEET_FLOWER_PORT": "5601"}, api_key="k", services_file=None
     )
     specs = {spec.name: spec.argv for spec in child_specs(env, tmp_path)}
-    assert set(specs) == {"api", "worker", "beat", "flower"}
+    assert set(specs) == {"api", "worker", "beat", "flower", "wal"}
+    assert specs["wal"][-3:] == ["-m", "workers.cli", "wal"]
     assert all(argv[:2] == [sys.executable, "-m"] for argv in specs.values())
     assert specs["api"][specs["api"].index("--host") + 1] == "127.0.0.1"
     assert specs["api"][specs["api"].index("--port") + 1] == "8080"

@@ -38,6 +38,24 @@ def last_run(session: Session, *, namespace: str, service: str, trigger: str) ->
     return session.scalars(query).first()
 
 
+def last_drill_of(
+    session: Session, *, namespace: str, service: str, timestamp: str
+) -> RecoveryRun | None:
+    """The latest drill of `service` from backup `timestamp` (of `namespace`)."""
+    query = (
+        select(RecoveryRun)
+        .where(
+            RecoveryRun.namespace == namespace,
+            RecoveryRun.service == service,
+            RecoveryRun.trigger == DRILL,
+            RecoveryRun.timestamp == timestamp,
+        )
+        .order_by(RecoveryRun.finished_at.desc(), RecoveryRun.id.desc())
+        .limit(1)
+    )
+    return session.scalars(query).first()
+
+
 def drill_candidates(
     session: Session, *, namespace: str, service: str, archived: Collection[str] = ()
 ) -> list[DrillCandidate]:

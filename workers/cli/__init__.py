@@ -16,7 +16,10 @@ from pathlib import Path
 from workers.cli import admin as admin  # registers its commands on `main`
 from workers.cli import alerts as alerts  # `backfleet alerts`
 from workers.cli import report as report  # `backfleet report`
+from workers.cli import restore as restore  # `backfleet restore`
+from workers.cli import status as status  # `backfleet status`
 from workers.cli import storage as storage  # registers `storage` on `main`
+from workers.cli import wal as wal  # `backfleet wal`
 from workers.cli.commands import main as main
 from workers.cli.exits import USAGE
 from workers.cli.fleet_env import load_fleet_env

@@ -1,5 +1,5 @@
 """`backfleet` commands that inspect and look after the fleet: list, verify, test-restore,
-retention, reconcile, pin/unpin, status and the audit trail's."""
+retention, reconcile, pin/unpin (`status` is status.py)."""
 
 import json
 import sys
@@ -12,7 +12,6 @@ from workers.cli.exits import FAILED
 from workers.cli.output import to_json
 
 if TYPE_CHECKING:
-    from workers.monitoring.health import Freshness
     from workers.operations.retention import RetentionPlan
 
 
@@ -60,16 +59,22 @@ def list_backups(namespace: str | None, limit: int, as_json: bool) -> None:
 @click.option("--timestamp", default=None, help="Only this backup (needs --namespace).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def verify(namespace: str | None, timestamp: str | None, as_json: bool) -> None:
-    """Read backups back and check them against their manifests; exit 1 on any failure."""
+    """Read backups back and check them against their manifests, and a sample of each
+    `pitr` service's WAL against the catalog (WAL_VERIFY_SAMPLE); exit 1 on any failure."""
+    from workers.cli.wal_upkeep import wal_verify_lines
     from workers.fleet import current_fleet
     from workers.operations.verify import verify_backups
+    from workers.operations.wal_verify import verify_wal
 
     if timestamp and not namespace:
         _fail("--timestamp needs --namespace")
-    results = verify_backups(current_fleet(), namespace=namespace, timestamp=timestamp)
+    fleet = current_fleet()
+    results = verify_backups(fleet, namespace=namespace, timestamp=timestamp)
+    # The WAL's sample too, unless one backup was asked for.
+    wal = [] if timestamp else verify_wal(fleet, namespace=namespace)
     failed = sum(r.error is not None for r in results)
     if as_json:
-        click.echo(to_json(results))
+        click.echo(to_json([*results, *wal]))  # a WAL entry has `service`, no `timestamp`
     else:
         for r in results:
             detail = f": {r.error}" if r.error else f" ({r.artifacts} artifacts, {r.bytes_read} B"
@@ -77,8 +82,10 @@ def verify(namespace: str | None, timestamp: str | None, as_json: bool) -> None:
                 detail += f"; {r.by_metadata} archived, checked by metadata"
             detail += "" if r.error else ")"
             click.echo(f"{r.status:<8} {r.namespace}/{r.timestamp} [{r.store}]{detail}")
+        for line in wal_verify_lines(wal):
+            click.echo(line)
         click.echo(f"{len(results)} verified, {failed} failed")
-    if failed:
+    if failed or any(r.status != "Success" for r in wal):
         sys.exit(1)
 
 
@@ -139,8 +146,10 @@ def test_restore_command(namespace: str | None, timestamp: str | None, as_json: 
 def retention(
     namespace: str | None, dry_run: bool, explain: bool, force: bool, as_json: bool
 ) -> None:
-    """Delete the backups no service's GFS retention keeps (pins and locks are never deleted);
-    move the kept ones to their STORAGE_CLASSES class and extend their Object Lock."""
+    """Delete the backups no service's GFS retention keeps (pins and locks are never deleted),
+    then the WAL older than every base backup kept; move the kept ones to their
+    STORAGE_CLASSES class and extend their Object Lock."""
+    from workers.cli.wal_upkeep import wal_retention_errors, wal_retention_lines
     from workers.fleet import current_fleet
     from workers.operations.retention import apply_retention, apply_secondary_retention
 
@@ -148,7 +157,10 @@ def retention(
     fleet = current_fleet()
     primary = apply_retention(fleet, namespace=namespace, dry_run=dry_run, force=force)
     secondary = apply_secondary_retention(fleet, namespace=namespace, dry_run=dry_run)
-    troubled = any(plan.failed or plan.upkeep_failed for plan in (*primary, *secondary))
+    troubled = any(
+        plan.failed or plan.upkeep_failed or any(prune.error for prune in plan.wal)
+        for plan in (*primary, *secondary)
+    )
     if as_json:
         click.echo(to_json({"primary": primary, "secondary": secondary}))
         sys.exit(1 if troubled else 0)
@@ -166,6 +178,10 @@ def retention(
                 click.echo(f"{where}{verb} {plan.namespace}/{stamp}: {reason}")
             for stamp, error in sorted(plan.failed.items()):
                 click.echo(f"{where}could not delete {plan.namespace}/{stamp}: {error}", err=True)
+            for line in wal_retention_lines(plan, dry_run):
+                click.echo(line)
+            for line in wal_retention_errors(plan):
+                click.echo(line, err=True)
             _print_upkeep(plan, dry_run)
             summary = f"{where}{plan.namespace}: {len(plan.keep)} kept, {len(plan.delete)} {verb}"
             if plan.moves:
@@ -244,137 +260,3 @@ def pin(timestamp: str, namespace: str | None) -> None:
 def unpin(timestamp: str, namespace: str | None) -> None:
     """Let retention decide about the backup TIMESTAMP again."""
     _pin(timestamp, namespace, False)
-
-
-@main.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(as_json: bool) -> None:
-    """The health of every namespace, and each service's freshness against its own
-    max_age, at a glance; exit 1 if any is stale or has open alerts (`backfleet alerts`
-    lists them)."""
-    from workers.fleet import current_fleet
-    from workers.monitoring.health import namespace_health
-
-    report = namespace_health(current_fleet())
-    if as_json:
-        rows = [
-            {
-                "namespace": h.namespace,
-                "lastBackup": h.last_backup,
-                "lastStatus": h.last_status,
-                "lastSuccess": h.last_success,
-                "stale": h.stale,
-                "verified": h.last_verified,
-                "verifiedAt": h.last_verified_at.isoformat() if h.last_verified_at else None,
-                "nextBackup": h.next_backup.isoformat() if h.next_backup else None,
-                "openAlerts": h.open_alerts,
-                "services": [
-                    {
-                        "service": s.service,
-                        "lastSuccess": s.last_success,
-                        "ageSeconds": s.age,
-                        "maxAgeSeconds": s.max_age,
-                        "stale": s.stale,
-                        "dueBy": s.due_by.isoformat() if s.due_by else None,
-                    }
-                    for s in h.services
-                ],
-            }
-            for h in report
-        ]
-        click.echo(json.dumps(rows, indent=2))
-    else:
-        click.echo(
-            f"{'NAMESPACE':<16} {'LAST BACKUP':<30} {'LAST SUCCESS':<26} "
-            f"{'VERIFIED':<30} {'NEXT BACKUP':<17} ALERTS"
-        )
-        for h in report:
-            last = f"{h.last_backup} {h.last_status}" if h.last_backup else "never"
-            success = (h.last_success or "never") + (" STALE" if h.stale else "")
-            checked = (
-                f"{h.last_verified} {h.last_verified_at:%Y-%m-%d %H:%M}"
-                if h.last_verified_at
-                else "never"
-            )
-            upcoming = f"{h.next_backup:%Y-%m-%d %H:%M}" if h.next_backup else "not scheduled"
-            click.echo(
-                f"{h.namespace:<16} {last:<30} {success:<26} {checked:<30} {upcoming:<17} "
-                f"{h.open_alerts}"
-            )
-            for item in h.services:
-                click.echo(f"  {item.service or '':<14} {_service_freshness(item)}")
-        if opened := sum(h.open_alerts for h in report):
-            click.echo(f"{opened} open alert(s): `backfleet alerts` lists them")
-    if any(h.stale or h.open_alerts for h in report):
-        sys.exit(1)
-
-
-def _service_freshness(item: "Freshness") -> str:
-    """`2026-…t… (3.0 h old, max_age 2 h) STALE`, or `never (due by …)`: one status line."""
-    from workers.monitoring.health import span
-
-    limit = f"max_age {span(item.max_age or 0)}"
-    if item.age is None:
-        due = f"due by {item.due_by:%Y-%m-%d %H:%M} UTC, " if item.due_by else ""
-        line = f"never ({due}{limit})"
-    else:
-        line = f"{item.last_success} ({item.age / 3600:.1f} h old, {limit})"
-    return line + (" STALE" if item.stale else "")
-
-
-@main.group()
-def audit() -> None:
-    """The user-event audit trail: ship, purge, read back."""
-
-
-@audit.command("flush")
-@click.option("--namespace", default=None, help="Only this namespace [every one with events].")
-def audit_flush(namespace: str | None) -> None:
-    """Ship every recorded user event to the store now (tasks.audit.flush_user_events)."""
-    from workers.audit.jobs import flush_from_settings
-    from workers.fleet import current_fleet
-
-    result = flush_from_settings(current_fleet(), namespace=namespace)
-    click.echo(
-        f"shipped {result.events} event(s) in {result.batches} batch(es), "
-        f"{len(result.objects)} object(s)"
-    )
-
-
-@audit.command("purge")
-def audit_purge() -> None:
-    """Delete shipped events older than UEVENTS_RETENTION_DAYS from the catalog."""
-    from workers.audit.jobs import purge_from_settings
-    from workers.settings import get_settings
-
-    click.echo(f"purged {purge_from_settings(get_settings())} shipped event(s)")
-
-
-@audit.command("export")
-@click.option(
-    "--since", required=True, help="UTC date or time, e.g. 2026-11-01 or 2026-11-01T12:00."
-)
-@click.option("--until", default=None, help="UTC date or time, exclusive [now].")
-@click.option("--namespace", default=None, help="Namespace [the configured default].")
-def audit_export(since: str, until: str | None, namespace: str | None) -> None:
-    """Stream the shipped events created in [since, until) as JSON Lines on stdout."""
-    from workers.audit.export import export_events, parse_moment
-    from workers.fleet import current_fleet
-    from workers.timestamps import utcnow
-
-    try:
-        low = parse_moment(since)
-        high = parse_moment(until) if until else utcnow()
-    except ValueError as exc:
-        _fail(str(exc))
-    if high <= low:
-        _fail("--until must be after --since")
-    fleet = current_fleet()
-    lines = export_events(
-        fleet.store,
-        namespace=namespace or fleet.config.default_namespace,
-        since=low,
-        until=high,
-    )
-    for line in lines:
-        sys.stdout.write(line + "\n")

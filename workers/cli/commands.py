@@ -7,7 +7,7 @@ from typing import Any, NoReturn
 
 import click
 
-from workers.cli.exits import FAILED, USAGE, exit_code_of, outage_of
+from workers.cli.exits import FAILED, USAGE, exit_code_of, message_of, outage_of
 from workers.errors import BackfleetError
 from workers.queues import ALL_QUEUES
 
@@ -37,12 +37,12 @@ class BackfleetGroup(click.Group):
         try:
             return super().invoke(ctx)
         except BackfleetError as exc:
-            _fail(str(exc), exit_code_of(exc))
+            _fail(message_of(exc), exit_code_of(exc))
         except Exception as exc:
             outage = outage_of(exc)
             if outage is None:
                 raise
-            _fail(str(outage), exit_code_of(outage))
+            _fail(message_of(outage), exit_code_of(outage))
 
 
 @click.group(cls=BackfleetGroup)
@@ -219,89 +219,6 @@ def _dry_run(namespace: str, only_config: bool, as_json: bool) -> None:
             click.echo(f"  hook, not run in a dry run: {hook}")
 
 
-def _latest_success(database_url: str, namespace: str) -> str:
-    """The timestamp `restore latest` means; exit 1 when the namespace has no such backup."""
-    from workers.catalog import queries
-    from workers.catalog.db import session_scope
-
-    with session_scope(database_url) as session:
-        newest = queries.newest_success(session, namespace=namespace)
-        if newest is None:
-            _fail(f"namespace {namespace} has no successful backup to restore", FAILED)
-        return newest.timestamp
-
-
-@main.command()
-@click.argument("timestamp")
-@click.option("--namespace", default=None, help="Namespace to restore into [the default].")
-@click.option("--source-namespace", default=None, help="Namespace the backup was taken of.")
-@click.option("--skip", multiple=True, metavar="SERVICE", help="Leave this service alone.")
-@click.option("--wait", is_flag=True, help="Wait until it ends; exit 1 if it failed.")
-@click.option(
-    "--allow-unconfigured-source",
-    is_flag=True,
-    help="Restore from a source namespace this fleet does not configure (another cluster's).",
-)
-@click.option(
-    "--allow-unsigned",
-    is_flag=True,
-    help="Accept a backup that cannot be authenticated (no catalog record, no valid MAC) "
-    "or, with encryption configured, unencrypted artifacts. Recorded on the restore.",
-)
-def restore(
-    timestamp: str,
-    namespace: str | None,
-    source_namespace: str | None,
-    skip: tuple[str, ...],
-    wait: bool,
-    allow_unconfigured_source: bool,
-    allow_unsigned: bool,
-) -> None:
-    """Restore the backup TIMESTAMP (e.g. 2023-02-02t17-03-15), or `latest`: the source
-    namespace's newest successful backup."""
-    from tasks.enqueue import celery_enqueue
-    from workers.fleet import current_fleet
-    from workers.operations.jobs import request_restore
-    from workers.timestamps import parse_timestamp
-
-    if timestamp != "latest":
-        try:
-            parse_timestamp(timestamp)
-        except ValueError as exc:
-            _fail(f"{exc}, or `latest`")
-    fleet = current_fleet()
-    namespace = namespace or fleet.config.default_namespace
-    if timestamp == "latest":
-        timestamp = _latest_success(fleet.settings.database_url, source_namespace or namespace)
-    row = request_restore(
-        fleet,
-        namespace=namespace,
-        timestamp=timestamp,
-        source_namespace=source_namespace,
-        skip=skip,
-        requested_by="cli",
-        enqueue=celery_enqueue,
-        # The operator's flag, else BACKFLEET_ALLOW_UNCONFIGURED_SOURCE_NAMESPACES.
-        allow_unconfigured_source=allow_unconfigured_source or None,
-        allow_unsigned=allow_unsigned,
-    )
-    click.echo(
-        f"restore of {row.source_namespace}/{timestamp} into {namespace} requested "
-        f"(services: {', '.join(row.services)})"
-    )
-    if row.error:  # the override's record
-        click.echo(f"warning: {row.error}", err=True)
-    if wait:
-        from tasks.enqueue import queue_consumers, wait_for_task
-        from workers.cli.progress import wait_for_restore
-
-        url = fleet.settings.database_url
-        status, error = wait_for_restore(
-            url, row.id, waiter=wait_for_task, consumers=queue_consumers
-        )
-        _report(f"restore of {timestamp}", status, error)
-
-
 @main.command()
 def keygen() -> None:
     """Print a new encryption key for BACKUP_ENCRYPTION_KEY (an age X25519 identity)."""
@@ -327,7 +244,8 @@ def check(as_json: bool) -> None:
 
     fleet = current_fleet()
     keys = [s for s in (fleet.settings, fleet.secondary_settings) if s is not None]
-    verdicts = list(run_checks(fleet, first=[("keys", lambda: describe_keys(keys))]))
+    first = [("keys", lambda: describe_keys(keys))]
+    verdicts = list(run_checks(fleet, first=first, last=_pitr_checks(fleet)))
     if as_json:
         from workers.cli.output import to_json
 
@@ -339,6 +257,22 @@ def check(as_json: bool) -> None:
     failed = sum(not verdict.ok for verdict in verdicts)
     if failed:
         _fail(f"{failed} check(s) failed", code=FAILED)
+
+
+def _pitr_checks(fleet: Any) -> list[tuple[str, Any]]:
+    """Each `pitr` service's replication readiness (workers/pitr/readiness.py)."""
+    from workers.pitr.readiness import check_replication
+
+    secrets = fleet.secrets()
+    return [
+        (
+            f"{namespace}/{name} pitr",
+            lambda ns=namespace, spec=spec: check_replication(ns, spec, secrets),
+        )
+        for namespace, services in sorted(fleet.config.namespaces.items())
+        for name, spec in sorted(services.items())
+        if spec.pitr
+    ]
 
 
 @store.command("sweep-uploads")

@@ -11,11 +11,26 @@ backup" (1). Every message names what to fix; none carries a secret.
 """
 
 import sys
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
+from workers.cli.fleet_env import stopped_up_hint
 from workers.errors import BackfleetError, ConfigError, InvalidRequestError, UnreachableError
 from workers.redact import redact
 
+if TYPE_CHECKING:
+    from workers.settings import Settings
+
 OK, FAILED, USAGE, UNREACHABLE = 0, 1, 2, 3
+
+
+def message_of(exc: BackfleetError) -> str:
+    """What the command prints: the error, and for a broker that does not answer, that the
+    `backfleet up` whose fleet file this command read has stopped, if it has."""
+    text = str(exc)
+    if isinstance(exc, UnreachableError) and "(BROKER_URL)" in text:
+        text += stopped_up_hint()
+    return text
 
 
 def exit_code_of(exc: BackfleetError) -> int:
@@ -57,21 +72,43 @@ def outage_of(exc: Exception) -> BackfleetError | None:
         return UnreachableError(
             f"cannot reach {where}: {type(exc).__name__}; start it or fix DATABASE_URL"
         )
+    what, url, setting = _redis_named_by(exc, settings)
     if _raised_by(
         exc, "redis.exceptions", ("AuthenticationError", "AuthenticationWrongNumberOfArgsError")
     ):
         return ConfigError(
-            f"the broker at {redact(settings.broker_url)} (BROKER_URL) refused the credentials: "
-            "fix BROKER_URL"
+            f"the {what} at {redact(url)} ({setting}) refused the credentials: fix {setting}"
         )
     if _raised_by(exc, "redis.exceptions", ("ConnectionError", "TimeoutError")) or _raised_by(
         exc, "kombu.exceptions", ("OperationalError",)
     ):
         return UnreachableError(
-            f"cannot reach the broker at {redact(settings.broker_url)} (BROKER_URL): "
-            f"{type(exc).__name__}; start it or fix BROKER_URL"
+            f"cannot reach the {what} at {redact(url)} ({setting}): "
+            f"{type(exc).__name__}; start it or fix {setting}"
         )
     return None
+
+
+def _redis_named_by(exc: Exception, settings: "Settings") -> tuple[str, str, str]:
+    """Which of the fleet's Redis servers an error came from: the locks' or the results'
+    own server when one is set apart and the error names its address, else the broker."""
+    text = str(exc)
+    for what, url, setting in (
+        ("lock server", settings.lock_redis_url, "LOCK_REDIS_URL"),
+        ("result backend", settings.result_backend_url, "RESULT_BACKEND_URL"),
+    ):
+        address = _address_of(url) if url else ""
+        if url and address in text and address != _address_of(settings.broker_url):
+            return what, url, setting
+    return "broker", settings.broker_url, "BROKER_URL"
+
+
+def _address_of(url: str) -> str:
+    """`host:port` as redis-py's connection errors write it (a socket URL: its path)."""
+    parts = urlsplit(url)
+    if parts.scheme in ("unix", "redis+socket"):
+        return parts.path
+    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
 
 
 def _raised_by(exc: Exception, module: str, names: tuple[str, ...]) -> bool:

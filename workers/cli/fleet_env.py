@@ -21,6 +21,7 @@ import os
 import shlex
 import stat
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from workers.errors import ConfigError
@@ -46,15 +47,30 @@ GENERATED = ("BACKUP_SIGNING_KEY",)
 # Other names for a client setting: set in the environment, they count as it.
 ALIASES = {"BROKER_URL": ("REDIS_URL",)}
 NEED = "#need "  # a setting withheld from the file (it holds a secret): the shell must set it
+UP_PID = "#up-pid "  # the `backfleet up` that wrote it: an error can say it has stopped
 
 
-def write_fleet_env(var_dir: Path, env: Mapping[str, str], generated: Iterable[str]) -> Path:
+@dataclass(frozen=True)
+class LoadedFile:
+    path: Path
+    up_pid: int | None
+
+
+loaded: LoadedFile | None = None  # the file this process read its fleet from, if any
+
+
+def write_fleet_env(
+    var_dir: Path, env: Mapping[str, str], generated: Iterable[str], *, up_pid: int | None = None
+) -> Path:
     """Write <var>/fleet.env from the children's environment; `generated`: the names of
-    secrets `up` made itself (written too). Replaced atomically, mode 0600."""
+    secrets `up` made itself (written too); `up_pid`: the writer's process. Replaced
+    atomically, mode 0600."""
     lines = [
         "# Written by `backfleet up`: where this fleet lives. Commands run in this folder",
         f"# read it; from elsewhere, set {ENV_FILE_VARIABLE} to this file's path.",
     ]
+    if up_pid is not None:
+        lines.append(f"{UP_PID}{up_pid}")
     made = set(generated) & set(GENERATED)
     for name in (*CLIENT_SETTINGS, *sorted(made)):
         value = env.get(name)
@@ -98,7 +114,7 @@ def load_fleet_env(
             )
         return None
     _check_owner(path)
-    values, needed = _parse(path)
+    values, needed, up_pid = _parse(path)
     clash = sorted(
         name
         for name in values
@@ -121,7 +137,30 @@ def load_fleet_env(
         )
     for name, value in values.items():
         environ.setdefault(name, value)
+    global loaded
+    loaded = LoadedFile(path, up_pid)
     return path
+
+
+def stopped_up_hint() -> str:
+    """Why the broker may not answer: the `backfleet up` that wrote the fleet file read by
+    this command is no longer running (its embedded Redis went with it); else ""."""
+    if loaded is None or loaded.up_pid is None or _alive(loaded.up_pid):
+        return ""
+    return (
+        f"; {loaded.path} was written by `backfleet up` (pid {loaded.up_pid}), which is no "
+        "longer running: start it again (`make up`)"
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process of that number
+    return True
 
 
 def _check_owner(path: Path) -> None:
@@ -134,13 +173,18 @@ def _check_owner(path: Path) -> None:
         )
 
 
-def _parse(path: Path) -> tuple[dict[str, str], set[str]]:
+def _parse(path: Path) -> tuple[dict[str, str], set[str], int | None]:
     allowed = {*CLIENT_SETTINGS, *GENERATED}
     values: dict[str, str] = {}
     needed: set[str] = set()
+    up_pid: int | None = None
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if line.startswith(NEED):
             needed.add(line.removeprefix(NEED).strip())
+            continue
+        if line.startswith(UP_PID):
+            number_text = line.removeprefix(UP_PID).strip()
+            up_pid = int(number_text) if number_text.isascii() and number_text.isdigit() else None
             continue
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -157,4 +201,4 @@ def _parse(path: Path) -> tuple[dict[str, str], set[str]]:
                 f"(only {', '.join(sorted(allowed))})"
             )
         values[name] = words[0] if words else ""
-    return values, needed
+    return values, needed, up_pid

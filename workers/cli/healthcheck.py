@@ -88,6 +88,19 @@ def check_beat(argv: Sequence[str]) -> None:
         client.close()
 
 
+def check_wal(argv: Sequence[str]) -> None:
+    """The WAL streamers are alive while this container is; what they need besides is the
+    Redis of their locks (a streamer that cannot reach it stops shipping)."""
+    from workers.monitoring.redis_client import CHECK, redis_client
+    from workers.settings import get_settings
+
+    client = redis_client(get_settings().locks_url, CHECK)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
 def check_nothing(argv: Sequence[str]) -> None:
     """One-shot roles (migrate, store init, …) are healthy while they run."""
 
@@ -97,6 +110,7 @@ CHECKS: dict[str, Callable[[Sequence[str]], None]] = {
     "worker": check_worker,
     "beat": check_beat,
     "flower": check_flower,
+    "wal": check_wal,
 }
 
 

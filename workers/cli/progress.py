@@ -127,12 +127,14 @@ def wait_for_restore(
     *,
     waiter: TaskWaiter | None = None,
     consumers: ConsumerCount | None = None,
+    quiet: bool = False,
 ) -> tuple[str, str | None]:
-    """Draw stored bytes read back, throughput and ETA until the restore ends.
+    """Draw stored bytes read back, throughput and ETA, and what it is doing or waiting for
+    (rehydration, a restore to a moment's WAL), until the restore ends (`quiet`: no bar).
     UnreachableError if it stays Pending while no worker consumes its queue."""
     pause: _Pause | None = None
     watch = PickupWatch(f"restore {restore_id}", queue_of(RUN_RESTORE), consumers)
-    with _bar() as progress:
+    with _bar(quiet) as progress:
         task = progress.add_task("restore", total=None)
         while True:
             with session_scope(database_url) as session:
@@ -141,7 +143,7 @@ def wait_for_restore(
                 status, error = row.status, row.error
                 done, total = row.bytes_done, row.bytes_total
                 pause = pause or _Pause(waiter, row.task_id)
-            # What it waits for, if anything (archived objects being rehydrated).
+            # What it waits for or does (archived objects rehydrated, WAL fetched, replayed).
             waiting = f": {row.message}" if row.message else ""
             progress.update(
                 task,

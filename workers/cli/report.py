@@ -50,6 +50,8 @@ def report(namespace: str | None, as_json: bool) -> None:
         click.echo(" ".join(f"{title:<{width}}" for title, width in COLUMNS) + " LAST RESTORE")
         for item in items:
             click.echo(_line(item))
+            if item.last_drill is not None and (moment := _moment(item.last_drill)):
+                click.echo(f"{'':<12} {'':<14} {moment}")
             if item.failing:
                 backups = ", ".join(item.failing)
                 click.echo(f"{'':<12} {'':<14} the latest drill of backup {backups} FAILED")
@@ -82,6 +84,20 @@ def _line(item: "ServiceRecovery") -> str:
     due = f"{item.due_by:%Y-%m-%d %H:%M}" if item.due_by else "-"
     cells.append(due + (" OVERDUE" if item.overdue else ""))
     return _cells(cells) + " " + _restore(item)
+
+
+def _moment(drill: "RunSummary") -> str | None:
+    """Where a pitr service's last drill recovered its base backup to, or why not a moment."""
+    from workers.timestamps import format_moment
+
+    if drill.target_time is not None:
+        replayed = format_moment(drill.replayed_to) if drill.replayed_to else "none"
+        return (
+            f"drilled to {format_moment(drill.target_time)} (last transaction replayed: {replayed})"
+        )
+    if drill.target_skipped:
+        return f"drilled to its consistent point, not a moment: {drill.target_skipped}"
+    return None
 
 
 def _cells(cells: list[str]) -> str:

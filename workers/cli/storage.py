@@ -16,7 +16,10 @@ from workers.cli.commands import main
 if TYPE_CHECKING:
     from workers.monitoring.storage import NamespaceStorage
 
-_HEAD = f"{'NAMESPACE':<16} {'SERVICE':<16} {'TIER':<14} {'OBJECTS':>8} {'STORED':>11}  COST/MONTH"
+_HEAD = (
+    f"{'NAMESPACE':<16} {'SERVICE':<16} {'KIND':<6} {'TIER':<14} {'OBJECTS':>8} "
+    f"{'STORED':>11}  COST/MONTH"
+)
 
 
 def _cost(value: float | None) -> str:
@@ -35,8 +38,8 @@ def _budget(item: "NamespaceStorage") -> str:
 
 
 def storage_table(report: "list[NamespaceStorage]") -> list[str]:
-    """One line per namespace, service and tier, then each namespace's total, budget and
-    the tiers that have no price."""
+    """One line per namespace, service, kind (`backup`, `wal`) and tier, then each
+    namespace's total, budget and the tiers that have no price."""
     from workers.monitoring.sizes import format_bytes
 
     lines = [_HEAD]
@@ -44,11 +47,11 @@ def storage_table(report: "list[NamespaceStorage]") -> list[str]:
         name = item.namespace
         for row in item.services:
             lines.append(
-                f"{name:<16} {row.service:<16} {row.tier:<14} {row.objects:>8} "
+                f"{name:<16} {row.service:<16} {row.kind:<6} {row.tier:<14} {row.objects:>8} "
                 f"{format_bytes(row.size):>11}  {_cost(row.monthly_cost)}"
             )
         lines.append(
-            f"{name:<16} {'total':<16} {'':<14} {item.objects:>8} "
+            f"{name:<16} {'total':<16} {'':<6} {'':<14} {item.objects:>8} "
             f"{format_bytes(item.size):>11}  {_cost(item.monthly_cost):<10}  {_budget(item)}"
         )
         if item.unpriced:
@@ -82,6 +85,7 @@ def storage_json(report: "list[NamespaceStorage]") -> list[dict[str, Any]]:
             "services": [
                 {
                     "service": row.service,
+                    "kind": row.kind,
                     "tier": row.tier,
                     "objects": row.objects,
                     "storedBytes": row.size,
@@ -98,8 +102,9 @@ def storage_json(report: "list[NamespaceStorage]") -> list[dict[str, Any]]:
 @click.option("--namespace", default=None, help="Only this namespace [every one].")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def storage(namespace: str | None, as_json: bool) -> None:
-    """Stored bytes per namespace, service and tier (from the catalog), the estimated
-    monthly cost at STORAGE_PRICES, and each namespace's storage budget."""
+    """Stored bytes per namespace, service, kind (backups, streamed WAL) and tier (from the
+    catalog), the estimated monthly cost at STORAGE_PRICES, and each namespace's storage
+    budget."""
     from workers.fleet import current_fleet
     from workers.monitoring.storage import storage_report
 

@@ -16,7 +16,9 @@ from workers.monitoring.redis_checks import eviction_problem
 from workers.monitoring.redis_client import CHECK, redis_client
 from workers.redact import redact
 from workers.services_config import ServiceSpec
-from workers.sources import source_class
+from workers.services_config.spec import ROLE_PASSWORDS_NEED_ENCRYPTION
+from workers.settings import Settings
+from workers.sources import class_of
 
 PROBE_PREFIX = ".backfleet-probe/"
 
@@ -31,8 +33,11 @@ class Verdict:
 Check = tuple[str, Callable[[], str]]
 
 
-def run_checks(fleet: Fleet, first: Sequence[Check] = ()) -> Iterator[Verdict]:
-    """Each check's verdict; `first`: checks of layers above this one (the keys: the CLI's)."""
+def run_checks(
+    fleet: Fleet, first: Sequence[Check] = (), last: Sequence[Check] = ()
+) -> Iterator[Verdict]:
+    """Each check's verdict; `first` and `last`: checks of layers above this one (the keys,
+    the `pitr` services' replication: the CLI's)."""
     checks: list[Check] = [
         *first,
         ("catalog", lambda: check_catalog(fleet)),
@@ -41,7 +46,10 @@ def run_checks(fleet: Fleet, first: Sequence[Check] = ()) -> Iterator[Verdict]:
     ]
     for namespace, services in sorted(fleet.config.namespaces.items()):
         for name, spec in sorted(services.items()):
-            checks.append((f"{namespace}/{name}", lambda spec=spec: check_source(spec)))  # type: ignore[misc]
+            checks.append(
+                (f"{namespace}/{name}", lambda spec=spec: check_source(spec, fleet.settings))  # type: ignore[misc]
+            )
+    checks.extend(last)
     for name, check in checks:
         try:
             yield Verdict(name, True, check())
@@ -84,9 +92,11 @@ def check_store(fleet: Fleet) -> str:
     return f"{store.kind} store writable (a probe object was written and deleted)"
 
 
-def check_source(spec: ServiceSpec) -> str:
+def check_source(spec: ServiceSpec, settings: Settings | None = None) -> str:
     # The kind's module (psycopg…) is imported only when a service of that kind is checked.
-    verdict = source_class(spec.kind).probe(spec)
+    if spec.role_passwords and settings is not None and settings.backup_encryption_key is None:
+        raise ConfigError(ROLE_PASSWORDS_NEED_ENCRYPTION)
+    verdict = class_of(spec).probe(spec)
     if spec.hooks is None:
         return verdict
     hooks = [argv for argv in (spec.hooks.pre, spec.hooks.post) if argv]

@@ -22,6 +22,7 @@ from workers.monitoring.health import freshness
 from workers.monitoring.recovery_metrics import recovery_families
 from workers.monitoring.redis_client import REQUEST, redis_client
 from workers.monitoring.storage import storage_report
+from workers.monitoring.wal_metrics import wal_families
 from workers.queues import QUEUES
 from workers.timestamps import parse_timestamp
 
@@ -69,6 +70,7 @@ class CatalogCollector(Collector):
         yield from self._verifications(fleet)
         yield from self._health(fleet)
         yield from recovery_families(fleet)
+        yield from wal_families(fleet)
         yield from self._audit_backlog(fleet)
         yield from self._queues(fleet)
 
@@ -134,10 +136,10 @@ class CatalogCollector(Collector):
     def _storage(self, fleet: Fleet) -> Iterator[Metric]:
         stored = GaugeMetricFamily(
             "backfleet_stored_bytes",
-            "Bytes in the store per namespace, service and storage class (tier), from the "
-            "catalog: successful backups' artifacts, and their manifests (service "
-            '"manifest.json")',
-            labels=["namespace", "service", "tier"],
+            "Bytes in the store per namespace, service, storage class (tier) and kind, from "
+            'the catalog: kind "backup", successful backups\' artifacts and their manifests '
+            '(service "manifest.json"); kind "wal", the WAL a pitr service streams',
+            labels=["namespace", "service", "tier", "kind"],
         )
         cost = GaugeMetricFamily(
             "backfleet_storage_monthly_cost",
@@ -153,7 +155,7 @@ class CatalogCollector(Collector):
         )
         for item in storage_report(fleet):
             for service in item.services:
-                labels = [item.namespace, service.service, service.tier]
+                labels = [item.namespace, service.service, service.tier, service.kind]
                 stored.add_metric(labels, float(service.size))
             for tier in item.tiers:
                 if tier.monthly_cost is not None:

@@ -56,6 +56,11 @@ class RunSummary:
     counts_expected: dict[str, Any] | None
     counts_found: dict[str, Any] | None
     error: str | None
+    # A pitr service's base backup recovered to a moment: which, the last transaction
+    # replayed; or why a drill of it went to its consistent point instead.
+    target_time: datetime | None = None
+    replayed_to: datetime | None = None
+    target_skipped: str | None = None
 
     @classmethod
     def of(cls, row: RecoveryRun) -> "RunSummary":
@@ -71,6 +76,9 @@ class RunSummary:
             counts_expected=row.counts_expected,
             counts_found=row.counts_found,
             error=row.error,
+            target_time=row.target_time,
+            replayed_to=row.replayed_to,
+            target_skipped=row.target_skipped,
         )
 
     @property
@@ -100,7 +108,14 @@ class RunSummary:
             "countsFound": self.counts_found,
             "countsOk": self.counts_ok,
             "error": self.error,
+            "targetTime": _moment(self.target_time),
+            "replayedTo": _moment(self.replayed_to),
+            "targetSkipped": self.target_skipped,
         }
+
+
+def _moment(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 @dataclass(frozen=True)

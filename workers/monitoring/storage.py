@@ -34,6 +34,7 @@ class ServiceStorage:
     objects: int
     size: int  # stored bytes
     monthly_cost: float | None  # None: no price for its tier (or no prices at all)
+    kind: str = storage.BACKUP  # or storage.WAL: the service's streamed WAL
 
 
 @dataclass(frozen=True)
@@ -96,15 +97,18 @@ def storage_report(fleet: Fleet, *, namespace: str | None = None) -> list[Namesp
     report = []
     for name in sorted(names):
         # Rows of one service in one tier may come apart (None and the default): merged.
-        merged: dict[tuple[str, str], list[int]] = {}
+        merged: dict[tuple[str, str, str], list[int]] = {}
         for row in rows:
             if row.namespace == name:
-                totals = merged.setdefault((row.service, row.tier or default_tier), [0, 0])
+                where = (row.service, row.kind, row.tier or default_tier)
+                totals = merged.setdefault(where, [0, 0])
                 totals[0] += row.objects
                 totals[1] += row.size
         services = [
-            ServiceStorage(service, tier, objects, size, _cost(size, prices.get(tier), prices))
-            for (service, tier), (objects, size) in sorted(merged.items())
+            ServiceStorage(
+                service, tier, objects, size, _cost(size, prices.get(tier), prices), kind
+            )
+            for (service, kind, tier), (objects, size) in sorted(merged.items())
         ]
         tiers = []
         for tier in sorted({item.tier for item in services}):

@@ -10,6 +10,7 @@ request that was never queued is not a failed backup.
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from workers.audit import scope as audit_scope
 from workers.catalog import queries
@@ -24,6 +25,7 @@ from workers.errors import (
 )
 from workers.fleet import Fleet
 from workers.operations.overrides import override_note
+from workers.pitr.to_time import choose_backup
 from workers.queues import RUN_BACKUP, RUN_RESTORE, queue_of
 from workers.redact import redact
 from workers.repository.authenticity import load_manifest
@@ -195,7 +197,7 @@ def request_restore(
     fleet: Fleet,
     *,
     namespace: str,
-    timestamp: str,
+    timestamp: str | None,
     source_namespace: str | None = None,
     skip: Iterable[str] = (),
     requested_by: str | None = None,
@@ -203,8 +205,13 @@ def request_restore(
     enqueue: Enqueue,
     allow_unconfigured_source: bool | None = None,
     allow_unsigned: bool = False,
+    target_time: datetime | None = None,
 ) -> Restore:
     """Record a Pending restore of `timestamp` into `namespace` and enqueue it.
+
+    With `target_time` (a restore to a moment, pitr/to_time.py), `timestamp` may be None:
+    the fleet picks the backup whose base backups the WAL replays to that moment; a
+    target outside a service's recoverable window is an InvalidRequestError naming it.
 
     A source namespace this fleet does not configure is refused, before the store
     is read, unless `allow_unconfigured_source` (by default the setting
@@ -214,6 +221,7 @@ def request_restore(
     row (its error starts with overrides.ALLOW_UNSIGNED_NOTE) and logged.
     """
     fleet.config.services_of(namespace)  # the target must be configured
+    skip = list(skip)
     source = source_namespace or namespace
     if allow_unconfigured_source is None:
         allow_unconfigured_source = fleet.settings.backfleet_allow_unconfigured_source_namespaces
@@ -221,6 +229,17 @@ def request_restore(
         raise ForbiddenError(UNCONFIGURED_SOURCE)
     for acted_on in (namespace, source):
         audit_scope.acted_on(acted_on)  # an API call is recorded in both trails
+    if target_time is not None:
+        timestamp = choose_backup(
+            fleet,
+            namespace=namespace,
+            source_namespace=source,
+            skip=skip,
+            target=target_time,
+            timestamp=timestamp,
+        ).timestamp
+    if timestamp is None:
+        raise InvalidRequestError("a restore needs the backup's timestamp, or a targetTime")
     plan = plan_restore(
         fleet,
         namespace=namespace,
@@ -246,6 +265,7 @@ def request_restore(
             backup_url=plan.backup_url,
             requested_by=requested_by,
             requested_customer=customer or None,
+            target_time=target_time,
         )
         if allow_unsigned:
             restore.error = override_note(plan.overridden, requested_by)

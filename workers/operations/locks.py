@@ -31,10 +31,17 @@ from workers.settings import Settings
 
 log = logging.getLogger(__name__)
 PREFIX = "backfleet:lock:namespace:"
-# Held while retention deletes in a namespace's store prefix (workers/operations/retention.py).
+# Held while retention deletes in a namespace's store prefix (workers/operations/retention/).
 RETENTION_PREFIX = "backfleet:lock:retention:"
 # One key per reader without a catalog row (a test restore): `<namespace>/<timestamp>/<id>`.
 READING_PREFIX = "backfleet:reading:"
+# Held while a retention pass moves one kept backup colder: `<namespace>/<timestamp>`. The
+# move phase holds no retention lock (a long one must not hold off restores, second
+# review finding 7): a mover sets this, then looks for readers; a reader registers, then
+# waits while this is set. Each sees the other, whichever comes first.
+MOVING_PREFIX = "backfleet:moving:"
+# Held by the move phase of a retention pass, so two passes do not move at once.
+UPKEEP_PREFIX = "backfleet:lock:upkeep:"
 
 
 @cache
@@ -65,12 +72,47 @@ def namespace_lock(
 def retention_lock(settings: Settings, namespace: str, *, label: str) -> "NamespaceLock":
     """The lock retention holds while it deletes backups of `namespace`.
 
-    See workers/operations/retention.py for who waits on it and why.
+    See workers/operations/retention/ for who waits on it and why.
     """
     client = lock_client(settings.locks_url)
     return NamespaceLock(
         client, namespace, label=label, ttl=settings.backup_lock_ttl, prefix=RETENTION_PREFIX
     )
+
+
+def upkeep_lock(settings: Settings, namespace: str) -> "NamespaceLock":
+    """The lock of a retention pass's moves colder and lock extensions of `namespace`."""
+    client = lock_client(settings.locks_url)
+    return NamespaceLock(
+        client,
+        namespace,
+        label="retention upkeep",
+        ttl=settings.backup_lock_ttl,
+        prefix=UPKEEP_PREFIX,
+    )
+
+
+def moving_mark(settings: Settings, namespace: str, timestamp: str) -> "NamespaceLock":
+    """The key a retention pass holds while it moves one backup colder (MOVING_PREFIX)."""
+    client = lock_client(settings.locks_url)
+    return NamespaceLock(
+        client,
+        f"{namespace}/{timestamp}",
+        label="moving",
+        ttl=settings.backup_lock_ttl,
+        prefix=MOVING_PREFIX,
+    )
+
+
+def wait_while_moving(settings: Settings, namespace: str, timestamp: str, *, wait: float) -> None:
+    """Return once no retention pass moves the backup colder (polling up to `wait` s), else
+    NamespaceBusy. A reader calls it after it registered (restore row, reading mark)."""
+    deadline = time.monotonic() + wait
+    key = f"{namespace}/{timestamp}"
+    while lock_holder(settings, key, prefix=MOVING_PREFIX) is not None:
+        if time.monotonic() >= deadline:
+            raise NamespaceBusy(namespace, f"a retention pass moving {timestamp} colder")
+        time.sleep(1)
 
 
 def reading_mark(settings: Settings, namespace: str, timestamp: str) -> "NamespaceLock":
@@ -88,7 +130,8 @@ def being_read(
 ) -> Iterator[None]:
     """Hold a reading mark on a backup for the block, after waiting (up to `wait` s) for a
     retention pass of its namespace to end: retention then neither deletes it nor moves
-    it to another storage class under the reader. Without Redis the block runs unmarked
+    it to another storage class under the reader (nor does one that is moving it
+    meanwhile: the wait covers its move, MOVING_PREFIX). Without Redis the block runs unmarked
     (retention cannot take its own lock then either). NamespaceBusy if the pass goes on."""
     mark = reading_mark(settings, namespace, timestamp)
     try:
@@ -99,6 +142,7 @@ def being_read(
         return
     try:
         wait_while_retention(settings, namespace, wait=wait)
+        wait_while_moving(settings, namespace, timestamp, wait=wait)
         yield
     finally:
         mark.release()

@@ -24,7 +24,7 @@ from workers.audit.operations import restore_ended
 from workers.catalog import queries
 from workers.catalog.attempts import start_attempt
 from workers.catalog.db import Session, session_scope, write_catalog
-from workers.catalog.models import FAILED, SUCCESS, Restore
+from workers.catalog.models import FAILED, PENDING, SUCCESS, Restore
 from workers.catalog.progress import CatalogProgress
 from workers.catalog.tiers import record_storage_classes
 from workers.errors import BackfleetError, NotFoundError, SourceError, reason_of
@@ -34,11 +34,13 @@ from workers.operations.locks import LockLost
 from workers.operations.overrides import override_of
 from workers.operations.recovery import recover_targets
 from workers.operations.restore_timing import RestoreTimer
+from workers.pitr.restore_source import restore_source
+from workers.pitr.to_time import replay_to
 from workers.redact import redact
 from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import ArtifactEntry, Manifest
 from workers.repository.stored import check_stored
-from workers.sources import Source, make_source
+from workers.sources import PGBASE, Source
 from workers.stores.base import ObjectStore
 from workers.timestamps import utcnow
 from workers.transfer import crypto
@@ -69,6 +71,7 @@ def run_restore(
         error = None if started else restore.error
         namespace, source_namespace = restore.namespace, restore.source_namespace
         timestamp, services = restore.timestamp, list(restore.services)
+        target_time = restore.target_time  # a restore to a moment (pitr/to_time.py)
 
     # A killed attempt may have left a staging copy, or a target renamed aside: put it right.
     recover_targets(fleet, namespace=namespace, services=services)
@@ -101,10 +104,21 @@ def run_restore(
             entries, spec = manifest.artifacts_of(service), targets.get(service)
             if not entries or spec is None:
                 raise NotFoundError(f"service {service} is missing from the backup or the config")
-            source = make_source(spec, fleet.settings, fleet.secrets())
+            # Its own format's source: a base backup restores through a scratch server.
+            source = restore_source(spec, entries[0], fleet.settings, fleet.secrets())
             if source.format != entries[0].format:
                 raise SourceError(
                     f"{service} is a {entries[0].format} artifact, not {source.format}"
+                )
+            if target_time is not None and source.format == PGBASE:  # the WAL replayed to it
+                replay_to(
+                    source,
+                    fleet,
+                    namespace=source_namespace,
+                    service=service,
+                    timestamp=timestamp,
+                    target=target_time,
+                    say=progress.say,
                 )
             log.info("restore %s: %s from %s/%s", restore_id, service, source_namespace, timestamp)
 
@@ -116,8 +130,11 @@ def run_restore(
 
             gate()
             try:
-                with timer.service(service, spec.kind, progress.add) as on_read:
+                moment = target_time if source.format == PGBASE else None
+                with timer.service(service, spec.kind, progress.add, moment) as on_read:
                     restore_with_fallback(fleet, entries, source, keyring, on_read, gate)
+                if target_time is not None:
+                    progress.say(None)  # the WAL fetched and replayed: nothing waits now
             except LockLost:
                 raise
             except Exception as exc:
@@ -175,6 +192,30 @@ def _report(
         error=error,
     )
     restore_ended(fleet.settings.database_url, restore_id=restore_id)
+
+
+def rehydrate_first(fleet: Fleet, *, restore_id: int) -> None:
+    """Ask back the restore's archived artifacts and wait until they read, BEFORE the task
+    takes the target namespace's lock: that wait may take hours, and holding the lock
+    through it would hold off every backup and restore of the namespace (second review,
+    finding 7). run_restore checks again (one HEAD per object) and fails with the reason if
+    this could not finish; here a failure is only logged."""
+    url = fleet.settings.database_url
+    with session_scope(url) as session:
+        restore = queries.get_restore(session, restore_id=restore_id)
+        if restore is None or restore.status != PENDING:
+            return  # gone, finished, or an attempt that runs already (a redelivery)
+        note = override_of(restore.error)
+        source_namespace, timestamp = restore.source_namespace, restore.timestamp
+        services = list(restore.services)
+    try:
+        manifest = load_manifest(
+            fleet, namespace=source_namespace, timestamp=timestamp, allow_unsigned=bool(note)
+        ).manifest
+        progress = _Progress(url, restore_id, manifest, services)
+        _rehydrate(fleet, progress, manifest, services, source_namespace)
+    except Exception as exc:
+        log.warning("restore %s: %s", restore_id, redact(reason_of(exc), fleet.secrets()))
 
 
 def _rehydrate(

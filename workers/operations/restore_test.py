@@ -3,7 +3,12 @@ what the scratch holds with what the manifest recorded at backup time.
 
 - PostgreSQL: into a scratch database on the service's server (the backup
   role needs CREATEDB); per-table row counts must equal those taken in the
-  dump's own snapshot.
+  dump's own snapshot. A base backup (`pitr = true`, format pgbase) goes there
+  through a scratch PostgreSQL (workers/pitr/base_restore.py), recovered to a random
+  moment of the service's recoverable window that the backup serves, its WAL fetched and
+  verified (workers/pitr/drill_moment.py; to the backup's consistent point when no moment
+  can be reached from it, the row says why); the recovery must have reached the moment
+  (pitr/replay.py), and the scratch database must hold the scratch server's counts.
 - SQLite: into a scratch file; `PRAGMA integrity_check` must pass and the
   per-table row counts must match.
 - Directory: into a scratch folder; per volume, the file count, bytes and the
@@ -16,7 +21,8 @@ what the scratch holds with what the manifest recorded at backup time.
 
 Which backups a run drills is operations/drill_plan.py (each service on its own
 `test_restore` cadence, every retained backup within TEST_RESTORE_PERIOD); an
-explicit timestamp drills that backup's every service that can be. Each drill is a
+explicit timestamp drills that backup's every service that can be. What a run records is
+operations/drill_record.py: each drill is a
 `recovery_runs` row (its duration, counts expected and found, the RTO it is judged
 by); each backup drilled is also a `verifications` row (kind `restore`) whose failure
 marks the backup `verified: Failed` and is alerted as `verify.failed`, as before;
@@ -28,30 +34,31 @@ back from the store first, all at once, and the drills wait for them
 """
 
 import logging
+import random
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from workers.catalog import queries
 from workers.catalog.db import session_scope
-from workers.catalog.models import DRILL, FAILED, SUCCESS, RecoveryRun, Verification
+from workers.catalog.models import FAILED, SUCCESS
 from workers.catalog.tiers import record_storage_classes
 from workers.errors import reason_of
 from workers.fleet import Fleet
 from workers.monitoring.drill_alerts import check_drills
 from workers.operations.drill_plan import plan_drills
+from workers.operations.drill_record import DrillResult, RestoreTestResult, record_drills
 from workers.operations.locks import being_read
-from workers.operations.verdicts import report_verdict
+from workers.pitr.drill_moment import DrillMoment, aim_drill, replayed_to
+from workers.pitr.restore_source import checked_facts, drill_source
 from workers.redact import redact
 from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import ArtifactEntry
 from workers.services_config import ServiceSpec
-from workers.sources import source_class
+from workers.sources import PGBASE, source_class
 from workers.sources.base import recorded_counts
 from workers.timestamps import utcnow
 from workers.transfer import crypto
@@ -67,48 +74,19 @@ MIN_TIME_LIMIT = 600
 Clock = Callable[[], datetime]
 
 
-@dataclass(frozen=True)
-class DrillResult:
-    """One service of one backup restored into scratch."""
-
-    service: str
-    status: str
-    started_at: datetime
-    finished_at: datetime  # the check and the scratch's removal done
-    seconds: float  # the restore, from the first byte read to the scratch holding the data
-    rto_seconds: int
-    bytes_read: int
-    counts_expected: dict[str, int] | None
-    counts_found: dict[str, int] | None
-    error: str | None = None
-
-    @property
-    def met_rto(self) -> bool:
-        return self.status == SUCCESS and self.seconds <= self.rto_seconds
-
-
-@dataclass(frozen=True)
-class RestoreTestResult:
-    namespace: str
-    timestamp: str
-    status: str
-    tested: list[str]  # services restored and compared
-    skipped: list[str]  # services that cannot be drilled (see `backfleet report`)
-    error: str | None = None
-    store: str = "primary"
-    drills: list[DrillResult] = field(default_factory=list)
-
-
 def run_restore_tests(
     fleet: Fleet,
     *,
     namespace: str | None = None,
     timestamp: str | None = None,
     now: datetime | None = None,
+    rng: random.Random | None = None,
 ) -> list[RestoreTestResult]:
     """The due drills of each configured namespace (or of `namespace`), or every service of
-    backup `timestamp`. `now` (default: the clock) decides what is due and stamps the rows."""
+    backup `timestamp`. `now` (default: the clock) decides what is due and stamps the rows;
+    `rng` draws the moments pitr services are drilled to (a test seeds it)."""
     clock = _clock(now)
+    rng = rng or random.Random()
     namespaces = [namespace] if namespace else sorted(fleet.config.namespaces)
     results = []
     for ns in namespaces:
@@ -117,7 +95,9 @@ def run_restore_tests(
         )
         for stamp, services in plan.items():
             results.append(
-                run_restore_test(fleet, namespace=ns, timestamp=stamp, services=services, now=clock)
+                run_restore_test(
+                    fleet, namespace=ns, timestamp=stamp, services=services, now=clock, rng=rng
+                )
             )
     check_drills(fleet, namespaces=namespaces, now=clock())
     return results
@@ -130,16 +110,24 @@ def run_restore_test(
     timestamp: str,
     services: list[str] | None = None,
     now: Clock | None = None,
+    rng: random.Random | None = None,
 ) -> RestoreTestResult:
     """Drill `services` (default: every one that can be) of one backup, marked as being
-    read so retention keeps it (operations/retention.py)."""
+    read so retention keeps it (operations/retention/)."""
     clock = now or utcnow
     with being_read(fleet.settings, namespace, timestamp, wait=RETENTION_WAIT):
-        return _run_restore_test(fleet, namespace, timestamp, services, clock)
+        return _run_restore_test(
+            fleet, namespace, timestamp, services, clock, rng or random.Random()
+        )
 
 
 def _run_restore_test(
-    fleet: Fleet, namespace: str, timestamp: str, services: list[str] | None, clock: Clock
+    fleet: Fleet,
+    namespace: str,
+    timestamp: str,
+    services: list[str] | None,
+    clock: Clock,
+    rng: random.Random,
 ) -> RestoreTestResult:
     keyring = crypto.Keyring.from_settings(fleet.settings)
     tested: list[str] = []
@@ -169,7 +157,7 @@ def _run_restore_test(
         keys = [entry.key for _, _, entries in planned for entry in entries]
         _rehydrate(fleet, namespace, timestamp, keys)
         for service, spec, entries in planned:
-            drill = _drill(fleet, namespace, service, spec, entries, keyring, clock)
+            drill = _drill(fleet, namespace, timestamp, service, spec, entries, keyring, clock, rng)
             drills.append(drill)
             if drill.error:
                 errors.append(f"{service}: {drill.error}")
@@ -193,7 +181,7 @@ def _run_restore_test(
         result.status,
         f": {error}" if error else "",
     )
-    _record(fleet, result)
+    record_drills(fleet, result)
     return result
 
 
@@ -211,20 +199,24 @@ def _rehydrate(fleet: Fleet, namespace: str, timestamp: str, keys: list[str]) ->
 def _drill(
     fleet: Fleet,
     namespace: str,
+    timestamp: str,
     service: str,
     spec: ServiceSpec,
     entries: list[ArtifactEntry],
     keyring: crypto.Keyring,
     clock: Clock,
+    rng: random.Random,
 ) -> DrillResult:
-    """Restore one service into its kind's scratch target, timed, then run its check."""
+    """Restore one service into its kind's scratch target, timed, then run its check (a
+    pitr service's base backup: to a moment, pitr/drill_moment.py)."""
     rto = fleet.config.policy_of(namespace, service, fleet.settings).rto
-    facts = [entry.source for entry in entries]
+    facts: list[Mapping[str, Any]] = [entry.source for entry in entries]
     work = fleet.settings.backfleet_work_dir
     scratch = Path(tempfile.mkdtemp(prefix="backfleet-restore-test-", dir=work))
     started, seconds, read = clock(), 0.0, 0
     found: dict[str, int] | None = None
     error = None
+    moment, replayed = DrillMoment(), None
 
     def count(size: int) -> None:
         nonlocal read
@@ -237,20 +229,36 @@ def _drill(
         assert target is not None  # restore_test_unavailable said it can be drilled
         with target as restore:
             began = time.monotonic()
+            # A base backup goes into the scratch database through a scratch server.
+            destination = drill_source(
+                restore.target, entries[0], fleet.settings, timeout=max(2 * rto, MIN_TIME_LIMIT)
+            )
+            if entries[0].format == PGBASE:  # to a moment its WAL reaches, fetched first
+                moment = aim_drill(
+                    destination,
+                    fleet,
+                    namespace=namespace,
+                    service=service,
+                    timestamp=timestamp,
+                    rng=rng,
+                    on_read=count,
+                )
             try:
                 restore_artifacts(
                     store=fleet.store,
                     entries=entries,
-                    source=restore.target,
+                    source=destination,
                     keyring=keyring,
                     on_read=count,
                 )
             finally:
                 seconds = time.monotonic() - began
+            facts = checked_facts(destination, facts)
             try:
                 restore.check(facts)
             finally:
                 found = dict(restore.found) or None
+            replayed = replayed_to(destination, moment)  # the recovery reached the moment
     except Exception as exc:
         error = redact(reason_of(exc), fleet.secrets())
     finally:
@@ -266,6 +274,9 @@ def _drill(
         counts_expected=recorded_counts(facts),
         counts_found=found,
         error=error,
+        target_time=moment.target,
+        replayed_to=replayed,
+        target_skipped=moment.skipped,
     )
 
 
@@ -284,64 +295,3 @@ def _clock(now: datetime | None) -> Clock:
         return utcnow
     began = time.monotonic()
     return lambda: now + timedelta(seconds=time.monotonic() - began)
-
-
-# --- recording ---
-
-
-def _record(fleet: Fleet, result: RestoreTestResult) -> None:
-    now = utcnow()
-    with session_scope(fleet.settings.database_url) as session:
-        backup = queries.get_backup(session, namespace=result.namespace, timestamp=result.timestamp)
-        for drill in result.drills:
-            session.add(_run_row(result, drill, backup.id if backup else None, fleet))
-        session.add(
-            Verification(
-                backup_id=backup.id if backup else None,
-                namespace=result.namespace,
-                timestamp=result.timestamp,
-                kind="restore",
-                store="primary",
-                status=result.status,
-                artifacts=len(result.tested),
-                bytes_read=sum(drill.bytes_read for drill in result.drills),
-                error=result.error,
-                checked_at=now,
-            )
-        )
-        if backup is not None and result.status == FAILED:
-            backup.verified, backup.verified_at = FAILED, now
-    failed = [result] if result.status == FAILED else []
-    report_verdict(
-        fleet,
-        namespace=result.namespace,
-        timestamp=result.timestamp,
-        failed=failed,
-        what="test restore",
-        condition_suffix=":restore",
-    )
-
-
-def _run_row(
-    result: RestoreTestResult, drill: DrillResult, backup_id: int | None, fleet: Fleet
-) -> RecoveryRun:
-    spec = fleet.config.services_of(result.namespace)[drill.service]
-    values: dict[str, Any] = {
-        "namespace": result.namespace,
-        "service": drill.service,
-        "trigger": DRILL,
-        "kind": spec.kind,
-        "backup_id": backup_id,
-        "source_namespace": result.namespace,
-        "timestamp": result.timestamp,
-        "status": drill.status,
-        "started_at": drill.started_at,
-        "finished_at": drill.finished_at,
-        "seconds": drill.seconds,
-        "rto_seconds": drill.rto_seconds,
-        "bytes_read": drill.bytes_read,
-        "counts_expected": drill.counts_expected,
-        "counts_found": drill.counts_found,
-        "error": drill.error,
-    }
-    return RecoveryRun(**values)

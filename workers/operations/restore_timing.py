@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 from workers.catalog import queries
 from workers.catalog.db import session_scope
@@ -52,9 +53,14 @@ class RestoreTimer:
 
     @contextmanager
     def service(
-        self, service: str, kind: str, on_read: Callable[[int], None]
+        self,
+        service: str,
+        kind: str,
+        on_read: Callable[[int], None],
+        target_time: datetime | None = None,
     ) -> Iterator[Callable[[int], None]]:
-        """Time the block restoring `service`; it reads through the callback this yields."""
+        """Time the block restoring `service` (a base backup: to `target_time`, if given); it
+        reads through the callback this yields."""
         started, began, read = utcnow(), time.monotonic(), 0
 
         def counted(size: int) -> None:
@@ -87,6 +93,7 @@ class RestoreTimer:
                     rto_seconds=rto,
                     bytes_read=read,
                     error=error,
+                    target_time=target_time,
                 )
             )
 

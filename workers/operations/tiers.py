@@ -17,7 +17,7 @@ it moved there, unless forced (`backfleet retention --force`).
 
 STORAGE_CLASSES is parsed (parse_storage_classes) when the settings are read and checked
 against the configured store's classes (check_classes) when the fleet is built: both
-live in workers/settings.py, below the fleet, and are re-exported here.
+live in workers/settings/, below the fleet, and are re-exported here.
 """
 
 from collections.abc import Collection, Mapping, Sequence
@@ -38,8 +38,9 @@ __all__ = [
 
 # Rules in order, warmest (kept for the shortest time) first (settings.STORAGE_RULES too).
 RULES = tuple(PERIODS)
-# What keeps a backup whatever the counts: such a backup stays where it is.
-HOT_REASONS = frozenset({"newest", "verified"})
+# What keeps a backup whatever the counts: such a backup stays where it is (a base backup
+# kept for a `pitr` service's window too: a restore to a moment starts from it).
+HOT_REASONS = frozenset({"newest", "verified", "pitr window"})
 
 
 def wanted_class(

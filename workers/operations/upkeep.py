@@ -70,10 +70,13 @@ def plan_moves(
     stored: Mapping[str, Sequence[StoredArtifact]],
     *,
     leave: Collection[str] = (),
+    now: datetime | None = None,
 ) -> dict[str, Move]:
     """Each kept backup whose warmest keeping rule wants a colder class than some of its
     artifacts are in (tiers.wanted_class, tiers.is_colder); `leave`: timestamps not to
-    touch (read by a restore)."""
+    touch (read by a restore). An artifact still inside its class's billed minimum at
+    `now` waits: moving it out early is billed as if it had stayed (S3 charges the rest of
+    STANDARD_IA's 30 days, Azure Cool's 30 and Cold's 90), so it moves on a later pass."""
     moves: dict[str, Move] = {}
     if not mapping or not store.storage_classes:
         return moves
@@ -85,6 +88,7 @@ def plan_moves(
             artifact.key
             for artifact in stored.get(stamp, ())
             if tiers.is_colder(wanted, artifact.storage_class, store.storage_classes)
+            and not _billed_minimum_ahead(store, artifact, now)
         )
         if keys:
             rules = [rule for rule in tiers.RULES if rule in keepers]
@@ -96,6 +100,13 @@ def plan_moves(
                 f"({rules[0]}={wanted} in STORAGE_CLASSES)",
             )
     return moves
+
+
+def _billed_minimum_ahead(
+    store: ObjectStore, artifact: StoredArtifact, now: datetime | None
+) -> bool:
+    ends = tiers.deletable_from(artifact.storage_class, artifact.since, store.min_storage_days)
+    return now is not None and ends is not None and ends > now
 
 
 def billed_minimum(

@@ -40,8 +40,9 @@ def check_by_metadata(store: ObjectStore, entry: ArtifactEntry) -> str:
     """Judge an object without reading a byte, from what the store says of it: its size
     must be the manifest's, the SHA-256 its metadata records must be the manifest's, and
     so must a SHA-256 the store computed itself over the whole object (S3 keeps one when
-    the object was written, or moved to its class, with a SHA256 checksum). Returns what
-    was compared; IntegrityError on a difference, NotFoundError if the object is gone.
+    the object was written, or moved to its class, with a SHA256 checksum). At least one
+    SHA-256 must be there: a size alone is no proof. Returns what was compared;
+    IntegrityError on a difference or with no SHA-256, NotFoundError if the object is gone.
 
     This proves the object is there, at its length, unchanged in its metadata, and (with
     the store's own SHA-256) that the bytes the store wrote are the manifest's. It does not
@@ -68,6 +69,15 @@ def check_by_metadata(store: ObjectStore, entry: ArtifactEntry) -> str:
                 f"the manifest says {entry.sha256[:16]}…"
             )
         compared.append("the store's own SHA-256")
+    if len(compared) == 1:
+        # A size alone proves nothing: an object rewritten with other bytes of the same
+        # length (or an old one stored before Backfleet recorded SHA-256s) would pass.
+        raise IntegrityError(
+            f"{entry.key} in {facts.storage_class}: the store keeps no SHA-256 of its bytes "
+            "(neither recorded in its metadata nor computed by the store), so it cannot be "
+            "verified without reading it; a drill or a restore of this backup rehydrates and "
+            "reads it"
+        )
     others = sorted(set(facts.checksums) - {"SHA256"})
     kept = (
         f"; the store also keeps {', '.join(others)} (not recorded by Backfleet)" if others else ""

@@ -108,6 +108,13 @@ class HooksSpec(BaseModel):
         return parse_duration(self.timeout) if self.timeout is not None else default
 
 
+# Password hashes are credentials (an md5 one logs in as is): never stored unencrypted.
+ROLE_PASSWORDS_NEED_ENCRYPTION = (
+    "role_passwords = true needs encrypted backups (BACKUP_ENCRYPTION_KEY): password hashes "
+    "are credentials and are never stored unencrypted"
+)
+
+
 class ServiceSpec(BaseModel):
     """One thing to back up. `url` may hold a password: it is never logged or stored."""
 
@@ -146,6 +153,9 @@ class ServiceSpec(BaseModel):
     # restorable to any moment of the last `pitr_window` (else PITR_WINDOW).
     pitr: bool = False
     pitr_window: str | None = None
+    # kind = "postgres": keep the roles' password hashes with the roles every backup keeps;
+    # only with BACKUP_ENCRYPTION_KEY (workers/sources/postgres_roles.py).
+    role_passwords: bool = False
 
     @field_validator("max_age", "rto", "verify", "test_restore", "pitr_window")
     @classmethod
@@ -260,6 +270,8 @@ class ServiceSpec(BaseModel):
             raise ValueError(
                 f'`pitr` and `pitr_window` are only for kind = "postgres", not {self.kind}'
             )
+        if self.kind != "postgres" and "role_passwords" in self.model_fields_set:
+            raise ValueError(f'`role_passwords` is only for kind = "postgres", not {self.kind}')
         if "pitr_window" in self.model_fields_set and not self.pitr:
             raise ValueError("`pitr_window` needs `pitr = true`")
         if self.schedule is not None:

@@ -37,10 +37,22 @@ class RestoreStream(ReadableStream, Protocol):
 
 @dataclass
 class Dump:
-    """A running dump: read `stream` to the end; `facts` is filled in by then."""
+    """A running dump: read `stream` to the end; `facts` is filled in by then.
+
+    `preamble`: a few bytes the restore needs before the stream (PostgreSQL: the
+    cluster's roles), stored inside the artifact ahead of the data (transfer/preamble.py)
+    and handed back by `preamble_of(stream)` before the restore reads the data.
+    """
 
     stream: ReadableStream
     facts: dict[str, Any] = field(default_factory=dict)
+    preamble: bytes | None = None
+
+
+def preamble_of(stream: object) -> bytes | None:
+    """The preamble stored with the artifact a restore stream reads; None: none was."""
+    value = getattr(stream, "preamble", None)
+    return value if isinstance(value, bytes) else None
 
 
 class Source(Protocol):

@@ -5,8 +5,12 @@ are taken in it and `pg_dump --snapshot` dumps exactly that state, so the
 counts in the manifest are exact. pg_dump's own zlib is 5-7 times slower than
 zstd, so it writes uncompressed and the pipeline compresses.
 
-Restore: psql runs, in ONE transaction, a preamble that drops every user
-schema and large object (so objects created after the backup are gone) and
+Roles: each dump also reads the cluster's roles and memberships (postgres_roles.py) into
+the artifact's preamble; a restore first creates those the target cluster lacks, in the
+same transaction as the data, and leaves existing ones as they are.
+
+Restore: psql runs, in ONE transaction, the missing roles, a script that drops every
+user schema and large object (so objects created after the backup are gone) and
 then pg_restore's --single-transaction script, which pg_restore writes straight
 into psql. The last chunk of the dump is held back from pg_restore until the
 artifact's SHA-256 is verified, so its final COMMIT cannot come earlier: a
@@ -18,6 +22,7 @@ environment or `.pgpass`. The tools get only libpq's PG* variables, PATH,
 HOME, LANG, TZ and the service's `env` names (workers.child_env).
 """
 
+import logging
 import os
 import secrets as secrets_module
 import shutil
@@ -35,6 +40,7 @@ from workers.child_env import libpq_env
 from workers.errors import ConfigError, SourceError
 from workers.redact import redact, strip_connection_strings, url_password_forms
 from workers.services_config import ServiceSpec
+from workers.services_config.spec import ROLE_PASSWORDS_NEED_ENCRYPTION
 from workers.settings import Settings
 from workers.sources.base import (
     CHUNK_SIZE,
@@ -43,8 +49,12 @@ from workers.sources.base import (
     RestoreStream,
     ScratchRestore,
     compare_row_counts,
+    preamble_of,
 )
+from workers.sources.postgres_roles import RolePlan, Roles, plan_roles, read_roles
 from workers.sources.process import PolledPipe, StderrTail, stop, wait_for_exit
+
+log = logging.getLogger(__name__)
 
 _LIST_TABLES = """
 SELECT n.nspname, c.relname
@@ -55,9 +65,12 @@ WHERE c.relkind = 'r'
 ORDER BY 1, 2
 """
 
-_PREAMBLE = """
+_BEGIN = """
 SET client_min_messages = error;
 BEGIN;
+"""
+# After the roles (which the dump's ownerships and grants name), before the data.
+_CLEAR = """
 DO $backfleet$
 DECLARE schema_name text;
 BEGIN
@@ -97,7 +110,13 @@ class PostgresSource(OneStream):
         password_env: str | None = None,
         env: Sequence[str] = (),
         secrets: Sequence[str] = (),
+        role_passwords: bool = False,
+        encrypted: bool = False,
+        create_roles: bool = True,
     ) -> None:
+        """`role_passwords`: keep the roles' password hashes too, which only an encrypted
+        backup (`encrypted`: BACKUP_ENCRYPTION_KEY is set) may hold. `create_roles`: a
+        restore creates the backup's roles the cluster lacks (not into a drill's scratch)."""
         try:
             params = conninfo_to_dict(url)
         except psycopg.Error:  # libpq's message quotes the URL: say why without it
@@ -112,6 +131,13 @@ class PostgresSource(OneStream):
         self.database = str(params.get("dbname", ""))
         self._env_names = tuple(env)
         self._secrets = [*secrets, *url_password_forms(url)]  # masked in every message
+        self._role_passwords, self._encrypted = role_passwords, encrypted
+        self._create_roles = create_roles
+
+    @property
+    def keeps_role_passwords(self) -> bool:
+        """Are the roles' password hashes kept with its backups (`role_passwords`)?"""
+        return self._role_passwords
 
     # --- connection details, kept off every command line ---
     def _conninfo(self) -> str:
@@ -126,7 +152,14 @@ class PostgresSource(OneStream):
         cls, spec: ServiceSpec, settings: Settings, secrets: Sequence[str]
     ) -> "PostgresSource":
         assert spec.url is not None
-        return cls(spec.url, password_env=spec.password_env, env=spec.env or (), secrets=secrets)
+        return cls(
+            spec.url,
+            password_env=spec.password_env,
+            env=spec.env or (),
+            secrets=secrets,
+            role_passwords=spec.role_passwords,
+            encrypted=settings.backup_encryption_key is not None,
+        )
 
     @classmethod
     def probe(cls, spec: ServiceSpec) -> str:
@@ -137,7 +170,10 @@ class PostgresSource(OneStream):
         source = cls(spec.url, password_env=spec.password_env, env=spec.env or ())
         with source.connect() as conn:
             row = conn.execute("SHOW server_version").fetchone()
-        return f"PostgreSQL {row[0] if row else '?'} reachable"
+            if spec.role_passwords:
+                read_roles(conn, passwords=True)  # SourceError: pg_authid is not readable
+        said = "; role passwords readable" if spec.role_passwords else ""
+        return f"PostgreSQL {row[0] if row else '?'} reachable{said}"
 
     @classmethod
     def restore_test_unavailable(cls, spec: ServiceSpec) -> str | None:
@@ -159,15 +195,20 @@ class PostgresSource(OneStream):
             admin.autocommit = True
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         try:
+            # Roles are cluster-wide: a drill never creates one on the service's own server
+            # (a role dropped since the backup stays dropped; the drill says what it lacks).
             target = cls(
-                make_conninfo(**params), password_env=spec.password_env, env=spec.env or ()
+                make_conninfo(**params),
+                password_env=spec.password_env,
+                env=spec.env or (),
+                create_roles=False,
             )
 
             found: dict[str, int] = {}
 
             def check(facts: Sequence[Mapping[str, Any]]) -> None:
                 with target.connect() as conn:
-                    found.update(_row_counts(conn))
+                    found.update(row_counts(conn))
                 compare_row_counts(facts[0], found)
 
             yield ScratchRestore(target, check, found)
@@ -176,6 +217,11 @@ class PostgresSource(OneStream):
                 admin.autocommit = True
                 drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
                 admin.execute(drop.format(sql.Identifier(name)))
+
+    def connection_user(self) -> str | None:
+        """The role the URL names (None: libpq's default, the OS user or PGUSER)."""
+        user = self._params.get("user")
+        return str(user) if user else None
 
     def connect(self) -> psycopg.Connection[Any]:
         """A connection to the database (for checks); SourceError if it cannot be had."""
@@ -199,6 +245,8 @@ class PostgresSource(OneStream):
     # --- dump ---
     @contextmanager
     def dump(self) -> Iterator[Dump]:
+        if self._role_passwords and not self._encrypted:
+            raise ConfigError(ROLE_PASSWORDS_NEED_ENCRYPTION)
         with self._connect() as conn:
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
@@ -207,14 +255,20 @@ class PostgresSource(OneStream):
                 "kind": self.kind,
                 "database": self.database,
                 "server_version": _scalar(conn, "SHOW server_version"),
-                "row_counts": _row_counts(conn),
+                "row_counts": row_counts(conn),
             }
+            # The cluster's roles, in the same snapshot; counts in the manifest, the rest
+            # inside the artifact (compressed and encrypted with the data).
+            roles = read_roles(conn, passwords=self._role_passwords)
+            facts["roles"] = roles.facts()
             command = ["pg_dump", "-Fc", "-Z0", f"--snapshot={snapshot}", "-d", self._conninfo()]
             process = _spawn(command, env=self._env(), stdout=subprocess.PIPE)
             errors = StderrTail(process.stderr)
             assert process.stdout is not None
             try:
-                yield Dump(stream=PolledPipe(process.stdout), facts=facts)
+                yield Dump(
+                    stream=PolledPipe(process.stdout), facts=facts, preamble=roles.to_bytes()
+                )
             except BaseException:
                 stop(process)
                 raise
@@ -229,6 +283,7 @@ class PostgresSource(OneStream):
     def restore(self, stream: RestoreStream) -> None:
         with self._connect() as conn:
             version = int(_scalar(conn, "SHOW server_version_num"))
+            plan = self._plan_roles(conn, stream)
         public = _PUBLIC_SCHEMA_15 if version >= 150000 else _PUBLIC_SCHEMA_OLD
         psql = _spawn(
             ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self._conninfo()],
@@ -239,7 +294,7 @@ class PostgresSource(OneStream):
         psql_errors = StderrTail(psql.stderr)
         assert psql.stdin is not None
         try:
-            psql.stdin.write((_PREAMBLE + public).encode())
+            psql.stdin.write((_BEGIN + plan.script() + _CLEAR + public).encode())
             psql.stdin.flush()
             # pg_restore writes its script straight into psql: no copy through Python.
             self._run_pg_restore(stream, psql.stdin)
@@ -252,6 +307,26 @@ class PostgresSource(OneStream):
         except BaseException:
             stop(psql)  # psql dies without COMMIT: the server rolls everything back
             raise
+
+    def _plan_roles(self, conn: psycopg.Connection[Any], stream: RestoreStream) -> RolePlan:
+        """The roles the target cluster lacks, to create before the data (none for a
+        backup taken before roles were kept: it restores as it always did)."""
+        preamble = preamble_of(stream)
+        if preamble is None or not self._create_roles:
+            return RolePlan((), (), ())
+        roles = Roles.from_bytes(preamble)
+        self._secrets.extend(roles.secrets())  # psql may echo a statement in its error
+        try:
+            plan = plan_roles(conn, roles)
+        except SourceError as exc:
+            raise SourceError(self._clean(exc)) from None
+        if plan.created:
+            log.info(
+                "%s: creating the roles the cluster lacks, in the restore's transaction: %s",
+                self._describe(),
+                ", ".join(plan.created),
+            )
+        return plan
 
     def _run_pg_restore(self, stream: RestoreStream, psql_in: IO[bytes]) -> None:
         pg_restore = _spawn(
@@ -273,7 +348,10 @@ class PostgresSource(OneStream):
             stop(pg_restore)
             raise
         if wait_for_exit(pg_restore) != 0:
-            raise SourceError(f"pg_restore failed: {restore_errors.text(self._clean)}")
+            if complaint := restore_errors.text(self._clean):
+                raise SourceError(f"pg_restore failed: {complaint}")
+            # Silent (SIGPIPE): psql stopped reading, and its complaint is the one to tell.
+            raise BrokenPipeError
 
 
 def _feed_verified(stream: RestoreStream, restore_in: IO[bytes]) -> None:
@@ -308,7 +386,8 @@ def _scalar(conn: psycopg.Connection[Any], query: str) -> str:
     return str(row[0])
 
 
-def _row_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
+def row_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """Rows per user table, `schema.table`: what a drill compares."""
     counts: dict[str, int] = {}
     for schema, table in conn.execute(_LIST_TABLES).fetchall():  # type: ignore[arg-type]
         query = sql.SQL("SELECT count(*) FROM {}.{}").format(

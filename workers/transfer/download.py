@@ -20,6 +20,7 @@ from workers.sources.channel import ChunkChannel
 from workers.stores.base import ObjectStore
 from workers.transfer import crypto
 from workers.transfer.parts import ProgressCallback
+from workers.transfer.preamble import split_preamble
 
 # Decoded chunks a restore holds ready for its source (each at most CHUNK_SIZE).
 READ_AHEAD_CHUNKS = 4
@@ -85,8 +86,14 @@ class _DecodingReader:
                 raise IntegrityError(f"{entry.key} is encrypted but no key was given")
             self.decrypting = crypto.DecryptingReader(upstream, [identity])
             upstream = self.decrypting
+        self.preamble: bytes | None = None
         self.decoded: Any = upstream
         if entry.compression == "zstd":
+            try:  # the source's preamble, if one was stored (transfer/preamble.py)
+                self.preamble, upstream = split_preamble(upstream, entry.key)
+            except BaseException:
+                self.close()
+                raise
             self.decoded = zstandard.ZstdDecompressor().stream_reader(
                 upstream, read_size=CHUNK_SIZE, read_across_frames=True, closefd=False
             )
@@ -114,6 +121,9 @@ class VerifyingReader:
     sources let propagate before they commit anything to the target. The
     decoding (download, SHA-256, decryption, zstd) runs on its own thread a few
     chunks ahead, so it overlaps with the source writing the restored bytes.
+
+    `preamble`: what the source stored ahead of its data (sources.base.preamble_of),
+    read when the stream opens; like every byte, it is verified only by `verify()`.
     """
 
     def __init__(
@@ -124,6 +134,7 @@ class VerifyingReader:
         on_read: ProgressCallback | None = None,
     ) -> None:
         self._decoding = _DecodingReader(raw, entry, identity, on_read)
+        self.preamble = self._decoding.preamble
         self._channel = ChunkChannel(depth=READ_AHEAD_CHUNKS)
         self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._decode, name="restore-decode", daemon=True)

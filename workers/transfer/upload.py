@@ -33,6 +33,7 @@ from workers.transfer.parts import (
     StopCheck,
     TransferOptions,
 )
+from workers.transfer.preamble import frame
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,16 @@ class _CompressingReader:
     of the compression time, for 0.1% more bytes.
     """
 
-    def __init__(self, raw: ReadableStream, level: int, on_progress: ProgressCallback | None):
+    def __init__(
+        self,
+        raw: ReadableStream,
+        level: int,
+        on_progress: ProgressCallback | None,
+        preamble: bytes | None = None,
+    ):
         self.raw, self.on_progress = raw, on_progress
+        # The source's preamble goes first, as a skippable frame (transfer/preamble.py).
+        self.pending = frame(preamble) if preamble is not None else b""
         self.compressor = zstandard.ZstdCompressor(level=level)
         self.gathered = bytearray()  # source bytes short of a frame
         self.buffer = bytearray()
@@ -103,6 +112,9 @@ class _CompressingReader:
 
     def _next_frames(self) -> bytes:
         """The next frame once a frame's worth of source is in; b"" before; the rest at the end."""
+        if self.pending:
+            pending, self.pending = self.pending, b""
+            return pending
         chunk = self.raw.read(FRAME_SIZE)
         if not chunk:
             self.eof = True
@@ -202,7 +214,9 @@ def _upload(
     )
     try:
         with open_dump() as dump:
-            reader = _CompressingReader(dump.stream, options.compression_level, hooks.on_progress)
+            reader = _CompressingReader(
+                dump.stream, options.compression_level, hooks.on_progress, dump.preamble
+            )
             if options.identity is not None:
                 crypto.encrypt(reader, sink, options.identity)  # type: ignore[arg-type]
             else:

@@ -77,7 +77,7 @@ BYTE_UNITS = (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024))
 
 
 def settings_page() -> str:
-    lines = [INTRO.format(note=GENERATED_NOTE.format(source="workers/settings.py"))]
+    lines = [INTRO.format(note=GENERATED_NOTE.format(source="workers/settings/"))]
     rows = [
         (
             cell(variables_of(name, field)),

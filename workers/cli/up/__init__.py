@@ -2,7 +2,8 @@
 
 It prepares ./var (API key, demo services, catalog, local store), starts a
 private Redis unless BROKER_URL/REDIS_URL is set, migrates the catalog, then
-runs the API, a worker, beat and Flower, all on 127.0.0.1. Ctrl-C or SIGTERM
+runs the API, a worker, beat, Flower and the WAL streamers (`backfleet wal`), all on
+127.0.0.1. Ctrl-C or SIGTERM
 stops every child (Redis last); if any child dies, the rest are stopped too.
 
 This module is the supervisor; var_dir.py keeps ./var and its keys, demo.py the demo
@@ -88,7 +89,7 @@ def run_up(var_dir: Path = Path("var")) -> int:
             redis_process, env["BROKER_URL"] = start_embedded_redis(var_dir / "redis")
             print(f"backfleet up: embedded Redis at {env['BROKER_URL']}", flush=True)
         generated = [n for n in ("BACKUP_SIGNING_KEY",) if n in env and n not in os.environ]
-        write_fleet_env(var_dir, env, generated)
+        write_fleet_env(var_dir, env, generated, up_pid=os.getpid())
 
         migrate = ChildSpec("migrate", [sys.executable, "-m", "workers.cli", "migrate"])
         code = run_to_end(migrate, env, stop, MIGRATE_TIMEOUT_SECONDS)

@@ -86,6 +86,8 @@ def child_specs(env: Mapping[str, str], var_dir: Path) -> list[ChildSpec]:
             "flower",
             [*celery, "flower", "--address=127.0.0.1", f"--port={flower_port}"],
         ),
+        # The WAL streamers of `pitr` services (idle without one).
+        ChildSpec("wal", [python, "-m", "workers.cli", "wal"]),
     ]
 
 

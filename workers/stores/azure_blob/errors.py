@@ -19,6 +19,7 @@ from workers.errors import (
     NotFoundError,
     PermanentError,
     TransientError,
+    UnreachableError,
 )
 from workers.redact import redact
 from workers.stores.azure_blob.config import AzureConfig
@@ -67,7 +68,9 @@ def azure_error(exc: BaseException, *, what: str, config: AzureConfig) -> Backfl
         if isinstance(exc, ResourceModifiedError) or status == 412:
             return PermanentError(f"{what}: the blob changed meanwhile ({code})")
         return PermanentError(detail)
-    if isinstance(exc, ServiceRequestError | ServiceResponseError | OSError):
+    if isinstance(exc, ServiceRequestError):  # no request was sent: the service is unreachable
+        return UnreachableError(f"{what}: {type(exc).__name__}: {_cause(exc, config)}")
+    if isinstance(exc, ServiceResponseError | OSError):
         return TransientError(f"{what}: {type(exc).__name__}: {_cause(exc, config)}")
     if isinstance(exc, AzureError):
         return PermanentError(f"{what}: {type(exc).__name__}: {_cause(exc, config)}")

@@ -17,7 +17,7 @@ from typing import BinaryIO, ClassVar
 from azure.core import MatchConditions
 from azure.core.exceptions import ServiceRequestError
 
-from workers.errors import ConfigError, NotFoundError, PermanentError
+from workers.errors import ConfigError, NotFoundError, PermanentError, UnreachableError
 from workers.redact import redact
 from workers.retry import RetryPolicy
 from workers.settings import Settings
@@ -160,7 +160,7 @@ class AzureBlobStore(AzureTiers):
                 if self.config.connection_string
                 else f"{self.config.service_url} (AZURE_STORAGE_ACCOUNT_SERVICE_URL)"
             )
-            raise ConfigError(
+            raise UnreachableError(
                 f"{what}: cannot connect to {redact(where, self.config.secrets)}"
             ) from None
         except Exception as exc:

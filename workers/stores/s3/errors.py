@@ -13,6 +13,7 @@ from workers.errors import (
     NotFoundError,
     PermanentError,
     TransientError,
+    UnreachableError,
 )
 from workers.redact import redact
 from workers.stores.s3.config import S3Config
@@ -48,9 +49,10 @@ def s3_error(exc: BaseException, *, what: str, config: S3Config) -> BackfleetErr
         return ConfigError(f"{what}: no usable AWS credentials; set {config.credentials_hint}")
     if isinstance(exc, boto_errors.MissingDependencyException):
         return ConfigError(f"{what}: AWS_S3_CHECKSUM_ALGORITHM needs botocore[crt]")
-    if isinstance(exc, boto_errors.EndpointConnectionError):
+    if isinstance(exc, boto_errors.EndpointConnectionError | boto_errors.ConnectTimeoutError):
+        # Unreachable (a TransientError, so retried alike): the command line's exit 3.
         where = config.endpoint_url or f"S3 in {config.region}"
-        return TransientError(
+        return UnreachableError(
             f"{what}: cannot connect to {redact(where, config.secrets)} "
             "(AWS_S3_ENDPOINT_URL, AWS_S3_REGION)"
         )

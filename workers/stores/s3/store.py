@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, BinaryIO, ClassVar
 
-from workers.errors import ConfigError, NotFoundError, PermanentError
+from workers.errors import ConfigError, NotFoundError, PermanentError, UnreachableError
 from workers.redact import redact
 from workers.retry import RetryPolicy
 from workers.settings import Settings
@@ -175,7 +175,7 @@ class S3Store(S3Tiers):
             where = redact(
                 self.config.endpoint_url or f"S3 in {self.config.region}", self.config.secrets
             )
-            raise ConfigError(
+            raise UnreachableError(
                 f"{what}: cannot connect to {where} (AWS_S3_ENDPOINT_URL, AWS_S3_REGION)"
             ) from None
         except Exception as exc:

@@ -94,7 +94,10 @@ class S3Tiers(S3Multipart):
         head = self._must_head(key)
         current = class_in(head)
         if current == storage_class:
-            return  # moved already (a pass that died before recording it)
+            # Moved already: by a pass that died before recording it, or whose re-lock
+            # failed after the copy (then the lock is given back now, or never would be).
+            self._relock_after_a_move(key, head)
+            return
         if current in self.archive_classes:
             raise PermanentError(
                 f"{self._where(key)} is in {current}: S3 copies an archived object only "
@@ -134,6 +137,40 @@ class S3Tiers(S3Multipart):
                     Bucket=self.config.bucket, Key=key, LegalHold={"Status": "ON"}, **target
                 ),
             )
+
+    def _relock_after_a_move(self, key: str, head: dict[str, Any]) -> None:
+        """Give the current version the lock of the newest locked version it replaced, when
+        it has none itself: a move whose PutObjectRetention failed after the copy left it
+        unlocked (the old version stays locked, but a restore reads the current one)."""
+        now = self._clock()
+        version = str(head.get("VersionId") or "")
+        if lock_in_force(head, now) or not version or version == "null":
+            return
+        client = self._client()
+        listed = self._call(
+            f"versions of {self._where(key)}",
+            lambda: client.list_object_versions(Bucket=self.config.bucket, Prefix=key),
+        )
+        older = sorted(
+            (v for v in listed.get("Versions", []) if v["Key"] == key and not v["IsLatest"]),
+            key=lambda v: v["LastModified"],
+            reverse=True,
+        )
+        for entry in older:
+            replaced = self._head_version(key, str(entry["VersionId"]))
+            if lock_in_force(replaced, now):
+                log.warning("%s: its lock was lost in a move; given back", self._where(key))
+                self._keep_lock(key, replaced, version)
+                return
+
+    def _head_version(self, key: str, version: str) -> dict[str, Any]:
+        client = self._client()
+        return dict(
+            self._call(
+                f"check of {self._where(key)}",
+                lambda: client.head_object(Bucket=self.config.bucket, Key=key, VersionId=version),
+            )
+        )
 
     def _retain(self, key: str, version: str | None, mode: str, until: datetime) -> None:
         """PutObjectRetention to `until`, unless the version is locked that long already."""
