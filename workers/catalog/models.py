@@ -20,8 +20,13 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-PENDING, RUNNING, SUCCESS, FAILED = "Pending", "Running", "Success", "Failed"
-ACTIVE_STATUSES = (PENDING, RUNNING)
+# Re-exported: callers import the statuses with the models.
+from workers.catalog.statuses import ACTIVE_STATUSES as ACTIVE_STATUSES
+from workers.catalog.statuses import FAILED as FAILED
+from workers.catalog.statuses import PENDING as PENDING
+from workers.catalog.statuses import RUNNING as RUNNING
+from workers.catalog.statuses import SUCCESS as SUCCESS
+
 ACTIVE_WHERE = text("status IN ('Pending', 'Running')")
 
 
