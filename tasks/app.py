@@ -8,15 +8,29 @@ anything: SDK clients and DB engines are made after fork.
 import logging
 
 from celery import Celery
-from celery.signals import task_postrun, worker_init, worker_process_init, worker_ready
-from kombu.entity import Exchange, Queue
+from celery.signals import (
+    before_task_publish,
+    task_postrun,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+)
 
+from tasks.broker import (
+    CONNECT_TIMEOUT,
+    EVENT_EXCHANGE,
+    FAST_FAIL_RETRIES,
+    PERSISTENT,
+    task_queue,
+    transport_options,
+    visibility_timeout,
+)
 from tasks.memory import (
     freeze_long_lived_objects,
     limit_heap_fragmentation,
     release_free_heap,
 )
-from tasks.task_labels import task_label as _labels_every_task  # noqa: F401 (connects)
+from tasks.task_labels import label_for_flower
 from tasks.time_limits import use_enforcing_pool
 from workers.catalog.db import dispose_engines
 from workers.fleet import warm_up
@@ -29,16 +43,8 @@ from workers.settings import get_settings
 log = logging.getLogger(__name__)
 TASK_ROUTES = {task: {"queue": queue} for task, queue in TASK_QUEUES.items()}
 
-FAST_FAIL_RETRIES = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
-
 settings = get_settings()
-VISIBILITY = settings.celery_visibility_timeout
-# How often a worker hands back messages whose worker died (kombu >= 5.6 sweeps
-# every interval x throttle seconds); a fraction of the visibility timeout.
-UNACKED_SWEEP = {
-    "unacked_restore_interval": max(1, min(10, VISIBILITY // 10)),
-    "unacked_restore_throttle": max(1, min(10, VISIBILITY // 100)),
-}
+VISIBILITY = visibility_timeout(settings)
 app = Celery(
     "backfleet",
     broker=settings.broker_url,
@@ -55,10 +61,7 @@ app = Celery(
     ],
 )
 app.conf.update(
-    # Each queue its own exchange and routing key: a bare Queue(name) would be
-    # bound to the default exchange with the default key, and every message
-    # would then be delivered to all five queues.
-    task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
+    task_queues=[task_queue(name) for name in QUEUES],  # tasks/broker.py says why
     task_default_exchange="backup",
     task_default_routing_key="backup",
     task_default_queue="backup",
@@ -75,9 +78,8 @@ app.conf.update(
     # task finishes and acknowledges after the reconnect; a copy delivered
     # meanwhile waits on the namespace lock, then finds the backup done.
     worker_cancel_long_running_tasks_on_connection_loss=False,
-    # Redis redelivers an unacknowledged message after the visibility timeout:
-    # it must outlast the longest backup (settings check BACKUP_TIME_LIMIT < it),
-    # and Celery reads it from each of these places.
+    # Redis redelivers an unacknowledged message after the visibility timeout
+    # (tasks/broker.py), and Celery reads it from each of these places.
     visibility_timeout=VISIBILITY,
     task_soft_time_limit=settings.backup_soft_time_limit,
     task_time_limit=settings.backup_time_limit,
@@ -93,13 +95,12 @@ app.conf.update(
     timezone="UTC",
     enable_utc=True,
     broker_connection_retry_on_startup=True,
-    # An unreachable broker fails a request within seconds (the API answers 503)
-    # instead of hanging it; workers keep reconnecting on their own.
-    broker_transport_options={
-        "socket_connect_timeout": 5,
-        "visibility_timeout": VISIBILITY,
-        **UNACKED_SWEEP,
-    },
+    # What the CLI's sender (tasks/messages.py) sends with too: written out, though
+    # some are Celery's defaults, so that the two cannot drift apart.
+    broker_transport_options=transport_options(settings),
+    broker_connection_timeout=CONNECT_TIMEOUT,
+    task_default_delivery_mode=PERSISTENT,
+    event_exchange=EVENT_EXCHANGE,
     redis_socket_connect_timeout=5,
     task_publish_retry_policy=FAST_FAIL_RETRIES,
     # Workers use this policy too: a result that cannot be stored is only a
@@ -118,6 +119,10 @@ app.conf.update(
     redbeat_redis_options={"socket_connect_timeout": 5, "socket_timeout": 10},
     beat_max_loop_interval=max(1, settings.beat_lock_timeout // 3),
 )
+
+
+# Every task message is labelled as it is published (tasks/task_labels.py).
+before_task_publish.connect(label_for_flower, weak=False)
 
 
 @worker_init.connect  # sent after the worker has imported the `include` modules above

@@ -6,13 +6,15 @@ from a short list of known, harmless keyword arguments, so an operator can
 search Flower for a namespace or a backup timestamp, and whatever else a task
 may one day take never shows. A job that has no backup timestamp yet (a
 scheduled backup takes its own when it starts) shows when it was sent.
+
+Celery calls `label_for_flower` as its before_task_publish signal (tasks/app.py connects
+it); the CLI's sender, which publishes without Celery (tasks/messages.py), calls it too.
+No Celery import here, so that sender does not load Celery for it.
 """
 
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
-
-from celery.signals import before_task_publish
 
 from workers.redact import redact
 from workers.timestamps import format_timestamp, utcnow
@@ -31,13 +33,10 @@ def task_label(kwargs: Mapping[str, Any], *, sent_at: datetime) -> str:
     return redact(repr(shown))
 
 
-def _label_for_flower(body: Any = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
+def label_for_flower(body: Any = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
     """Rewrite the message's argsrepr/kwargsrepr in place (Celery's task protocol 2)."""
     if headers is None or "task" not in headers:
         return
     kwargs = body[1] if isinstance(body, tuple | list) and len(body) >= 2 else {}
     headers["argsrepr"] = "()"
     headers["kwargsrepr"] = task_label(kwargs if isinstance(kwargs, dict) else {}, sent_at=utcnow())
-
-
-before_task_publish.connect(_label_for_flower, weak=False)

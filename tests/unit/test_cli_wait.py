@@ -75,3 +75,23 @@ def test_wait_for_task_says_whether_the_task_ended(
     assert tasks.enqueue.wait_for_task("task-1", 0.2) is ended
     # A backend that cannot answer costs the caller its timeout, not a busy loop.
     assert (time.monotonic() - started >= 0.2) is sleeps
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_without_a_terminal_the_wait_prints_what_rich_s_bar_printed(
+    quiet: bool, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`backup --wait` loads rich only to draw on a terminal; elsewhere its stand-in prints
+    what rich's transient bar prints there (an empty line at its end, nothing for --json)."""
+    for name in progress.RICH_TERMINAL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert not progress.draws_a_bar(quiet)  # captured: stdout is no terminal
+    shown = []
+    for bar in (progress._bar(quiet), progress._NoBar(quiet)):
+        with bar as drawn:
+            task = drawn.add_task("backup x", total=None)
+            drawn.update(task, completed=5, total=None, description="backup x Running")
+        shown.append(capsys.readouterr().out)
+    assert shown[0] == shown[1] == ("" if quiet else "\n")
+    monkeypatch.setenv("TTY_INTERACTIVE", "1")  # then rich decides
+    assert progress.draws_a_bar(False) and not progress.draws_a_bar(True)

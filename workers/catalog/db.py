@@ -1,6 +1,5 @@
 """Engine and sessions. The engine is made on first use in each process (after fork)."""
 
-import json
 import logging
 import os
 import time
@@ -16,12 +15,19 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session as Session  # re-exported: callers type their sessions
 from sqlalchemy.orm import sessionmaker
 
+from workers.catalog.drivers import (
+    CONNECT_TIMEOUT_SECONDS,
+    SQLITE_TIMEOUT_SECONDS,
+    create_private_sqlite,
+    sqlite_pragmas,
+)
+from workers.catalog.drivers import compact_json as compact_json  # re-exported: JSON columns
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _engines: dict[tuple[int, str], Engine] = {}
 # What a catalog that is down or restarting raises (SQLite's "locked" too).
 CATALOG_OUTAGE = (OperationalError, InterfaceError)
-CONNECT_TIMEOUT_SECONDS = 10
 
 
 def normalize_url(url: str) -> str:
@@ -37,34 +43,8 @@ def database_file(url: str) -> str | None:
     return make_url(normalize_url(url)).database
 
 
-def compact_json(value: object) -> str:
-    """JSON columns are stored without spaces (user-event lines are built from them in SQL)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
-    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
-    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the worker's writes
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def _create_private(database: Path) -> None:
-    """A new SQLite catalog (and a new folder for it) readable by this user only.
-
-    SQLite gives its -wal and -shm files the database file's mode.
-    """
-    if database.exists():
-        return
-    if not database.parent.is_dir():
-        database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    except FileExistsError:  # another process made it first
-        return
-    os.fchmod(fd, 0o600)
-    os.close(fd)
+    sqlite_pragmas(dbapi_connection)
 
 
 def make_engine(url: str) -> Engine:
@@ -72,8 +52,10 @@ def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            _create_private(Path(parsed.database))
-        engine = create_engine(url, connect_args={"timeout": 30}, json_serializer=compact_json)
+            create_private_sqlite(Path(parsed.database))
+        engine = create_engine(
+            url, connect_args={"timeout": SQLITE_TIMEOUT_SECONDS}, json_serializer=compact_json
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # A bounded connect, so /readyz and requests fail fast when the catalog is down.

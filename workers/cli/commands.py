@@ -156,37 +156,44 @@ def backup(
     namespace: str | None, only_config: bool, wait: bool, dry_run: bool, as_json: bool
 ) -> None:
     """Request an on-demand backup."""
-    from tasks.enqueue import celery_enqueue
+    # Neither SQLAlchemy nor Celery's app: the row is written through the catalog's driver
+    # and the task sent with kombu (~0.5 CPU-s less before the worker can start, and
+    # beside it on the same cores while it works).
+    from tasks.messages import send_task
+    from workers.catalog.direct import DirectCatalog
+    from workers.catalog.direct_rows import DirectRows
     from workers.fleet import current_fleet
-    from workers.operations.jobs import request_backup
+    from workers.operations.pending import request_backup
 
     fleet = current_fleet()
     namespace = namespace or fleet.config.default_namespace
     if dry_run:
         _dry_run(namespace, only_config, as_json)
         return
+    rows = DirectRows(DirectCatalog(fleet.settings.database_url))
     row = request_backup(
         fleet,
+        rows,
         namespace=namespace,
         only_config=only_config,
         trigger="cli",
         requested_by="cli",
-        enqueue=celery_enqueue,
+        enqueue=send_task,
     )
     if not as_json:
         click.echo(f"backup {row.timestamp} of namespace {namespace} requested")
     status, error = "Pending", None
     if wait:
         # Imported once the task is queued: the worker starts meanwhile.
-        from tasks.enqueue import queue_consumers, wait_for_task
+        from tasks.enqueue import queue_consumers
+        from tasks.results import TaskEnd
         from workers.cli.progress import wait_for_backup
 
-        url = fleet.settings.database_url
         status, error = wait_for_backup(
-            url,
+            rows,
             namespace,
             row.timestamp,
-            waiter=wait_for_task,
+            waiter=TaskEnd(fleet.settings.results_url),
             consumers=queue_consumers,
             quiet=as_json,
         )

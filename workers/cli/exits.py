@@ -59,19 +59,16 @@ def outage_of(exc: Exception) -> BackfleetError | None:
     from workers.settings import get_settings
 
     settings = get_settings()
-    if _raised_by(
-        exc, "sqlalchemy.exc", ("OperationalError", "InterfaceError", "ProgrammingError")
-    ):
+    kind = _catalog_error(exc)
+    if kind is not None:
         where = f"the catalog at {redact(settings.database_url)} (DATABASE_URL)"
         text = str(exc).lower()
         for clue, fix in _CATALOG_MISCONFIGURED.items():
             if clue in text:
                 return ConfigError(f"{where}: {fix}")
-        if _raised_by(exc, "sqlalchemy.exc", ("ProgrammingError",)):
+        if kind == "ProgrammingError":
             return None  # a query the schema does not fit: a bug, let it show
-        return UnreachableError(
-            f"cannot reach {where}: {type(exc).__name__}; start it or fix DATABASE_URL"
-        )
+        return UnreachableError(f"cannot reach {where}: {kind}; start it or fix DATABASE_URL")
     what, url, setting = _redis_named_by(exc, settings)
     if _raised_by(
         exc, "redis.exceptions", ("AuthenticationError", "AuthenticationWrongNumberOfArgsError")
@@ -109,6 +106,17 @@ def _address_of(url: str) -> str:
     if parts.scheme in ("unix", "redis+socket"):
         return parts.path
     return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+
+
+def _catalog_error(exc: Exception) -> str | None:
+    """The kind of a catalog error: SQLAlchemy's (the ORM's sessions), or the driver's as
+    SQLAlchemy would name it (catalog/direct.py, which `backfleet backup` writes with)."""
+    wrapped = ("OperationalError", "InterfaceError", "ProgrammingError")
+    if _raised_by(exc, "sqlalchemy.exc", wrapped):
+        return type(exc).__name__
+    if _raised_by(exc, "workers.catalog.direct", ("CatalogDriverError",)):
+        return str(getattr(exc, "kind", "OperationalError"))
+    return None
 
 
 def _raised_by(exc: Exception, module: str, names: tuple[str, ...]) -> bool:

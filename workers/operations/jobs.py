@@ -8,34 +8,27 @@ request that was never queued is not a failed backup.
 """
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from workers.audit import scope as audit_scope
 from workers.catalog import queries
 from workers.catalog.db import session_scope
+from workers.catalog.direct_rows import PendingBackup, restore_in_the_way
 from workers.catalog.models import PENDING, SUCCESS, Backup, Restore
-from workers.errors import (
-    ConflictError,
-    ForbiddenError,
-    InvalidRequestError,
-    UnreachableError,
-    reason_of,
-)
+from workers.errors import ConflictError, ForbiddenError, InvalidRequestError
 from workers.fleet import Fleet
+from workers.operations import pending
 from workers.operations.overrides import override_note
+from workers.operations.pending import Enqueue as Enqueue  # re-exported: callers type with it
+from workers.operations.pending import broker_refused
 from workers.pitr.to_time import choose_backup
-from workers.queues import RUN_BACKUP, RUN_RESTORE, queue_of
-from workers.redact import redact
+from workers.queues import RUN_RESTORE, queue_of
 from workers.repository.authenticity import load_manifest
 from workers.repository.manifest import Manifest
 
 log = logging.getLogger(__name__)
-
-# (task name, kwargs, queue) -> task id; tasks.enqueue.celery_enqueue sends through Celery
-# (the library stays below tasks/, so its callers hand it in).
-Enqueue = Callable[[str, dict[str, object], str], str]
 
 
 def request_backup(
@@ -47,39 +40,59 @@ def request_backup(
     requested_by: str | None = None,
     customer: str | None = None,
     enqueue: Enqueue,
-) -> Backup:
-    """Record a Pending backup and enqueue it; ConflictError if one is already active."""
-    services = fleet.config.services_for_backup(namespace, only_config=only_config)
-    url = fleet.settings.database_url
-    with session_scope(url) as session:
-        if restoring := queries.active_restore(session, namespace=namespace):
-            raise ConflictError(
-                f"a restore of {restoring.timestamp} into namespace {namespace} is "
-                f"{restoring.status}",
-                timestamp=restoring.timestamp,
+) -> PendingBackup:
+    """Record a Pending backup and enqueue it (operations/pending.py), through SQLAlchemy's
+    sessions; ConflictError if one is already active."""
+    return pending.request_backup(
+        fleet,
+        SessionRows(fleet.settings.database_url),
+        namespace=namespace,
+        only_config=only_config,
+        trigger=trigger,
+        requested_by=requested_by,
+        customer=customer,
+        enqueue=enqueue,
+    )
+
+
+class SessionRows:
+    """A backup request's rows (pending.BackupRows) through the catalog's sessions."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def create_backup(
+        self,
+        *,
+        namespace: str,
+        services: list[str],
+        only_config: bool,
+        trigger: str,
+        requested_by: str | None,
+        requested_customer: str | None,
+    ) -> PendingBackup:
+        with session_scope(self.url) as session:
+            if restoring := queries.active_restore(session, namespace=namespace):
+                raise restore_in_the_way(namespace, restoring.timestamp, restoring.status)
+            backup = queries.create_backup(
+                session,
+                namespace=namespace,
+                services=services,
+                only_config=only_config,
+                trigger=trigger,
+                requested_by=requested_by,
+                requested_customer=requested_customer,
             )
-        backup = queries.create_backup(
-            session,
-            namespace=namespace,
-            services=services,
-            only_config=only_config,
-            trigger=trigger,
-            requested_by=requested_by,
-            requested_customer=customer or None,
-        )
-    kwargs: dict[str, object] = {"namespace": namespace, "timestamp": backup.timestamp}
-    try:
-        task_id = enqueue(RUN_BACKUP, kwargs, queue_of(RUN_BACKUP))
-    except Exception as exc:
-        if _forget_unqueued(url, Backup, backup.id):
-            raise broker_refused(fleet, "backup", exc) from None
-        log.warning("backup %s was taken by a worker although sending it raised", backup.id)
-        return backup
-    with session_scope(url) as session:
-        row = session.get(Backup, backup.id)
-        if row is not None and row.task_id is None:
-            row.task_id = task_id
-    return backup
+            return PendingBackup(id=backup.id, timestamp=backup.timestamp)
+
+    def forget_unqueued_backup(self, backup_id: int) -> bool:
+        return _forget_unqueued(self.url, Backup, backup_id)
+
+    def set_backup_task(self, backup_id: int, task_id: str) -> None:
+        with session_scope(self.url) as session:
+            row = session.get(Backup, backup_id)
+            if row is not None and row.task_id is None:
+                row.task_id = task_id
 
 
 def _forget_unqueued(url: str, model: type[Backup] | type[Restore], row_id: int) -> bool:
@@ -93,19 +106,6 @@ def _forget_unqueued(url: str, model: type[Backup] | type[Restore], row_id: int)
             session.delete(row)
             return True
         return row is None
-
-
-def broker_refused(fleet: Fleet, what: str, exc: BaseException) -> UnreachableError:
-    """The error a request gets when the broker did not take its task: where the broker
-    was looked for (its URL without a password) and the setting that says so."""
-    secrets = fleet.secrets()
-    where = redact(fleet.settings.broker_url, secrets)
-    log.warning("the broker did not take a %s task: %s", what, redact(reason_of(exc), secrets))
-    return UnreachableError(
-        f"the broker at {where} (BROKER_URL) did not accept the {what} task "
-        f"({type(exc).__name__}); nothing was queued or recorded: start the broker or "
-        "fix BROKER_URL, then ask again"
-    )
 
 
 # Fixed, so the answer says nothing about whether that namespace exists in the store.

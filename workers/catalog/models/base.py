@@ -8,11 +8,12 @@ from sqlalchemy import JSON, DateTime, TypeDecorator, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 
-PENDING, RUNNING, SUCCESS, FAILED = "Pending", "Running", "Success", "Failed"
-
-
-ACTIVE_STATUSES = (PENDING, RUNNING)
-
+# Re-exported: callers import the statuses with the models (statuses.py: no SQLAlchemy).
+from workers.catalog.statuses import ACTIVE_STATUSES as ACTIVE_STATUSES
+from workers.catalog.statuses import FAILED as FAILED
+from workers.catalog.statuses import PENDING as PENDING
+from workers.catalog.statuses import RUNNING as RUNNING
+from workers.catalog.statuses import SUCCESS as SUCCESS
 
 ACTIVE_WHERE = text("status IN ('Pending', 'Running')")
 

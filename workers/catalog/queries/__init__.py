@@ -16,12 +16,10 @@ from workers.catalog.queries.artifacts import (
     upsert_artifact,
 )
 from workers.catalog.queries.backups import (
-    BackupState,
     active_backup,
     active_backups,
     backup_by_task,
     backup_namespaces,
-    backup_state,
     create_backup,
     delete_backups,
     get_backup,
@@ -61,7 +59,6 @@ from workers.catalog.queries.wal_upkeep import (
 )
 
 __all__ = [
-    "BackupState",
     "BaseBackupRow",
     "active_backup",
     "active_backups",
@@ -70,7 +67,6 @@ __all__ = [
     "artifacts_of_upload",
     "backup_by_task",
     "backup_namespaces",
-    "backup_state",
     "base_backups",
     "create_backup",
     "create_restore",

@@ -2,18 +2,15 @@
 backups, and what retention and the copy sweep read of them."""
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Row, delete, func, select
+from sqlalchemy import Row, delete, select
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.orm import Session
 
-from workers.catalog.models import ACTIVE_STATUSES, SUCCESS, Artifact, Backup, SkippedRun
-from workers.errors import ConflictError
+from workers.catalog.direct_rows import TIMESTAMP_TRIES, backup_in_the_way, no_free_timestamp
+from workers.catalog.models import ACTIVE_STATUSES, SUCCESS, Backup, SkippedRun
 from workers.timestamps import format_timestamp, utcnow
-
-_TIMESTAMP_TRIES = 10
 
 
 def active_backup(session: Session, *, namespace: str) -> Backup | None:
@@ -37,10 +34,11 @@ def create_backup(
 
     The database's partial unique index makes the "one active backup per
     namespace" check atomic: a collision raises ConflictError naming the
-    timestamp of the backup in the way.
+    timestamp of the backup in the way. (direct_rows.py writes the same row in plain
+    SQL for `backfleet backup`.)
     """
     moment = moment or utcnow()
-    for attempt in range(_TIMESTAMP_TRIES):
+    for attempt in range(TIMESTAMP_TRIES):
         backup = Backup(
             namespace=namespace,
             timestamp=format_timestamp(moment + timedelta(seconds=attempt)),
@@ -57,37 +55,16 @@ def create_backup(
         except SQLIntegrityError:
             running = active_backup(session, namespace=namespace)
             if running is not None:
-                raise ConflictError(
-                    f"backup {running.timestamp} of namespace {namespace} is {running.status}",
-                    timestamp=running.timestamp,
-                ) from None
+                raise backup_in_the_way(namespace, running.timestamp, running.status) from None
             if task_id is not None and (same := backup_by_task(session, task_id=task_id)):
                 return same
             continue  # that second is taken by a finished backup: try the next one
         return backup
-    raise ConflictError(f"no free timestamp for a backup of namespace {namespace}")
+    raise no_free_timestamp(namespace)
 
 
 def backup_by_task(session: Session, *, task_id: str) -> Backup | None:
     return session.scalars(select(Backup).where(Backup.task_id == task_id)).first()
-
-
-@dataclass(frozen=True)
-class BackupState:
-    status: str
-    error: str | None
-    bytes_done: int  # source bytes read so far, over every artifact
-
-
-def backup_state(session: Session, *, namespace: str, timestamp: str) -> BackupState | None:
-    """A backup's status, error and progress in one query: what a waiting client polls."""
-    row = session.execute(
-        select(Backup.status, Backup.error, func.coalesce(func.sum(Artifact.bytes_done), 0))
-        .outerjoin(Artifact, Artifact.backup_id == Backup.id)
-        .where(Backup.namespace == namespace, Backup.timestamp == timestamp)
-        .group_by(Backup.id)
-    ).one_or_none()
-    return None if row is None else BackupState(row[0], row[1], int(row[2]))
 
 
 def get_backup(session: Session, *, namespace: str, timestamp: str) -> Backup | None:
