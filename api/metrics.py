@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from api.deps import FleetProvider
 from api.openapi import HEALTH
+from api.window_metrics import WindowCollector
 from workers.monitoring.metrics import CatalogCollector
 
 metrics = APIRouter(tags=[HEALTH])
@@ -34,4 +35,5 @@ def prometheus_metrics(request: Request) -> Response:
     registry = CollectorRegistry(auto_describe=False)
     collector = CatalogCollector(provider) if depths is None else CatalogCollector(provider, depths)
     registry.register(collector)
+    registry.register(WindowCollector(provider))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from api.main import create_app
 from tests.fleet_processes import FleetProcesses
@@ -80,6 +81,17 @@ def test_restore_to_a_moment_through_the_api_and_the_cli(moments: Moments, tmp_p
         assert pitr["earliest"] == format_moment(window.earliest)
         assert pitr["latest"] >= format_moment(marks[-1][1]) and pitr["streaming"] is True
         assert pitr["lagSeconds"] is not None and pitr["lagSeconds"] < 30
+        # /metrics: the window's start and end, and the promised reach (7d).
+        gauges = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(client.get("/metrics").text)
+            for sample in family.samples
+            if sample.labels == {"namespace": moments.namespace, "service": "db"}
+        }
+        start = gauges["backfleet_wal_window_start_timestamp_seconds"]
+        assert start == pytest.approx(window.earliest.timestamp())
+        assert gauges["backfleet_wal_window_end_timestamp_seconds"] >= start
+        assert gauges["backfleet_wal_window_promised_seconds"] == 7 * 86400
 
         # Outside the window: a 422 naming it, nothing queued.
         for outside in (window.earliest - seconds(30), utcnow() + seconds(3600)):
