@@ -1,7 +1,9 @@
 """The small pieces of WAL streaming: LSNs and file names as PostgreSQL spells them, the spool
-and its seed, slot names, the catalog's record of shipped files and its holes."""
+and its seed, slot names, the catalog's record of shipped files and its holes, the flush
+samples a stream's `caught_up_at` is judged against."""
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.migrate import upgrade_catalog
 from workers.catalog.models import WalSegment
 from workers.catalog.wal import WalConflict, holes, record_wal_file, shipped_end
+from workers.pitr.flushes import FlushSamples
 from workers.pitr.lsn import (
     format_lsn,
     history_timeline,
@@ -150,3 +153,16 @@ def test_the_timeline_of_a_position_follows_the_server_s_history() -> None:
     assert timeline_of(0xC0751E, 3, history) == 2
     assert timeline_of(0x1_0000_0200, 3, history) == 3
     assert timeline_of(5, 1, []) == 1
+
+
+def test_caught_up_is_the_newest_sampled_moment_the_shipped_wal_reaches() -> None:
+    start = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+    samples = FlushSamples()
+    for tenth, flushed in enumerate((100, 180, 180, 260, 340)):
+        samples.add(start + timedelta(seconds=tenth / 10), flushed)
+    assert samples.covered_by(None) is None
+    assert samples.covered_by(99) is None  # not even the oldest: nothing is vouched for
+    # A commit record's last bytes are zeros the shipped end does not see: 7 short of 260.
+    assert samples.covered_by(253) == start + timedelta(seconds=0.2)
+    assert samples.covered_by(253) is None  # what it covered is gone; nothing newer is
+    assert samples.covered_by(400) == start + timedelta(seconds=0.4)

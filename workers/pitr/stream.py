@@ -9,6 +9,8 @@ the spool, and every WAL file shipped out of it.
   timeline switch is shipped one last time and deleted.
 - Every WAL_SHIP_INTERVAL the streamer's word goes to the catalog (server and shipped
   positions, lag, the slot's retained bytes), and a slot found missing or lost is a gap.
+- Every poll the server's flushed position is sampled (pitr/flushes.py): `caught_up_at`
+  is the newest sampled moment the shipped WAL reaches (the window's `latest`).
 
 The stream ends when asked (SIGTERM: the receiver is stopped, then what it wrote shipped),
 when the lock is lost (the receiver is stopped, nothing more shipped), or when the
@@ -26,6 +28,7 @@ import psycopg
 from workers.catalog.db import session_scope
 from workers.catalog.wal import newest_wal_file, save_stream, wal_files
 from workers.fleet import Fleet
+from workers.pitr.flushes import FlushSamples
 from workers.pitr.gaps import report_gap
 from workers.pitr.lock import StreamLock
 from workers.pitr.lsn import parse_lsn
@@ -38,8 +41,9 @@ from workers.pitr.start import StartPoint
 from workers.timestamps import utcnow
 
 log = logging.getLogger(__name__)
-POLL = 0.25  # seconds between two looks at the spool
+POLL = 0.25  # seconds between two looks at the spool (and two samples of the server's flush)
 
+_FLUSHED = "SELECT pg_current_wal_flush_lsn()::text"
 _PROGRESS = """
 SELECT pg_current_wal_flush_lsn()::text,
        (SELECT min(write_lsn)::text FROM pg_stat_replication WHERE application_name = %s)
@@ -71,6 +75,7 @@ class Stream:
         self.shipped_lsn: int | None = None
         self.shipped_at: datetime | None = None
         self.caught_up_at: datetime | None = None
+        self.flushes = FlushSamples()
         self.waiting = False  # shipping waits for Redis to confirm the lock
         self.removed: str | None = None  # the receiver's complaint: the server removed its WAL
         self.receiver = Receiver(
@@ -107,6 +112,7 @@ class Stream:
                 if self.receiver.exited() is not None:
                     self._drain()
                     return self._receiver_ended()
+                self._sample()
                 self._ship_completed()
                 now = time.monotonic()
                 if now >= next_partial:
@@ -238,9 +244,23 @@ class Stream:
         assert row is not None
         return parse_lsn(str(row[0])), None if row[1] is None else parse_lsn(str(row[1]))
 
+    def _sample(self) -> None:
+        """The server's flushed position now (a server gone is the receiver's to report)."""
+        moment = utcnow()
+        try:
+            row = self.conn.execute(_FLUSHED).fetchone()
+        except psycopg.OperationalError:
+            return
+        if row is not None:
+            self.flushes.add(moment, parse_lsn(str(row[0])))
+
     def _caught_up(self, server_lsn: int, moment: datetime) -> None:
-        if self.shipped_lsn is not None and self.shipped_lsn >= server_lsn:
-            self.caught_up_at = moment
+        """`caught_up_at`: the newest sampled moment (this one included, its position read
+        before the shipped data was) whose flushed position the shipped WAL reaches."""
+        self.flushes.add(moment, server_lsn)
+        found = self.flushes.covered_by(self.shipped_lsn)
+        if found is not None and (self.caught_up_at is None or found > self.caught_up_at):
+            self.caught_up_at = found
 
     def _check_slot(self) -> None:
         """A slot dropped or invalidated under a running stream: a gap, and a new slot."""

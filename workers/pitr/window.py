@@ -10,11 +10,12 @@ newest shipped data, and no recorded gap (wal_gaps) lies after that base backup;
 cuts the window, which starts again at the first base backup that ended after it.
 
 `latest` is what is provably covered: the streamer's `caught_up_at` (wal_streams: the
-last moment the shipped end was at or past the server's flushed WAL, measured before
-the shipped file was read), when its word is of the same run; otherwise (no streamer
-said it caught up within this run) the moment the run's newest file was shipped, which
-holds what pg_receivewal had received when it was read. Times are the worker's clock
-(end_time, shipped_at) and the database server's (commit times): keep both on NTP.
+newest moment, sampled before asking the server for its flushed WAL position, whose
+position the shipped end reaches: pitr/flushes.py), when its word is of the same run;
+otherwise (no streamer said it caught up within this run) the moment the run's newest
+file was shipped, which holds what pg_receivewal had received when it was read. Times
+are the worker's clock (end_time, shipped_at) and the database server's (commit times):
+keep both on NTP.
 
 PITR_WINDOW (a service's `pitr_window`) is how far back the window is promised (WAL
 retention keeps what it needs); this module only reports it beside the window.
