@@ -130,7 +130,9 @@ class WalFleet:
         data = self.stored(row)
         if row.encryption is not None:
             data = pyrage.decrypt(data, [self.identity])
-        return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+        # Every frame: the pipeline writes one per chunk it compresses (as `zstd -d` reads).
+        reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
+        return reader.read()
 
     # --- streamers ---
     @contextlib.contextmanager
