@@ -234,7 +234,9 @@ class CeleryFleet:
         facts = {"child_peak_rss": 0, "child_rss": 0, "parent_rss": 0}
         try:
             parent = memory_kib(self.parent_pid)
-            child = children_of(self.parent_pid)
+            # A threads worker runs its tasks itself: a child of it is a dump program of
+            # the moment (gone as it is read), not the task process.
+            child = children_of(self.parent_pid) if self.pool == "prefork" else []
             now = memory_kib(child[0]) if child else parent
             facts["child_peak_rss"] = now["VmHWM"] * 1024
             facts["child_rss"] = now["VmRSS"] * 1024

@@ -212,7 +212,9 @@ def test_a_damaged_wal_object_fails_the_drill_and_alerts_until_it_is_drilled_aga
     assert result.status == "Failed"
     (drill,) = result.drills
     assert drill.status == "Failed" and drill.target_time is not None
-    assert "SHA-256" in (drill.error or ""), drill.error
+    # Caught by the SHA-256 at the end, or sooner by zstd where the bit lands in a frame's
+    # header or block: either way the key is named and nothing was replayed from it.
+    assert any(word in (drill.error or "") for word in ("SHA-256", "corrupt")), drill.error
     assert damaged.key in (drill.error or ""), drill.error
     (row,) = drill_rows(moments)
     assert (row.status, row.target_time) == ("Failed", drill.target_time)
