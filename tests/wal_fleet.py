@@ -18,10 +18,12 @@ from typing import Any
 
 import psycopg
 import pyrage
+import pytest
 import zstandard
 
 from tests.servers import PrivatePostgres
 from workers.catalog.db import session_scope
+from workers.catalog.migrate import upgrade_catalog
 from workers.catalog.models import WalGap, WalSegment, WalStream
 from workers.fleet import Fleet, current_fleet, reset_fleet
 from workers.pitr.runner import run_streamers
@@ -311,3 +313,37 @@ def s3_env(s3_server: Any, bucket: str) -> dict[str, str]:
         "AWS_ACCESS_KEY": s3_server.access_key,
         "AWS_SECRET_KEY": s3_server.secret_key,
     }
+
+
+def make_fleet(
+    tmp_path: Path,
+    redis_server: Any,
+    wal_postgres: PrivatePostgres,
+    monkeypatch: pytest.MonkeyPatch,
+    extra: dict[str, str] | None = None,
+) -> WalFleet:
+    catalog = f"sqlite:///{tmp_path}/catalog.db"
+    upgrade_catalog(catalog)
+    services = tmp_path / "backfleet.toml"
+    env = wal_env(
+        tmp_path,
+        redis_url=redis_server.url,
+        catalog=catalog,
+        services_file=services,
+        extra=extra or {},
+    )
+    fleet = WalFleet(tmp_path, wal_postgres, catalog, env)
+    services.write_text(
+        f'namespace = "{fleet.namespace}"\n'
+        f"[services.{fleet.service}]\n"
+        'kind = "postgres"\n'
+        f'url = "{wal_postgres.admin_url}"\n'
+        "pitr = true\n"
+    )
+    for name in list(os.environ):
+        if name not in env:
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    reset_fleet()
+    return fleet

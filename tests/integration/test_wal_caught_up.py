@@ -6,35 +6,14 @@ short of a commit record's aligned end, and the receiver reports its position on
 second), so `latest`, the lag and an RPO stayed at the last quiet moment: 30 s and more.
 """
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.integration.test_wal_streaming import make_fleet
 from tests.pitr_load import MarkerWriter
-from tests.servers import PrivatePostgres
 from tests.wal_fleet import WalFleet, wait_for
-from workers.catalog.db import dispose_engines
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture
-def wal_fleet(
-    tmp_path: Path,
-    redis_server: Any,
-    wal_postgres: PrivatePostgres,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[WalFleet]:
-    fleet = make_fleet(tmp_path, redis_server, wal_postgres, monkeypatch)
-    try:
-        yield fleet
-    finally:
-        fleet.close()
-        dispose_engines()
 
 
 @pytest.mark.timeout(120)

@@ -10,9 +10,8 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from tests.integration.test_wal_streaming import make_fleet
 from tests.servers import PrivatePostgres
-from tests.wal_fleet import WalFleet, receivers_of, wait_for
+from tests.wal_fleet import WalFleet, make_fleet, receivers_of, wait_for
 from workers.catalog.db import dispose_engines
 from workers.cli import main
 from workers.errors import ConfigError

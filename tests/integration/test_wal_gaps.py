@@ -5,18 +5,16 @@ shipping to an S3 server."""
 
 import contextlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from tests.integration.test_wal_streaming import make_fleet
 from tests.plugins.object_stores import s3_metadata_sha256
 from tests.plugins.wal import WAL_SEGMENT_SIZE
 from tests.servers import PrivatePostgres
-from tests.wal_fleet import WalFleet, check_no_gap_no_duplicate, s3_env, wait_for
+from tests.wal_fleet import WalFleet, check_no_gap_no_duplicate, make_fleet, s3_env, wait_for
 from tests.webhook import webhook_server
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import SUCCESS, Alert, Artifact, Backup
@@ -25,21 +23,6 @@ from workers.monitoring.wal import check_wal
 from workers.timestamps import format_timestamp, utcnow
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture
-def wal_fleet(
-    tmp_path: Path,
-    redis_server: Any,
-    wal_postgres: PrivatePostgres,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[WalFleet]:
-    fleet = make_fleet(tmp_path, redis_server, wal_postgres, monkeypatch)
-    try:
-        yield fleet
-    finally:
-        fleet.close()
-        dispose_engines()
 
 
 def ship_a_few(fleet: WalFleet, count: int = 2) -> str:

@@ -17,11 +17,9 @@ from click.testing import CliRunner
 
 from tests.health_fleet import take_backup
 from tests.integration.test_wal_gaps import ship_a_few
-from tests.integration.test_wal_streaming import make_fleet
-from tests.integration.test_wal_streaming import wal_fleet as wal_fleet  # the fixture
 from tests.plugins.wal import WAL_SEGMENT_SIZE
 from tests.servers import PrivatePostgres
-from tests.wal_fleet import WalFleet, check_no_gap_no_duplicate, s3_env, wait_for
+from tests.wal_fleet import WalFleet, check_no_gap_no_duplicate, make_fleet, s3_env, wait_for
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import FAILED, Alert, Artifact, Backup, WalSegment
 from workers.cli import main

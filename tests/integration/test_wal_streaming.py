@@ -3,8 +3,6 @@ Redis and a local store: what is shipped is what the server wrote, the growing s
 ships within the interval, the slot keeps what is not shipped yet and lets go of the rest;
 /metrics and wal.not_streaming follow the streamer."""
 
-import os
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,66 +14,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.main import create_app
 from tests.plugins.wal import WAL_SEGMENT_SIZE
 from tests.servers import PrivatePostgres
-from tests.wal_fleet import WalFleet, wait_for, wal_env
+from tests.wal_fleet import WalFleet, make_fleet, wait_for
 from workers.catalog.db import dispose_engines, session_scope
-from workers.catalog.migrate import upgrade_catalog
 from workers.catalog.models import Alert
-from workers.fleet import reset_fleet
 from workers.monitoring import wal as wal_monitoring
 from workers.pitr.lsn import parse_lsn, parse_segment_name
 from workers.timestamps import utcnow
 from workers.transfer.crypto import generate_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def make_fleet(
-    tmp_path: Path,
-    redis_server: Any,
-    wal_postgres: PrivatePostgres,
-    monkeypatch: pytest.MonkeyPatch,
-    extra: dict[str, str] | None = None,
-) -> WalFleet:
-    catalog = f"sqlite:///{tmp_path}/catalog.db"
-    upgrade_catalog(catalog)
-    services = tmp_path / "backfleet.toml"
-    env = wal_env(
-        tmp_path,
-        redis_url=redis_server.url,
-        catalog=catalog,
-        services_file=services,
-        extra=extra or {},
-    )
-    fleet = WalFleet(tmp_path, wal_postgres, catalog, env)
-    services.write_text(
-        f'namespace = "{fleet.namespace}"\n'
-        f"[services.{fleet.service}]\n"
-        'kind = "postgres"\n'
-        f'url = "{wal_postgres.admin_url}"\n'
-        "pitr = true\n"
-    )
-    for name in list(os.environ):
-        if name not in env:
-            monkeypatch.delenv(name)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    reset_fleet()
-    return fleet
-
-
-@pytest.fixture
-def wal_fleet(
-    tmp_path: Path,
-    redis_server: Any,
-    wal_postgres: PrivatePostgres,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[WalFleet]:
-    fleet = make_fleet(tmp_path, redis_server, wal_postgres, monkeypatch)
-    try:
-        yield fleet
-    finally:
-        fleet.close()
-        dispose_engines()
 
 
 @pytest.mark.timeout(120)

@@ -5,10 +5,16 @@ limit on what a slot keeps unless a test sets one (ALTER SYSTEM). Always private
 tests drop slots and switch segments."""
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.servers import PrivatePostgres, started
+from workers.catalog.db import dispose_engines
+
+if TYPE_CHECKING:
+    from tests.wal_fleet import WalFleet
 
 WAL_SEGMENT_SIZE = 1024 * 1024
 WAL_SETTINGS = {
@@ -29,3 +35,21 @@ def wal_postgres() -> Iterator[PrivatePostgres]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def wal_fleet(
+    tmp_path: Path,
+    redis_server: Any,
+    wal_postgres: PrivatePostgres,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator["WalFleet"]:
+    """A fleet streaming one `pitr` service of `wal_postgres` (tests/wal_fleet.py)."""
+    from tests.wal_fleet import make_fleet
+
+    fleet = make_fleet(tmp_path, redis_server, wal_postgres, monkeypatch)
+    try:
+        yield fleet
+    finally:
+        fleet.close()
+        dispose_engines()
