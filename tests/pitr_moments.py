@@ -18,9 +18,8 @@ import pytest
 from psycopg import sql
 
 from tests.health_fleet import take_backup
-from tests.integration.test_wal_streaming import make_fleet
 from tests.servers import PrivatePostgres
-from tests.wal_fleet import WalFleet, wait_for
+from tests.wal_fleet import WalFleet, make_fleet, wait_for
 from workers.catalog.db import dispose_engines, session_scope
 from workers.fleet import reset_fleet
 from workers.pitr.window import Window, load_window

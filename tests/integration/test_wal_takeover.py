@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_wal_streaming import make_fleet
 from tests.plugins.wal import WAL_SEGMENT_SIZE
 from tests.servers import PrivatePostgres, RedisServer, started
 from tests.wal_fleet import (
@@ -20,6 +19,7 @@ from tests.wal_fleet import (
     Writer,
     check_no_gap_no_duplicate,
     holder_pid,
+    make_fleet,
     receivers_of,
     wait_for,
 )

@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_wal_streaming import make_fleet
 from tests.plugins.wal import WAL_SEGMENT_SIZE, WAL_SETTINGS
 from tests.servers import PrivatePostgres, started
-from tests.wal_fleet import wait_for
+from tests.wal_fleet import make_fleet, wait_for
 from workers.catalog.db import dispose_engines, session_scope
 from workers.catalog.models import WalSegment
 from workers.catalog.wal import holes
